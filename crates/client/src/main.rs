@@ -1,0 +1,149 @@
+//! `strata`: the Strata command-line tool.
+
+use clap::{Parser, Subcommand};
+use strata_client::{Client, parse_consistency, v1::Consistency};
+
+/// Talk to a Strata cluster.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Node to contact.
+    #[arg(
+        long,
+        short,
+        env = "STRATA_ENDPOINT",
+        default_value = "127.0.0.1:7400",
+        global = true
+    )]
+    endpoint: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Round trip to a node, without touching storage.
+    Ping,
+    /// Read a key: every sibling value and the context.
+    Get {
+        key: String,
+        /// one, two, quorum, all or a replica count. Default: the cluster's R.
+        #[arg(long, short)]
+        consistency: Option<String>,
+    },
+    /// Write a key.
+    Put {
+        key: String,
+        value: String,
+        /// Context from a previous get, in hex, to supersede its siblings.
+        #[arg(long)]
+        context: Option<String>,
+        /// one, two, quorum, all or a replica count. Default: the cluster's W.
+        #[arg(long, short)]
+        consistency: Option<String>,
+    },
+    /// Delete a key.
+    Delete {
+        key: String,
+        /// Context from a previous get, in hex.
+        #[arg(long)]
+        context: Option<String>,
+        /// one, two, quorum, all or a replica count. Default: the cluster's W.
+        #[arg(long, short)]
+        consistency: Option<String>,
+    },
+    /// Show the ring: nodes, states, tokens, load.
+    Ring,
+    /// Show every node's status.
+    Status,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut client = Client::connect(&cli.endpoint).await?;
+    match cli.command {
+        Command::Ping => {
+            let started = std::time::Instant::now();
+            let pong = client.ping(Vec::new()).await?;
+            println!("pong from {} in {:?}", pong.node_id, started.elapsed());
+        }
+        Command::Get { key, consistency } => {
+            let response = client
+                .get(key.into_bytes(), level(consistency.as_deref())?)
+                .await?;
+            if response.siblings.is_empty() {
+                println!("(not found)");
+            }
+            for (i, sibling) in response.siblings.iter().enumerate() {
+                let value = String::from_utf8_lossy(&sibling.value);
+                let marker = if sibling.tombstone { " (deleted)" } else { "" };
+                println!("sibling {i}: {value}{marker}");
+            }
+            println!("context: {}", hex(&response.context));
+        }
+        Command::Put {
+            key,
+            value,
+            context,
+            consistency,
+        } => {
+            let context = unhex(context.as_deref())?;
+            let response = client
+                .put(
+                    key.into_bytes(),
+                    value.into_bytes(),
+                    context,
+                    level(consistency.as_deref())?,
+                )
+                .await?;
+            println!(
+                "ok ({} replicas), context: {}",
+                response.replicas_acked,
+                hex(&response.context)
+            );
+        }
+        Command::Delete {
+            key,
+            context,
+            consistency,
+        } => {
+            let context = unhex(context.as_deref())?;
+            let response = client
+                .delete(key.into_bytes(), context, level(consistency.as_deref())?)
+                .await?;
+            println!("deleted ({} replicas)", response.replicas_acked);
+        }
+        Command::Ring => println!("{:#?}", client.ring().await?),
+        Command::Status => println!("{:#?}", client.cluster_status().await?),
+    }
+    Ok(())
+}
+
+fn level(text: Option<&str>) -> anyhow::Result<Option<Consistency>> {
+    Ok(text.map(parse_consistency).transpose()?)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    anyhow::ensure!(
+        text.len() % 2 == 0,
+        "context must be an even number of hex digits"
+    );
+    // Byte chunks, not string slices: non-ASCII input must be an error, not a panic.
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|digits| u8::from_str_radix(digits, 16).ok())
+                .ok_or_else(|| anyhow::anyhow!("context is not hex: {text:?}"))
+        })
+        .collect()
+}

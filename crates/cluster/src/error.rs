@@ -1,0 +1,30 @@
+//! The cluster crate's error type.
+
+/// Everything the cluster logic can reject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A consistency level that asks for more replicas than exist, or none.
+    #[error(
+        "consistency asks for {requested} replicas but the replication factor is {replication_factor}"
+    )]
+    ConsistencyOutOfRange {
+        /// Replicas the request asked for.
+        requested: u32,
+        /// N, the cluster's replication factor.
+        replication_factor: u32,
+    },
+    /// An engine key shorter than its 8-byte token prefix.
+    #[error("engine key is {len} bytes, shorter than the 8-byte token prefix")]
+    EngineKeyTooShort {
+        /// Length of the key that was given.
+        len: usize,
+    },
+    /// A node id that is empty or not usable as a DNS label and file name.
+    #[error("invalid node id {id:?}: {reason}")]
+    InvalidNodeId {
+        /// The rejected id.
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+}

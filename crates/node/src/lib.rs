@@ -1,0 +1,13 @@
+//! The Strata storage node: the IO shell around `strata-cluster`'s logic.
+//!
+//! `server` wires the gRPC services (`services/`) onto a listener; `node_id`
+//! gives the node a stable identity across restarts. The coordinator, replica
+//! path, gossip, hints and anti-entropy land here with their issues; until
+//! then their RPCs answer `UNIMPLEMENTED` naming what is missing.
+
+pub mod config;
+pub mod node_id;
+pub mod server;
+mod services;
+
+pub use config::NodeConfig;

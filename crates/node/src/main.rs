@@ -1,0 +1,42 @@
+//! `strata-node`: one Strata storage node.
+
+use anyhow::Context as _;
+use clap::Parser;
+use strata_node::{NodeConfig, node_id, server};
+use tracing_subscriber::EnvFilter;
+
+/// A Strata storage node.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: NodeConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let Cli { config } = Cli::parse();
+
+    let id = node_id::load_or_init(&config.data_dir, config.node_id.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // One machine-readable line on stdout: harnesses and `strata dev` read
+    // the actual address from it when the port was 0.
+    println!("strata-node {id} listening on {addr}");
+    tracing::info!(%id, %addr, data_dir = %config.data_dir.display(), "node started");
+
+    server::serve(id, listener, async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
+        }
+    })
+    .await?;
+    tracing::info!("node stopped");
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! A node's stable identity, persisted in its data directory.
+//!
+//! The first start records the id in `<data_dir>/NODE_ID`; later starts read
+//! it back, so a restarted node keeps its place on the ring. A flag that
+//! contradicts the recorded id is an error, not a silent rename: the data on
+//! disk belongs to the recorded node.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use strata_cluster::NodeId;
+
+/// File in the data directory that records the node id.
+pub const NODE_ID_FILE: &str = "NODE_ID";
+
+/// Why a node id could not be settled.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeIdError {
+    /// Neither a flag nor a recorded id.
+    #[error("no node id: pass --node-id (or STRATA_NODE_ID) on the first start of {dir}")]
+    Missing {
+        /// The data directory that holds no id.
+        dir: PathBuf,
+    },
+    /// The flag names another node than the one whose data this is.
+    #[error("data directory {dir} belongs to node {recorded:?}, but --node-id is {given:?}")]
+    Mismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// The id recorded in it.
+        recorded: String,
+        /// The id that was passed.
+        given: String,
+    },
+    /// The id is not a valid node id.
+    #[error(transparent)]
+    Invalid(#[from] strata_cluster::Error),
+    /// Reading or writing the id file failed.
+    #[error("node id file {path}: {source}")]
+    Io {
+        /// The id file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Returns the node's id: the recorded one, or `given` recorded durably.
+///
+/// # Errors
+/// See [`NodeIdError`].
+pub fn load_or_init(data_dir: &Path, given: Option<&str>) -> Result<NodeId, NodeIdError> {
+    let path = data_dir.join(NODE_ID_FILE);
+    let io = |source| NodeIdError::Io {
+        path: path.clone(),
+        source,
+    };
+    match fs::read_to_string(&path) {
+        Ok(recorded) => {
+            let recorded = recorded.trim().to_owned();
+            if let Some(given) = given.filter(|g| *g != recorded) {
+                return Err(NodeIdError::Mismatch {
+                    dir: data_dir.to_owned(),
+                    recorded,
+                    given: given.to_owned(),
+                });
+            }
+            Ok(NodeId::new(recorded)?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let Some(given) = given else {
+                return Err(NodeIdError::Missing {
+                    dir: data_dir.to_owned(),
+                });
+            };
+            let id = NodeId::new(given)?;
+            fs::create_dir_all(data_dir).map_err(io)?;
+            // Write, fsync, rename, fsync the directory: a crash leaves either
+            // no id file or a complete one.
+            let tmp = data_dir.join(format!("{NODE_ID_FILE}.tmp"));
+            let mut file = fs::File::create(&tmp).map_err(io)?;
+            file.write_all(id.as_str().as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            fs::rename(&tmp, &path).map_err(io)?;
+            fs::File::open(data_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+            Ok(id)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_records_the_id_and_restarts_keep_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let id = load_or_init(&data, Some("strata-0")).expect("first start");
+        assert_eq!(id.as_str(), "strata-0");
+        assert_eq!(
+            load_or_init(&data, None).expect("restart").as_str(),
+            "strata-0"
+        );
+        assert_eq!(
+            load_or_init(&data, Some("strata-0"))
+                .expect("same flag")
+                .as_str(),
+            "strata-0"
+        );
+    }
+
+    #[test]
+    fn contradicting_flag_and_missing_id_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            load_or_init(dir.path(), None),
+            Err(NodeIdError::Missing { .. })
+        ));
+        load_or_init(dir.path(), Some("strata-0")).expect("first start");
+        let err = load_or_init(dir.path(), Some("strata-1")).expect_err("mismatch");
+        assert!(
+            err.to_string().contains("belongs to node \"strata-0\""),
+            "{err}"
+        );
+        assert!(matches!(
+            load_or_init(tempfile::tempdir().expect("tempdir").path(), Some("Bad/Id")),
+            Err(NodeIdError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every check CI runs, in one command: formatting, lints, generated files,
+# the whole test suite and doc tests. Needs only the Rust toolchain; uses
+# cargo-nextest when it is installed and `cargo test` otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "generated CRD is committed"
+cargo run --quiet --locked -p strata-operator --bin crdgen | diff -u crds/kvcluster.yaml - \
+  || { echo "crds/kvcluster.yaml is stale: regenerate it with crdgen" >&2; exit 1; }
+
+step "build binaries used by end-to-end tests"
+cargo build --workspace --bins --locked
+
+step "doc tests"
+cargo test --workspace --doc --locked
+
+step "test suite"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+fi

@@ -1,0 +1,117 @@
+//! One `strata-node` child process.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::workspace_binary;
+
+/// How long a node may take to print its listening address.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running node. Dropping it kills the process (SIGKILL) and reaps it.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Child,
+    addr: SocketAddr,
+    node_id: String,
+    data_dir: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts a node with `node_id` (if given) on a free loopback port, its
+    /// data in `data_dir` and its log in `data_dir/../<dir name>.log`.
+    ///
+    /// # Panics
+    /// When the node does not start within 20 seconds or prints an
+    /// unexpected first line; the panic message includes its log.
+    #[must_use]
+    pub fn start(data_dir: &Path, node_id: Option<&str>) -> Self {
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::File::create(&log_path).expect("create node log");
+        let mut command = Command::new(workspace_binary("strata-node"));
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if let Some(id) = node_id {
+            command.arg("--node-id").arg(id);
+        }
+        let mut child = command.spawn().expect("spawn strata-node");
+
+        // The first stdout line is `strata-node <id> listening on <addr>`.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
+        let Some((id, addr)) = parse_banner(&line) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("strata-node did not start: first line {line:?}; log:\n{log}");
+        };
+        Self {
+            child,
+            addr,
+            node_id: id,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// The node's gRPC address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The id the node reported.
+    #[must_use]
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The node's data directory.
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_banner(line: &str) -> Option<(String, SocketAddr)> {
+    let rest = line.trim().strip_prefix("strata-node ")?;
+    let (id, addr) = rest.split_once(" listening on ")?;
+    Some((id.to_owned(), addr.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_the_node_banner() {
+        assert_eq!(
+            super::parse_banner("strata-node strata-0 listening on 127.0.0.1:4242\n"),
+            Some((
+                "strata-0".to_owned(),
+                "127.0.0.1:4242".parse().expect("addr")
+            ))
+        );
+        assert_eq!(super::parse_banner("something else"), None);
+    }
+}
