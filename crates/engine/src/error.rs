@@ -5,7 +5,8 @@ use std::path::PathBuf;
 /// Result alias for engine operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything the engine can fail with.
+/// Everything the engine can fail with. Corruption is always reported with
+/// the file and offset; the engine never returns data it could not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An operating-system IO error, with the file it concerned.
@@ -25,4 +26,80 @@ pub enum Error {
         /// What is wrong with its value.
         reason: String,
     },
+    /// A WAL record in the middle of the log failed verification: records
+    /// after it exist, so this is not a torn tail from a crash.
+    ///
+    /// To recover everything before the damage, reopen with
+    /// [`WalRecovery::TruncateAtCorruption`](crate::WalRecovery): the records
+    /// before `offset` are kept and the damaged log is renamed to
+    /// `<name>.corrupt` for inspection.
+    #[error("WAL {path} is corrupt at offset {offset}: {reason}")]
+    WalCorruption {
+        /// The log file.
+        path: PathBuf,
+        /// Byte offset of the first bad record.
+        offset: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// An SSTable or MANIFEST failed verification (checksum, magic, bounds).
+    #[error("{path} is corrupt at offset {offset}: {reason}")]
+    Corruption {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the damaged structure.
+        offset: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// A file written by an unknown format version.
+    #[error("{path} has format version {found}; this build reads version {supported}")]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// Another process (or another `Db` in this one) has the directory open.
+    #[error("database {path} is locked by another process")]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
+    /// A merge was written or read without a merge operator configured.
+    #[error("merge operand for a key, but no merge operator is configured")]
+    NoMergeOperator,
+    /// A background flush or compaction failed; the database refuses writes
+    /// until it is reopened, so nothing is acknowledged that cannot be kept.
+    #[error("background work failed, database is read-only until reopened: {0}")]
+    Background(String),
+    /// A single write (key plus value) larger than the engine accepts.
+    #[error("write of {size} bytes exceeds the limit of {limit} bytes")]
+    WriteTooLarge {
+        /// Size of the write.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+
+    pub(crate) fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Corruption {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
 }

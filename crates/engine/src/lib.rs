@@ -2,15 +2,33 @@
 //!
 //! Writes go to a write-ahead log, then a skiplist memtable; full memtables
 //! become immutable and are flushed to SSTables on level 0, and leveled
-//! compaction merges them down. This skeleton holds the engine's options and
-//! error type; the storage structures land with the engine issue.
+//! compaction merges them down.
 //!
 //! **Architecture invariant:** synchronous, background work on std threads.
 //! No tokio, no tonic, nothing about the network or the cluster: the engine
 //! stores ordered byte keys and knows nothing about tokens or vector clocks.
 
+mod batch;
+mod cache;
+mod coding;
+mod compaction;
+mod db;
 mod error;
+mod iter;
+mod key;
+mod memtable;
+mod merge;
 mod options;
+mod record;
+mod stats;
+mod table;
+mod table_cache;
+mod version;
 
+pub use batch::WriteBatch;
+pub use db::{Db, DbIter, Snapshot};
 pub use error::{Error, Result};
-pub use options::{Durability, Options};
+pub use key::{MAX_SEQ, SeqNo};
+pub use merge::MergeOperator;
+pub use options::{Durability, Options, WalRecovery};
+pub use stats::{LevelStats, Stats};

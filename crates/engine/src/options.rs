@@ -1,9 +1,10 @@
 //! Engine configuration. Each default is documented next to its field and
 //! checked against the code by a test.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, Result};
+use crate::{Error, MergeOperator, Result};
 
 /// When an acknowledged write has reached stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +19,21 @@ pub enum Durability {
     None,
 }
 
+/// What to do when a WAL is damaged in the middle (not a torn tail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WalRecovery {
+    /// Refuse to open with [`Error::WalCorruption`]. The default: nothing is
+    /// dropped without the operator deciding so.
+    #[default]
+    Strict,
+    /// Keep every record before the damage, discard the rest of that log and
+    /// rename it to `<name>.corrupt`. Acknowledged writes after the damage
+    /// are lost; use it to recover a database that `Strict` refuses.
+    TruncateAtCorruption,
+}
+
 /// Options for opening a database.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// WAL durability. Defaults to [`Durability::SyncEachGroup`].
     pub durability: Durability,
@@ -39,6 +53,26 @@ pub struct Options {
     pub num_levels: usize,
     /// Capacity of the block cache in bytes. Defaults to 64 MiB.
     pub block_cache_bytes: u64,
+    /// Tables kept open (index and bloom filter in memory). Defaults to 1000.
+    pub max_open_tables: usize,
+    /// Full memtables waiting for flush before writes stall. Defaults to 2.
+    pub max_immutable_memtables: usize,
+    /// Level-0 file count at which each write is delayed by 1 ms.
+    /// Defaults to 8.
+    pub l0_slowdown_trigger: usize,
+    /// Level-0 file count at which writes wait for compaction. Defaults to 12.
+    pub l0_stop_trigger: usize,
+    /// Target size of level 1; each deeper level is 10 times larger.
+    /// Defaults to 256 MiB.
+    pub level_base_bytes: u64,
+    /// Size at which compaction starts a new output table. Defaults to 64 MiB.
+    pub target_file_bytes: u64,
+    /// Combines merge operands; required to use [`merge`](crate::Db::merge).
+    /// Defaults to none.
+    pub merge_operator: Option<Arc<dyn MergeOperator>>,
+    /// Handling of a WAL damaged in the middle. Defaults to
+    /// [`WalRecovery::Strict`].
+    pub wal_recovery: WalRecovery,
 }
 
 impl Default for Options {
@@ -52,6 +86,14 @@ impl Default for Options {
             l0_compaction_trigger: 4,
             num_levels: 7,
             block_cache_bytes: 64 << 20,
+            max_open_tables: 1000,
+            max_immutable_memtables: 2,
+            l0_slowdown_trigger: 8,
+            l0_stop_trigger: 12,
+            level_base_bytes: 256 << 20,
+            target_file_bytes: 64 << 20,
+            merge_operator: None,
+            wal_recovery: WalRecovery::Strict,
         }
     }
 }
@@ -83,6 +125,20 @@ impl Options {
         if !(2..=7).contains(&self.num_levels) {
             return invalid("num_levels", "must be between 2 and 7");
         }
+        if self.max_immutable_memtables == 0 {
+            return invalid("max_immutable_memtables", "must be at least 1");
+        }
+        if !(self.l0_compaction_trigger <= self.l0_slowdown_trigger
+            && self.l0_slowdown_trigger <= self.l0_stop_trigger)
+        {
+            return invalid(
+                "l0_stop_trigger",
+                "needs l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger",
+            );
+        }
+        if self.level_base_bytes == 0 || self.target_file_bytes == 0 || self.max_open_tables == 0 {
+            return invalid("level_base_bytes", "sizes and counts must be positive");
+        }
         Ok(())
     }
 }
@@ -102,6 +158,13 @@ mod tests {
         assert_eq!(o.l0_compaction_trigger, 4);
         assert_eq!(o.num_levels, 7);
         assert_eq!(o.block_cache_bytes, 64 * 1024 * 1024);
+        assert_eq!(o.max_open_tables, 1000);
+        assert_eq!(o.max_immutable_memtables, 2);
+        assert_eq!((o.l0_slowdown_trigger, o.l0_stop_trigger), (8, 12));
+        assert_eq!(o.level_base_bytes, 256 * 1024 * 1024);
+        assert_eq!(o.target_file_bytes, 64 * 1024 * 1024);
+        assert!(o.merge_operator.is_none());
+        assert_eq!(o.wal_recovery, WalRecovery::Strict);
         o.validate().expect("defaults are valid");
     }
 

@@ -1,0 +1,300 @@
+//! Executing a compaction: merge the input tables, keep what some reader can
+//! still see, and write new tables on the output level.
+//!
+//! [`collapse`] is the policy for one user key, a pure function: versions
+//! newer than the oldest live snapshot are kept as they are; the versions
+//! every reader sees the same way collapse into one entry (the newest put,
+//! a tombstone, or merge operands folded together); a tombstone or a
+//! resolved merge at the bottommost level needs nothing below it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::iter::{InternalIterator, MergingIterator};
+use crate::key::{self, Kind, SeqNo};
+use crate::merge::{self, MergeOperator};
+use crate::table::TableBuilder;
+use crate::table_cache::TableCache;
+use crate::version::{CompactionTask, FileKind, FileMeta, VersionEdit, file_path};
+use crate::{Options, Result};
+
+/// One entry of a user key: sequence number, kind, value.
+pub(crate) type Entry = (SeqNo, Kind, Vec<u8>);
+
+/// The entries to keep for one user key. `entries` are newest first.
+pub(crate) fn collapse(
+    user_key: &[u8],
+    entries: Vec<Entry>,
+    oldest_snapshot: SeqNo,
+    bottommost: bool,
+    merge_op: Option<&dyn MergeOperator>,
+) -> Vec<Entry> {
+    let split = entries.partition_point(|(seq, _, _)| *seq > oldest_snapshot);
+    let mut entries = entries;
+    let older = entries.split_off(split);
+    let mut kept = entries;
+    let Some(top) = older.first() else {
+        return kept;
+    };
+    match top.1 {
+        Kind::Put => kept.push(older.into_iter().next().expect("non-empty")),
+        Kind::Delete => {
+            if !bottommost {
+                kept.push(older.into_iter().next().expect("non-empty"));
+            }
+        }
+        Kind::Merge => {
+            let Some(op) = merge_op else {
+                // Without an operator nothing can be combined; keep it all
+                // so a later open with the operator loses nothing.
+                kept.extend(older);
+                return kept;
+            };
+            let run = older.iter().take_while(|e| e.1 == Kind::Merge).count();
+            let base = older.get(run);
+            let operands = older[..run].iter().rev().map(|e| e.2.as_slice());
+            let top_seq = top.0;
+            match base {
+                Some((_, Kind::Put, value)) => {
+                    let merged = merge::fold(op, user_key, Some(value), operands);
+                    kept.push((top_seq, Kind::Put, merged.expect("operands are non-empty")));
+                }
+                Some((_, Kind::Delete, _)) => {
+                    let merged = merge::fold(op, user_key, None, operands);
+                    kept.push((top_seq, Kind::Put, merged.expect("operands are non-empty")));
+                }
+                None if bottommost => {
+                    let merged = merge::fold(op, user_key, None, operands);
+                    kept.push((top_seq, Kind::Put, merged.expect("operands are non-empty")));
+                }
+                _ => {
+                    // The base may be on a deeper level: pre-combine the
+                    // operands into one (the operator is associative).
+                    let mut operands = operands;
+                    let first = operands.next().expect("operands are non-empty");
+                    let combined = merge::fold(op, user_key, Some(first), operands);
+                    kept.push((top_seq, Kind::Merge, combined.expect("has a base")));
+                }
+            }
+        }
+    }
+    kept
+}
+
+/// What a compaction or flush needs from the database.
+pub(crate) struct Context<'a> {
+    pub(crate) dir: &'a std::path::Path,
+    pub(crate) options: &'a Options,
+    pub(crate) next_file: &'a AtomicU64,
+    pub(crate) tables: &'a TableCache,
+}
+
+/// Output of one compaction.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) edit: VersionEdit,
+    pub(crate) bytes_read: u64,
+    pub(crate) bytes_written: u64,
+}
+
+pub(crate) fn run(
+    ctx: &Context<'_>,
+    task: &CompactionTask,
+    oldest_snapshot: SeqNo,
+) -> Result<Outcome> {
+    let mut edit = VersionEdit::default();
+    for f in &task.inputs {
+        edit.deleted.push((task.level, f.number));
+    }
+    for f in &task.next_inputs {
+        edit.deleted.push((task.output_level(), f.number));
+    }
+    if task.is_trivial_move() {
+        edit.added
+            .push((task.output_level(), Arc::clone(&task.inputs[0])));
+        return Ok(Outcome {
+            edit,
+            bytes_read: 0,
+            bytes_written: 0,
+        });
+    }
+    let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+    let mut bytes_read = 0;
+    for f in task.inputs.iter().chain(&task.next_inputs) {
+        children.push(Box::new(ctx.tables.get(f)?.iter()));
+        bytes_read += f.size;
+    }
+    let mut input = MergingIterator::new(children);
+    input.seek_to_first()?;
+
+    let mut output = Output::new(ctx);
+    let merge_op = ctx.options.merge_operator.as_deref();
+    let mut user_key: Vec<u8> = Vec::new();
+    let mut group: Vec<Entry> = Vec::new();
+    loop {
+        let next_key = input.valid().then(|| key::user_key(input.key()).to_vec());
+        if next_key.as_deref() != Some(user_key.as_slice()) && !group.is_empty() {
+            let kept = collapse(
+                &user_key,
+                std::mem::take(&mut group),
+                oldest_snapshot,
+                task.bottommost,
+                merge_op,
+            );
+            output.add_user_key(&user_key, &kept)?;
+        }
+        let Some(next_key) = next_key else { break };
+        let parsed = key::parse(input.key()).expect("table iterators yield valid keys");
+        group.push((parsed.seq, parsed.kind, input.value().to_vec()));
+        user_key = next_key;
+        input.next()?;
+    }
+    let (files, bytes_written) = output.finish()?;
+    for f in files {
+        edit.added.push((task.output_level(), Arc::new(f)));
+    }
+    Ok(Outcome {
+        edit,
+        bytes_read,
+        bytes_written,
+    })
+}
+
+/// Writes a sequence of output tables, starting a new one at a user-key
+/// boundary once the current one reaches the target size (so that all
+/// versions of a key stay in one file per level).
+struct Output<'a> {
+    ctx: &'a Context<'a>,
+    builder: Option<(u64, TableBuilder)>,
+    files: Vec<FileMeta>,
+    bytes_written: u64,
+}
+
+impl<'a> Output<'a> {
+    fn new(ctx: &'a Context<'a>) -> Self {
+        Self {
+            ctx,
+            builder: None,
+            files: Vec::new(),
+            bytes_written: 0,
+        }
+    }
+
+    fn add_user_key(&mut self, user_key: &[u8], entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if self.builder.is_none() {
+            let number = self.ctx.next_file.fetch_add(1, Ordering::SeqCst);
+            let path = file_path(self.ctx.dir, FileKind::Table, number);
+            self.builder = Some((number, TableBuilder::create(&path, self.ctx.options)?));
+        }
+        let (_, builder) = self.builder.as_mut().expect("just created");
+        for (seq, kind, value) in entries {
+            builder.add(&key::encode(user_key, *seq, *kind), value)?;
+        }
+        if builder.estimated_size() >= self.ctx.options.target_file_bytes {
+            self.close_table()?;
+        }
+        Ok(())
+    }
+
+    fn close_table(&mut self) -> Result<()> {
+        if let Some((number, builder)) = self.builder.take() {
+            let info = builder.finish()?;
+            self.bytes_written += info.size;
+            let path = file_path(self.ctx.dir, FileKind::Table, number);
+            self.files.push(FileMeta::new(
+                number,
+                info.size,
+                info.entries,
+                info.smallest,
+                info.largest,
+                path,
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(Vec<FileMeta>, u64)> {
+        self.close_table()?;
+        Ok((self.files, self.bytes_written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge::Append;
+
+    fn e(seq: SeqNo, kind: Kind, v: &str) -> Entry {
+        (seq, kind, v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn newest_put_shadows_older_versions_when_no_snapshot_needs_them() {
+        let kept = collapse(
+            b"k",
+            vec![e(9, Kind::Put, "new"), e(5, Kind::Put, "old")],
+            100,
+            false,
+            None,
+        );
+        assert_eq!(kept, vec![e(9, Kind::Put, "new")]);
+    }
+
+    #[test]
+    fn versions_newer_than_the_oldest_snapshot_are_kept() {
+        let input = vec![
+            e(9, Kind::Put, "c"),
+            e(7, Kind::Put, "b"),
+            e(3, Kind::Put, "a"),
+        ];
+        let kept = collapse(b"k", input, 7, false, None);
+        assert_eq!(kept, vec![e(9, Kind::Put, "c"), e(7, Kind::Put, "b")]);
+    }
+
+    #[test]
+    fn tombstones_drop_only_at_the_bottommost_level() {
+        let input = vec![e(9, Kind::Delete, ""), e(5, Kind::Put, "old")];
+        assert_eq!(
+            collapse(b"k", input.clone(), 100, false, None),
+            vec![e(9, Kind::Delete, "")]
+        );
+        assert_eq!(collapse(b"k", input, 100, true, None), vec![]);
+    }
+
+    #[test]
+    fn merges_fold_onto_their_base_or_precombine_without_one() {
+        let with_base = vec![
+            e(9, Kind::Merge, "c"),
+            e(8, Kind::Merge, "b"),
+            e(5, Kind::Put, "a"),
+        ];
+        assert_eq!(
+            collapse(b"k", with_base, 100, false, Some(&Append)),
+            vec![e(9, Kind::Put, "a,b,c")]
+        );
+
+        let after_delete = vec![e(9, Kind::Merge, "c"), e(5, Kind::Delete, "")];
+        assert_eq!(
+            collapse(b"k", after_delete, 100, false, Some(&Append)),
+            vec![e(9, Kind::Put, "c")]
+        );
+
+        let no_base = vec![e(9, Kind::Merge, "c"), e(8, Kind::Merge, "b")];
+        assert_eq!(
+            collapse(b"k", no_base.clone(), 100, false, Some(&Append)),
+            vec![e(9, Kind::Merge, "b,c")]
+        );
+        assert_eq!(
+            collapse(b"k", no_base.clone(), 100, true, Some(&Append)),
+            vec![e(9, Kind::Put, "b,c")]
+        );
+        assert_eq!(
+            collapse(b"k", no_base.clone(), 100, true, None),
+            no_base,
+            "no operator: keep all"
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! The database: the public [`Db`] handle and the state its parts share.
+//!
+//! `recovery.rs` opens a directory (MANIFEST, WAL replay, garbage
+//! collection), `write.rs` is the group-commit write path, `read.rs` point
+//! lookups, `iter.rs` range iterators, `background.rs` the flush and
+//! compaction threads.
+
+mod background;
+mod iter;
+mod read;
+mod recovery;
+mod write;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+pub use iter::DbIter;
+
+use crate::key::SeqNo;
+use crate::memtable::Memtable;
+use crate::record::RecordWriter;
+use crate::stats::{Counters, Stats};
+use crate::table_cache::TableCache;
+use crate::version::{Version, VersionSet};
+use crate::{Error, Options, Result, WriteBatch};
+
+/// What readers need, swapped atomically as memtables fill and flush.
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub(crate) mem: Arc<Memtable>,
+    /// Immutable memtables, newest first.
+    pub(crate) imms: Vec<Arc<Memtable>>,
+    pub(crate) version: Arc<Version>,
+}
+
+/// Signals between writers, the background threads and callers that wait
+/// for them.
+#[derive(Debug, Default)]
+pub(crate) struct Background {
+    pub(crate) shutdown: bool,
+    /// Set when a flush, compaction or WAL write fails; writes then fail.
+    pub(crate) error: Option<String>,
+    /// A manual compaction waiting for the compaction thread.
+    pub(crate) manual: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Incremented each time the compaction thread finishes a manual request.
+    pub(crate) manual_done: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) state: RwLock<State>,
+    pub(crate) versions: Mutex<VersionSet>,
+    pub(crate) next_file: Arc<AtomicU64>,
+    /// Largest sequence number visible to readers.
+    pub(crate) last_seq: AtomicU64,
+    pub(crate) writers: Mutex<write::Queue>,
+    pub(crate) writers_cv: Condvar,
+    pub(crate) wal: Mutex<RecordWriter>,
+    pub(crate) bg: Mutex<Background>,
+    pub(crate) bg_cv: Condvar,
+    pub(crate) snapshots: Mutex<BTreeMap<SeqNo, usize>>,
+    pub(crate) tables: TableCache,
+    pub(crate) counters: Counters,
+    /// Held for the life of the database: an OS lock on `LOCK`.
+    _lock: std::fs::File,
+}
+
+impl Inner {
+    pub(crate) fn state(&self) -> State {
+        self.state.read().expect("state lock").clone()
+    }
+
+    pub(crate) fn background_error(&self) -> Option<Error> {
+        let bg = self.bg.lock().expect("bg lock");
+        bg.error.clone().map(Error::Background)
+    }
+
+    pub(crate) fn set_background_error(&self, error: &Error) {
+        let mut bg = self.bg.lock().expect("bg lock");
+        bg.error.get_or_insert_with(|| error.to_string());
+        self.bg_cv.notify_all();
+    }
+
+    /// The oldest sequence number some reader may still read at.
+    pub(crate) fn oldest_snapshot(&self) -> SeqNo {
+        let snapshots = self.snapshots.lock().expect("snapshots lock");
+        snapshots
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.last_seq.load(Ordering::Acquire))
+    }
+}
+
+/// An open database. Share it between threads with `Arc<Db>`; dropping it
+/// (or [`close`](Db::close)) stops the background threads.
+#[derive(Debug)]
+pub struct Db {
+    inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// A consistent point-in-time view: reads through it see exactly the
+/// writes acknowledged before it was taken. Compaction keeps every version
+/// a live snapshot can see.
+#[derive(Debug)]
+pub struct Snapshot {
+    seq: SeqNo,
+    inner: Arc<Inner>,
+}
+
+impl Snapshot {
+    /// The snapshot's sequence number.
+    #[must_use]
+    pub fn seq(&self) -> SeqNo {
+        self.seq
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let mut snapshots = self.inner.snapshots.lock().expect("snapshots lock");
+        if let Some(count) = snapshots.get_mut(&self.seq) {
+            *count -= 1;
+            if *count == 0 {
+                snapshots.remove(&self.seq);
+            }
+        }
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in directory `path`.
+    ///
+    /// Replays the WAL: a torn tail (a crash mid-write) is the end of the
+    /// log; damage in the middle is [`Error::WalCorruption`] unless
+    /// `options.wal_recovery` says to truncate.
+    ///
+    /// # Errors
+    /// Invalid options, IO errors, corruption, or [`Error::Locked`] when
+    /// another handle has the directory open.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Self> {
+        options.validate()?;
+        let inner = Arc::new(recovery::open(path.as_ref(), options)?);
+        let threads = background::start(&inner)?;
+        Ok(Self { inner, threads })
+    }
+
+    /// The value of `key`, or `None`.
+    ///
+    /// # Errors
+    /// IO errors, corruption, or [`Error::NoMergeOperator`].
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        read::get(
+            &self.inner,
+            key,
+            self.inner.last_seq.load(Ordering::Acquire),
+        )
+    }
+
+    /// The value of `key` as of `snapshot`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn get_at(&self, key: &[u8], snapshot: &Snapshot) -> Result<Option<Vec<u8>>> {
+        read::get(&self.inner, key, snapshot.seq)
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    /// IO errors, or a background error that made the database read-only.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put(key, value);
+        self.write(batch)
+    }
+
+    /// Deletes `key`.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete(key);
+        self.write(batch)
+    }
+
+    /// Appends a merge operand for `key` without reading it.
+    ///
+    /// # Errors
+    /// [`Error::NoMergeOperator`] when none is configured; otherwise as
+    /// [`put`](Self::put).
+    pub fn merge(&self, key: &[u8], operand: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.merge(key, operand);
+        self.write(batch)
+    }
+
+    /// Applies `batch` atomically. Returns once the batch is durable at the
+    /// configured [`Durability`](crate::Durability).
+    ///
+    /// # Errors
+    /// As [`put`](Self::put), or [`Error::WriteTooLarge`].
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        write::write(&self.inner, Some(batch))
+    }
+
+    /// Iterates over keys in `[start, end)` (`None`: unbounded) at the
+    /// current sequence number.
+    ///
+    /// # Errors
+    /// IO errors or corruption while positioning.
+    pub fn iter(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<DbIter> {
+        let seq = self.inner.last_seq.load(Ordering::Acquire);
+        DbIter::new(&self.inner, seq, start, end)
+    }
+
+    /// Iterates over keys in `[start, end)` as of `snapshot`.
+    ///
+    /// # Errors
+    /// As [`iter`](Self::iter).
+    pub fn iter_at(
+        &self,
+        snapshot: &Snapshot,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+    ) -> Result<DbIter> {
+        DbIter::new(&self.inner, snapshot.seq, start, end)
+    }
+
+    /// A snapshot of the current state.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshots = self.inner.snapshots.lock().expect("snapshots lock");
+        let seq = self.inner.last_seq.load(Ordering::Acquire);
+        *snapshots.entry(seq).or_insert(0) += 1;
+        Snapshot {
+            seq,
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// Writes the memtable to a level-0 table and waits until every
+    /// immutable memtable is flushed.
+    ///
+    /// # Errors
+    /// IO errors or a background error.
+    pub fn flush(&self) -> Result<()> {
+        write::write(&self.inner, None)?;
+        background::wait_for_flushes(&self.inner)
+    }
+
+    /// Compacts every level's files overlapping user keys `[start, end]`
+    /// (`None`: unbounded) down the levels, after flushing the memtable.
+    ///
+    /// # Errors
+    /// IO errors or a background error.
+    pub fn compact_range(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
+        self.flush()?;
+        background::manual_compaction(&self.inner, start, end)
+    }
+
+    /// Counters and per-level sizes.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        crate::stats::collect(&self.inner)
+    }
+
+    /// Stops the background threads and syncs the WAL.
+    ///
+    /// # Errors
+    /// The first background error, or a failure to sync the WAL.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        {
+            let mut bg = self.inner.bg.lock().expect("bg lock");
+            bg.shutdown = true;
+            self.inner.bg_cv.notify_all();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.inner.wal.lock().expect("wal lock").sync()?;
+        self.inner.background_error().map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.shutdown();
+        }
+    }
+}

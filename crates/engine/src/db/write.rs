@@ -1,0 +1,240 @@
+//! The write path: group commit in the LevelDB style.
+//!
+//! Writers queue up; the writer at the front is the leader. It makes room
+//! (switching to a new memtable and WAL when full, slowing or stalling when
+//! flush and compaction fall behind), takes the batches queued behind it,
+//! appends them to the WAL as one write with one fsync, inserts them into
+//! the memtable, publishes the new sequence number and wakes the group.
+//! Concurrent writers therefore share fsyncs, and a write never reads.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Inner;
+use crate::memtable::Memtable;
+use crate::record::RecordWriter;
+use crate::version::{FileKind, file_path};
+use crate::{Durability, Error, Result, WriteBatch};
+
+/// Largest single batch (its WAL record must stay far below 4 GiB).
+pub(crate) const MAX_BATCH_BYTES: usize = 256 << 20;
+/// A group stops growing at this many bytes (bounds leader latency).
+const MAX_GROUP_BYTES: usize = 1 << 20;
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// `None` asks the leader to switch the memtable (for a flush).
+    batch: Mutex<Option<WriteBatch>>,
+    force_switch: bool,
+    result: Mutex<Option<Result<()>>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    slots: VecDeque<Arc<Slot>>,
+}
+
+pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
+    if let Some(b) = &batch {
+        if b.is_empty() {
+            return Ok(());
+        }
+        if b.encoded_len() > MAX_BATCH_BYTES {
+            return Err(Error::WriteTooLarge {
+                size: b.encoded_len(),
+                limit: MAX_BATCH_BYTES,
+            });
+        }
+    }
+    let slot = Arc::new(Slot {
+        force_switch: batch.is_none(),
+        batch: Mutex::new(batch),
+        result: Mutex::new(None),
+    });
+    let mut queue = inner.writers.lock().expect("writers lock");
+    queue.slots.push_back(Arc::clone(&slot));
+    loop {
+        if let Some(result) = slot.result.lock().expect("slot lock").take() {
+            return result;
+        }
+        if queue
+            .slots
+            .front()
+            .is_some_and(|front| Arc::ptr_eq(front, &slot))
+        {
+            break;
+        }
+        queue = inner.writers_cv.wait(queue).expect("writers lock");
+    }
+    // Leader. Making room may wait for background work: release the queue
+    // so that other writers can line up behind us meanwhile.
+    drop(queue);
+    let room = make_room(inner, slot.force_switch);
+    let queue = inner.writers.lock().expect("writers lock");
+    let group: Vec<Arc<Slot>> = if room.is_err() || slot.force_switch {
+        vec![Arc::clone(&slot)]
+    } else {
+        let mut bytes = 0;
+        queue
+            .slots
+            .iter()
+            .take_while(|s| {
+                let batch = s.batch.lock().expect("slot lock");
+                let len = batch.as_ref().map_or(0, WriteBatch::encoded_len);
+                let fits = !s.force_switch && (bytes == 0 || bytes + len <= MAX_GROUP_BYTES);
+                bytes += len;
+                fits
+            })
+            .cloned()
+            .collect()
+    };
+    drop(queue);
+
+    let result = match room {
+        Err(e) => Err(e),
+        Ok(()) if slot.force_switch => Ok(()),
+        Ok(()) => {
+            let batches: Vec<WriteBatch> = group
+                .iter()
+                .map(|s| {
+                    s.batch
+                        .lock()
+                        .expect("slot lock")
+                        .take()
+                        .expect("unwritten batch")
+                })
+                .collect();
+            commit(inner, &batches)
+        }
+    };
+
+    let mut queue = inner.writers.lock().expect("writers lock");
+    for member in &group {
+        let popped = queue.slots.pop_front().expect("group is at the front");
+        debug_assert!(Arc::ptr_eq(&popped, member));
+        if !Arc::ptr_eq(member, &slot) {
+            let shared = result
+                .as_ref()
+                .copied()
+                .map_err(|e| Error::Background(e.to_string()));
+            *member.result.lock().expect("slot lock") = Some(shared);
+        }
+    }
+    inner.writers_cv.notify_all();
+    result
+}
+
+/// Appends the group to the WAL (one write, one fsync), then inserts it into
+/// the memtable and publishes its sequence numbers.
+fn commit(inner: &Inner, batches: &[WriteBatch]) -> Result<()> {
+    let first_seq = inner.last_seq.load(Ordering::Acquire) + 1;
+    let mut buf = Vec::with_capacity(batches.iter().map(|b| b.encoded_len() + 12).sum());
+    let mut seq = first_seq;
+    for batch in batches {
+        RecordWriter::frame_with(&mut buf, |out| batch.encode(seq, out));
+        seq += batch.len() as u64;
+    }
+    {
+        let mut wal = inner.wal.lock().expect("wal lock");
+        let written = wal
+            .write_framed(&buf)
+            .and_then(|()| match inner.options.durability {
+                Durability::SyncEachGroup => wal.sync(),
+                Durability::Periodic(_) | Durability::None => Ok(()),
+            });
+        if let Err(e) = written {
+            // The log's tail is now unknown: refuse further writes rather
+            // than risk acknowledging a write that recovery would not find.
+            inner.set_background_error(&e);
+            return Err(e);
+        }
+    }
+    let mem = Arc::clone(&inner.state.read().expect("state lock").mem);
+    let mut user_bytes = 0;
+    let mut offset = 0;
+    for batch in batches {
+        let payload = &buf[offset + crate::record::HEADER_LEN
+            ..offset + crate::record::HEADER_LEN + batch.encoded_len()];
+        offset += crate::record::HEADER_LEN + batch.encoded_len();
+        for (seq, kind, key, value) in WriteBatch::decode(payload).expect("own encoding decodes") {
+            mem.insert(seq, kind, key, value);
+        }
+        user_bytes += batch.user_bytes() as u64;
+    }
+    inner.last_seq.store(seq - 1, Ordering::Release);
+    inner
+        .counters
+        .user_bytes
+        .fetch_add(user_bytes, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Ensures the memtable can take a write: delays writes once when level 0 is
+/// large, switches to a fresh memtable when the current one is full (or
+/// `force`), and waits while too many memtables or level-0 files are
+/// pending. Waiting bounds memory instead of failing writes.
+fn make_room(inner: &Inner, force: bool) -> Result<()> {
+    let options = &inner.options;
+    let mut allow_delay = !force;
+    loop {
+        if let Some(e) = inner.background_error() {
+            return Err(e);
+        }
+        let (l0, mem_bytes, mem_empty, imms) = {
+            let s = inner.state.read().expect("state lock");
+            (
+                s.version.levels[0].len(),
+                s.mem.approximate_bytes(),
+                s.mem.is_empty(),
+                s.imms.len(),
+            )
+        };
+        if allow_delay && l0 >= options.l0_slowdown_trigger {
+            let started = Instant::now();
+            std::thread::sleep(Duration::from_millis(1));
+            inner.counters.add_stall(started.elapsed());
+            allow_delay = false;
+            continue;
+        }
+        if force && mem_empty {
+            return Ok(());
+        }
+        if !force && mem_bytes < options.memtable_bytes {
+            return Ok(());
+        }
+        if imms >= options.max_immutable_memtables || l0 >= options.l0_stop_trigger {
+            let started = Instant::now();
+            let bg = inner.bg.lock().expect("bg lock");
+            if bg.error.is_none() && !bg.shutdown {
+                let _ = inner.bg_cv.wait_timeout(bg, Duration::from_millis(50));
+            } else if bg.shutdown {
+                return Err(Error::Background("database is closing".into()));
+            }
+            inner.counters.add_stall(started.elapsed());
+            continue;
+        }
+        return switch_memtable(inner);
+    }
+}
+
+fn switch_memtable(inner: &Inner) -> Result<()> {
+    let number = inner.next_file.fetch_add(1, Ordering::SeqCst);
+    let fresh = RecordWriter::create(&file_path(&inner.dir, FileKind::Wal, number))?;
+    {
+        let mut wal = inner.wal.lock().expect("wal lock");
+        if inner.options.durability != Durability::None {
+            wal.sync()?;
+        }
+        *wal = fresh;
+    }
+    {
+        let mut state = inner.state.write().expect("state lock");
+        let old = std::mem::replace(&mut state.mem, Arc::new(Memtable::new(number)));
+        state.imms.insert(0, old);
+    }
+    let _bg = inner.bg.lock().expect("bg lock");
+    inner.bg_cv.notify_all();
+    Ok(())
+}

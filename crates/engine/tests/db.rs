@@ -1,0 +1,201 @@
+//! Behaviour of the database API.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{key, small_options};
+use strata_engine::{Db, Error, Options, WriteBatch};
+
+fn collect(db: &Db, start: Option<&[u8]>, end: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    db.iter(start, end)
+        .expect("iter")
+        .collect::<Result<_, _>>()
+        .expect("scan")
+}
+
+#[test]
+fn put_get_delete_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Db::open(dir.path(), Options::default()).expect("open");
+        db.put(b"a", b"1").expect("put");
+        db.put(b"b", b"2").expect("put");
+        db.put(b"a", b"3").expect("overwrite");
+        db.delete(b"b").expect("delete");
+        assert_eq!(db.get(b"a").expect("get"), Some(b"3".to_vec()));
+        assert_eq!(db.get(b"b").expect("get"), None);
+        assert_eq!(db.get(b"zz").expect("get"), None);
+        db.close().expect("close");
+    }
+    let db = Db::open(dir.path(), Options::default()).expect("reopen");
+    assert_eq!(db.get(b"a").expect("get"), Some(b"3".to_vec()));
+    assert_eq!(db.get(b"b").expect("get"), None);
+    assert!(
+        db.stats().levels[0].files >= 1,
+        "recovery writes the WAL to level 0"
+    );
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _db = Db::open(dir.path(), Options::default()).expect("open");
+    assert!(matches!(
+        Db::open(dir.path(), Options::default()),
+        Err(Error::Locked { .. })
+    ));
+}
+
+#[test]
+fn batches_apply_all_or_nothing_and_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    let mut batch = WriteBatch::new();
+    batch
+        .put(b"x", b"1")
+        .put(b"y", b"2")
+        .delete(b"x")
+        .merge(b"y", b"3");
+    db.write(batch).expect("write");
+    assert_eq!(db.get(b"x").expect("get"), None);
+    assert_eq!(db.get(b"y").expect("get"), Some(b"2,3".to_vec()));
+    db.write(WriteBatch::new()).expect("empty batch is a no-op");
+}
+
+#[test]
+fn iterators_respect_bounds_seek_and_deletes_across_flushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    for i in 0..2000 {
+        db.put(&key(i), format!("v{i}").as_bytes()).expect("put");
+    }
+    db.flush().expect("flush");
+    for i in (0..2000).step_by(2) {
+        db.delete(&key(i)).expect("delete");
+    }
+    let all = collect(&db, None, None);
+    assert_eq!(all.len(), 1000);
+    assert!(all.iter().all(|(k, _)| k[k.len() - 1] % 2 == 1));
+    let range = collect(&db, Some(&key(100)), Some(&key(110)));
+    let keys: Vec<_> = range.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, (101..110).step_by(2).map(key).collect::<Vec<_>>());
+
+    let mut it = db.iter(None, None).expect("iter");
+    it.seek(&key(1500)).expect("seek");
+    let (k, v) = it.next().expect("entry").expect("ok");
+    assert_eq!((k, v), (key(1501), b"v1501".to_vec()));
+}
+
+#[test]
+fn snapshots_see_the_past_through_flush_and_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    for i in 0..500 {
+        db.put(&key(i), b"old").expect("put");
+    }
+    let snapshot = db.snapshot();
+    for i in 0..500 {
+        db.put(&key(i), b"new").expect("put");
+    }
+    db.delete(&key(7)).expect("delete");
+    db.compact_range(None, None).expect("compact");
+    assert_eq!(
+        db.get_at(&key(7), &snapshot).expect("get"),
+        Some(b"old".to_vec())
+    );
+    assert_eq!(db.get(&key(7)).expect("get"), None);
+    assert_eq!(db.get(&key(8)).expect("get"), Some(b"new".to_vec()));
+    let past = db.iter_at(&snapshot, None, None).expect("iter").count();
+    assert_eq!(past, 500);
+    drop(snapshot);
+    db.compact_range(None, None).expect("compact");
+    assert_eq!(db.get(&key(7)).expect("get"), None);
+}
+
+#[test]
+fn merge_operands_combine_on_read_flush_compaction_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Db::open(dir.path(), small_options()).expect("open");
+        db.merge(b"m", b"a").expect("merge");
+        db.flush().expect("flush");
+        db.merge(b"m", b"b").expect("merge");
+        assert_eq!(db.get(b"m").expect("get"), Some(b"a,b".to_vec()));
+        db.compact_range(None, None).expect("compact");
+        db.merge(b"m", b"c").expect("merge");
+        db.put(b"p", b"base").expect("put");
+        db.merge(b"p", b"x").expect("merge");
+        assert_eq!(db.get(b"m").expect("get"), Some(b"a,b,c".to_vec()));
+        db.close().expect("close");
+    }
+    let db = Db::open(dir.path(), small_options()).expect("reopen");
+    assert_eq!(db.get(b"m").expect("get"), Some(b"a,b,c".to_vec()));
+    assert_eq!(db.get(b"p").expect("get"), Some(b"base,x".to_vec()));
+    let scanned = collect(&db, None, None);
+    assert_eq!(
+        scanned,
+        vec![
+            (b"m".to_vec(), b"a,b,c".to_vec()),
+            (b"p".to_vec(), b"base,x".to_vec())
+        ]
+    );
+}
+
+#[test]
+fn merge_without_an_operator_is_a_specific_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), Options::default()).expect("open");
+    db.merge(b"k", b"x").expect("writes are accepted");
+    assert!(matches!(db.get(b"k"), Err(Error::NoMergeOperator)));
+}
+
+#[test]
+fn many_writes_build_levels_and_stay_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    for round in 0..3u32 {
+        for i in 0..3000 {
+            db.put(&key(i * 7919 % 3000), format!("r{round}-{i}").as_bytes())
+                .expect("put");
+        }
+    }
+    db.flush().expect("flush");
+    let stats = db.stats();
+    let deeper: usize = stats.levels[1..].iter().map(|l| l.files).sum();
+    assert!(deeper > 0, "compaction moved data below level 0: {stats:?}");
+    assert!(stats.write_amplification > 0.0);
+    assert_eq!(collect(&db, None, None).len(), 3000);
+    for i in 0..3000 {
+        let value = db
+            .get(&key(i * 7919 % 3000))
+            .expect("get")
+            .expect("present");
+        assert_eq!(value, format!("r2-{i}").into_bytes());
+    }
+}
+
+#[test]
+fn concurrent_writers_all_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options {
+        durability: strata_engine::Durability::SyncEachGroup,
+        ..small_options()
+    };
+    let db = Arc::new(Db::open(dir.path(), options).expect("open"));
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    db.put(&key(t * 1000 + i), &t.to_le_bytes()).expect("put");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer");
+    }
+    assert_eq!(collect(&db, None, None).len(), 1600);
+    assert_eq!(db.stats().last_sequence, 1600);
+}
