@@ -11,30 +11,25 @@
 //!   just before it;
 //! - a damaged record followed by more data is **corruption** in the middle.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::{Error, Result};
+use crate::Result;
+use crate::fs::AppendFile;
 
 pub(crate) const HEADER_LEN: usize = 12;
 
 /// Appends framed records to a file.
 #[derive(Debug)]
 pub(crate) struct RecordWriter {
-    file: std::fs::File,
-    path: PathBuf,
+    file: AppendFile,
 }
 
 impl RecordWriter {
     pub(crate) fn create(path: &Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(path)
-            .map_err(Error::io(path))?;
+        // Unbuffered: each group is one write, and a record must reach the
+        // OS before its writers are told it is (unsynced) written.
         Ok(Self {
-            file,
-            path: path.to_owned(),
+            file: AppendFile::create(path, 0)?,
         })
     }
 
@@ -65,11 +60,12 @@ impl RecordWriter {
 
     /// A second handle on the file, for syncing without the writer's lock.
     pub(crate) fn sync_handle(&self) -> Result<std::fs::File> {
-        self.file.try_clone().map_err(Error::io(&self.path))
+        self.file.try_clone_file()
     }
 
     pub(crate) fn write_framed(&mut self, framed: &[u8]) -> Result<()> {
-        self.file.write_all(framed).map_err(Error::io(&self.path))
+        self.file.write_all(framed)?;
+        self.file.flush()
     }
 
     pub(crate) fn append(&mut self, payload: &[u8]) -> Result<()> {
@@ -78,12 +74,12 @@ impl RecordWriter {
         self.write_framed(&buf)
     }
 
-    pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(Error::io(&self.path))
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.file.sync(false)
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 }
 
@@ -98,8 +94,20 @@ pub(crate) enum Tail {
     Corrupt { offset: u64, reason: String },
 }
 
+/// How lenient reading is about damage in the last record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TailPolicy {
+    /// A checksum failure in the last record is a torn write (the WAL: a
+    /// crash can leave a partly written record).
+    ChecksumTornOk,
+    /// Only a record cut short by the end of the file, or a zero-filled
+    /// tail, is torn; a checksum failure is corruption (the MANIFEST, whose
+    /// records are small and fsynced before use: a bad one is damage).
+    TruncationOnly,
+}
+
 /// Every valid record of `data` up to the first damage, and how it ended.
-pub(crate) fn read_records(data: &[u8]) -> (Vec<&[u8]>, Tail) {
+pub(crate) fn read_records(data: &[u8], policy: TailPolicy) -> (Vec<&[u8]>, Tail) {
     let mut records = Vec::new();
     let mut pos = 0usize;
     let torn = |pos: usize| Tail::Torn { offset: pos as u64 };
@@ -128,7 +136,7 @@ pub(crate) fn read_records(data: &[u8]) -> (Vec<&[u8]>, Tail) {
             return (records, torn(pos));
         };
         if crc32c::crc32c(payload) != payload_crc {
-            if end == rest.len() {
+            if end == rest.len() && policy == TailPolicy::ChecksumTornOk {
                 return (records, torn(pos));
             }
             let reason = "record payload checksum mismatch".to_owned();
@@ -170,7 +178,7 @@ mod tests {
     #[test]
     fn clean_log_reads_back_every_record() {
         let data = log(&[b"one", b"", b"three"]);
-        let (records, tail) = read_records(&data);
+        let (records, tail) = read_records(&data, TailPolicy::ChecksumTornOk);
         assert_eq!(records, vec![&b"one"[..], b"", b"three"]);
         assert_eq!(tail, Tail::Clean);
     }
@@ -180,7 +188,7 @@ mod tests {
         let data = log(&[b"first", b"second record"]);
         let first_len = HEADER_LEN + 5;
         for cut in 0..data.len() {
-            let (records, tail) = read_records(&data[..cut]);
+            let (records, tail) = read_records(&data[..cut], TailPolicy::ChecksumTornOk);
             let expected = usize::from(cut >= first_len);
             assert_eq!(records.len(), expected, "cut at {cut}");
             if cut != 0 && cut != first_len {
@@ -193,7 +201,7 @@ mod tests {
     fn zero_filled_tail_is_torn() {
         let mut data = log(&[b"a"]);
         data.extend_from_slice(&[0; 100]);
-        let (records, tail) = read_records(&data);
+        let (records, tail) = read_records(&data, TailPolicy::ChecksumTornOk);
         assert_eq!(records.len(), 1);
         assert_eq!(
             tail,
@@ -211,7 +219,7 @@ mod tests {
         for flip in [second + HEADER_LEN + 2, second + 1] {
             let mut bad = data.clone();
             bad[flip] ^= 0x40;
-            let (records, tail) = read_records(&bad);
+            let (records, tail) = read_records(&bad, TailPolicy::ChecksumTornOk);
             assert_eq!(records, vec![&b"first"[..]]);
             assert!(
                 matches!(tail, Tail::Corrupt { offset, .. } if offset == second as u64),
@@ -222,6 +230,14 @@ mod tests {
         let mut bad = data.clone();
         let last = data.len() - 1;
         bad[last] ^= 1;
-        assert!(matches!(read_records(&bad).1, Tail::Torn { .. }));
+        assert!(matches!(
+            read_records(&bad, TailPolicy::ChecksumTornOk).1,
+            Tail::Torn { .. }
+        ));
+        // ... unless the policy only accepts truncation.
+        assert!(matches!(
+            read_records(&bad, TailPolicy::TruncationOnly).1,
+            Tail::Corrupt { .. }
+        ));
     }
 }

@@ -18,7 +18,7 @@ use crate::cache::BlockCache;
 use crate::key::SeqNo;
 use crate::memtable::Memtable;
 use crate::options::WalRecovery;
-use crate::record::{self, RecordWriter, Tail};
+use crate::record::{self, RecordWriter, Tail, TailPolicy};
 use crate::stats::Counters;
 use crate::table::TableBuilder;
 use crate::table_cache::TableCache;
@@ -156,7 +156,7 @@ struct Replayed {
 
 fn replay_log(path: &Path, mem: &Memtable, mode: WalRecovery) -> Result<Replayed> {
     let data = std::fs::read(path).map_err(Error::io(path))?;
-    let (records, tail) = record::read_records(&data);
+    let (records, tail) = record::read_records(&data, TailPolicy::ChecksumTornOk);
     let mut max_seq = 0;
     let mut offset = 0u64;
     let mut truncated = false;

@@ -1,12 +1,12 @@
 //! Writes one SSTable.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::block::BlockBuilder;
 use super::bloom::{self, Bloom};
 use super::format::{Footer, Handle, LZ4, NO_COMPRESSION, block_checksum};
-use crate::{Error, Result, key};
+use crate::fs::AppendFile;
+use crate::{Result, key};
 
 /// What a finished table holds; recorded in the MANIFEST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +19,7 @@ pub(crate) struct TableInfo {
 
 #[derive(Debug)]
 pub(crate) struct TableBuilder {
-    file: std::io::BufWriter<std::fs::File>,
-    path: PathBuf,
+    file: AppendFile,
     offset: u64,
     data: BlockBuilder,
     index: BlockBuilder,
@@ -35,14 +34,8 @@ pub(crate) struct TableBuilder {
 
 impl TableBuilder {
     pub(crate) fn create(path: &Path, options: &crate::Options) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(path)
-            .map_err(Error::io(path))?;
         Ok(Self {
-            file: std::io::BufWriter::with_capacity(256 << 10, file),
-            path: path.to_owned(),
+            file: AppendFile::create(path, 256 << 10)?,
             offset: 0,
             data: BlockBuilder::default(),
             index: BlockBuilder::default(),
@@ -103,13 +96,10 @@ impl TableBuilder {
             offset: self.offset,
             len: bytes.len() as u64,
         };
-        let io = Error::io(&self.path);
-        self.file.write_all(bytes).map_err(io)?;
+        self.file.write_all(bytes)?;
         let mut trailer = [kind, 0, 0, 0, 0];
         trailer[1..].copy_from_slice(&block_checksum(bytes, kind).to_le_bytes());
-        self.file
-            .write_all(&trailer)
-            .map_err(Error::io(&self.path))?;
+        self.file.write_all(&trailer)?;
         self.offset += bytes.len() as u64 + trailer.len() as u64;
         Ok(handle)
     }
@@ -128,15 +118,9 @@ impl TableBuilder {
         let index_block = self.index.finish();
         let index = self.write_block(&index_block, false)?;
         let footer = Footer { index, bloom }.encode();
-        self.file
-            .write_all(&footer)
-            .map_err(Error::io(&self.path))?;
+        self.file.write_all(&footer)?;
         self.offset += footer.len() as u64;
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|e| Error::io(&self.path)(e.into_error()))?;
-        file.sync_all().map_err(Error::io(&self.path))?;
+        self.file.sync(true)?;
         Ok(TableInfo {
             size: self.offset,
             smallest: self.smallest.unwrap_or_default(),

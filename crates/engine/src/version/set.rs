@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Version, VersionEdit};
-use crate::record::{self, RecordWriter, Tail};
+use crate::record::{self, RecordWriter, Tail, TailPolicy};
 use crate::{Error, Result};
 
 /// Files in a database directory.
@@ -86,9 +86,17 @@ impl VersionSet {
     /// Replays the MANIFEST at `path`.
     pub(crate) fn recover(dir: &Path, path: &Path, num_levels: usize) -> Result<Recovered> {
         let data = std::fs::read(path).map_err(Error::io(path))?;
-        let (records, tail) = record::read_records(&data);
+        let (records, tail) = record::read_records(&data, TailPolicy::TruncationOnly);
         if let Tail::Corrupt { offset, reason } = tail {
             return Err(Error::corruption(path, offset, reason));
+        }
+        if records.is_empty() {
+            // CURRENT only names a MANIFEST whose snapshot record is synced.
+            return Err(Error::corruption(
+                path,
+                0,
+                "MANIFEST holds no complete snapshot record",
+            ));
         }
         let mut recovered = Recovered {
             version: Version::new(num_levels),
