@@ -82,10 +82,21 @@ impl WriteBatch {
 
     /// Entries of an encoded batch with their sequence numbers.
     pub(crate) fn decode(payload: &[u8]) -> Option<Vec<DecodedEntry<'_>>> {
+        let mut out = Vec::new();
+        Self::decode_each(payload, |entry| out.push(entry))?;
+        Some(out)
+    }
+
+    /// Calls `f` with each entry of an encoded batch, without allocating.
+    /// `None` (after calling `f` for the valid prefix) if it is malformed,
+    /// so validate first where a partial application would matter.
+    pub(crate) fn decode_each<'a>(
+        payload: &'a [u8],
+        mut f: impl FnMut(DecodedEntry<'a>),
+    ) -> Option<()> {
         let mut r = Reader::new(payload);
         let first_seq = r.u64()?;
         let count = r.u32()?;
-        let mut out = Vec::with_capacity(count.min(1 << 16) as usize);
         for i in 0..u64::from(count) {
             let kind = Kind::from_u8(r.u8()?)?;
             let key = r.length_prefixed()?;
@@ -93,9 +104,9 @@ impl WriteBatch {
                 Kind::Delete => &[][..],
                 Kind::Put | Kind::Merge => r.length_prefixed()?,
             };
-            out.push((first_seq + i, kind, key, value));
+            f((first_seq + i, kind, key, value));
         }
-        r.is_empty().then_some(out)
+        r.is_empty().then_some(())
     }
 }
 

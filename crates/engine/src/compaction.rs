@@ -127,7 +127,7 @@ pub(crate) fn run(
     let mut input = MergingIterator::new(children);
     input.seek_to_first()?;
 
-    let mut output = Output::new(ctx);
+    let mut output = Output::new(ctx, task.output_level());
     let merge_op = ctx.options.merge_operator.as_deref();
     let mut user_key: Vec<u8> = Vec::new();
     let mut group: Vec<Entry> = Vec::new();
@@ -165,15 +165,17 @@ pub(crate) fn run(
 /// versions of a key stay in one file per level).
 struct Output<'a> {
     ctx: &'a Context<'a>,
+    level: usize,
     builder: Option<(u64, TableBuilder)>,
     files: Vec<FileMeta>,
     bytes_written: u64,
 }
 
 impl<'a> Output<'a> {
-    fn new(ctx: &'a Context<'a>) -> Self {
+    fn new(ctx: &'a Context<'a>, level: usize) -> Self {
         Self {
             ctx,
+            level,
             builder: None,
             files: Vec::new(),
             bytes_written: 0,
@@ -187,7 +189,11 @@ impl<'a> Output<'a> {
         if self.builder.is_none() {
             let number = self.ctx.next_file.fetch_add(1, Ordering::SeqCst);
             let path = file_path(self.ctx.dir, FileKind::Table, number);
-            self.builder = Some((number, TableBuilder::create(&path, self.ctx.options)?));
+            let level = self.level;
+            self.builder = Some((
+                number,
+                TableBuilder::create(&path, self.ctx.options, level)?,
+            ));
         }
         let (_, builder) = self.builder.as_mut().expect("just created");
         for (seq, kind, value) in entries {

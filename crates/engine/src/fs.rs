@@ -6,7 +6,7 @@
 //! until the sync and only then written and fsynced, so killing the process
 //! loses exactly the unsynced bytes a power cut would lose.
 
-use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,24 +21,42 @@ pub fn simulate_power_loss(enabled: bool) {
     HOLD_UNSYNCED.store(enabled, Ordering::SeqCst);
 }
 
+/// A file written front to back with positional writes, optionally
+/// preallocated: when the size does not change, `fdatasync` need not write
+/// file metadata, which roughly halves the cost of a WAL sync.
 #[derive(Debug)]
 pub(crate) struct AppendFile {
-    file: std::io::BufWriter<std::fs::File>,
+    file: std::fs::File,
     path: PathBuf,
+    /// Next write offset.
+    offset: u64,
+    buf: Vec<u8>,
+    capacity: usize,
     held: Vec<u8>,
 }
 
 impl AppendFile {
-    /// Creates `path`, which must not exist.
-    pub(crate) fn create(path: &Path, buffer: usize) -> Result<Self> {
+    /// Creates `path`, which must not exist, buffering up to `capacity`
+    /// bytes (0: every write goes to the OS) and reserving `preallocate`
+    /// bytes (0: none). Readers treat a zero-filled tail as the end.
+    pub(crate) fn create(path: &Path, capacity: usize, preallocate: u64) -> Result<Self> {
+        let io = Error::io(path);
         let file = std::fs::OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .write(true)
             .open(path)
             .map_err(Error::io(path))?;
+        if preallocate > 0 {
+            file.set_len(preallocate)
+                .and_then(|()| file.sync_all())
+                .map_err(io)?;
+        }
         Ok(Self {
-            file: std::io::BufWriter::with_capacity(buffer, file),
+            file,
             path: path.to_owned(),
+            offset: 0,
+            buf: Vec::with_capacity(capacity),
+            capacity,
             held: Vec::new(),
         })
     }
@@ -52,40 +70,56 @@ impl AppendFile {
             self.held.extend_from_slice(bytes);
             return Ok(());
         }
-        self.file.write_all(bytes).map_err(Error::io(&self.path))
+        if self.capacity == 0 {
+            return self.write_at(bytes);
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= self.capacity {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(bytes, self.offset)
+            .map_err(Error::io(&self.path))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
     }
 
     /// Pushes buffered bytes to the OS without syncing.
     pub(crate) fn flush(&mut self) -> Result<()> {
-        if HOLD_UNSYNCED.load(Ordering::Relaxed) {
+        if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.flush().map_err(Error::io(&self.path))
+        let buf = std::mem::take(&mut self.buf);
+        let written = self.write_at(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        written
     }
 
-    /// Makes every byte written so far durable (data, not metadata, unless
-    /// `metadata`).
+    /// Makes every byte written so far durable (data only, or data and
+    /// metadata).
     pub(crate) fn sync(&mut self, metadata: bool) -> Result<()> {
-        let io = Error::io(&self.path);
         if !self.held.is_empty() {
             let held = std::mem::take(&mut self.held);
-            self.file.write_all(&held).map_err(Error::io(&self.path))?;
+            self.flush()?;
+            self.write_at(&held)?;
         }
-        self.file.flush().map_err(Error::io(&self.path))?;
-        let file = self.file.get_ref();
+        self.flush()?;
+        let io = Error::io(&self.path);
         if metadata {
-            file.sync_all()
+            self.file.sync_all()
         } else {
-            file.sync_data()
+            self.file.sync_data()
         }
         .map_err(io)
     }
 
     /// A second handle on the file, for syncing from another thread.
     pub(crate) fn try_clone_file(&self) -> Result<std::fs::File> {
-        self.file
-            .get_ref()
-            .try_clone()
-            .map_err(Error::io(&self.path))
+        self.file.try_clone().map_err(Error::io(&self.path))
     }
 }

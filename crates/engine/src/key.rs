@@ -97,12 +97,85 @@ pub(crate) fn compare(a: &[u8], b: &[u8]) -> Ordering {
 }
 
 /// An owned internal key ordered by [`compare`], for the memtable skiplist.
+///
+/// The first 16 user-key bytes (zero-padded, big-endian), the user-key
+/// length and the trailer are cached inline, so a comparison in the
+/// skiplist rarely dereferences `bytes`: skiplist search is bound by cache
+/// misses, and a second pointer per node doubles them. Zero padding keeps
+/// the order lexicographic: heads that differ order the keys the same way,
+/// and equal heads of two keys of at most 16 bytes mean the shorter key is
+/// a prefix of the longer one.
+///
+/// The entry's value shares the key's allocation (`ikey || value`): one
+/// allocation per entry instead of two, which matters when a flushed
+/// memtable of millions of entries is freed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct InternalKey(pub(crate) Vec<u8>);
+pub(crate) struct InternalKey {
+    head: u128,
+    user_len: usize,
+    trailer: u64,
+    key_len: usize,
+    bytes: Box<[u8]>,
+}
+
+const HEAD_LEN: usize = 16;
+
+impl InternalKey {
+    /// A key carrying `value`.
+    pub(crate) fn with_value(user_key: &[u8], seq: SeqNo, kind: Kind, value: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(user_key.len() + TRAILER_LEN + value.len());
+        bytes.extend_from_slice(user_key);
+        bytes.extend_from_slice(&((seq << 8) | kind as u64).to_be_bytes());
+        bytes.extend_from_slice(value);
+        Self::from_parts(bytes.into_boxed_slice(), user_key.len() + TRAILER_LEN)
+    }
+
+    /// A search key without a value.
+    pub(crate) fn probe(ikey: &[u8]) -> Self {
+        Self::from_parts(ikey.into(), ikey.len())
+    }
+
+    fn from_parts(bytes: Box<[u8]>, key_len: usize) -> Self {
+        let user = user_key(&bytes[..key_len]);
+        let mut head = [0u8; HEAD_LEN];
+        let n = user.len().min(HEAD_LEN);
+        head[..n].copy_from_slice(&user[..n]);
+        Self {
+            head: u128::from_be_bytes(head),
+            user_len: user.len(),
+            trailer: trailer(&bytes[..key_len]),
+            key_len,
+            bytes,
+        }
+    }
+
+    /// The encoded internal key.
+    pub(crate) fn ikey(&self) -> &[u8] {
+        &self.bytes[..self.key_len]
+    }
+
+    /// The value stored with the key.
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.bytes[self.key_len..]
+    }
+
+    /// Bytes of key and value.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
 
 impl Ord for InternalKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare(&self.0, &other.0)
+        self.head.cmp(&other.head).then_with(|| {
+            if self.user_len <= HEAD_LEN && other.user_len <= HEAD_LEN {
+                self.user_len
+                    .cmp(&other.user_len)
+                    .then_with(|| other.trailer.cmp(&self.trailer))
+            } else {
+                compare(self.ikey(), other.ikey())
+            }
+        })
     }
 }
 
@@ -129,6 +202,36 @@ mod tests {
         assert_eq!(compare(&seek, &a3), Ordering::Less);
         // Seeking at the entry's own sequence number still finds it.
         assert_eq!(compare(&seek_key(b"a", 9), &a9), Ordering::Less);
+    }
+
+    #[test]
+    fn cached_heads_agree_with_the_byte_order() {
+        let keys: [&[u8]; 11] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"a\0\0\0\0\0\0\0\0",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefghijklmnop",
+            b"abcdefghijklmnop\0",
+            b"abcdefghijklmnopq",
+            b"abcdefghijklmnoq",
+        ];
+        for a in keys {
+            for b in keys {
+                for (sa, sb) in [(1, 1), (1, 2), (2, 1)] {
+                    let (ka, kb) = (encode(a, sa, Kind::Put), encode(b, sb, Kind::Put));
+                    let expected = compare(&ka, &kb);
+                    let (pa, pb) = (
+                        InternalKey::probe(&ka),
+                        InternalKey::with_value(b, sb, Kind::Put, b"v"),
+                    );
+                    assert_eq!(pa.cmp(&pb), expected, "{a:?} {b:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_skiplist::SkipMap;
 
-use crate::key::{self, InternalKey, Kind, SeqNo};
+use crate::key::{InternalKey, Kind, SeqNo};
 
 /// Per-entry overhead counted toward the size limit (skiplist node, lengths).
 const ENTRY_OVERHEAD: usize = 48;
 
 #[derive(Debug)]
 pub(crate) struct Memtable {
-    map: SkipMap<InternalKey, Vec<u8>>,
+    map: SkipMap<InternalKey, ()>,
     bytes: AtomicUsize,
     /// The WAL file holding this memtable's writes.
     wal_number: u64,
@@ -34,10 +34,10 @@ impl Memtable {
     }
 
     pub(crate) fn insert(&self, seq: SeqNo, kind: Kind, user_key: &[u8], value: &[u8]) {
-        let ikey = key::encode(user_key, seq, kind);
+        let entry = InternalKey::with_value(user_key, seq, kind, value);
         self.bytes
-            .fetch_add(ikey.len() + value.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-        self.map.insert(InternalKey(ikey), value.to_vec());
+            .fetch_add(entry.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        self.map.insert(entry, ());
     }
 
     pub(crate) fn approximate_bytes(&self) -> usize {
@@ -54,24 +54,24 @@ impl Memtable {
 
     /// The first entry at or after `target` in internal order.
     pub(crate) fn seek(&self, target: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-        let target = InternalKey(target.to_vec());
+        let target = InternalKey::probe(target);
         self.map
             .lower_bound(Bound::Included(&target))
-            .map(|e| (e.key().0.clone(), e.value().clone()))
+            .map(|e| (e.key().ikey().to_vec(), e.key().value().to_vec()))
     }
 
     /// The first entry strictly after `current`.
     pub(crate) fn next_after(&self, current: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-        let current = InternalKey(current.to_vec());
+        let current = InternalKey::probe(current);
         self.map
             .lower_bound(Bound::Excluded(&current))
-            .map(|e| (e.key().0.clone(), e.value().clone()))
+            .map(|e| (e.key().ikey().to_vec(), e.key().value().to_vec()))
     }
 
     /// Calls `f` with every entry in internal order (for flushing).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
         for entry in &self.map {
-            f(&entry.key().0, entry.value());
+            f(entry.key().ikey(), entry.key().value());
         }
     }
 }
@@ -122,6 +122,7 @@ impl crate::iter::InternalIterator for MemtableIter {
 mod tests {
     use super::*;
     use crate::iter::InternalIterator as _;
+    use crate::key;
 
     #[test]
     fn iterates_newest_version_first_and_tracks_size() {

@@ -15,7 +15,10 @@ pub enum Durability {
     /// The log is fsynced in the background at this interval; a crash loses
     /// at most that much acknowledged data.
     Periodic(Duration),
-    /// Never fsync the log; the OS decides. For bulk loads and benchmarks.
+    /// Never fsync the log, and buffer up to 64 KiB of it in the process
+    /// (written out when full, at a memtable switch, flush and close). A
+    /// process crash can lose that buffer; a power cut, whatever the OS had
+    /// not written. For bulk loads and benchmarks, like fjall's default.
     None,
 }
 
@@ -44,7 +47,9 @@ pub struct Options {
     pub bloom_bits_per_key: u32,
     /// Target uncompressed size of an SSTable data block. Defaults to 4 KiB.
     pub block_bytes: usize,
-    /// Compress data blocks with LZ4. Defaults to `true`.
+    /// Compress data blocks with LZ4 on levels 2 and deeper. Levels 0 and 1
+    /// are never compressed: their tables are rewritten soon, so compressing
+    /// them costs CPU for little space. Defaults to `true`.
     pub compression: bool,
     /// Number of level-0 files that triggers a compaction into level 1.
     /// Defaults to 4.

@@ -25,12 +25,17 @@ pub(crate) struct RecordWriter {
 }
 
 impl RecordWriter {
-    pub(crate) fn create(path: &Path) -> Result<Self> {
-        // Unbuffered: each group is one write, and a record must reach the
-        // OS before its writers are told it is (unsynced) written.
+    /// Creates a log, reserving `preallocate` bytes (see [`AppendFile`]).
+    /// With `buffer` 0 every record goes to the OS as it is written.
+    pub(crate) fn create(path: &Path, buffer: usize, preallocate: u64) -> Result<Self> {
         Ok(Self {
-            file: AppendFile::create(path, 0)?,
+            file: AppendFile::create(path, buffer, preallocate)?,
         })
+    }
+
+    /// Hands buffered records to the OS.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.file.flush()
     }
 
     /// Frames `payload` into `buf`; several framed records can then be
@@ -64,8 +69,7 @@ impl RecordWriter {
     }
 
     pub(crate) fn write_framed(&mut self, framed: &[u8]) -> Result<()> {
-        self.file.write_all(framed)?;
-        self.file.flush()
+        self.file.write_all(framed)
     }
 
     pub(crate) fn append(&mut self, payload: &[u8]) -> Result<()> {

@@ -199,3 +199,22 @@ fn concurrent_writers_all_land() {
     assert_eq!(collect(&db, None, None).len(), 1600);
     assert_eq!(db.stats().last_sequence, 1600);
 }
+
+#[test]
+fn periodic_durability_syncs_in_the_background_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = || Options {
+        durability: strata_engine::Durability::Periodic(std::time::Duration::from_millis(5)),
+        ..small_options()
+    };
+    {
+        let db = Db::open(dir.path(), options()).expect("open");
+        for i in 0..500 {
+            db.put(&key(i), b"p").expect("put");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        db.close().expect("close");
+    }
+    let db = Db::open(dir.path(), options()).expect("reopen");
+    assert_eq!(collect(&db, None, None).len(), 500);
+}

@@ -49,7 +49,7 @@ fn flush_loop(inner: &Inner) {
             }
         }
         if let Durability::Periodic(_) = inner.options.durability {
-            let handle = inner.wal.lock().expect("wal lock").sync_handle();
+            let handle = inner.wal.lock().expect("wal lock").writer.sync_handle();
             if let Err(e) = handle.and_then(|f| f.sync_data().map_err(Error::io(&inner.dir))) {
                 inner.set_background_error(&e);
             }
@@ -71,7 +71,7 @@ fn flush_oldest(inner: &Inner) -> Result<()> {
     if !mem.is_empty() {
         let number = inner.next_file.fetch_add(1, Ordering::SeqCst);
         let path = file_path(&inner.dir, FileKind::Table, number);
-        let mut builder = TableBuilder::create(&path, &inner.options)?;
+        let mut builder = TableBuilder::create(&path, &inner.options, 0)?;
         let mut result = Ok(());
         mem.for_each(|k, v| {
             if result.is_ok() {
@@ -170,7 +170,7 @@ fn compaction_loop(inner: &Inner) {
         };
         let mut bg = inner.bg.lock().expect("bg lock");
         if let Err(e) = result {
-            bg.error.get_or_insert_with(|| e.to_string());
+            super::record_failure(&mut bg, &inner.failed, &e);
         }
         if manual.is_some() {
             bg.manual = None;

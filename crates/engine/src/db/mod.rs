@@ -13,7 +13,7 @@ mod write;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -34,6 +34,13 @@ pub(crate) struct State {
     /// Immutable memtables, newest first.
     pub(crate) imms: Vec<Arc<Memtable>>,
     pub(crate) version: Arc<Version>,
+}
+
+/// The live WAL and a buffer the group-commit leader reuses for framing.
+#[derive(Debug)]
+pub(crate) struct Wal {
+    pub(crate) writer: RecordWriter,
+    pub(crate) scratch: Vec<u8>,
 }
 
 /// Signals between writers, the background threads and callers that wait
@@ -59,9 +66,10 @@ pub(crate) struct Inner {
     /// Largest sequence number visible to readers.
     pub(crate) last_seq: AtomicU64,
     pub(crate) writers: Mutex<write::Queue>,
-    pub(crate) writers_cv: Condvar,
-    pub(crate) wal: Mutex<RecordWriter>,
+    pub(crate) wal: Mutex<Wal>,
     pub(crate) bg: Mutex<Background>,
+    /// Mirrors `bg.error.is_some()` so the write path checks it without a lock.
+    pub(crate) failed: AtomicBool,
     pub(crate) bg_cv: Condvar,
     pub(crate) snapshots: Mutex<BTreeMap<SeqNo, usize>>,
     pub(crate) tables: TableCache,
@@ -76,13 +84,16 @@ impl Inner {
     }
 
     pub(crate) fn background_error(&self) -> Option<Error> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
         let bg = self.bg.lock().expect("bg lock");
         bg.error.clone().map(Error::Background)
     }
 
     pub(crate) fn set_background_error(&self, error: &Error) {
         let mut bg = self.bg.lock().expect("bg lock");
-        bg.error.get_or_insert_with(|| error.to_string());
+        record_failure(&mut bg, &self.failed, error);
         self.bg_cv.notify_all();
     }
 
@@ -95,6 +106,12 @@ impl Inner {
             .copied()
             .unwrap_or_else(|| self.last_seq.load(Ordering::Acquire))
     }
+}
+
+/// Records the first background failure; later writes see it.
+pub(crate) fn record_failure(bg: &mut Background, failed: &AtomicBool, error: &Error) {
+    bg.error.get_or_insert_with(|| error.to_string());
+    failed.store(true, Ordering::Release);
 }
 
 /// An open database. Share it between threads with `Arc<Db>`; dropping it
@@ -289,7 +306,7 @@ impl Db {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        self.inner.wal.lock().expect("wal lock").sync()?;
+        self.inner.wal.lock().expect("wal lock").writer.sync()?;
         self.inner.background_error().map_or(Ok(()), Err)
     }
 }

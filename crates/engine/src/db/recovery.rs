@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::{Background, Inner, State};
@@ -18,7 +18,7 @@ use crate::cache::BlockCache;
 use crate::key::SeqNo;
 use crate::memtable::Memtable;
 use crate::options::WalRecovery;
-use crate::record::{self, RecordWriter, Tail, TailPolicy};
+use crate::record::{self, Tail, TailPolicy};
 use crate::stats::Counters;
 use crate::table::TableBuilder;
 use crate::table_cache::TableCache;
@@ -78,7 +78,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
     if !mem.is_empty() {
         let number = next_file.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path = file_path(dir, FileKind::Table, number);
-        let mut builder = TableBuilder::create(&path, &options)?;
+        let mut builder = TableBuilder::create(&path, &options, 0)?;
         let mut result = Ok(());
         mem.for_each(|k, v| {
             if result.is_ok() {
@@ -102,7 +102,8 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
     }
 
     let wal_number = next_file.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let wal = RecordWriter::create(&file_path(dir, FileKind::Wal, wal_number))?;
+    let wal_path = file_path(dir, FileKind::Wal, wal_number);
+    let wal = super::write::create_wal(&wal_path, &options)?;
     let versions = VersionSet::create(dir, version, wal_number, last_seq, Arc::clone(&next_file))?;
     let version = versions.current();
 
@@ -124,9 +125,12 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
         next_file,
         last_seq: AtomicU64::new(last_seq),
         writers: Mutex::default(),
-        writers_cv: Condvar::new(),
-        wal: Mutex::new(wal),
+        wal: Mutex::new(super::Wal {
+            writer: wal,
+            scratch: Vec::new(),
+        }),
         bg: Mutex::new(Background::default()),
+        failed: AtomicBool::new(false),
         bg_cv: Condvar::new(),
         snapshots: Mutex::new(BTreeMap::new()),
         tables: TableCache::new(options.max_open_tables, blocks),

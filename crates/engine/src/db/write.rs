@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Inner;
@@ -29,6 +29,10 @@ pub(crate) struct Slot {
     batch: Mutex<Option<WriteBatch>>,
     force_switch: bool,
     result: Mutex<Option<Result<()>>>,
+    /// Waited on with the queue lock: signalled when this writer's group is
+    /// done or it reaches the front. One per writer, so a finished group
+    /// wakes only its own members and the next leader, not every writer.
+    wake: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +56,7 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
         force_switch: batch.is_none(),
         batch: Mutex::new(batch),
         result: Mutex::new(None),
+        wake: Condvar::new(),
     });
     let mut queue = inner.writers.lock().expect("writers lock");
     queue.slots.push_back(Arc::clone(&slot));
@@ -66,7 +71,7 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
         {
             break;
         }
-        queue = inner.writers_cv.wait(queue).expect("writers lock");
+        queue = slot.wake.wait(queue).expect("writers lock");
     }
     // Leader. Making room may wait for background work: release the queue
     // so that other writers can line up behind us meanwhile.
@@ -120,9 +125,12 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
                 .copied()
                 .map_err(|e| Error::Background(e.to_string()));
             *member.result.lock().expect("slot lock") = Some(shared);
+            member.wake.notify_one();
         }
     }
-    inner.writers_cv.notify_all();
+    if let Some(next_leader) = queue.slots.front() {
+        next_leader.wake.notify_one();
+    }
     result
 }
 
@@ -130,37 +138,39 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
 /// the memtable and publishes its sequence numbers.
 fn commit(inner: &Inner, batches: &[WriteBatch]) -> Result<()> {
     let first_seq = inner.last_seq.load(Ordering::Acquire) + 1;
-    let mut buf = Vec::with_capacity(batches.iter().map(|b| b.encoded_len() + 12).sum());
+    let mut wal = inner.wal.lock().expect("wal lock");
+    let wal = &mut *wal;
+    wal.scratch.clear();
     let mut seq = first_seq;
     for batch in batches {
-        RecordWriter::frame_with(&mut buf, |out| batch.encode(seq, out));
+        RecordWriter::frame_with(&mut wal.scratch, |out| batch.encode(seq, out));
         seq += batch.len() as u64;
     }
-    {
-        let mut wal = inner.wal.lock().expect("wal lock");
-        let written = wal
-            .write_framed(&buf)
+    let written =
+        wal.writer
+            .write_framed(&wal.scratch)
             .and_then(|()| match inner.options.durability {
-                Durability::SyncEachGroup => wal.sync(),
+                Durability::SyncEachGroup => wal.writer.sync(),
                 Durability::Periodic(_) | Durability::None => Ok(()),
             });
-        if let Err(e) = written {
-            // The log's tail is now unknown: refuse further writes rather
-            // than risk acknowledging a write that recovery would not find.
-            inner.set_background_error(&e);
-            return Err(e);
-        }
+    if let Err(e) = written {
+        // The log's tail is now unknown: refuse further writes rather than
+        // risk acknowledging a write that recovery would not find.
+        inner.set_background_error(&e);
+        return Err(e);
     }
+    // Still under the WAL lock, which only the leader takes on this path:
+    // the memtable cannot be switched between the append and the insert.
     let mem = Arc::clone(&inner.state.read().expect("state lock").mem);
     let mut user_bytes = 0;
     let mut offset = 0;
     for batch in batches {
-        let payload = &buf[offset + crate::record::HEADER_LEN
-            ..offset + crate::record::HEADER_LEN + batch.encoded_len()];
-        offset += crate::record::HEADER_LEN + batch.encoded_len();
-        for (seq, kind, key, value) in WriteBatch::decode(payload).expect("own encoding decodes") {
+        let start = offset + crate::record::HEADER_LEN;
+        offset = start + batch.encoded_len();
+        WriteBatch::decode_each(&wal.scratch[start..offset], |(seq, kind, key, value)| {
             mem.insert(seq, kind, key, value);
-        }
+        })
+        .expect("own encoding decodes");
         user_bytes += batch.user_bytes() as u64;
     }
     inner.last_seq.store(seq - 1, Ordering::Release);
@@ -219,15 +229,27 @@ fn make_room(inner: &Inner, force: bool) -> Result<()> {
     }
 }
 
+/// Creates a WAL: preallocated for about one memtable's worth of writes,
+/// buffered in the process only when durability is `None`.
+pub(crate) fn create_wal(path: &std::path::Path, options: &crate::Options) -> Result<RecordWriter> {
+    let buffer = match options.durability {
+        Durability::None => 64 << 10,
+        Durability::SyncEachGroup | Durability::Periodic(_) => 0,
+    };
+    RecordWriter::create(path, buffer, options.memtable_bytes as u64 + (1 << 20))
+}
+
 fn switch_memtable(inner: &Inner) -> Result<()> {
     let number = inner.next_file.fetch_add(1, Ordering::SeqCst);
-    let fresh = RecordWriter::create(&file_path(&inner.dir, FileKind::Wal, number))?;
+    let path = file_path(&inner.dir, FileKind::Wal, number);
+    let fresh = create_wal(&path, &inner.options)?;
     {
         let mut wal = inner.wal.lock().expect("wal lock");
-        if inner.options.durability != Durability::None {
-            wal.sync()?;
+        match inner.options.durability {
+            Durability::None => wal.writer.flush()?,
+            Durability::SyncEachGroup | Durability::Periodic(_) => wal.writer.sync()?,
         }
-        *wal = fresh;
+        wal.writer = fresh;
     }
     {
         let mut state = inner.state.write().expect("state lock");

@@ -33,9 +33,10 @@ pub(crate) struct TableBuilder {
 }
 
 impl TableBuilder {
-    pub(crate) fn create(path: &Path, options: &crate::Options) -> Result<Self> {
+    /// A builder for a table on `level` (compression applies from level 2).
+    pub(crate) fn create(path: &Path, options: &crate::Options, level: usize) -> Result<Self> {
         Ok(Self {
-            file: AppendFile::create(path, 256 << 10)?,
+            file: AppendFile::create(path, 256 << 10, 0)?,
             offset: 0,
             data: BlockBuilder::default(),
             index: BlockBuilder::default(),
@@ -44,7 +45,7 @@ impl TableBuilder {
             smallest: None,
             entries: 0,
             block_bytes: options.block_bytes,
-            compression: options.compression,
+            compression: options.compression && level >= 2,
             bloom_bits_per_key: options.bloom_bits_per_key,
         })
     }

@@ -128,7 +128,7 @@ impl VersionSet {
     ) -> Result<Self> {
         let number = next_file.fetch_add(1, Ordering::SeqCst);
         let path = super::file_path(dir, FileKind::Manifest, number);
-        let mut manifest = RecordWriter::create(&path)?;
+        let mut manifest = RecordWriter::create(&path, 0, 0)?;
         let snapshot = VersionEdit {
             log_number: Some(log_number),
             next_file_number: Some(next_file.load(Ordering::SeqCst)),
