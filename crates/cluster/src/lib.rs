@@ -1,8 +1,9 @@
 //! Strata's deterministic cluster logic.
 //!
 //! Pure functions and plain data: token hashing and the engine key layout,
-//! consistency levels and the acknowledgements they require. Later modules
-//! (ring, vector clocks, Merkle trees, node states) follow the same rule.
+//! consistency levels and the acknowledgements they require, and causality
+//! (`versions/`: dotted version vectors and sibling sets). Later modules
+//! (ring, Merkle trees, node states) follow the same rule.
 //!
 //! **Architecture invariant:** no sockets, no threads, no clock of its own.
 //! Time and transport are passed in by the caller (`strata-node`), so every
@@ -12,8 +13,10 @@ mod consistency;
 mod error;
 mod ids;
 mod token;
+mod versions;
 
 pub use consistency::ConsistencyLevel;
 pub use error::Error;
 pub use ids::NodeId;
 pub use token::{ENGINE_KEY_PREFIX_LEN, Token, TokenRange, decode_engine_key, encode_engine_key};
+pub use versions::{Dot, PrunePolicy, Siblings, Version, VersionVector, next_counter};

@@ -56,6 +56,11 @@ mod tests {
             value: Bytes::new(),
             tombstone: true,
             timestamp_micros: 5,
+            dot: Some(v1::ClockEntry {
+                node_id: "strata-1".into(),
+                counter: 42,
+                updated_at_micros: 0,
+            }),
         };
         let decoded = v1::Version::decode(version.encode_to_vec().as_slice()).expect("decodes");
         assert_eq!(decoded, version);
