@@ -218,3 +218,26 @@ fn periodic_durability_syncs_in_the_background_and_recovers() {
     let db = Db::open(dir.path(), options()).expect("reopen");
     assert_eq!(collect(&db, None, None).len(), 500);
 }
+
+#[test]
+fn large_values_survive_flush_and_reopen_and_oversized_writes_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big: Vec<u8> = (0..10u32 << 20).map(|i| (i % 251) as u8).collect();
+    {
+        let db = Db::open(dir.path(), Options::default()).expect("open");
+        db.put(b"big", &big).expect("10 MiB value");
+        db.flush().expect("flush");
+        let huge = vec![0u8; 65 << 20];
+        assert!(matches!(
+            db.put(b"huge", &huge),
+            Err(Error::WriteTooLarge { .. })
+        ));
+        db.close().expect("close");
+    }
+    let db = Db::open(dir.path(), Options::default()).expect("reopen");
+    assert_eq!(
+        db.get(b"big").expect("get").as_deref(),
+        Some(big.as_slice())
+    );
+    assert_eq!(db.get(b"huge").expect("get"), None);
+}

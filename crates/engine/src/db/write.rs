@@ -18,8 +18,10 @@ use crate::record::RecordWriter;
 use crate::version::{FileKind, file_path};
 use crate::{Durability, Error, Result, WriteBatch};
 
-/// Largest single batch (its WAL record must stay far below 4 GiB).
-pub(crate) const MAX_BATCH_BYTES: usize = 256 << 20;
+/// Largest single batch. Its WAL record stays far below 4 GiB, and one
+/// entry plus a block's worth of neighbours stays below the largest block
+/// the table reader accepts (`table::format::MAX_BLOCK_LEN`).
+pub(crate) const MAX_BATCH_BYTES: usize = 64 << 20;
 /// A group stops growing at this many bytes (bounds leader latency).
 const MAX_GROUP_BYTES: usize = 1 << 20;
 

@@ -19,7 +19,8 @@ pub(crate) const NO_COMPRESSION: u8 = 0;
 pub(crate) const LZ4: u8 = 1;
 
 /// Largest decompressed block accepted (guards allocation on bad input).
-pub(crate) const MAX_BLOCK_LEN: usize = 64 << 20;
+/// Above the largest write plus a block's worth of smaller entries.
+pub(crate) const MAX_BLOCK_LEN: usize = 128 << 20;
 
 /// Where a block lives in the file (length excludes the trailer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
