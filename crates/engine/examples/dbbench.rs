@@ -5,6 +5,9 @@
 //!     --num 1000000 --engines strata,fjall [--json]
 //! ```
 //!
+//! Both engines run in this one process, on the same allocator: mimalloc,
+//! or glibc malloc with `--features dbbench-system-allocator`.
+//!
 //! Keys are 16 bytes, values 100 bytes. Fill and overwrite runs do not
 //! fsync; `fillsync` fsyncs every write (Strata through group commit, fjall
 //! with `persist(SyncData)` after each insert). `write_amp` is bytes the
@@ -24,6 +27,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use strata_engine::{Db, Durability, Options};
+
+// The allocator both engines run on (BENCHMARKS.md has runs with both):
+// mimalloc by default, glibc malloc with `--features dbbench-system-allocator`.
+#[cfg(not(feature = "dbbench-system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const KEY_LEN: usize = 16;
 const VALUE_LEN: usize = 100;

@@ -127,11 +127,17 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
                 .copied()
                 .map_err(|e| Error::Background(e.to_string()));
             *member.result.lock().expect("slot lock") = Some(shared);
-            member.wake.notify_one();
         }
     }
-    if let Some(next_leader) = queue.slots.front() {
+    let next_leader = queue.slots.front().cloned();
+    drop(queue);
+    // Outside the lock, so that writers keep queueing meanwhile; the next
+    // leader first, so that its fsync overlaps waking this group.
+    if let Some(next_leader) = next_leader {
         next_leader.wake.notify_one();
+    }
+    for member in group.iter().filter(|m| !Arc::ptr_eq(m, &slot)) {
+        member.wake.notify_one();
     }
     result
 }
