@@ -3,7 +3,8 @@
 //! Pure functions and plain data: token hashing and the engine key layout,
 //! consistency levels and the acknowledgements they require, and causality
 //! (`versions/`: dotted version vectors and sibling sets). Later modules
-//! (ring, Merkle trees, node states) follow the same rule.
+//! (Merkle trees, gossip state) follow the same rule. `ring.rs` is the
+//! consistent-hash ring with virtual nodes, node states and pending owners.
 //!
 //! **Architecture invariant:** no sockets, no threads, no clock of its own.
 //! Time and transport are passed in by the caller (`strata-node`), so every
@@ -12,11 +13,13 @@
 mod consistency;
 mod error;
 mod ids;
+mod ring;
 mod token;
 mod versions;
 
 pub use consistency::ConsistencyLevel;
 pub use error::Error;
 pub use ids::NodeId;
+pub use ring::{Member, NodeState, Placement, Ring, tokens_for};
 pub use token::{ENGINE_KEY_PREFIX_LEN, Token, TokenRange, decode_engine_key, encode_engine_key};
 pub use versions::{Dot, PrunePolicy, Siblings, Version, VersionVector, next_counter};
