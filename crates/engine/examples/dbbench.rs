@@ -5,7 +5,7 @@
 //!     --num 1000000 --engines strata,fjall [--json]
 //! ```
 //!
-//! Both engines run in this one process, on the same allocator: mimalloc,
+//! Both engines run in this one process, on the same allocator: jemalloc,
 //! or glibc malloc with `--features dbbench-system-allocator`.
 //!
 //! Keys are 16 bytes, values 100 bytes. Fill and overwrite runs do not
@@ -28,11 +28,11 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use strata_engine::{Db, Durability, Options};
 
-// The allocator both engines run on (BENCHMARKS.md has runs with both):
-// mimalloc by default, glibc malloc with `--features dbbench-system-allocator`.
+// The allocator both engines run on (BENCHMARKS.md compares allocators):
+// jemalloc by default, glibc malloc with `--features dbbench-system-allocator`.
 #[cfg(not(feature = "dbbench-system-allocator"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const KEY_LEN: usize = 16;
 const VALUE_LEN: usize = 100;
