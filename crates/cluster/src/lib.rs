@@ -13,6 +13,7 @@
 mod consistency;
 mod error;
 mod ids;
+mod quorum;
 mod ring;
 mod token;
 mod versions;
@@ -20,6 +21,7 @@ mod versions;
 pub use consistency::ConsistencyLevel;
 pub use error::Error;
 pub use ids::NodeId;
+pub use quorum::{Progress, ReadQuorum, ReadResolution, WriteQuorum};
 pub use ring::{Member, NodeState, Placement, Ring, tokens_for};
 pub use token::{ENGINE_KEY_PREFIX_LEN, Token, TokenRange, decode_engine_key, encode_engine_key};
 pub use versions::{Dot, PrunePolicy, Siblings, Version, VersionVector, next_counter};

@@ -1,0 +1,220 @@
+//! Quorum bookkeeping for one request: pure state machines the coordinator
+//! feeds with replica answers as they arrive.
+
+use crate::{NodeId, Siblings};
+
+/// Where a request stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Not decided yet: more answers are needed and possible.
+    Pending,
+    /// Enough replicas succeeded.
+    Reached,
+    /// So many replicas failed that the requirement can no longer be met:
+    /// answer `UNAVAILABLE` now rather than at the deadline.
+    Unreachable {
+        /// Successful answers so far.
+        acks: u32,
+        /// Answers required.
+        required: u32,
+    },
+}
+
+/// Counts write acknowledgements against the required number.
+#[derive(Debug, Clone)]
+pub struct WriteQuorum {
+    required: u32,
+    contacted: u32,
+    acked: Vec<NodeId>,
+    failed: Vec<NodeId>,
+}
+
+impl WriteQuorum {
+    /// A write sent to `contacted` replicas that needs `required` acks.
+    #[must_use]
+    pub fn new(required: u32, contacted: u32) -> Self {
+        Self {
+            required,
+            contacted,
+            acked: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Records a replica's answer; a node's second answer is ignored.
+    pub fn record(&mut self, node: &NodeId, ok: bool) -> Progress {
+        if !self.acked.contains(node) && !self.failed.contains(node) {
+            if ok {
+                self.acked.push(node.clone());
+            } else {
+                self.failed.push(node.clone());
+            }
+        }
+        self.progress()
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn progress(&self) -> Progress {
+        let acks = count(&self.acked);
+        let outstanding = self.contacted.saturating_sub(acks + count(&self.failed));
+        if acks >= self.required {
+            Progress::Reached
+        } else if acks + outstanding < self.required {
+            Progress::Unreachable {
+                acks,
+                required: self.required,
+            }
+        } else {
+            Progress::Pending
+        }
+    }
+
+    /// Replicas that acknowledged.
+    #[must_use]
+    pub fn acked(&self) -> &[NodeId] {
+        &self.acked
+    }
+}
+
+/// Collects replica read answers and merges them.
+#[derive(Debug, Clone)]
+pub struct ReadQuorum {
+    inner: WriteQuorum,
+    answers: Vec<(NodeId, Siblings)>,
+}
+
+/// The merged outcome of a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResolution {
+    /// Every answer merged.
+    pub merged: Siblings,
+    /// Replicas whose answer differed from `merged`: read repair sends them
+    /// the merged set.
+    pub stale: Vec<NodeId>,
+}
+
+impl ReadQuorum {
+    /// A read sent to `contacted` replicas that needs `required` answers.
+    #[must_use]
+    pub fn new(required: u32, contacted: u32) -> Self {
+        Self {
+            inner: WriteQuorum::new(required, contacted),
+            answers: Vec::new(),
+        }
+    }
+
+    /// Records a replica's versions (`None`: the replica failed).
+    pub fn record(&mut self, node: &NodeId, answer: Option<Siblings>) -> Progress {
+        let ok = answer.is_some();
+        let already = self.answers.iter().any(|(n, _)| n == node);
+        if let (Some(siblings), false) = (answer, already) {
+            self.answers.push((node.clone(), siblings));
+        }
+        self.inner.record(node, ok)
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn progress(&self) -> Progress {
+        self.inner.progress()
+    }
+
+    /// Merges the answers received so far.
+    #[must_use]
+    pub fn resolve(&self) -> ReadResolution {
+        let mut merged = Siblings::new();
+        for (_, siblings) in &self.answers {
+            merged.merge(siblings);
+        }
+        let stale = self
+            .answers
+            .iter()
+            .filter(|(_, siblings)| *siblings != merged)
+            .map(|(node, _)| node.clone())
+            .collect();
+        ReadResolution { merged, stale }
+    }
+}
+
+fn count(nodes: &[NodeId]) -> u32 {
+    u32::try_from(nodes.len()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dot, Version, VersionVector};
+
+    fn node(i: u8) -> NodeId {
+        NodeId::new(format!("n{i}")).expect("valid id")
+    }
+
+    #[test]
+    fn quorum_is_reached_after_w_acks() {
+        let mut q = WriteQuorum::new(2, 3);
+        assert_eq!(q.record(&node(1), true), Progress::Pending);
+        assert_eq!(
+            q.record(&node(1), true),
+            Progress::Pending,
+            "duplicates do not count"
+        );
+        assert_eq!(q.record(&node(2), true), Progress::Reached);
+        assert_eq!(q.acked(), [node(1), node(2)]);
+    }
+
+    #[test]
+    fn failures_make_the_quorum_unreachable_early() {
+        let mut q = WriteQuorum::new(3, 3);
+        assert_eq!(q.record(&node(1), true), Progress::Pending);
+        assert_eq!(
+            q.record(&node(2), false),
+            Progress::Unreachable {
+                acks: 1,
+                required: 3
+            }
+        );
+        let mut q = WriteQuorum::new(2, 3);
+        q.record(&node(1), false);
+        assert_eq!(
+            q.progress(),
+            Progress::Pending,
+            "two replicas may still ack"
+        );
+        assert_eq!(
+            q.record(&node(2), false),
+            Progress::Unreachable {
+                acks: 0,
+                required: 2
+            }
+        );
+        assert_eq!(
+            WriteQuorum::new(2, 1).progress(),
+            Progress::Unreachable {
+                acks: 0,
+                required: 2
+            }
+        );
+    }
+
+    #[test]
+    fn reads_merge_answers_and_name_stale_replicas() {
+        let v = |n: u8, value: &str| Version {
+            dot: Dot {
+                node: node(n),
+                counter: 1,
+            },
+            context: VersionVector::new(),
+            value: Some(value.as_bytes().to_vec()),
+            timestamp_micros: 1,
+        };
+        let mut q = ReadQuorum::new(2, 3);
+        q.record(&node(1), Some(Siblings::from_versions([v(1, "a")])));
+        q.record(&node(3), None);
+        let both = Siblings::from_versions([v(1, "a"), v(2, "b")]);
+        assert_eq!(q.record(&node(2), Some(both.clone())), Progress::Reached);
+        let resolution = q.resolve();
+        assert_eq!(resolution.merged, both);
+        assert_eq!(resolution.stale, vec![node(1)]);
+    }
+}
