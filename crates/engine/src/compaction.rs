@@ -210,14 +210,7 @@ impl<'a> Output<'a> {
             let info = builder.finish()?;
             self.bytes_written += info.size;
             let path = file_path(self.ctx.dir, FileKind::Table, number);
-            self.files.push(FileMeta::new(
-                number,
-                info.size,
-                info.entries,
-                info.smallest,
-                info.largest,
-                path,
-            ));
+            self.files.push(FileMeta::from_built(number, path, info));
         }
         Ok(())
     }

@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use super::Inner;
 use crate::compaction::{self, Context};
-use crate::table::TableBuilder;
-use crate::version::{
-    FileKind, FileMeta, PickerConfig, VersionEdit, file_path, pick_compaction, pick_manual,
-};
+use crate::version::{FileKind, PickerConfig, VersionEdit, pick_compaction, pick_manual};
 use crate::{Durability, Error, Result};
 
 pub(crate) fn start(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
@@ -68,30 +65,13 @@ fn flush_loop(inner: &Inner) {
 fn flush_oldest(inner: &Inner) -> Result<()> {
     let mem = inner.state().imms.last().cloned().expect("caller checked");
     let mut added = Vec::new();
-    if !mem.is_empty() {
-        let number = inner.next_file.fetch_add(1, Ordering::SeqCst);
-        let path = file_path(&inner.dir, FileKind::Table, number);
-        let mut builder = TableBuilder::create(&path, &inner.options, 0)?;
-        let mut result = Ok(());
-        mem.for_each(|k, v| {
-            if result.is_ok() {
-                result = builder.add(k, v);
-            }
-        });
-        result?;
-        let info = builder.finish()?;
+    if let Some(meta) =
+        super::flush::write_level0(&inner.dir, &inner.options, &inner.next_file, &mem)?
+    {
         inner
             .counters
             .flush_bytes
-            .fetch_add(info.size, Ordering::Relaxed);
-        let meta = FileMeta::new(
-            number,
-            info.size,
-            info.entries,
-            info.smallest,
-            info.largest,
-            path,
-        );
+            .fetch_add(meta.size, Ordering::Relaxed);
         added.push((0, Arc::new(meta)));
     }
     let mut versions = inner.versions.lock().expect("versions lock");

@@ -3,9 +3,10 @@
 //! `recovery.rs` opens a directory (MANIFEST, WAL replay, garbage
 //! collection), `write.rs` is the group-commit write path, `read.rs` point
 //! lookups, `iter.rs` range iterators, `background.rs` the flush and
-//! compaction threads.
+//! compaction threads, `flush.rs` memtable-to-table writing.
 
 mod background;
+mod flush;
 mod iter;
 mod read;
 mod recovery;

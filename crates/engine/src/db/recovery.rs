@@ -20,11 +20,9 @@ use crate::memtable::Memtable;
 use crate::options::WalRecovery;
 use crate::record::{self, Tail, TailPolicy};
 use crate::stats::Counters;
-use crate::table::TableBuilder;
 use crate::table_cache::TableCache;
 use crate::version::{
-    FileKind, FileMeta, Version, VersionEdit, VersionSet, current_manifest, file_path,
-    parse_file_name,
+    FileKind, Version, VersionEdit, VersionSet, current_manifest, file_path, parse_file_name,
 };
 use crate::{Error, Options, Result, WriteBatch};
 
@@ -75,26 +73,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
             corrupt_logs.push(path.clone());
         }
     }
-    if !mem.is_empty() {
-        let number = next_file.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let path = file_path(dir, FileKind::Table, number);
-        let mut builder = TableBuilder::create(&path, &options, 0)?;
-        let mut result = Ok(());
-        mem.for_each(|k, v| {
-            if result.is_ok() {
-                result = builder.add(k, v);
-            }
-        });
-        result?;
-        let info = builder.finish()?;
-        let meta = FileMeta::new(
-            number,
-            info.size,
-            info.entries,
-            info.smallest,
-            info.largest,
-            path,
-        );
+    if let Some(meta) = super::flush::write_level0(dir, &options, &next_file, &mem)? {
         version = version.apply(&VersionEdit {
             added: vec![(0, Arc::new(meta))],
             ..VersionEdit::default()

@@ -9,5 +9,5 @@ pub(crate) mod builder;
 pub(crate) mod format;
 pub(crate) mod reader;
 
-pub(crate) use builder::TableBuilder;
+pub(crate) use builder::{TableBuilder, TableInfo};
 pub(crate) use reader::{Table, TableIter};

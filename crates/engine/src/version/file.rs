@@ -40,6 +40,18 @@ impl FileMeta {
         }
     }
 
+    /// Metadata of the table `number` just written at `path`.
+    pub(crate) fn from_built(number: u64, path: PathBuf, info: crate::table::TableInfo) -> Self {
+        Self::new(
+            number,
+            info.size,
+            info.entries,
+            info.smallest,
+            info.largest,
+            path,
+        )
+    }
+
     pub(crate) fn user_smallest(&self) -> &[u8] {
         key::user_key(&self.smallest)
     }
