@@ -1,7 +1,8 @@
 //! The Strata storage node: the IO shell around `strata-cluster`'s logic.
 //!
 //! `server` wires the gRPC services (`services/`) onto a listener; `node_id`
-//! gives the node a stable identity across restarts. The coordinator, replica
+//! gives the node a stable identity across restarts; `storage` is the local
+//! replica store (sibling sets on the engine, merged without reads). The coordinator, replica
 //! path, gossip, hints and anti-entropy land here with their issues; until
 //! then their RPCs answer `UNIMPLEMENTED` naming what is missing.
 
@@ -9,5 +10,6 @@ pub mod config;
 pub mod node_id;
 pub mod server;
 mod services;
+pub mod storage;
 
 pub use config::NodeConfig;

@@ -1,0 +1,174 @@
+//! The stored form of a sibling set, and conversions to the wire messages.
+//!
+//! Stored value: one format byte, then the protobuf `strata.v1.KeyVersions`
+//! (key left empty: the engine key holds it). Format `0x01` is a sibling
+//! set; format `0xFF` is a quarantine record written by the merge operator
+//! when it met bytes it could not decode (see `merge.rs`).
+
+use prost::Message as _;
+use strata_cluster::{Dot, NodeId, Siblings, Version, VersionVector};
+use strata_proto::v1;
+
+pub(crate) const FORMAT_SIBLINGS: u8 = 0x01;
+pub(crate) const FORMAT_QUARANTINE: u8 = 0xFF;
+
+/// Why stored or received versions could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// An empty value, or an unknown format byte.
+    #[error("unknown stored format {0:?}")]
+    UnknownFormat(Option<u8>),
+    /// The protobuf did not parse.
+    #[error("malformed versions: {0}")]
+    Malformed(String),
+    /// A node id in a clock is not a valid id.
+    #[error("invalid node id in a clock: {0}")]
+    InvalidNodeId(String),
+    /// A version without its dot.
+    #[error("version without a dot")]
+    MissingDot,
+    /// The merge operator met undecodable bytes and kept them, unmerged,
+    /// for manual recovery. `parts` is how many raw values are held.
+    #[error("value quarantined after a failed merge ({parts} raw parts kept)")]
+    Quarantined {
+        /// Raw values held in the quarantine record.
+        parts: usize,
+    },
+}
+
+fn node_id(id: String) -> Result<NodeId, CodecError> {
+    NodeId::new(id).map_err(|e| CodecError::InvalidNodeId(e.to_string()))
+}
+
+/// A version as the wire carries it.
+#[must_use]
+pub fn version_to_proto(v: &Version) -> v1::Version {
+    v1::Version {
+        clock: Some(v1::VectorClock {
+            entries: v
+                .context
+                .entries()
+                .map(|(node, counter, updated)| v1::ClockEntry {
+                    node_id: node.to_string(),
+                    counter,
+                    updated_at_micros: updated,
+                })
+                .collect(),
+        }),
+        tombstone: v.value.is_none(),
+        value: v.value.clone().unwrap_or_default().into(),
+        timestamp_micros: v.timestamp_micros,
+        dot: Some(v1::ClockEntry {
+            node_id: v.dot.node.to_string(),
+            counter: v.dot.counter,
+            updated_at_micros: 0,
+        }),
+    }
+}
+
+/// A version from the wire, validated.
+///
+/// # Errors
+/// [`CodecError::MissingDot`] or [`CodecError::InvalidNodeId`].
+pub fn version_from_proto(v: v1::Version) -> Result<Version, CodecError> {
+    let dot = v.dot.ok_or(CodecError::MissingDot)?;
+    let entries = v.clock.map(|c| c.entries).unwrap_or_default();
+    let mut context = VersionVector::new();
+    for e in entries {
+        context.observe(&node_id(e.node_id)?, e.counter, e.updated_at_micros);
+    }
+    Ok(Version {
+        dot: Dot {
+            node: node_id(dot.node_id)?,
+            counter: dot.counter,
+        },
+        context,
+        value: (!v.tombstone).then(|| v.value.to_vec()),
+        timestamp_micros: v.timestamp_micros,
+    })
+}
+
+/// The stored form of `siblings`.
+#[must_use]
+pub fn encode(siblings: &Siblings) -> Vec<u8> {
+    let message = v1::KeyVersions {
+        key: Default::default(),
+        versions: siblings.versions().iter().map(version_to_proto).collect(),
+    };
+    let mut out = Vec::with_capacity(1 + message.encoded_len());
+    out.push(FORMAT_SIBLINGS);
+    message.encode(&mut out).expect("a Vec grows as needed");
+    out
+}
+
+/// Decodes a stored value.
+///
+/// # Errors
+/// See [`CodecError`]; never panics on any input.
+pub fn decode(bytes: &[u8]) -> Result<Siblings, CodecError> {
+    match bytes.split_first() {
+        Some((&FORMAT_SIBLINGS, rest)) => {
+            let message =
+                v1::KeyVersions::decode(rest).map_err(|e| CodecError::Malformed(e.to_string()))?;
+            let versions = message
+                .versions
+                .into_iter()
+                .map(version_from_proto)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Siblings::from_versions(versions))
+        }
+        Some((&FORMAT_QUARANTINE, rest)) => Err(CodecError::Quarantined {
+            parts: super::merge::quarantine_parts(rest).len(),
+        }),
+        other => Err(CodecError::UnknownFormat(other.map(|(b, _)| *b))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sibling_sets_round_trip_with_tombstones_and_contexts() {
+        let n = |s: &str| NodeId::new(s).expect("id");
+        let context = VersionVector::from_entries([(n("a"), 3, 10), (n("b"), 1, 11)]);
+        let siblings = Siblings::from_versions([
+            Version {
+                dot: Dot {
+                    node: n("c"),
+                    counter: 9,
+                },
+                context: context.clone(),
+                value: Some(b"value".to_vec()),
+                timestamp_micros: 12,
+            },
+            Version {
+                dot: Dot {
+                    node: n("d"),
+                    counter: 1,
+                },
+                context,
+                value: None,
+                timestamp_micros: 13,
+            },
+        ]);
+        assert_eq!(decode(&encode(&siblings)), Ok(siblings));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(decode(&[]), Err(CodecError::UnknownFormat(None)));
+        assert_eq!(decode(&[7, 1, 2]), Err(CodecError::UnknownFormat(Some(7))));
+        assert!(matches!(
+            decode(&[FORMAT_SIBLINGS, 0xff, 0xff]),
+            Err(CodecError::Malformed(_))
+        ));
+        let no_dot = v1::KeyVersions {
+            key: Default::default(),
+            versions: vec![v1::Version::default()],
+        };
+        let mut bytes = vec![FORMAT_SIBLINGS];
+        bytes.extend(no_dot.encode_to_vec());
+        assert_eq!(decode(&bytes), Err(CodecError::MissingDot));
+    }
+}
