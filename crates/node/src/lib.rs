@@ -8,8 +8,10 @@
 
 pub mod config;
 pub mod node_id;
+pub mod request;
 pub mod server;
 mod services;
+mod status;
 pub mod storage;
 
 pub use config::NodeConfig;

@@ -1,0 +1,173 @@
+//! Validation of client requests, before any replica is contacted.
+//!
+//! Limits: keys are 1 byte to 64 KiB; values at most the node's value limit
+//! (4 MiB by default); a consistency level is a known name or a count in
+//! `1..=N`. Each violation is a specific [`RequestError`], answered with
+//! `INVALID_ARGUMENT` (see `status.rs`).
+
+use strata_cluster::ConsistencyLevel;
+use strata_proto::v1::{self, consistency::Level};
+
+/// Largest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 64 << 10;
+/// Default largest value accepted, in bytes (configurable per node).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 4 << 20;
+
+/// A request the node refuses as malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The key is empty.
+    #[error("key must not be empty")]
+    EmptyKey,
+    /// The key is longer than [`MAX_KEY_BYTES`].
+    #[error("key is {len} bytes; the limit is {MAX_KEY_BYTES}")]
+    KeyTooLarge {
+        /// Its length.
+        len: usize,
+    },
+    /// The value is longer than the node's limit.
+    #[error("value is {len} bytes; the limit is {limit}")]
+    ValueTooLarge {
+        /// Its length.
+        len: usize,
+        /// The node's limit.
+        limit: usize,
+    },
+    /// A consistency level this node does not know.
+    #[error("unknown consistency level {0}; expected ONE, TWO, QUORUM, ALL or a replica count")]
+    UnknownConsistency(i32),
+    /// A consistency that needs more replicas than exist, or none.
+    #[error(transparent)]
+    Consistency(#[from] strata_cluster::Error),
+}
+
+/// Checks a key against the limits.
+///
+/// # Errors
+/// [`RequestError::EmptyKey`] or [`RequestError::KeyTooLarge`].
+pub fn validate_key(key: &[u8]) -> Result<(), RequestError> {
+    match key.len() {
+        0 => Err(RequestError::EmptyKey),
+        len if len > MAX_KEY_BYTES => Err(RequestError::KeyTooLarge { len }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a value against the node's limit.
+///
+/// # Errors
+/// [`RequestError::ValueTooLarge`].
+pub fn validate_value(value: &[u8], limit: usize) -> Result<(), RequestError> {
+    if value.len() > limit {
+        return Err(RequestError::ValueTooLarge {
+            len: value.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// The acks a request needs: its consistency, or `default` when unset,
+/// resolved against replication factor `n`.
+///
+/// # Errors
+/// [`RequestError::UnknownConsistency`] or [`RequestError::Consistency`].
+pub fn required_acks(
+    consistency: Option<&v1::Consistency>,
+    default: ConsistencyLevel,
+    n: u32,
+) -> Result<u32, RequestError> {
+    let level = match consistency.and_then(|c| c.level.as_ref()) {
+        None => default,
+        Some(Level::Replicas(count)) => ConsistencyLevel::Replicas(*count),
+        Some(Level::Named(raw)) => match v1::ConsistencyLevel::try_from(*raw) {
+            Ok(v1::ConsistencyLevel::One) => ConsistencyLevel::One,
+            Ok(v1::ConsistencyLevel::Two) => ConsistencyLevel::Two,
+            Ok(v1::ConsistencyLevel::Quorum) => ConsistencyLevel::Quorum,
+            Ok(v1::ConsistencyLevel::All) => ConsistencyLevel::All,
+            Ok(v1::ConsistencyLevel::Unspecified) | Err(_) => {
+                return Err(RequestError::UnknownConsistency(*raw));
+            }
+        },
+    };
+    Ok(level.required_acks(n)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_be_non_empty_and_at_most_64_kib() {
+        assert_eq!(validate_key(b""), Err(RequestError::EmptyKey));
+        assert_eq!(validate_key(&[0; MAX_KEY_BYTES]), Ok(()));
+        assert_eq!(
+            validate_key(&[0; MAX_KEY_BYTES + 1]),
+            Err(RequestError::KeyTooLarge {
+                len: MAX_KEY_BYTES + 1
+            })
+        );
+    }
+
+    #[test]
+    fn values_respect_the_configured_limit() {
+        assert_eq!(validate_value(&[0; 10], 10), Ok(()));
+        assert_eq!(
+            validate_value(&[0; 11], 10),
+            Err(RequestError::ValueTooLarge { len: 11, limit: 10 })
+        );
+    }
+
+    #[test]
+    fn consistency_resolves_named_levels_counts_and_defaults() {
+        let named = |l: v1::ConsistencyLevel| v1::Consistency::named(l);
+        assert_eq!(required_acks(None, ConsistencyLevel::Quorum, 3), Ok(2));
+        assert_eq!(
+            required_acks(
+                Some(&named(v1::ConsistencyLevel::All)),
+                ConsistencyLevel::One,
+                3
+            ),
+            Ok(3)
+        );
+        assert_eq!(
+            required_acks(
+                Some(&v1::Consistency::replicas(2)),
+                ConsistencyLevel::One,
+                3
+            ),
+            Ok(2)
+        );
+        assert_eq!(
+            required_acks(
+                Some(&v1::Consistency {
+                    level: Some(Level::Named(42))
+                }),
+                ConsistencyLevel::One,
+                3
+            ),
+            Err(RequestError::UnknownConsistency(42))
+        );
+        assert_eq!(
+            required_acks(
+                Some(&named(v1::ConsistencyLevel::Unspecified)),
+                ConsistencyLevel::One,
+                3
+            ),
+            Err(RequestError::UnknownConsistency(0))
+        );
+        assert_eq!(
+            required_acks(
+                Some(&v1::Consistency::replicas(4)),
+                ConsistencyLevel::One,
+                3
+            ),
+            Err(RequestError::Consistency(
+                strata_cluster::Error::ConsistencyOutOfRange {
+                    requested: 4,
+                    replication_factor: 3
+                }
+            ))
+        );
+    }
+}

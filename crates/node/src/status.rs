@@ -1,0 +1,62 @@
+//! The one place that maps the node's errors to gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::request::RequestError;
+use crate::storage::StorageError;
+
+/// `INVALID_ARGUMENT`: the request itself is wrong; retrying cannot help.
+impl From<RequestError> for Status {
+    fn from(e: RequestError) -> Self {
+        Status::invalid_argument(e.to_string())
+    }
+}
+
+/// Storage failures: unreadable stored data is `DATA_LOSS` (an operator
+/// must look at it); anything else is `INTERNAL`.
+impl From<StorageError> for Status {
+    fn from(e: StorageError) -> Self {
+        let code = match &e {
+            StorageError::Codec(_)
+            | StorageError::Engine(
+                strata_engine::Error::Corruption { .. }
+                | strata_engine::Error::WalCorruption { .. },
+            ) => Code::DataLoss,
+            StorageError::Engine(strata_engine::Error::WriteTooLarge { .. }) => {
+                Code::InvalidArgument
+            }
+            _ => Code::Internal,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::CodecError;
+
+    #[test]
+    fn errors_map_to_specific_codes() {
+        assert_eq!(
+            Status::from(RequestError::EmptyKey).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            Status::from(RequestError::UnknownConsistency(9)).code(),
+            Code::InvalidArgument
+        );
+        let quarantined = StorageError::Codec(CodecError::Quarantined { parts: 2 });
+        assert_eq!(Status::from(quarantined).code(), Code::DataLoss);
+        let corrupt = StorageError::Engine(strata_engine::Error::Corruption {
+            path: "x.sst".into(),
+            offset: 0,
+            reason: "bad".into(),
+        });
+        let status = Status::from(corrupt);
+        assert_eq!(status.code(), Code::DataLoss);
+        assert!(status.message().contains("x.sst"), "{}", status.message());
+        let closing = StorageError::Engine(strata_engine::Error::Background("closing".into()));
+        assert_eq!(Status::from(closing).code(), Code::Internal);
+    }
+}
