@@ -7,6 +7,7 @@
 //! then their RPCs answer `UNIMPLEMENTED` naming what is missing.
 
 pub mod config;
+pub mod coordinator;
 pub mod dots;
 pub mod node_id;
 pub mod request;
