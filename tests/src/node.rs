@@ -24,12 +24,13 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts a node with `node_id` (if given) on a free loopback port, its
     /// data in `data_dir` and its log in `data_dir/../<dir name>.log`.
+    /// Extra flags (e.g. `--replication-factor 1`) go in `args`.
     ///
     /// # Panics
     /// When the node does not start within 20 seconds or prints an
     /// unexpected first line; the panic message includes its log.
     #[must_use]
-    pub fn start(data_dir: &Path, node_id: Option<&str>) -> Self {
+    pub fn start(data_dir: &Path, node_id: Option<&str>, args: &[&str]) -> Self {
         let log_path = data_dir.with_extension("log");
         let log = std::fs::File::create(&log_path).expect("create node log");
         let mut command = Command::new(workspace_binary("strata-node"));
@@ -38,6 +39,7 @@ impl NodeProcess {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);

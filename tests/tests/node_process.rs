@@ -1,40 +1,76 @@
-//! A real `strata-node` process answers over gRPC and keeps its identity
-//! across restarts.
+//! A real `strata-node` process serves the KV API and keeps its identity and
+//! its data across restarts.
 
 use strata_client::Client;
 use strata_tests::NodeProcess;
 
+const SINGLE: &[&str] = &["--replication-factor", "1"];
+
 #[tokio::test]
-async fn node_process_answers_ping_and_keeps_its_id_after_restart() {
+async fn node_process_serves_kv_and_keeps_id_and_data_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("node-0");
 
-    let node = NodeProcess::start(&data, Some("strata-0"));
+    let node = NodeProcess::start(&data, Some("strata-0"), SINGLE);
     let mut client = Client::connect(&node.addr().to_string())
         .await
         .expect("connect");
     let pong = client.ping(b"x".to_vec()).await.expect("ping");
     assert_eq!(pong.node_id, "strata-0");
-    assert_eq!(&pong.payload[..], b"x");
 
-    let status = client
-        .get(b"k".to_vec(), None)
+    client
+        .put(b"k".to_vec(), b"v1".to_vec(), Vec::new(), None)
         .await
-        .expect_err("no coordinator yet");
-    assert!(
-        status.to_string().contains("not implemented yet"),
-        "{status}"
+        .expect("put");
+    client
+        .put(b"k".to_vec(), b"v2".to_vec(), Vec::new(), None)
+        .await
+        .expect("concurrent put");
+    let got = client.get(b"k".to_vec(), None).await.expect("get");
+    let mut values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
+    values.sort_unstable();
+    assert_eq!(
+        values,
+        [&b"v1"[..], b"v2"],
+        "writes without context are siblings"
     );
+    let resolved = client
+        .put(b"k".to_vec(), b"v3".to_vec(), got.context.to_vec(), None)
+        .await
+        .expect("put with context");
+    assert_eq!(resolved.replicas_acked, 1);
     drop(node);
 
-    // Restart without --node-id: the id comes from the data directory.
-    let node = NodeProcess::start(&data, None);
+    // Restart without --node-id: the id and the data come from the directory.
+    let node = NodeProcess::start(&data, None, SINGLE);
     assert_eq!(node.node_id(), "strata-0");
     let mut client = Client::connect(&node.addr().to_string())
         .await
         .expect("connect");
-    assert_eq!(
-        client.ping(Vec::new()).await.expect("ping").node_id,
-        "strata-0"
+    let got = client.get(b"k".to_vec(), None).await.expect("get");
+    let values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
+    assert_eq!(values, [&b"v3"[..]]);
+}
+
+#[tokio::test]
+async fn quorum_beyond_the_reachable_replicas_is_unavailable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Default N = 3 while this node knows only itself: QUORUM needs 2.
+    let node = NodeProcess::start(&dir.path().join("node"), Some("strata-0"), &[]);
+    let mut client = Client::connect(&node.addr().to_string())
+        .await
+        .expect("connect");
+    let err = client
+        .put(b"k".to_vec(), b"v".to_vec(), Vec::new(), None)
+        .await
+        .expect_err("quorum");
+    assert!(
+        err.to_string().contains("Unavailable") || err.to_string().contains("unavailable"),
+        "{err}"
     );
+    let one = strata_client::parse_consistency("one").expect("level");
+    client
+        .put(b"k".to_vec(), b"v".to_vec(), Vec::new(), Some(one))
+        .await
+        .expect("ONE succeeds");
 }

@@ -2,6 +2,12 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use std::sync::Arc;
+
+use strata_engine::Durability;
+use strata_node::coordinator::{Coordinator, Replicas, Replication};
+use strata_node::dots::DotCounter;
+use strata_node::storage::Storage;
 use strata_node::{NodeConfig, node_id, server};
 use tracing_subscriber::EnvFilter;
 
@@ -22,6 +28,20 @@ async fn main() -> anyhow::Result<()> {
     let Cli { config } = Cli::parse();
 
     let id = node_id::load_or_init(&config.data_dir, config.node_id.as_deref())?;
+    let storage = Storage::open(&config.data_dir.join("engine"), Durability::SyncEachGroup)
+        .context("opening the storage engine")?;
+    let dots = DotCounter::open(&config.data_dir, id.clone())?;
+    let coordinator = Arc::new(Coordinator::new(
+        id.clone(),
+        Replicas::local_only(&id, config.vnodes, Arc::new(storage)),
+        dots,
+        Replication {
+            factor: config.replication_factor,
+            write: config.write_consistency,
+            read: config.read_consistency,
+        },
+        config.max_value_bytes,
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -31,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     println!("strata-node {id} listening on {addr}");
     tracing::info!(%id, %addr, data_dir = %config.data_dir.display(), "node started");
 
-    server::serve(id, listener, async {
+    server::serve(id, coordinator, listener, async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
         }

@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::coordinator::CoordinatorError;
 use crate::request::RequestError;
 use crate::storage::StorageError;
 
@@ -28,6 +29,20 @@ impl From<StorageError> for Status {
             _ => Code::Internal,
         };
         Status::new(code, e.to_string())
+    }
+}
+
+/// Coordinator failures: bad input is `INVALID_ARGUMENT`, a missed quorum
+/// `UNAVAILABLE` (with the ack count in the message).
+impl From<CoordinatorError> for Status {
+    fn from(e: CoordinatorError) -> Self {
+        match e {
+            CoordinatorError::Request(e) => e.into(),
+            CoordinatorError::Context(_) => Status::invalid_argument(e.to_string()),
+            CoordinatorError::Unavailable { .. } => Status::unavailable(e.to_string()),
+            CoordinatorError::Storage(e) => e.into(),
+            CoordinatorError::Dots(_) => Status::internal(e.to_string()),
+        }
     }
 }
 
@@ -58,5 +73,17 @@ mod tests {
         assert!(status.message().contains("x.sst"), "{}", status.message());
         let closing = StorageError::Engine(strata_engine::Error::Background("closing".into()));
         assert_eq!(Status::from(closing).code(), Code::Internal);
+        let unavailable = Status::from(CoordinatorError::Unavailable {
+            acks: 1,
+            required: 2,
+        });
+        assert_eq!(unavailable.code(), Code::Unavailable);
+        assert!(
+            unavailable.message().contains("1 answered"),
+            "{}",
+            unavailable.message()
+        );
+        let context = Status::from(CoordinatorError::Context("bad".into()));
+        assert_eq!(context.code(), Code::InvalidArgument);
     }
 }
