@@ -241,3 +241,32 @@ fn large_values_survive_flush_and_reopen_and_oversized_writes_are_refused() {
     );
     assert_eq!(db.get(b"huge").expect("get"), None);
 }
+
+#[test]
+fn writers_racing_with_flushes_all_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options {
+        durability: strata_engine::Durability::SyncEachGroup,
+        ..small_options()
+    };
+    let db = Arc::new(Db::open(dir.path(), options).expect("open"));
+    let writers: Vec<_> = (0..16u32)
+        .map(|t| {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    db.put(&key(t * 1000 + i), &i.to_le_bytes()).expect("put");
+                    if i % 50 == 0 {
+                        db.flush().expect("flush");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let all = collect(&db, None, None);
+    assert_eq!(all.len(), 16 * 150);
+    assert_eq!(db.stats().last_sequence, 16 * 150);
+}

@@ -11,6 +11,11 @@ use strata_node::storage::Storage;
 use strata_node::{NodeConfig, node_id, server};
 use tracing_subscriber::EnvFilter;
 
+// jemalloc: the engine's flush thread frees memtables the request threads
+// allocated, which glibc malloc serializes on arena locks (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A Strata storage node.
 #[derive(Debug, Parser)]
 #[command(version, about)]

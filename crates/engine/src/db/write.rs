@@ -24,6 +24,8 @@ use crate::{Durability, Error, Result, WriteBatch};
 pub(crate) const MAX_BATCH_BYTES: usize = 64 << 20;
 /// A group stops growing at this many bytes (bounds leader latency).
 const MAX_GROUP_BYTES: usize = 1 << 20;
+/// Groups one leader commits back to back before handing over.
+const MAX_LEADER_ROUNDS: usize = 4;
 
 #[derive(Debug)]
 pub(crate) struct Slot {
@@ -40,6 +42,10 @@ pub(crate) struct Slot {
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
     slots: VecDeque<Arc<Slot>>,
+    /// A leader is committing. Only the front writer may lead, and only
+    /// while no one else does: a leader may keep leading for the writers
+    /// behind it, who must not elect themselves meanwhile.
+    leading: bool,
 }
 
 pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
@@ -66,22 +72,57 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
         if let Some(result) = slot.result.lock().expect("slot lock").take() {
             return result;
         }
-        if queue
-            .slots
-            .front()
-            .is_some_and(|front| Arc::ptr_eq(front, &slot))
+        if !queue.leading
+            && queue
+                .slots
+                .front()
+                .is_some_and(|front| Arc::ptr_eq(front, &slot))
         {
+            queue.leading = true;
             break;
         }
         queue = slot.wake.wait(queue).expect("writers lock");
     }
-    // Leader. Making room may wait for background work: release the queue
-    // so that other writers can line up behind us meanwhile.
     drop(queue);
-    let room = make_room(inner, slot.force_switch);
+    // Leader. Keep leading while writers are queued, for a few rounds:
+    // handing over to the next writer would cost a wakeup (tens of
+    // microseconds) before its fsync could start.
+    let mut front = Arc::clone(&slot);
+    for round in 1.. {
+        let group = lead_group(inner, &front);
+        let mut queue = inner.writers.lock().expect("writers lock");
+        let next = queue.slots.front().cloned();
+        let keep_leading = round < MAX_LEADER_ROUNDS && next.is_some();
+        if !keep_leading {
+            queue.leading = false;
+        }
+        drop(queue);
+        if let (false, Some(next)) = (keep_leading, &next) {
+            next.wake.notify_one();
+        }
+        // Outside the queue lock, so that writers keep queueing meanwhile.
+        for member in &group {
+            member.wake.notify_one();
+        }
+        match next {
+            Some(next) if keep_leading => front = next,
+            _ => break,
+        }
+    }
+    let own = slot.result.lock().expect("slot lock").take();
+    own.expect("the leader's first group includes its own write")
+}
+
+/// Leads one group starting at `front`: makes room, commits the batches
+/// queued from `front` on, pops them and records every member's result.
+/// Returns the members to wake.
+fn lead_group(inner: &Inner, front: &Arc<Slot>) -> Vec<Arc<Slot>> {
+    // Making room may wait for background work: the queue is not locked,
+    // so other writers can line up meanwhile.
+    let room = make_room(inner, front.force_switch);
     let queue = inner.writers.lock().expect("writers lock");
-    let group: Vec<Arc<Slot>> = if room.is_err() || slot.force_switch {
-        vec![Arc::clone(&slot)]
+    let group: Vec<Arc<Slot>> = if room.is_err() || front.force_switch {
+        vec![Arc::clone(front)]
     } else {
         let mut bytes = 0;
         queue
@@ -101,7 +142,7 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
 
     let result = match room {
         Err(e) => Err(e),
-        Ok(()) if slot.force_switch => Ok(()),
+        Ok(()) if front.force_switch => Ok(()),
         Ok(()) => {
             let batches: Vec<WriteBatch> = group
                 .iter()
@@ -117,29 +158,23 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
         }
     };
 
+    // Members after the first get a copy of the error's text (errors do not
+    // clone); all results are set under the lock, before anyone wakes.
+    let text = result.as_ref().err().map(ToString::to_string);
+    let mut first_error = result.err();
     let mut queue = inner.writers.lock().expect("writers lock");
     for member in &group {
         let popped = queue.slots.pop_front().expect("group is at the front");
         debug_assert!(Arc::ptr_eq(&popped, member));
-        if !Arc::ptr_eq(member, &slot) {
-            let shared = result
-                .as_ref()
-                .copied()
-                .map_err(|e| Error::Background(e.to_string()));
-            *member.result.lock().expect("slot lock") = Some(shared);
-        }
+        let outcome = match (first_error.take(), &text) {
+            (Some(e), _) => Err(e),
+            (None, Some(text)) => Err(Error::Background(text.clone())),
+            (None, None) => Ok(()),
+        };
+        *member.result.lock().expect("slot lock") = Some(outcome);
     }
-    let next_leader = queue.slots.front().cloned();
     drop(queue);
-    // Outside the lock, so that writers keep queueing meanwhile; the next
-    // leader first, so that its fsync overlaps waking this group.
-    if let Some(next_leader) = next_leader {
-        next_leader.wake.notify_one();
-    }
-    for member in group.iter().filter(|m| !Arc::ptr_eq(m, &slot)) {
-        member.wake.notify_one();
-    }
-    result
+    group
 }
 
 /// Appends the group to the WAL (one write, one fsync), then inserts it into
