@@ -9,26 +9,51 @@ use strata_proto::v1::{
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
 
 use crate::coordinator::Coordinator;
 use crate::services::{AdminService, KvService, ReplicaService};
 
-/// Serves every Strata service on `listener` until `shutdown` completes.
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listener or a connection failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built from the descriptors.
+    #[error(transparent)]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves every Strata service, `grpc.health.v1.Health` and server
+/// reflection on `listener` until `shutdown` completes.
 ///
 /// # Errors
-/// A transport error from tonic (the listener failed).
+/// [`ServeError`].
 pub async fn serve(
     node_id: NodeId,
     coordinator: Arc<Coordinator>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // Empty name: the server as a whole, as grpc-health-probe asks.
+    health.set_service_status("", ServingStatus::Serving).await;
+    health.set_serving::<KvServer<KvService>>().await;
+    health.set_serving::<AdminServer<AdminService>>().await;
+    health.set_serving::<ReplicaServer<ReplicaService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    Ok(tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
         .add_service(KvServer::new(KvService::new(coordinator)))
         .add_service(AdminServer::new(AdminService::new(node_id)))
         .add_service(ReplicaServer::new(ReplicaService))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .await?)
 }
 
 #[cfg(test)]
@@ -90,7 +115,7 @@ mod tests {
             ("strata-0", &b"hello"[..])
         );
 
-        let mut kv = KvClient::new(channel);
+        let mut kv = KvClient::new(channel.clone());
         let put = PutRequest {
             key: b"k".to_vec().into(),
             value: b"v".to_vec().into(),
@@ -146,7 +171,65 @@ mod tests {
             status.message()
         );
 
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        for service in ["", "strata.v1.KV"] {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("health check")
+                .into_inner()
+                .status;
+            assert_eq!(
+                status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            );
+        }
+        assert_eq!(
+            reflected_services(channel).await,
+            [
+                "grpc.health.v1.Health",
+                "strata.v1.Admin",
+                "strata.v1.KV",
+                "strata.v1.Replica",
+            ]
+        );
+
         stop.send(()).expect("server still running");
         server.await.expect("join").expect("clean shutdown");
+    }
+
+    /// Service names the reflection service lists, sorted.
+    async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let response = responses
+            .message()
+            .await
+            .expect("stream")
+            .expect("one response");
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection response {response:?}");
+        };
+        let mut names: Vec<String> = list
+            .service
+            .into_iter()
+            .map(|s| s.name)
+            .filter(|n| !n.starts_with("grpc.reflection"))
+            .collect();
+        names.sort();
+        names
     }
 }
