@@ -1,7 +1,7 @@
 //! `strata`: the Strata command-line tool.
 
 use clap::{Parser, Subcommand};
-use strata_client::{Client, parse_consistency, v1::Consistency};
+use strata_client::{Client, parse_consistency, v1, v1::Consistency};
 
 /// Talk to a Strata cluster.
 #[derive(Debug, Parser)]
@@ -59,8 +59,18 @@ enum Command {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line for the user; no backtrace even if RUST_BACKTRACE is set.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut client = Client::connect(&cli.endpoint).await?;
     match cli.command {
         Command::Ping => {
@@ -114,10 +124,74 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             println!("deleted ({} replicas)", response.replicas_acked);
         }
-        Command::Ring => println!("{:#?}", client.ring().await?),
-        Command::Status => println!("{:#?}", client.cluster_status().await?),
+        Command::Ring => print_ring(&client.ring().await?),
+        Command::Status => print_status(&client.cluster_status().await?),
     }
     Ok(())
+}
+
+fn state_name(state: i32) -> &'static str {
+    match v1::NodeState::try_from(state) {
+        Ok(v1::NodeState::Joining) => "joining",
+        Ok(v1::NodeState::Normal) => "normal",
+        Ok(v1::NodeState::Leaving) => "leaving",
+        Ok(v1::NodeState::Left) => "left",
+        Ok(v1::NodeState::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+fn print_ring(ring: &v1::Ring) {
+    if let Some(r) = &ring.replication {
+        println!(
+            "N={} W={} R={}",
+            r.replication_factor, r.write_quorum, r.read_quorum
+        );
+    }
+    println!(
+        "{:<20} {:<22} {:<8} {:>6} {:>10} {:>6}",
+        "node", "address", "state", "tokens", "load MiB", "alive"
+    );
+    for n in &ring.nodes {
+        println!(
+            "{:<20} {:<22} {:<8} {:>6} {:>10.1} {:>6}",
+            n.node_id,
+            n.grpc_address,
+            state_name(n.state),
+            n.tokens.len(),
+            mib(n.load_bytes),
+            n.alive
+        );
+    }
+}
+
+fn print_status(status: &v1::ClusterStatus) {
+    for n in &status.nodes {
+        println!(
+            "{} ({}) {} v{} up {}s load {:.1} MiB hints {}",
+            n.node_id,
+            n.grpc_address,
+            state_name(n.state),
+            n.version,
+            n.uptime_seconds,
+            mib(n.load_bytes),
+            n.hints_pending
+        );
+        if let Some(e) = &n.engine {
+            let files: Vec<String> = e.levels.iter().map(|l| l.files.to_string()).collect();
+            println!(
+                "  engine: files per level [{}], write-amp {:.2}, stalled {} ms, cache hit {:.0}%, memtable {:.1} MiB",
+                files.join(" "),
+                e.write_amplification,
+                e.stall_micros / 1000,
+                e.block_cache_hit_rate * 100.0,
+                mib(e.memtable_bytes)
+            );
+        }
+    }
 }
 
 fn level(text: Option<&str>) -> anyhow::Result<Option<Consistency>> {

@@ -227,6 +227,24 @@ impl Coordinator {
         }
     }
 
+    /// The ring as this node sees it.
+    #[must_use]
+    pub fn ring(&self) -> &Ring {
+        &self.replicas.ring
+    }
+
+    /// The replication settings.
+    #[must_use]
+    pub fn replication(&self) -> Replication {
+        self.replication
+    }
+
+    /// The local replica store.
+    #[must_use]
+    pub fn storage(&self) -> &Storage {
+        &self.replicas.local
+    }
+
     /// Replicas a request for `key` is sent to.
     fn contacted(&self, key: &[u8]) -> u32 {
         self.replicas.count(key, self.replication.factor)

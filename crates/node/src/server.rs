@@ -20,6 +20,9 @@ pub enum ServeError {
     /// The listener or a connection failed.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
+    /// The listener has no local address.
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
     /// The reflection service could not be built from the descriptors.
     #[error(transparent)]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -36,6 +39,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(ServeError::Listener)?;
+    let admin = AdminService::new(node_id, addr, Arc::clone(&coordinator));
     let (health, health_service) = tonic_health::server::health_reporter();
     // Empty name: the server as a whole, as grpc-health-probe asks.
     health.set_service_status("", ServingStatus::Serving).await;
@@ -50,7 +55,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(KvServer::new(KvService::new(coordinator)))
-        .add_service(AdminServer::new(AdminService::new(node_id)))
+        .add_service(AdminServer::new(admin))
         .add_service(ReplicaServer::new(ReplicaService))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?)

@@ -1,49 +1,139 @@
 //! `strata.v1.Admin`: ring, status, topology changes, repair, ping.
 
-use strata_cluster::NodeId;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use strata_cluster::{ConsistencyLevel, NodeId};
 use strata_proto::v1::{
-    ClusterStatus, DecommissionRequest, GetClusterStatusRequest, GetNodeStatusRequest,
-    GetProgressRequest, GetProgressResponse, GetRingRequest, JoinRequest, NodeStatus, Operation,
-    PingRequest, PingResponse, RepairRequest, Ring, admin_server::Admin,
+    ClusterStatus, DecommissionRequest, EngineStats, GetClusterStatusRequest, GetNodeStatusRequest,
+    GetProgressRequest, GetProgressResponse, GetRingRequest, JoinRequest, LevelStats, NodeState,
+    NodeStatus, Operation, PingRequest, PingResponse, RepairRequest, ReplicationSettings, Ring,
+    RingNode, admin_server::Admin,
 };
+
+use crate::coordinator::Coordinator;
 use tonic::{Request, Response, Status};
 
 use super::not_yet;
 
-const MEMBERSHIP: &str = "gossip membership and the ring (cluster request-path issue)";
 const TOPOLOGY: &str = "topology changes with range streaming (topology issue)";
 const REPAIR: &str = "Merkle-tree anti-entropy (failure-survival issue)";
 
-/// Operator-facing API of one node.
+/// Operator-facing API of one node. Until gossip membership lands the
+/// ring and the cluster are this node's own view: itself alone.
 #[derive(Debug)]
 pub(crate) struct AdminService {
     node_id: NodeId,
+    addr: SocketAddr,
+    coordinator: Arc<Coordinator>,
+    started: Instant,
 }
 
 impl AdminService {
-    pub(crate) fn new(node_id: NodeId) -> Self {
-        Self { node_id }
+    pub(crate) fn new(node_id: NodeId, addr: SocketAddr, coordinator: Arc<Coordinator>) -> Self {
+        Self {
+            node_id,
+            addr,
+            coordinator,
+            started: Instant::now(),
+        }
     }
+
+    fn replication(&self) -> ReplicationSettings {
+        let r = self.coordinator.replication();
+        ReplicationSettings {
+            replication_factor: r.factor,
+            write_quorum: level_count(r.write, r.factor),
+            read_quorum: level_count(r.read, r.factor),
+            last_write_wins: false,
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let stats = self.coordinator.storage().db().stats();
+        let load: u64 = stats.levels.iter().map(|l| l.bytes).sum();
+        NodeStatus {
+            node_id: self.node_id.to_string(),
+            grpc_address: self.addr.to_string(),
+            state: NodeState::Normal as i32,
+            alive: true,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            load_bytes: load,
+            engine: Some(EngineStats {
+                levels: stats
+                    .levels
+                    .iter()
+                    .enumerate()
+                    .map(|(level, l)| LevelStats {
+                        level: u32::try_from(level).unwrap_or(u32::MAX),
+                        files: l.files as u64,
+                        bytes: l.bytes,
+                    })
+                    .collect(),
+                write_amplification: stats.write_amplification,
+                stall_micros: stats.stall_micros,
+                block_cache_hit_rate: stats.block_cache_hit_rate,
+                memtable_bytes: stats.memtable_bytes as u64,
+            }),
+            // No hinted handoff or repair exists yet: nothing held, never run.
+            hints_pending: 0,
+            last_repair_micros: 0,
+        }
+    }
+}
+
+/// A level's replica count with replication factor `n` (0 if impossible).
+fn level_count(level: ConsistencyLevel, n: u32) -> u32 {
+    level.required_acks(n).unwrap_or(0)
 }
 
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn get_ring(&self, _: Request<GetRingRequest>) -> Result<Response<Ring>, Status> {
-        Err(not_yet("Admin.GetRing", MEMBERSHIP))
+        let load = self.status().load_bytes;
+        let nodes = self
+            .coordinator
+            .ring()
+            .members()
+            .iter()
+            .map(|m| {
+                let mut tokens: Vec<u64> = m.tokens.iter().map(|t| t.0).collect();
+                tokens.sort_unstable();
+                RingNode {
+                    node_id: m.id.to_string(),
+                    grpc_address: self.addr.to_string(),
+                    state: NodeState::Normal as i32,
+                    tokens,
+                    load_bytes: load,
+                    alive: true,
+                }
+            })
+            .collect();
+        Ok(Response::new(Ring {
+            nodes,
+            replication: Some(self.replication()),
+            epoch: 1,
+        }))
     }
 
     async fn get_node_status(
         &self,
         _: Request<GetNodeStatusRequest>,
     ) -> Result<Response<NodeStatus>, Status> {
-        Err(not_yet("Admin.GetNodeStatus", MEMBERSHIP))
+        Ok(Response::new(self.status()))
     }
 
     async fn get_cluster_status(
         &self,
         _: Request<GetClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        Err(not_yet("Admin.GetClusterStatus", MEMBERSHIP))
+        Ok(Response::new(ClusterStatus {
+            nodes: vec![self.status()],
+            replication: Some(self.replication()),
+            topology_change: None,
+        }))
     }
 
     async fn join(&self, _: Request<JoinRequest>) -> Result<Response<Operation>, Status> {
