@@ -37,6 +37,8 @@ impl NodeProcess {
         command
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--metrics-listen")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)

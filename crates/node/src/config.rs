@@ -38,6 +38,10 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_VNODES", default_value_t = 256)]
     pub vnodes: usize,
 
+    /// Address for the Prometheus metrics endpoint (`/metrics`).
+    #[arg(long, env = "STRATA_METRICS_LISTEN", default_value = "127.0.0.1:9400")]
+    pub metrics_listen: SocketAddr,
+
     /// Largest value accepted, in bytes.
     #[arg(long, env = "STRATA_MAX_VALUE_BYTES", default_value_t = crate::request::DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: usize,

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod coordinator;
 pub mod dots;
+pub mod metrics;
 pub mod node_id;
 pub mod request;
 pub mod server;

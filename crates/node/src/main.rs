@@ -7,6 +7,7 @@ use std::sync::Arc;
 use strata_engine::Durability;
 use strata_node::coordinator::{Coordinator, Replicas, Replication};
 use strata_node::dots::DotCounter;
+use strata_node::metrics::{self, Metrics};
 use strata_node::storage::Storage;
 use strata_node::{NodeConfig, node_id, server};
 use tracing_subscriber::EnvFilter;
@@ -56,12 +57,32 @@ async fn main() -> anyhow::Result<()> {
     println!("strata-node {id} listening on {addr}");
     tracing::info!(%id, %addr, data_dir = %config.data_dir.display(), "node started");
 
-    server::serve(id, coordinator, listener, async {
+    let metrics = Arc::new(Metrics::new());
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
+    tracing::info!(url = %metrics::describe(metrics_listener.local_addr()?), "metrics endpoint");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scrape = Arc::clone(&coordinator);
+    let mut metrics_stopped = stopped.clone();
+    let metrics_server = tokio::spawn(metrics::serve(
+        metrics_listener,
+        Arc::clone(&metrics),
+        move || scrape.storage().db().stats(),
+        async move {
+            let _ = metrics_stopped.wait_for(|s| *s).await;
+        },
+    ));
+
+    server::serve(id, coordinator, metrics, listener, async move {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
         }
+        let _ = stop.send(true);
     })
     .await?;
+    drop(stopped);
+    metrics_server.await??;
     tracing::info!("node stopped");
     Ok(())
 }

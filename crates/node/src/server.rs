@@ -12,6 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use crate::coordinator::Coordinator;
+use crate::metrics::Metrics;
 use crate::services::{AdminService, KvService, ReplicaService};
 
 /// Why the server stopped with an error.
@@ -36,6 +37,7 @@ pub enum ServeError {
 pub async fn serve(
     node_id: NodeId,
     coordinator: Arc<Coordinator>,
+    metrics: Arc<Metrics>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -54,7 +56,7 @@ pub async fn serve(
     Ok(tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(KvServer::new(KvService::new(coordinator)))
+        .add_service(KvServer::new(KvService::new(coordinator, metrics)))
         .add_service(AdminServer::new(admin))
         .add_service(ReplicaServer::new(ReplicaService))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -98,9 +100,16 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(id, coordinator, listener, async {
-            let _ = stopped.await;
-        }));
+        let metrics = Arc::new(Metrics::new());
+        let server = tokio::spawn(serve(
+            id,
+            coordinator,
+            Arc::clone(&metrics),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
 
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("endpoint")
@@ -199,6 +208,16 @@ mod tests {
                 "strata.v1.KV",
                 "strata.v1.Replica",
             ]
+        );
+
+        let text = metrics.render(&strata_engine::Stats::default());
+        assert!(
+            text.contains(r#"strata_requests_total{rpc="Put",code="Ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"strata_requests_total{rpc="Put",code="InvalidArgument"} 4"#),
+            "{text}"
         );
 
         stop.send(()).expect("server still running");

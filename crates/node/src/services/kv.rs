@@ -1,6 +1,7 @@
 //! `strata.v1.KV`: the public key-value API, served by the coordinator.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use strata_proto::v1::{
     self, BatchGetRequest, BatchGetResponse, BatchGetResult, BatchWriteRequest, BatchWriteResponse,
@@ -10,16 +11,36 @@ use strata_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::coordinator::{Coordinator, ReadOutcome, encode_context};
+use crate::metrics::Metrics;
 
 /// Coordinates client requests.
 #[derive(Debug)]
 pub(crate) struct KvService {
     coordinator: Arc<Coordinator>,
+    metrics: Arc<Metrics>,
 }
 
 impl KvService {
-    pub(crate) fn new(coordinator: Arc<Coordinator>) -> Self {
-        Self { coordinator }
+    pub(crate) fn new(coordinator: Arc<Coordinator>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            coordinator,
+            metrics,
+        }
+    }
+
+    /// Records `result` of `rpc` started at `started` and turns it into a
+    /// response.
+    fn finish<T>(
+        &self,
+        rpc: &'static str,
+        started: Instant,
+        result: Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.record(rpc, code, started.elapsed());
+        result.map(Response::new)
     }
 
     async fn get_one(
@@ -91,31 +112,32 @@ fn item_error(status: &Status) -> ItemError {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let started = Instant::now();
         let r = request.into_inner();
-        Ok(Response::new(
-            self.get_one(r.key.to_vec(), r.consistency.as_ref()).await?,
-        ))
+        let result = self.get_one(r.key.to_vec(), r.consistency.as_ref()).await;
+        self.finish("Get", started, result)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        Ok(Response::new(
-            self.put_one(request.into_inner(), None).await?,
-        ))
+        let started = Instant::now();
+        let result = self.put_one(request.into_inner(), None).await;
+        self.finish("Put", started, result)
     }
 
     async fn delete(
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        Ok(Response::new(
-            self.delete_one(request.into_inner(), None).await?,
-        ))
+        let started = Instant::now();
+        let result = self.delete_one(request.into_inner(), None).await;
+        self.finish("Delete", started, result)
     }
 
     async fn batch_get(
         &self,
         request: Request<BatchGetRequest>,
     ) -> Result<Response<BatchGetResponse>, Status> {
+        let started = Instant::now();
         let r = request.into_inner();
         let mut results = Vec::with_capacity(r.keys.len());
         for key in r.keys {
@@ -128,13 +150,14 @@ impl Kv for KvService {
                 outcome: Some(outcome),
             });
         }
-        Ok(Response::new(BatchGetResponse { results }))
+        self.finish("BatchGet", started, Ok(BatchGetResponse { results }))
     }
 
     async fn batch_write(
         &self,
         request: Request<BatchWriteRequest>,
     ) -> Result<Response<BatchWriteResponse>, Status> {
+        let started = Instant::now();
         let r = request.into_inner();
         let fallback = r.consistency.as_ref();
         let mut results = Vec::with_capacity(r.ops.len());
@@ -163,6 +186,6 @@ impl Kv for KvService {
                 },
             });
         }
-        Ok(Response::new(BatchWriteResponse { results }))
+        self.finish("BatchWrite", started, Ok(BatchWriteResponse { results }))
     }
 }

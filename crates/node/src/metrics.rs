@@ -1,0 +1,263 @@
+//! Prometheus metrics, served over HTTP at `/metrics`.
+//!
+//! Request counters by RPC and gRPC status code, latency histograms by RPC,
+//! and the engine's statistics, read at scrape time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use strata_engine::Stats;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    rpc: &'static str,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabel {
+    rpc: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LevelLabel {
+    level: u32,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The node's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RpcLabel, Histogram, fn() -> Histogram>,
+    level_files: Family<LevelLabel, Gauge>,
+    level_bytes: Family<LevelLabel, Gauge>,
+    write_amplification: FloatGauge,
+    stall_seconds: FloatGauge,
+    block_cache_hit_rate: FloatGauge,
+    memtable_bytes: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~13 s.
+    Histogram::new(exponential_buckets(50e-6, 2.0, 19))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// An empty set of metrics, registered under the `strata` prefix.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("strata");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RpcLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let level_files = Family::<LevelLabel, Gauge>::default();
+        let level_bytes = Family::<LevelLabel, Gauge>::default();
+        let write_amplification = FloatGauge::default();
+        let stall_seconds = FloatGauge::default();
+        let block_cache_hit_rate = FloatGauge::default();
+        let memtable_bytes = Gauge::default();
+        registry.register(
+            "requests",
+            "Client requests by RPC and gRPC status code",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Client request latency by RPC",
+            latency.clone(),
+        );
+        registry.register(
+            "engine_level_files",
+            "Table files per LSM level",
+            level_files.clone(),
+        );
+        registry.register(
+            "engine_level_bytes",
+            "Bytes of tables per LSM level",
+            level_bytes.clone(),
+        );
+        registry.register(
+            "engine_write_amplification",
+            "Table bytes written per user byte since start",
+            write_amplification.clone(),
+        );
+        registry.register(
+            "engine_stall_seconds",
+            "Time writers were delayed or stalled",
+            stall_seconds.clone(),
+        );
+        registry.register(
+            "engine_block_cache_hit_rate",
+            "Block cache hit rate",
+            block_cache_hit_rate.clone(),
+        );
+        registry.register(
+            "engine_memtable_bytes",
+            "Bytes in the mutable memtable",
+            memtable_bytes.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            level_files,
+            level_bytes,
+            write_amplification,
+            stall_seconds,
+            block_cache_hit_rate,
+            memtable_bytes,
+        }
+    }
+
+    /// Records one finished request.
+    pub fn record(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {
+        let code = format!("{code:?}");
+        self.requests
+            .get_or_create(&RequestLabels { rpc, code })
+            .inc();
+        self.latency
+            .get_or_create(&RpcLabel { rpc })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition, with engine gauges refreshed from `stats`.
+    #[must_use]
+    pub fn render(&self, stats: &Stats) -> String {
+        for (level, l) in stats.levels.iter().enumerate() {
+            let label = LevelLabel {
+                level: u32::try_from(level).unwrap_or(u32::MAX),
+            };
+            self.level_files
+                .get_or_create(&label)
+                .set(i64::try_from(l.files).unwrap_or(i64::MAX));
+            self.level_bytes
+                .get_or_create(&label)
+                .set(i64::try_from(l.bytes).unwrap_or(i64::MAX));
+        }
+        self.write_amplification.set(stats.write_amplification);
+        self.stall_seconds.set(stats.stall_micros as f64 / 1e6);
+        self.block_cache_hit_rate.set(stats.block_cache_hit_rate);
+        self.memtable_bytes
+            .set(i64::try_from(stats.memtable_bytes).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes; `stats`
+/// reads the engine's statistics at scrape time.
+///
+/// # Errors
+/// IO errors from the listener.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    stats: impl Fn() -> Stats + Send + Sync + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stats = Arc::new(stats);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (metrics, stats) = (Arc::clone(&metrics), Arc::clone(&stats));
+            async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                    metrics.render(&stats()),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The address a metrics listener is bound to, for the startup log.
+#[must_use]
+pub fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}/metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[test]
+    fn renders_requests_latency_and_engine_stats() {
+        let m = Metrics::new();
+        m.record("Put", tonic::Code::Ok, Duration::from_micros(300));
+        m.record("Put", tonic::Code::Unavailable, Duration::from_millis(2));
+        let stats = Stats {
+            levels: vec![strata_engine::LevelStats {
+                files: 3,
+                bytes: 4096,
+            }],
+            write_amplification: 2.5,
+            ..Stats::default()
+        };
+        let text = m.render(&stats);
+        for expected in [
+            r#"strata_requests_total{rpc="Put",code="Ok"} 1"#,
+            r#"strata_requests_total{rpc="Put",code="Unavailable"} 1"#,
+            r#"strata_request_duration_seconds_count{rpc="Put"} 2"#,
+            r#"strata_engine_level_files{level="0"} 3"#,
+            r#"strata_engine_level_bytes{level="0"} 4096"#,
+            "strata_engine_write_amplification 2.5",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_the_exposition_over_http() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let metrics = Arc::new(Metrics::new());
+        metrics.record("Get", tonic::Code::Ok, Duration::from_micros(100));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, metrics, Stats::default, async {
+            let _ = stopped.await;
+        }));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("response");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(
+            response.contains(r#"strata_requests_total{rpc="Get",code="Ok"} 1"#),
+            "{response}"
+        );
+        stop.send(()).expect("running");
+        server.await.expect("join").expect("clean shutdown");
+    }
+}
