@@ -1,9 +1,9 @@
 //! A connection to a Strata node.
 
 use strata_proto::v1::{
-    ClusterStatus, Consistency, DeleteRequest, DeleteResponse, GetClusterStatusRequest, GetRequest,
-    GetResponse, GetRingRequest, PingRequest, PingResponse, PutRequest, PutResponse, Ring,
-    admin_client::AdminClient, kv_client::KvClient,
+    BatchGetRequest, BatchGetResponse, ClusterStatus, Consistency, DeleteRequest, DeleteResponse,
+    GetClusterStatusRequest, GetRequest, GetResponse, GetRingRequest, PingRequest, PingResponse,
+    PutRequest, PutResponse, Ring, admin_client::AdminClient, kv_client::KvClient,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -107,6 +107,22 @@ impl Client {
             consistency,
         };
         Ok(self.kv.delete(request).await?.into_inner())
+    }
+
+    /// Several keys in one round trip; each succeeds or fails alone.
+    ///
+    /// # Errors
+    /// [`Error::Status`] when the whole call fails.
+    pub async fn batch_get(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        consistency: Option<Consistency>,
+    ) -> Result<BatchGetResponse, Error> {
+        let request = BatchGetRequest {
+            keys: keys.into_iter().map(Into::into).collect(),
+            consistency,
+        };
+        Ok(self.kv.batch_get(request).await?.into_inner())
     }
 
     /// The ring as the node sees it.

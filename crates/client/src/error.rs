@@ -23,6 +23,9 @@ pub enum Error {
     /// The node answered with an error status.
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
+    /// A benchmark worker task failed.
+    #[error("benchmark worker failed: {0}")]
+    Worker(String),
     /// A consistency argument that is not a level name or a count.
     #[error("unknown consistency {0:?}: expected one, two, quorum, all or a replica count")]
     InvalidConsistency(String),

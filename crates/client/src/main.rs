@@ -56,6 +56,8 @@ enum Command {
     Ring,
     /// Show every node's status.
     Status,
+    /// YCSB-style benchmark: load records, then run a workload.
+    Bench(strata_client::bench::BenchArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -126,6 +128,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ring => print_ring(&client.ring().await?),
         Command::Status => print_status(&client.cluster_status().await?),
+        Command::Bench(args) => {
+            let report = strata_client::bench::run(&client, &args).await?;
+            print!("{}", report.render(args.json));
+        }
     }
     Ok(())
 }

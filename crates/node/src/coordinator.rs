@@ -56,6 +56,16 @@ pub enum CoordinatorError {
     /// The local store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The write would leave the key with more siblings than the limit.
+    #[error(
+        "key has {siblings} siblings (limit {limit}): read it and write with the returned context to resolve them"
+    )]
+    TooManySiblings {
+        /// Siblings the key would have.
+        siblings: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Dot counters could not be reserved.
     #[error(transparent)]
     Dots(#[from] DotError),
@@ -174,6 +184,19 @@ impl Coordinator {
             let stripe = stripe_of(&key, stripes.len());
             let _key_lock = stripes[stripe].lock().expect("stripe lock");
             let mut siblings = local.read(&key)?;
+            // Blind writes to one key pile up siblings; past the limit the
+            // client must resolve them (writing with a context covers them).
+            let kept = siblings
+                .versions()
+                .iter()
+                .filter(|v| !context.covers(&v.dot))
+                .count();
+            if kept >= MAX_SIBLINGS {
+                return Err(CoordinatorError::TooManySiblings {
+                    siblings: kept + 1,
+                    limit: MAX_SIBLINGS,
+                });
+            }
             let counter = dots.next(&context)?;
             siblings.insert(Version {
                 dot: Dot { node, counter },
@@ -252,6 +275,8 @@ impl Coordinator {
 }
 
 const STRIPES: usize = 1024;
+/// Most siblings a write may leave on a key (Riak's `max_siblings` default).
+pub const MAX_SIBLINGS: usize = 100;
 
 fn stripe_of(key: &[u8], stripes: usize) -> usize {
     let token = strata_cluster::Token::of(key).0;
@@ -422,6 +447,39 @@ mod tests {
             .await
             .expect_err("context");
         assert!(matches!(err, CoordinatorError::Context(_)));
+
+        // Blind writes stop at the sibling limit; a write with the context passes.
+        for i in 0..MAX_SIBLINGS {
+            one.write(b"hot".to_vec(), Some(vec![1; i % 7 + 1]), &[], None)
+                .await
+                .expect("sibling");
+        }
+        let err = one
+            .write(b"hot".to_vec(), Some(b"x".to_vec()), &[], None)
+            .await
+            .expect_err("limit");
+        assert!(
+            matches!(
+                err,
+                CoordinatorError::TooManySiblings {
+                    siblings: 101,
+                    limit: 100
+                }
+            ),
+            "{err}"
+        );
+        let context = encode_context(
+            &one.read(b"hot".to_vec(), None)
+                .await
+                .expect("get")
+                .siblings
+                .context(),
+        );
+        one.write(b"hot".to_vec(), Some(b"resolved".to_vec()), &context, None)
+            .await
+            .expect("resolves");
+        let read = one.read(b"hot".to_vec(), None).await.expect("get");
+        assert_eq!(read.siblings.versions().len(), 1);
         drop(one);
 
         // N = 3 with one reachable replica: QUORUM cannot be met.

@@ -40,6 +40,7 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::Request(e) => e.into(),
             CoordinatorError::Context(_) => Status::invalid_argument(e.to_string()),
             CoordinatorError::Unavailable { .. } => Status::unavailable(e.to_string()),
+            CoordinatorError::TooManySiblings { .. } => Status::failed_precondition(e.to_string()),
             CoordinatorError::Storage(e) => e.into(),
             CoordinatorError::Dots(_) => Status::internal(e.to_string()),
         }

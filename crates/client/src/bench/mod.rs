@@ -1,0 +1,283 @@
+//! `strata bench`: YCSB-style workloads with latency percentiles.
+//!
+//! A load phase inserts `--records` records; the run phase draws operations
+//! from the workload's mix for `--ops` operations or `--duration` seconds on
+//! `--threads` concurrent workers. With `--rate`, workers send at fixed
+//! intervals and latency is measured from each operation's *intended* send
+//! time, so a stall shows up in the percentiles instead of being hidden
+//! (coordinated omission).
+
+pub mod keys;
+mod report;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use strata_proto::v1::Consistency;
+
+use crate::{Client, Error};
+use keys::{Chooser, Distribution, Rng, record_key};
+pub use report::Report;
+use workload::{Op, Workload};
+
+/// Options of `strata bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Workload: a to f (YCSB core), or ping (RPC ceiling).
+    #[arg(long, value_enum, default_value = "a")]
+    pub workload: Workload,
+    /// Records inserted by the load phase (and the key space of the run).
+    #[arg(long, default_value_t = 10_000)]
+    pub records: u64,
+    /// Operations in the run phase (default 10000 unless --duration).
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Length of the run phase in seconds, instead of --ops.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 16)]
+    pub threads: u64,
+    /// Key distribution (default: the workload's own).
+    #[arg(long, value_enum)]
+    pub distribution: Option<Distribution>,
+    /// Fixed total rate in operations per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Size of each value in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub value_bytes: usize,
+    /// Skip the load phase (records already exist).
+    #[arg(long)]
+    pub skip_load: bool,
+    /// Consistency for every request (default: the cluster's W and R).
+    #[arg(long, value_parser = crate::parse_consistency)]
+    pub consistency: Option<Consistency>,
+    /// One JSON object per result line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Latencies and errors of one phase.
+#[derive(Debug, Default)]
+pub struct PhaseStats {
+    /// Latency histograms in microseconds, per operation.
+    pub latencies: BTreeMap<Op, Histogram<u64>>,
+    /// Error counts by gRPC code name.
+    pub errors: BTreeMap<String, u64>,
+    /// Wall time of the phase.
+    pub elapsed: Duration,
+}
+
+impl PhaseStats {
+    fn record(&mut self, op: Op, micros: u64) {
+        self.latencies
+            .entry(op)
+            .or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"))
+            .saturating_record(micros);
+    }
+
+    fn merge(&mut self, other: Self) {
+        for (op, h) in other.latencies {
+            match self.latencies.get_mut(&op) {
+                Some(mine) => mine.add(h).expect("same bounds"),
+                None => {
+                    self.latencies.insert(op, h);
+                }
+            }
+        }
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+    }
+}
+
+/// Runs the benchmark against `client` and returns its report.
+///
+/// # Errors
+/// A worker task that panicked (reported, not propagated as a panic).
+pub async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Error> {
+    let mut report = Report::new(args);
+    let value = Arc::new(vec![b'x'; args.value_bytes]);
+    if !args.skip_load && args.workload != Workload::Ping {
+        let next = Arc::new(AtomicU64::new(0));
+        let records = args.records;
+        let load = spawn_workers(client, args, move |worker| {
+            let (next, value) = (Arc::clone(&next), Arc::clone(&value));
+            async move {
+                let mut stats = PhaseStats::default();
+                let mut client = worker.client;
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= records {
+                        return stats;
+                    }
+                    let started = Instant::now();
+                    let result = client
+                        .put(
+                            record_key(n),
+                            value.to_vec(),
+                            Vec::new(),
+                            worker.consistency,
+                        )
+                        .await
+                        .map(drop);
+                    finish(&mut stats, Op::Insert, started, result);
+                }
+            }
+        })
+        .await?;
+        report.add("load", load);
+    }
+
+    let distribution = args
+        .distribution
+        .unwrap_or(args.workload.default_distribution());
+    let chooser = Arc::new(Chooser::new(distribution, args.records));
+    let inserted = Arc::new(AtomicU64::new(args.records));
+    let budget = Arc::new(AtomicU64::new(match (args.ops, args.duration) {
+        (Some(ops), _) => ops,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => 10_000,
+    }));
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let interval = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(args.threads as f64 / rate.max(1e-9)));
+    let workload = args.workload;
+    let run = spawn_workers(client, args, move |worker| {
+        let (chooser, inserted, budget) = (
+            Arc::clone(&chooser),
+            Arc::clone(&inserted),
+            Arc::clone(&budget),
+        );
+        let value = vec![b'y'; worker.value_bytes];
+        async move {
+            let mut stats = PhaseStats::default();
+            let mut client = worker.client;
+            let mut rng = Rng::new(0x5eed ^ (worker.index + 1).wrapping_mul(0x9e37_79b9));
+            let start = Instant::now();
+            for k in 0u32.. {
+                if deadline.is_some_and(|d| Instant::now() >= d) || take(&budget).is_none() {
+                    return stats;
+                }
+                // Fixed rate: latency counts from the intended send time.
+                let started = match interval {
+                    Some(interval) => {
+                        let intended = start + interval * k;
+                        tokio::time::sleep_until(intended.into()).await;
+                        intended
+                    }
+                    None => Instant::now(),
+                };
+                let op = workload.next_op(&mut rng);
+                let count = inserted.load(Ordering::Relaxed);
+                let result = match op {
+                    Op::Ping => client.ping(Vec::new()).await.map(drop),
+                    Op::Read => client
+                        .get(
+                            record_key(chooser.pick(&mut rng, count)),
+                            worker.consistency,
+                        )
+                        .await
+                        .map(drop),
+                    // Against a store that keeps siblings, an update reads the
+                    // record's context first (as YCSB's Riak binding does):
+                    // a blind write would add a sibling each time.
+                    Op::Update | Op::ReadModifyWrite => {
+                        let key = record_key(chooser.pick(&mut rng, count));
+                        match client.get(key.clone(), worker.consistency).await {
+                            Ok(got) => client
+                                .put(key, value.clone(), got.context.to_vec(), worker.consistency)
+                                .await
+                                .map(drop),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Op::Insert => {
+                        let n = inserted.fetch_add(1, Ordering::Relaxed);
+                        client
+                            .put(record_key(n), value.clone(), Vec::new(), worker.consistency)
+                            .await
+                            .map(drop)
+                    }
+                    Op::Scan => {
+                        let first = chooser.pick(&mut rng, count);
+                        let len = 1 + rng.below(100);
+                        let keys = (first..(first + len).min(count)).map(record_key).collect();
+                        client.batch_get(keys, worker.consistency).await.map(drop)
+                    }
+                };
+                finish(&mut stats, op, started, result);
+            }
+            stats
+        }
+    })
+    .await?;
+    report.add("run", run);
+    Ok(report)
+}
+
+/// Takes one operation from the budget; `None` when it is spent.
+fn take(budget: &AtomicU64) -> Option<()> {
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(1)
+        })
+        .ok()
+        .map(drop)
+}
+
+fn finish(stats: &mut PhaseStats, op: Op, started: Instant, result: Result<(), Error>) {
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let code = match result {
+        Ok(()) => return stats.record(op, micros),
+        Err(Error::Status(status)) => format!("{:?}", status.code()),
+        Err(other) => other.to_string(),
+    };
+    *stats.errors.entry(code).or_default() += 1;
+}
+
+/// What each worker gets.
+struct Worker {
+    index: u64,
+    client: Client,
+    consistency: Option<Consistency>,
+    value_bytes: usize,
+}
+
+/// Runs `threads` workers to completion and merges their stats.
+async fn spawn_workers<F, Fut>(
+    client: &Client,
+    args: &BenchArgs,
+    body: F,
+) -> Result<PhaseStats, Error>
+where
+    F: Fn(Worker) -> Fut,
+    Fut: std::future::Future<Output = PhaseStats> + Send + 'static,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.threads.max(1))
+        .map(|index| {
+            tokio::spawn(body(Worker {
+                index,
+                client: client.clone(),
+                consistency: args.consistency,
+                value_bytes: args.value_bytes,
+            }))
+        })
+        .collect();
+    let mut total = PhaseStats::default();
+    for task in tasks {
+        let stats = task.await.map_err(|e| Error::Worker(e.to_string()))?;
+        total.merge(stats);
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}

@@ -1,0 +1,108 @@
+//! Printing benchmark results.
+
+use super::workload::Workload;
+use super::{BenchArgs, PhaseStats};
+
+/// Results of a benchmark, phase by phase.
+#[derive(Debug)]
+pub struct Report {
+    workload: Workload,
+    threads: u64,
+    phases: Vec<(&'static str, PhaseStats)>,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// `load` or `run`.
+    pub phase: &'static str,
+    /// Operation name.
+    pub op: &'static str,
+    /// Successful operations.
+    pub count: u64,
+    /// Successful operations per second over the phase.
+    pub ops_per_sec: f64,
+    /// Latency percentiles in microseconds: p50, p95, p99, p99.9.
+    pub percentiles_us: [u64; 4],
+}
+
+impl Report {
+    pub(super) fn new(args: &BenchArgs) -> Self {
+        Self {
+            workload: args.workload,
+            threads: args.threads,
+            phases: Vec::new(),
+        }
+    }
+
+    pub(super) fn add(&mut self, phase: &'static str, stats: PhaseStats) {
+        self.phases.push((phase, stats));
+    }
+
+    /// Every line of the report.
+    #[must_use]
+    pub fn lines(&self) -> Vec<Line> {
+        let mut out = Vec::new();
+        for (phase, stats) in &self.phases {
+            let secs = stats.elapsed.as_secs_f64().max(1e-9);
+            for (op, h) in &stats.latencies {
+                out.push(Line {
+                    phase,
+                    op: op.name(),
+                    count: h.len(),
+                    ops_per_sec: h.len() as f64 / secs,
+                    percentiles_us: [0.50, 0.95, 0.99, 0.999].map(|q| h.value_at_quantile(q)),
+                });
+            }
+        }
+        out
+    }
+
+    /// Errors by code, over all phases.
+    #[must_use]
+    pub fn errors(&self) -> Vec<(&'static str, &str, u64)> {
+        self.phases
+            .iter()
+            .flat_map(|(phase, s)| {
+                s.errors
+                    .iter()
+                    .map(move |(code, n)| (*phase, code.as_str(), *n))
+            })
+            .collect()
+    }
+
+    /// The report as a table, or as JSON lines.
+    #[must_use]
+    pub fn render(&self, json: bool) -> String {
+        let mut out = String::new();
+        let workload = format!("{:?}", self.workload).to_lowercase();
+        if !json {
+            out.push_str(&format!(
+                "workload {workload}, {} workers\n{:<6} {:<7} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8}\n",
+                self.threads, "phase", "op", "count", "ops/sec", "p50 us", "p95 us", "p99 us", "p99.9 us"
+            ));
+        }
+        for l in self.lines() {
+            let [p50, p95, p99, p999] = l.percentiles_us;
+            if json {
+                out.push_str(&format!(
+                    "{{\"workload\": \"{workload}\", \"phase\": \"{}\", \"op\": \"{}\", \"count\": {}, \"ops_per_sec\": {:.0}, \"p50_us\": {p50}, \"p95_us\": {p95}, \"p99_us\": {p99}, \"p999_us\": {p999}}}\n",
+                    l.phase, l.op, l.count, l.ops_per_sec
+                ));
+            } else {
+                out.push_str(&format!(
+                    "{:<6} {:<7} {:>10} {:>11.0} {:>8} {:>8} {:>8} {:>8}\n",
+                    l.phase, l.op, l.count, l.ops_per_sec, p50, p95, p99, p999
+                ));
+            }
+        }
+        for (phase, code, n) in self.errors() {
+            if json {
+                out.push_str(&format!("{{\"workload\": \"{workload}\", \"phase\": \"{phase}\", \"error\": \"{code}\", \"count\": {n}}}\n"));
+            } else {
+                out.push_str(&format!("{phase:<6} errors  {code}: {n}\n"));
+            }
+        }
+        out
+    }
+}
