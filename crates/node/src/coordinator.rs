@@ -23,7 +23,7 @@ use strata_proto::v1;
 
 use crate::dots::{DotCounter, DotError};
 use crate::request::{RequestError, required_acks, validate_key, validate_value};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, clock_from_proto, clock_to_proto};
 
 /// Cluster-wide replication settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,17 +299,7 @@ async fn blocking<T: Send + 'static>(
 /// The opaque context clients see: an encoded `strata.v1.VectorClock`.
 #[must_use]
 pub fn encode_context(context: &VersionVector) -> Vec<u8> {
-    v1::VectorClock {
-        entries: context
-            .entries()
-            .map(|(node, counter, updated)| v1::ClockEntry {
-                node_id: node.to_string(),
-                counter,
-                updated_at_micros: updated,
-            })
-            .collect(),
-    }
-    .encode_to_vec()
+    clock_to_proto(context).encode_to_vec()
 }
 
 /// Decodes a client context; empty means none.
@@ -319,13 +309,7 @@ pub fn encode_context(context: &VersionVector) -> Vec<u8> {
 pub fn decode_context(bytes: &[u8]) -> Result<VersionVector, CoordinatorError> {
     let clock =
         v1::VectorClock::decode(bytes).map_err(|e| CoordinatorError::Context(e.to_string()))?;
-    let mut context = VersionVector::new();
-    for entry in clock.entries {
-        let node =
-            NodeId::new(entry.node_id).map_err(|e| CoordinatorError::Context(e.to_string()))?;
-        context.observe(&node, entry.counter, entry.updated_at_micros);
-    }
-    Ok(context)
+    clock_from_proto(clock).map_err(|e| CoordinatorError::Context(e.to_string()))
 }
 
 fn now_micros() -> u64 {

@@ -40,21 +40,38 @@ fn node_id(id: String) -> Result<NodeId, CodecError> {
     NodeId::new(id).map_err(|e| CodecError::InvalidNodeId(e.to_string()))
 }
 
+/// A version vector as the wire carries it.
+#[must_use]
+pub fn clock_to_proto(clock: &VersionVector) -> v1::VectorClock {
+    v1::VectorClock {
+        entries: clock
+            .entries()
+            .map(|(node, counter, updated)| v1::ClockEntry {
+                node_id: node.to_string(),
+                counter,
+                updated_at_micros: updated,
+            })
+            .collect(),
+    }
+}
+
+/// A version vector from the wire, validated.
+///
+/// # Errors
+/// [`CodecError::InvalidNodeId`].
+pub fn clock_from_proto(clock: v1::VectorClock) -> Result<VersionVector, CodecError> {
+    let mut out = VersionVector::new();
+    for e in clock.entries {
+        out.observe(&node_id(e.node_id)?, e.counter, e.updated_at_micros);
+    }
+    Ok(out)
+}
+
 /// A version as the wire carries it.
 #[must_use]
 pub fn version_to_proto(v: &Version) -> v1::Version {
     v1::Version {
-        clock: Some(v1::VectorClock {
-            entries: v
-                .context
-                .entries()
-                .map(|(node, counter, updated)| v1::ClockEntry {
-                    node_id: node.to_string(),
-                    counter,
-                    updated_at_micros: updated,
-                })
-                .collect(),
-        }),
+        clock: Some(clock_to_proto(&v.context)),
         tombstone: v.value.is_none(),
         value: v.value.clone().unwrap_or_default().into(),
         timestamp_micros: v.timestamp_micros,
@@ -72,11 +89,7 @@ pub fn version_to_proto(v: &Version) -> v1::Version {
 /// [`CodecError::MissingDot`] or [`CodecError::InvalidNodeId`].
 pub fn version_from_proto(v: v1::Version) -> Result<Version, CodecError> {
     let dot = v.dot.ok_or(CodecError::MissingDot)?;
-    let entries = v.clock.map(|c| c.entries).unwrap_or_default();
-    let mut context = VersionVector::new();
-    for e in entries {
-        context.observe(&node_id(e.node_id)?, e.counter, e.updated_at_micros);
-    }
+    let context = clock_from_proto(v.clock.unwrap_or_default())?;
     Ok(Version {
         dot: Dot {
             node: node_id(dot.node_id)?,

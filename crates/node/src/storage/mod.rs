@@ -16,7 +16,10 @@ use std::sync::Arc;
 use strata_cluster::{Siblings, encode_engine_key};
 use strata_engine::{Db, Durability, Options};
 
-pub use codec::{CodecError, decode, encode, version_from_proto, version_to_proto};
+pub use codec::{
+    CodecError, clock_from_proto, clock_to_proto, decode, encode, version_from_proto,
+    version_to_proto,
+};
 pub use merge::SiblingsMerge;
 
 /// Why a storage operation failed.
