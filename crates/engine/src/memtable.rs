@@ -68,6 +68,20 @@ impl Memtable {
             .map(|e| (e.key().ikey().to_vec(), e.key().value().to_vec()))
     }
 
+    /// How many merge operands for `user_key` sit on top of its newest
+    /// non-merge entry in this memtable, counting up to `limit`.
+    pub(crate) fn merge_chain(&self, user_key: &[u8], limit: usize) -> usize {
+        let start = InternalKey::probe(&crate::key::seek_key(user_key, crate::key::MAX_SEQ));
+        self.map
+            .range(start..)
+            .take_while(|e| crate::key::user_key(e.key().ikey()) == user_key)
+            .take(limit)
+            .take_while(|e| {
+                crate::key::parse(e.key().ikey()).is_some_and(|p| p.kind == Kind::Merge)
+            })
+            .count()
+    }
+
     /// Calls `f` with every entry in internal order (for flushing).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
         for entry in &self.map {

@@ -78,6 +78,11 @@ pub struct Options {
     /// Handling of a WAL damaged in the middle. Defaults to
     /// [`WalRecovery::Strict`].
     pub wal_recovery: WalRecovery,
+    /// When a merge would extend a chain of this many merge operands for
+    /// one key in the memtable, the operands are folded at write time and
+    /// stored as one value (RocksDB's `max_successive_merges`), so reads of
+    /// hot keys stay short. 0 disables it. Defaults to 16.
+    pub max_successive_merges: usize,
 }
 
 impl Default for Options {
@@ -99,6 +104,7 @@ impl Default for Options {
             target_file_bytes: 64 << 20,
             merge_operator: None,
             wal_recovery: WalRecovery::Strict,
+            max_successive_merges: 16,
         }
     }
 }
@@ -170,6 +176,7 @@ mod tests {
         assert_eq!(o.target_file_bytes, 64 * 1024 * 1024);
         assert!(o.merge_operator.is_none());
         assert_eq!(o.wal_recovery, WalRecovery::Strict);
+        assert_eq!(o.max_successive_merges, 16);
         o.validate().expect("defaults are valid");
     }
 

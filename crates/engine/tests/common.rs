@@ -35,6 +35,8 @@ pub fn small_options() -> Options {
         block_cache_bytes: 1 << 20,
         durability: Durability::None,
         merge_operator: Some(Arc::new(Append)),
+        // Small, so the model test folds merge chains at write time often.
+        max_successive_merges: 3,
         ..Options::default()
     }
 }

@@ -270,3 +270,32 @@ fn writers_racing_with_flushes_all_land() {
     assert_eq!(all.len(), 16 * 150);
     assert_eq!(db.stats().last_sequence, 16 * 150);
 }
+
+#[test]
+fn long_merge_chains_fold_at_write_time_with_snapshots_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    db.put(b"k", b"base").expect("put");
+    let mut expected = b"base".to_vec();
+    let mut snapshots = Vec::new();
+    for i in 0..20u8 {
+        db.merge(b"k", &[b'a' + i]).expect("merge");
+        expected.push(b',');
+        expected.push(b'a' + i);
+        snapshots.push((db.snapshot(), expected.clone()));
+    }
+    assert_eq!(db.get(b"k").expect("get"), Some(expected));
+    for (snapshot, value) in &snapshots {
+        assert_eq!(db.get_at(b"k", snapshot).expect("get"), Some(value.clone()));
+    }
+    drop(snapshots);
+    db.close().expect("close");
+    // Replaying the WAL's merge records gives the same value.
+    let db = Db::open(dir.path(), small_options()).expect("reopen");
+    let value = db.get(b"k").expect("get").expect("present");
+    assert!(
+        value.ends_with(b"s,t"),
+        "{}",
+        String::from_utf8_lossy(&value)
+    );
+}

@@ -8,7 +8,7 @@ use strata_proto::v1::{
     admin_server::AdminServer, kv_server::KvServer, replica_server::ReplicaServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::coordinator::Coordinator;
@@ -59,7 +59,12 @@ pub async fn serve(
         .add_service(KvServer::new(KvService::new(coordinator, metrics)))
         .add_service(AdminServer::new(admin))
         .add_service(ReplicaServer::new(ReplicaService))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // No Nagle: small responses would otherwise wait for delayed ACKs
+        // (a 40 ms tail measured with `strata bench --workload ping`).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?)
 }
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Inner;
+use crate::key::Kind;
 use crate::memtable::Memtable;
 use crate::record::RecordWriter;
 use crate::version::{FileKind, file_path};
@@ -211,7 +212,13 @@ fn commit(inner: &Inner, batches: &[WriteBatch]) -> Result<()> {
         let start = offset + crate::record::HEADER_LEN;
         offset = start + batch.encoded_len();
         WriteBatch::decode_each(&wal.scratch[start..offset], |(seq, kind, key, value)| {
-            mem.insert(seq, kind, key, value);
+            // A fold that fails (IO, corruption) stores the operand as
+            // written, which is always correct; the error surfaces on the
+            // next read of the key.
+            match fold_long_chain(inner, &mem, seq, kind, key, value) {
+                Ok(Some(merged)) => mem.insert(seq, Kind::Put, key, &merged),
+                Ok(None) | Err(_) => mem.insert(seq, kind, key, value),
+            }
         })
         .expect("own encoding decodes");
         user_bytes += batch.user_bytes() as u64;
@@ -222,6 +229,30 @@ fn commit(inner: &Inner, batches: &[WriteBatch]) -> Result<()> {
         .user_bytes
         .fetch_add(user_bytes, Ordering::Relaxed);
     Ok(())
+}
+
+/// For a merge operand that would extend a long chain of operands for its
+/// key, the folded value to store as a put instead (see
+/// `Options::max_successive_merges`). Runs on the group-commit leader,
+/// which is the only writer, so the memtable cannot change meanwhile; the
+/// WAL keeps the operand, and replaying it gives the same value.
+fn fold_long_chain(
+    inner: &Inner,
+    mem: &Memtable,
+    seq: crate::key::SeqNo,
+    kind: Kind,
+    key: &[u8],
+    operand: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let limit = inner.options.max_successive_merges;
+    let Some(op) = inner.options.merge_operator.as_deref() else {
+        return Ok(None);
+    };
+    if kind != Kind::Merge || limit == 0 || mem.merge_chain(key, limit) < limit {
+        return Ok(None);
+    }
+    let existing = super::read::get(inner, key, seq - 1)?;
+    Ok(Some(op.merge(key, existing.as_deref(), operand)))
 }
 
 /// Ensures the memtable can take a write: delays writes once when level 0 is
