@@ -56,7 +56,7 @@ impl WriteQuorum {
     /// The current state.
     #[must_use]
     pub fn progress(&self) -> Progress {
-        let acks = count(&self.acked);
+        let acks = self.acks();
         let outstanding = self.contacted.saturating_sub(acks + count(&self.failed));
         if acks >= self.required {
             Progress::Reached
@@ -74,6 +74,12 @@ impl WriteQuorum {
     #[must_use]
     pub fn acked(&self) -> &[NodeId] {
         &self.acked
+    }
+
+    /// How many replicas acknowledged.
+    #[must_use]
+    pub fn acks(&self) -> u32 {
+        count(&self.acked)
     }
 }
 
@@ -118,6 +124,12 @@ impl ReadQuorum {
     #[must_use]
     pub fn progress(&self) -> Progress {
         self.inner.progress()
+    }
+
+    /// How many replicas answered.
+    #[must_use]
+    pub fn answered(&self) -> u32 {
+        self.inner.acks()
     }
 
     /// Merges the answers received so far.

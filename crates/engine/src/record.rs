@@ -41,12 +41,7 @@ impl RecordWriter {
     /// Frames `payload` into `buf`; several framed records can then be
     /// written with one [`write_framed`](Self::write_framed) call.
     pub(crate) fn frame(buf: &mut Vec<u8>, payload: &[u8]) {
-        let len = u32::try_from(payload.len()).expect("records are bounded well below 4 GiB");
-        let len_bytes = len.to_le_bytes();
-        buf.extend_from_slice(&len_bytes);
-        buf.extend_from_slice(&crc32c::crc32c(&len_bytes).to_le_bytes());
-        buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-        buf.extend_from_slice(payload);
+        Self::frame_with(buf, |out| out.extend_from_slice(payload));
     }
 
     /// Frames the payload that `write` appends to `buf`, without copying it.
@@ -115,6 +110,10 @@ pub(crate) fn read_records(data: &[u8], policy: TailPolicy) -> (Vec<&[u8]>, Tail
     let mut records = Vec::new();
     let mut pos = 0usize;
     let torn = |pos: usize| Tail::Torn { offset: pos as u64 };
+    let corrupt = |pos: usize, reason: &str| Tail::Corrupt {
+        offset: pos as u64,
+        reason: reason.to_owned(),
+    };
     while pos < data.len() {
         let rest = &data[pos..];
         let Some(header) = rest.get(..HEADER_LEN) else {
@@ -126,14 +125,7 @@ pub(crate) fn read_records(data: &[u8], policy: TailPolicy) -> (Vec<&[u8]>, Tail
             if rest.iter().all(|&b| b == 0) {
                 return (records, torn(pos));
             }
-            let reason = "record length checksum mismatch".to_owned();
-            return (
-                records,
-                Tail::Corrupt {
-                    offset: pos as u64,
-                    reason,
-                },
-            );
+            return (records, corrupt(pos, "record length checksum mismatch"));
         }
         let end = HEADER_LEN + len as usize;
         let Some(payload) = rest.get(HEADER_LEN..end) else {
@@ -143,14 +135,7 @@ pub(crate) fn read_records(data: &[u8], policy: TailPolicy) -> (Vec<&[u8]>, Tail
             if end == rest.len() && policy == TailPolicy::ChecksumTornOk {
                 return (records, torn(pos));
             }
-            let reason = "record payload checksum mismatch".to_owned();
-            return (
-                records,
-                Tail::Corrupt {
-                    offset: pos as u64,
-                    reason,
-                },
-            );
+            return (records, corrupt(pos, "record payload checksum mismatch"));
         }
         records.push(payload);
         pos += end;

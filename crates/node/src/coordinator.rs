@@ -211,11 +211,11 @@ impl Coordinator {
         match quorum.record(&self.node, true) {
             Progress::Reached => Ok(WriteOutcome {
                 context: encode_context(&merged.context()),
-                acked: u32::try_from(quorum.acked().len()).unwrap_or(u32::MAX),
+                acked: quorum.acks(),
             }),
             Progress::Pending | Progress::Unreachable { .. } => {
                 Err(CoordinatorError::Unavailable {
-                    acks: u32::try_from(quorum.acked().len()).unwrap_or(u32::MAX),
+                    acks: quorum.acks(),
                     required,
                 })
             }
@@ -242,10 +242,13 @@ impl Coordinator {
         match quorum.record(&self.node, Some(siblings)) {
             Progress::Reached => Ok(ReadOutcome {
                 siblings: quorum.resolve().merged,
-                answered: 1,
+                answered: quorum.answered(),
             }),
             Progress::Pending | Progress::Unreachable { .. } => {
-                Err(CoordinatorError::Unavailable { acks: 1, required })
+                Err(CoordinatorError::Unavailable {
+                    acks: quorum.answered(),
+                    required,
+                })
             }
         }
     }

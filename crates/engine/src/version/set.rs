@@ -77,8 +77,6 @@ pub(crate) struct Recovered {
 pub(crate) struct VersionSet {
     current: Arc<Version>,
     manifest: RecordWriter,
-    log_number: u64,
-    last_sequence: u64,
     next_file: Arc<AtomicU64>,
 }
 
@@ -145,8 +143,6 @@ impl VersionSet {
         Ok(Self {
             current: Arc::new(version),
             manifest,
-            log_number,
-            last_sequence,
             next_file,
         })
     }
@@ -164,8 +160,6 @@ impl VersionSet {
         edit.next_file_number = Some(self.next_file.load(Ordering::SeqCst));
         self.manifest.append(&edit.encode())?;
         self.manifest.sync()?;
-        self.log_number = edit.log_number.unwrap_or(self.log_number);
-        self.last_sequence = edit.last_sequence.unwrap_or(self.last_sequence);
         self.current = Arc::new(self.current.apply(&edit));
         Ok(self.current())
     }
