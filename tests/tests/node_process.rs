@@ -12,7 +12,7 @@ async fn node_process_serves_kv_and_keeps_id_and_data_after_restart() {
     let data = dir.path().join("node-0");
 
     let node = NodeProcess::start(&data, Some("strata-0"), SINGLE);
-    let mut client = Client::connect(&node.addr().to_string())
+    let client = Client::connect(&node.addr().to_string())
         .await
         .expect("connect");
     let pong = client.ping(b"x".to_vec()).await.expect("ping");
@@ -44,7 +44,7 @@ async fn node_process_serves_kv_and_keeps_id_and_data_after_restart() {
     // Restart without --node-id: the id and the data come from the directory.
     let node = NodeProcess::start(&data, None, SINGLE);
     assert_eq!(node.node_id(), "strata-0");
-    let mut client = Client::connect(&node.addr().to_string())
+    let client = Client::connect(&node.addr().to_string())
         .await
         .expect("connect");
     let got = client.get(b"k".to_vec(), None).await.expect("get");
@@ -57,7 +57,7 @@ async fn quorum_beyond_the_reachable_replicas_is_unavailable() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Default N = 3 while this node knows only itself: QUORUM needs 2.
     let node = NodeProcess::start(&dir.path().join("node"), Some("strata-0"), &[]);
-    let mut client = Client::connect(&node.addr().to_string())
+    let client = Client::connect(&node.addr().to_string())
         .await
         .expect("connect");
     let err = client

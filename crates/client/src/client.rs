@@ -1,46 +1,115 @@
-//! A connection to a Strata node.
+//! A ring-aware client of a Strata cluster.
+//!
+//! The client fetches the ring from the node it was given, sends each
+//! request to a live replica of its key (the replica coordinates it: no
+//! forwarding hop), and on a routing error — the node could not be reached
+//! — refreshes the ring and tries the next candidate. Reads are also
+//! retried on a replica-side `UNAVAILABLE` or deadline. Writes are retried
+//! only when the request provably reached no coordinator (an error without
+//! Strata's `strata-node-error` marker); otherwise a retry could apply the
+//! write twice.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use strata_proto::metadata::FROM_NODE;
 use strata_proto::v1::{
     BatchGetRequest, BatchGetResponse, ClusterStatus, Consistency, DeleteRequest, DeleteResponse,
     GetClusterStatusRequest, GetRequest, GetResponse, GetRingRequest, PingRequest, PingResponse,
     PutRequest, PutResponse, Ring, admin_client::AdminClient, kv_client::KvClient,
 };
+use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::Error;
+use crate::routing::Routing;
 
-/// A client of one Strata node. Cheap to clone: clones share the connection.
+/// Largest message the client sends or accepts.
+const MAX_MESSAGE_BYTES: usize = 128 << 20;
+
+/// Tunables of a [`Client`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Nodes one request is tried on, at most.
+    pub attempts: usize,
+    /// Deadline of one attempt.
+    pub timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A client of a Strata cluster. Cheap to clone: clones share connections
+/// and the ring.
 #[derive(Debug, Clone)]
 pub struct Client {
-    kv: KvClient<Channel>,
-    admin: AdminClient<Channel>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The endpoint the client was created with (ping, ring and status go
+    /// there; also the fallback when the ring is empty).
+    seed: String,
+    seed_channel: Channel,
+    channels: Mutex<HashMap<String, Channel>>,
+    routing: RwLock<Arc<Routing>>,
+    options: ClientOptions,
+}
+
+/// Whether a request should be retried on another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads: idempotent, retried on any unavailability.
+    Read,
+    /// Writes: retried only when no coordinator saw them.
+    Write,
 }
 
 impl Client {
-    /// Connects to `endpoint` (`http://host:port`, or `host:port`).
+    /// Connects to `endpoint` (`http://host:port`, or `host:port`) and
+    /// fetches the ring from it.
     ///
     /// # Errors
-    /// [`Error::InvalidEndpoint`] or [`Error::Connect`].
+    /// [`Error::InvalidEndpoint`], [`Error::Connect`], or [`Error::Status`]
+    /// when the node does not serve the ring.
     pub async fn connect(endpoint: &str) -> Result<Self, Error> {
-        let uri = if endpoint.contains("://") {
-            endpoint.to_owned()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| Error::InvalidEndpoint {
-                endpoint: endpoint.to_owned(),
-                reason: e.to_string(),
-            })?
-            .connect()
-            .await
-            .map_err(|source| Error::Connect {
-                endpoint: endpoint.to_owned(),
-                source,
-            })?;
+        Self::connect_with(endpoint, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect`] with explicit options.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub async fn connect_with(endpoint: &str, options: ClientOptions) -> Result<Self, Error> {
+        let seed_channel =
+            endpoint_for(endpoint)?
+                .connect()
+                .await
+                .map_err(|source| Error::Connect {
+                    endpoint: endpoint.to_owned(),
+                    source,
+                })?;
+        let ring = AdminClient::new(seed_channel.clone())
+            .get_ring(GetRingRequest {})
+            .await?
+            .into_inner();
         Ok(Self {
-            kv: KvClient::new(channel.clone()),
-            admin: AdminClient::new(channel),
+            inner: Arc::new(Inner {
+                seed: endpoint.to_owned(),
+                seed_channel,
+                channels: Mutex::new(HashMap::new()),
+                routing: RwLock::new(Arc::new(Routing::from_ring(&ring))),
+                options,
+            }),
         })
     }
 
@@ -48,19 +117,19 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Status`] from the node.
-    pub async fn ping(&mut self, payload: Vec<u8>) -> Result<PingResponse, Error> {
+    pub async fn ping(&self, payload: Vec<u8>) -> Result<PingResponse, Error> {
         let request = PingRequest {
             payload: payload.into(),
         };
-        Ok(self.admin.ping(request).await?.into_inner())
+        Ok(self.admin().ping(request).await?.into_inner())
     }
 
     /// All siblings of `key` and their context.
     ///
     /// # Errors
-    /// [`Error::Status`] from the node.
+    /// [`Error::Status`] from the last node tried.
     pub async fn get(
-        &mut self,
+        &self,
         key: Vec<u8>,
         consistency: Option<Consistency>,
     ) -> Result<GetResponse, Error> {
@@ -68,15 +137,19 @@ impl Client {
             key: key.into(),
             consistency,
         };
-        Ok(self.kv.get(request).await?.into_inner())
+        self.route(&request.key.clone(), Retry::Read, move |mut kv| {
+            let request = request.clone();
+            async move { kv.get(request).await }
+        })
+        .await
     }
 
     /// Writes `value`, superseding the siblings `context` covers.
     ///
     /// # Errors
-    /// [`Error::Status`] from the node.
+    /// [`Error::Status`] from the last node tried.
     pub async fn put(
-        &mut self,
+        &self,
         key: Vec<u8>,
         value: Vec<u8>,
         context: Vec<u8>,
@@ -88,15 +161,19 @@ impl Client {
             context: context.into(),
             consistency,
         };
-        Ok(self.kv.put(request).await?.into_inner())
+        self.route(&request.key.clone(), Retry::Write, move |mut kv| {
+            let request = request.clone();
+            async move { kv.put(request).await }
+        })
+        .await
     }
 
     /// Deletes `key`, superseding the siblings `context` covers.
     ///
     /// # Errors
-    /// [`Error::Status`] from the node.
+    /// [`Error::Status`] from the last node tried.
     pub async fn delete(
-        &mut self,
+        &self,
         key: Vec<u8>,
         context: Vec<u8>,
         consistency: Option<Consistency>,
@@ -106,39 +183,155 @@ impl Client {
             context: context.into(),
             consistency,
         };
-        Ok(self.kv.delete(request).await?.into_inner())
+        self.route(&request.key.clone(), Retry::Write, move |mut kv| {
+            let request = request.clone();
+            async move { kv.delete(request).await }
+        })
+        .await
     }
 
-    /// Several keys in one round trip; each succeeds or fails alone.
+    /// Several keys in one round trip; each succeeds or fails alone. Sent
+    /// to a replica of the first key (any node can coordinate reads).
     ///
     /// # Errors
     /// [`Error::Status`] when the whole call fails.
     pub async fn batch_get(
-        &mut self,
+        &self,
         keys: Vec<Vec<u8>>,
         consistency: Option<Consistency>,
     ) -> Result<BatchGetResponse, Error> {
+        let first = keys.first().cloned().unwrap_or_default();
         let request = BatchGetRequest {
             keys: keys.into_iter().map(Into::into).collect(),
             consistency,
         };
-        Ok(self.kv.batch_get(request).await?.into_inner())
+        self.route(&first, Retry::Read, move |mut kv| {
+            let request = request.clone();
+            async move { kv.batch_get(request).await }
+        })
+        .await
     }
 
-    /// The ring as the node sees it.
+    /// The ring as the node this client was created with sees it.
     ///
     /// # Errors
     /// [`Error::Status`] from the node.
-    pub async fn ring(&mut self) -> Result<Ring, Error> {
-        Ok(self.admin.get_ring(GetRingRequest {}).await?.into_inner())
+    pub async fn ring(&self) -> Result<Ring, Error> {
+        Ok(self.admin().get_ring(GetRingRequest {}).await?.into_inner())
     }
 
     /// Every member's status as the node sees it.
     ///
     /// # Errors
     /// [`Error::Status`] from the node.
-    pub async fn cluster_status(&mut self) -> Result<ClusterStatus, Error> {
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
         let request = GetClusterStatusRequest {};
-        Ok(self.admin.get_cluster_status(request).await?.into_inner())
+        Ok(self.admin().get_cluster_status(request).await?.into_inner())
     }
+
+    /// Fetches the ring again, from the seed node or any node it knows.
+    /// Returns whether a node answered.
+    pub async fn refresh_ring(&self) -> bool {
+        let mut sources = vec![self.inner.seed_channel.clone()];
+        for address in self.routing().addresses() {
+            if let Ok(channel) = self.channel(&address) {
+                sources.push(channel);
+            }
+        }
+        for channel in sources {
+            let mut admin = AdminClient::new(channel);
+            let mut request = tonic::Request::new(GetRingRequest {});
+            request.set_timeout(self.inner.options.timeout);
+            if let Ok(ring) = admin.get_ring(request).await {
+                *self.inner.routing.write().expect("routing lock") =
+                    Arc::new(Routing::from_ring(&ring.into_inner()));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The ring epoch of the last refresh (as reported by the node).
+    #[must_use]
+    pub fn ring_epoch(&self) -> u64 {
+        self.routing().epoch
+    }
+
+    fn routing(&self) -> Arc<Routing> {
+        Arc::clone(&self.inner.routing.read().expect("routing lock"))
+    }
+
+    fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.inner.seed_channel.clone())
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, Error> {
+        let mut channels = self.inner.channels.lock().expect("channel lock");
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = endpoint_for(address)?.connect_lazy();
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Sends `call` to the best candidate node for `key`, moving on to the
+    /// next one as `retry` allows.
+    async fn route<T, F, Fut>(&self, key: &[u8], retry: Retry, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut(KvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut candidates = self.routing().candidates(key);
+        if candidates.is_empty() {
+            candidates.push(self.inner.seed.clone());
+        }
+        let mut last = None;
+        for address in candidates.iter().take(self.inner.options.attempts.max(1)) {
+            let kv = KvClient::new(self.channel(address)?)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            let attempt = tokio::time::timeout(self.inner.options.timeout, call(kv)).await;
+            let status = match attempt {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) => status,
+                Err(_) => tonic::Status::deadline_exceeded(format!(
+                    "no answer from {address} within {:?}",
+                    self.inner.options.timeout
+                )),
+            };
+            let reached_a_node = status.metadata().contains_key(FROM_NODE);
+            let unreachable = !reached_a_node && status.code() == Code::Unavailable;
+            if unreachable {
+                self.refresh_ring().await;
+            }
+            let again = match retry {
+                Retry::Write => unreachable,
+                Retry::Read => matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+            };
+            last = Some(status);
+            if !again {
+                break;
+            }
+        }
+        Err(last.map_or_else(
+            || Error::Status(tonic::Status::unavailable("no node to send the request to")),
+            Error::Status,
+        ))
+    }
+}
+
+fn endpoint_for(endpoint: &str) -> Result<Endpoint, Error> {
+    let uri = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| Error::InvalidEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true))
 }

@@ -20,13 +20,30 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
-    /// The node answered with an error status.
-    #[error("{}: {}", .0.code(), .0.message())]
-    Status(#[from] tonic::Status),
+    /// The node answered with an error status (or none could be reached).
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Status(tonic::Status),
     /// A benchmark worker task failed.
     #[error("benchmark worker failed: {0}")]
     Worker(String),
     /// A consistency argument that is not a level name or a count.
     #[error("unknown consistency {0:?}: expected one, two, quorum, all or a replica count")]
     InvalidConsistency(String),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Self::Status(status)
+    }
+}
+
+impl Error {
+    /// The gRPC status code, when the error is a status.
+    #[must_use]
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Self::Status(status) => Some(status.code()),
+            _ => None,
+        }
+    }
 }

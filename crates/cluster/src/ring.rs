@@ -278,6 +278,39 @@ mod tests {
     }
 
     #[test]
+    fn a_leave_moves_only_the_leaving_members_ranges() {
+        let before = ring(6, 64);
+        let after = Ring::new((0..6).map(|i| {
+            let state = if i == 2 {
+                NodeState::Left
+            } else {
+                NodeState::Normal
+            };
+            member(i, 64, state)
+        }));
+        let (mut moved, total) = (0, 10_000u32);
+        for key in 0..total {
+            let token = Token::of(&key.to_be_bytes());
+            let old = before.placement(token, 3).replicas;
+            let new = after.placement(token, 3).replicas;
+            if old == new {
+                assert!(!old.contains(&id(2)), "key {key} kept the leaver");
+            } else {
+                moved += 1;
+                assert!(old.contains(&id(2)), "key {key} moved needlessly");
+                // The leaver's replica goes to one node; the others stay.
+                assert_eq!(new.iter().filter(|n| !old.contains(n)).count(), 1);
+            }
+        }
+        let fraction = f64::from(moved) / f64::from(total);
+        println!(
+            "leave of 1 of 6 nodes moved {:.1}% of keys",
+            fraction * 100.0
+        );
+        assert!((0.35..0.65).contains(&fraction), "{fraction}");
+    }
+
+    #[test]
     fn joining_and_leaving_members_are_pending_owners_not_replicas() {
         let mut members: Vec<Member> = (0..4).map(|i| member(i, 32, NodeState::Normal)).collect();
         members.push(member(4, 32, NodeState::Joining));

@@ -45,6 +45,43 @@ pub struct NodeConfig {
     /// Largest value accepted, in bytes.
     #[arg(long, env = "STRATA_MAX_VALUE_BYTES", default_value_t = crate::request::DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: usize,
+
+    /// Gossip addresses (`host:port`, UDP) of nodes to join through,
+    /// comma separated. Empty: start a new cluster.
+    #[arg(long, env = "STRATA_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+
+    /// UDP address for gossip. Default: the gRPC listen address and port.
+    #[arg(long, env = "STRATA_GOSSIP_LISTEN")]
+    pub gossip_listen: Option<SocketAddr>,
+
+    /// Host (IP address or DNS name) other nodes and clients use to reach
+    /// this node. Default: the listen IP; required when listening on
+    /// 0.0.0.0 (on Kubernetes, the pod IP).
+    #[arg(long, env = "STRATA_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+
+    /// Cluster name: nodes gossiping under another name are ignored.
+    #[arg(long, env = "STRATA_CLUSTER_ID", default_value = "strata")]
+    pub cluster_id: String,
+
+    /// Milliseconds between gossip rounds. A silent node is declared down
+    /// after about `phi-threshold` rounds.
+    #[arg(long, env = "STRATA_GOSSIP_INTERVAL_MS", default_value_t = 500)]
+    pub gossip_interval_ms: u64,
+
+    /// Phi-accrual failure detector threshold.
+    #[arg(long, env = "STRATA_PHI_THRESHOLD", default_value_t = 8.0)]
+    pub phi_threshold: f64,
+
+    /// Milliseconds a request waits for replicas before UNAVAILABLE.
+    #[arg(long, env = "STRATA_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    pub request_timeout_ms: u64,
+
+    /// Resolve concurrent writes by timestamp (last write wins) instead of
+    /// returning siblings. Must be the same on every node of a cluster.
+    #[arg(long, env = "STRATA_LAST_WRITE_WINS")]
+    pub last_write_wins: bool,
 }
 
 /// Parses a consistency level as typed on the command line.

@@ -2,16 +2,21 @@
 //!
 //! `server` wires the gRPC services (`services/`) onto a listener; `node_id`
 //! gives the node a stable identity across restarts; `storage` is the local
-//! replica store (sibling sets on the engine, merged without reads). The coordinator, replica
-//! path, gossip, hints and anti-entropy land here with their issues; until
-//! then their RPCs answer `UNIMPLEMENTED` naming what is missing.
+//! replica store (sibling sets on the engine, merged without reads);
+//! `membership` runs gossip and keeps the cluster view; `coordinator` fans
+//! requests out to replicas through `peers`. Hints, anti-entropy and
+//! topology changes land with their issues; until then their RPCs answer
+//! `UNIMPLEMENTED` naming what is missing.
 
 pub mod config;
 pub mod coordinator;
 pub mod dots;
+pub mod membership;
 pub mod metrics;
 pub mod node_id;
+pub mod peers;
 pub mod request;
+pub mod run;
 pub mod server;
 mod services;
 mod status;

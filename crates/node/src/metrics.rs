@@ -47,6 +47,11 @@ pub struct Metrics {
     stall_seconds: FloatGauge,
     block_cache_hit_rate: FloatGauge,
     memtable_bytes: Gauge,
+    read_repairs: Counter,
+    forwarded: Counter,
+    replica_failures: Counter,
+    members: Gauge,
+    members_alive: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -75,6 +80,34 @@ impl Metrics {
         let stall_seconds = FloatGauge::default();
         let block_cache_hit_rate = FloatGauge::default();
         let memtable_bytes = Gauge::default();
+        let (read_repairs, forwarded, replica_failures) =
+            (Counter::default(), Counter::default(), Counter::default());
+        let (members, members_alive) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "read_repairs",
+            "Replicas sent a merged sibling set because a read found them stale",
+            read_repairs.clone(),
+        );
+        registry.register(
+            "forwarded_writes",
+            "Writes this node forwarded to a replica of the key",
+            forwarded.clone(),
+        );
+        registry.register(
+            "replica_request_failures",
+            "Replica reads and writes to other nodes that failed or timed out",
+            replica_failures.clone(),
+        );
+        registry.register(
+            "cluster_members",
+            "Ring members known through gossip",
+            members.clone(),
+        );
+        registry.register(
+            "cluster_members_alive",
+            "Ring members the failure detector believes alive",
+            members_alive.clone(),
+        );
         registry.register(
             "requests",
             "Client requests by RPC and gRPC status code",
@@ -125,7 +158,34 @@ impl Metrics {
             stall_seconds,
             block_cache_hit_rate,
             memtable_bytes,
+            read_repairs,
+            forwarded,
+            replica_failures,
+            members,
+            members_alive,
         }
+    }
+
+    /// Counts replicas repaired by a read.
+    pub fn read_repaired(&self, replicas: usize) {
+        self.read_repairs.inc_by(replicas as u64);
+    }
+
+    /// Counts a write forwarded to a replica.
+    pub fn forwarded_write(&self) {
+        self.forwarded.inc();
+    }
+
+    /// Counts a failed replica request.
+    pub fn replica_failed(&self) {
+        self.replica_failures.inc();
+    }
+
+    /// Sets the membership gauges.
+    pub fn set_membership(&self, members: usize, alive: usize) {
+        self.members.set(i64::try_from(members).unwrap_or(i64::MAX));
+        self.members_alive
+            .set(i64::try_from(alive).unwrap_or(i64::MAX));
     }
 
     /// Records one finished request.

@@ -43,6 +43,13 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
     let admin = AdminService::new(node_id, addr, Arc::clone(&coordinator));
+    let replica = ReplicaService::new(coordinator.storage_arc());
+    // Large enough that an oversized value reaches request validation and
+    // gets INVALID_ARGUMENT naming the limit, not a transport error.
+    let max_message = coordinator
+        .max_value_bytes()
+        .saturating_add(2 << 20)
+        .max(crate::peers::MAX_MESSAGE_BYTES / 2);
     let (health, health_service) = tonic_health::server::health_reporter();
     // Empty name: the server as a whole, as grpc-health-probe asks.
     health.set_service_status("", ServingStatus::Serving).await;
@@ -56,9 +63,17 @@ pub async fn serve(
     Ok(tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(KvServer::new(KvService::new(coordinator, metrics)))
+        .add_service(
+            KvServer::new(KvService::new(coordinator, metrics))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(crate::peers::MAX_MESSAGE_BYTES),
+        )
         .add_service(AdminServer::new(admin))
-        .add_service(ReplicaServer::new(ReplicaService))
+        .add_service(
+            ReplicaServer::new(replica)
+                .max_decoding_message_size(crate::peers::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(crate::peers::MAX_MESSAGE_BYTES),
+        )
         // No Nagle: small responses would otherwise wait for delayed ACKs
         // (a 40 ms tail measured with `strata bench --workload ping`).
         .serve_with_incoming_shutdown(
@@ -76,7 +91,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::coordinator::{Replicas, Replication};
+    use crate::coordinator::{Replication, Settings, Topology};
     use crate::dots::DotCounter;
     use crate::storage::Storage;
 
@@ -91,21 +106,27 @@ mod tests {
             )
             .expect("storage"),
         );
+        let metrics = Arc::new(Metrics::new());
         let coordinator = Arc::new(Coordinator::new(
             id.clone(),
-            Replicas::local_only(&id, 16, storage),
+            storage,
             DotCounter::open(dir.path(), id.clone()).expect("dots"),
-            Replication {
-                factor: 1,
-                write: ConsistencyLevel::Quorum,
-                read: ConsistencyLevel::Quorum,
+            Topology::single(&id, 16),
+            Arc::clone(&metrics),
+            Settings {
+                replication: Replication {
+                    factor: 1,
+                    write: ConsistencyLevel::Quorum,
+                    read: ConsistencyLevel::Quorum,
+                    last_write_wins: false,
+                },
+                max_value_bytes: 1024,
+                request_timeout: std::time::Duration::from_secs(2),
             },
-            1024,
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let metrics = Arc::new(Metrics::new());
         let server = tokio::spawn(serve(
             id,
             coordinator,

@@ -32,18 +32,38 @@ impl From<StorageError> for Status {
     }
 }
 
+use strata_proto::metadata::{ACKS, FROM_NODE, REQUIRED};
+
+/// Whether `status` was produced by a Strata node (see [`FROM_NODE`]).
+#[must_use]
+pub(crate) fn is_from_a_node(status: &Status) -> bool {
+    status.metadata().contains_key(FROM_NODE)
+}
+
 /// Coordinator failures: bad input is `INVALID_ARGUMENT`, a missed quorum
-/// `UNAVAILABLE` (with the ack count in the message).
+/// `UNAVAILABLE` (with the ack count in the message and in metadata).
 impl From<CoordinatorError> for Status {
     fn from(e: CoordinatorError) -> Self {
-        match e {
+        let mut status = match e {
             CoordinatorError::Request(e) => e.into(),
             CoordinatorError::Context(_) => Status::invalid_argument(e.to_string()),
-            CoordinatorError::Unavailable { .. } => Status::unavailable(e.to_string()),
+            CoordinatorError::Unavailable { acks, required } => {
+                let mut status = Status::unavailable(e.to_string());
+                let metadata = status.metadata_mut();
+                metadata.insert(ACKS, acks.into());
+                metadata.insert(REQUIRED, required.into());
+                status
+            }
+            CoordinatorError::NotReplica => Status::unavailable(e.to_string()),
+            CoordinatorError::Forwarded(status) => status,
             CoordinatorError::TooManySiblings { .. } => Status::failed_precondition(e.to_string()),
             CoordinatorError::Storage(e) => e.into(),
             CoordinatorError::Dots(_) => Status::internal(e.to_string()),
-        }
+        };
+        status
+            .metadata_mut()
+            .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
+        status
     }
 }
 
@@ -79,6 +99,14 @@ mod tests {
             required: 2,
         });
         assert_eq!(unavailable.code(), Code::Unavailable);
+        assert!(is_from_a_node(&unavailable));
+        assert_eq!(
+            unavailable
+                .metadata()
+                .get(ACKS)
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
         assert!(
             unavailable.message().contains("1 answered"),
             "{}",

@@ -19,6 +19,21 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/strata.v1.rs"));
 }
 
+/// gRPC metadata keys that are part of the contract.
+pub mod metadata {
+    /// On every error a Strata node answers with: the request reached a
+    /// coordinator (unlike a transport failure, after which nothing was
+    /// written), so a client must not blindly retry a write.
+    pub const FROM_NODE: &str = "strata-node-error";
+    /// On `UNAVAILABLE`: replicas that acknowledged or answered.
+    pub const ACKS: &str = "strata-acks";
+    /// On `UNAVAILABLE`: replicas the consistency level required.
+    pub const REQUIRED: &str = "strata-required";
+    /// On a request a node forwards to a replica of the key: the receiver
+    /// coordinates it and never forwards it again.
+    pub const FORWARDED: &str = "strata-forwarded";
+}
+
 /// Encoded `FileDescriptorSet` of every `strata.v1` file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/strata_v1_descriptor.bin"));

@@ -110,7 +110,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Error> {
             let (next, value) = (Arc::clone(&next), Arc::clone(&value));
             async move {
                 let mut stats = PhaseStats::default();
-                let mut client = worker.client;
+                let client = worker.client;
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if n >= records {
@@ -160,7 +160,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Error> {
         let value = vec![b'y'; worker.value_bytes];
         async move {
             let mut stats = PhaseStats::default();
-            let mut client = worker.client;
+            let client = worker.client;
             let mut rng = Rng::new(0x5eed ^ (worker.index + 1).wrapping_mul(0x9e37_79b9));
             let start = Instant::now();
             for k in 0u32.. {

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata_cluster::{ConsistencyLevel, NodeId};
+use strata_cluster::{ConsistencyLevel, NodeId, NodeInfo};
 use strata_proto::v1::{
     ClusterStatus, DecommissionRequest, EngineStats, GetClusterStatusRequest, GetNodeStatusRequest,
     GetProgressRequest, GetProgressResponse, GetRingRequest, JoinRequest, LevelStats, NodeState,
     NodeStatus, Operation, PingRequest, PingResponse, RepairRequest, ReplicationSettings, Ring,
-    RingNode, admin_server::Admin,
+    RingNode, admin_client::AdminClient, admin_server::Admin,
 };
 
 use crate::coordinator::Coordinator;
@@ -46,7 +46,7 @@ impl AdminService {
             replication_factor: r.factor,
             write_quorum: level_count(r.write, r.factor),
             read_quorum: level_count(r.read, r.factor),
-            last_write_wins: false,
+            last_write_wins: r.last_write_wins,
         }
     }
 
@@ -85,6 +85,27 @@ impl AdminService {
 }
 
 /// A level's replica count with replication factor `n` (0 if impossible).
+/// A ring member's status as gossip reports it (no engine detail).
+fn gossiped_status(id: &NodeId, node: &NodeInfo) -> NodeStatus {
+    NodeStatus {
+        node_id: id.to_string(),
+        grpc_address: node.grpc_address.clone(),
+        state: node_state(node.state) as i32,
+        alive: node.alive,
+        load_bytes: node.load_bytes,
+        ..NodeStatus::default()
+    }
+}
+
+fn node_state(state: strata_cluster::NodeState) -> NodeState {
+    match state {
+        strata_cluster::NodeState::Joining => NodeState::Joining,
+        strata_cluster::NodeState::Normal => NodeState::Normal,
+        strata_cluster::NodeState::Leaving => NodeState::Leaving,
+        strata_cluster::NodeState::Left => NodeState::Left,
+    }
+}
+
 fn level_count(level: ConsistencyLevel, n: u32) -> u32 {
     level.required_acks(n).unwrap_or(0)
 }
@@ -92,29 +113,27 @@ fn level_count(level: ConsistencyLevel, n: u32) -> u32 {
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn get_ring(&self, _: Request<GetRingRequest>) -> Result<Response<Ring>, Status> {
-        let load = self.status().load_bytes;
-        let nodes = self
-            .coordinator
-            .ring()
-            .members()
-            .iter()
-            .map(|m| {
-                let mut tokens: Vec<u64> = m.tokens.iter().map(|t| t.0).collect();
+        let epoch = self.coordinator.epoch();
+        let view = self.coordinator.view();
+        let nodes = view
+            .nodes()
+            .map(|(id, node)| {
+                let mut tokens: Vec<u64> = node.tokens.iter().map(|t| t.0).collect();
                 tokens.sort_unstable();
                 RingNode {
-                    node_id: m.id.to_string(),
-                    grpc_address: self.addr.to_string(),
-                    state: NodeState::Normal as i32,
+                    node_id: id.to_string(),
+                    grpc_address: node.grpc_address.clone(),
+                    state: node_state(node.state) as i32,
                     tokens,
-                    load_bytes: load,
-                    alive: true,
+                    load_bytes: node.load_bytes,
+                    alive: node.alive,
                 }
             })
             .collect();
         Ok(Response::new(Ring {
             nodes,
             replication: Some(self.replication()),
-            epoch: 1,
+            epoch,
         }))
     }
 
@@ -129,8 +148,27 @@ impl Admin for AdminService {
         &self,
         _: Request<GetClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        let view = self.coordinator.view();
+        // Each live member reports its own status (engine detail included);
+        // gossip fills in for members that are down or slow to answer.
+        let asks = view.nodes().map(|(id, node)| async move {
+            if *id == self.node_id {
+                return self.status();
+            }
+            if node.alive
+                && let Ok(channel) = self.coordinator.peers().channel(&node.grpc_address)
+            {
+                let mut request = Request::new(GetNodeStatusRequest {});
+                request.set_timeout(std::time::Duration::from_secs(1));
+                if let Ok(status) = AdminClient::new(channel).get_node_status(request).await {
+                    return status.into_inner();
+                }
+            }
+            gossiped_status(id, node)
+        });
+        let nodes = futures::future::join_all(asks).await;
         Ok(Response::new(ClusterStatus {
-            nodes: vec![self.status()],
+            nodes,
             replication: Some(self.replication()),
             topology_change: None,
         }))

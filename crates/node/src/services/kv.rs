@@ -10,7 +10,7 @@ use strata_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::coordinator::{Coordinator, ReadOutcome, encode_context};
+use crate::coordinator::{Coordinator, ReadOutcome, WriteRequest, encode_context};
 use crate::metrics::Metrics;
 
 /// Coordinates client requests.
@@ -48,7 +48,11 @@ impl KvService {
         key: Vec<u8>,
         consistency: Option<&v1::Consistency>,
     ) -> Result<GetResponse, Status> {
-        let ReadOutcome { siblings, answered } = self.coordinator.read(key, consistency).await?;
+        let ReadOutcome {
+            siblings,
+            context,
+            answered,
+        } = self.coordinator.read(key, consistency).await?;
         Ok(GetResponse {
             // Deletes are versions too; they are reported only through the
             // context (which covers them), not as values.
@@ -59,7 +63,7 @@ impl KvService {
                     tombstone: false,
                 })
                 .collect(),
-            context: encode_context(&siblings.context()).into(),
+            context: encode_context(&context).into(),
             replicas_answered: answered,
         })
     }
@@ -68,16 +72,17 @@ impl KvService {
         &self,
         r: PutRequest,
         fallback: Option<&v1::Consistency>,
+        forwarded: bool,
     ) -> Result<PutResponse, Status> {
-        let consistency = r.consistency.as_ref().or(fallback);
         let outcome = self
             .coordinator
-            .write(
-                r.key.to_vec(),
-                Some(r.value.to_vec()),
-                &r.context,
-                consistency,
-            )
+            .write(WriteRequest {
+                key: r.key.to_vec(),
+                value: Some(r.value.to_vec()),
+                context: &r.context,
+                consistency: r.consistency.as_ref().or(fallback),
+                forwarded,
+            })
             .await?;
         Ok(PutResponse {
             context: outcome.context.into(),
@@ -89,17 +94,30 @@ impl KvService {
         &self,
         r: DeleteRequest,
         fallback: Option<&v1::Consistency>,
+        forwarded: bool,
     ) -> Result<DeleteResponse, Status> {
-        let consistency = r.consistency.as_ref().or(fallback);
         let outcome = self
             .coordinator
-            .write(r.key.to_vec(), None, &r.context, consistency)
+            .write(WriteRequest {
+                key: r.key.to_vec(),
+                value: None,
+                context: &r.context,
+                consistency: r.consistency.as_ref().or(fallback),
+                forwarded,
+            })
             .await?;
         Ok(DeleteResponse {
             context: outcome.context.into(),
             replicas_acked: outcome.acked,
         })
     }
+}
+
+/// Whether another node forwarded this request to us as a replica.
+fn is_forwarded<T>(request: &Request<T>) -> bool {
+    request
+        .metadata()
+        .contains_key(strata_proto::metadata::FORWARDED)
 }
 
 fn item_error(status: &Status) -> ItemError {
@@ -120,7 +138,8 @@ impl Kv for KvService {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let started = Instant::now();
-        let result = self.put_one(request.into_inner(), None).await;
+        let forwarded = is_forwarded(&request);
+        let result = self.put_one(request.into_inner(), None, forwarded).await;
         self.finish("Put", started, result)
     }
 
@@ -129,7 +148,8 @@ impl Kv for KvService {
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
         let started = Instant::now();
-        let result = self.delete_one(request.into_inner(), None).await;
+        let forwarded = is_forwarded(&request);
+        let result = self.delete_one(request.into_inner(), None, forwarded).await;
         self.finish("Delete", started, result)
     }
 
@@ -164,11 +184,11 @@ impl Kv for KvService {
         for op in r.ops {
             let outcome = match op.op {
                 Some(write_op::Op::Put(put)) => self
-                    .put_one(put, fallback)
+                    .put_one(put, fallback, false)
                     .await
                     .map(|p| (p.context, p.replicas_acked)),
                 Some(write_op::Op::Delete(delete)) => self
-                    .delete_one(delete, fallback)
+                    .delete_one(delete, fallback, false)
                     .await
                     .map(|d| (d.context, d.replicas_acked)),
                 None => Err(Status::invalid_argument(

@@ -1,6 +1,9 @@
 //! `strata.v1.Replica`: the node-to-node service.
 
 use std::pin::Pin;
+use std::sync::Arc;
+
+use strata_cluster::Siblings;
 
 use strata_proto::v1::{
     ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, KeyVersionsBatch,
@@ -11,15 +14,32 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::not_yet;
+use crate::storage::{Storage, version_from_proto, version_to_proto};
 
-const REPLICA_PATH: &str = "the replica path over the engine (cluster request-path issue)";
 const HINTS: &str = "hinted handoff (failure-survival issue)";
 const ANTI_ENTROPY: &str = "Merkle-tree anti-entropy (failure-survival issue)";
 const STREAMING: &str = "range streaming (topology issue)";
 
 /// Serves other nodes: replica reads and writes, hints, repair, streaming.
-#[derive(Debug, Default)]
-pub(crate) struct ReplicaService;
+#[derive(Debug)]
+pub(crate) struct ReplicaService {
+    storage: Arc<Storage>,
+}
+
+impl ReplicaService {
+    pub(crate) fn new(storage: Arc<Storage>) -> Self {
+        Self { storage }
+    }
+}
+
+/// Runs blocking engine work off the async executor.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("storage task failed: {e}")))?
+}
 
 #[tonic::async_trait]
 impl Replica for ReplicaService {
@@ -28,16 +48,36 @@ impl Replica for ReplicaService {
 
     async fn write(
         &self,
-        _: Request<ReplicaWriteRequest>,
+        request: Request<ReplicaWriteRequest>,
     ) -> Result<Response<ReplicaWriteResponse>, Status> {
-        Err(not_yet("Replica.Write", REPLICA_PATH))
+        let r = request.into_inner();
+        if !r.hint_for.is_empty() {
+            return Err(not_yet("Replica.Write with hint_for", HINTS));
+        }
+        crate::request::validate_key(&r.key)?;
+        let versions = r
+            .versions
+            .into_iter()
+            .map(version_from_proto)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(format!("unreadable version: {e}")))?;
+        let siblings = Siblings::from_versions(versions);
+        let storage = Arc::clone(&self.storage);
+        blocking(move || Ok(storage.apply(&r.key, &siblings)?)).await?;
+        Ok(Response::new(ReplicaWriteResponse {}))
     }
 
     async fn read(
         &self,
-        _: Request<ReplicaReadRequest>,
+        request: Request<ReplicaReadRequest>,
     ) -> Result<Response<ReplicaReadResponse>, Status> {
-        Err(not_yet("Replica.Read", REPLICA_PATH))
+        let key = request.into_inner().key;
+        crate::request::validate_key(&key)?;
+        let storage = Arc::clone(&self.storage);
+        let siblings = blocking(move || Ok(storage.read(&key)?)).await?;
+        Ok(Response::new(ReplicaReadResponse {
+            versions: siblings.versions().iter().map(version_to_proto).collect(),
+        }))
     }
 
     async fn deliver_hints(

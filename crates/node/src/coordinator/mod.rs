@@ -1,29 +1,41 @@
 //! The coordinator: turns a client request into replica operations and a
 //! quorum decision.
 //!
-//! Write: validate; read the local sibling set (the one read on the write
-//! path: it keeps this node's dots for the key in causal order, see
-//! `strata_cluster::Siblings`); make the new version with the next dot and
-//! the client's context; merge it in; send the merged set to the replicas;
-//! answer after W acks. Read: ask R replicas, merge, answer.
+//! Write (`write.rs`): validate; if this node is not a replica of the key,
+//! forward the request to one that is alive (a coordinator must hold the
+//! key's sibling set, see below). Otherwise, under the key's stripe lock,
+//! read the local sibling set, make the new version with the next dot and
+//! the client's context, merge it in and apply it locally; then send the
+//! merged set to the other replicas in parallel and answer after W acks or
+//! fail with `Unavailable` at the deadline. Read (`read.rs`): ask every live
+//! replica, answer after R, merge; repair stale replicas (blocking above
+//! ONE, in the background for the rest).
 //!
-//! Replicas are reached through [`Replicas`]. Today the node knows only
-//! itself (membership arrives with gossip), so a request whose consistency
-//! needs more replicas than are reachable fails with `Unavailable`, exactly
-//! as it will in a cluster with nodes down.
+//! Replicas that gossip marks down are failed at once: a request whose
+//! consistency cannot be met fails fast, before anything is written.
+
+mod read;
+mod remote;
+mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message as _;
 use strata_cluster::{
-    ConsistencyLevel, Dot, Member, NodeId, NodeState, Progress, ReadQuorum, Ring, Siblings, Token,
-    Version, VersionVector, WriteQuorum, tokens_for,
+    ClusterView, ConsistencyLevel, NodeGossip, NodeId, NodeState, Peer, Siblings, tokens_for,
 };
 use strata_proto::v1;
 
 use crate::dots::{DotCounter, DotError};
-use crate::request::{RequestError, required_acks, validate_key, validate_value};
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::peers::Peers;
+use crate::request::RequestError;
 use crate::storage::{Storage, StorageError, clock_from_proto, clock_to_proto};
+
+pub use strata_cluster::VersionVector;
+pub use write::WriteRequest;
 
 /// Cluster-wide replication settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +46,19 @@ pub struct Replication {
     pub write: ConsistencyLevel,
     /// Default read consistency (R).
     pub read: ConsistencyLevel,
+    /// Resolve concurrent writes by timestamp instead of keeping siblings.
+    pub last_write_wins: bool,
+}
+
+/// Coordinator settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// N, W, R and the conflict policy.
+    pub replication: Replication,
+    /// Largest value accepted.
+    pub max_value_bytes: usize,
+    /// How long a request may wait for replicas.
+    pub request_timeout: Duration,
 }
 
 /// Why a request failed.
@@ -53,6 +78,15 @@ pub enum CoordinatorError {
         /// Replicas required.
         required: u32,
     },
+    /// A write reached a node that is not a replica of the key after it
+    /// was already forwarded once: the two nodes' ring views disagree.
+    #[error(
+        "this node is not a replica of the key and the request was already forwarded; ring views are converging, retry"
+    )]
+    NotReplica,
+    /// The replica a write was forwarded to answered with an error.
+    #[error("{}", .0.message())]
+    Forwarded(tonic::Status),
     /// The local store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -71,33 +105,48 @@ pub enum CoordinatorError {
     Dots(#[from] DotError),
 }
 
-/// Where keys live: the ring and the local store. Until membership lands
-/// the ring holds only this node.
-#[derive(Debug)]
-pub struct Replicas {
-    local: Arc<Storage>,
-    ring: Ring,
+/// Where the cluster view comes from.
+#[derive(Debug, Clone)]
+pub enum Topology {
+    /// Gossip: the live view.
+    Gossip(Arc<Membership>),
+    /// A fixed view (a single node without gossip, and tests).
+    Fixed(Arc<ClusterView>),
 }
 
-impl Replicas {
-    /// A ring of this node alone, with `vnodes` tokens.
+impl Topology {
+    /// A view holding only `node`, with `vnodes` tokens.
     #[must_use]
-    pub fn local_only(node: &NodeId, vnodes: usize, local: Arc<Storage>) -> Self {
-        let me = Member {
+    pub fn single(node: &NodeId, vnodes: usize) -> Self {
+        Self::Fixed(Arc::new(ClusterView::from_peers([Peer {
             id: node.clone(),
-            tokens: tokens_for(node, vnodes),
-            state: NodeState::Normal,
-        };
-        Self {
-            local,
-            ring: Ring::new([me]),
+            generation: 0,
+            gossip: NodeGossip {
+                grpc_address: String::new(),
+                tokens: tokens_for(node, vnodes),
+                state: NodeState::Normal,
+                load_bytes: 0,
+            },
+            alive: true,
+        }])))
+    }
+
+    /// The current view.
+    #[must_use]
+    pub fn view(&self) -> Arc<ClusterView> {
+        match self {
+            Self::Gossip(m) => m.view(),
+            Self::Fixed(v) => Arc::clone(v),
         }
     }
 
-    /// How many replicas hold `key` with replication factor `n`.
-    fn count(&self, key: &[u8], n: u32) -> u32 {
-        let placement = self.ring.placement(Token::of(key), n as usize);
-        u32::try_from(placement.replicas.len()).unwrap_or(u32::MAX)
+    /// Increases when the view changes.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Self::Gossip(m) => m.epoch(),
+            Self::Fixed(_) => 1,
+        }
     }
 }
 
@@ -105,21 +154,25 @@ impl Replicas {
 #[derive(Debug)]
 pub struct Coordinator {
     node: NodeId,
-    replicas: Replicas,
+    local: Arc<Storage>,
+    topology: Topology,
+    peers: Peers,
+    metrics: Arc<Metrics>,
     dots: Arc<DotCounter>,
     /// Per-key critical sections (striped by key hash): read, dot, merge and
     /// local apply happen under one, so this node's dots for a key follow
     /// its local causal order even when writes race.
     stripes: Arc<[std::sync::Mutex<()>]>,
-    replication: Replication,
-    max_value_bytes: usize,
+    settings: Settings,
 }
 
 /// A read's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOutcome {
-    /// The merged siblings.
+    /// The merged siblings (in last-write-wins mode, at most one).
     pub siblings: Siblings,
+    /// Context covering every version the replicas returned.
+    pub context: VersionVector,
     /// Replicas that answered.
     pub answered: u32,
 }
@@ -134,146 +187,78 @@ pub struct WriteOutcome {
 }
 
 impl Coordinator {
-    /// A coordinator for `node`.
+    /// A coordinator for `node` over its local store.
     #[must_use]
     pub fn new(
         node: NodeId,
-        replicas: Replicas,
+        local: Arc<Storage>,
         dots: DotCounter,
-        replication: Replication,
-        max_value_bytes: usize,
+        topology: Topology,
+        metrics: Arc<Metrics>,
+        settings: Settings,
     ) -> Self {
         Self {
             node,
-            replicas,
+            local,
+            topology,
+            peers: Peers::new(settings.request_timeout.min(Duration::from_secs(1))),
+            metrics,
             dots: Arc::new(dots),
             stripes: (0..STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
-            replication,
-            max_value_bytes,
+            settings,
         }
     }
 
-    /// Writes `value` (`None`: a delete) under `context`.
-    ///
-    /// # Errors
-    /// See [`CoordinatorError`].
-    pub async fn write(
-        &self,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: &[u8],
-        consistency: Option<&v1::Consistency>,
-    ) -> Result<WriteOutcome, CoordinatorError> {
-        validate_key(&key)?;
-        if let Some(value) = &value {
-            validate_value(value, self.max_value_bytes)?;
-        }
-        let required = required_acks(consistency, self.replication.write, self.replication.factor)?;
-        let context = decode_context(context)?;
-        let mut quorum = WriteQuorum::new(required, self.contacted(&key));
-        if let Progress::Unreachable { acks, required } = quorum.progress() {
-            return Err(CoordinatorError::Unavailable { acks, required });
-        }
-        let local = Arc::clone(&self.replicas.local);
-        let (dots, stripes, node) = (
-            Arc::clone(&self.dots),
-            Arc::clone(&self.stripes),
-            self.node.clone(),
-        );
-        let merged = blocking(move || {
-            let stripe = stripe_of(&key, stripes.len());
-            let _key_lock = stripes[stripe].lock().expect("stripe lock");
-            let mut siblings = local.read(&key)?;
-            // Blind writes to one key pile up siblings; past the limit the
-            // client must resolve them (writing with a context covers them).
-            let kept = siblings
-                .versions()
-                .iter()
-                .filter(|v| !context.covers(&v.dot))
-                .count();
-            if kept >= MAX_SIBLINGS {
-                return Err(CoordinatorError::TooManySiblings {
-                    siblings: kept + 1,
-                    limit: MAX_SIBLINGS,
-                });
-            }
-            let counter = dots.next(&context)?;
-            siblings.insert(Version {
-                dot: Dot { node, counter },
-                context,
-                value,
-                timestamp_micros: now_micros(),
-            });
-            local.apply(&key, &siblings)?;
-            Ok(siblings)
-        })
-        .await?;
-        match quorum.record(&self.node, true) {
-            Progress::Reached => Ok(WriteOutcome {
-                context: encode_context(&merged.context()),
-                acked: quorum.acks(),
-            }),
-            Progress::Pending | Progress::Unreachable { .. } => {
-                Err(CoordinatorError::Unavailable {
-                    acks: quorum.acks(),
-                    required,
-                })
-            }
-        }
-    }
-
-    /// Reads `key` at `consistency`.
-    ///
-    /// # Errors
-    /// See [`CoordinatorError`].
-    pub async fn read(
-        &self,
-        key: Vec<u8>,
-        consistency: Option<&v1::Consistency>,
-    ) -> Result<ReadOutcome, CoordinatorError> {
-        validate_key(&key)?;
-        let required = required_acks(consistency, self.replication.read, self.replication.factor)?;
-        let mut quorum = ReadQuorum::new(required, self.contacted(&key));
-        if let Progress::Unreachable { acks, required } = quorum.progress() {
-            return Err(CoordinatorError::Unavailable { acks, required });
-        }
-        let local = Arc::clone(&self.replicas.local);
-        let siblings = blocking(move || Ok(local.read(&key)?)).await?;
-        match quorum.record(&self.node, Some(siblings)) {
-            Progress::Reached => Ok(ReadOutcome {
-                siblings: quorum.resolve().merged,
-                answered: quorum.answered(),
-            }),
-            Progress::Pending | Progress::Unreachable { .. } => {
-                Err(CoordinatorError::Unavailable {
-                    acks: quorum.answered(),
-                    required,
-                })
-            }
-        }
-    }
-
-    /// The ring as this node sees it.
+    /// The cluster as this node sees it.
     #[must_use]
-    pub fn ring(&self) -> &Ring {
-        &self.replicas.ring
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.topology.view()
+    }
+
+    /// Increases when the view changes.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.topology.epoch()
     }
 
     /// The replication settings.
     #[must_use]
     pub fn replication(&self) -> Replication {
-        self.replication
+        self.settings.replication
+    }
+
+    /// Largest value accepted.
+    #[must_use]
+    pub fn max_value_bytes(&self) -> usize {
+        self.settings.max_value_bytes
     }
 
     /// The local replica store.
     #[must_use]
     pub fn storage(&self) -> &Storage {
-        &self.replicas.local
+        &self.local
     }
 
-    /// Replicas a request for `key` is sent to.
-    fn contacted(&self, key: &[u8]) -> u32 {
-        self.replicas.count(key, self.replication.factor)
+    /// The local store, shared (the replica service uses it).
+    #[must_use]
+    pub fn storage_arc(&self) -> Arc<Storage> {
+        Arc::clone(&self.local)
+    }
+
+    /// Channels to other nodes.
+    #[must_use]
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn node_id(&self) -> &NodeId {
+        &self.node
+    }
+
+    fn n(&self) -> usize {
+        self.settings.replication.factor as usize
     }
 }
 
@@ -336,15 +321,40 @@ mod tests {
         );
         Coordinator::new(
             node.clone(),
-            Replicas::local_only(&node, 16, storage),
-            DotCounter::open(dir, node).expect("dots"),
-            Replication {
-                factor,
-                write: ConsistencyLevel::Quorum,
-                read: ConsistencyLevel::Quorum,
+            storage,
+            DotCounter::open(dir, node.clone()).expect("dots"),
+            Topology::single(&node, 16),
+            Arc::new(Metrics::new()),
+            Settings {
+                replication: Replication {
+                    factor,
+                    write: ConsistencyLevel::Quorum,
+                    read: ConsistencyLevel::Quorum,
+                    last_write_wins: false,
+                },
+                max_value_bytes: 1024,
+                request_timeout: Duration::from_secs(2),
             },
-            1024,
         )
+    }
+
+    impl Coordinator {
+        async fn put(
+            &self,
+            key: Vec<u8>,
+            value: Option<Vec<u8>>,
+            context: &[u8],
+            consistency: Option<&v1::Consistency>,
+        ) -> Result<WriteOutcome, CoordinatorError> {
+            self.write(WriteRequest {
+                key,
+                value,
+                context,
+                consistency,
+                forwarded: false,
+            })
+            .await
+        }
     }
 
     fn values(outcome: &ReadOutcome) -> Vec<&[u8]> {
@@ -355,18 +365,18 @@ mod tests {
     async fn concurrent_writes_become_siblings_and_a_context_resolves_them() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = coordinator(dir.path(), 1);
-        c.write(b"k".to_vec(), Some(b"a".to_vec()), &[], None)
+        c.put(b"k".to_vec(), Some(b"a".to_vec()), &[], None)
             .await
             .expect("put a");
-        c.write(b"k".to_vec(), Some(b"b".to_vec()), &[], None)
+        c.put(b"k".to_vec(), Some(b"b".to_vec()), &[], None)
             .await
             .expect("put b");
         let read = c.read(b"k".to_vec(), None).await.expect("get");
         assert_eq!(values(&read), [&b"a"[..], b"b"]);
 
-        let context = encode_context(&read.siblings.context());
+        let context = encode_context(&read.context);
         let put = c
-            .write(b"k".to_vec(), Some(b"c".to_vec()), &context, None)
+            .put(b"k".to_vec(), Some(b"c".to_vec()), &context, None)
             .await
             .expect("put c");
         assert_eq!(put.acked, 1);
@@ -375,14 +385,8 @@ mod tests {
             [&b"c"[..]]
         );
 
-        let context = encode_context(
-            &c.read(b"k".to_vec(), None)
-                .await
-                .expect("get")
-                .siblings
-                .context(),
-        );
-        c.write(b"k".to_vec(), None, &context, None)
+        let context = encode_context(&c.read(b"k".to_vec(), None).await.expect("get").context);
+        c.put(b"k".to_vec(), None, &context, None)
             .await
             .expect("delete");
         assert!(values(&c.read(b"k".to_vec(), None).await.expect("get")).is_empty());
@@ -395,9 +399,7 @@ mod tests {
         let writers: Vec<_> = (0..20u8)
             .map(|i| {
                 let c = Arc::clone(&c);
-                tokio::spawn(
-                    async move { c.write(b"hot".to_vec(), Some(vec![i]), &[], None).await },
-                )
+                tokio::spawn(async move { c.put(b"hot".to_vec(), Some(vec![i]), &[], None).await })
             })
             .collect();
         for w in writers {
@@ -414,7 +416,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let one = coordinator(dir.path(), 1);
         let err = one
-            .write(Vec::new(), Some(b"v".to_vec()), &[], None)
+            .put(Vec::new(), Some(b"v".to_vec()), &[], None)
             .await
             .expect_err("empty key");
         assert!(matches!(
@@ -422,7 +424,7 @@ mod tests {
             CoordinatorError::Request(RequestError::EmptyKey)
         ));
         let err = one
-            .write(b"k".to_vec(), Some(vec![0; 2048]), &[], None)
+            .put(b"k".to_vec(), Some(vec![0; 2048]), &[], None)
             .await
             .expect_err("too big");
         assert!(matches!(
@@ -430,19 +432,19 @@ mod tests {
             CoordinatorError::Request(RequestError::ValueTooLarge { .. })
         ));
         let err = one
-            .write(b"k".to_vec(), Some(b"v".to_vec()), b"\xff\xff", None)
+            .put(b"k".to_vec(), Some(b"v".to_vec()), b"\xff\xff", None)
             .await
             .expect_err("context");
         assert!(matches!(err, CoordinatorError::Context(_)));
 
         // Blind writes stop at the sibling limit; a write with the context passes.
         for i in 0..MAX_SIBLINGS {
-            one.write(b"hot".to_vec(), Some(vec![1; i % 7 + 1]), &[], None)
+            one.put(b"hot".to_vec(), Some(vec![1; i % 7 + 1]), &[], None)
                 .await
                 .expect("sibling");
         }
         let err = one
-            .write(b"hot".to_vec(), Some(b"x".to_vec()), &[], None)
+            .put(b"hot".to_vec(), Some(b"x".to_vec()), &[], None)
             .await
             .expect_err("limit");
         assert!(
@@ -455,14 +457,8 @@ mod tests {
             ),
             "{err}"
         );
-        let context = encode_context(
-            &one.read(b"hot".to_vec(), None)
-                .await
-                .expect("get")
-                .siblings
-                .context(),
-        );
-        one.write(b"hot".to_vec(), Some(b"resolved".to_vec()), &context, None)
+        let context = encode_context(&one.read(b"hot".to_vec(), None).await.expect("get").context);
+        one.put(b"hot".to_vec(), Some(b"resolved".to_vec()), &context, None)
             .await
             .expect("resolves");
         let read = one.read(b"hot".to_vec(), None).await.expect("get");
@@ -472,7 +468,7 @@ mod tests {
         // N = 3 with one reachable replica: QUORUM cannot be met.
         let three = coordinator(dir.path(), 3);
         let err = three
-            .write(b"k".to_vec(), Some(b"v".to_vec()), &[], None)
+            .put(b"k".to_vec(), Some(b"v".to_vec()), &[], None)
             .await
             .expect_err("unavailable");
         assert!(
@@ -487,7 +483,7 @@ mod tests {
         );
         let one = v1::Consistency::named(v1::ConsistencyLevel::One);
         three
-            .write(b"k".to_vec(), Some(b"v".to_vec()), &[], Some(&one))
+            .put(b"k".to_vec(), Some(b"v".to_vec()), &[], Some(&one))
             .await
             .expect("ONE succeeds");
     }

@@ -1,5 +1,7 @@
 //! `strata`: the Strata command-line tool.
 
+mod dev;
+
 use clap::{Parser, Subcommand};
 use strata_client::{Client, parse_consistency, v1, v1::Consistency};
 
@@ -58,9 +60,11 @@ enum Command {
     Status,
     /// YCSB-style benchmark: load records, then run a workload.
     Bench(strata_client::bench::BenchArgs),
+    /// Run a local cluster on 127.0.0.1 until Ctrl-C.
+    Dev(dev::DevArgs),
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -73,7 +77,18 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut client = Client::connect(&cli.endpoint).await?;
+    if let Command::Dev(args) = cli.command {
+        // Node logs: warnings and errors only, unless RUST_LOG says more.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        return dev::run(args).await;
+    }
+    let client = Client::connect(&cli.endpoint).await?;
     match cli.command {
         Command::Ping => {
             let started = std::time::Instant::now();
@@ -132,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = strata_client::bench::run(&client, &args).await?;
             print!("{}", report.render(args.json));
         }
+        Command::Dev(_) => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -177,9 +193,10 @@ fn print_ring(ring: &v1::Ring) {
 fn print_status(status: &v1::ClusterStatus) {
     for n in &status.nodes {
         println!(
-            "{} ({}) {} v{} up {}s load {:.1} MiB hints {}",
+            "{} ({}) {} {} v{} up {}s load {:.1} MiB hints {}",
             n.node_id,
             n.grpc_address,
+            if n.alive { "UP" } else { "DOWN" },
             state_name(n.state),
             n.version,
             n.uptime_seconds,

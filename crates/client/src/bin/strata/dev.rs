@@ -1,0 +1,166 @@
+//! `strata dev`: a local cluster on loopback, every node a task in this
+//! process (each with its own data directory, gRPC port, UDP gossip port
+//! and metrics port), until Ctrl-C.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use strata_node::NodeConfig;
+use strata_node::config::parse_level;
+use strata_node::run::RunningNode;
+
+/// Arguments of `strata dev`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DevArgs {
+    /// Nodes to run.
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Where the nodes keep their data (one subdirectory each); kept after
+    /// exit, and reused by the next run. Default: a temporary directory,
+    /// removed on exit.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC port of the first node (UDP gossip uses the same number); node
+    /// i uses base + i, and its metrics base + 2000 + i.
+    #[arg(long, default_value_t = 7400)]
+    base_port: u16,
+    /// N. Default: 3, or the node count if smaller.
+    #[arg(long)]
+    replication_factor: Option<u32>,
+    /// Default write consistency W.
+    #[arg(long, default_value = "quorum")]
+    write_consistency: String,
+    /// Default read consistency R.
+    #[arg(long, default_value = "quorum")]
+    read_consistency: String,
+    /// Resolve concurrent writes by timestamp instead of keeping siblings.
+    #[arg(long)]
+    last_write_wins: bool,
+}
+
+/// Runs the cluster until Ctrl-C.
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    let last_port = u32::from(args.base_port) + 2000 + u32::from(args.nodes);
+    anyhow::ensure!(
+        u16::try_from(last_port).is_ok(),
+        "--base-port {} leaves no room for {} nodes",
+        args.base_port,
+        args.nodes
+    );
+    let (root, _temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("strata-dev-")
+                .tempdir()
+                .context("creating a temporary data directory")?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
+    let factor = args
+        .replication_factor
+        .unwrap_or_else(|| u32::from(args.nodes).min(3));
+    let write = parse_level(&args.write_consistency).map_err(anyhow::Error::msg)?;
+    let read = parse_level(&args.read_consistency).map_err(anyhow::Error::msg)?;
+    let seed = format!("127.0.0.1:{}", args.base_port);
+
+    let mut nodes: Vec<RunningNode> = Vec::new();
+    for i in 0..args.nodes {
+        let config = NodeConfig {
+            node_id: Some(format!("node-{i}")),
+            listen: ([127, 0, 0, 1], args.base_port + i).into(),
+            data_dir: root.join(format!("node-{i}")),
+            replication_factor: factor,
+            write_consistency: write,
+            read_consistency: read,
+            vnodes: 256,
+            metrics_listen: ([127, 0, 0, 1], args.base_port + 2000 + i).into(),
+            max_value_bytes: strata_node::request::DEFAULT_MAX_VALUE_BYTES,
+            seeds: if i == 0 {
+                Vec::new()
+            } else {
+                vec![seed.clone()]
+            },
+            gossip_listen: None,
+            advertise_host: None,
+            cluster_id: "strata-dev".to_owned(),
+            gossip_interval_ms: 200,
+            phi_threshold: 8.0,
+            request_timeout_ms: 2000,
+            last_write_wins: args.last_write_wins,
+        };
+        match strata_node::run::start(config).await {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                stop_all(nodes).await;
+                return Err(anyhow::Error::new(e).context(format!(
+                    "starting node-{i} (is another cluster using port {}? try --base-port)",
+                    args.base_port + i
+                )));
+            }
+        }
+    }
+
+    // Wait until every node sees every other alive, so the first request
+    // already meets its quorum.
+    let started = Instant::now();
+    let total = nodes.len();
+    while started.elapsed() < Duration::from_secs(20) {
+        let converged = nodes.iter().all(|n| {
+            n.coordinator()
+                .view()
+                .nodes()
+                .filter(|(_, info)| info.alive)
+                .count()
+                == total
+        });
+        if converged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    println!(
+        "strata dev: {total} nodes, N={factor} W={} R={}{}, data in {}",
+        args.write_consistency,
+        args.read_consistency,
+        if args.last_write_wins {
+            ", last write wins"
+        } else {
+            ""
+        },
+        root.display()
+    );
+    for n in &nodes {
+        println!(
+            "  {:<8} grpc {:<16} gossip {}/udp  metrics http://{}/metrics",
+            n.id, n.grpc_address, n.gossip_address, n.metrics_address
+        );
+    }
+    println!(
+        "try: strata -e {} put hello world && strata -e {} get hello",
+        nodes[0].grpc_address, nodes[0].grpc_address
+    );
+    println!("Ctrl-C stops the cluster.");
+
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("stopping {total} nodes");
+    stop_all(nodes).await;
+    if args.data_dir.is_none() {
+        println!("removed {}", root.display());
+    }
+    Ok(())
+}
+
+async fn stop_all(nodes: Vec<RunningNode>) {
+    for node in nodes {
+        let id = node.id.clone();
+        if let Err(e) = node.stop().await {
+            eprintln!("{id} stopped with an error: {e}");
+        }
+    }
+}

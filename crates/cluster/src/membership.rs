@@ -1,0 +1,374 @@
+//! What nodes gossip about themselves, and the cluster view built from it.
+//!
+//! Each node publishes a few string key-values (gossip carries strings):
+//! its gRPC address, tokens, state and load. Every node turns the set of
+//! gossiped states plus its failure detector's verdicts into a
+//! [`ClusterView`]: the ring, and for each member where to reach it and
+//! whether it is believed alive. The gossip protocol itself (and its clock)
+//! lives in `strata-node`; this module is the pure translation.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::{Member, NodeId, NodeState, Ring, Token};
+
+/// Gossip key: `host:port` of the node's gRPC server.
+pub const KEY_GRPC_ADDRESS: &str = "grpc_address";
+/// Gossip key: the node's tokens, lowercase hex, comma separated.
+pub const KEY_TOKENS: &str = "tokens";
+/// Gossip key: `joining`, `normal`, `leaving` or `left`.
+pub const KEY_STATE: &str = "state";
+/// Gossip key: bytes stored on the node's disk, decimal.
+pub const KEY_LOAD: &str = "load_bytes";
+
+/// A gossiped value that could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GossipError {
+    /// A required key is absent (the node has not published it yet).
+    #[error("gossip state lacks {0:?}")]
+    Missing(&'static str),
+    /// A key's value does not parse.
+    #[error("gossip key {key:?} has an unreadable value {value:?}")]
+    Unreadable {
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+/// What one node tells the others about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeGossip {
+    /// `host:port` of its gRPC server.
+    pub grpc_address: String,
+    /// Its virtual-node tokens.
+    pub tokens: Vec<Token>,
+    /// Its place in topology changes.
+    pub state: NodeState,
+    /// Bytes it stores.
+    pub load_bytes: u64,
+}
+
+impl NodeGossip {
+    /// The key-values to publish.
+    #[must_use]
+    pub fn to_key_values(&self) -> Vec<(String, String)> {
+        let mut tokens = String::with_capacity(self.tokens.len() * 17);
+        for (i, t) in self.tokens.iter().enumerate() {
+            if i > 0 {
+                tokens.push(',');
+            }
+            let _ = write!(tokens, "{:x}", t.0);
+        }
+        vec![
+            (KEY_GRPC_ADDRESS.to_owned(), self.grpc_address.clone()),
+            (KEY_TOKENS.to_owned(), tokens),
+            (KEY_STATE.to_owned(), state_name(self.state).to_owned()),
+            (KEY_LOAD.to_owned(), self.load_bytes.to_string()),
+        ]
+    }
+
+    /// Reads a node's published key-values (unknown keys are ignored, so
+    /// newer nodes may publish more).
+    ///
+    /// # Errors
+    /// [`GossipError`] naming the missing or unreadable key.
+    pub fn from_key_values<'a>(
+        key_values: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, GossipError> {
+        let (mut address, mut tokens, mut state, mut load) = (None, None, None, None);
+        for (key, value) in key_values {
+            match key {
+                KEY_GRPC_ADDRESS => address = Some(value.to_owned()),
+                KEY_TOKENS => tokens = Some(parse_tokens(value)?),
+                KEY_STATE => {
+                    state = Some(parse_state(value).ok_or_else(|| unreadable(KEY_STATE, value))?);
+                }
+                KEY_LOAD => {
+                    load = Some(value.parse().map_err(|_| unreadable(KEY_LOAD, value))?);
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            grpc_address: address.ok_or(GossipError::Missing(KEY_GRPC_ADDRESS))?,
+            tokens: tokens.ok_or(GossipError::Missing(KEY_TOKENS))?,
+            state: state.ok_or(GossipError::Missing(KEY_STATE))?,
+            load_bytes: load.unwrap_or(0),
+        })
+    }
+}
+
+fn unreadable(key: &'static str, value: &str) -> GossipError {
+    GossipError::Unreadable {
+        key,
+        value: value.chars().take(64).collect(),
+    }
+}
+
+fn parse_tokens(value: &str) -> Result<Vec<Token>, GossipError> {
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    value
+        .split(',')
+        .map(|t| u64::from_str_radix(t, 16).map(Token))
+        .collect::<Result<_, _>>()
+        .map_err(|_| unreadable(KEY_TOKENS, value))
+}
+
+/// The lowercase name of a state, as gossiped and shown by the CLI.
+#[must_use]
+pub fn state_name(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Joining => "joining",
+        NodeState::Normal => "normal",
+        NodeState::Leaving => "leaving",
+        NodeState::Left => "left",
+    }
+}
+
+fn parse_state(value: &str) -> Option<NodeState> {
+    Some(match value {
+        "joining" => NodeState::Joining,
+        "normal" => NodeState::Normal,
+        "leaving" => NodeState::Leaving,
+        "left" => NodeState::Left,
+        _ => return None,
+    })
+}
+
+/// One gossip participant as the failure detector sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its id.
+    pub id: NodeId,
+    /// Incarnation: a restarted node gossips under a higher generation.
+    pub generation: u64,
+    /// What it published.
+    pub gossip: NodeGossip,
+    /// The failure detector's verdict.
+    pub alive: bool,
+}
+
+/// A member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// `host:port` of its gRPC server.
+    pub grpc_address: String,
+    /// Its state.
+    pub state: NodeState,
+    /// Bytes it stores.
+    pub load_bytes: u64,
+    /// Whether it is believed alive.
+    pub alive: bool,
+    /// Its tokens.
+    pub tokens: Vec<Token>,
+}
+
+/// A replica of a key: who, and whether requests should be sent to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaTarget {
+    /// The node.
+    pub id: NodeId,
+    /// Believed alive by the failure detector.
+    pub alive: bool,
+}
+
+/// The ring plus reachability: everything a coordinator needs to route.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    ring: Ring,
+    nodes: BTreeMap<NodeId, NodeInfo>,
+}
+
+impl ClusterView {
+    /// Builds the view from gossip participants. A node that restarted
+    /// appears under several generations until the old one is collected;
+    /// the highest generation wins.
+    #[must_use]
+    pub fn from_peers(peers: impl IntoIterator<Item = Peer>) -> Self {
+        let mut latest: BTreeMap<NodeId, Peer> = BTreeMap::new();
+        for peer in peers {
+            match latest.get(&peer.id) {
+                Some(seen) if seen.generation >= peer.generation => {}
+                _ => {
+                    latest.insert(peer.id.clone(), peer);
+                }
+            }
+        }
+        let ring = Ring::new(latest.values().map(|p| Member {
+            id: p.id.clone(),
+            tokens: p.gossip.tokens.clone(),
+            state: p.gossip.state,
+        }));
+        let nodes = latest
+            .into_iter()
+            .map(|(id, p)| {
+                (
+                    id,
+                    NodeInfo {
+                        grpc_address: p.gossip.grpc_address,
+                        state: p.gossip.state,
+                        load_bytes: p.gossip.load_bytes,
+                        alive: p.alive,
+                        tokens: p.gossip.tokens,
+                    },
+                )
+            })
+            .collect();
+        Self { ring, nodes }
+    }
+
+    /// The ring.
+    #[must_use]
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// A member by id.
+    #[must_use]
+    pub fn node(&self, id: &NodeId) -> Option<&NodeInfo> {
+        self.nodes.get(id)
+    }
+
+    /// Every known node (including `Left` ones), by id.
+    pub fn nodes(&self) -> impl Iterator<Item = (&NodeId, &NodeInfo)> {
+        self.nodes.iter()
+    }
+
+    /// Where a write of `token` goes with replication factor `n`: the
+    /// replicas in ring order, then pending owners, each with liveness.
+    #[must_use]
+    pub fn write_targets(&self, token: Token, n: usize) -> Vec<ReplicaTarget> {
+        let placement = self.ring.placement(token, n);
+        placement
+            .replicas
+            .into_iter()
+            .chain(placement.pending)
+            .map(|id| self.target(id))
+            .collect()
+    }
+
+    /// Where a read of `token` goes: the current replicas only (pending
+    /// owners are still streaming and may lack data).
+    #[must_use]
+    pub fn read_targets(&self, token: Token, n: usize) -> Vec<ReplicaTarget> {
+        self.ring
+            .placement(token, n)
+            .replicas
+            .into_iter()
+            .map(|id| self.target(id))
+            .collect()
+    }
+
+    fn target(&self, id: NodeId) -> ReplicaTarget {
+        let alive = self.nodes.get(&id).is_some_and(|n| n.alive);
+        ReplicaTarget { id, alive }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens_for;
+
+    fn node(i: u8) -> NodeId {
+        NodeId::new(format!("n{i}")).expect("valid id")
+    }
+
+    fn gossip(i: u8) -> NodeGossip {
+        NodeGossip {
+            grpc_address: format!("127.0.0.1:{}", 7400 + u16::from(i)),
+            tokens: tokens_for(&node(i), 16),
+            state: NodeState::Normal,
+            load_bytes: u64::from(i) * 1000,
+        }
+    }
+
+    fn peer(i: u8, generation: u64, alive: bool) -> Peer {
+        Peer {
+            id: node(i),
+            generation,
+            gossip: gossip(i),
+            alive,
+        }
+    }
+
+    #[test]
+    fn gossip_round_trips_through_key_values() {
+        let g = gossip(3);
+        let kvs = g.to_key_values();
+        let back = NodeGossip::from_key_values(kvs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .expect("parses");
+        assert_eq!(back, g);
+    }
+
+    #[test]
+    fn bad_gossip_is_a_specific_error() {
+        let missing = NodeGossip::from_key_values([(KEY_GRPC_ADDRESS, "a:1")]);
+        assert_eq!(missing, Err(GossipError::Missing(KEY_TOKENS)));
+        let bad = NodeGossip::from_key_values([
+            (KEY_GRPC_ADDRESS, "a:1"),
+            (KEY_TOKENS, "12,zz"),
+            (KEY_STATE, "normal"),
+        ]);
+        assert!(matches!(
+            bad,
+            Err(GossipError::Unreadable {
+                key: KEY_TOKENS,
+                ..
+            })
+        ));
+        let state = NodeGossip::from_key_values([
+            (KEY_GRPC_ADDRESS, "a:1"),
+            (KEY_TOKENS, ""),
+            (KEY_STATE, "dancing"),
+        ]);
+        assert!(matches!(
+            state,
+            Err(GossipError::Unreadable { key: KEY_STATE, .. })
+        ));
+    }
+
+    #[test]
+    fn the_latest_generation_wins_and_liveness_reaches_the_targets() {
+        let mut restarted = peer(2, 7, true);
+        restarted.gossip.grpc_address = "127.0.0.1:9999".to_owned();
+        let view = ClusterView::from_peers([
+            peer(1, 1, true),
+            peer(2, 3, false),
+            restarted,
+            peer(3, 1, false),
+        ]);
+        assert_eq!(view.ring().members().len(), 3);
+        let n2 = view.node(&node(2)).expect("n2");
+        assert_eq!(
+            (n2.grpc_address.as_str(), n2.alive),
+            ("127.0.0.1:9999", true)
+        );
+        let targets = view.write_targets(Token(42), 3);
+        assert_eq!(targets.len(), 3);
+        for t in &targets {
+            assert_eq!(t.alive, t.id != node(3), "{t:?}");
+        }
+        assert_eq!(view.read_targets(Token(42), 2).len(), 2);
+    }
+
+    #[test]
+    fn joining_nodes_receive_writes_but_not_reads() {
+        let mut joining = peer(4, 1, true);
+        joining.gossip.state = NodeState::Joining;
+        let view = ClusterView::from_peers([peer(1, 1, true), peer(2, 1, true), joining]);
+        // With N = 3 and two normal nodes, the joining node is a pending owner
+        // of every key.
+        let writes = view.write_targets(Token(7), 3);
+        assert!(writes.iter().any(|t| t.id == node(4)));
+        assert!(
+            view.read_targets(Token(7), 3)
+                .iter()
+                .all(|t| t.id != node(4))
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The read path: ask the replicas, answer after R, repair stale ones.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
+use strata_proto::v1;
+use tokio::sync::mpsc;
+
+use super::remote::Target;
+use super::write::count;
+use super::{Coordinator, CoordinatorError, ReadOutcome};
+use crate::request::{required_acks, validate_key};
+
+type Answer = (NodeId, Result<Siblings, String>);
+
+impl Coordinator {
+    /// Reads `key` at `consistency`.
+    ///
+    /// Every live replica is asked; the answer goes out after R of them
+    /// replied. Read repair: when the answers differ, the merged set is
+    /// written to the stale replicas — before answering when R > 1 (so a
+    /// value read at QUORUM is then held by a quorum: monotonic quorum
+    /// reads), and in the background otherwise; answers that arrive after
+    /// the client's are merged and repaired in the background too.
+    ///
+    /// # Errors
+    /// See [`CoordinatorError`].
+    pub async fn read(
+        &self,
+        key: Vec<u8>,
+        consistency: Option<&v1::Consistency>,
+    ) -> Result<ReadOutcome, CoordinatorError> {
+        validate_key(&key)?;
+        let replication = self.settings.replication;
+        let required = required_acks(consistency, replication.read, replication.factor)?;
+        let view = self.view();
+        let targets = view.read_targets(Token::of(&key), self.n());
+        let mut quorum = ReadQuorum::new(required, count(targets.len()));
+        for down in targets.iter().filter(|t| !t.alive) {
+            quorum.record(&down.id, None);
+        }
+        if let Progress::Unreachable { acks, required } = quorum.progress() {
+            return Err(CoordinatorError::Unavailable { acks, required });
+        }
+
+        let timeout = self.settings.request_timeout;
+        let (tx, mut rx) = mpsc::channel::<Answer>(targets.len().max(1));
+        let mut reachable = HashMap::new();
+        for t in targets.iter().filter(|t| t.alive) {
+            match Target::resolve(&t.id, &self.node, &self.local, &view, &self.peers) {
+                Ok(target) => {
+                    reachable.insert(t.id.clone(), target.clone());
+                    let (tx, id, key) = (tx.clone(), t.id.clone(), key.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send((id, target.read(key, timeout).await)).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
+                    quorum.record(&t.id, None);
+                }
+            }
+        }
+        drop(tx);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut outstanding = reachable.len();
+        loop {
+            match quorum.progress() {
+                Progress::Reached => break,
+                Progress::Unreachable { acks, required } => {
+                    return Err(CoordinatorError::Unavailable { acks, required });
+                }
+                Progress::Pending => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(answer)) => {
+                    outstanding -= 1;
+                    self.record(&mut quorum, answer);
+                }
+                Ok(None) | Err(_) => {
+                    return Err(CoordinatorError::Unavailable {
+                        acks: quorum.answered(),
+                        required,
+                    });
+                }
+            }
+        }
+
+        let answered = quorum.answered();
+        let resolution = quorum.resolve();
+        let mut repaired = Vec::new();
+        if required > 1 && !resolution.stale.is_empty() {
+            repaired.clone_from(&resolution.stale);
+            self.repair(
+                &key,
+                &resolution.merged,
+                &resolution.stale,
+                &reachable,
+                timeout,
+            )
+            .await;
+        }
+        if outstanding > 0 || repaired.len() < resolution.stale.len() {
+            let background = Background {
+                key: key.clone(),
+                quorum,
+                rx,
+                deadline,
+                repaired,
+                repaired_with: resolution.merged.clone(),
+                reachable,
+                timeout,
+            };
+            let metrics = std::sync::Arc::clone(&self.metrics);
+            tokio::spawn(background.finish(metrics));
+        }
+
+        let context = resolution.merged.context();
+        let siblings = if replication.last_write_wins {
+            Siblings::from_versions(resolution.merged.last_write().cloned())
+        } else {
+            resolution.merged
+        };
+        Ok(ReadOutcome {
+            siblings,
+            context,
+            answered,
+        })
+    }
+
+    fn record(&self, quorum: &mut ReadQuorum, (id, answer): Answer) {
+        if let Err(e) = &answer {
+            self.metrics.replica_failed();
+            tracing::debug!(replica = %id, error = %e, "replica read failed");
+        }
+        quorum.record(&id, answer.ok());
+    }
+
+    /// Writes `merged` to `stale` replicas and waits for them (bounded).
+    async fn repair(
+        &self,
+        key: &[u8],
+        merged: &Siblings,
+        stale: &[NodeId],
+        reachable: &HashMap<NodeId, Target>,
+        timeout: Duration,
+    ) {
+        repair(key, merged, stale, reachable, timeout).await;
+        self.metrics.read_repaired(stale.len());
+    }
+}
+
+async fn repair(
+    key: &[u8],
+    merged: &Siblings,
+    stale: &[NodeId],
+    reachable: &HashMap<NodeId, Target>,
+    timeout: Duration,
+) {
+    let writes = stale.iter().filter_map(|id| {
+        let target = reachable.get(id)?.clone();
+        let (key, merged, id) = (key.to_vec(), merged.clone(), id.clone());
+        Some(async move {
+            if let Err(e) = target.write(key, merged, timeout).await {
+                tracing::warn!(replica = %id, error = %e, "read repair failed");
+            }
+        })
+    });
+    futures::future::join_all(writes).await;
+}
+
+/// The part of a read that continues after the client has its answer.
+struct Background {
+    key: Vec<u8>,
+    quorum: ReadQuorum,
+    rx: mpsc::Receiver<Answer>,
+    deadline: tokio::time::Instant,
+    repaired: Vec<NodeId>,
+    repaired_with: Siblings,
+    reachable: HashMap<NodeId, Target>,
+    timeout: Duration,
+}
+
+impl Background {
+    async fn finish(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+        while let Ok(Some((id, answer))) =
+            tokio::time::timeout_at(self.deadline, self.rx.recv()).await
+        {
+            self.quorum.record(&id, answer.ok());
+        }
+        let resolution = self.quorum.resolve();
+        let stale: Vec<NodeId> = resolution
+            .stale
+            .into_iter()
+            .filter(|id| !(self.repaired.contains(id) && self.repaired_with == resolution.merged))
+            .collect();
+        if !stale.is_empty() {
+            repair(
+                &self.key,
+                &resolution.merged,
+                &stale,
+                &self.reachable,
+                self.timeout,
+            )
+            .await;
+            metrics.read_repaired(stale.len());
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! One replica operation, local or over the network, as a future the
+//! coordinator fans out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_cluster::{ClusterView, NodeId, Siblings};
+use strata_proto::v1::{ReplicaReadRequest, ReplicaWriteRequest};
+
+use crate::peers::Peers;
+use crate::storage::{Storage, version_from_proto, version_to_proto};
+
+/// Where a replica operation runs.
+#[derive(Clone)]
+pub(super) enum Target {
+    /// This node: straight to the engine.
+    Local(Arc<Storage>),
+    /// Another node, at this gRPC address.
+    Remote(tonic::transport::Channel),
+}
+
+impl Target {
+    /// Resolves `node` for this coordinator: itself, or a channel to the
+    /// address gossip published.
+    pub(super) fn resolve(
+        node: &NodeId,
+        me: &NodeId,
+        local: &Arc<Storage>,
+        view: &ClusterView,
+        peers: &Peers,
+    ) -> Result<Self, String> {
+        if node == me {
+            return Ok(Self::Local(Arc::clone(local)));
+        }
+        let address = view
+            .node(node)
+            .map(|n| n.grpc_address.as_str())
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| format!("no address known for {node}"))?;
+        peers.channel(address).map(Self::Remote)
+    }
+
+    /// Merges `siblings` into the replica's set for `key`.
+    pub(super) async fn write(
+        self,
+        key: Vec<u8>,
+        siblings: Siblings,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        match self {
+            Self::Local(storage) => {
+                tokio::task::spawn_blocking(move || storage.apply(&key, &siblings))
+                    .await
+                    .map_err(|e| format!("storage task: {e}"))?
+                    .map_err(|e| e.to_string())
+            }
+            Self::Remote(channel) => {
+                let request = ReplicaWriteRequest {
+                    key: key.into(),
+                    versions: siblings.versions().iter().map(version_to_proto).collect(),
+                    hint_for: String::new(),
+                };
+                let mut client = Peers::replica_client(channel);
+                let call = client.write(request);
+                match tokio::time::timeout(timeout, call).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                }
+            }
+        }
+    }
+
+    /// The replica's sibling set for `key`.
+    pub(super) async fn read(self, key: Vec<u8>, timeout: Duration) -> Result<Siblings, String> {
+        match self {
+            Self::Local(storage) => tokio::task::spawn_blocking(move || storage.read(&key))
+                .await
+                .map_err(|e| format!("storage task: {e}"))?
+                .map_err(|e| e.to_string()),
+            Self::Remote(channel) => {
+                let mut client = Peers::replica_client(channel);
+                let call = client.read(ReplicaReadRequest { key: key.into() });
+                match tokio::time::timeout(timeout, call).await {
+                    Ok(Ok(response)) => response
+                        .into_inner()
+                        .versions
+                        .into_iter()
+                        .map(version_from_proto)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(Siblings::from_versions)
+                        .map_err(|e| format!("replica sent an unreadable version: {e}")),
+                    Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                }
+            }
+        }
+    }
+}

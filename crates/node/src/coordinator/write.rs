@@ -1,0 +1,283 @@
+//! The write path: forward to a replica, or apply locally and fan out.
+
+use std::sync::Arc;
+
+use strata_cluster::{
+    ClusterView, Dot, Progress, ReplicaTarget, Siblings, Token, Version, VersionVector, WriteQuorum,
+};
+use strata_proto::v1::{self, DeleteRequest, PutRequest};
+use tokio::sync::mpsc;
+
+use super::remote::Target;
+use super::{
+    Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, blocking, decode_context,
+    encode_context, now_micros, stripe_of,
+};
+use crate::request::{required_acks, validate_key, validate_value};
+use crate::status::is_from_a_node;
+use strata_proto::metadata::FORWARDED;
+
+/// A write as the client sent it (forwarding passes it on unchanged).
+#[derive(Debug, Clone)]
+pub struct WriteRequest<'a> {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value; `None` deletes.
+    pub value: Option<Vec<u8>>,
+    /// The client's opaque context (empty: none).
+    pub context: &'a [u8],
+    /// Requested consistency; `None` is the cluster default W.
+    pub consistency: Option<&'a v1::Consistency>,
+    /// Whether another node already forwarded this write here.
+    pub forwarded: bool,
+}
+
+impl Coordinator {
+    /// Writes `request.value` (`None`: a delete) under `request.context`.
+    ///
+    /// # Errors
+    /// See [`CoordinatorError`].
+    pub async fn write(&self, request: WriteRequest<'_>) -> Result<WriteOutcome, CoordinatorError> {
+        validate_key(&request.key)?;
+        if let Some(value) = &request.value {
+            validate_value(value, self.settings.max_value_bytes)?;
+        }
+        let replication = self.settings.replication;
+        let required = required_acks(request.consistency, replication.write, replication.factor)?;
+        let context = decode_context(request.context)?;
+        let view = self.view();
+        let targets = view.write_targets(Token::of(&request.key), self.n());
+        if !targets.iter().any(|t| t.id == self.node) {
+            if request.forwarded {
+                return Err(CoordinatorError::NotReplica);
+            }
+            return self.forward(&view, &targets, request, required).await;
+        }
+
+        let mut quorum = WriteQuorum::new(required, count(targets.len()));
+        for down in targets.iter().filter(|t| !t.alive) {
+            quorum.record(&down.id, false);
+        }
+        if let Progress::Unreachable { acks, required } = quorum.progress() {
+            return Err(CoordinatorError::Unavailable { acks, required });
+        }
+        let key = request.key;
+        let merged = self
+            .apply_locally(key.clone(), request.value, context)
+            .await?;
+        quorum.record(&self.node, true);
+        let written = WriteOutcome {
+            context: encode_context(&merged.context()),
+            acked: 0,
+        };
+
+        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+        for t in targets.iter().filter(|t| t.alive && t.id != self.node) {
+            match Target::resolve(&t.id, &self.node, &self.local, &view, &self.peers) {
+                Ok(target) => {
+                    let (tx, id, key, merged) =
+                        (tx.clone(), t.id.clone(), key.clone(), merged.clone());
+                    let timeout = self.settings.request_timeout;
+                    // A task per replica: it completes even after the
+                    // client has its answer, so every replica gets the write.
+                    tokio::spawn(async move {
+                        let result = target.write(key, merged, timeout).await;
+                        let _ = tx.send((id, result)).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
+                    quorum.record(&t.id, false);
+                }
+            }
+        }
+        drop(tx);
+        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        loop {
+            match quorum.progress() {
+                Progress::Reached => {
+                    return Ok(WriteOutcome {
+                        acked: quorum.acks(),
+                        ..written
+                    });
+                }
+                Progress::Unreachable { acks, required } => {
+                    return Err(CoordinatorError::Unavailable { acks, required });
+                }
+                Progress::Pending => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((id, result))) => {
+                    if let Err(e) = &result {
+                        self.metrics.replica_failed();
+                        tracing::debug!(replica = %id, error = %e, "replica write failed");
+                    }
+                    quorum.record(&id, result.is_ok());
+                }
+                Ok(None) | Err(_) => {
+                    return Err(CoordinatorError::Unavailable {
+                        acks: quorum.acks(),
+                        required,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Makes the new version and merges it into this node's replica, under
+    /// the key's stripe lock. Returns the merged set to replicate.
+    async fn apply_locally(
+        &self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: VersionVector,
+    ) -> Result<Siblings, CoordinatorError> {
+        let local = Arc::clone(&self.local);
+        let (dots, stripes, node) = (
+            Arc::clone(&self.dots),
+            Arc::clone(&self.stripes),
+            self.node.clone(),
+        );
+        let lww = self.settings.replication.last_write_wins;
+        blocking(move || {
+            let stripe = stripe_of(&key, stripes.len());
+            let _key_lock = stripes[stripe].lock().expect("stripe lock");
+            let mut siblings = local.read(&key)?;
+            // Last-write-wins: a write supersedes everything this replica
+            // holds; siblings only arise across replicas and reads resolve
+            // them by timestamp.
+            let context = if lww {
+                let mut all = siblings.context();
+                all.join(&context);
+                all
+            } else {
+                context
+            };
+            // Blind writes to one key pile up siblings; past the limit the
+            // client must resolve them (writing with a context covers them).
+            let kept = siblings
+                .versions()
+                .iter()
+                .filter(|v| !context.covers(&v.dot))
+                .count();
+            if kept >= MAX_SIBLINGS {
+                return Err(CoordinatorError::TooManySiblings {
+                    siblings: kept + 1,
+                    limit: MAX_SIBLINGS,
+                });
+            }
+            // Timestamps of one key at one coordinator only increase, so a
+            // causally later write never loses a last-write-wins comparison
+            // to what it supersedes because of clock steps.
+            let timestamp_micros = siblings
+                .versions()
+                .iter()
+                .map(|v| v.timestamp_micros.saturating_add(1))
+                .max()
+                .unwrap_or(0)
+                .max(now_micros());
+            let counter = dots.next(&context)?;
+            siblings.insert(Version {
+                dot: Dot { node, counter },
+                context,
+                value,
+                timestamp_micros,
+            });
+            local.apply(&key, &siblings)?;
+            Ok(siblings)
+        })
+        .await
+    }
+
+    /// Sends the write to a live replica of the key, which coordinates it.
+    /// Tries the next live replica only when one could not be reached at
+    /// all (then nothing was written there).
+    async fn forward(
+        &self,
+        view: &ClusterView,
+        targets: &[ReplicaTarget],
+        request: WriteRequest<'_>,
+        required: u32,
+    ) -> Result<WriteOutcome, CoordinatorError> {
+        let mut last = CoordinatorError::Unavailable { acks: 0, required };
+        // The replica coordinates within its own deadline; allow for it.
+        let timeout = self.settings.request_timeout * 2;
+        for target in targets.iter().filter(|t| t.alive) {
+            let Some(address) = view.node(&target.id).map(|n| n.grpc_address.clone()) else {
+                continue;
+            };
+            let mut client = match self.peers.kv(&address) {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::warn!(replica = %target.id, error = %e, "cannot forward");
+                    continue;
+                }
+            };
+            self.metrics.forwarded_write();
+            let result = match &request.value {
+                Some(value) => client
+                    .put(forwarded(
+                        timeout,
+                        PutRequest {
+                            key: request.key.clone().into(),
+                            value: value.clone().into(),
+                            context: request.context.to_vec().into(),
+                            consistency: request.consistency.copied(),
+                        },
+                    ))
+                    .await
+                    .map(|r| {
+                        let r = r.into_inner();
+                        (r.context, r.replicas_acked)
+                    }),
+                None => client
+                    .delete(forwarded(
+                        timeout,
+                        DeleteRequest {
+                            key: request.key.clone().into(),
+                            context: request.context.to_vec().into(),
+                            consistency: request.consistency.copied(),
+                        },
+                    ))
+                    .await
+                    .map(|r| {
+                        let r = r.into_inner();
+                        (r.context, r.replicas_acked)
+                    }),
+            };
+            match result {
+                Ok((context, acked)) => {
+                    return Ok(WriteOutcome {
+                        context: context.to_vec(),
+                        acked,
+                    });
+                }
+                // Only a connection failure proves nothing was written.
+                Err(status)
+                    if is_from_a_node(&status) || status.code() != tonic::Code::Unavailable =>
+                {
+                    return Err(CoordinatorError::Forwarded(status));
+                }
+                Err(status) => {
+                    tracing::debug!(replica = %target.id, error = %status, "forwarding failed, trying the next replica");
+                    self.metrics.replica_failed();
+                    last = CoordinatorError::Unavailable { acks: 0, required };
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn forwarded<T>(timeout: std::time::Duration, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}
+
+pub(super) fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,227 @@
+//! Gossip membership and failure detection, on chitchat.
+//!
+//! Chitchat (scuttlebutt anti-entropy gossip over UDP with a phi-accrual
+//! failure detector) carries each node's [`NodeGossip`]; a refresh task
+//! turns the gossiped states and the detector's verdicts into a
+//! [`ClusterView`] (`strata_cluster::membership`, pure) that coordinators
+//! read without locking chitchat. Why chitchat and not foca: see
+//! ARCHITECTURE.md.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chitchat::transport::UdpTransport;
+use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use strata_cluster::{ClusterView, KEY_LOAD, NodeGossip, NodeId, Peer};
+use tokio::sync::watch;
+
+/// Gossip settings.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    /// This node.
+    pub node_id: NodeId,
+    /// UDP address to gossip on.
+    pub listen: SocketAddr,
+    /// The gossip address peers reach this node at.
+    pub advertise: SocketAddr,
+    /// `host:port` of other nodes' gossip addresses to start from.
+    pub seeds: Vec<String>,
+    /// Nodes with another cluster id are ignored.
+    pub cluster_id: String,
+    /// Time between gossip rounds. The failure detector convicts a silent
+    /// node after about `phi_threshold` mean heartbeat intervals.
+    pub interval: Duration,
+    /// Phi-accrual conviction threshold.
+    pub phi_threshold: f64,
+}
+
+/// Why gossip could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("starting gossip on {listen}/udp: {reason}")]
+pub struct MembershipError {
+    listen: SocketAddr,
+    reason: String,
+}
+
+/// This node's membership: its gossip handle and the latest view.
+pub struct Membership {
+    node_id: NodeId,
+    handle: tokio::sync::Mutex<Option<ChitchatHandle>>,
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    view: RwLock<Arc<ClusterView>>,
+    epoch: AtomicU64,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("node_id", &self.node_id)
+            .field("epoch", &self.epoch.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Membership {
+    /// Starts gossiping `me` and a task that keeps the view current.
+    ///
+    /// # Errors
+    /// [`MembershipError`] when the UDP socket cannot be bound.
+    pub async fn start(
+        config: GossipConfig,
+        me: &NodeGossip,
+    ) -> Result<Arc<Self>, MembershipError> {
+        let fail = |reason: String| MembershipError {
+            listen: config.listen,
+            reason,
+        };
+        // The generation tells peers this is a new incarnation: wall-clock
+        // start time, as Cassandra and Quickwit do.
+        let generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let chitchat_config = ChitchatConfig {
+            chitchat_id: ChitchatId::new(config.node_id.as_str(), generation, config.advertise),
+            cluster_id: config.cluster_id.clone(),
+            gossip_interval: config.interval,
+            listen_addr: config.listen,
+            seed_nodes: config.seeds.clone(),
+            failure_detector_config: FailureDetectorConfig {
+                phi_threshold: config.phi_threshold,
+                initial_interval: config.interval,
+                ..FailureDetectorConfig::default()
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V0,
+        };
+        let handle = chitchat::spawn_chitchat(chitchat_config, me.to_key_values(), &UdpTransport)
+            .await
+            .map_err(|e| fail(format!("{e:#}")))?;
+        let (stop, mut stopped) = watch::channel(false);
+        let membership = Arc::new(Self {
+            node_id: config.node_id.clone(),
+            chitchat: handle.chitchat(),
+            handle: tokio::sync::Mutex::new(Some(handle)),
+            view: RwLock::new(Arc::new(ClusterView::default())),
+            epoch: AtomicU64::new(0),
+            stop,
+        });
+        membership.refresh().await;
+        let weak = Arc::downgrade(&membership);
+        let interval = config.interval;
+        tokio::spawn(async move {
+            // Refresh a few times per gossip round: liveness changes show
+            // up within a fraction of the detector's timeout.
+            let mut tick = tokio::time::interval(interval / 4);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+                let Some(membership) = weak.upgrade() else {
+                    return;
+                };
+                membership.refresh().await;
+            }
+        });
+        Ok(membership)
+    }
+
+    /// The latest view of the cluster.
+    #[must_use]
+    pub fn view(&self) -> Arc<ClusterView> {
+        Arc::clone(&self.view.read().expect("view lock"))
+    }
+
+    /// Increases whenever the view changes.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    /// Publishes this node's load.
+    pub async fn set_load(&self, bytes: u64) {
+        self.chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(KEY_LOAD, bytes);
+    }
+
+    /// Leaves gossip: peers will see this node's heartbeats stop.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        if let Some(handle) = self.handle.lock().await.take()
+            && let Err(e) = handle.shutdown().await
+        {
+            tracing::warn!(error = %e, "gossip did not stop cleanly");
+        }
+    }
+
+    /// Rebuilds the view from chitchat's state.
+    async fn refresh(&self) {
+        let peers = {
+            let chitchat = self.chitchat.lock().await;
+            let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+            chitchat
+                .node_states()
+                .iter()
+                .filter_map(|(id, state)| {
+                    let node = NodeId::new(&*id.node_id).ok()?;
+                    match NodeGossip::from_key_values(state.key_values()) {
+                        Ok(gossip) => Some(Peer {
+                            alive: live.contains(id),
+                            id: node,
+                            generation: id.generation_id,
+                            gossip,
+                        }),
+                        Err(e) => {
+                            tracing::debug!(node = %id.node_id, error = %e, "ignoring incomplete gossip state");
+                            None
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let view = ClusterView::from_peers(peers);
+        let mut current = self.view.write().expect("view lock");
+        if !same_routing(&current, &view) {
+            for (id, node) in view.nodes() {
+                let before = current.node(id).map(|n| n.alive);
+                if before != Some(node.alive) {
+                    tracing::info!(node = %id, alive = node.alive, address = %node.grpc_address, "membership change");
+                }
+            }
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        *current = Arc::new(view);
+    }
+}
+
+/// Equal for routing: load changes constantly and does not count.
+fn same_routing(a: &ClusterView, b: &ClusterView) -> bool {
+    let key = |v: &ClusterView| {
+        v.nodes()
+            .map(|(id, n)| {
+                (
+                    id.clone(),
+                    n.grpc_address.clone(),
+                    n.state,
+                    n.alive,
+                    n.tokens.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    key(a) == key(b)
+}

@@ -1,0 +1,73 @@
+//! gRPC channels to other nodes, one per address, connected lazily.
+//!
+//! A tonic `Channel` multiplexes concurrent requests over one HTTP/2
+//! connection and reconnects by itself, so one per peer address is enough.
+//! A peer that is down fails requests fast (connection refused) rather
+//! than after the request deadline.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use strata_proto::v1::{kv_client::KvClient, replica_client::ReplicaClient};
+use tonic::transport::{Channel, Endpoint};
+
+/// Channels to peers, by `host:port`.
+#[derive(Debug)]
+pub struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
+    connect_timeout: Duration,
+}
+
+impl Peers {
+    /// A pool whose connection attempts give up after `connect_timeout`.
+    #[must_use]
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            connect_timeout,
+        }
+    }
+
+    /// A replica-service client on `channel`.
+    #[must_use]
+    pub fn replica_client(channel: Channel) -> ReplicaClient<Channel> {
+        ReplicaClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The KV service at `address` (forwarding to a replica coordinator).
+    ///
+    /// # Errors
+    /// A message when `address` is not a usable `host:port`.
+    pub fn kv(&self, address: &str) -> Result<KvClient<Channel>, String> {
+        Ok(KvClient::new(self.channel(address)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// The channel to `address`, created on first use.
+    ///
+    /// # Errors
+    /// A message when `address` is not a usable `host:port`.
+    pub fn channel(&self, address: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().expect("peer lock");
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("peer address {address:?}: {e}"))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// Largest message between nodes. A sibling set is one engine write, which
+/// the engine caps at 64 MiB, so this leaves room for framing.
+pub const MAX_MESSAGE_BYTES: usize = 128 << 20;

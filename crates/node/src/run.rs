@@ -1,0 +1,277 @@
+//! Starting and stopping a whole node: storage, gossip, coordinator, gRPC
+//! and metrics servers. The `strata-node` binary and `strata dev` (which
+//! runs several nodes in one process) both go through [`start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_cluster::{NodeGossip, NodeId, NodeState, tokens_for};
+use strata_engine::Durability;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::NodeConfig;
+use crate::coordinator::{Coordinator, Replication, Settings, Topology};
+use crate::dots::{DotCounter, DotError};
+use crate::membership::{GossipConfig, Membership, MembershipError};
+use crate::metrics::{self, Metrics};
+use crate::node_id::{self, NodeIdError};
+use crate::server::{self, ServeError};
+use crate::storage::{Storage, StorageError};
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The node id could not be loaded or stored.
+    #[error(transparent)]
+    NodeId(#[from] NodeIdError),
+    /// The storage engine did not open.
+    #[error("opening the storage engine: {0}")]
+    Storage(#[from] StorageError),
+    /// Dot counters could not be loaded.
+    #[error(transparent)]
+    Dots(#[from] DotError),
+    /// A listener could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The address to advertise is unknown or does not resolve.
+    #[error("{0}")]
+    Advertise(String),
+    /// Gossip did not start.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The metrics server failed.
+    #[error("metrics server: {0}")]
+    Metrics(std::io::Error),
+    /// A server task panicked.
+    #[error("node task failed: {0}")]
+    Task(String),
+}
+
+/// A started node.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// Its id.
+    pub id: NodeId,
+    /// `host:port` clients and peers reach its gRPC server at.
+    pub grpc_address: String,
+    /// Its gossip address (UDP).
+    pub gossip_address: SocketAddr,
+    /// Its metrics endpoint.
+    pub metrics_address: SocketAddr,
+    coordinator: Arc<Coordinator>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl RunningNode {
+    /// The coordinator (for its view of the cluster).
+    #[must_use]
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    /// Runs until `shutdown` completes (or a server fails), then stops.
+    ///
+    /// # Errors
+    /// The server's error, if it failed.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        tokio::select! {
+            () = shutdown => self.stop().await,
+            result = &mut self.task => flatten(result),
+        }
+    }
+
+    /// Stops the servers and gossip and waits for them.
+    ///
+    /// # Errors
+    /// The server's error, if it failed.
+    pub async fn stop(self) -> Result<(), RunError> {
+        let _ = self.stop.send(true);
+        flatten(self.task.await)
+    }
+}
+
+fn flatten(joined: Result<Result<(), RunError>, tokio::task::JoinError>) -> Result<(), RunError> {
+    joined.map_err(|e| RunError::Task(e.to_string()))?
+}
+
+/// Opens the node's storage, joins gossip and starts serving.
+///
+/// # Errors
+/// [`RunError`] naming the step that failed.
+pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
+    let id = node_id::load_or_init(&config.data_dir, config.node_id.as_deref())?;
+    let storage = Arc::new(Storage::open(
+        &config.data_dir.join("engine"),
+        Durability::SyncEachGroup,
+    )?);
+    let dots = DotCounter::open(&config.data_dir, id.clone())?;
+    let bind = |addr: SocketAddr| move |source| RunError::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(bind(config.listen))?;
+    let addr = listener.local_addr().map_err(bind(config.listen))?;
+    let host = match &config.advertise_host {
+        Some(host) => host.clone(),
+        None if addr.ip().is_unspecified() => {
+            return Err(RunError::Advertise(format!(
+                "listening on {addr}: set --advertise-host to the address other nodes reach this one at"
+            )));
+        }
+        None => addr.ip().to_string(),
+    };
+    let grpc_address = format!("{host}:{}", addr.port());
+    // Gossip defaults to the gRPC port, over UDP: one port per node.
+    let gossip_listen = config.gossip_listen.unwrap_or(addr);
+    let gossip_address = if gossip_listen.ip().is_unspecified() {
+        tokio::net::lookup_host((host.as_str(), gossip_listen.port()))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                RunError::Advertise(format!("--advertise-host {host} does not resolve"))
+            })?
+    } else {
+        gossip_listen
+    };
+    let me = NodeGossip {
+        grpc_address: grpc_address.clone(),
+        tokens: tokens_for(&id, config.vnodes),
+        state: NodeState::Normal,
+        load_bytes: load(&storage),
+    };
+    let membership = Membership::start(
+        GossipConfig {
+            node_id: id.clone(),
+            listen: gossip_listen,
+            advertise: gossip_address,
+            seeds: config.seeds.clone(),
+            cluster_id: config.cluster_id.clone(),
+            interval: Duration::from_millis(config.gossip_interval_ms.max(10)),
+            phi_threshold: config.phi_threshold,
+        },
+        &me,
+    )
+    .await?;
+    let metrics = Arc::new(Metrics::new());
+    let coordinator = Arc::new(Coordinator::new(
+        id.clone(),
+        Arc::clone(&storage),
+        dots,
+        Topology::Gossip(Arc::clone(&membership)),
+        Arc::clone(&metrics),
+        Settings {
+            replication: Replication {
+                factor: config.replication_factor,
+                write: config.write_consistency,
+                read: config.read_consistency,
+                last_write_wins: config.last_write_wins,
+            },
+            max_value_bytes: config.max_value_bytes,
+            request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+        },
+    ));
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(bind(config.metrics_listen))?;
+    let metrics_address = metrics_listener
+        .local_addr()
+        .map_err(bind(config.metrics_listen))?;
+    tracing::info!(%id, %grpc_address, gossip = %gossip_address, seeds = ?config.seeds,
+        metrics = %metrics::describe(metrics_address), data_dir = %config.data_dir.display(), "node started");
+
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(serve_all(
+        id.clone(),
+        Arc::clone(&coordinator),
+        metrics,
+        membership,
+        storage,
+        listener,
+        metrics_listener,
+        stopped,
+    ));
+    Ok(RunningNode {
+        id,
+        grpc_address,
+        gossip_address,
+        metrics_address,
+        coordinator,
+        stop,
+        task,
+    })
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the pieces `start` assembled, handed over once"
+)]
+async fn serve_all(
+    id: NodeId,
+    coordinator: Arc<Coordinator>,
+    metrics: Arc<Metrics>,
+    membership: Arc<Membership>,
+    storage: Arc<Storage>,
+    listener: tokio::net::TcpListener,
+    metrics_listener: tokio::net::TcpListener,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let wait = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    // Publish the node's load to gossip now and then.
+    let (gossip, store) = (Arc::clone(&membership), Arc::clone(&storage));
+    let load_stopped = wait(stopped.clone());
+    let load_task = tokio::spawn(async move {
+        let publish = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                gossip.set_load(load(&store)).await;
+            }
+        };
+        tokio::select! {
+            () = publish => {}
+            () = load_stopped => {}
+        }
+    });
+    let (scrape, scrape_metrics) = (Arc::clone(&coordinator), Arc::clone(&metrics));
+    let metrics_server = tokio::spawn(metrics::serve(
+        metrics_listener,
+        Arc::clone(&metrics),
+        move || {
+            let view = scrape.view();
+            let alive = view.nodes().filter(|(_, n)| n.alive).count();
+            scrape_metrics.set_membership(view.ring().members().len(), alive);
+            scrape.storage().db().stats()
+        },
+        wait(stopped.clone()),
+    ));
+    let served = server::serve(id, coordinator, metrics, listener, wait(stopped)).await;
+    let _ = load_task.await;
+    membership.shutdown().await;
+    let metrics_result = metrics_server.await;
+    served?;
+    metrics_result
+        .map_err(|e| RunError::Task(e.to_string()))?
+        .map_err(RunError::Metrics)?;
+    // Engine threads stop when the last handle to the store drops.
+    drop(storage);
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+/// Bytes of table files on disk.
+fn load(storage: &Storage) -> u64 {
+    storage.db().stats().levels.iter().map(|l| l.bytes).sum()
+}
