@@ -1,11 +1,14 @@
 //! End-to-end harness: real `strata-node` processes on 127.0.0.1.
 //!
 //! [`NodeProcess`] starts a node on a free port in its own data directory and
-//! kills it when dropped, so a failing test leaves no process behind; temp
+//! kills it when dropped; [`Cluster`] runs several that gossip with
+//! each other, kills and restarts them, so a failing test leaves no process behind; temp
 //! directories are removed by their [`tempfile::TempDir`] owners.
 
 mod binary;
+pub mod cluster;
 mod node;
 
 pub use binary::workspace_binary;
+pub use cluster::Cluster;
 pub use node::NodeProcess;

@@ -78,6 +78,11 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
     pub request_timeout_ms: u64,
 
+    /// Fraction of reads that ask every replica (not just R) and repair
+    /// the stale ones; the rest ask R replicas, this node first.
+    #[arg(long, env = "STRATA_READ_REPAIR_CHANCE", default_value_t = 0.1)]
+    pub read_repair_chance: f64,
+
     /// Resolve concurrent writes by timestamp (last write wins) instead of
     /// returning siblings. Must be the same on every node of a cluster.
     #[arg(long, env = "STRATA_LAST_WRITE_WINS")]
@@ -103,6 +108,26 @@ pub fn parse_level(text: &str) -> Result<ConsistencyLevel, String> {
     }
 }
 
+impl NodeConfig {
+    /// `read_repair_chance` as "every k-th read" (0: never).
+    #[must_use]
+    pub fn read_repair_period(&self) -> u32 {
+        if self.read_repair_chance.is_nan() || self.read_repair_chance <= 0.0 {
+            0
+        } else {
+            let period = (1.0 / self.read_repair_chance.min(1.0)).round();
+            // Bounded to 1 ..= 1e6 before the cast.
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "clamped"
+            )]
+            let period = period.clamp(1.0, 1e6) as u32;
+            period
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +138,24 @@ mod tests {
         assert_eq!(parse_level("2"), Ok(ConsistencyLevel::Replicas(2)));
         assert!(parse_level("0").is_err());
         assert!(parse_level("most").is_err());
+    }
+
+    #[test]
+    fn read_repair_chance_becomes_a_period() {
+        let config = |chance: f64| {
+            let mut c = <NodeConfig as clap::FromArgMatches>::from_arg_matches(
+                &<NodeConfig as clap::Args>::augment_args(clap::Command::new("t"))
+                    .get_matches_from(["t"]),
+            )
+            .expect("defaults parse");
+            c.read_repair_chance = chance;
+            c.read_repair_period()
+        };
+        assert_eq!(config(0.1), 10);
+        assert_eq!(config(1.0), 1);
+        assert_eq!(config(7.0), 1);
+        assert_eq!(config(0.0), 0);
+        assert_eq!(config(f64::NAN), 0);
+        assert_eq!(config(1e-9), 1_000_000);
     }
 }

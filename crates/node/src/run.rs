@@ -179,6 +179,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             },
             max_value_bytes: config.max_value_bytes,
             request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+            read_repair_period: config.read_repair_period(),
         },
     ));
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)

@@ -122,6 +122,7 @@ mod tests {
                 },
                 max_value_bytes: 1024,
                 request_timeout: std::time::Duration::from_secs(2),
+                read_repair_period: 1,
             },
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -59,6 +59,10 @@ pub struct Settings {
     pub max_value_bytes: usize,
     /// How long a request may wait for replicas.
     pub request_timeout: Duration,
+    /// Every this many reads, ask all replicas instead of R and repair the
+    /// stale ones (Cassandra's read-repair chance as a period): 1 = every
+    /// read, 0 = never.
+    pub read_repair_period: u32,
 }
 
 /// Why a request failed.
@@ -161,9 +165,11 @@ pub struct Coordinator {
     dots: Arc<DotCounter>,
     /// Per-key critical sections (striped by key hash): read, dot, merge and
     /// local apply happen under one, so this node's dots for a key follow
-    /// its local causal order even when writes race.
-    stripes: Arc<[std::sync::Mutex<()>]>,
+    /// its local causal order even when writes race. Async mutexes: the
+    /// local apply (an fsync) is awaited while holding one.
+    stripes: Box<[tokio::sync::Mutex<()>]>,
     settings: Settings,
+    reads: std::sync::atomic::AtomicU64,
 }
 
 /// A read's outcome.
@@ -204,8 +210,9 @@ impl Coordinator {
             peers: Peers::new(settings.request_timeout.min(Duration::from_secs(1))),
             metrics,
             dots: Arc::new(dots),
-            stripes: (0..STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             settings,
+            reads: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -311,6 +318,10 @@ mod tests {
     use super::*;
 
     fn coordinator(dir: &std::path::Path, factor: u32) -> Coordinator {
+        coordinator_with(dir, factor, false)
+    }
+
+    fn coordinator_with(dir: &std::path::Path, factor: u32, last_write_wins: bool) -> Coordinator {
         let node = NodeId::new("strata-0").expect("id");
         let storage = Arc::new(
             Storage::open(
@@ -330,10 +341,11 @@ mod tests {
                     factor,
                     write: ConsistencyLevel::Quorum,
                     read: ConsistencyLevel::Quorum,
-                    last_write_wins: false,
+                    last_write_wins,
                 },
                 max_value_bytes: 1024,
                 request_timeout: Duration::from_secs(2),
+                read_repair_period: 1,
             },
         )
     }
@@ -389,6 +401,23 @@ mod tests {
         c.put(b"k".to_vec(), None, &context, None)
             .await
             .expect("delete");
+        assert!(values(&c.read(b"k".to_vec(), None).await.expect("get")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn last_write_wins_returns_only_the_latest_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = coordinator_with(dir.path(), 1, true);
+        for value in [&b"first"[..], b"second", b"third"] {
+            c.put(b"k".to_vec(), Some(value.to_vec()), &[], None)
+                .await
+                .expect("blind put");
+        }
+        let read = c.read(b"k".to_vec(), None).await.expect("get");
+        assert_eq!(values(&read), [&b"third"[..]]);
+        // Nothing piles up: each write superseded the previous one.
+        assert_eq!(c.storage().read(b"k").expect("stored").versions().len(), 1);
+        c.put(b"k".to_vec(), None, &[], None).await.expect("delete");
         assert!(values(&c.read(b"k".to_vec(), None).await.expect("get")).is_empty());
     }
 

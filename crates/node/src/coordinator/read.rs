@@ -17,12 +17,14 @@ type Answer = (NodeId, Result<Siblings, String>);
 impl Coordinator {
     /// Reads `key` at `consistency`.
     ///
-    /// Every live replica is asked; the answer goes out after R of them
-    /// replied. Read repair: when the answers differ, the merged set is
-    /// written to the stale replicas — before answering when R > 1 (so a
-    /// value read at QUORUM is then held by a quorum: monotonic quorum
-    /// reads), and in the background otherwise; answers that arrive after
-    /// the client's are merged and repaired in the background too.
+    /// R live replicas are asked (this node first), and another for each
+    /// that fails; every `read_repair_period`-th read asks all of them. The
+    /// answer goes out after R replied. Read repair: when the answers
+    /// differ, the merged set is written to the stale replicas — before
+    /// answering when R > 1 (so a value read at QUORUM is then held by a
+    /// quorum: monotonic quorum reads), and in the background otherwise;
+    /// answers that arrive after the client's are merged and repaired in
+    /// the background too.
     ///
     /// # Errors
     /// See [`CoordinatorError`].
@@ -45,27 +47,48 @@ impl Coordinator {
         }
 
         let timeout = self.settings.request_timeout;
+        // Live replicas, this node first: its answer costs no round trip.
+        let mut live: Vec<_> = targets.iter().filter(|t| t.alive).collect();
+        live.sort_by_key(|t| t.id != self.node);
+        let period = u64::from(self.settings.read_repair_period);
+        let everyone = period != 0
+            && self
+                .reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .is_multiple_of(period);
         let (tx, mut rx) = mpsc::channel::<Answer>(targets.len().max(1));
         let mut reachable = HashMap::new();
-        for t in targets.iter().filter(|t| t.alive) {
-            match Target::resolve(&t.id, &self.node, &self.local, &view, &self.peers) {
-                Ok(target) => {
-                    reachable.insert(t.id.clone(), target.clone());
-                    let (tx, id, key) = (tx.clone(), t.id.clone(), key.clone());
-                    tokio::spawn(async move {
-                        let _ = tx.send((id, target.read(key, timeout).await)).await;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
-                    quorum.record(&t.id, None);
+        let mut asked = 0;
+        let mut next = live.iter();
+        // Ask R replicas (all of them on a read-repair read); each failure
+        // brings in the next live replica.
+        let mut wanted = if everyone {
+            live.len()
+        } else {
+            required as usize
+        };
+        let mut outstanding = 0usize;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while asked < wanted {
+                let Some(t) = next.next() else { break };
+                asked += 1;
+                match Target::resolve(&t.id, &self.node, &self.local, &view, &self.peers) {
+                    Ok(target) => {
+                        reachable.insert(t.id.clone(), target.clone());
+                        outstanding += 1;
+                        let (tx, id, key) = (tx.clone(), t.id.clone(), key.clone());
+                        tokio::spawn(async move {
+                            let _ = tx.send((id, target.read(key, timeout).await)).await;
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
+                        quorum.record(&t.id, None);
+                        wanted += 1;
+                    }
                 }
             }
-        }
-        drop(tx);
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut outstanding = reachable.len();
-        loop {
             match quorum.progress() {
                 Progress::Reached => break,
                 Progress::Unreachable { acks, required } => {
@@ -76,6 +99,9 @@ impl Coordinator {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(answer)) => {
                     outstanding -= 1;
+                    if answer.1.is_err() {
+                        wanted += 1;
+                    }
                     self.record(&mut quorum, answer);
                 }
                 Ok(None) | Err(_) => {
@@ -86,6 +112,7 @@ impl Coordinator {
                 }
             }
         }
+        drop(tx);
 
         let answered = quorum.answered();
         let resolution = quorum.resolve();

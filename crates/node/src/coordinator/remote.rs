@@ -74,10 +74,11 @@ impl Target {
     /// The replica's sibling set for `key`.
     pub(super) async fn read(self, key: Vec<u8>, timeout: Duration) -> Result<Siblings, String> {
         match self {
-            Self::Local(storage) => tokio::task::spawn_blocking(move || storage.read(&key))
-                .await
-                .map_err(|e| format!("storage task: {e}"))?
-                .map_err(|e| e.to_string()),
+            // Inline, not `spawn_blocking`: a point read is served from the
+            // memtable or block cache in microseconds, and the thread
+            // handoff cost more than the read (see docs/benchmarks.md). A
+            // cache miss blocks this worker for one disk read.
+            Self::Local(storage) => storage.read(&key).map_err(|e| e.to_string()),
             Self::Remote(channel) => {
                 let mut client = Peers::replica_client(channel);
                 let call = client.read(ReplicaReadRequest { key: key.into() });

@@ -61,35 +61,44 @@ impl Coordinator {
         if let Progress::Unreachable { acks, required } = quorum.progress() {
             return Err(CoordinatorError::Unavailable { acks, required });
         }
+        let written_context;
         let key = request.key;
-        let merged = self
-            .apply_locally(key.clone(), request.value, context)
-            .await?;
-        quorum.record(&self.node, true);
-        let written = WriteOutcome {
-            context: encode_context(&merged.context()),
-            acked: 0,
-        };
-
         let (tx, mut rx) = mpsc::channel(targets.len().max(1));
-        for t in targets.iter().filter(|t| t.alive && t.id != self.node) {
-            match Target::resolve(&t.id, &self.node, &self.local, &view, &self.peers) {
-                Ok(target) => {
-                    let (tx, id, key, merged) =
-                        (tx.clone(), t.id.clone(), key.clone(), merged.clone());
-                    let timeout = self.settings.request_timeout;
-                    // A task per replica: it completes even after the
-                    // client has its answer, so every replica gets the write.
-                    tokio::spawn(async move {
-                        let result = target.write(key, merged, timeout).await;
-                        let _ = tx.send((id, result)).await;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
-                    quorum.record(&t.id, false);
+        {
+            let key_lock = self.stripes[stripe_of(&key, self.stripes.len())]
+                .lock()
+                .await;
+            let merged = self.next_version(&key, request.value, context)?;
+            // Other replicas get the merged set while the local apply
+            // syncs: the two fsyncs overlap instead of adding up.
+            for t in targets.iter().filter(|t| t.alive && t.id != self.node) {
+                match Target::resolve(&t.id, &self.node, &self.local, &view, &self.peers) {
+                    Ok(target) => {
+                        let (tx, id, key, merged) =
+                            (tx.clone(), t.id.clone(), key.clone(), merged.clone());
+                        let timeout = self.settings.request_timeout;
+                        // A task per replica: it completes even after the
+                        // client has its answer, so every replica gets the write.
+                        tokio::spawn(async move {
+                            let result = target.write(key, merged, timeout).await;
+                            let _ = tx.send((id, result)).await;
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
+                        quorum.record(&t.id, false);
+                    }
                 }
             }
+            written_context = encode_context(&merged.context());
+            let (local, local_key) = (Arc::clone(&self.local), key.clone());
+            // A failed local apply fails the write even if other replicas
+            // take it: this node's later dots for the key must not reach a
+            // replica without this one (the DVV contract), so the outcome
+            // must not be reported as acknowledged.
+            blocking(move || Ok(local.apply(&local_key, &merged)?)).await?;
+            drop(key_lock);
+            quorum.record(&self.node, true);
         }
         drop(tx);
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
@@ -98,7 +107,7 @@ impl Coordinator {
                 Progress::Reached => {
                     return Ok(WriteOutcome {
                         acked: quorum.acks(),
-                        ..written
+                        context: written_context,
                     });
                 }
                 Progress::Unreachable { acks, required } => {
@@ -124,69 +133,61 @@ impl Coordinator {
         }
     }
 
-    /// Makes the new version and merges it into this node's replica, under
-    /// the key's stripe lock. Returns the merged set to replicate.
-    async fn apply_locally(
+    /// Makes the new version and merges it into this node's sibling set for
+    /// `key`. The caller holds the key's stripe lock until the result is
+    /// applied locally. Runs inline: a point read and (once per 2^20 dots)
+    /// a small fsync of the dot reservation.
+    fn next_version(
         &self,
-        key: Vec<u8>,
+        key: &[u8],
         value: Option<Vec<u8>>,
         context: VersionVector,
     ) -> Result<Siblings, CoordinatorError> {
-        let local = Arc::clone(&self.local);
-        let (dots, stripes, node) = (
-            Arc::clone(&self.dots),
-            Arc::clone(&self.stripes),
-            self.node.clone(),
-        );
-        let lww = self.settings.replication.last_write_wins;
-        blocking(move || {
-            let stripe = stripe_of(&key, stripes.len());
-            let _key_lock = stripes[stripe].lock().expect("stripe lock");
-            let mut siblings = local.read(&key)?;
-            // Last-write-wins: a write supersedes everything this replica
-            // holds; siblings only arise across replicas and reads resolve
-            // them by timestamp.
-            let context = if lww {
-                let mut all = siblings.context();
-                all.join(&context);
-                all
-            } else {
-                context
-            };
-            // Blind writes to one key pile up siblings; past the limit the
-            // client must resolve them (writing with a context covers them).
-            let kept = siblings
-                .versions()
-                .iter()
-                .filter(|v| !context.covers(&v.dot))
-                .count();
-            if kept >= MAX_SIBLINGS {
-                return Err(CoordinatorError::TooManySiblings {
-                    siblings: kept + 1,
-                    limit: MAX_SIBLINGS,
-                });
-            }
-            // Timestamps of one key at one coordinator only increase, so a
-            // causally later write never loses a last-write-wins comparison
-            // to what it supersedes because of clock steps.
-            let timestamp_micros = siblings
-                .versions()
-                .iter()
-                .map(|v| v.timestamp_micros.saturating_add(1))
-                .max()
-                .unwrap_or(0)
-                .max(now_micros());
-            let counter = dots.next(&context)?;
-            siblings.insert(Version {
-                dot: Dot { node, counter },
-                context,
-                value,
-                timestamp_micros,
+        let mut siblings = self.local.read(key)?;
+        // Last-write-wins: a write supersedes everything this replica
+        // holds; siblings only arise across replicas and reads resolve
+        // them by timestamp.
+        let context = if self.settings.replication.last_write_wins {
+            let mut all = siblings.context();
+            all.join(&context);
+            all
+        } else {
+            context
+        };
+        // Blind writes to one key pile up siblings; past the limit the
+        // client must resolve them (writing with a context covers them).
+        let kept = siblings
+            .versions()
+            .iter()
+            .filter(|v| !context.covers(&v.dot))
+            .count();
+        if kept >= MAX_SIBLINGS {
+            return Err(CoordinatorError::TooManySiblings {
+                siblings: kept + 1,
+                limit: MAX_SIBLINGS,
             });
-            local.apply(&key, &siblings)?;
-            Ok(siblings)
-        })
-        .await
+        }
+        // Timestamps of one key at one coordinator only increase, so a
+        // causally later write never loses a last-write-wins comparison
+        // to what it supersedes because of clock steps.
+        let timestamp_micros = siblings
+            .versions()
+            .iter()
+            .map(|v| v.timestamp_micros.saturating_add(1))
+            .max()
+            .unwrap_or(0)
+            .max(now_micros());
+        let counter = self.dots.next(&context)?;
+        siblings.insert(Version {
+            dot: Dot {
+                node: self.node.clone(),
+                counter,
+            },
+            context,
+            value,
+            timestamp_micros,
+        });
+        Ok(siblings)
     }
 
     /// Sends the write to a live replica of the key, which coordinates it.

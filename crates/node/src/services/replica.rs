@@ -73,8 +73,8 @@ impl Replica for ReplicaService {
     ) -> Result<Response<ReplicaReadResponse>, Status> {
         let key = request.into_inner().key;
         crate::request::validate_key(&key)?;
-        let storage = Arc::clone(&self.storage);
-        let siblings = blocking(move || Ok(storage.read(&key)?)).await?;
+        // Inline: see `coordinator::remote` on point reads.
+        let siblings = self.storage.read(&key).map_err(Status::from)?;
         Ok(Response::new(ReplicaReadResponse {
             versions: siblings.versions().iter().map(version_to_proto).collect(),
         }))

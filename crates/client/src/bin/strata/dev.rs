@@ -89,6 +89,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             gossip_interval_ms: 200,
             phi_threshold: 8.0,
             request_timeout_ms: 2000,
+            read_repair_chance: 0.1,
             last_write_wins: args.last_write_wins,
         };
         match strata_node::run::start(config).await {

@@ -2,6 +2,11 @@
 
 mod dev;
 
+// jemalloc, as in `strata-node`: `strata dev` runs whole nodes in this
+// process, and glibc malloc serializes their cross-thread frees.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use strata_client::{Client, parse_consistency, v1, v1::Consistency};
 
@@ -64,9 +69,25 @@ enum Command {
     Dev(dev::DevArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // `dev` runs nodes: all cores. Client commands, `bench` included, run
+    // on one thread, leaving the other cores to the nodes they measure.
+    let runtime = if matches!(cli.command, Command::Dev(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line for the user; no backtrace even if RUST_BACKTRACE is set.
