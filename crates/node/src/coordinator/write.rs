@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use strata_cluster::{
-    ClusterView, Dot, Progress, ReplicaTarget, Siblings, Token, Version, VersionVector, WriteQuorum,
+    ClusterView, Dot, Progress, PrunePolicy, ReplicaTarget, Siblings, Token, Version,
+    VersionVector, WriteQuorum,
 };
 use strata_proto::v1::{self, DeleteRequest, PutRequest};
 use tokio::sync::mpsc;
@@ -147,13 +148,16 @@ impl Coordinator {
         // Last-write-wins: a write supersedes everything this replica
         // holds; siblings only arise across replicas and reads resolve
         // them by timestamp.
-        let context = if self.settings.replication.last_write_wins {
+        let mut context = if self.settings.replication.last_write_wins {
             let mut all = siblings.context();
             all.join(&context);
             all
         } else {
             context
         };
+        // Bounded clocks (PrunePolicy: > 64 entries, entries idle > 1 day).
+        // Pruning a context only keeps more siblings; it never drops one.
+        context.prune(&PrunePolicy::default(), now_micros());
         // Blind writes to one key pile up siblings; past the limit the
         // client must resolve them (writing with a context covers them).
         let kept = siblings
