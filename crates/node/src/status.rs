@@ -54,6 +54,13 @@ impl From<CoordinatorError> for Status {
                 metadata.insert(REQUIRED, required.into());
                 status
             }
+            CoordinatorError::ReplicasDown { required, .. } => {
+                let mut status = Status::unavailable(e.to_string());
+                let metadata = status.metadata_mut();
+                metadata.insert(ACKS, 0u32.into());
+                metadata.insert(REQUIRED, required.into());
+                status
+            }
             CoordinatorError::NotReplica => Status::unavailable(e.to_string()),
             CoordinatorError::Forwarded(status) => status,
             CoordinatorError::TooManySiblings { .. } => Status::failed_precondition(e.to_string()),

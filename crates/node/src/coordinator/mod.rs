@@ -82,6 +82,19 @@ pub enum CoordinatorError {
         /// Replicas required.
         required: u32,
     },
+    /// Too few of the key's replicas are up to try: failed before any
+    /// replica was contacted, so nothing was written.
+    #[error(
+        "consistency needs {required} replicas but only {up} of the key's {replicas} are up; nothing was written"
+    )]
+    ReplicasDown {
+        /// Replicas gossip believes alive.
+        up: u32,
+        /// The key's replicas.
+        replicas: u32,
+        /// Replicas required.
+        required: u32,
+    },
     /// A write reached a node that is not a replica of the key after it
     /// was already forwarded once: the two nodes' ring views disagree.
     #[error(
@@ -503,8 +516,9 @@ mod tests {
         assert!(
             matches!(
                 err,
-                CoordinatorError::Unavailable {
-                    acks: 0,
+                CoordinatorError::ReplicasDown {
+                    up: 1,
+                    replicas: 1,
                     required: 2
                 }
             ),

@@ -59,8 +59,12 @@ impl Coordinator {
         for down in targets.iter().filter(|t| !t.alive) {
             quorum.record(&down.id, false);
         }
-        if let Progress::Unreachable { acks, required } = quorum.progress() {
-            return Err(CoordinatorError::Unavailable { acks, required });
+        if let Progress::Unreachable { required, .. } = quorum.progress() {
+            return Err(CoordinatorError::ReplicasDown {
+                up: count(targets.iter().filter(|t| t.alive).count()),
+                replicas: count(targets.len()),
+                required,
+            });
         }
         let written_context;
         let key = request.key;
