@@ -291,19 +291,6 @@ fn stripe_of(key: &[u8], stripes: usize) -> usize {
     usize::try_from(token % stripes as u64).expect("below the stripe count")
 }
 
-/// Runs blocking engine work off the async executor.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, CoordinatorError> + Send + 'static,
-) -> Result<T, CoordinatorError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|join| {
-            Err(CoordinatorError::Storage(StorageError::Engine(
-                strata_engine::Error::Background(format!("storage task failed: {join}")),
-            )))
-        })
-}
-
 /// The opaque context clients see: an encoded `strata.v1.VectorClock`.
 #[must_use]
 pub fn encode_context(context: &VersionVector) -> Vec<u8> {

@@ -48,12 +48,10 @@ impl Target {
         timeout: Duration,
     ) -> Result<(), String> {
         match self {
-            Self::Local(storage) => {
-                tokio::task::spawn_blocking(move || storage.apply(&key, &siblings))
-                    .await
-                    .map_err(|e| format!("storage task: {e}"))?
-                    .map_err(|e| e.to_string())
-            }
+            Self::Local(storage) => storage
+                .apply_queued(&key, &siblings)
+                .await
+                .map_err(|e| e.to_string()),
             Self::Remote(channel) => {
                 let request = ReplicaWriteRequest {
                     key: key.into(),

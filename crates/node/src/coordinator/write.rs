@@ -1,7 +1,5 @@
 //! The write path: forward to a replica, or apply locally and fan out.
 
-use std::sync::Arc;
-
 use strata_cluster::{
     ClusterView, Dot, Progress, PrunePolicy, ReplicaTarget, Siblings, Token, Version,
     VersionVector, WriteQuorum,
@@ -11,8 +9,8 @@ use tokio::sync::mpsc;
 
 use super::remote::Target;
 use super::{
-    Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, blocking, decode_context,
-    encode_context, now_micros, stripe_of,
+    Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, decode_context, encode_context,
+    now_micros, stripe_of,
 };
 use crate::request::{required_acks, validate_key, validate_value};
 use crate::status::is_from_a_node;
@@ -96,12 +94,11 @@ impl Coordinator {
                 }
             }
             written_context = encode_context(&merged.context());
-            let (local, local_key) = (Arc::clone(&self.local), key.clone());
             // A failed local apply fails the write even if other replicas
             // take it: this node's later dots for the key must not reach a
             // replica without this one (the DVV contract), so the outcome
             // must not be reported as acknowledged.
-            blocking(move || Ok(local.apply(&local_key, &merged)?)).await?;
+            self.local.apply_queued(&key, &merged).await?;
             drop(key_lock);
             quorum.record(&self.node, true);
         }

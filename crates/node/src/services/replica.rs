@@ -32,15 +32,6 @@ impl ReplicaService {
     }
 }
 
-/// Runs blocking engine work off the async executor.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, Status> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(format!("storage task failed: {e}")))?
-}
-
 #[tonic::async_trait]
 impl Replica for ReplicaService {
     type StreamRangeStream =
@@ -62,8 +53,7 @@ impl Replica for ReplicaService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Status::invalid_argument(format!("unreadable version: {e}")))?;
         let siblings = Siblings::from_versions(versions);
-        let storage = Arc::clone(&self.storage);
-        blocking(move || Ok(storage.apply(&r.key, &siblings)?)).await?;
+        self.storage.apply_queued(&r.key, &siblings).await?;
         Ok(Response::new(ReplicaWriteResponse {}))
     }
 
