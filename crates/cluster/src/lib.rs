@@ -3,9 +3,10 @@
 //! Pure functions and plain data: token hashing and the engine key layout,
 //! consistency levels and the acknowledgements they require, and causality
 //! (`versions/`: dotted version vectors and sibling sets). Later modules
-//! (Merkle trees) follow the same rule. `ring.rs` is the
+//! follow the same rule. `ring.rs` is the
 //! consistent-hash ring with virtual nodes, node states and pending owners;
-//! `membership.rs` turns gossiped node state into a routable `ClusterView`.
+//! `membership.rs` turns gossiped node state into a routable `ClusterView`;
+//! `merkle.rs` builds and compares Merkle trees over token ranges.
 //!
 //! **Architecture invariant:** no sockets, no threads, no clock of its own.
 //! Time and transport are passed in by the caller (`strata-node`), so every
@@ -15,6 +16,7 @@ mod consistency;
 mod error;
 mod ids;
 mod membership;
+mod merkle;
 mod quorum;
 mod ring;
 mod token;
@@ -27,6 +29,7 @@ pub use membership::{
     ClusterView, GossipError, KEY_GRPC_ADDRESS, KEY_LOAD, KEY_STATE, KEY_TOKENS, NodeGossip,
     NodeInfo, Peer, ReplicaTarget, state_name,
 };
+pub use merkle::{Hash, MAX_DEPTH, MerkleTree, differing_children, key_hash};
 pub use quorum::{Progress, ReadQuorum, ReadResolution, WriteQuorum};
 pub use ring::{Member, NodeState, Placement, Ring, tokens_for};
 pub use token::{ENGINE_KEY_PREFIX_LEN, Token, TokenRange, decode_engine_key, encode_engine_key};
