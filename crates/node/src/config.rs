@@ -109,6 +109,17 @@ pub fn parse_level(text: &str) -> Result<ConsistencyLevel, String> {
 }
 
 impl NodeConfig {
+    /// The settings `strata-node` runs with when given no flags; its
+    /// `STRATA_*` environment variables apply as they would there.
+    ///
+    /// # Errors
+    /// An environment variable that does not parse.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        use clap::{Args as _, FromArgMatches as _};
+        let command = Self::augment_args(clap::Command::new("strata-node"));
+        Self::from_arg_matches(&command.try_get_matches_from(["strata-node"])?)
+    }
+
     /// `read_repair_chance` as "every k-th read" (0: never).
     #[must_use]
     pub fn read_repair_period(&self) -> u32 {
@@ -143,11 +154,7 @@ mod tests {
     #[test]
     fn read_repair_chance_becomes_a_period() {
         let config = |chance: f64| {
-            let mut c = <NodeConfig as clap::FromArgMatches>::from_arg_matches(
-                &<NodeConfig as clap::Args>::augment_args(clap::Command::new("t"))
-                    .get_matches_from(["t"]),
-            )
-            .expect("defaults parse");
+            let mut c = NodeConfig::defaults().expect("defaults parse");
             c.read_repair_chance = chance;
             c.read_repair_period()
         };

@@ -148,7 +148,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         grpc_address: grpc_address.clone(),
         tokens: tokens_for(&id, config.vnodes),
         state: NodeState::Normal,
-        load_bytes: load(&storage),
+        load_bytes: storage.load_bytes(),
     };
     let membership = Membership::start(
         GossipConfig {
@@ -238,7 +238,7 @@ async fn serve_all(
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                gossip.set_load(load(&store)).await;
+                gossip.set_load(store.load_bytes()).await;
             }
         };
         tokio::select! {
@@ -270,9 +270,4 @@ async fn serve_all(
     drop(storage);
     tracing::info!("node stopped");
     Ok(())
-}
-
-/// Bytes of table files on disk.
-fn load(storage: &Storage) -> u64 {
-    storage.db().stats().levels.iter().map(|l| l.bytes).sum()
 }

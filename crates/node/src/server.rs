@@ -43,7 +43,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
     let admin = AdminService::new(node_id, addr, Arc::clone(&coordinator));
-    let replica = ReplicaService::new(coordinator.storage_arc());
+    let replica = ReplicaService::new(Arc::clone(coordinator.storage()));
     // Large enough that an oversized value reaches request validation and
     // gets INVALID_ARGUMENT naming the limit, not a transport error.
     let max_message = coordinator

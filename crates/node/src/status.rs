@@ -34,6 +34,15 @@ impl From<StorageError> for Status {
 
 use strata_proto::metadata::{ACKS, FROM_NODE, REQUIRED};
 
+/// `UNAVAILABLE` with the ack counts in metadata, for clients to read.
+fn unavailable(e: &CoordinatorError, acks: u32, required: u32) -> Status {
+    let mut status = Status::unavailable(e.to_string());
+    let metadata = status.metadata_mut();
+    metadata.insert(ACKS, acks.into());
+    metadata.insert(REQUIRED, required.into());
+    status
+}
+
 /// Whether `status` was produced by a Strata node (see [`FROM_NODE`]).
 #[must_use]
 pub(crate) fn is_from_a_node(status: &Status) -> bool {
@@ -47,20 +56,8 @@ impl From<CoordinatorError> for Status {
         let mut status = match e {
             CoordinatorError::Request(e) => e.into(),
             CoordinatorError::Context(_) => Status::invalid_argument(e.to_string()),
-            CoordinatorError::Unavailable { acks, required } => {
-                let mut status = Status::unavailable(e.to_string());
-                let metadata = status.metadata_mut();
-                metadata.insert(ACKS, acks.into());
-                metadata.insert(REQUIRED, required.into());
-                status
-            }
-            CoordinatorError::ReplicasDown { required, .. } => {
-                let mut status = Status::unavailable(e.to_string());
-                let metadata = status.metadata_mut();
-                metadata.insert(ACKS, 0u32.into());
-                metadata.insert(REQUIRED, required.into());
-                status
-            }
+            CoordinatorError::Unavailable { acks, required } => unavailable(&e, acks, required),
+            CoordinatorError::ReplicasDown { required, .. } => unavailable(&e, 0, required),
             CoordinatorError::NotReplica => Status::unavailable(e.to_string()),
             CoordinatorError::Forwarded(status) => status,
             CoordinatorError::TooManySiblings { .. } => Status::failed_precondition(e.to_string()),

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use prost::Message as _;
 use strata_cluster::{
-    ClusterView, ConsistencyLevel, NodeGossip, NodeId, NodeState, Peer, Siblings, tokens_for,
+    ClusterView, ConsistencyLevel, NodeGossip, NodeId, NodeState, Peer, ReplicaTarget, Siblings,
+    tokens_for,
 };
 use strata_proto::v1;
 
@@ -253,16 +254,10 @@ impl Coordinator {
         self.settings.max_value_bytes
     }
 
-    /// The local replica store.
+    /// The local replica store (shared with the replica service).
     #[must_use]
-    pub fn storage(&self) -> &Storage {
+    pub fn storage(&self) -> &Arc<Storage> {
         &self.local
-    }
-
-    /// The local store, shared (the replica service uses it).
-    #[must_use]
-    pub fn storage_arc(&self) -> Arc<Storage> {
-        Arc::clone(&self.local)
     }
 
     /// Channels to other nodes.
@@ -280,6 +275,25 @@ impl Coordinator {
     fn n(&self) -> usize {
         self.settings.replication.factor as usize
     }
+}
+
+/// How many of `targets` are up, or [`CoordinatorError::ReplicasDown`]
+/// when that is fewer than `required`: the request fails before any
+/// replica is contacted. Quorums count only the replicas that are up.
+fn enough_up(targets: &[ReplicaTarget], required: u32) -> Result<u32, CoordinatorError> {
+    let up = count(targets.iter().filter(|t| t.alive).count());
+    if up < required {
+        return Err(CoordinatorError::ReplicasDown {
+            up,
+            replicas: count(targets.len()),
+            required,
+        });
+    }
+    Ok(up)
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 const STRIPES: usize = 1024;

@@ -8,8 +8,7 @@ use strata_proto::v1;
 use tokio::sync::mpsc;
 
 use super::remote::Target;
-use super::write::count;
-use super::{Coordinator, CoordinatorError, ReadOutcome};
+use super::{Coordinator, CoordinatorError, ReadOutcome, enough_up};
 use crate::request::{required_acks, validate_key};
 
 type Answer = (NodeId, Result<Siblings, String>);
@@ -38,17 +37,7 @@ impl Coordinator {
         let required = required_acks(consistency, replication.read, replication.factor)?;
         let view = self.view();
         let targets = view.read_targets(Token::of(&key), self.n());
-        let mut quorum = ReadQuorum::new(required, count(targets.len()));
-        for down in targets.iter().filter(|t| !t.alive) {
-            quorum.record(&down.id, None);
-        }
-        if let Progress::Unreachable { required, .. } = quorum.progress() {
-            return Err(CoordinatorError::ReplicasDown {
-                up: count(targets.iter().filter(|t| t.alive).count()),
-                replicas: count(targets.len()),
-                required,
-            });
-        }
+        let mut quorum = ReadQuorum::new(required, enough_up(&targets, required)?);
 
         let timeout = self.settings.request_timeout;
         // Live replicas, this node first: its answer costs no round trip.

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::remote::Target;
 use super::{
     Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, decode_context, encode_context,
-    now_micros, stripe_of,
+    enough_up, now_micros, stripe_of,
 };
 use crate::request::{required_acks, validate_key, validate_value};
 use crate::status::is_from_a_node;
@@ -53,17 +53,7 @@ impl Coordinator {
             return self.forward(&view, &targets, request, required).await;
         }
 
-        let mut quorum = WriteQuorum::new(required, count(targets.len()));
-        for down in targets.iter().filter(|t| !t.alive) {
-            quorum.record(&down.id, false);
-        }
-        if let Progress::Unreachable { required, .. } = quorum.progress() {
-            return Err(CoordinatorError::ReplicasDown {
-                up: count(targets.iter().filter(|t| t.alive).count()),
-                replicas: count(targets.len()),
-                required,
-            });
-        }
+        let mut quorum = WriteQuorum::new(required, enough_up(&targets, required)?);
         let written_context;
         let key = request.key;
         let (tx, mut rx) = mpsc::channel(targets.len().max(1));
@@ -205,7 +195,6 @@ impl Coordinator {
         request: WriteRequest<'_>,
         required: u32,
     ) -> Result<WriteOutcome, CoordinatorError> {
-        let mut last = CoordinatorError::Unavailable { acks: 0, required };
         // The replica coordinates within its own deadline; allow for it.
         let timeout = self.settings.request_timeout * 2;
         for target in targets.iter().filter(|t| t.alive) {
@@ -267,11 +256,10 @@ impl Coordinator {
                 Err(status) => {
                     tracing::debug!(replica = %target.id, error = %status, "forwarding failed, trying the next replica");
                     self.metrics.replica_failed();
-                    last = CoordinatorError::Unavailable { acks: 0, required };
                 }
             }
         }
-        Err(last)
+        Err(CoordinatorError::Unavailable { acks: 0, required })
     }
 }
 
@@ -282,8 +270,4 @@ fn forwarded<T>(timeout: std::time::Duration, message: T) -> tonic::Request<T> {
         .metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
     request
-}
-
-pub(super) fn count(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }

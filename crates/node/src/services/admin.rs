@@ -51,8 +51,9 @@ impl AdminService {
     }
 
     fn status(&self) -> NodeStatus {
-        let stats = self.coordinator.storage().db().stats();
-        let load: u64 = stats.levels.iter().map(|l| l.bytes).sum();
+        let storage = self.coordinator.storage();
+        let stats = storage.db().stats();
+        let load = storage.load_bytes();
         NodeStatus {
             node_id: self.node_id.to_string(),
             grpc_address: self.addr.to_string(),

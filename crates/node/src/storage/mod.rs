@@ -117,6 +117,12 @@ impl Storage {
         }
     }
 
+    /// Bytes of table files on disk: the load a node gossips and reports.
+    #[must_use]
+    pub fn load_bytes(&self) -> u64 {
+        self.db.stats().levels.iter().map(|l| l.bytes).sum()
+    }
+
     /// The engine, for stats and range scans.
     #[must_use]
     pub fn db(&self) -> &Db {

@@ -65,9 +65,11 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let write = parse_level(&args.write_consistency).map_err(anyhow::Error::msg)?;
     let read = parse_level(&args.read_consistency).map_err(anyhow::Error::msg)?;
     let seed = format!("127.0.0.1:{}", args.base_port);
+    let defaults = NodeConfig::defaults().context("reading strata-node's settings")?;
 
     let mut nodes: Vec<RunningNode> = Vec::new();
     for i in 0..args.nodes {
+        // strata-node's defaults; what makes a loopback cluster set here.
         let config = NodeConfig {
             node_id: Some(format!("node-{i}")),
             listen: ([127, 0, 0, 1], args.base_port + i).into(),
@@ -75,9 +77,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             replication_factor: factor,
             write_consistency: write,
             read_consistency: read,
-            vnodes: 256,
             metrics_listen: ([127, 0, 0, 1], args.base_port + 2000 + i).into(),
-            max_value_bytes: strata_node::request::DEFAULT_MAX_VALUE_BYTES,
             seeds: if i == 0 {
                 Vec::new()
             } else {
@@ -87,10 +87,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             advertise_host: None,
             cluster_id: "strata-dev".to_owned(),
             gossip_interval_ms: 200,
-            phi_threshold: 8.0,
-            request_timeout_ms: 2000,
-            read_repair_chance: 0.1,
             last_write_wins: args.last_write_wins,
+            ..defaults.clone()
         };
         match strata_node::run::start(config).await {
             Ok(node) => nodes.push(node),
