@@ -12,8 +12,16 @@ use strata_tests::cluster::{kv, replica};
 use tonic::Code;
 
 const N3: &[&str] = &["--replication-factor", "3"];
-/// Every read asks all replicas, so reads at ONE repair too.
-const N3_REPAIR_ALL: &[&str] = &["--replication-factor", "3", "--read-repair-chance", "1"];
+/// Every read asks all replicas, so reads at ONE repair too. No hints
+/// (a zero bound): a restarted replica stays stale until a read repairs it.
+const N3_REPAIR_ALL: &[&str] = &[
+    "--replication-factor",
+    "3",
+    "--read-repair-chance",
+    "1",
+    "--max-hint-bytes",
+    "0",
+];
 
 fn level(l: ConsistencyLevel) -> Option<Consistency> {
     Some(Consistency::named(l))

@@ -263,6 +263,20 @@ impl ClusterView {
             .collect()
     }
 
+    /// Sloppy quorum: up to `count` live nodes that may hold hints for
+    /// down replicas of `token` — the next nodes clockwise that are not
+    /// among `targets`.
+    #[must_use]
+    pub fn stand_ins(&self, token: Token, targets: &[ReplicaTarget], count: usize) -> Vec<NodeId> {
+        self.ring
+            .successors(token)
+            .into_iter()
+            .filter(|id| !targets.iter().any(|t| &t.id == id))
+            .filter(|id| self.nodes.get(id).is_some_and(|n| n.alive))
+            .take(count)
+            .collect()
+    }
+
     fn target(&self, id: NodeId) -> ReplicaTarget {
         let alive = self.nodes.get(&id).is_some_and(|n| n.alive);
         ReplicaTarget { id, alive }
@@ -370,5 +384,34 @@ mod tests {
                 .iter()
                 .all(|t| t.id != node(4))
         );
+    }
+
+    #[test]
+    fn stand_ins_are_the_next_live_nodes_past_the_replicas() {
+        let view = ClusterView::from_peers([
+            peer(1, 1, true),
+            peer(2, 1, true),
+            peer(3, 1, false),
+            peer(4, 1, true),
+            peer(5, 1, false),
+        ]);
+        for token in [Token(0), Token(42), Token(u64::MAX / 3), Token(u64::MAX)] {
+            let targets = view.write_targets(token, 3);
+            let successors = view.ring().successors(token);
+            assert_eq!(successors.len(), 5);
+            // The replicas are the first three successors.
+            assert_eq!(
+                successors[..3],
+                targets.iter().map(|t| t.id.clone()).collect::<Vec<_>>()[..]
+            );
+            let stand_ins = view.stand_ins(token, &targets, 3);
+            let expected: Vec<NodeId> = successors[3..]
+                .iter()
+                .filter(|id| view.node(id).is_some_and(|n| n.alive))
+                .cloned()
+                .collect();
+            assert_eq!(stand_ins, expected, "token {token:?}");
+            assert!(view.stand_ins(token, &targets, 0).is_empty());
+        }
     }
 }

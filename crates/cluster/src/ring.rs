@@ -124,6 +124,17 @@ impl Ring {
         out
     }
 
+    /// Every `Normal` member clockwise from `token`, each once: the
+    /// preference list extended past the replicas, where sloppy-quorum
+    /// stand-ins come from.
+    #[must_use]
+    pub fn successors(&self, token: Token) -> Vec<NodeId> {
+        self.walk(token, self.members.len(), |s| s == NodeState::Normal)
+            .into_iter()
+            .map(|i| self.members[i].id.clone())
+            .collect()
+    }
+
     /// The ranges whose primary (first replica) is `node`, considering
     /// only members whose states pass as owners now.
     #[must_use]

@@ -83,6 +83,24 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_READ_REPAIR_CHANCE", default_value_t = 0.1)]
     pub read_repair_chance: f64,
 
+    /// Seconds a hint for a down replica is kept; after that anti-entropy
+    /// is responsible for what it held.
+    #[arg(long, env = "STRATA_HINT_WINDOW_SECS", default_value_t = 3 * 3600)]
+    pub hint_window_secs: u64,
+
+    /// Bytes of hints kept for one node at most; past it, writes that
+    /// need a hint for that node fail at their consistency level.
+    #[arg(long, env = "STRATA_MAX_HINT_BYTES_PER_NODE", default_value_t = 256 << 20)]
+    pub max_hint_bytes_per_node: u64,
+
+    /// Bytes of hints kept in total at most.
+    #[arg(long, env = "STRATA_MAX_HINT_BYTES", default_value_t = 1 << 30)]
+    pub max_hint_bytes: u64,
+
+    /// Hint replay rate limit, bytes per second per target (0: unlimited).
+    #[arg(long, env = "STRATA_HINT_REPLAY_BYTES_PER_SEC", default_value_t = 4 << 20)]
+    pub hint_replay_bytes_per_sec: u64,
+
     /// Resolve concurrent writes by timestamp (last write wins) instead of
     /// returning siblings. Must be the same on every node of a cluster.
     #[arg(long, env = "STRATA_LAST_WRITE_WINS")]
@@ -118,6 +136,16 @@ impl NodeConfig {
         use clap::{Args as _, FromArgMatches as _};
         let command = Self::augment_args(clap::Command::new("strata-node"));
         Self::from_arg_matches(&command.try_get_matches_from(["strata-node"])?)
+    }
+
+    /// The hint store's bounds and window.
+    #[must_use]
+    pub fn hint_limits(&self) -> crate::hints::HintLimits {
+        crate::hints::HintLimits {
+            per_target_bytes: self.max_hint_bytes_per_node,
+            total_bytes: self.max_hint_bytes,
+            window: std::time::Duration::from_secs(self.hint_window_secs),
+        }
     }
 
     /// `read_repair_chance` as "every k-th read" (0: never).

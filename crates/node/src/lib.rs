@@ -11,6 +11,7 @@
 pub mod config;
 pub mod coordinator;
 pub mod dots;
+pub mod hints;
 pub mod membership;
 pub mod metrics;
 pub mod node_id;
@@ -21,5 +22,6 @@ pub mod server;
 mod services;
 mod status;
 pub mod storage;
+pub mod throttle;
 
 pub use config::NodeConfig;

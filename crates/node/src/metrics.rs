@@ -52,6 +52,46 @@ pub struct Metrics {
     replica_failures: Counter,
     members: Gauge,
     members_alive: Gauge,
+    hints: HintMetrics,
+    repair: RepairMetrics,
+}
+
+/// Hinted-handoff counters, shared with the hint store.
+#[derive(Debug, Clone, Default)]
+pub struct HintMetrics {
+    /// Hints written to disk.
+    pub stored: Counter,
+    /// Hints delivered to their target.
+    pub replayed: Counter,
+    /// Hints removed undelivered because the hint window passed.
+    pub expired: Counter,
+    /// Hints not stored: the store was full or overloaded.
+    pub dropped: Counter,
+    /// Damaged hint segments set aside.
+    pub corrupt_segments: Counter,
+    /// Hints held now.
+    pub pending: Gauge,
+    /// Bytes of hint segments held now.
+    pub pending_bytes: Gauge,
+}
+
+/// Anti-entropy progress, shared with the repair runner.
+#[derive(Debug, Clone, Default)]
+pub struct RepairMetrics {
+    /// Token ranges compared with another replica.
+    pub ranges: Counter,
+    /// Keys merged in either direction.
+    pub keys: Counter,
+    /// Bytes of versions exchanged.
+    pub bytes: Counter,
+    /// Repairs that finished (every range compared).
+    pub completed: Counter,
+    /// Repairs that failed.
+    pub failed: Counter,
+    /// Ranges still to compare in the running repair (0: none running).
+    pub ranges_pending: Gauge,
+    /// Wall-clock seconds of the last completed repair (0: never).
+    pub last_completed_seconds: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -108,6 +148,86 @@ impl Metrics {
             "Ring members the failure detector believes alive",
             members_alive.clone(),
         );
+        let hints = HintMetrics::default();
+        for (name, help, counter) in [
+            (
+                "hints_stored",
+                "Hints written for replicas that were down or failed",
+                &hints.stored,
+            ),
+            (
+                "hints_replayed",
+                "Hints delivered to their target",
+                &hints.replayed,
+            ),
+            (
+                "hints_expired",
+                "Hints removed undelivered after the hint window",
+                &hints.expired,
+            ),
+            (
+                "hints_dropped",
+                "Hints not stored because the hint store was full or overloaded",
+                &hints.dropped,
+            ),
+            (
+                "hint_segments_corrupt",
+                "Damaged hint segment files set aside",
+                &hints.corrupt_segments,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "hints_pending",
+            "Hints held for other nodes",
+            hints.pending.clone(),
+        );
+        registry.register(
+            "hints_pending_bytes",
+            "Bytes of hint segments held for other nodes",
+            hints.pending_bytes.clone(),
+        );
+        let repair = RepairMetrics::default();
+        for (name, help, counter) in [
+            (
+                "repair_ranges",
+                "Token ranges anti-entropy compared with another replica",
+                &repair.ranges,
+            ),
+            (
+                "repair_keys",
+                "Keys anti-entropy merged, in either direction",
+                &repair.keys,
+            ),
+            (
+                "repair_bytes",
+                "Bytes of versions anti-entropy exchanged",
+                &repair.bytes,
+            ),
+            (
+                "repairs_completed",
+                "Anti-entropy repairs that compared every range",
+                &repair.completed,
+            ),
+            (
+                "repairs_failed",
+                "Anti-entropy repairs that failed",
+                &repair.failed,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "repair_ranges_pending",
+            "Ranges left in the running repair (0: none running)",
+            repair.ranges_pending.clone(),
+        );
+        registry.register(
+            "repair_last_completed_timestamp_seconds",
+            "Unix time of the last completed repair (0: never)",
+            repair.last_completed_seconds.clone(),
+        );
         registry.register(
             "requests",
             "Client requests by RPC and gRPC status code",
@@ -163,7 +283,21 @@ impl Metrics {
             replica_failures,
             members,
             members_alive,
+            hints,
+            repair,
         }
+    }
+
+    /// The hinted-handoff counters (clones share the registered values).
+    #[must_use]
+    pub fn hints(&self) -> HintMetrics {
+        self.hints.clone()
+    }
+
+    /// The anti-entropy counters (clones share the registered values).
+    #[must_use]
+    pub fn repair(&self) -> RepairMetrics {
+        self.repair.clone()
     }
 
     /// Counts replicas repaired by a read.

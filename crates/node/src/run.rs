@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::NodeConfig;
 use crate::coordinator::{Coordinator, Replication, Settings, Topology};
 use crate::dots::{DotCounter, DotError};
+use crate::hints::{self, HintError, HintStore, ReplaySettings};
 use crate::membership::{GossipConfig, Membership, MembershipError};
 use crate::metrics::{self, Metrics};
 use crate::node_id::{self, NodeIdError};
@@ -29,6 +30,9 @@ pub enum RunError {
     /// The storage engine did not open.
     #[error("opening the storage engine: {0}")]
     Storage(#[from] StorageError),
+    /// The hint store did not open.
+    #[error("opening the hint store: {0}")]
+    Hints(#[from] HintError),
     /// Dot counters could not be loaded.
     #[error(transparent)]
     Dots(#[from] DotError),
@@ -164,10 +168,23 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     )
     .await?;
     let metrics = Arc::new(Metrics::new());
+    let hints = Arc::new(HintStore::open(
+        &config.data_dir.join("hints"),
+        config.hint_limits(),
+        metrics.hints(),
+    )?);
+    let request_timeout = Duration::from_millis(config.request_timeout_ms.max(1));
+    let replay = ReplaySettings {
+        interval: Duration::from_millis(config.gossip_interval_ms.clamp(10, 1000)),
+        bytes_per_second: config.hint_replay_bytes_per_sec,
+        batch_bytes: 1 << 20,
+        timeout: request_timeout * 5,
+    };
     let coordinator = Arc::new(Coordinator::new(
         id.clone(),
         Arc::clone(&storage),
         dots,
+        Arc::clone(&hints),
         Topology::Gossip(Arc::clone(&membership)),
         Arc::clone(&metrics),
         Settings {
@@ -178,7 +195,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
                 last_write_wins: config.last_write_wins,
             },
             max_value_bytes: config.max_value_bytes,
-            request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+            request_timeout,
             read_repair_period: config.read_repair_period(),
         },
     ));
@@ -200,6 +217,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         storage,
         listener,
         metrics_listener,
+        replay,
         stopped,
     ));
     Ok(RunningNode {
@@ -225,11 +243,18 @@ async fn serve_all(
     storage: Arc<Storage>,
     listener: tokio::net::TcpListener,
     metrics_listener: tokio::net::TcpListener,
+    replay: ReplaySettings,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let wait = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
+    let replay_task = tokio::spawn(hints::replay_loop(
+        Arc::clone(&coordinator),
+        Arc::clone(coordinator.hints()),
+        replay,
+        wait(stopped.clone()),
+    ));
     // Publish the node's load to gossip now and then.
     let (gossip, store) = (Arc::clone(&membership), Arc::clone(&storage));
     let load_stopped = wait(stopped.clone());
@@ -260,6 +285,7 @@ async fn serve_all(
     ));
     let served = server::serve(id, coordinator, metrics, listener, wait(stopped)).await;
     let _ = load_task.await;
+    let _ = replay_task.await;
     membership.shutdown().await;
     let metrics_result = metrics_server.await;
     served?;

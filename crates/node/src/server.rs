@@ -43,7 +43,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
     let admin = AdminService::new(node_id, addr, Arc::clone(&coordinator));
-    let replica = ReplicaService::new(Arc::clone(coordinator.storage()));
+    let replica = ReplicaService::new(&coordinator);
     // Large enough that an oversized value reaches request validation and
     // gets INVALID_ARGUMENT naming the limit, not a transport error.
     let max_message = coordinator
@@ -111,6 +111,14 @@ mod tests {
             id.clone(),
             storage,
             DotCounter::open(dir.path(), id.clone()).expect("dots"),
+            Arc::new(
+                crate::hints::HintStore::open(
+                    &dir.path().join("hints"),
+                    crate::hints::HintLimits::default(),
+                    metrics.hints(),
+                )
+                .expect("hints"),
+            ),
             Topology::single(&id, 16),
             Arc::clone(&metrics),
             Settings {

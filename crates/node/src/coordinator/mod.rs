@@ -29,6 +29,7 @@ use strata_cluster::{
 use strata_proto::v1;
 
 use crate::dots::{DotCounter, DotError};
+use crate::hints::HintStore;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::peers::Peers;
@@ -177,6 +178,7 @@ pub struct Coordinator {
     peers: Peers,
     metrics: Arc<Metrics>,
     dots: Arc<DotCounter>,
+    hints: Arc<HintStore>,
     /// Per-key critical sections (striped by key hash): read, dot, merge and
     /// local apply happen under one, so this node's dots for a key follow
     /// its local causal order even when writes race. Async mutexes: the
@@ -213,6 +215,7 @@ impl Coordinator {
         node: NodeId,
         local: Arc<Storage>,
         dots: DotCounter,
+        hints: Arc<HintStore>,
         topology: Topology,
         metrics: Arc<Metrics>,
         settings: Settings,
@@ -224,6 +227,7 @@ impl Coordinator {
             peers: Peers::new(settings.request_timeout.min(Duration::from_secs(1))),
             metrics,
             dots: Arc::new(dots),
+            hints,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             settings,
             reads: std::sync::atomic::AtomicU64::new(0),
@@ -260,6 +264,12 @@ impl Coordinator {
         &self.local
     }
 
+    /// Hints this node holds for other nodes.
+    #[must_use]
+    pub fn hints(&self) -> &Arc<HintStore> {
+        &self.hints
+    }
+
     /// Channels to other nodes.
     #[must_use]
     pub fn peers(&self) -> &Peers {
@@ -280,8 +290,14 @@ impl Coordinator {
 /// How many of `targets` are up, or [`CoordinatorError::ReplicasDown`]
 /// when that is fewer than `required`: the request fails before any
 /// replica is contacted. Quorums count only the replicas that are up.
-fn enough_up(targets: &[ReplicaTarget], required: u32) -> Result<u32, CoordinatorError> {
-    let up = count(targets.iter().filter(|t| t.alive).count());
+/// `stand_ins` are live nodes that will hold hints for down replicas
+/// (sloppy quorum); their acks count too.
+fn enough_up(
+    targets: &[ReplicaTarget],
+    stand_ins: u32,
+    required: u32,
+) -> Result<u32, CoordinatorError> {
+    let up = count(targets.iter().filter(|t| t.alive).count()) + stand_ins;
     if up < required {
         return Err(CoordinatorError::ReplicasDown {
             up,
@@ -348,6 +364,14 @@ mod tests {
             node.clone(),
             storage,
             DotCounter::open(dir, node.clone()).expect("dots"),
+            Arc::new(
+                HintStore::open(
+                    &dir.join("hints"),
+                    crate::hints::HintLimits::default(),
+                    crate::metrics::HintMetrics::default(),
+                )
+                .expect("hints"),
+            ),
             Topology::single(&node, 16),
             Arc::new(Metrics::new()),
             Settings {

@@ -37,7 +37,7 @@ impl Coordinator {
         let required = required_acks(consistency, replication.read, replication.factor)?;
         let view = self.view();
         let targets = view.read_targets(Token::of(&key), self.n());
-        let mut quorum = ReadQuorum::new(required, enough_up(&targets, required)?);
+        let mut quorum = ReadQuorum::new(required, enough_up(&targets, 0, required)?);
 
         let timeout = self.settings.request_timeout;
         // Live replicas, this node first: its answer costs no round trip.
@@ -182,7 +182,7 @@ async fn repair(
         let target = reachable.get(id)?.clone();
         let (key, merged, id) = (key.to_vec(), merged.clone(), id.clone());
         Some(async move {
-            if let Err(e) = target.write(key, merged, timeout).await {
+            if let Err(e) = target.write(key, merged, None, timeout).await {
                 tracing::warn!(replica = %id, error = %e, "read repair failed");
             }
         })

@@ -40,14 +40,19 @@ impl Target {
         peers.channel(address).map(Self::Remote)
     }
 
-    /// Merges `siblings` into the replica's set for `key`.
+    /// Merges `siblings` into the replica's set for `key`; with
+    /// `hint_for`, asks a stand-in to hold them as a hint for that replica.
     pub(super) async fn write(
         self,
         key: Vec<u8>,
         siblings: Siblings,
+        hint_for: Option<&NodeId>,
         timeout: Duration,
     ) -> Result<(), String> {
         match self {
+            Self::Local(_) if hint_for.is_some() => {
+                Err("a coordinator stores its own hints directly".to_owned())
+            }
             Self::Local(storage) => storage
                 .apply_queued(&key, &siblings)
                 .await
@@ -56,7 +61,7 @@ impl Target {
                 let request = ReplicaWriteRequest {
                     key: key.into(),
                     versions: siblings.versions().iter().map(version_to_proto).collect(),
-                    hint_for: String::new(),
+                    hint_for: hint_for.map(ToString::to_string).unwrap_or_default(),
                 };
                 let mut client = Peers::replica_client(channel);
                 let call = client.write(request);

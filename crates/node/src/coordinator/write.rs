@@ -1,7 +1,7 @@
 //! The write path: forward to a replica, or apply locally and fan out.
 
 use strata_cluster::{
-    ClusterView, Dot, Progress, PrunePolicy, ReplicaTarget, Siblings, Token, Version,
+    ClusterView, Dot, NodeId, Progress, PrunePolicy, ReplicaTarget, Siblings, Token, Version,
     VersionVector, WriteQuorum,
 };
 use strata_proto::v1::{self, DeleteRequest, PutRequest};
@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use super::remote::Target;
 use super::{
-    Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, decode_context, encode_context,
-    enough_up, now_micros, stripe_of,
+    Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, count, decode_context,
+    encode_context, enough_up, now_micros, stripe_of,
 };
 use crate::request::{required_acks, validate_key, validate_value};
 use crate::status::is_from_a_node;
@@ -53,34 +53,53 @@ impl Coordinator {
             return self.forward(&view, &targets, request, required).await;
         }
 
-        let mut quorum = WriteQuorum::new(required, enough_up(&targets, required)?);
+        // Sloppy quorum: each down replica's write goes to the next live
+        // node past the preference list, which holds it as a hint and
+        // counts toward W. Not at W = N: ALL promises every replica itself.
+        let token = Token::of(&request.key);
+        let down: Vec<NodeId> = targets
+            .iter()
+            .filter(|t| !t.alive)
+            .map(|t| t.id.clone())
+            .collect();
+        let stand_ins = if required as usize >= self.n() || down.is_empty() {
+            Vec::new()
+        } else {
+            view.stand_ins(token, &targets, down.len())
+        };
+        let mut quorum = WriteQuorum::new(
+            required,
+            enough_up(&targets, count(stand_ins.len()), required)?,
+        );
         let written_context;
         let key = request.key;
-        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+        let (tx, mut rx) = mpsc::channel(targets.len() + stand_ins.len() + 1);
         {
             let key_lock = self.stripes[stripe_of(&key, self.stripes.len())]
                 .lock()
                 .await;
             let merged = self.next_version(&key, request.value, context)?;
             // Other replicas get the merged set while the local apply
-            // syncs: the two fsyncs overlap instead of adding up.
+            // syncs: the two fsyncs overlap instead of adding up. A task
+            // per replica: it completes even after the client has its
+            // answer, so every replica gets the write or a hint.
             for t in targets.iter().filter(|t| t.alive && t.id != self.node) {
-                match Target::resolve(&t.id, &self.node, &self.local, &view, &self.peers) {
-                    Ok(target) => {
-                        let (tx, id, key, merged) =
-                            (tx.clone(), t.id.clone(), key.clone(), merged.clone());
-                        let timeout = self.settings.request_timeout;
-                        // A task per replica: it completes even after the
-                        // client has its answer, so every replica gets the write.
-                        tokio::spawn(async move {
-                            let result = target.write(key, merged, timeout).await;
-                            let _ = tx.send((id, result)).await;
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
-                        quorum.record(&t.id, false);
-                    }
+                self.spawn_replica_write(&view, &t.id, None, &key, &merged, &tx, &mut quorum);
+            }
+            let mut stand_ins = stand_ins.iter();
+            for replica in &down {
+                match stand_ins.next() {
+                    Some(stand_in) => self.spawn_replica_write(
+                        &view,
+                        stand_in,
+                        Some(replica),
+                        &key,
+                        &merged,
+                        &tx,
+                        &mut quorum,
+                    ),
+                    // No stand-in: this node keeps the hint (not an ack).
+                    None => self.spawn_hint(replica.clone(), key.clone(), merged.clone()),
                 }
             }
             written_context = encode_context(&merged.context());
@@ -123,6 +142,61 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    /// Sends `merged` to `node` in a task of its own, reporting the answer
+    /// on `tx`. With `hint_for`, `node` is a stand-in holding a hint for
+    /// that replica. A replica (or stand-in) that fails gets a hint kept
+    /// by this node, so it catches up when it is back.
+    #[expect(clippy::too_many_arguments, reason = "one fan-out step of `write`")]
+    fn spawn_replica_write(
+        &self,
+        view: &ClusterView,
+        node: &NodeId,
+        hint_for: Option<&NodeId>,
+        key: &[u8],
+        merged: &Siblings,
+        tx: &mpsc::Sender<(NodeId, Result<(), String>)>,
+        quorum: &mut WriteQuorum,
+    ) {
+        let target = match Target::resolve(node, &self.node, &self.local, view, &self.peers) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::warn!(replica = %node, error = %e, "cannot reach replica");
+                quorum.record(node, false);
+                self.spawn_hint(
+                    hint_for.unwrap_or(node).clone(),
+                    key.to_vec(),
+                    merged.clone(),
+                );
+                return;
+            }
+        };
+        let (tx, id, key, merged) = (tx.clone(), node.clone(), key.to_vec(), merged.clone());
+        let (hint_for, hints) = (hint_for.cloned(), std::sync::Arc::clone(&self.hints));
+        let timeout = self.settings.request_timeout;
+        tokio::spawn(async move {
+            let result = target
+                .write(key.clone(), merged.clone(), hint_for.as_ref(), timeout)
+                .await;
+            if result.is_err() {
+                let replica = hint_for.as_ref().unwrap_or(&id);
+                if let Err(e) = hints.store(replica, &key, &merged).await {
+                    tracing::warn!(%replica, error = %e, "replica write failed and no hint was kept; anti-entropy will repair it");
+                }
+            }
+            let _ = tx.send((id, result)).await;
+        });
+    }
+
+    /// Keeps a hint for `replica` on this node, in the background.
+    fn spawn_hint(&self, replica: NodeId, key: Vec<u8>, merged: Siblings) {
+        let hints = std::sync::Arc::clone(&self.hints);
+        tokio::spawn(async move {
+            if let Err(e) = hints.store(&replica, &key, &merged).await {
+                tracing::warn!(%replica, error = %e, "no hint kept for a down replica; anti-entropy will repair it");
+            }
+        });
     }
 
     /// Makes the new version and merges it into this node's sibling set for

@@ -78,8 +78,8 @@ impl AdminService {
                 block_cache_hit_rate: stats.block_cache_hit_rate,
                 memtable_bytes: stats.memtable_bytes as u64,
             }),
-            // No hinted handoff or repair exists yet: nothing held, never run.
-            hints_pending: 0,
+            hints_pending: self.coordinator.hints().pending().0,
+            // Anti-entropy is not wired yet: never run.
             last_repair_micros: 0,
         }
     }

@@ -3,20 +3,22 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use strata_cluster::Siblings;
+use strata_cluster::{NodeId, Siblings};
 
 use strata_proto::v1::{
-    ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, KeyVersionsBatch,
+    ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, KeyVersions, KeyVersionsBatch,
     MerkleNodesRequest, MerkleNodesResponse, ReplicaReadRequest, ReplicaReadResponse,
-    ReplicaWriteRequest, ReplicaWriteResponse, StreamRangeRequest, replica_server::Replica,
+    ReplicaWriteRequest, ReplicaWriteResponse, StreamRangeRequest, Version,
+    replica_server::Replica,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::not_yet;
+use crate::coordinator::Coordinator;
+use crate::hints::{HintError, HintStore};
 use crate::storage::{Storage, version_from_proto, version_to_proto};
 
-const HINTS: &str = "hinted handoff (failure-survival issue)";
 const ANTI_ENTROPY: &str = "Merkle-tree anti-entropy (failure-survival issue)";
 const STREAMING: &str = "range streaming (topology issue)";
 
@@ -24,11 +26,43 @@ const STREAMING: &str = "range streaming (topology issue)";
 #[derive(Debug)]
 pub(crate) struct ReplicaService {
     storage: Arc<Storage>,
+    hints: Arc<HintStore>,
 }
 
 impl ReplicaService {
-    pub(crate) fn new(storage: Arc<Storage>) -> Self {
-        Self { storage }
+    pub(crate) fn new(coordinator: &Coordinator) -> Self {
+        Self {
+            storage: Arc::clone(coordinator.storage()),
+            hints: Arc::clone(coordinator.hints()),
+        }
+    }
+}
+
+/// Versions from the wire, validated.
+fn siblings_from(versions: Vec<Version>) -> Result<Siblings, Status> {
+    versions
+        .into_iter()
+        .map(version_from_proto)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Siblings::from_versions)
+        .map_err(|e| Status::invalid_argument(format!("unreadable version: {e}")))
+}
+
+impl ReplicaService {
+    /// Merges every entry into the store; the writer thread batches them.
+    async fn apply_all(&self, entries: Vec<KeyVersions>) -> Result<u32, Status> {
+        let mut parsed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            crate::request::validate_key(&entry.key)?;
+            parsed.push((entry.key, siblings_from(entry.versions)?));
+        }
+        let applied = futures::future::try_join_all(
+            parsed
+                .iter()
+                .map(|(key, siblings)| self.storage.apply_queued(key, siblings)),
+        )
+        .await?;
+        Ok(u32::try_from(applied.len()).unwrap_or(u32::MAX))
     }
 }
 
@@ -42,18 +76,24 @@ impl Replica for ReplicaService {
         request: Request<ReplicaWriteRequest>,
     ) -> Result<Response<ReplicaWriteResponse>, Status> {
         let r = request.into_inner();
-        if !r.hint_for.is_empty() {
-            return Err(not_yet("Replica.Write with hint_for", HINTS));
-        }
         crate::request::validate_key(&r.key)?;
-        let versions = r
-            .versions
-            .into_iter()
-            .map(version_from_proto)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Status::invalid_argument(format!("unreadable version: {e}")))?;
-        let siblings = Siblings::from_versions(versions);
-        self.storage.apply_queued(&r.key, &siblings).await?;
+        let siblings = siblings_from(r.versions)?;
+        if r.hint_for.is_empty() {
+            self.storage.apply_queued(&r.key, &siblings).await?;
+        } else {
+            // A stand-in: hold the write for the replica that is down.
+            let target = NodeId::new(r.hint_for)
+                .map_err(|e| Status::invalid_argument(format!("hint_for: {e}")))?;
+            self.hints
+                .store(&target, &r.key, &siblings)
+                .await
+                .map_err(|e| match e {
+                    HintError::Full { .. } | HintError::Overloaded => {
+                        Status::resource_exhausted(e.to_string())
+                    }
+                    HintError::Stopped | HintError::Io(_) => Status::unavailable(e.to_string()),
+                })?;
+        }
         Ok(Response::new(ReplicaWriteResponse {}))
     }
 
@@ -72,9 +112,12 @@ impl Replica for ReplicaService {
 
     async fn deliver_hints(
         &self,
-        _: Request<DeliverHintsRequest>,
+        request: Request<DeliverHintsRequest>,
     ) -> Result<Response<DeliverHintsResponse>, Status> {
-        Err(not_yet("Replica.DeliverHints", HINTS))
+        let r = request.into_inner();
+        let applied = self.apply_all(r.entries).await?;
+        tracing::debug!(from = %r.from_node_id, applied, "hints delivered to this node");
+        Ok(Response::new(DeliverHintsResponse { applied }))
     }
 
     async fn merkle_nodes(
