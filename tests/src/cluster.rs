@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use strata_cluster::{Member, NodeId, NodeState, Ring, Token};
 use strata_proto::v1::{
-    GetRingRequest, admin_client::AdminClient, kv_client::KvClient, replica_client::ReplicaClient,
+    self, GetRingRequest, MerkleNodesRequest, admin_client::AdminClient, kv_client::KvClient,
+    replica_client::ReplicaClient,
 };
 use tonic::transport::Channel;
 
@@ -156,6 +158,97 @@ impl Cluster {
                 "cluster did not converge on {alive} live nodes: {last}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Cluster {
+    /// Compares every running replica's Merkle root (at `depth`) for every
+    /// range of the ring with replication factor `n`. `Ok` when all agree;
+    /// otherwise how many ranges differ and the first one.
+    ///
+    /// # Errors
+    /// A description of the disagreement (or of an RPC that failed).
+    pub async fn replicas_converged(&self, n: usize, depth: u32) -> Result<usize, String> {
+        let running = self.running();
+        let (_, any) = running.first().ok_or("no node is running")?;
+        let ring = admin(*any)
+            .await
+            .get_ring(GetRingRequest {})
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        let mut addresses = std::collections::HashMap::new();
+        let members: Vec<Member> = ring
+            .nodes
+            .iter()
+            .map(|node| {
+                let id = NodeId::new(node.node_id.clone()).expect("valid id");
+                addresses.insert(id.clone(), node.grpc_address.clone());
+                Member {
+                    id,
+                    tokens: node.tokens.iter().map(|t| Token(*t)).collect(),
+                    state: NodeState::Normal,
+                }
+            })
+            .collect();
+        let ring = Ring::new(members);
+        let mut ranges = 0;
+        let mut differing = Vec::new();
+        for member in ring.members() {
+            for (range, replicas) in ring.replicated_ranges(&member.id, n, true) {
+                ranges += 1;
+                let mut roots = Vec::new();
+                for holder in &replicas {
+                    let address = &addresses[holder];
+                    let addr: SocketAddr =
+                        address.parse().map_err(|e| format!("{address}: {e}"))?;
+                    let root = replica(addr)
+                        .await
+                        .merkle_nodes(MerkleNodesRequest {
+                            range: Some(v1::TokenRange {
+                                start: range.start.0,
+                                end: range.end.0,
+                            }),
+                            depth,
+                            positions: vec![1],
+                        })
+                        .await
+                        .map_err(|e| format!("MerkleNodes on {holder}: {e}"))?
+                        .into_inner()
+                        .hashes;
+                    roots.push(root);
+                }
+                if roots.windows(2).any(|w| w[0] != w[1]) {
+                    differing.push((range, replicas));
+                }
+            }
+        }
+        match differing.first() {
+            None => Ok(ranges),
+            Some((range, replicas)) => Err(format!(
+                "{} of {ranges} ranges differ, e.g. {range:?} on {replicas:?}",
+                differing.len()
+            )),
+        }
+    }
+
+    /// Waits until [`Cluster::replicas_converged`] holds; returns how long
+    /// that took.
+    ///
+    /// # Panics
+    /// When the replicas still differ after `timeout`.
+    pub async fn wait_until_converged(&self, n: usize, depth: u32, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            match self.replicas_converged(n, depth).await {
+                Ok(_) => return started.elapsed(),
+                Err(e) => assert!(
+                    started.elapsed() < timeout,
+                    "replicas did not converge within {timeout:?}: {e}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }

@@ -17,8 +17,9 @@ use std::time::Duration;
 use strata_proto::metadata::FROM_NODE;
 use strata_proto::v1::{
     BatchGetRequest, BatchGetResponse, ClusterStatus, Consistency, DeleteRequest, DeleteResponse,
-    GetClusterStatusRequest, GetRequest, GetResponse, GetRingRequest, PingRequest, PingResponse,
-    PutRequest, PutResponse, Ring, admin_client::AdminClient, kv_client::KvClient,
+    GetClusterStatusRequest, GetProgressRequest, GetRequest, GetResponse, GetRingRequest,
+    Operation, PingRequest, PingResponse, PutRequest, PutResponse, RepairRequest, Ring,
+    admin_client::AdminClient, kv_client::KvClient,
 };
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -227,6 +228,32 @@ impl Client {
     pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
         let request = GetClusterStatusRequest {};
         Ok(self.admin().get_cluster_status(request).await?.into_inner())
+    }
+
+    /// Starts an anti-entropy repair of every range the endpoint node
+    /// replicates; returns its operation (poll it with [`Client::progress`]).
+    ///
+    /// # Errors
+    /// [`Error::Status`]: `FAILED_PRECONDITION` while a repair runs there.
+    pub async fn repair(&self) -> Result<Operation, Error> {
+        let request = RepairRequest { ranges: Vec::new() };
+        Ok(self.admin().repair(request).await?.into_inner())
+    }
+
+    /// The endpoint node's operations (`id` empty: all it remembers).
+    ///
+    /// # Errors
+    /// [`Error::Status`]: `NOT_FOUND` for an unknown id.
+    pub async fn progress(&self, id: &str) -> Result<Vec<Operation>, Error> {
+        let request = GetProgressRequest {
+            operation_id: id.to_owned(),
+        };
+        Ok(self
+            .admin()
+            .get_progress(request)
+            .await?
+            .into_inner()
+            .operations)
     }
 
     /// Fetches the ring again, from the seed node or any node it knows.

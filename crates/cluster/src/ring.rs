@@ -163,6 +163,43 @@ impl Ring {
         out
     }
 
+    /// Every range `node` replicates with replication factor `n` (only
+    /// those it is the first replica of when `primary_only`), each with
+    /// all its replicas: what anti-entropy on `node` compares.
+    #[must_use]
+    pub fn replicated_ranges(
+        &self,
+        node: &NodeId,
+        n: usize,
+        primary_only: bool,
+    ) -> Vec<(TokenRange, Vec<NodeId>)> {
+        let owners: Vec<Token> = self
+            .tokens
+            .iter()
+            .filter(|&&(_, m)| {
+                matches!(
+                    self.members[m].state,
+                    NodeState::Normal | NodeState::Leaving
+                )
+            })
+            .map(|&(t, _)| t)
+            .collect();
+        let mut out = Vec::new();
+        for (k, &token) in owners.iter().enumerate() {
+            let replicas = self.placement(token, n).replicas;
+            let included = if primary_only {
+                replicas.first() == Some(node)
+            } else {
+                replicas.contains(node)
+            };
+            if included {
+                let start = owners[(k + owners.len() - 1) % owners.len()];
+                out.push((TokenRange { start, end: token }, replicas));
+            }
+        }
+        out
+    }
+
     /// Fraction of the ring each member holds a replica of, with
     /// replication factor `n` (sums to `n` when there are at least `n`
     /// members).
@@ -371,5 +408,28 @@ mod tests {
     fn tokens_are_stable_per_id() {
         assert_eq!(tokens_for(&id(1), 4), tokens_for(&id(1), 4));
         assert_ne!(tokens_for(&id(1), 4), tokens_for(&id(2), 4));
+    }
+
+    #[test]
+    fn replicated_ranges_cover_the_ring_n_times() {
+        let r = ring(5, 16);
+        let width = |range: &TokenRange| range.end.0.wrapping_sub(range.start.0) as f64;
+        let mut primary_total = 0.0;
+        for i in 0..5 {
+            let all = r.replicated_ranges(&id(i), 3, false);
+            let primary = r.replicated_ranges(&id(i), 3, true);
+            assert!(primary.len() < all.len());
+            for (range, replicas) in &all {
+                assert_eq!(replicas.len(), 3);
+                assert!(replicas.contains(&id(i)));
+                assert_eq!(r.placement(range.end, 3).replicas, *replicas);
+            }
+            for (_, replicas) in &primary {
+                assert_eq!(replicas[0], id(i));
+            }
+            primary_total += primary.iter().map(|(range, _)| width(range)).sum::<f64>();
+        }
+        // Primary ranges of all nodes tile the ring exactly once.
+        assert!((primary_total / u64::MAX as f64 - 1.0).abs() < 1e-9);
     }
 }

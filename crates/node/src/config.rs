@@ -101,6 +101,25 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_HINT_REPLAY_BYTES_PER_SEC", default_value_t = 4 << 20)]
     pub hint_replay_bytes_per_sec: u64,
 
+    /// Seconds between scheduled anti-entropy repairs of this node's
+    /// primary ranges (0: only on demand, `strata repair`).
+    #[arg(
+        long,
+        env = "STRATA_ANTI_ENTROPY_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
+    pub anti_entropy_interval_secs: u64,
+
+    /// Merkle tree depth per token range: 2^depth leaves. Deeper trees
+    /// exchange fewer keys per difference and cost more hashes.
+    #[arg(long, env = "STRATA_MERKLE_DEPTH", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(strata_cluster::MAX_DEPTH)))]
+    pub merkle_depth: u32,
+
+    /// Anti-entropy transfer limit, bytes per second (0: unlimited).
+    #[arg(long, env = "STRATA_REPAIR_BYTES_PER_SEC", default_value_t = 16 << 20)]
+    pub repair_bytes_per_sec: u64,
+
     /// Resolve concurrent writes by timestamp (last write wins) instead of
     /// returning siblings. Must be the same on every node of a cluster.
     #[arg(long, env = "STRATA_LAST_WRITE_WINS")]
@@ -145,6 +164,18 @@ impl NodeConfig {
             per_target_bytes: self.max_hint_bytes_per_node,
             total_bytes: self.max_hint_bytes,
             window: std::time::Duration::from_secs(self.hint_window_secs),
+        }
+    }
+
+    /// Anti-entropy settings.
+    #[must_use]
+    pub fn repair_settings(&self) -> crate::repair::RepairSettings {
+        crate::repair::RepairSettings {
+            depth: self.merkle_depth,
+            bytes_per_second: self.repair_bytes_per_sec,
+            interval: (self.anti_entropy_interval_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.anti_entropy_interval_secs)),
+            timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)) * 5,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node_id;
 pub mod peers;
+pub mod repair;
 pub mod request;
 pub mod run;
 pub mod server;

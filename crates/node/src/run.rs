@@ -18,6 +18,7 @@ use crate::hints::{self, HintError, HintStore, ReplaySettings};
 use crate::membership::{GossipConfig, Membership, MembershipError};
 use crate::metrics::{self, Metrics};
 use crate::node_id::{self, NodeIdError};
+use crate::repair::Repairer;
 use crate::server::{self, ServeError};
 use crate::storage::{Storage, StorageError};
 
@@ -199,6 +200,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             read_repair_period: config.read_repair_period(),
         },
     ));
+    let repairer = Arc::new(Repairer::new(
+        Arc::clone(&coordinator),
+        config.repair_settings(),
+        metrics.repair(),
+    ));
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(bind(config.metrics_listen))?;
@@ -212,6 +218,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let task = tokio::spawn(serve_all(
         id.clone(),
         Arc::clone(&coordinator),
+        repairer,
         metrics,
         membership,
         storage,
@@ -238,6 +245,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
 async fn serve_all(
     id: NodeId,
     coordinator: Arc<Coordinator>,
+    repairer: Arc<Repairer>,
     metrics: Arc<Metrics>,
     membership: Arc<Membership>,
     storage: Arc<Storage>,
@@ -283,9 +291,11 @@ async fn serve_all(
         },
         wait(stopped.clone()),
     ));
-    let served = server::serve(id, coordinator, metrics, listener, wait(stopped)).await;
+    let schedule_task = tokio::spawn(Arc::clone(&repairer).schedule(wait(stopped.clone())));
+    let served = server::serve(id, coordinator, repairer, metrics, listener, wait(stopped)).await;
     let _ = load_task.await;
     let _ = replay_task.await;
+    let _ = schedule_task.await;
     membership.shutdown().await;
     let metrics_result = metrics_server.await;
     served?;

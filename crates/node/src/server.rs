@@ -13,6 +13,7 @@ use tonic_health::ServingStatus;
 
 use crate::coordinator::Coordinator;
 use crate::metrics::Metrics;
+use crate::repair::Repairer;
 use crate::services::{AdminService, KvService, ReplicaService};
 
 /// Why the server stopped with an error.
@@ -37,13 +38,19 @@ pub enum ServeError {
 pub async fn serve(
     node_id: NodeId,
     coordinator: Arc<Coordinator>,
+    repairer: Arc<Repairer>,
     metrics: Arc<Metrics>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
-    let admin = AdminService::new(node_id, addr, Arc::clone(&coordinator));
-    let replica = ReplicaService::new(&coordinator);
+    let admin = AdminService::new(
+        node_id,
+        addr,
+        Arc::clone(&coordinator),
+        Arc::clone(&repairer),
+    );
+    let replica = ReplicaService::new(&coordinator, repairer);
     // Large enough that an oversized value reaches request validation and
     // gets INVALID_ARGUMENT naming the limit, not a transport error.
     let max_message = coordinator
@@ -136,9 +143,17 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let repairer = Arc::new(Repairer::new(
+            Arc::clone(&coordinator),
+            crate::NodeConfig::defaults()
+                .expect("defaults")
+                .repair_settings(),
+            metrics.repair(),
+        ));
         let server = tokio::spawn(serve(
             id,
             coordinator,
+            repairer,
             Arc::clone(&metrics),
             listener,
             async {

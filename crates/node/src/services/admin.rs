@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata_cluster::{ConsistencyLevel, NodeId, NodeInfo};
+use strata_cluster::{ConsistencyLevel, NodeId, NodeInfo, Token, TokenRange};
 use strata_proto::v1::{
     ClusterStatus, DecommissionRequest, EngineStats, GetClusterStatusRequest, GetNodeStatusRequest,
     GetProgressRequest, GetProgressResponse, GetRingRequest, JoinRequest, LevelStats, NodeState,
@@ -13,12 +13,12 @@ use strata_proto::v1::{
 };
 
 use crate::coordinator::Coordinator;
+use crate::repair::Repairer;
 use tonic::{Request, Response, Status};
 
 use super::not_yet;
 
 const TOPOLOGY: &str = "topology changes with range streaming (topology issue)";
-const REPAIR: &str = "Merkle-tree anti-entropy (failure-survival issue)";
 
 /// Operator-facing API of one node. Until gossip membership lands the
 /// ring and the cluster are this node's own view: itself alone.
@@ -27,15 +27,22 @@ pub(crate) struct AdminService {
     node_id: NodeId,
     addr: SocketAddr,
     coordinator: Arc<Coordinator>,
+    repairer: Arc<Repairer>,
     started: Instant,
 }
 
 impl AdminService {
-    pub(crate) fn new(node_id: NodeId, addr: SocketAddr, coordinator: Arc<Coordinator>) -> Self {
+    pub(crate) fn new(
+        node_id: NodeId,
+        addr: SocketAddr,
+        coordinator: Arc<Coordinator>,
+        repairer: Arc<Repairer>,
+    ) -> Self {
         Self {
             node_id,
             addr,
             coordinator,
+            repairer,
             started: Instant::now(),
         }
     }
@@ -79,8 +86,7 @@ impl AdminService {
                 memtable_bytes: stats.memtable_bytes as u64,
             }),
             hints_pending: self.coordinator.hints().pending().0,
-            // Anti-entropy is not wired yet: never run.
-            last_repair_micros: 0,
+            last_repair_micros: self.repairer.last_completed_micros(),
         }
     }
 }
@@ -186,15 +192,35 @@ impl Admin for AdminService {
         Err(not_yet("Admin.Decommission", TOPOLOGY))
     }
 
-    async fn repair(&self, _: Request<RepairRequest>) -> Result<Response<Operation>, Status> {
-        Err(not_yet("Admin.Repair", REPAIR))
+    async fn repair(&self, request: Request<RepairRequest>) -> Result<Response<Operation>, Status> {
+        let ranges: Vec<TokenRange> = request
+            .into_inner()
+            .ranges
+            .into_iter()
+            .map(|r| TokenRange {
+                start: Token(r.start),
+                end: Token(r.end),
+            })
+            .collect();
+        self.repairer
+            .start(&ranges, false)
+            .map(Response::new)
+            .map_err(|e| Status::failed_precondition(e.to_string()))
     }
 
     async fn get_progress(
         &self,
-        _: Request<GetProgressRequest>,
+        request: Request<GetProgressRequest>,
     ) -> Result<Response<GetProgressResponse>, Status> {
-        Err(not_yet("Admin.GetProgress", TOPOLOGY))
+        let id = request.into_inner().operation_id;
+        let operations = self.repairer.operations(&id);
+        if !id.is_empty() && operations.is_empty() {
+            return Err(Status::not_found(format!(
+                "no operation {id:?} on this node (finished operations are kept until {} newer ones)",
+                16
+            )));
+        }
+        Ok(Response::new(GetProgressResponse { operations }))
     }
 
     async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {

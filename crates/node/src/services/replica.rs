@@ -3,38 +3,55 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use strata_cluster::{NodeId, Siblings};
+use std::ops::ControlFlow;
+
+use strata_cluster::{MAX_DEPTH, NodeId, Siblings, Token, TokenRange};
 
 use strata_proto::v1::{
-    ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, KeyVersions, KeyVersionsBatch,
-    MerkleNodesRequest, MerkleNodesResponse, ReplicaReadRequest, ReplicaReadResponse,
-    ReplicaWriteRequest, ReplicaWriteResponse, StreamRangeRequest, Version,
+    self, ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, KeyVersions,
+    KeyVersionsBatch, MerkleNodesRequest, MerkleNodesResponse, ReplicaReadRequest,
+    ReplicaReadResponse, ReplicaWriteRequest, ReplicaWriteResponse, StreamRangeRequest, Version,
     replica_server::Replica,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::not_yet;
 use crate::coordinator::Coordinator;
 use crate::hints::{HintError, HintStore};
+use crate::repair::Repairer;
 use crate::storage::{Storage, version_from_proto, version_to_proto};
-
-const ANTI_ENTROPY: &str = "Merkle-tree anti-entropy (failure-survival issue)";
-const STREAMING: &str = "range streaming (topology issue)";
 
 /// Serves other nodes: replica reads and writes, hints, repair, streaming.
 #[derive(Debug)]
 pub(crate) struct ReplicaService {
     storage: Arc<Storage>,
     hints: Arc<HintStore>,
+    repairer: Arc<Repairer>,
 }
 
 impl ReplicaService {
-    pub(crate) fn new(coordinator: &Coordinator) -> Self {
+    pub(crate) fn new(coordinator: &Coordinator, repairer: Arc<Repairer>) -> Self {
         Self {
             storage: Arc::clone(coordinator.storage()),
             hints: Arc::clone(coordinator.hints()),
+            repairer,
         }
+    }
+}
+
+fn range_from(range: Option<v1::TokenRange>) -> Result<TokenRange, Status> {
+    let r = range.ok_or_else(|| Status::invalid_argument("range is required"))?;
+    Ok(TokenRange {
+        start: Token(r.start),
+        end: Token(r.end),
+    })
+}
+
+/// `StreamRange` batches: at least 4 KiB, at most 16 MiB, 1 MiB if unset.
+fn batch_limit(requested: u32) -> usize {
+    match requested {
+        0 => 1 << 20,
+        n => (n as usize).clamp(4 << 10, 16 << 20),
     }
 }
 
@@ -122,22 +139,102 @@ impl Replica for ReplicaService {
 
     async fn merkle_nodes(
         &self,
-        _: Request<MerkleNodesRequest>,
+        request: Request<MerkleNodesRequest>,
     ) -> Result<Response<MerkleNodesResponse>, Status> {
-        Err(not_yet("Replica.MerkleNodes", ANTI_ENTROPY))
+        let r = request.into_inner();
+        let range = range_from(r.range)?;
+        if r.depth > MAX_DEPTH {
+            return Err(Status::invalid_argument(format!(
+                "depth {} is deeper than {MAX_DEPTH}",
+                r.depth
+            )));
+        }
+        let leaves_end = 2u64 << r.depth;
+        if let Some(bad) = r.positions.iter().find(|&&p| p == 0 || p >= leaves_end) {
+            return Err(Status::invalid_argument(format!(
+                "position {bad} is outside a tree of depth {} (1 ..= {})",
+                r.depth,
+                leaves_end - 1
+            )));
+        }
+        // Asking for the root starts a session: build from what is stored
+        // now; deeper levels reuse that tree.
+        let fresh = r.positions.contains(&1);
+        let (storage, repairer) = (Arc::clone(&self.storage), Arc::clone(&self.repairer));
+        let tree = tokio::task::spawn_blocking(move || {
+            repairer.trees().get(&storage, range, r.depth, fresh)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        let hashes = r
+            .positions
+            .iter()
+            .map(|&p| {
+                tree.hash_at(p)
+                    .unwrap_or_default()
+                    .to_le_bytes()
+                    .to_vec()
+                    .into()
+            })
+            .collect();
+        Ok(Response::new(MerkleNodesResponse { hashes }))
     }
 
     async fn stream_range(
         &self,
-        _: Request<StreamRangeRequest>,
+        request: Request<StreamRangeRequest>,
     ) -> Result<Response<Self::StreamRangeStream>, Status> {
-        Err(not_yet("Replica.StreamRange", STREAMING))
+        let r = request.into_inner();
+        let range = range_from(r.range)?;
+        let limit = batch_limit(r.max_batch_bytes);
+        let storage = Arc::clone(&self.storage);
+        // A blocking scan feeds a two-batch channel: memory stays bounded
+        // and a slow reader slows the scan.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<KeyVersionsBatch, Status>>(2);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = KeyVersionsBatch::default();
+            let mut bytes = 0;
+            let mut receiver_gone = false;
+            let scanned = storage.scan(range, &r.start_after, |entry| {
+                bytes += entry.key.len() + entry.canonical.len();
+                batch.entries.push(KeyVersions {
+                    key: entry.key.into(),
+                    versions: entry
+                        .siblings
+                        .versions()
+                        .iter()
+                        .map(version_to_proto)
+                        .collect(),
+                });
+                if bytes >= limit {
+                    bytes = 0;
+                    if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                        receiver_gone = true;
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            });
+            if receiver_gone {
+                return;
+            }
+            let last = match scanned {
+                Ok(()) if batch.entries.is_empty() => return,
+                Ok(()) => Ok(batch),
+                Err(e) => Err(Status::from(e)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn apply_batch(
         &self,
-        _: Request<KeyVersionsBatch>,
+        request: Request<KeyVersionsBatch>,
     ) -> Result<Response<ApplyBatchResponse>, Status> {
-        Err(not_yet("Replica.ApplyBatch", ANTI_ENTROPY))
+        let applied = self.apply_all(request.into_inner().entries).await?;
+        Ok(Response::new(ApplyBatchResponse { applied }))
     }
 }

@@ -63,6 +63,13 @@ enum Command {
     Ring,
     /// Show every node's status.
     Status,
+    /// Merkle-tree anti-entropy of every range the endpoint node
+    /// replicates, against the other replicas; waits and shows progress.
+    Repair {
+        /// Start it and return without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// YCSB-style benchmark: load records, then run a workload.
     Bench(strata_client::bench::BenchArgs),
     /// Run a local cluster on 127.0.0.1 until Ctrl-C.
@@ -164,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ring => print_ring(&client.ring().await?),
         Command::Status => print_status(&client.cluster_status().await?),
+        Command::Repair { no_wait } => repair(&client, no_wait).await?,
         Command::Bench(args) => {
             let report = strata_client::bench::run(&client, &args).await?;
             print!("{}", report.render(args.json));
@@ -181,6 +189,17 @@ fn state_name(state: i32) -> &'static str {
         Ok(v1::NodeState::Left) => "left",
         Ok(v1::NodeState::Unspecified) | Err(_) => "unknown",
     }
+}
+
+/// "never", or how long ago a wall-clock time in microseconds was.
+fn ago(micros: u64) -> String {
+    if micros == 0 {
+        return "never".to_owned();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{}s ago", now.saturating_sub(micros / 1_000_000))
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -214,7 +233,7 @@ fn print_ring(ring: &v1::Ring) {
 fn print_status(status: &v1::ClusterStatus) {
     for n in &status.nodes {
         println!(
-            "{} ({}) {} {} v{} up {}s load {:.1} MiB hints {}",
+            "{} ({}) {} {} v{} up {}s load {:.1} MiB hints {} last repair {}",
             n.node_id,
             n.grpc_address,
             if n.alive { "UP" } else { "DOWN" },
@@ -222,7 +241,8 @@ fn print_status(status: &v1::ClusterStatus) {
             n.version,
             n.uptime_seconds,
             mib(n.load_bytes),
-            n.hints_pending
+            n.hints_pending,
+            ago(n.last_repair_micros)
         );
         if let Some(e) = &n.engine {
             let files: Vec<String> = e.levels.iter().map(|l| l.files.to_string()).collect();
@@ -234,6 +254,42 @@ fn print_status(status: &v1::ClusterStatus) {
                 e.block_cache_hit_rate * 100.0,
                 mib(e.memtable_bytes)
             );
+        }
+    }
+}
+
+async fn repair(client: &Client, no_wait: bool) -> anyhow::Result<()> {
+    let started = client.repair().await?;
+    println!(
+        "repair {} started on {}: {} ranges",
+        started.id, started.node_id, started.ranges_total
+    );
+    if no_wait {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Some(op) = client.progress(&started.id).await?.into_iter().next() else {
+            anyhow::bail!("the node no longer knows repair {}", started.id);
+        };
+        let elapsed = op.updated_at_micros.saturating_sub(op.started_at_micros) / 1000;
+        let line = format!(
+            "{}/{} ranges, {} keys merged, {:.1} MiB, {:.1} s",
+            op.ranges_done,
+            op.ranges_total,
+            op.keys_transferred,
+            mib(op.bytes_transferred),
+            elapsed as f64 / 1000.0
+        );
+        match v1::OperationState::try_from(op.state) {
+            Ok(v1::OperationState::Succeeded) => {
+                println!("done: {line}");
+                return Ok(());
+            }
+            Ok(v1::OperationState::Failed) => {
+                anyhow::bail!("repair failed after {line}: {}", op.error);
+            }
+            _ => println!("{line}"),
         }
     }
 }

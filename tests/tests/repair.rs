@@ -1,0 +1,171 @@
+//! Merkle-tree anti-entropy across real node processes: a replica that
+//! missed writes and deletes (no hints, no reads) is repaired by
+//! `strata repair`, and every replica ends with equal Merkle roots.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use strata_proto::v1::{
+    Consistency, ConsistencyLevel, DeleteRequest, GetNodeStatusRequest, GetProgressRequest,
+    GetRequest, PutRequest, RepairRequest, ReplicaReadRequest,
+};
+use strata_tests::cluster::{admin, kv, replica};
+use strata_tests::{Cluster, workspace_binary};
+use tonic::Code;
+
+const DEPTH: u32 = 6;
+/// No hints and no scheduled repair: only `strata repair` can fix node-2.
+const ARGS: &[&str] = &[
+    "--replication-factor",
+    "3",
+    "--vnodes",
+    "16",
+    "--merkle-depth",
+    "6",
+    "--max-hint-bytes",
+    "0",
+    "--anti-entropy-interval-secs",
+    "0",
+];
+
+fn quorum() -> Option<Consistency> {
+    Some(Consistency::named(ConsistencyLevel::Quorum))
+}
+
+/// (live values, tombstones) node `addr` stores for `key`.
+async fn stored(addr: SocketAddr, key: &str) -> (usize, usize) {
+    let versions = replica(addr)
+        .await
+        .read(ReplicaReadRequest {
+            key: key.as_bytes().to_vec().into(),
+        })
+        .await
+        .expect("replica read")
+        .into_inner()
+        .versions;
+    let dead = versions.iter().filter(|v| v.tombstone).count();
+    (versions.len() - dead, dead)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
+    let mut cluster = Cluster::start(3, ARGS).await;
+    let a = cluster.addr(0);
+    for i in 0..60 {
+        kv(a)
+            .await
+            .put(PutRequest {
+                key: format!("old-{i}").into_bytes().into(),
+                value: b"v".to_vec().into(),
+                context: Vec::new().into(),
+                consistency: quorum(),
+            })
+            .await
+            .expect("put");
+    }
+    assert_eq!(
+        cluster.replicas_converged(3, DEPTH).await,
+        Ok(3 * 16),
+        "in sync after quorum writes with every node up"
+    );
+
+    // node-2 misses new writes and deletes of old keys.
+    cluster.kill(2).await;
+    for i in 0..40 {
+        kv(a)
+            .await
+            .put(PutRequest {
+                key: format!("new-{i}").into_bytes().into(),
+                value: b"v".to_vec().into(),
+                context: Vec::new().into(),
+                consistency: quorum(),
+            })
+            .await
+            .expect("put with node-2 down");
+    }
+    for i in 0..20 {
+        let key = format!("old-{i}").into_bytes();
+        let context = kv(a)
+            .await
+            .get(GetRequest {
+                key: key.clone().into(),
+                consistency: quorum(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .context;
+        kv(a)
+            .await
+            .delete(DeleteRequest {
+                key: key.into(),
+                context,
+                consistency: quorum(),
+            })
+            .await
+            .expect("delete with node-2 down");
+    }
+    cluster.restart(2).await;
+    let c = cluster.addr(2);
+    assert_eq!(stored(c, "new-0").await, (0, 0));
+    assert_eq!(stored(c, "old-0").await, (1, 0));
+    let differing = cluster
+        .replicas_converged(3, DEPTH)
+        .await
+        .expect_err("node-2 is behind");
+    assert!(differing.contains("ranges differ"), "{differing}");
+
+    // `strata repair` on node-2 waits for the repair and reports it.
+    let output = Command::new(workspace_binary("strata"))
+        .args(["--endpoint", &c.to_string(), "repair"])
+        .output()
+        .expect("run strata repair");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "strata repair failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("done: 48/48 ranges"), "{stdout}");
+
+    for i in 0..40 {
+        assert_eq!(stored(c, &format!("new-{i}")).await, (1, 0), "new-{i}");
+    }
+    for i in 0..20 {
+        // The delete arrived as a tombstone superseding the old value.
+        assert_eq!(stored(c, &format!("old-{i}")).await, (0, 1), "old-{i}");
+    }
+    let took = cluster
+        .wait_until_converged(3, DEPTH, Duration::from_secs(10))
+        .await;
+    assert!(
+        took < Duration::from_secs(1),
+        "converged by the repair itself"
+    );
+
+    // Progress, status and the busy case.
+    let status = admin(c)
+        .await
+        .get_node_status(GetNodeStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(status.last_repair_micros > 0);
+    let operations = admin(c)
+        .await
+        .get_progress(GetProgressRequest::default())
+        .await
+        .expect("progress")
+        .into_inner()
+        .operations;
+    assert_eq!(operations.len(), 1);
+    assert!(operations[0].keys_transferred >= 60, "{:?}", operations[0]);
+    let mut node = admin(a).await;
+    node.repair(RepairRequest::default()).await.expect("starts");
+    let busy = node
+        .repair(RepairRequest::default())
+        .await
+        .expect_err("one repair at a time");
+    assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
+}
