@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::filter::CompactionFilter;
 use crate::iter::{InternalIterator, MergingIterator};
 use crate::key::{self, Kind, SeqNo};
 use crate::merge::{self, MergeOperator};
@@ -22,17 +23,43 @@ use crate::{Options, Result};
 pub(crate) type Entry = (SeqNo, Kind, Vec<u8>);
 
 /// The entries to keep for one user key. `entries` are newest first.
+/// The collapsed value every reader sees the same way is offered to
+/// `filter`; a dropped value becomes a tombstone, or nothing at the
+/// bottommost level.
 pub(crate) fn collapse(
     user_key: &[u8],
     entries: Vec<Entry>,
     oldest_snapshot: SeqNo,
     bottommost: bool,
     merge_op: Option<&dyn MergeOperator>,
+    filter: Option<&dyn CompactionFilter>,
 ) -> Vec<Entry> {
     let split = entries.partition_point(|(seq, _, _)| *seq > oldest_snapshot);
     let mut entries = entries;
     let older = entries.split_off(split);
-    let mut kept = entries;
+    let newer = entries.len();
+    let mut kept = collapse_older(user_key, entries, older, bottommost, merge_op);
+    if let (Some(filter), Some((seq, Kind::Put, value))) = (filter, kept.get(newer))
+        && filter.drop_value(user_key, value)
+    {
+        let seq = *seq;
+        kept.truncate(newer);
+        if !bottommost {
+            kept.push((seq, Kind::Delete, Vec::new()));
+        }
+    }
+    kept
+}
+
+/// `kept` plus what `older` (every reader sees it the same way) collapses to.
+fn collapse_older(
+    user_key: &[u8],
+    kept: Vec<Entry>,
+    older: Vec<Entry>,
+    bottommost: bool,
+    merge_op: Option<&dyn MergeOperator>,
+) -> Vec<Entry> {
+    let mut kept = kept;
     let Some(top) = older.first() else {
         return kept;
     };
@@ -129,6 +156,7 @@ pub(crate) fn run(
 
     let mut output = Output::new(ctx, task.output_level());
     let merge_op = ctx.options.merge_operator.as_deref();
+    let filter = ctx.options.compaction_filter.as_deref();
     let mut user_key: Vec<u8> = Vec::new();
     let mut group: Vec<Entry> = Vec::new();
     loop {
@@ -140,6 +168,7 @@ pub(crate) fn run(
                 oldest_snapshot,
                 task.bottommost,
                 merge_op,
+                filter,
             );
             output.add_user_key(&user_key, &kept)?;
         }
@@ -238,6 +267,7 @@ mod tests {
             100,
             false,
             None,
+            None,
         );
         assert_eq!(kept, vec![e(9, Kind::Put, "new")]);
     }
@@ -249,7 +279,7 @@ mod tests {
             e(7, Kind::Put, "b"),
             e(3, Kind::Put, "a"),
         ];
-        let kept = collapse(b"k", input, 7, false, None);
+        let kept = collapse(b"k", input, 7, false, None, None);
         assert_eq!(kept, vec![e(9, Kind::Put, "c"), e(7, Kind::Put, "b")]);
     }
 
@@ -257,10 +287,10 @@ mod tests {
     fn tombstones_drop_only_at_the_bottommost_level() {
         let input = vec![e(9, Kind::Delete, ""), e(5, Kind::Put, "old")];
         assert_eq!(
-            collapse(b"k", input.clone(), 100, false, None),
+            collapse(b"k", input.clone(), 100, false, None, None),
             vec![e(9, Kind::Delete, "")]
         );
-        assert_eq!(collapse(b"k", input, 100, true, None), vec![]);
+        assert_eq!(collapse(b"k", input, 100, true, None, None), vec![]);
     }
 
     #[test]
@@ -271,29 +301,71 @@ mod tests {
             e(5, Kind::Put, "a"),
         ];
         assert_eq!(
-            collapse(b"k", with_base, 100, false, Some(&Append)),
+            collapse(b"k", with_base, 100, false, Some(&Append), None),
             vec![e(9, Kind::Put, "a,b,c")]
         );
 
         let after_delete = vec![e(9, Kind::Merge, "c"), e(5, Kind::Delete, "")];
         assert_eq!(
-            collapse(b"k", after_delete, 100, false, Some(&Append)),
+            collapse(b"k", after_delete, 100, false, Some(&Append), None),
             vec![e(9, Kind::Put, "c")]
         );
 
         let no_base = vec![e(9, Kind::Merge, "c"), e(8, Kind::Merge, "b")];
         assert_eq!(
-            collapse(b"k", no_base.clone(), 100, false, Some(&Append)),
+            collapse(b"k", no_base.clone(), 100, false, Some(&Append), None),
             vec![e(9, Kind::Merge, "b,c")]
         );
         assert_eq!(
-            collapse(b"k", no_base.clone(), 100, true, Some(&Append)),
+            collapse(b"k", no_base.clone(), 100, true, Some(&Append), None),
             vec![e(9, Kind::Put, "b,c")]
         );
         assert_eq!(
-            collapse(b"k", no_base.clone(), 100, true, None),
+            collapse(b"k", no_base.clone(), 100, true, None, None),
             no_base,
             "no operator: keep all"
+        );
+    }
+
+    /// Drops values that start with "dead".
+    #[derive(Debug)]
+    struct DropDead;
+
+    impl CompactionFilter for DropDead {
+        fn drop_value(&self, _: &[u8], value: &[u8]) -> bool {
+            value.starts_with(b"dead")
+        }
+    }
+
+    #[test]
+    fn a_filtered_value_becomes_a_tombstone_or_disappears_at_the_bottom() {
+        let input = vec![e(9, Kind::Put, "dead:1"), e(5, Kind::Put, "alive")];
+        assert_eq!(
+            collapse(b"k", input.clone(), 100, false, None, Some(&DropDead)),
+            vec![e(9, Kind::Delete, "")],
+            "the older value below must stay hidden"
+        );
+        assert_eq!(
+            collapse(b"k", input, 100, true, None, Some(&DropDead)),
+            vec![]
+        );
+        // A live value is untouched; so is one a snapshot still needs
+        // (newer than the oldest snapshot), and the merge result decides.
+        let live = vec![e(9, Kind::Put, "alive")];
+        assert_eq!(
+            collapse(b"k", live.clone(), 100, true, None, Some(&DropDead)),
+            live
+        );
+        let snapshot = vec![e(9, Kind::Put, "dead:2"), e(5, Kind::Put, "dead:1")];
+        assert_eq!(
+            collapse(b"k", snapshot, 7, true, None, Some(&DropDead)),
+            vec![e(9, Kind::Put, "dead:2")]
+        );
+        let merged = vec![e(9, Kind::Merge, "x"), e(5, Kind::Put, "dead")];
+        assert_eq!(
+            collapse(b"k", merged, 100, true, Some(&Append), Some(&DropDead)),
+            vec![],
+            "the folded value 'dead,x' is offered to the filter"
         );
     }
 }

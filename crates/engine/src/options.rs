@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, MergeOperator, Result};
+use crate::{CompactionFilter, Error, MergeOperator, Result};
 
 /// When an acknowledged write has reached stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub struct Options {
     /// Combines merge operands; required to use [`merge`](crate::Db::merge).
     /// Defaults to none.
     pub merge_operator: Option<Arc<dyn MergeOperator>>,
+    /// Drops dead values during compaction (e.g. expired tombstones).
+    /// Defaults to none.
+    pub compaction_filter: Option<Arc<dyn CompactionFilter>>,
     /// Handling of a WAL damaged in the middle. Defaults to
     /// [`WalRecovery::Strict`].
     pub wal_recovery: WalRecovery,
@@ -103,6 +106,7 @@ impl Default for Options {
             level_base_bytes: 256 << 20,
             target_file_bytes: 64 << 20,
             merge_operator: None,
+            compaction_filter: None,
             wal_recovery: WalRecovery::Strict,
             max_successive_merges: 16,
         }

@@ -120,6 +120,12 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_REPAIR_BYTES_PER_SEC", default_value_t = 16 << 20)]
     pub repair_bytes_per_sec: u64,
 
+    /// Seconds a tombstone is kept before compaction may drop it. Must
+    /// exceed the anti-entropy interval and the hint window, so every
+    /// replica has the tombstone before any forgets it.
+    #[arg(long, env = "STRATA_TOMBSTONE_GRACE_SECS", default_value_t = 10 * 24 * 3600)]
+    pub tombstone_grace_secs: u64,
+
     /// Resolve concurrent writes by timestamp (last write wins) instead of
     /// returning siblings. Must be the same on every node of a cluster.
     #[arg(long, env = "STRATA_LAST_WRITE_WINS")]
@@ -167,6 +173,30 @@ impl NodeConfig {
         }
     }
 
+    /// Checks settings that only make sense together.
+    ///
+    /// # Errors
+    /// A message naming the flags that conflict.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.anti_entropy_interval_secs > 0
+            && self.tombstone_grace_secs <= self.anti_entropy_interval_secs
+        {
+            return Err(format!(
+                "--tombstone-grace-secs ({}) must exceed --anti-entropy-interval-secs ({}): \
+                 a replica that missed a delete could bring the key back",
+                self.tombstone_grace_secs, self.anti_entropy_interval_secs
+            ));
+        }
+        if self.tombstone_grace_secs <= self.hint_window_secs {
+            return Err(format!(
+                "--tombstone-grace-secs ({}) must exceed --hint-window-secs ({}): \
+                 a late hint could bring a deleted key back",
+                self.tombstone_grace_secs, self.hint_window_secs
+            ));
+        }
+        Ok(())
+    }
+
     /// Anti-entropy settings.
     #[must_use]
     pub fn repair_settings(&self) -> crate::repair::RepairSettings {
@@ -208,6 +238,27 @@ mod tests {
         assert_eq!(parse_level("2"), Ok(ConsistencyLevel::Replicas(2)));
         assert!(parse_level("0").is_err());
         assert!(parse_level("most").is_err());
+    }
+
+    #[test]
+    fn tombstone_grace_must_outlast_repair_and_hints() {
+        let mut c = NodeConfig::defaults().expect("defaults parse");
+        assert_eq!(c.validate(), Ok(()));
+        c.tombstone_grace_secs = c.anti_entropy_interval_secs;
+        assert!(
+            c.validate()
+                .expect_err("grace = interval")
+                .contains("--anti-entropy-interval-secs")
+        );
+        c.anti_entropy_interval_secs = 0;
+        c.tombstone_grace_secs = c.hint_window_secs;
+        assert!(
+            c.validate()
+                .expect_err("grace = hint window")
+                .contains("--hint-window-secs")
+        );
+        c.tombstone_grace_secs += 1;
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

@@ -25,6 +25,9 @@ use crate::storage::{Storage, StorageError};
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Flags that conflict.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The node id could not be loaded or stored.
     #[error(transparent)]
     NodeId(#[from] NodeIdError),
@@ -115,10 +118,12 @@ fn flatten(joined: Result<Result<(), RunError>, tokio::task::JoinError>) -> Resu
 /// # Errors
 /// [`RunError`] naming the step that failed.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
+    config.validate().map_err(RunError::Config)?;
     let id = node_id::load_or_init(&config.data_dir, config.node_id.as_deref())?;
-    let storage = Arc::new(Storage::open(
+    let storage = Arc::new(Storage::open_with(
         &config.data_dir.join("engine"),
         Durability::SyncEachGroup,
+        Duration::from_secs(config.tombstone_grace_secs),
     )?);
     let dots = DotCounter::open(&config.data_dir, id.clone())?;
     let bind = |addr: SocketAddr| move |source| RunError::Bind { addr, source };

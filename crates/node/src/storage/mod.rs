@@ -8,6 +8,7 @@
 //! sets are joined on reads and in compaction.
 
 mod codec;
+mod gc;
 mod merge;
 mod writer;
 
@@ -22,6 +23,7 @@ pub use codec::{
     CodecError, clock_from_proto, clock_to_proto, decode, encode, version_from_proto,
     version_to_proto,
 };
+pub use gc::TombstoneGc;
 pub use merge::SiblingsMerge;
 
 /// Why a storage operation failed.
@@ -37,6 +39,11 @@ pub enum StorageError {
     #[error("the store's writer thread is not running: {0}")]
     Writer(String),
 }
+
+/// How long tombstones are kept by default: 10 days, as Cassandra's
+/// `gc_grace_seconds`, far above the default anti-entropy interval.
+pub const DEFAULT_TOMBSTONE_GRACE: std::time::Duration =
+    std::time::Duration::from_secs(10 * 24 * 3600);
 
 /// One key of a range scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,14 +87,31 @@ impl Drop for Storage {
 }
 
 impl Storage {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, keeping tombstones for
+    /// [`DEFAULT_TOMBSTONE_GRACE`].
     ///
     /// # Errors
     /// Engine errors from opening the database.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StorageError> {
+        Self::open_with(dir, durability, DEFAULT_TOMBSTONE_GRACE)
+    }
+
+    /// Opens (or creates) the store in `dir`; compaction drops keys whose
+    /// versions are all tombstones older than `tombstone_grace`.
+    ///
+    /// # Errors
+    /// Engine errors from opening the database.
+    pub fn open_with(
+        dir: &Path,
+        durability: Durability,
+        tombstone_grace: std::time::Duration,
+    ) -> Result<Self, StorageError> {
         let options = Options {
             durability,
             merge_operator: Some(Arc::new(SiblingsMerge)),
+            compaction_filter: Some(Arc::new(TombstoneGc {
+                grace: tombstone_grace,
+            })),
             ..Options::default()
         };
         let db = Arc::new(Db::open(dir, options)?);
@@ -342,5 +366,77 @@ mod tests {
             end: Token(7),
         };
         assert_eq!(store.entries(whole).expect("scan").len(), 200);
+    }
+
+    #[test]
+    fn compaction_drops_only_tombstones_past_the_grace_period() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Storage::open_with(
+            dir.path(),
+            Durability::SyncEachGroup,
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("open");
+        let now = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_micros(),
+        )
+        .expect("micros fit");
+        let tombstone = |counter, timestamp_micros| Version {
+            dot: Dot {
+                node: NodeId::new("n1").expect("id"),
+                counter,
+            },
+            context: VersionVector::new(),
+            value: None,
+            timestamp_micros,
+        };
+        let live = version("n1", 1, VersionVector::new(), "v");
+        // An old value, then an old tombstone superseding it.
+        store
+            .apply(b"old", &Siblings::from_versions([live.clone()]))
+            .expect("apply");
+        store.db().flush().expect("flush");
+        let mut covering = tombstone(2, now - 7_200_000_000);
+        covering.context = Siblings::from_versions([live.clone()]).context();
+        store
+            .apply(b"old", &Siblings::from_versions([covering]))
+            .expect("apply");
+        store
+            .apply(
+                b"young",
+                &Siblings::from_versions([tombstone(3, now - 60_000_000)]),
+            )
+            .expect("apply");
+        store
+            .apply(b"value", &Siblings::from_versions([live]))
+            .expect("apply");
+        store.db().flush().expect("flush");
+        store.db().compact_range(None, None).expect("compact");
+
+        let keys: Vec<Vec<u8>> = store
+            .entries(TokenRange {
+                start: Token(0),
+                end: Token(0),
+            })
+            .expect("scan")
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert!(
+            !keys.contains(&b"old".to_vec()),
+            "expired tombstone dropped"
+        );
+        assert!(
+            keys.contains(&b"young".to_vec()),
+            "tombstone within grace kept"
+        );
+        assert!(keys.contains(&b"value".to_vec()));
+        assert!(
+            store.read(b"old").expect("read").is_empty(),
+            "and nothing older resurfaces"
+        );
     }
 }

@@ -1,0 +1,86 @@
+//! Tombstone garbage collection: compaction drops a key whose versions
+//! are all tombstones once the newest is older than the grace period.
+//!
+//! Safety: the grace period must exceed the anti-entropy interval (checked
+//! at startup, `NodeConfig::validate`), so every replica has been repaired
+//! with the tombstone before any replica forgets it; a replica that
+//! missed the delete then cannot bring the key back, because by the time
+//! the tombstone is gone everywhere its stale value has been superseded.
+
+use std::time::Duration;
+
+use strata_engine::CompactionFilter;
+
+use super::codec::decode;
+
+/// Drops all-tombstone sibling sets older than `grace`.
+#[derive(Debug, Clone, Copy)]
+pub struct TombstoneGc {
+    /// How long a tombstone is kept after its write.
+    pub grace: Duration,
+}
+
+impl TombstoneGc {
+    /// Whether a stored value may be dropped at wall-clock `now_micros`.
+    #[must_use]
+    pub fn expired(&self, value: &[u8], now_micros: u64) -> bool {
+        // Unreadable values (quarantine records) are never dropped.
+        let Ok(siblings) = decode(value) else {
+            return false;
+        };
+        let grace = u64::try_from(self.grace.as_micros()).unwrap_or(u64::MAX);
+        !siblings.is_empty()
+            && siblings.versions().iter().all(|v| v.value.is_none())
+            && siblings
+                .versions()
+                .iter()
+                .all(|v| v.timestamp_micros.saturating_add(grace) < now_micros)
+    }
+}
+
+impl CompactionFilter for TombstoneGc {
+    fn drop_value(&self, _: &[u8], value: &[u8]) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.expired(value, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_cluster::{Dot, NodeId, Siblings, Version, VersionVector};
+
+    use super::*;
+    use crate::storage::encode;
+
+    fn version(counter: u64, value: Option<&str>, timestamp_micros: u64) -> Version {
+        Version {
+            dot: Dot {
+                node: NodeId::new("n1").expect("id"),
+                counter,
+            },
+            context: VersionVector::new(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            timestamp_micros,
+        }
+    }
+
+    #[test]
+    fn only_sets_of_old_tombstones_expire() {
+        let gc = TombstoneGc {
+            grace: Duration::from_secs(10),
+        };
+        let now = 100_000_000;
+        let old_tombstone = encode(&Siblings::from_versions([version(1, None, 1_000)]));
+        assert!(gc.expired(&old_tombstone, now));
+        let young_tombstone = encode(&Siblings::from_versions([version(1, None, now - 1_000)]));
+        assert!(!gc.expired(&young_tombstone, now));
+        let with_live_sibling = encode(&Siblings::from_versions([
+            version(1, None, 1_000),
+            version(2, Some("v"), 1_000),
+        ]));
+        assert!(!gc.expired(&with_live_sibling, now));
+        assert!(!gc.expired(b"\\xffgarbage", now));
+    }
+}
