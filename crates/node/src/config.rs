@@ -126,6 +126,11 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_TOMBSTONE_GRACE_SECS", default_value_t = 10 * 24 * 3600)]
     pub tombstone_grace_secs: u64,
 
+    /// Testing aid: a file of peer addresses (one per line) whose links to
+    /// this node are cut, re-read every 50 ms. See `faults.rs`.
+    #[arg(long, env = "STRATA_FAULT_FILE")]
+    pub fault_file: Option<PathBuf>,
+
     /// Resolve concurrent writes by timestamp (last write wins) instead of
     /// returning siblings. Must be the same on every node of a cluster.
     #[arg(long, env = "STRATA_LAST_WRITE_WINS")]

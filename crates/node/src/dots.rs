@@ -5,7 +5,9 @@
 //! `<data_dir>/DOT_RESERVED` records the end of the reserved block, written
 //! and fsynced before any counter in the block is used. After a crash the
 //! node starts above the recorded reservation, skipping at most one unused
-//! block (counters are 64-bit; gaps cost nothing).
+//! block (counters are 64-bit; gaps cost nothing). A node without the file
+//! (new, or its disk was lost) starts at the wall clock in microseconds,
+//! above any counter an earlier incarnation with its id can have issued.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -66,7 +68,13 @@ impl DotCounter {
                 path: path.clone(),
                 content: text.chars().take(64).collect(),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            // No reservation: a new node, or one whose data was lost. It
+            // may have issued counters before, so start at the wall clock
+            // in microseconds: no node issues more than one dot per
+            // microsecond, so this is above anything it issued.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             Err(source) => return Err(DotError::Io { path, source }),
         };
         Ok(Self {
@@ -144,10 +152,25 @@ mod tests {
     fn forged_contexts_push_the_counter_past_them() {
         let dir = tempfile::tempdir().expect("tempdir");
         let dots = DotCounter::open(dir.path(), node()).expect("open");
-        let forged = VersionVector::from_entries([(node(), 5 * BLOCK, 0)]);
-        assert_eq!(dots.next(&forged).expect("next"), 5 * BLOCK + 1);
+        let start = dots.next(&VersionVector::new()).expect("next");
+        let forged_counter = start + 5 * BLOCK;
+        let forged = VersionVector::from_entries([(node(), forged_counter, 0)]);
+        assert_eq!(dots.next(&forged).expect("next"), forged_counter + 1);
         let after = DotCounter::open(dir.path(), node()).expect("reopen");
-        assert!(after.next(&VersionVector::new()).expect("next") > 5 * BLOCK + 1);
+        assert!(after.next(&VersionVector::new()).expect("next") > forged_counter + 1);
+    }
+
+    #[test]
+    fn a_node_without_a_reservation_starts_above_its_earlier_counters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = DotCounter::open(dir.path(), node()).expect("open");
+        let issued = before.next(&VersionVector::new()).expect("next");
+        drop(before);
+        // The disk is lost: the reservation file is gone.
+        std::fs::remove_file(dir.path().join(FILE)).expect("wipe");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = DotCounter::open(dir.path(), node()).expect("open");
+        assert!(after.next(&VersionVector::new()).expect("next") > issued);
     }
 
     #[test]

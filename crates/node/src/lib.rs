@@ -11,6 +11,7 @@
 pub mod config;
 pub mod coordinator;
 pub mod dots;
+pub mod faults;
 pub mod hints;
 pub mod membership;
 pub mod metrics;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chitchat::transport::UdpTransport;
+use crate::faults::{Faults, FaultyTransport};
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{ClusterView, KEY_LOAD, NodeGossip, NodeId, Peer};
 use tokio::sync::watch;
@@ -35,6 +35,8 @@ pub struct GossipConfig {
     pub interval: Duration,
     /// Phi-accrual conviction threshold.
     pub phi_threshold: f64,
+    /// Links cut by fault injection (tests).
+    pub faults: Arc<Faults>,
 }
 
 /// Why gossip could not start.
@@ -98,9 +100,15 @@ impl Membership {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V0,
         };
-        let handle = chitchat::spawn_chitchat(chitchat_config, me.to_key_values(), &UdpTransport)
-            .await
-            .map_err(|e| fail(format!("{e:#}")))?;
+        let handle = chitchat::spawn_chitchat(
+            chitchat_config,
+            me.to_key_values(),
+            &FaultyTransport {
+                faults: Arc::clone(&config.faults),
+            },
+        )
+        .await
+        .map_err(|e| fail(format!("{e:#}")))?;
         let (stop, mut stopped) = watch::channel(false);
         let membership = Arc::new(Self {
             node_id: config.node_id.clone(),

@@ -6,17 +6,20 @@
 //! than after the request deadline.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_proto::v1::{kv_client::KvClient, replica_client::ReplicaClient};
 use tonic::transport::{Channel, Endpoint};
+
+use crate::faults::Faults;
 
 /// Channels to peers, by `host:port`.
 #[derive(Debug)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
     connect_timeout: Duration,
+    faults: Arc<Faults>,
 }
 
 impl Peers {
@@ -26,7 +29,15 @@ impl Peers {
         Self {
             channels: Mutex::new(HashMap::new()),
             connect_timeout,
+            faults: Arc::default(),
         }
+    }
+
+    /// The same pool, failing requests to peers `faults` cuts off.
+    #[must_use]
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// A replica-service client on `channel`.
@@ -52,6 +63,9 @@ impl Peers {
     /// # Errors
     /// A message when `address` is not a usable `host:port`.
     pub fn channel(&self, address: &str) -> Result<Channel, String> {
+        if self.faults.is_blocked(address) {
+            return Err(format!("link to {address} cut by fault injection"));
+        }
         let mut channels = self.channels.lock().expect("peer lock");
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::NodeConfig;
 use crate::coordinator::{Coordinator, Replication, Settings, Topology};
 use crate::dots::{DotCounter, DotError};
+use crate::faults::Faults;
 use crate::hints::{self, HintError, HintStore, ReplaySettings};
 use crate::membership::{GossipConfig, Membership, MembershipError};
 use crate::metrics::{self, Metrics};
@@ -154,6 +155,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     } else {
         gossip_listen
     };
+    let faults = Arc::new(Faults::default());
+    let (stop, stopped) = watch::channel(false);
     let me = NodeGossip {
         grpc_address: grpc_address.clone(),
         tokens: tokens_for(&id, config.vnodes),
@@ -169,6 +172,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             cluster_id: config.cluster_id.clone(),
             interval: Duration::from_millis(config.gossip_interval_ms.max(10)),
             phi_threshold: config.phi_threshold,
+            faults: Arc::clone(&faults),
         },
         &me,
     )
@@ -186,25 +190,35 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         batch_bytes: 1 << 20,
         timeout: request_timeout * 5,
     };
-    let coordinator = Arc::new(Coordinator::new(
-        id.clone(),
-        Arc::clone(&storage),
-        dots,
-        Arc::clone(&hints),
-        Topology::Gossip(Arc::clone(&membership)),
-        Arc::clone(&metrics),
-        Settings {
-            replication: Replication {
-                factor: config.replication_factor,
-                write: config.write_consistency,
-                read: config.read_consistency,
-                last_write_wins: config.last_write_wins,
+    let coordinator = Arc::new(
+        Coordinator::new(
+            id.clone(),
+            Arc::clone(&storage),
+            dots,
+            Arc::clone(&hints),
+            Topology::Gossip(Arc::clone(&membership)),
+            Arc::clone(&metrics),
+            Settings {
+                replication: Replication {
+                    factor: config.replication_factor,
+                    write: config.write_consistency,
+                    read: config.read_consistency,
+                    last_write_wins: config.last_write_wins,
+                },
+                max_value_bytes: config.max_value_bytes,
+                request_timeout,
+                read_repair_period: config.read_repair_period(),
             },
-            max_value_bytes: config.max_value_bytes,
-            request_timeout,
-            read_repair_period: config.read_repair_period(),
-        },
-    ));
+        )
+        .with_faults(Arc::clone(&faults)),
+    );
+    if let Some(path) = config.fault_file.clone() {
+        tracing::warn!(file = %path.display(), "fault injection enabled");
+        let (faults, mut stopped) = (Arc::clone(&faults), stop.subscribe());
+        tokio::spawn(faults.watch(path, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+    }
     let repairer = Arc::new(Repairer::new(
         Arc::clone(&coordinator),
         config.repair_settings(),
@@ -219,7 +233,6 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     tracing::info!(%id, %grpc_address, gossip = %gossip_address, seeds = ?config.seeds,
         metrics = %metrics::describe(metrics_address), data_dir = %config.data_dir.display(), "node started");
 
-    let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(serve_all(
         id.clone(),
         Arc::clone(&coordinator),

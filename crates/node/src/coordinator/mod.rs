@@ -234,6 +234,15 @@ impl Coordinator {
         }
     }
 
+    /// The same coordinator, with links to peers cut as `faults` says
+    /// (fault-injection tests).
+    #[must_use]
+    pub fn with_faults(mut self, faults: Arc<crate::faults::Faults>) -> Self {
+        let timeout = self.settings.request_timeout.min(Duration::from_secs(1));
+        self.peers = Peers::new(timeout).with_faults(faults);
+        self
+    }
+
     /// The cluster as this node sees it.
     #[must_use]
     pub fn view(&self) -> Arc<ClusterView> {
