@@ -1,13 +1,15 @@
 //! A cluster of `strata-node` processes gossiping on loopback.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use strata_cluster::{Member, NodeId, NodeState, Ring, Token};
 use strata_proto::v1::{
-    self, GetRingRequest, MerkleNodesRequest, admin_client::AdminClient, kv_client::KvClient,
-    replica_client::ReplicaClient,
+    self, GetNodeStatusRequest, GetProgressRequest, GetRingRequest, MerkleNodesRequest,
+    OperationState, RepairRequest, ReplicaReadRequest, admin_client::AdminClient,
+    kv_client::KvClient, replica_client::ReplicaClient,
 };
 use tonic::transport::Channel;
 
@@ -60,6 +62,154 @@ impl Cluster {
         self.root.path().join(format!("node-{i}"))
     }
 
+    fn fault_file(&self, i: usize) -> PathBuf {
+        self.root.path().join(format!("node-{i}.faults"))
+    }
+
+    /// Cuts node `i` off from every other node, both ways (clients still
+    /// reach it).
+    pub fn partition(&self, i: usize) {
+        let others: Vec<String> = self
+            .running()
+            .into_iter()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, addr)| {
+                std::fs::write(self.fault_file(j), format!("{}\n", self.addr(i)))
+                    .expect("write fault file");
+                addr.to_string()
+            })
+            .collect();
+        std::fs::write(self.fault_file(i), others.join("\n")).expect("write fault file");
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        for i in 0..self.nodes.len() {
+            std::fs::write(self.fault_file(i), "").expect("clear fault file");
+        }
+    }
+
+    /// Pauses node `i` (SIGSTOP).
+    pub fn pause(&self, i: usize) {
+        self.nodes[i].as_ref().expect("node is running").pause();
+    }
+
+    /// Resumes node `i` (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.nodes[i].as_ref().expect("node is running").resume();
+    }
+
+    /// Deletes stopped node `i`'s data directory: a lost disk.
+    pub fn wipe(&self, i: usize) {
+        assert!(self.nodes[i].is_none(), "stop node-{i} first");
+        std::fs::remove_dir_all(self.data_dir(i)).expect("wipe data dir");
+    }
+
+    /// Total hints the running nodes hold.
+    pub async fn hints_pending(&self) -> u64 {
+        let mut total = 0;
+        for (_, addr) in self.running() {
+            if let Ok(status) = admin(addr)
+                .await
+                .get_node_status(GetNodeStatusRequest {})
+                .await
+            {
+                total += status.into_inner().hints_pending;
+            }
+        }
+        total
+    }
+
+    /// Runs `Admin.Repair` on every running node in turn and waits for
+    /// each; returns the keys the repairs merged.
+    ///
+    /// # Panics
+    /// When a repair fails or takes longer than a minute.
+    pub async fn repair_all(&self) -> u64 {
+        let mut keys = 0;
+        for (i, addr) in self.running() {
+            let mut node = admin(addr).await;
+            let op = node
+                .repair(RepairRequest::default())
+                .await
+                .expect("start repair")
+                .into_inner();
+            let started = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = node
+                    .get_progress(GetProgressRequest {
+                        operation_id: op.id.clone(),
+                    })
+                    .await
+                    .expect("progress")
+                    .into_inner()
+                    .operations
+                    .remove(0);
+                match OperationState::try_from(now.state) {
+                    Ok(OperationState::Succeeded) => {
+                        keys += now.keys_transferred;
+                        break;
+                    }
+                    Ok(OperationState::Failed) => {
+                        panic!("repair on node-{i} failed: {}", now.error)
+                    }
+                    _ => assert!(
+                        started.elapsed() < Duration::from_secs(60),
+                        "repair on node-{i} is stuck: {now:?}"
+                    ),
+                }
+            }
+        }
+        keys
+    }
+
+    /// The live values of each key as every running node stores it,
+    /// asserting that exactly `replicas` nodes hold each key and agree.
+    ///
+    /// # Panics
+    /// When a key has another number of holders or they disagree.
+    pub async fn final_values(
+        &self,
+        keys: impl IntoIterator<Item = String>,
+        replicas: usize,
+    ) -> HashMap<String, Vec<String>> {
+        let mut out = HashMap::new();
+        let running = self.running();
+        for key in keys {
+            let mut seen: Option<Vec<String>> = None;
+            let mut holders = 0;
+            for (i, addr) in &running {
+                let versions = replica(*addr)
+                    .await
+                    .read(ReplicaReadRequest {
+                        key: key.clone().into_bytes().into(),
+                    })
+                    .await
+                    .expect("replica read")
+                    .into_inner()
+                    .versions;
+                if versions.is_empty() {
+                    continue; // not a replica of this key
+                }
+                holders += 1;
+                let mut values: Vec<String> = versions
+                    .iter()
+                    .filter(|v| !v.tombstone)
+                    .map(|v| String::from_utf8_lossy(&v.value).into_owned())
+                    .collect();
+                values.sort();
+                match &seen {
+                    Some(s) => assert_eq!(s, &values, "node-{i} disagrees on {key}"),
+                    None => seen = Some(values),
+                }
+            }
+            assert_eq!(holders, replicas, "{key} is on {holders} nodes");
+            out.insert(key, seen.unwrap_or_default());
+        }
+        out
+    }
+
     /// Starts node `i`, seeded with every running node's address (gossip
     /// listens on the gRPC port number, over UDP).
     fn spawn(&self, i: usize) -> NodeProcess {
@@ -76,6 +226,9 @@ impl Cluster {
         if !seeds.is_empty() {
             args.extend(["--seeds", seeds.as_str()]);
         }
+        let fault_file = self.fault_file(i);
+        let fault_file = fault_file.to_str().expect("utf-8 temp path");
+        args.extend(["--fault-file", fault_file]);
         let id = format!("node-{i}");
         NodeProcess::start(&self.data_dir(i), Some(&id), &args)
     }
@@ -122,12 +275,28 @@ impl Cluster {
     /// # Panics
     /// After 30 seconds without agreement.
     pub async fn wait_until_alive(&self, alive: usize) {
+        let all: Vec<usize> = self.running().iter().map(|(i, _)| *i).collect();
+        self.wait_until_alive_among(&all, alive).await;
+    }
+
+    /// Waits until each of the `observers` sees exactly `alive` live
+    /// members, all of them among the observers (the others are down,
+    /// paused or cut off).
+    ///
+    /// # Panics
+    /// After 30 seconds without agreement.
+    pub async fn wait_until_alive_among(&self, observers: &[usize], alive: usize) {
         let started = Instant::now();
-        let expected: Vec<String> = self.running().iter().map(|(_, a)| a.to_string()).collect();
+        let observed: Vec<(usize, SocketAddr)> = self
+            .running()
+            .into_iter()
+            .filter(|(i, _)| observers.contains(i))
+            .collect();
+        let expected: Vec<String> = observed.iter().map(|(_, a)| a.to_string()).collect();
         loop {
             let mut agreed = true;
             let mut last = String::new();
-            for (i, addr) in self.running() {
+            for &(i, addr) in &observed {
                 match admin(addr).await.get_ring(GetRingRequest {}).await {
                     Ok(ring) => {
                         let ring = ring.into_inner();

@@ -4,10 +4,17 @@
 //! kills it when dropped; [`Cluster`] runs several that gossip with
 //! each other, kills and restarts them, so a failing test leaves no process behind; temp
 //! directories are removed by their [`tempfile::TempDir`] owners.
+//!
+//! Fault injection: [`Cluster`] also pauses (SIGSTOP) and resumes nodes,
+//! wipes data directories and cuts links (`--fault-file`); `workload`
+//! runs clients that record a [`history::History`], whose checker proves
+//! no acknowledged write was lost.
 
 mod binary;
 pub mod cluster;
+pub mod history;
 mod node;
+pub mod workload;
 
 pub use binary::workspace_binary;
 pub use cluster::Cluster;

@@ -85,6 +85,25 @@ impl NodeProcess {
         &self.node_id
     }
 
+    /// Stops the process (SIGSTOP) without killing it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Continues a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// The node's data directory.
     #[must_use]
     pub fn data_dir(&self) -> &Path {

@@ -1,0 +1,232 @@
+//! Operation histories and the checker that no acknowledged write is lost.
+//!
+//! Every write puts a value unique to the whole run, with the context of
+//! the read just before it, so the history says which values each write
+//! saw (and so superseded). After heal and repair the checker reads the
+//! final sibling values of every key and accounts for each acknowledged
+//! write: its value is still there (current value or a sibling), or some
+//! write that saw it took effect — its own value is accounted for in turn.
+//! A write that failed may still have taken effect; it counts only when
+//! its value (or a successor's) survives, so failures never hide a loss.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+/// How a write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged at the requested consistency.
+    Acked,
+    /// Failed or timed out: it may or may not have taken effect.
+    Failed,
+}
+
+/// One write in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// The key.
+    pub key: String,
+    /// The unique value written.
+    pub value: String,
+    /// The values its context came from (the read before it).
+    pub saw: Vec<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Everything clients did, shared by the client tasks.
+#[derive(Debug, Default)]
+pub struct History {
+    writes: Mutex<Vec<Write>>,
+    reads: Mutex<(u64, u64)>,
+}
+
+/// What the checker found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Writes acknowledged.
+    pub acked_writes: usize,
+    /// Writes that failed or timed out.
+    pub failed_writes: usize,
+    /// Reads that succeeded / failed.
+    pub reads: (u64, u64),
+    /// Acknowledged writes whose value is gone with nothing that saw it
+    /// surviving: `(key, value)`.
+    pub lost: Vec<(String, String)>,
+    /// Keys that ended with more than one sibling.
+    pub keys_with_siblings: usize,
+}
+
+impl History {
+    /// Records a write.
+    pub fn write(&self, write: Write) {
+        self.writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(write);
+    }
+
+    /// Records a read's result.
+    pub fn read(&self, ok: bool) {
+        let mut reads = self
+            .reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ok {
+            reads.0 += 1;
+        } else {
+            reads.1 += 1;
+        }
+    }
+
+    /// Every write so far.
+    #[must_use]
+    pub fn writes(&self) -> Vec<Write> {
+        self.writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Checks the history against the final live values of each key.
+    #[must_use]
+    pub fn check(&self, last: &HashMap<String, Vec<String>>) -> Verdict {
+        let writes = self.writes();
+        let reads = *self
+            .reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut verdict = check(&writes, last);
+        verdict.reads = reads;
+        verdict
+    }
+}
+
+/// The checker (pure): see the module docs.
+#[must_use]
+pub fn check(writes: &[Write], last: &HashMap<String, Vec<String>>) -> Verdict {
+    // Per key: which writes saw each value.
+    let mut seen_by: BTreeMap<(&str, &str), Vec<&Write>> = BTreeMap::new();
+    for w in writes {
+        for v in &w.saw {
+            seen_by.entry((&w.key, v)).or_default().push(w);
+        }
+    }
+    let mut memo: HashMap<(String, String), bool> = HashMap::new();
+    let mut lost = Vec::new();
+    for w in writes.iter().filter(|w| w.outcome == Outcome::Acked) {
+        if !accounted(
+            &w.key,
+            &w.value,
+            last,
+            &seen_by,
+            &mut memo,
+            &mut HashSet::new(),
+        ) {
+            lost.push((w.key.clone(), w.value.clone()));
+        }
+    }
+    Verdict {
+        acked_writes: writes
+            .iter()
+            .filter(|w| w.outcome == Outcome::Acked)
+            .count(),
+        failed_writes: writes
+            .iter()
+            .filter(|w| w.outcome == Outcome::Failed)
+            .count(),
+        reads: (0, 0),
+        lost,
+        keys_with_siblings: last.values().filter(|v| v.len() > 1).count(),
+    }
+}
+
+/// Whether `value` of `key` survives or was superseded by a write that
+/// itself is accounted for.
+fn accounted(
+    key: &str,
+    value: &str,
+    last: &HashMap<String, Vec<String>>,
+    seen_by: &BTreeMap<(&str, &str), Vec<&Write>>,
+    memo: &mut HashMap<(String, String), bool>,
+    visiting: &mut HashSet<(String, String)>,
+) -> bool {
+    let id = (key.to_owned(), value.to_owned());
+    if let Some(&known) = memo.get(&id) {
+        return known;
+    }
+    if last
+        .get(key)
+        .is_some_and(|vs| vs.iter().any(|v| v == value))
+    {
+        memo.insert(id, true);
+        return true;
+    }
+    // Values are unique and a write only sees earlier values, so there
+    // are no cycles; the guard keeps a malformed history from recursing.
+    if !visiting.insert(id.clone()) {
+        return false;
+    }
+    let successors: Vec<&Write> = seen_by.get(&(key, value)).cloned().unwrap_or_default();
+    let result = successors
+        .iter()
+        .any(|s| accounted(&s.key, &s.value, last, seen_by, memo, visiting));
+    memo.insert(id, result);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(key: &str, value: &str, saw: &[&str], outcome: Outcome) -> Write {
+        Write {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            saw: saw.iter().map(|s| (*s).to_owned()).collect(),
+            outcome,
+        }
+    }
+
+    fn last(entries: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+        entries
+            .iter()
+            .map(|(k, vs)| {
+                (
+                    (*k).to_owned(),
+                    vs.iter().map(|v| (*v).to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn superseded_values_are_accounted_for_through_chains() {
+        let writes = [
+            w("k", "a", &[], Outcome::Acked),
+            w("k", "b", &["a"], Outcome::Acked),
+            w("k", "c", &["b"], Outcome::Failed),
+            w("k", "d", &[], Outcome::Acked),
+        ];
+        // c took effect (it survives), so a and b are superseded; d is a sibling.
+        let verdict = check(&writes, &last(&[("k", &["c", "d"])]));
+        assert_eq!(verdict.lost, []);
+        assert_eq!((verdict.acked_writes, verdict.failed_writes), (3, 1));
+        assert_eq!(verdict.keys_with_siblings, 1);
+    }
+
+    #[test]
+    fn a_vanished_value_with_no_surviving_successor_is_lost() {
+        let writes = [
+            w("k", "a", &[], Outcome::Acked),
+            // Saw a, but never took effect: its value is nowhere.
+            w("k", "b", &["a"], Outcome::Failed),
+            w("j", "x", &[], Outcome::Acked),
+        ];
+        let verdict = check(&writes, &last(&[("k", &[]), ("j", &["x"])]));
+        assert_eq!(verdict.lost, [("k".to_owned(), "a".to_owned())]);
+        // A failed write that vanished is not a loss.
+        let verdict = check(&writes[1..], &last(&[("j", &["x"])]));
+        assert_eq!(verdict.lost, []);
+    }
+}

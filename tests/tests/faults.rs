@@ -1,0 +1,324 @@
+//! Fault-injection scenarios on real node processes: crashes, a
+//! partition, a lost disk and a paused process, while clients read and
+//! write. Each ends with heal, hint replay and repair, then checks that no
+//! acknowledged write was lost and that every replica has the same Merkle
+//! roots. Each prints a report line (run with `--nocapture` to see it).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use strata_proto::v1::{
+    Consistency, ConsistencyLevel, DeleteRequest, GetRequest, PutRequest, ReplicaReadRequest,
+};
+use strata_tests::Cluster;
+use strata_tests::cluster::{kv, replica};
+use strata_tests::history::{History, Verdict};
+use strata_tests::workload::{Endpoints, Workload, spawn_client};
+
+const DEPTH: u32 = 6;
+const KEYS: u64 = 40;
+/// Scheduled repair off (the scenarios repair explicitly after healing);
+/// hint window and tombstone grace short but consistent.
+const ARGS: &[&str] = &[
+    "--replication-factor",
+    "3",
+    "--vnodes",
+    "16",
+    "--merkle-depth",
+    "6",
+    "--anti-entropy-interval-secs",
+    "0",
+    "--hint-window-secs",
+    "600",
+    "--tombstone-grace-secs",
+    "3600",
+];
+
+struct Clients {
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Clients {
+    fn start(endpoints: &[Endpoints], workload: Workload) -> Self {
+        let history = Arc::new(History::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = endpoints
+            .iter()
+            .enumerate()
+            .map(|(id, e)| {
+                spawn_client(
+                    id,
+                    Arc::clone(e),
+                    Arc::clone(&history),
+                    workload,
+                    Arc::clone(&stop),
+                )
+            })
+            .collect();
+        Self {
+            history,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn stop(self) -> Arc<History> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("client task");
+        }
+        self.history
+    }
+}
+
+fn endpoints(addrs: &[SocketAddr]) -> Endpoints {
+    Arc::new(Mutex::new(addrs.to_vec()))
+}
+
+fn set(e: &Endpoints, addrs: &[SocketAddr]) {
+    *e.lock().expect("endpoints") = addrs.to_vec();
+}
+
+fn quorum() -> Workload {
+    Workload {
+        keys: KEYS,
+        read: ConsistencyLevel::Quorum,
+        write: ConsistencyLevel::Quorum,
+        pause: Duration::from_millis(5),
+    }
+}
+
+fn keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("key-{i}")).collect()
+}
+
+/// Hint replay, then a repair on every node, then equal roots: returns
+/// the time from `healed` until the replicas converged.
+async fn settle(cluster: &Cluster, healed: Instant) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.hints_pending().await > 0 {
+        assert!(Instant::now() < deadline, "hints were not replayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.repair_all().await;
+    cluster
+        .wait_until_converged(3, DEPTH, Duration::from_secs(20))
+        .await;
+    healed.elapsed()
+}
+
+fn report(scenario: &str, verdict: &Verdict, converged: Duration) {
+    println!(
+        "{scenario}: operations acknowledged {} (writes {}, reads {}), failed {} (writes {}, reads {}), \
+         acknowledged writes lost {}, keys with siblings {}, replicas converged {:.1} s after heal",
+        verdict.acked_writes as u64 + verdict.reads.0,
+        verdict.acked_writes,
+        verdict.reads.0,
+        verdict.failed_writes as u64 + verdict.reads.1,
+        verdict.failed_writes,
+        verdict.reads.1,
+        verdict.lost.len(),
+        verdict.keys_with_siblings,
+        converged.as_secs_f64()
+    );
+    assert!(verdict.acked_writes > 50, "the workload ran: {verdict:?}");
+    assert_eq!(verdict.lost, [], "acknowledged writes lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_one_of_three_during_quorum_writes_and_restart() {
+    let mut cluster = Cluster::start(3, ARGS).await;
+    let all: Vec<SocketAddr> = cluster.running().iter().map(|(_, a)| *a).collect();
+    let lists: Vec<Endpoints> = (0..3).map(|_| endpoints(&all)).collect();
+    let clients = Clients::start(&lists, quorum());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    cluster.kill(2).await;
+    for e in &lists {
+        set(e, &all[..2]);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let hints = cluster.hints_pending().await;
+    assert!(hints > 0, "the live nodes hold hints for node-2");
+
+    cluster.restart(2).await;
+    let healed = Instant::now();
+    let all: Vec<SocketAddr> = cluster.running().iter().map(|(_, a)| *a).collect();
+    for e in &lists {
+        set(e, &all);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let history = clients.stop().await;
+
+    let converged = settle(&cluster, healed).await;
+    let verdict = history.check(&cluster.final_values(keys(), 3).await);
+    println!("scenario 1: {hints} hints held while node-2 was down, all replayed");
+    report("scenario 1 (kill and restart)", &verdict, converged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_one_node_while_both_sides_write_at_one() {
+    let cluster = Cluster::start(3, ARGS).await;
+    let all: Vec<SocketAddr> = cluster.running().iter().map(|(_, a)| *a).collect();
+    // Two clients on the majority side, one on the isolated node.
+    let lists = [
+        endpoints(&all[..2]),
+        endpoints(&all[..2]),
+        endpoints(&all[2..]),
+    ];
+    let one = Workload {
+        read: ConsistencyLevel::One,
+        write: ConsistencyLevel::One,
+        keys: 20,
+        ..quorum()
+    };
+    let clients = Clients::start(&lists, one);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    cluster.partition(2);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    // Stop writing before healing, so the siblings both sides made stay
+    // for the checker to see.
+    let history = clients.stop().await;
+    cluster.heal();
+    let healed = Instant::now();
+    cluster.wait_until_alive(3).await;
+
+    let converged = settle(&cluster, healed).await;
+    let keys = (0..20).map(|i| format!("key-{i}"));
+    let verdict = history.check(&cluster.final_values(keys, 3).await);
+    report("scenario 2 (30 s partition, ONE)", &verdict, converged);
+    assert!(
+        verdict.keys_with_siblings > 0,
+        "concurrent writes on both sides survive as siblings"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_one_node_and_repair_restores_it_and_deletes_stay() {
+    let mut cluster = Cluster::start(3, ARGS).await;
+    let all: Vec<SocketAddr> = cluster.running().iter().map(|(_, a)| *a).collect();
+    let lists: Vec<Endpoints> = (0..2).map(|_| endpoints(&all[..2])).collect();
+    let clients = Clients::start(&lists, quorum());
+
+    // Keys written then deleted (with their context), every node up.
+    let a = all[0];
+    let quorum_level = Some(Consistency::named(ConsistencyLevel::Quorum));
+    for i in 0..20 {
+        let key = format!("deleted-{i}").into_bytes();
+        kv(a)
+            .await
+            .put(PutRequest {
+                key: key.clone().into(),
+                value: b"doomed".to_vec().into(),
+                context: Vec::new().into(),
+                consistency: quorum_level,
+            })
+            .await
+            .expect("put");
+        let context = kv(a)
+            .await
+            .get(GetRequest {
+                key: key.clone().into(),
+                consistency: quorum_level,
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .context;
+        kv(a)
+            .await
+            .delete(DeleteRequest {
+                key: key.into(),
+                context,
+                consistency: quorum_level,
+            })
+            .await
+            .expect("delete");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    cluster.kill(2).await;
+    cluster.wipe(2);
+    cluster.restart(2).await;
+    let healed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let history = clients.stop().await;
+
+    let converged = settle(&cluster, healed).await;
+    let verdict = history.check(&cluster.final_values(keys(), 3).await);
+    report("scenario 3 (wiped data directory)", &verdict, converged);
+
+    // Deleted keys stay deleted: the wiped node got the tombstones back,
+    // not the values.
+    let wiped = cluster.addr(2);
+    let deleted: Vec<String> = (0..20).map(|i| format!("deleted-{i}")).collect();
+    let last: HashMap<String, Vec<String>> = cluster.final_values(deleted.clone(), 3).await;
+    for key in &deleted {
+        assert!(last[key].is_empty(), "{key} came back: {:?}", last[key]);
+        let versions = replica(wiped)
+            .await
+            .read(ReplicaReadRequest {
+                key: key.clone().into_bytes().into(),
+            })
+            .await
+            .expect("read")
+            .into_inner()
+            .versions;
+        assert!(
+            !versions.is_empty() && versions.iter().all(|v| v.tombstone),
+            "{key} on the wiped node: {versions:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_a_node_past_the_failure_detector_and_resume() {
+    let cluster = Cluster::start(3, ARGS).await;
+    let all: Vec<SocketAddr> = cluster.running().iter().map(|(_, a)| *a).collect();
+    let lists: Vec<Endpoints> = (0..3).map(|_| endpoints(&all[..2])).collect();
+    let clients = Clients::start(&lists, quorum());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    cluster.pause(2);
+    let paused = Instant::now();
+    // The others convict it (gossip every 100 ms) and route around it.
+    cluster.wait_until_alive_among(&[0, 1], 2).await;
+    let detected = paused.elapsed();
+    let before = clients.history.writes().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during: Vec<_> = clients.history.writes()[before..].to_vec();
+    let acked = during
+        .iter()
+        .filter(|w| w.outcome == strata_tests::history::Outcome::Acked)
+        .count();
+    assert!(
+        acked > 20 && acked * 10 >= during.len() * 9,
+        "writes while node-2 is paused: {acked} of {} acknowledged",
+        during.len()
+    );
+
+    cluster.resume(2);
+    let healed = Instant::now();
+    cluster.wait_until_alive(3).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let history = clients.stop().await;
+
+    let converged = settle(&cluster, healed).await;
+    let verdict = history.check(&cluster.final_values(keys(), 3).await);
+    println!(
+        "scenario 4: node-2 convicted {:.1} s after SIGSTOP; {acked} of {} writes acknowledged while it was paused",
+        detected.as_secs_f64(),
+        during.len()
+    );
+    report(
+        "scenario 4 (SIGSTOP past the detector)",
+        &verdict,
+        converged,
+    );
+}
