@@ -332,13 +332,11 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Compares every running replica's Merkle root (at `depth`) for every
-    /// range of the ring with replication factor `n`. `Ok` when all agree;
-    /// otherwise how many ranges differ and the first one.
+    /// The ring as a running node reports it, and each member's address.
     ///
     /// # Errors
-    /// A description of the disagreement (or of an RPC that failed).
-    pub async fn replicas_converged(&self, n: usize, depth: u32) -> Result<usize, String> {
+    /// When no node answers.
+    pub async fn ring(&self) -> Result<(Ring, HashMap<NodeId, String>), String> {
         let running = self.running();
         let (_, any) = running.first().ok_or("no node is running")?;
         let ring = admin(*any)
@@ -347,7 +345,7 @@ impl Cluster {
             .await
             .map_err(|e| e.to_string())?
             .into_inner();
-        let mut addresses = std::collections::HashMap::new();
+        let mut addresses = HashMap::new();
         let members: Vec<Member> = ring
             .nodes
             .iter()
@@ -361,7 +359,17 @@ impl Cluster {
                 }
             })
             .collect();
-        let ring = Ring::new(members);
+        Ok((Ring::new(members), addresses))
+    }
+
+    /// Compares every running replica's Merkle root (at `depth`) for every
+    /// range of the ring with replication factor `n`. `Ok` when all agree;
+    /// otherwise how many ranges differ and the first one.
+    ///
+    /// # Errors
+    /// A description of the disagreement (or of an RPC that failed).
+    pub async fn replicas_converged(&self, n: usize, depth: u32) -> Result<usize, String> {
+        let (ring, addresses) = self.ring().await?;
         let mut ranges = 0;
         let mut differing = Vec::new();
         for member in ring.members() {

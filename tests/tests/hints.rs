@@ -140,3 +140,61 @@ async fn hints_for_a_down_replica_survive_a_restart_and_are_replayed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_hint_bound_writes_that_need_a_stand_in_fail_at_their_level() {
+    // Room for about three hints per target: then stand-ins refuse.
+    let mut cluster = Cluster::start(
+        5,
+        &[
+            "--replication-factor",
+            "3",
+            "--max-hint-bytes-per-node",
+            "300",
+        ],
+    )
+    .await;
+    cluster.kill(4).await;
+    cluster.kill(3).await;
+    let (ring, _) = cluster.ring().await.expect("ring");
+    let down = |id: &strata_cluster::NodeId| id.as_str() == "node-3" || id.as_str() == "node-4";
+
+    let coordinator = cluster.addr(0);
+    let (mut needed_stand_in, mut refused) = (0, 0);
+    for i in 0..80 {
+        let key = format!("key-{i}");
+        let replicas = ring
+            .placement(strata_cluster::Token::of(key.as_bytes()), 3)
+            .replicas;
+        let downs = replicas.iter().filter(|id| down(id)).count();
+        let result = kv(coordinator)
+            .await
+            .put(put(&key, ConsistencyLevel::Quorum))
+            .await;
+        match (downs, result) {
+            (0 | 1, Ok(_)) => {}
+            (0 | 1, Err(status)) => panic!("{key} has two live replicas: {status:?}"),
+            (_, Ok(written)) => {
+                // One live replica plus a stand-in's hint.
+                assert_eq!(written.into_inner().replicas_acked, 2);
+                needed_stand_in += 1;
+            }
+            (_, Err(status)) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(needed_stand_in > 0, "hints within the bound count toward W");
+    assert!(refused > 0, "past the bound the write fails at QUORUM");
+    // No node holds more than the bound for a target (two targets here).
+    for (_, addr) in cluster.running() {
+        let status = admin(addr)
+            .await
+            .get_node_status(GetNodeStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        assert!(status.hints_pending <= 2 * 300 / 40, "{status:?}");
+    }
+}

@@ -144,6 +144,19 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
         "converged by the repair itself"
     );
 
+    // `strata status` shows when each node last completed a repair.
+    let output = Command::new(workspace_binary("strata"))
+        .args(["--endpoint", &c.to_string(), "status"])
+        .output()
+        .expect("run strata status");
+    let status_text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{status_text}");
+    assert!(
+        status_text.contains("node-2") && status_text.contains("s ago"),
+        "{status_text}"
+    );
+    assert!(status_text.contains("last repair never"), "{status_text}");
+
     // Progress, status and the busy case.
     let status = admin(c)
         .await
@@ -168,4 +181,44 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
         .await
         .expect_err("one repair at a time");
     assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_repair_converges_replicas_without_being_asked() {
+    let mut args: Vec<&str> = ARGS[..ARGS.len() - 2].to_vec();
+    args.extend([
+        "--anti-entropy-interval-secs",
+        "1",
+        "--hint-window-secs",
+        "60",
+        "--tombstone-grace-secs",
+        "120",
+    ]);
+    let mut cluster = Cluster::start(3, &args).await;
+    cluster.kill(2).await;
+    let a = cluster.addr(0);
+    for i in 0..30 {
+        kv(a)
+            .await
+            .put(PutRequest {
+                key: format!("k-{i}").into_bytes().into(),
+                value: b"v".to_vec().into(),
+                context: Vec::new().into(),
+                consistency: quorum(),
+            })
+            .await
+            .expect("put");
+    }
+    cluster.restart(2).await;
+    let took = cluster
+        .wait_until_converged(3, DEPTH, Duration::from_secs(30))
+        .await;
+    println!(
+        "scheduled repair converged {:.1} s after the restart",
+        took.as_secs_f64()
+    );
+    let c = cluster.addr(2);
+    for i in 0..30 {
+        assert_eq!(stored(c, &format!("k-{i}")).await, (1, 0));
+    }
 }

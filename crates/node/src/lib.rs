@@ -4,8 +4,9 @@
 //! gives the node a stable identity across restarts; `storage` is the local
 //! replica store (sibling sets on the engine, merged without reads);
 //! `membership` runs gossip and keeps the cluster view; `coordinator` fans
-//! requests out to replicas through `peers`. Hints, anti-entropy and
-//! topology changes land with their issues; until then their RPCs answer
+//! requests out to replicas through `peers`; `hints` holds writes for
+//! down replicas and replays them; `repair` runs Merkle-tree anti-entropy.
+//! Topology changes land with their issue; until then their RPCs answer
 //! `UNIMPLEMENTED` naming what is missing.
 
 pub mod config;

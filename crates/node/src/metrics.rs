@@ -405,6 +405,10 @@ mod tests {
         let m = Metrics::new();
         m.record("Put", tonic::Code::Ok, Duration::from_micros(300));
         m.record("Put", tonic::Code::Unavailable, Duration::from_millis(2));
+        m.hints().stored.inc_by(3);
+        m.hints().pending.set(2);
+        m.repair().completed.inc();
+        m.repair().last_completed_seconds.set(1_700_000_000);
         let stats = Stats {
             levels: vec![strata_engine::LevelStats {
                 files: 3,
@@ -421,6 +425,14 @@ mod tests {
             r#"strata_engine_level_files{level="0"} 3"#,
             r#"strata_engine_level_bytes{level="0"} 4096"#,
             "strata_engine_write_amplification 2.5",
+            "strata_hints_stored_total 3",
+            "strata_hints_replayed_total 0",
+            "strata_hints_expired_total 0",
+            "strata_hints_dropped_total 0",
+            "strata_hints_pending 2",
+            "strata_repairs_completed_total 1",
+            "strata_repair_last_completed_timestamp_seconds 1700000000",
+            "strata_repair_ranges_pending 0",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
