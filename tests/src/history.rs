@@ -34,11 +34,21 @@ pub struct Write {
     pub outcome: Outcome,
 }
 
+/// One read in the history: the values it returned, or `None` if it
+/// failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// The key.
+    pub key: String,
+    /// Sibling values returned.
+    pub values: Option<Vec<String>>,
+}
+
 /// Everything clients did, shared by the client tasks.
 #[derive(Debug, Default)]
 pub struct History {
     writes: Mutex<Vec<Write>>,
-    reads: Mutex<(u64, u64)>,
+    reads: Mutex<Vec<Read>>,
 }
 
 /// What the checker found.
@@ -55,6 +65,9 @@ pub struct Verdict {
     pub lost: Vec<(String, String)>,
     /// Keys that ended with more than one sibling.
     pub keys_with_siblings: usize,
+    /// Values a read returned that no client wrote to that key:
+    /// `(key, value)`.
+    pub phantoms: Vec<(String, String)>,
 }
 
 impl History {
@@ -66,17 +79,21 @@ impl History {
             .push(write);
     }
 
-    /// Records a read's result.
-    pub fn read(&self, ok: bool) {
-        let mut reads = self
-            .reads
+    /// Records a read and its result.
+    pub fn read(&self, read: Read) {
+        self.reads
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ok {
-            reads.0 += 1;
-        } else {
-            reads.1 += 1;
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(read);
+    }
+
+    /// Every read so far.
+    #[must_use]
+    pub fn reads(&self) -> Vec<Read> {
+        self.reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Every write so far.
@@ -91,13 +108,22 @@ impl History {
     /// Checks the history against the final live values of each key.
     #[must_use]
     pub fn check(&self, last: &HashMap<String, Vec<String>>) -> Verdict {
+        let reads = self.reads();
         let writes = self.writes();
-        let reads = *self
-            .reads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ok = reads.iter().filter(|r| r.values.is_some()).count() as u64;
         let mut verdict = check(&writes, last);
-        verdict.reads = reads;
+        verdict.reads = (ok, reads.len() as u64 - ok);
+        let written: HashSet<(&str, &str)> = writes
+            .iter()
+            .map(|w| (w.key.as_str(), w.value.as_str()))
+            .collect();
+        for read in &reads {
+            for value in read.values.iter().flatten() {
+                if !written.contains(&(read.key.as_str(), value.as_str())) {
+                    verdict.phantoms.push((read.key.clone(), value.clone()));
+                }
+            }
+        }
         verdict
     }
 }
@@ -138,6 +164,7 @@ pub fn check(writes: &[Write], last: &HashMap<String, Vec<String>>) -> Verdict {
         reads: (0, 0),
         lost,
         keys_with_siblings: last.values().filter(|v| v.len() > 1).count(),
+        phantoms: Vec::new(),
     }
 }
 

@@ -13,7 +13,7 @@ use strata_proto::v1::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::history::{History, Outcome, Write};
+use crate::history::{History, Outcome, Read, Write};
 
 /// Nodes a client may send to; a scenario updates it as nodes move.
 pub type Endpoints = Arc<Mutex<Vec<SocketAddr>>>;
@@ -78,17 +78,23 @@ pub fn spawn_client(
             get.set_timeout(Duration::from_secs(5));
             let (saw, context) = match client.get(get).await {
                 Ok(r) => {
-                    history.read(true);
                     let r = r.into_inner();
-                    let saw = r
+                    let saw: Vec<String> = r
                         .siblings
                         .iter()
                         .map(|s| String::from_utf8_lossy(&s.value).into_owned())
                         .collect();
+                    history.read(Read {
+                        key: key.clone(),
+                        values: Some(saw.clone()),
+                    });
                     (saw, r.context)
                 }
                 Err(_) => {
-                    history.read(false);
+                    history.read(Read {
+                        key: key.clone(),
+                        values: None,
+                    });
                     (Vec::new(), Vec::new().into())
                 }
             };

@@ -128,6 +128,7 @@ fn report(scenario: &str, verdict: &Verdict, converged: Duration) {
     );
     assert!(verdict.acked_writes > 50, "the workload ran: {verdict:?}");
     assert_eq!(verdict.lost, [], "acknowledged writes lost");
+    assert_eq!(verdict.phantoms, [], "reads returned values nobody wrote");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
