@@ -9,6 +9,7 @@
 //! Topology changes land with their issue; until then their RPCs answer
 //! `UNIMPLEMENTED` naming what is missing.
 
+pub mod batcher;
 pub mod config;
 pub mod coordinator;
 pub mod dots;

@@ -12,12 +12,14 @@ use std::time::Duration;
 use strata_proto::v1::{kv_client::KvClient, replica_client::ReplicaClient};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::batcher::Batcher;
 use crate::faults::Faults;
 
 /// Channels to peers, by `host:port`.
 #[derive(Debug)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
+    batchers: Mutex<HashMap<String, Arc<Batcher>>>,
     connect_timeout: Duration,
     faults: Arc<Faults>,
 }
@@ -28,6 +30,7 @@ impl Peers {
     pub fn new(connect_timeout: Duration) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
+            batchers: Mutex::new(HashMap::new()),
             connect_timeout,
             faults: Arc::default(),
         }
@@ -56,6 +59,21 @@ impl Peers {
         Ok(KvClient::new(self.channel(address)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// The replica-write batcher for `address`, started on first use;
+    /// batches get `timeout` each.
+    ///
+    /// # Errors
+    /// As [`Peers::channel`].
+    pub fn batcher(&self, address: &str, timeout: Duration) -> Result<Arc<Batcher>, String> {
+        let channel = self.channel(address)?;
+        let mut batchers = self.batchers.lock().expect("batcher lock");
+        Ok(Arc::clone(
+            batchers
+                .entry(address.to_owned())
+                .or_insert_with(|| Arc::new(Batcher::start(channel, timeout))),
+        ))
     }
 
     /// The channel to `address`, created on first use.

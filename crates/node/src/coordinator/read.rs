@@ -66,7 +66,14 @@ impl Coordinator {
             while asked < wanted {
                 let Some(t) = next.next() else { break };
                 asked += 1;
-                match Target::resolve(&t.id, &self.node, &self.local, &view, &self.peers) {
+                match Target::resolve(
+                    &t.id,
+                    &self.node,
+                    &self.local,
+                    &view,
+                    &self.peers,
+                    self.settings.request_timeout,
+                ) {
                     Ok(target) => {
                         reachable.insert(t.id.clone(), target.clone());
                         outstanding += 1;

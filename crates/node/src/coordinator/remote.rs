@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_cluster::{ClusterView, NodeId, Siblings};
-use strata_proto::v1::{ReplicaReadRequest, ReplicaWriteRequest};
+use strata_proto::v1::{KeyVersions, ReplicaReadRequest, ReplicaWriteRequest};
 
+use crate::batcher::Batcher;
 use crate::peers::Peers;
 use crate::storage::{Storage, version_from_proto, version_to_proto};
 
@@ -15,8 +16,8 @@ use crate::storage::{Storage, version_from_proto, version_to_proto};
 pub(super) enum Target {
     /// This node: straight to the engine.
     Local(Arc<Storage>),
-    /// Another node, at this gRPC address.
-    Remote(tonic::transport::Channel),
+    /// Another node: its channel, and its write batcher.
+    Remote(tonic::transport::Channel, Arc<Batcher>),
 }
 
 impl Target {
@@ -28,6 +29,7 @@ impl Target {
         local: &Arc<Storage>,
         view: &ClusterView,
         peers: &Peers,
+        timeout: Duration,
     ) -> Result<Self, String> {
         if node == me {
             return Ok(Self::Local(Arc::clone(local)));
@@ -37,7 +39,10 @@ impl Target {
             .map(|n| n.grpc_address.as_str())
             .filter(|a| !a.is_empty())
             .ok_or_else(|| format!("no address known for {node}"))?;
-        peers.channel(address).map(Self::Remote)
+        Ok(Self::Remote(
+            peers.channel(address)?,
+            peers.batcher(address, timeout)?,
+        ))
     }
 
     /// Merges `siblings` into the replica's set for `key`; with
@@ -57,7 +62,16 @@ impl Target {
                 .apply_queued(&key, &siblings)
                 .await
                 .map_err(|e| e.to_string()),
-            Self::Remote(channel) => {
+            Self::Remote(_, batcher) if hint_for.is_none() => {
+                // Joins the peer's next batch (see `batcher.rs`).
+                batcher
+                    .write(KeyVersions {
+                        key: key.into(),
+                        versions: siblings.versions().iter().map(version_to_proto).collect(),
+                    })
+                    .await
+            }
+            Self::Remote(channel, _) => {
                 let request = ReplicaWriteRequest {
                     key: key.into(),
                     versions: siblings.versions().iter().map(version_to_proto).collect(),
@@ -82,7 +96,7 @@ impl Target {
             // handoff cost more than the read (see docs/benchmarks.md). A
             // cache miss blocks this worker for one disk read.
             Self::Local(storage) => storage.read(&key).map_err(|e| e.to_string()),
-            Self::Remote(channel) => {
+            Self::Remote(channel, _) => {
                 let mut client = Peers::replica_client(channel);
                 let call = client.read(ReplicaReadRequest { key: key.into() });
                 match tokio::time::timeout(timeout, call).await {

@@ -159,7 +159,14 @@ impl Coordinator {
         tx: &mpsc::Sender<(NodeId, Result<(), String>)>,
         quorum: &mut WriteQuorum,
     ) {
-        let target = match Target::resolve(node, &self.node, &self.local, view, &self.peers) {
+        let target = match Target::resolve(
+            node,
+            &self.node,
+            &self.local,
+            view,
+            &self.peers,
+            self.settings.request_timeout,
+        ) {
             Ok(target) => target,
             Err(e) => {
                 tracing::warn!(replica = %node, error = %e, "cannot reach replica");
