@@ -72,9 +72,7 @@ impl DotCounter {
             // may have issued counters before, so start at the wall clock
             // in microseconds: no node issues more than one dot per
             // microsecond, so this is above anything it issued.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::clock::now_micros(),
             Err(source) => return Err(DotError::Io { path, source }),
         };
         Ok(Self {

@@ -10,6 +10,7 @@
 //! `UNIMPLEMENTED` naming what is missing.
 
 pub mod batcher;
+pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod dots;

@@ -28,6 +28,7 @@ use strata_cluster::{
 };
 use strata_proto::v1;
 
+use crate::clock::now_micros;
 use crate::dots::{DotCounter, DotError};
 use crate::hints::HintStore;
 use crate::membership::Membership;
@@ -344,12 +345,6 @@ pub fn decode_context(bytes: &[u8]) -> Result<VersionVector, CoordinatorError> {
     let clock =
         v1::VectorClock::decode(bytes).map_err(|e| CoordinatorError::Context(e.to_string()))?;
     clock_from_proto(clock).map_err(|e| CoordinatorError::Context(e.to_string()))
-}
-
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

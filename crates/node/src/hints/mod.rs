@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use replay::{ReplaySettings, replay_loop};
 pub use segment::{Damage, HintRecord, parse};
 
+use crate::clock::now_micros;
 use crate::metrics::HintMetrics;
 use crate::storage::version_to_proto;
 
@@ -577,12 +578,6 @@ fn append_one(
     active.records += 1;
     active.newest_micros = active.newest_micros.max(append.stored_at_micros);
     Ok(())
-}
-
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use strata_cluster::NodeId;
 use strata_proto::v1::{DeliverHintsRequest, KeyVersions};
 
-use super::{HintStore, SegmentFate, now_micros};
+use super::{HintStore, SegmentFate};
+use crate::clock::now_micros;
 use crate::coordinator::Coordinator;
 use crate::peers::Peers;
 use crate::throttle::Throttle;

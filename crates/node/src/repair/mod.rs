@@ -22,6 +22,7 @@ use strata_proto::v1::{Operation, OperationKind, OperationState};
 pub use session::Exchange;
 pub use trees::TreeCache;
 
+use crate::clock::now_micros;
 use crate::coordinator::Coordinator;
 use crate::metrics::RepairMetrics;
 use crate::throttle::Throttle;
@@ -314,10 +315,4 @@ impl Repairer {
 /// Whether two `(start, end]` ranges share a token.
 fn overlaps(a: TokenRange, b: TokenRange) -> bool {
     a.contains(b.end) || b.contains(a.end)
-}
-
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

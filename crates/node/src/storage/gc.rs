@@ -40,10 +40,7 @@ impl TombstoneGc {
 
 impl CompactionFilter for TombstoneGc {
     fn drop_value(&self, _: &[u8], value: &[u8]) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        self.expired(value, now)
+        self.expired(value, crate::clock::now_micros())
     }
 }
 
