@@ -189,7 +189,7 @@ impl Coordinator {
             if result.is_err() {
                 let replica = hint_for.as_ref().unwrap_or(&id);
                 if let Err(e) = hints.store(replica, &key, &merged).await {
-                    tracing::warn!(%replica, error = %e, "replica write failed and no hint was kept; anti-entropy will repair it");
+                    tracing::debug!(%replica, error = %e, "replica write failed and no hint was kept");
                 }
             }
             let _ = tx.send((id, result)).await;
@@ -201,7 +201,7 @@ impl Coordinator {
         let hints = std::sync::Arc::clone(&self.hints);
         tokio::spawn(async move {
             if let Err(e) = hints.store(&replica, &key, &merged).await {
-                tracing::warn!(%replica, error = %e, "no hint kept for a down replica; anti-entropy will repair it");
+                tracing::debug!(%replica, error = %e, "no hint kept for a down replica");
             }
         });
     }

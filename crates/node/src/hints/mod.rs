@@ -499,8 +499,13 @@ fn write_loop(
                     metrics.stored.inc();
                 }
                 Err(e) => {
-                    metrics.dropped.inc();
-                    tracing::warn!(target = %append.target, error = %e, "hint not stored");
+                    // A full store refuses every hint until it drains: log
+                    // the 1st, 2nd, 4th, 8th... drop, the metric has them all.
+                    let dropped = metrics.dropped.inc() + 1;
+                    if dropped.is_power_of_two() {
+                        tracing::warn!(target = %append.target, error = %e, dropped,
+                            "hint not stored; anti-entropy will repair what it held");
+                    }
                 }
             }
             let _ = append.done.send(outcome);
