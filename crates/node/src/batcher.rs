@@ -114,3 +114,161 @@ async fn run(channel: Channel, timeout: Duration, mut rx: mpsc::Receiver<Queued>
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Mutex;
+
+    use strata_proto::v1::{
+        self, ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, MerkleNodesRequest,
+        MerkleNodesResponse, ReplicaReadRequest, ReplicaReadResponse, ReplicaWriteRequest,
+        ReplicaWriteResponse, StreamRangeRequest,
+        replica_server::{Replica, ReplicaServer},
+    };
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    /// A peer that answers `ApplyBatch` after a delay, recording batch
+    /// sizes, or fails every batch.
+    #[derive(Debug, Default)]
+    struct Peer {
+        batches: Arc<Mutex<Vec<usize>>>,
+        fail: bool,
+    }
+
+    type Stream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<KeyVersionsBatch, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl Replica for Peer {
+        type StreamRangeStream = Stream;
+
+        async fn apply_batch(
+            &self,
+            request: Request<KeyVersionsBatch>,
+        ) -> Result<Response<ApplyBatchResponse>, Status> {
+            let n = request.into_inner().entries.len();
+            self.batches.lock().expect("lock").push(n);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.fail {
+                return Err(Status::unavailable("disk on fire"));
+            }
+            Ok(Response::new(ApplyBatchResponse {
+                applied: u32::try_from(n).expect("small"),
+            }))
+        }
+
+        async fn write(
+            &self,
+            _: Request<ReplicaWriteRequest>,
+        ) -> Result<Response<ReplicaWriteResponse>, Status> {
+            Err(Status::unimplemented("not used"))
+        }
+
+        async fn read(
+            &self,
+            _: Request<ReplicaReadRequest>,
+        ) -> Result<Response<ReplicaReadResponse>, Status> {
+            Err(Status::unimplemented("not used"))
+        }
+
+        async fn deliver_hints(
+            &self,
+            _: Request<DeliverHintsRequest>,
+        ) -> Result<Response<DeliverHintsResponse>, Status> {
+            Err(Status::unimplemented("not used"))
+        }
+
+        async fn merkle_nodes(
+            &self,
+            _: Request<MerkleNodesRequest>,
+        ) -> Result<Response<MerkleNodesResponse>, Status> {
+            Err(Status::unimplemented("not used"))
+        }
+
+        async fn stream_range(
+            &self,
+            _: Request<StreamRangeRequest>,
+        ) -> Result<Response<Stream>, Status> {
+            Err(Status::unimplemented("not used"))
+        }
+    }
+
+    async fn serve(peer: Peer) -> Channel {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ReplicaServer::new(peer))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_lazy()
+    }
+
+    fn entry(i: usize) -> KeyVersions {
+        v1::KeyVersions {
+            key: format!("k{i}").into_bytes().into(),
+            versions: Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_behind_busy_batches_share_one_call() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let channel = serve(Peer {
+            batches: Arc::clone(&batches),
+            fail: false,
+        })
+        .await;
+        let batcher = Arc::new(Batcher::start(channel, Duration::from_secs(5)));
+        let writes: Vec<_> = (0..40)
+            .map(|i| {
+                let batcher = Arc::clone(&batcher);
+                tokio::spawn(async move { batcher.write(entry(i)).await })
+            })
+            .collect();
+        for w in writes {
+            w.await.expect("task").expect("write acknowledged");
+        }
+        let batches = batches.lock().expect("lock").clone();
+        assert_eq!(batches.iter().sum::<usize>(), 40, "{batches:?}");
+        assert!(
+            batches.len() < 40 && batches.iter().any(|&n| n > 1),
+            "writes were coalesced: {batches:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_batch_fails_each_of_its_writes() {
+        let channel = serve(Peer {
+            batches: Arc::default(),
+            fail: true,
+        })
+        .await;
+        let batcher = Arc::new(Batcher::start(channel, Duration::from_secs(5)));
+        let writes: Vec<_> = (0..5)
+            .map(|i| {
+                let batcher = Arc::clone(&batcher);
+                tokio::spawn(async move { batcher.write(entry(i)).await })
+            })
+            .collect();
+        for w in writes {
+            let err = w.await.expect("task").expect_err("the peer failed");
+            assert!(err.contains("disk on fire"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_past_its_deadline_fails() {
+        let channel = serve(Peer::default()).await;
+        let batcher = Batcher::start(channel, Duration::from_millis(10));
+        let err = batcher.write(entry(0)).await.expect_err("too slow");
+        assert!(err.contains("no answer within"), "{err}");
+    }
+}
