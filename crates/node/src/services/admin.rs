@@ -20,8 +20,8 @@ use super::not_yet;
 
 const TOPOLOGY: &str = "topology changes with range streaming (topology issue)";
 
-/// Operator-facing API of one node. Until gossip membership lands the
-/// ring and the cluster are this node's own view: itself alone.
+/// Operator-facing API of one node: the ring and cluster as this node's
+/// gossip sees them, its own status, repairs and their progress, ping.
 #[derive(Debug)]
 pub(crate) struct AdminService {
     node_id: NodeId,
