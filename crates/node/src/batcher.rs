@@ -31,10 +31,11 @@ struct Queued {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The write queue of one peer.
+/// The write queue of one peer, and the channel it sends on.
 #[derive(Debug)]
 pub struct Batcher {
     queue: mpsc::Sender<Queued>,
+    channel: Channel,
 }
 
 impl std::fmt::Debug for Queued {
@@ -49,8 +50,14 @@ impl Batcher {
     #[must_use]
     pub fn start(channel: Channel, timeout: Duration) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(channel, timeout, rx));
-        Self { queue }
+        tokio::spawn(run(channel.clone(), timeout, rx));
+        Self { queue, channel }
+    }
+
+    /// The peer's channel, for calls that are not batched.
+    #[must_use]
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// Merges `entry` into the peer's store; `Ok` once the peer made it

@@ -67,13 +67,16 @@ impl Peers {
     /// # Errors
     /// As [`Peers::channel`].
     pub fn batcher(&self, address: &str, timeout: Duration) -> Result<Arc<Batcher>, String> {
-        let channel = self.channel(address)?;
+        if self.faults.is_blocked(address) {
+            return Err(cut(address));
+        }
         let mut batchers = self.batchers.lock().expect("batcher lock");
-        Ok(Arc::clone(
-            batchers
-                .entry(address.to_owned())
-                .or_insert_with(|| Arc::new(Batcher::start(channel, timeout))),
-        ))
+        if let Some(batcher) = batchers.get(address) {
+            return Ok(Arc::clone(batcher));
+        }
+        let batcher = Arc::new(Batcher::start(self.channel(address)?, timeout));
+        batchers.insert(address.to_owned(), Arc::clone(&batcher));
+        Ok(batcher)
     }
 
     /// The channel to `address`, created on first use.
@@ -82,7 +85,7 @@ impl Peers {
     /// A message when `address` is not a usable `host:port`.
     pub fn channel(&self, address: &str) -> Result<Channel, String> {
         if self.faults.is_blocked(address) {
-            return Err(format!("link to {address} cut by fault injection"));
+            return Err(cut(address));
         }
         let mut channels = self.channels.lock().expect("peer lock");
         if let Some(channel) = channels.get(address) {
@@ -98,6 +101,10 @@ impl Peers {
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }
+}
+
+fn cut(address: &str) -> String {
+    format!("link to {address} cut by fault injection")
 }
 
 /// Largest message between nodes. A sibling set is one engine write, which

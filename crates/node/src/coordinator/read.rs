@@ -187,7 +187,6 @@ async fn repair(
 ) {
     let writes = stale.iter().filter_map(|id| {
         let target = reachable.get(id)?.clone();
-        let (key, merged, id) = (key.to_vec(), merged.clone(), id.clone());
         Some(async move {
             if let Err(e) = target.write(key, merged, None, timeout).await {
                 tracing::warn!(replica = %id, error = %e, "read repair failed");

@@ -16,8 +16,8 @@ use crate::storage::{Storage, version_from_proto, version_to_proto};
 pub(super) enum Target {
     /// This node: straight to the engine.
     Local(Arc<Storage>),
-    /// Another node: its channel, and its write batcher.
-    Remote(tonic::transport::Channel, Arc<Batcher>),
+    /// Another node, through its batcher (which also holds its channel).
+    Remote(Arc<Batcher>),
 }
 
 impl Target {
@@ -39,18 +39,15 @@ impl Target {
             .map(|n| n.grpc_address.as_str())
             .filter(|a| !a.is_empty())
             .ok_or_else(|| format!("no address known for {node}"))?;
-        Ok(Self::Remote(
-            peers.channel(address)?,
-            peers.batcher(address, timeout)?,
-        ))
+        peers.batcher(address, timeout).map(Self::Remote)
     }
 
     /// Merges `siblings` into the replica's set for `key`; with
     /// `hint_for`, asks a stand-in to hold them as a hint for that replica.
     pub(super) async fn write(
         self,
-        key: Vec<u8>,
-        siblings: Siblings,
+        key: &[u8],
+        siblings: &Siblings,
         hint_for: Option<&NodeId>,
         timeout: Duration,
     ) -> Result<(), String> {
@@ -59,25 +56,25 @@ impl Target {
                 Err("a coordinator stores its own hints directly".to_owned())
             }
             Self::Local(storage) => storage
-                .apply_queued(&key, &siblings)
+                .apply_queued(key, siblings)
                 .await
                 .map_err(|e| e.to_string()),
-            Self::Remote(_, batcher) if hint_for.is_none() => {
+            Self::Remote(batcher) if hint_for.is_none() => {
                 // Joins the peer's next batch (see `batcher.rs`).
                 batcher
                     .write(KeyVersions {
-                        key: key.into(),
+                        key: key.to_vec().into(),
                         versions: siblings.versions().iter().map(version_to_proto).collect(),
                     })
                     .await
             }
-            Self::Remote(channel, _) => {
+            Self::Remote(batcher) => {
                 let request = ReplicaWriteRequest {
-                    key: key.into(),
+                    key: key.to_vec().into(),
                     versions: siblings.versions().iter().map(version_to_proto).collect(),
                     hint_for: hint_for.map(ToString::to_string).unwrap_or_default(),
                 };
-                let mut client = Peers::replica_client(channel);
+                let mut client = Peers::replica_client(batcher.channel());
                 let call = client.write(request);
                 match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(_)) => Ok(()),
@@ -96,8 +93,8 @@ impl Target {
             // handoff cost more than the read (see docs/benchmarks.md). A
             // cache miss blocks this worker for one disk read.
             Self::Local(storage) => storage.read(&key).map_err(|e| e.to_string()),
-            Self::Remote(channel, _) => {
-                let mut client = Peers::replica_client(channel);
+            Self::Remote(batcher) => {
+                let mut client = Peers::replica_client(batcher.channel());
                 let call = client.read(ReplicaReadRequest { key: key.into() });
                 match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(response)) => response

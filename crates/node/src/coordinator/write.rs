@@ -184,7 +184,7 @@ impl Coordinator {
         let timeout = self.settings.request_timeout;
         tokio::spawn(async move {
             let result = target
-                .write(key.clone(), merged.clone(), hint_for.as_ref(), timeout)
+                .write(&key, &merged, hint_for.as_ref(), timeout)
                 .await;
             if result.is_err() {
                 let replica = hint_for.as_ref().unwrap_or(&id);
