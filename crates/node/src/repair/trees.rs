@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use strata_cluster::{MerkleTree, TokenRange, key_hash};
 
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, encode};
 
 /// A finished tree of `range` over what `storage` holds now.
 ///
@@ -16,7 +16,12 @@ use crate::storage::{Storage, StorageError};
 pub fn build(storage: &Storage, range: TokenRange, depth: u32) -> Result<MerkleTree, StorageError> {
     let mut tree = MerkleTree::new(range, depth);
     storage.scan(range, &[], |entry| {
-        tree.insert(entry.token(), key_hash(&entry.engine_key, &entry.canonical));
+        // Re-encoded, not the stored bytes: replicas holding the same
+        // versions hash the same whatever merge operands produced them.
+        tree.insert(
+            entry.token(),
+            key_hash(&entry.engine_key, &encode(&entry.siblings)),
+        );
         ControlFlow::Continue(())
     })?;
     tree.finish();

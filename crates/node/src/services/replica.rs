@@ -196,8 +196,7 @@ impl Replica for ReplicaService {
             let mut bytes = 0;
             let mut receiver_gone = false;
             let scanned = storage.scan(range, &r.start_after, |entry| {
-                bytes += entry.key.len() + entry.canonical.len();
-                batch.entries.push(KeyVersions {
+                let kv = KeyVersions {
                     key: entry.key.into(),
                     versions: entry
                         .siblings
@@ -205,7 +204,9 @@ impl Replica for ReplicaService {
                         .iter()
                         .map(version_to_proto)
                         .collect(),
-                });
+                };
+                bytes += prost::Message::encoded_len(&kv);
+                batch.entries.push(kv);
                 if bytes >= limit {
                     bytes = 0;
                     if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {

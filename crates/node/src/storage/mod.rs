@@ -54,9 +54,6 @@ pub struct RangeEntry {
     pub key: Vec<u8>,
     /// Its merged versions.
     pub siblings: Siblings,
-    /// `siblings` re-encoded: the same bytes on every replica holding the
-    /// same versions, whatever merge operands produced them.
-    pub canonical: Vec<u8>,
 }
 
 impl RangeEntry {
@@ -209,12 +206,10 @@ impl Storage {
                         continue;
                     }
                 };
-                let canonical = encode(&siblings);
                 let entry = RangeEntry {
                     engine_key,
                     key,
                     siblings,
-                    canonical,
                 };
                 if visit(entry).is_break() {
                     return Ok(());
