@@ -180,15 +180,7 @@ impl Cluster {
             let mut seen: Option<Vec<String>> = None;
             let mut holders = 0;
             for (i, addr) in &running {
-                let versions = replica(*addr)
-                    .await
-                    .read(ReplicaReadRequest {
-                        key: key.clone().into_bytes().into(),
-                    })
-                    .await
-                    .expect("replica read")
-                    .into_inner()
-                    .versions;
+                let versions = stored_versions(*addr, &key).await;
                 if versions.is_empty() {
                     continue; // not a replica of this key
                 }
@@ -447,6 +439,23 @@ pub async fn kv(addr: SocketAddr) -> KvClient<Channel> {
 /// The admin service of one node.
 pub async fn admin(addr: SocketAddr) -> AdminClient<Channel> {
     AdminClient::new(channel(addr).await)
+}
+
+/// The versions node `addr` itself stores for `key` (no coordinator
+/// merge; empty if it holds none).
+///
+/// # Panics
+/// When the replica read fails.
+pub async fn stored_versions(addr: SocketAddr, key: &str) -> Vec<v1::Version> {
+    replica(addr)
+        .await
+        .read(ReplicaReadRequest {
+            key: key.as_bytes().to_vec().into(),
+        })
+        .await
+        .expect("replica read")
+        .into_inner()
+        .versions
 }
 
 /// The internal replica service of one node: what it stores, unmerged

@@ -4,11 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use strata_proto::v1::{
-    self, Consistency, ConsistencyLevel, GetRequest, GetResponse, PutRequest, ReplicaReadRequest,
-};
+use strata_proto::v1::{self, Consistency, ConsistencyLevel, GetRequest, GetResponse, PutRequest};
 use strata_tests::Cluster;
-use strata_tests::cluster::{kv, replica};
+use strata_tests::cluster::{kv, stored_versions};
 use tonic::Code;
 
 const N3: &[&str] = &["--replication-factor", "3"];
@@ -51,16 +49,8 @@ fn values(response: &GetResponse) -> Vec<Vec<u8>> {
 
 /// Values node `addr` itself stores for `key` (no coordinator merge).
 async fn stored(addr: std::net::SocketAddr, key: &str) -> Vec<Vec<u8>> {
-    let response = replica(addr)
+    let mut v: Vec<Vec<u8>> = stored_versions(addr, key)
         .await
-        .read(ReplicaReadRequest {
-            key: key.as_bytes().to_vec().into(),
-        })
-        .await
-        .expect("replica read")
-        .into_inner();
-    let mut v: Vec<Vec<u8>> = response
-        .versions
         .iter()
         .filter(|v| !v.tombstone)
         .map(|v| v.value.to_vec())

@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use strata_proto::v1::{
-    Consistency, ConsistencyLevel, DeleteRequest, GetRequest, PutRequest, ReplicaReadRequest,
-};
+use strata_proto::v1::{Consistency, ConsistencyLevel, DeleteRequest, GetRequest, PutRequest};
 use strata_tests::Cluster;
-use strata_tests::cluster::{kv, replica};
+use strata_tests::cluster::{kv, stored_versions};
 use strata_tests::history::{History, Verdict};
 use strata_tests::workload::{Endpoints, Workload, spawn_client};
 
@@ -262,15 +260,7 @@ async fn wipe_one_node_and_repair_restores_it_and_deletes_stay() {
     let last: HashMap<String, Vec<String>> = cluster.final_values(deleted.clone(), 3).await;
     for key in &deleted {
         assert!(last[key].is_empty(), "{key} came back: {:?}", last[key]);
-        let versions = replica(wiped)
-            .await
-            .read(ReplicaReadRequest {
-                key: key.clone().into_bytes().into(),
-            })
-            .await
-            .expect("read")
-            .into_inner()
-            .versions;
+        let versions = stored_versions(wiped, key).await;
         assert!(
             !versions.is_empty() && versions.iter().all(|v| v.tombstone),
             "{key} on the wiped node: {versions:?}"

@@ -6,11 +6,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use strata_proto::v1::{
-    Consistency, ConsistencyLevel, GetNodeStatusRequest, PutRequest, ReplicaReadRequest,
-};
+use strata_proto::v1::{Consistency, ConsistencyLevel, GetNodeStatusRequest, PutRequest};
 use strata_tests::Cluster;
-use strata_tests::cluster::{admin, kv, replica};
+use strata_tests::cluster::{admin, kv, stored_versions};
 use tonic::Code;
 
 const KEYS: usize = 40;
@@ -28,29 +26,26 @@ fn put(key: &str, level: ConsistencyLevel) -> PutRequest {
 async fn holders(nodes: &[(usize, SocketAddr)], key: &str) -> usize {
     let mut n = 0;
     for (_, addr) in nodes {
-        let response = replica(*addr)
-            .await
-            .read(ReplicaReadRequest {
-                key: key.as_bytes().to_vec().into(),
-            })
-            .await
-            .expect("replica read")
-            .into_inner();
-        n += usize::from(!response.versions.is_empty());
+        n += usize::from(!stored_versions(*addr, key).await.is_empty());
     }
     n
+}
+
+/// Hints node `addr` holds.
+async fn hints_held(addr: SocketAddr) -> u64 {
+    admin(addr)
+        .await
+        .get_node_status(GetNodeStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+        .hints_pending
 }
 
 async fn hints_pending(nodes: &[(usize, SocketAddr)]) -> u64 {
     let mut total = 0;
     for (_, addr) in nodes {
-        total += admin(*addr)
-            .await
-            .get_node_status(GetNodeStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner()
-            .hints_pending;
+        total += hints_held(*addr).await;
     }
     total
 }
@@ -105,14 +100,7 @@ async fn hints_for_a_down_replica_survive_a_restart_and_are_replayed() {
 
     // Hints are durable: restart every node that holds some.
     for (i, addr) in live {
-        let held = admin(addr)
-            .await
-            .get_node_status(GetNodeStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner()
-            .hints_pending;
-        if held > 0 {
+        if hints_held(addr).await > 0 {
             cluster.kill(i).await;
             cluster.restart(i).await;
         }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use strata_proto::v1::{
     Consistency, ConsistencyLevel, DeleteRequest, GetNodeStatusRequest, GetProgressRequest,
-    GetRequest, PutRequest, RepairRequest, ReplicaReadRequest,
+    GetRequest, PutRequest, RepairRequest,
 };
-use strata_tests::cluster::{admin, kv, replica};
+use strata_tests::cluster::{admin, kv, stored_versions};
 use strata_tests::{Cluster, workspace_binary};
 use tonic::Code;
 
@@ -35,15 +35,7 @@ fn quorum() -> Option<Consistency> {
 
 /// (live values, tombstones) node `addr` stores for `key`.
 async fn stored(addr: SocketAddr, key: &str) -> (usize, usize) {
-    let versions = replica(addr)
-        .await
-        .read(ReplicaReadRequest {
-            key: key.as_bytes().to_vec().into(),
-        })
-        .await
-        .expect("replica read")
-        .into_inner()
-        .versions;
+    let versions = stored_versions(addr, key).await;
     let dead = versions.iter().filter(|v| v.tombstone).count();
     (versions.len() - dead, dead)
 }
