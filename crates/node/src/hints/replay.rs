@@ -91,21 +91,22 @@ async fn replay_target(
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("reading {}: {e}", segment.path.display()))?;
         let now = now_micros();
-        let mut batch: Vec<KeyVersions> = Vec::new();
-        let mut batch_bytes = 0;
-        let mut expired = 0;
-        let live = records.into_iter().filter(|r| {
-            let old = store.is_expired(r.stored_at_micros, now);
-            expired += u64::from(old);
-            !old
-        });
-        let mut pending = live.peekable();
-        while pending.peek().is_some() {
-            while let Some(record) = pending.next_if(|_| batch_bytes < settings.batch_bytes) {
-                batch_bytes += prost::Message::encoded_len(&record.entry);
-                batch.push(record.entry);
+        let (expired, live): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .partition(|r| store.is_expired(r.stored_at_micros, now));
+        // Batches of about `batch_bytes`, each delivered, counted and paced.
+        let mut batches: Vec<(Vec<KeyVersions>, usize)> = Vec::new();
+        for record in live {
+            let bytes = prost::Message::encoded_len(&record.entry);
+            match batches.last_mut() {
+                Some((entries, size)) if *size < settings.batch_bytes => {
+                    entries.push(record.entry);
+                    *size += bytes;
+                }
+                _ => batches.push((vec![record.entry], bytes)),
             }
-            let entries = std::mem::take(&mut batch);
+        }
+        for (entries, bytes) in batches {
             let count = entries.len() as u64;
             let mut request = tonic::Request::new(DeliverHintsRequest {
                 from_node_id: coordinator.node_id().to_string(),
@@ -118,9 +119,9 @@ async fn replay_target(
                 .map_err(|s| format!("DeliverHints: {:?}: {}", s.code(), s.message()))?;
             store.metrics().replayed.inc_by(count);
             delivered += count;
-            throttle.consume(batch_bytes as u64).await;
-            batch_bytes = 0;
+            throttle.consume(bytes as u64).await;
         }
+        let expired = expired.len() as u64;
         store.metrics().expired.inc_by(expired);
         let fate = match damage {
             None => SegmentFate::Delivered,
