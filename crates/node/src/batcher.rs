@@ -1,5 +1,6 @@
 //! Replica writes to one peer, coalesced: writes queued while earlier
-//! batches are in flight go out together in one `Replica.ApplyBatch`.
+//! batches are in flight go out together as one batch on the peer's pipe
+//! (`pipe.rs`).
 //!
 //! Why: a unary gRPC call per replica write cost about 100 µs of CPU
 //! (client and server side together, measured in `strata dev`), twice a
@@ -14,9 +15,8 @@ use std::time::Duration;
 
 use strata_proto::v1::{KeyVersions, KeyVersionsBatch};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::transport::Channel;
 
-use crate::peers::Peers;
+use crate::pipe::Pipe;
 
 /// Batches in flight to one peer at most; more writes wait in the queue
 /// (and so join bigger batches).
@@ -31,11 +31,10 @@ struct Queued {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The write queue of one peer, and the channel it sends on.
+/// The write queue of one peer.
 #[derive(Debug)]
 pub struct Batcher {
     queue: mpsc::Sender<Queued>,
-    channel: Channel,
 }
 
 impl std::fmt::Debug for Queued {
@@ -45,19 +44,13 @@ impl std::fmt::Debug for Queued {
 }
 
 impl Batcher {
-    /// Starts the batching task for the peer on `channel`; each batch
-    /// has `timeout` to be acknowledged. The task ends with the batcher.
+    /// Starts the batching task for the peer on `pipe`; each batch has
+    /// `timeout` to be acknowledged. The task ends with the batcher.
     #[must_use]
-    pub fn start(channel: Channel, timeout: Duration) -> Self {
+    pub fn start(pipe: Arc<Pipe>, timeout: Duration) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(channel.clone(), timeout, rx));
-        Self { queue, channel }
-    }
-
-    /// The peer's channel, for calls that are not batched.
-    #[must_use]
-    pub fn channel(&self) -> Channel {
-        self.channel.clone()
+        tokio::spawn(run(pipe, timeout, rx));
+        Self { queue }
     }
 
     /// Merges `entry` into the peer's store; `Ok` once the peer made it
@@ -77,7 +70,7 @@ impl Batcher {
     }
 }
 
-async fn run(channel: Channel, timeout: Duration, mut rx: mpsc::Receiver<Queued>) {
+async fn run(pipe: Arc<Pipe>, timeout: Duration, mut rx: mpsc::Receiver<Queued>) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut carried: Option<Queued> = None;
     loop {
@@ -106,14 +99,12 @@ async fn run(channel: Channel, timeout: Duration, mut rx: mpsc::Receiver<Queued>
             entries.push(next.entry);
             waiters.push(next.done);
         }
-        let mut client = Peers::replica_client(channel.clone());
+        let pipe = Arc::clone(&pipe);
         tokio::spawn(async move {
-            let call = client.apply_batch(KeyVersionsBatch { entries });
-            let result = match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-                Err(_) => Err(format!("no answer within {timeout:?}")),
-            };
+            let result = pipe
+                .apply(KeyVersionsBatch { entries }, timeout)
+                .await
+                .map(|_| ());
             for done in waiters {
                 let _ = done.send(result.clone());
             }
@@ -124,20 +115,15 @@ async fn run(channel: Channel, timeout: Duration, mut rx: mpsc::Receiver<Queued>
 
 #[cfg(test)]
 mod tests {
-    use std::pin::Pin;
     use std::sync::Mutex;
 
-    use strata_proto::v1::{
-        self, ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, MerkleNodesRequest,
-        MerkleNodesResponse, ReplicaReadRequest, ReplicaReadResponse, ReplicaWriteRequest,
-        ReplicaWriteResponse, StreamRangeRequest,
-        replica_server::{Replica, ReplicaServer},
-    };
-    use tonic::{Request, Response, Status};
+    use strata_proto::v1::{self, ApplyBatchResponse, ReplicaReadRequest, ReplicaReadResponse};
+    use tonic::Status;
 
     use super::*;
+    use crate::pipe::{PipeHandler, fake};
 
-    /// A peer that answers `ApplyBatch` after a delay, recording batch
+    /// A peer that answers each batch after a delay, recording batch
     /// sizes, or fails every batch.
     #[derive(Debug, Default)]
     struct Peer {
@@ -145,77 +131,26 @@ mod tests {
         fail: bool,
     }
 
-    type Stream =
-        Pin<Box<dyn tokio_stream::Stream<Item = Result<KeyVersionsBatch, Status>> + Send>>;
+    impl PipeHandler for Peer {
+        fn read(&self, _: ReplicaReadRequest) -> Result<ReplicaReadResponse, Status> {
+            Err(Status::unimplemented("not used"))
+        }
 
-    #[tonic::async_trait]
-    impl Replica for Peer {
-        type StreamRangeStream = Stream;
-
-        async fn apply_batch(
-            &self,
-            request: Request<KeyVersionsBatch>,
-        ) -> Result<Response<ApplyBatchResponse>, Status> {
-            let n = request.into_inner().entries.len();
+        async fn apply(&self, batch: KeyVersionsBatch) -> Result<ApplyBatchResponse, Status> {
+            let n = batch.entries.len();
             self.batches.lock().expect("lock").push(n);
             tokio::time::sleep(Duration::from_millis(50)).await;
             if self.fail {
                 return Err(Status::unavailable("disk on fire"));
             }
-            Ok(Response::new(ApplyBatchResponse {
+            Ok(ApplyBatchResponse {
                 applied: u32::try_from(n).expect("small"),
-            }))
-        }
-
-        async fn write(
-            &self,
-            _: Request<ReplicaWriteRequest>,
-        ) -> Result<Response<ReplicaWriteResponse>, Status> {
-            Err(Status::unimplemented("not used"))
-        }
-
-        async fn read(
-            &self,
-            _: Request<ReplicaReadRequest>,
-        ) -> Result<Response<ReplicaReadResponse>, Status> {
-            Err(Status::unimplemented("not used"))
-        }
-
-        async fn deliver_hints(
-            &self,
-            _: Request<DeliverHintsRequest>,
-        ) -> Result<Response<DeliverHintsResponse>, Status> {
-            Err(Status::unimplemented("not used"))
-        }
-
-        async fn merkle_nodes(
-            &self,
-            _: Request<MerkleNodesRequest>,
-        ) -> Result<Response<MerkleNodesResponse>, Status> {
-            Err(Status::unimplemented("not used"))
-        }
-
-        async fn stream_range(
-            &self,
-            _: Request<StreamRangeRequest>,
-        ) -> Result<Response<Stream>, Status> {
-            Err(Status::unimplemented("not used"))
+            })
         }
     }
 
-    async fn serve(peer: Peer) -> Channel {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(ReplicaServer::new(peer))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect_lazy()
+    async fn serve(peer: Peer) -> Arc<Pipe> {
+        Arc::new(Pipe::new(fake::serve(peer).await))
     }
 
     fn entry(i: usize) -> KeyVersions {
@@ -228,12 +163,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_queued_behind_busy_batches_share_one_call() {
         let batches = Arc::new(Mutex::new(Vec::new()));
-        let channel = serve(Peer {
+        let pipe = serve(Peer {
             batches: Arc::clone(&batches),
             fail: false,
         })
         .await;
-        let batcher = Arc::new(Batcher::start(channel, Duration::from_secs(5)));
+        let batcher = Arc::new(Batcher::start(pipe, Duration::from_secs(5)));
         let writes: Vec<_> = (0..40)
             .map(|i| {
                 let batcher = Arc::clone(&batcher);
@@ -253,12 +188,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_batch_fails_each_of_its_writes() {
-        let channel = serve(Peer {
+        let pipe = serve(Peer {
             batches: Arc::default(),
             fail: true,
         })
         .await;
-        let batcher = Arc::new(Batcher::start(channel, Duration::from_secs(5)));
+        let batcher = Arc::new(Batcher::start(pipe, Duration::from_secs(5)));
         let writes: Vec<_> = (0..5)
             .map(|i| {
                 let batcher = Arc::clone(&batcher);
@@ -273,8 +208,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_past_its_deadline_fails() {
-        let channel = serve(Peer::default()).await;
-        let batcher = Batcher::start(channel, Duration::from_millis(10));
+        let pipe = serve(Peer::default()).await;
+        let batcher = Batcher::start(pipe, Duration::from_millis(10));
         let err = batcher.write(entry(0)).await.expect_err("too slow");
         assert!(err.contains("no answer within"), "{err}");
     }

@@ -20,6 +20,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node_id;
 pub mod peers;
+pub mod pipe;
 pub mod repair;
 pub mod request;
 pub mod run;

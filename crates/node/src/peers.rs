@@ -14,12 +14,13 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::batcher::Batcher;
 use crate::faults::Faults;
+use crate::pipe::Pipe;
 
 /// Channels to peers, by `host:port`.
 #[derive(Debug)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
-    batchers: Mutex<HashMap<String, Arc<Batcher>>>,
+    peers: Mutex<HashMap<String, Arc<Peer>>>,
     connect_timeout: Duration,
     faults: Arc<Faults>,
 }
@@ -30,7 +31,7 @@ impl Peers {
     pub fn new(connect_timeout: Duration) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
-            batchers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
             connect_timeout,
             faults: Arc::default(),
         }
@@ -61,22 +62,28 @@ impl Peers {
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
-    /// The replica-write batcher for `address`, started on first use;
-    /// batches get `timeout` each.
+    /// What the coordinator uses to reach `address`: its pipe and write
+    /// batcher, started on first use; batches get `timeout` each.
     ///
     /// # Errors
     /// As [`Peers::channel`].
-    pub fn batcher(&self, address: &str, timeout: Duration) -> Result<Arc<Batcher>, String> {
+    pub fn peer(&self, address: &str, timeout: Duration) -> Result<Arc<Peer>, String> {
         if self.faults.is_blocked(address) {
             return Err(cut(address));
         }
-        let mut batchers = self.batchers.lock().expect("batcher lock");
-        if let Some(batcher) = batchers.get(address) {
-            return Ok(Arc::clone(batcher));
+        let mut peers = self.peers.lock().expect("peer lock");
+        if let Some(peer) = peers.get(address) {
+            return Ok(Arc::clone(peer));
         }
-        let batcher = Arc::new(Batcher::start(self.channel(address)?, timeout));
-        batchers.insert(address.to_owned(), Arc::clone(&batcher));
-        Ok(batcher)
+        let channel = self.channel(address)?;
+        let pipe = Arc::new(Pipe::new(channel.clone()));
+        let peer = Arc::new(Peer {
+            batcher: Batcher::start(Arc::clone(&pipe), timeout),
+            pipe,
+            channel,
+        });
+        peers.insert(address.to_owned(), Arc::clone(&peer));
+        Ok(peer)
     }
 
     /// The channel to `address`, created on first use.
@@ -100,6 +107,34 @@ impl Peers {
             .connect_lazy();
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
+    }
+}
+
+/// One peer as the coordinator reaches it.
+#[derive(Debug)]
+pub struct Peer {
+    channel: Channel,
+    pipe: Arc<Pipe>,
+    batcher: Batcher,
+}
+
+impl Peer {
+    /// The peer's channel, for unary calls.
+    #[must_use]
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The stream carrying replica reads and write batches.
+    #[must_use]
+    pub fn pipe(&self) -> &Pipe {
+        &self.pipe
+    }
+
+    /// The queue coalescing replica writes into batches on the pipe.
+    #[must_use]
+    pub fn batcher(&self) -> &Batcher {
+        &self.batcher
     }
 }
 

@@ -50,7 +50,15 @@ pub async fn serve(
         Arc::clone(&coordinator),
         Arc::clone(&repairer),
     );
-    let replica = ReplicaService::new(&coordinator, repairer);
+    // Pipes are long-lived streams: they end when the server stops (after
+    // answering what they already received), or the graceful shutdown
+    // would wait for them forever.
+    let (stopping, stop_pipes) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    let replica = ReplicaService::new(&coordinator, repairer, stop_pipes);
     // Large enough that an oversized value reaches request validation and
     // gets INVALID_ARGUMENT naming the limit, not a transport error.
     let max_message = coordinator

@@ -7,8 +7,7 @@ use std::time::Duration;
 use strata_cluster::{ClusterView, NodeId, Siblings};
 use strata_proto::v1::{KeyVersions, ReplicaReadRequest, ReplicaWriteRequest};
 
-use crate::batcher::Batcher;
-use crate::peers::Peers;
+use crate::peers::{Peer, Peers};
 use crate::storage::{Storage, version_from_proto, version_to_proto};
 
 /// Where a replica operation runs.
@@ -16,8 +15,8 @@ use crate::storage::{Storage, version_from_proto, version_to_proto};
 pub(super) enum Target {
     /// This node: straight to the engine.
     Local(Arc<Storage>),
-    /// Another node, through its batcher (which also holds its channel).
-    Remote(Arc<Batcher>),
+    /// Another node, through its pipe and write batcher.
+    Remote(Arc<Peer>),
 }
 
 impl Target {
@@ -39,7 +38,7 @@ impl Target {
             .map(|n| n.grpc_address.as_str())
             .filter(|a| !a.is_empty())
             .ok_or_else(|| format!("no address known for {node}"))?;
-        peers.batcher(address, timeout).map(Self::Remote)
+        peers.peer(address, timeout).map(Self::Remote)
     }
 
     /// Merges `siblings` into the replica's set for `key`; with
@@ -59,22 +58,22 @@ impl Target {
                 .apply_queued(key, siblings)
                 .await
                 .map_err(|e| e.to_string()),
-            Self::Remote(batcher) if hint_for.is_none() => {
+            Self::Remote(peer) if hint_for.is_none() => {
                 // Joins the peer's next batch (see `batcher.rs`).
-                batcher
+                peer.batcher()
                     .write(KeyVersions {
                         key: key.to_vec().into(),
                         versions: siblings.versions().iter().map(version_to_proto).collect(),
                     })
                     .await
             }
-            Self::Remote(batcher) => {
+            Self::Remote(peer) => {
                 let request = ReplicaWriteRequest {
                     key: key.to_vec().into(),
                     versions: siblings.versions().iter().map(version_to_proto).collect(),
                     hint_for: hint_for.map(ToString::to_string).unwrap_or_default(),
                 };
-                let mut client = Peers::replica_client(batcher.channel());
+                let mut client = Peers::replica_client(peer.channel());
                 let call = client.write(request);
                 match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(_)) => Ok(()),
@@ -93,22 +92,16 @@ impl Target {
             // handoff cost more than the read (see docs/benchmarks.md). A
             // cache miss blocks this worker for one disk read.
             Self::Local(storage) => storage.read(&key).map_err(|e| e.to_string()),
-            Self::Remote(batcher) => {
-                let mut client = Peers::replica_client(batcher.channel());
-                let call = client.read(ReplicaReadRequest { key: key.into() });
-                match tokio::time::timeout(timeout, call).await {
-                    Ok(Ok(response)) => response
-                        .into_inner()
-                        .versions
-                        .into_iter()
-                        .map(version_from_proto)
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(Siblings::from_versions)
-                        .map_err(|e| format!("replica sent an unreadable version: {e}")),
-                    Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
-                }
-            }
+            Self::Remote(peer) => peer
+                .pipe()
+                .read(ReplicaReadRequest { key: key.into() }, timeout)
+                .await?
+                .versions
+                .into_iter()
+                .map(version_from_proto)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Siblings::from_versions)
+                .map_err(|e| format!("replica sent an unreadable version: {e}")),
         }
     }
 }

@@ -9,15 +9,18 @@ use strata_cluster::{MAX_DEPTH, NodeId, Siblings, Token, TokenRange};
 
 use strata_proto::v1::{
     self, ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, KeyVersions,
-    KeyVersionsBatch, MerkleNodesRequest, MerkleNodesResponse, ReplicaReadRequest,
-    ReplicaReadResponse, ReplicaWriteRequest, ReplicaWriteResponse, StreamRangeRequest, Version,
-    replica_server::Replica,
+    KeyVersionsBatch, MerkleNodesRequest, MerkleNodesResponse, PipeReply, PipeRequest,
+    ReplicaReadRequest, ReplicaReadResponse, ReplicaWriteRequest, ReplicaWriteResponse,
+    StreamRangeRequest, Version, replica_server::Replica,
 };
+use tokio::sync::watch;
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::coordinator::Coordinator;
 use crate::hints::{HintError, HintStore};
+use crate::pipe::{self, PipeHandler};
 use crate::repair::Repairer;
 use crate::storage::{Storage, version_from_proto, version_to_proto};
 
@@ -25,17 +28,70 @@ use crate::storage::{Storage, version_from_proto, version_to_proto};
 #[derive(Debug)]
 pub(crate) struct ReplicaService {
     storage: Arc<Storage>,
+    ops: Arc<StoreOps>,
     hints: Arc<HintStore>,
     repairer: Arc<Repairer>,
+    /// Becomes true when the server stops: open pipes end.
+    stopping: watch::Receiver<bool>,
 }
 
 impl ReplicaService {
-    pub(crate) fn new(coordinator: &Coordinator, repairer: Arc<Repairer>) -> Self {
+    pub(crate) fn new(
+        coordinator: &Coordinator,
+        repairer: Arc<Repairer>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        let storage = Arc::clone(coordinator.storage());
         Self {
-            storage: Arc::clone(coordinator.storage()),
+            ops: Arc::new(StoreOps {
+                storage: Arc::clone(&storage),
+            }),
+            storage,
             hints: Arc::clone(coordinator.hints()),
             repairer,
+            stopping,
         }
+    }
+}
+
+/// Point reads and batch merges against this node's store: what the
+/// unary calls and the pipe have in common.
+#[derive(Debug)]
+struct StoreOps {
+    storage: Arc<Storage>,
+}
+
+impl StoreOps {
+    /// Merges every entry into the store; the writer thread batches them.
+    async fn apply_all(&self, entries: Vec<KeyVersions>) -> Result<u32, Status> {
+        let mut parsed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            crate::request::validate_key(&entry.key)?;
+            parsed.push((entry.key, siblings_from(entry.versions)?));
+        }
+        let applied = futures::future::try_join_all(
+            parsed
+                .iter()
+                .map(|(key, siblings)| self.storage.apply_queued(key, siblings)),
+        )
+        .await?;
+        Ok(u32::try_from(applied.len()).unwrap_or(u32::MAX))
+    }
+}
+
+impl PipeHandler for StoreOps {
+    fn read(&self, request: ReplicaReadRequest) -> Result<ReplicaReadResponse, Status> {
+        crate::request::validate_key(&request.key)?;
+        // Inline: see `coordinator::remote` on point reads.
+        let siblings = self.storage.read(&request.key).map_err(Status::from)?;
+        Ok(ReplicaReadResponse {
+            versions: siblings.versions().iter().map(version_to_proto).collect(),
+        })
+    }
+
+    async fn apply(&self, batch: KeyVersionsBatch) -> Result<ApplyBatchResponse, Status> {
+        let applied = self.apply_all(batch.entries).await?;
+        Ok(ApplyBatchResponse { applied })
     }
 }
 
@@ -63,24 +119,6 @@ fn siblings_from(versions: Vec<Version>) -> Result<Siblings, Status> {
         .collect::<Result<Vec<_>, _>>()
         .map(Siblings::from_versions)
         .map_err(|e| Status::invalid_argument(format!("unreadable version: {e}")))
-}
-
-impl ReplicaService {
-    /// Merges every entry into the store; the writer thread batches them.
-    async fn apply_all(&self, entries: Vec<KeyVersions>) -> Result<u32, Status> {
-        let mut parsed = Vec::with_capacity(entries.len());
-        for entry in entries {
-            crate::request::validate_key(&entry.key)?;
-            parsed.push((entry.key, siblings_from(entry.versions)?));
-        }
-        let applied = futures::future::try_join_all(
-            parsed
-                .iter()
-                .map(|(key, siblings)| self.storage.apply_queued(key, siblings)),
-        )
-        .await?;
-        Ok(u32::try_from(applied.len()).unwrap_or(u32::MAX))
-    }
 }
 
 #[tonic::async_trait]
@@ -118,13 +156,7 @@ impl Replica for ReplicaService {
         &self,
         request: Request<ReplicaReadRequest>,
     ) -> Result<Response<ReplicaReadResponse>, Status> {
-        let key = request.into_inner().key;
-        crate::request::validate_key(&key)?;
-        // Inline: see `coordinator::remote` on point reads.
-        let siblings = self.storage.read(&key).map_err(Status::from)?;
-        Ok(Response::new(ReplicaReadResponse {
-            versions: siblings.versions().iter().map(version_to_proto).collect(),
-        }))
+        self.ops.read(request.into_inner()).map(Response::new)
     }
 
     async fn deliver_hints(
@@ -132,7 +164,7 @@ impl Replica for ReplicaService {
         request: Request<DeliverHintsRequest>,
     ) -> Result<Response<DeliverHintsResponse>, Status> {
         let r = request.into_inner();
-        let applied = self.apply_all(r.entries).await?;
+        let applied = self.ops.apply_all(r.entries).await?;
         tracing::debug!(from = %r.from_node_id, applied, "hints delivered to this node");
         Ok(Response::new(DeliverHintsResponse { applied }))
     }
@@ -235,7 +267,20 @@ impl Replica for ReplicaService {
         &self,
         request: Request<KeyVersionsBatch>,
     ) -> Result<Response<ApplyBatchResponse>, Status> {
-        let applied = self.apply_all(request.into_inner().entries).await?;
+        let applied = self.ops.apply_all(request.into_inner().entries).await?;
         Ok(Response::new(ApplyBatchResponse { applied }))
+    }
+
+    type PipeStream = ReceiverStream<Result<PipeReply, Status>>;
+
+    async fn pipe(
+        &self,
+        request: Request<Streaming<PipeRequest>>,
+    ) -> Result<Response<Self::PipeStream>, Status> {
+        Ok(Response::new(pipe::serve(
+            request.into_inner(),
+            Arc::clone(&self.ops),
+            self.stopping.clone(),
+        )))
     }
 }
