@@ -21,7 +21,7 @@ use strata_proto::v1::{
     ApplyBatchResponse, KeyVersionsBatch, PipeError, PipeReply, PipeRequest, ReplicaReadRequest,
     ReplicaReadResponse, pipe_reply, pipe_request,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
@@ -149,6 +149,10 @@ impl Pipe {
         if let Some(session) = current.as_ref().filter(|s| s.is_open()) {
             return Arc::clone(session);
         }
+        tracing::debug!(
+            replaces_a_broken_one = current.is_some(),
+            "opening a replica stream"
+        );
         let (requests, outgoing) = mpsc::channel(QUEUE);
         let session = Arc::new(Session {
             requests,
@@ -271,6 +275,9 @@ pub trait PipeHandler: Send + Sync + 'static {
 
 /// Replies not yet written to the stream at most; operations wait beyond.
 const REPLIES: usize = 1024;
+/// Operations of one stream running at once at most; beyond, the server
+/// stops reading the stream and HTTP/2 flow control holds the sender back.
+const RUNNING: usize = 1024;
 
 /// The peer's side: answers every request arriving on `incoming`, each in
 /// a task of its own (a slow batch does not hold up the reads behind it),
@@ -282,8 +289,12 @@ pub fn serve<H: PipeHandler>(
     mut stopping: watch::Receiver<bool>,
 ) -> ReceiverStream<Result<PipeReply, Status>> {
     let (replies, outgoing) = mpsc::channel(REPLIES);
+    let running = Arc::new(Semaphore::new(RUNNING));
     tokio::spawn(async move {
         loop {
+            let Ok(permit) = Arc::clone(&running).acquire_owned().await else {
+                return;
+            };
             let next = tokio::select! {
                 next = incoming.message() => next,
                 _ = stopping.wait_for(|s| *s) => return,
@@ -320,6 +331,7 @@ pub fn serve<H: PipeHandler>(
                         result: Some(result),
                     }))
                     .await;
+                drop(permit);
             });
         }
     });
