@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use strata_proto::v1::{
@@ -161,7 +161,7 @@ impl Pipe {
         tokio::spawn(run(
             self.channel.clone(),
             ReceiverStream::new(outgoing),
-            Arc::clone(&session),
+            Arc::downgrade(&session),
         ));
         *current = Some(Arc::clone(&session));
         session
@@ -233,17 +233,25 @@ impl Drop for Forget<'_> {
 }
 
 /// Drives one stream: opens it, hands replies to their callers, and
-/// closes the session when the stream ends or fails.
-async fn run(channel: Channel, outgoing: ReceiverStream<PipeRequest>, session: Arc<Session>) {
+/// closes the session when the stream ends or fails. Holds the session
+/// weakly: once the pipe and every caller let go of it, its request queue
+/// closes, which ends the request stream, and the peer then ends the reply
+/// stream after answering what it received.
+async fn run(channel: Channel, outgoing: ReceiverStream<PipeRequest>, session: Weak<Session>) {
     let mut client = Peers::replica_client(channel);
     let outcome = async {
         let mut replies = client.pipe(outgoing).await?.into_inner();
         while let Some(reply) = replies.message().await? {
-            session.complete(reply);
+            if let Some(session) = session.upgrade() {
+                session.complete(reply);
+            }
         }
         Ok::<(), Status>(())
     }
     .await;
+    let Some(session) = session.upgrade() else {
+        return;
+    };
     let why = match outcome {
         Ok(()) => "the replica ended the stream".to_owned(),
         Err(status) => {
@@ -655,5 +663,24 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(!first.is_open(), "the ended stream's session is closed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_pipe_ends_its_stream() {
+        let pipe = Pipe::new(fake::serve(Echo::default()).await);
+        pipe.read(read_of("k"), SECOND).await.expect("answered");
+        let session = Arc::downgrade(&pipe.session());
+        drop(pipe);
+        // Nothing holds the session any more (the task driving the stream
+        // holds it weakly, and only while handing over a reply), so its
+        // request queue closed and the request stream ends instead of
+        // staying open for the node's lifetime.
+        for _ in 0..100 {
+            if session.upgrade().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(session.upgrade().is_none(), "the session is gone");
     }
 }
