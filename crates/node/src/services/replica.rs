@@ -27,7 +27,6 @@ use crate::storage::{Storage, version_from_proto, version_to_proto};
 /// Serves other nodes: replica reads and writes, hints, repair, streaming.
 #[derive(Debug)]
 pub(crate) struct ReplicaService {
-    storage: Arc<Storage>,
     ops: Arc<StoreOps>,
     hints: Arc<HintStore>,
     repairer: Arc<Repairer>,
@@ -41,12 +40,10 @@ impl ReplicaService {
         repairer: Arc<Repairer>,
         stopping: watch::Receiver<bool>,
     ) -> Self {
-        let storage = Arc::clone(coordinator.storage());
         Self {
             ops: Arc::new(StoreOps {
-                storage: Arc::clone(&storage),
+                storage: Arc::clone(coordinator.storage()),
             }),
-            storage,
             hints: Arc::clone(coordinator.hints()),
             repairer,
             stopping,
@@ -134,7 +131,7 @@ impl Replica for ReplicaService {
         crate::request::validate_key(&r.key)?;
         let siblings = siblings_from(r.versions)?;
         if r.hint_for.is_empty() {
-            self.storage.apply_queued(&r.key, &siblings).await?;
+            self.ops.storage.apply_queued(&r.key, &siblings).await?;
         } else {
             // A stand-in: hold the write for the replica that is down.
             let target = NodeId::new(r.hint_for)
@@ -192,7 +189,7 @@ impl Replica for ReplicaService {
         // Asking for the root starts a session: build from what is stored
         // now; deeper levels reuse that tree.
         let fresh = r.positions.contains(&1);
-        let (storage, repairer) = (Arc::clone(&self.storage), Arc::clone(&self.repairer));
+        let (storage, repairer) = (Arc::clone(&self.ops.storage), Arc::clone(&self.repairer));
         let tree = tokio::task::spawn_blocking(move || {
             repairer.trees().get(&storage, range, r.depth, fresh)
         })
@@ -219,7 +216,7 @@ impl Replica for ReplicaService {
         let r = request.into_inner();
         let range = range_from(r.range)?;
         let limit = batch_limit(r.max_batch_bytes);
-        let storage = Arc::clone(&self.storage);
+        let storage = Arc::clone(&self.ops.storage);
         // A blocking scan feeds a two-batch channel: memory stays bounded
         // and a slow reader slows the scan.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<KeyVersionsBatch, Status>>(2);
