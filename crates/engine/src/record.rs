@@ -9,6 +9,10 @@
 //!   record, or a zero-filled tail, is a **torn tail**: the crash happened
 //!   while it was being written, it was never acknowledged, and the log ends
 //!   just before it;
+//! - under [`TailPolicy::ChecksumTornOk`], a damaged record followed only by
+//!   zeros is torn too: WALs are preallocated with zeros, and a `pwrite` cut
+//!   short by a crash (Linux stops at a page boundary) leaves part of a
+//!   record and then the preallocated zeros, never data after them;
 //! - a damaged record followed by more data is **corruption** in the middle.
 
 use std::path::Path;
@@ -121,8 +125,12 @@ pub(crate) fn read_records(data: &[u8], policy: TailPolicy) -> (Vec<&[u8]>, Tail
         };
         let field = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
         let (len, len_crc, payload_crc) = (field(0), field(4), field(8));
+        let lenient = policy == TailPolicy::ChecksumTornOk;
         if crc32c::crc32c(&header[..4]) != len_crc {
-            if rest.iter().all(|&b| b == 0) {
+            // A header cut by the crash: whatever was written of it, then
+            // zeros to the end (the length is unknown, so nothing after the
+            // header may be data).
+            if rest.iter().all(|&b| b == 0) || (lenient && all_zero(&rest[HEADER_LEN..])) {
                 return (records, torn(pos));
             }
             return (records, corrupt(pos, "record length checksum mismatch"));
@@ -132,7 +140,7 @@ pub(crate) fn read_records(data: &[u8], policy: TailPolicy) -> (Vec<&[u8]>, Tail
             return (records, torn(pos));
         };
         if crc32c::crc32c(payload) != payload_crc {
-            if end == rest.len() && policy == TailPolicy::ChecksumTornOk {
+            if lenient && all_zero(&rest[end..]) {
                 return (records, torn(pos));
             }
             return (records, corrupt(pos, "record payload checksum mismatch"));
@@ -141,6 +149,10 @@ pub(crate) fn read_records(data: &[u8], policy: TailPolicy) -> (Vec<&[u8]>, Tail
         pos += end;
     }
     (records, Tail::Clean)
+}
+
+fn all_zero(data: &[u8]) -> bool {
+    data.iter().all(|&b| b == 0)
 }
 
 #[cfg(test)]
@@ -226,6 +238,42 @@ mod tests {
         // ... unless the policy only accepts truncation.
         assert!(matches!(
             read_records(&bad, TailPolicy::TruncationOnly).1,
+            Tail::Corrupt { .. }
+        ));
+    }
+
+    #[test]
+    fn damaged_record_followed_only_by_zeros_is_torn() {
+        let data = log(&[b"first", &[7u8; 10_000]]);
+        let second = HEADER_LEN + 5;
+        // A crash stopped the write of the second record at `cut`; the
+        // preallocated zeros follow. Cuts inside the header and inside the
+        // payload are all torn tails that keep the first record.
+        let mut cuts: Vec<usize> = (second + 1..second + HEADER_LEN).collect();
+        cuts.extend((4096..data.len()).step_by(4096));
+        for cut in cuts {
+            let mut torn = data[..cut].to_vec();
+            torn.resize(data.len() + 8192, 0);
+            let (records, tail) = read_records(&torn, TailPolicy::ChecksumTornOk);
+            assert_eq!(records, vec![&b"first"[..]], "cut at {cut}");
+            assert_eq!(
+                tail,
+                Tail::Torn {
+                    offset: second as u64
+                },
+                "cut at {cut}"
+            );
+            // The MANIFEST's policy does not guess: damage is corruption.
+            let (_, strict) = read_records(&torn, TailPolicy::TruncationOnly);
+            assert!(matches!(strict, Tail::Corrupt { .. }), "cut at {cut}");
+        }
+        // Damage followed by zeros and then data is corruption.
+        let mut bad = data[..4096].to_vec();
+        bad.resize(data.len() + 100, 0);
+        let len = bad.len();
+        bad[len - 1] = 1;
+        assert!(matches!(
+            read_records(&bad, TailPolicy::ChecksumTornOk).1,
             Tail::Corrupt { .. }
         ));
     }
