@@ -7,7 +7,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything the engine can fail with. Corruption is always reported with
 /// the file and offset; the engine never returns data it could not verify.
-#[derive(Debug, thiserror::Error)]
+///
+/// Cloneable (the IO error is shared), so one failure can be handed to every
+/// writer of a group as the same typed error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// An operating-system IO error, with the file it concerned.
     #[error("io error on {path}: {source}")]
@@ -16,7 +19,7 @@ pub enum Error {
         path: PathBuf,
         /// The underlying error.
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// An option outside its valid range.
     #[error("invalid option {name}: {reason}")]
@@ -68,6 +71,19 @@ pub enum Error {
         /// The database directory.
         path: PathBuf,
     },
+    /// [`Db::close`](crate::Db::close) stopped the database, but snapshots or
+    /// iterators still read its files: the directory stays locked (a reopen
+    /// answers [`Error::Locked`]) until they are dropped.
+    #[error(
+        "database {path} is closed but {handles} snapshot(s) or iterator(s) still use it; \
+         its directory stays locked until they are dropped"
+    )]
+    InUse {
+        /// The database directory.
+        path: PathBuf,
+        /// Live snapshots and iterators.
+        handles: usize,
+    },
     /// A merge was written or read without a merge operator configured.
     #[error("merge operand for a key, but no merge operator is configured")]
     NoMergeOperator,
@@ -88,7 +104,10 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Io { path, source }
+        move |source| Self::Io {
+            path,
+            source: std::sync::Arc::new(source),
+        }
     }
 
     pub(crate) fn corruption(

@@ -48,6 +48,41 @@ fn a_second_open_of_the_same_directory_is_refused() {
 }
 
 #[test]
+fn close_with_a_live_snapshot_or_iterator_says_so_and_the_lock_lasts_until_they_drop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), Options::default()).expect("open");
+    db.put(b"k", b"v").expect("put");
+    let snapshot = db.snapshot();
+    let iter = db.iter(None, None).expect("iter");
+    let err = db.close().expect_err("handles are alive");
+    assert!(matches!(err, Error::InUse { handles: 1.., .. }), "{err}");
+    assert!(matches!(
+        Db::open(dir.path(), Options::default()),
+        Err(Error::Locked { .. })
+    ));
+    drop(iter);
+    drop(snapshot);
+    let db = Db::open(dir.path(), Options::default()).expect("lock released");
+    assert_eq!(db.get(b"k").expect("get"), Some(b"v".to_vec()));
+    db.close().expect("nothing else holds it");
+}
+
+#[test]
+fn current_that_is_not_utf8_is_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Db::open(dir.path(), Options::default())
+        .expect("open")
+        .close()
+        .expect("close");
+    std::fs::write(dir.path().join("CURRENT"), [0xff, 0xfe, b'\n']).expect("write");
+    let err = Db::open(dir.path(), Options::default()).expect_err("damaged CURRENT");
+    assert!(
+        matches!(&err, Error::Corruption { path, .. } if path.ends_with("CURRENT")),
+        "{err}"
+    );
+}
+
+#[test]
 fn batches_apply_all_or_nothing_and_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::open(dir.path(), small_options()).expect("open");

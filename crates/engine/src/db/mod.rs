@@ -292,10 +292,24 @@ impl Db {
 
     /// Stops the background threads and syncs the WAL.
     ///
+    /// The directory stays locked while a [`Snapshot`] or [`DbIter`] of this
+    /// database is alive (they read its files); `close` then says so with
+    /// [`Error::InUse`] after stopping everything else, and the lock is
+    /// released when the last of them is dropped.
+    ///
     /// # Errors
-    /// The first background error, or a failure to sync the WAL.
+    /// The first background error, a failure to sync the WAL, or
+    /// [`Error::InUse`].
     pub fn close(mut self) -> Result<()> {
-        self.shutdown()
+        self.shutdown()?;
+        let handles = Arc::strong_count(&self.inner) - 1;
+        if handles > 0 {
+            return Err(Error::InUse {
+                path: self.inner.dir.clone(),
+                handles,
+            });
+        }
+        Ok(())
     }
 
     fn shutdown(&mut self) -> Result<()> {

@@ -22,7 +22,8 @@ use crate::record::{self, Tail, TailPolicy};
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
 use crate::version::{
-    FileKind, Version, VersionEdit, VersionSet, current_manifest, file_path, parse_file_name,
+    FileKind, Recovered, Version, VersionEdit, VersionSet, current_manifest, file_path,
+    parse_file_name,
 };
 use crate::{Error, Options, Result, WriteBatch};
 
@@ -45,15 +46,19 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path)(e)),
     }
 
-    let (mut version, log_number, mut last_seq, mut next_file) = match current_manifest(dir)? {
-        Some(path) => {
-            let r = VersionSet::recover(dir, &path, options.num_levels)?;
-            (r.version, r.log_number, r.last_sequence, r.next_file_number)
-        }
+    let manifest = current_manifest(dir)?;
+    let recovered = match &manifest {
+        Some(path) => Some(VersionSet::recover(dir, path, options.num_levels)?),
+        None => None,
+    };
+    let listing = list_dir(dir)?;
+    if let (Some(path), Some(r)) = (&manifest, &recovered) {
+        check_manifest_is_whole(path, r, &listing)?;
+    }
+    let (mut version, log_number, mut last_seq, mut next_file) = match recovered {
+        Some(r) => (r.version, r.log_number, r.last_sequence, r.next_file_number),
         None => (Version::new(options.num_levels), 0, 0, 1),
     };
-
-    let listing = list_dir(dir)?;
     if let Some(max) = listing.iter().map(|(_, n, _)| *n).max() {
         next_file = next_file.max(max + 1);
     }
@@ -117,6 +122,49 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
         options,
         _lock: lock,
     })
+}
+
+/// Refuses a MANIFEST that lost edits whose effects already happened.
+///
+/// A crash can only tear an edit that was never acted on: every file the
+/// recovered version names, and the WAL it says to replay from, is then
+/// still on disk (files are deleted only after the edit that retires them
+/// is fsynced). If one of them is gone, later edits existed and were lost
+/// (truncation or damage); opening would serve stale values and delete the
+/// newer tables as garbage, so this is corruption, reported before any
+/// file is touched.
+fn check_manifest_is_whole(
+    manifest: &Path,
+    recovered: &Recovered,
+    listing: &[(FileKind, u64, std::path::PathBuf)],
+) -> Result<()> {
+    let has =
+        |kind: FileKind, number: u64| listing.iter().any(|(k, n, _)| *k == kind && *n == number);
+    let lost = |what: String| {
+        Error::corruption(
+            manifest,
+            recovered.valid_len,
+            format!(
+                "{what}, so the MANIFEST has lost edits after this offset; \
+                 restore the directory from a replica or backup"
+            ),
+        )
+    };
+    for (level, file) in recovered.version.all_files() {
+        if !has(FileKind::Table, file.number) {
+            return Err(lost(format!(
+                "table {:06}.sst of level {level} is missing",
+                file.number
+            )));
+        }
+    }
+    if recovered.log_number > 0 && !has(FileKind::Wal, recovered.log_number) {
+        return Err(lost(format!(
+            "WAL {:06}.log, where replay must start, is missing",
+            recovered.log_number
+        )));
+    }
+    Ok(())
 }
 
 /// Database files in `dir`, sorted by number.

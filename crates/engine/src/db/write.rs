@@ -317,6 +317,9 @@ fn switch_memtable(inner: &Inner) -> Result<()> {
     let number = inner.next_file.fetch_add(1, Ordering::SeqCst);
     let path = file_path(&inner.dir, FileKind::Wal, number);
     let fresh = create_wal(&path, &inner.options)?;
+    // Writes acknowledged from this log on must survive a power cut, so
+    // its directory entry must be durable before the first of them.
+    crate::version::sync_dir(&inner.dir)?;
     {
         let mut wal = inner.wal.lock().expect("wal lock");
         match inner.options.durability {

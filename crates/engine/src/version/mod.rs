@@ -12,7 +12,9 @@ mod set;
 pub(crate) use edit::VersionEdit;
 pub(crate) use file::FileMeta;
 pub(crate) use picker::{CompactionTask, PickerConfig, pick_compaction, pick_manual};
-pub(crate) use set::{FileKind, VersionSet, current_manifest, file_path, parse_file_name};
+pub(crate) use set::{
+    FileKind, Recovered, VersionSet, current_manifest, file_path, parse_file_name, sync_dir,
+};
 
 use std::sync::Arc;
 

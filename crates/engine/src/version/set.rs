@@ -47,10 +47,13 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(FileKind, u64)> {
 /// The MANIFEST named by `CURRENT`, or `None` for a new database.
 pub(crate) fn current_manifest(dir: &Path) -> Result<Option<PathBuf>> {
     let current = dir.join("CURRENT");
-    let name = match std::fs::read_to_string(&current) {
-        Ok(name) => name,
+    let bytes = match std::fs::read(&current) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&current)(e)),
+    };
+    let Ok(name) = String::from_utf8(bytes) else {
+        return Err(Error::corruption(&current, 0, "CURRENT is not UTF-8"));
     };
     let name = name.trim_end_matches('\n');
     match parse_file_name(name) {
@@ -70,11 +73,15 @@ pub(crate) struct Recovered {
     pub(crate) log_number: u64,
     pub(crate) last_sequence: u64,
     pub(crate) next_file_number: u64,
+    /// Where the valid records end; less than the file's length when the
+    /// last record was torn.
+    pub(crate) valid_len: u64,
 }
 
 /// Owns the live MANIFEST and the current version.
 #[derive(Debug)]
 pub(crate) struct VersionSet {
+    dir: PathBuf,
     current: Arc<Version>,
     manifest: RecordWriter,
     next_file: Arc<AtomicU64>,
@@ -101,6 +108,7 @@ impl VersionSet {
             log_number: 0,
             last_sequence: 0,
             next_file_number: 1,
+            valid_len: 0,
         };
         let mut offset = 0u64;
         for payload in records {
@@ -113,6 +121,7 @@ impl VersionSet {
                 edit.next_file_number.unwrap_or(recovered.next_file_number);
             offset += (record::HEADER_LEN + payload.len()) as u64;
         }
+        recovered.valid_len = offset;
         Ok(recovered)
     }
 
@@ -141,6 +150,7 @@ impl VersionSet {
         manifest.sync()?;
         install_current(dir, &path)?;
         Ok(Self {
+            dir: dir.to_owned(),
             current: Arc::new(version),
             manifest,
             next_file,
@@ -157,6 +167,11 @@ impl VersionSet {
 
     /// Durably records `edit` and returns the new current version.
     pub(crate) fn log_and_apply(&mut self, mut edit: VersionEdit) -> Result<Arc<Version>> {
+        if !edit.added.is_empty() {
+            // The new tables' directory entries must be durable before an
+            // edit names them.
+            sync_dir(&self.dir)?;
+        }
         edit.next_file_number = Some(self.next_file.load(Ordering::SeqCst));
         self.manifest.append(&edit.encode())?;
         self.manifest.sync()?;
