@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .bytes(".strata.v1")
+        .codec_path("crate::codec::Codec")
         .compile_fds(fds)?;
     Ok(())
 }

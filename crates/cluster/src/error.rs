@@ -27,4 +27,24 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A client context claims a dot of this node that the node never
+    /// issued: forged, corrupted, or from another cluster.
+    #[error(
+        "context claims counter {claimed} for node {node}, which has issued only up to {issued}; \
+         use a context returned by this cluster"
+    )]
+    ContextAhead {
+        /// The node the claim is about.
+        node: crate::NodeId,
+        /// The counter the context claims.
+        claimed: u64,
+        /// The highest counter the node has issued.
+        issued: u64,
+    },
+    /// A node's 64-bit dot counter is used up.
+    #[error("node {node} has issued every dot counter")]
+    CounterExhausted {
+        /// The node.
+        node: crate::NodeId,
+    },
 }

@@ -33,4 +33,6 @@ pub use merkle::{Hash, MAX_DEPTH, MerkleTree, differing_children, key_hash};
 pub use quorum::{Progress, ReadQuorum, ReadResolution, WriteQuorum};
 pub use ring::{Member, NodeState, Placement, Ring, tokens_for};
 pub use token::{ENGINE_KEY_PREFIX_LEN, Token, TokenRange, decode_engine_key, encode_engine_key};
-pub use versions::{Dot, PrunePolicy, Siblings, Version, VersionVector, next_counter};
+pub use versions::{
+    Dot, PrunePolicy, Siblings, Version, VersionVector, admitted_context, next_counter,
+};

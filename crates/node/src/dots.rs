@@ -30,6 +30,10 @@ pub enum DotError {
         #[source]
         source: std::io::Error,
     },
+    /// The client's context claims a dot this node never issued, or the
+    /// counter is used up.
+    #[error(transparent)]
+    Refused(#[from] strata_cluster::Error),
     /// The file holds something other than a number.
     #[error("dot reservation file {path} is corrupt: {content:?}")]
     Corrupt {
@@ -86,15 +90,16 @@ impl DotCounter {
         })
     }
 
-    /// The counter for a new write with the client's `context`: above
-    /// every counter issued before and above what the context claims for
-    /// this node.
+    /// The counter for a new write whose client sent `claimed`: one above
+    /// every counter issued before.
     ///
     /// # Errors
-    /// [`DotError::Io`] when a new block cannot be reserved durably.
-    pub fn next(&self, context: &VersionVector) -> Result<u64, DotError> {
+    /// [`DotError::Refused`] when `claimed` holds a dot of this node beyond
+    /// anything issued (see [`next_counter`]); [`DotError::Io`] when a new
+    /// block cannot be reserved durably.
+    pub fn next(&self, claimed: &VersionVector) -> Result<u64, DotError> {
         let mut state = self.state.lock().expect("dot counter lock");
-        let counter = next_counter(state.issued, context, &self.node);
+        let counter = next_counter(state.issued, claimed, &self.node)?;
         if counter > state.reserved {
             let reserved = counter.saturating_add(BLOCK);
             write_durably(&self.path, reserved)?;
@@ -147,15 +152,26 @@ mod tests {
     }
 
     #[test]
-    fn forged_contexts_push_the_counter_past_them() {
+    fn forged_contexts_are_refused_and_never_reach_the_reservation() {
         let dir = tempfile::tempdir().expect("tempdir");
         let dots = DotCounter::open(dir.path(), node()).expect("open");
         let start = dots.next(&VersionVector::new()).expect("next");
-        let forged_counter = start + 5 * BLOCK;
-        let forged = VersionVector::from_entries([(node(), forged_counter, 0)]);
-        assert_eq!(dots.next(&forged).expect("next"), forged_counter + 1);
-        let after = DotCounter::open(dir.path(), node()).expect("reopen");
-        assert!(after.next(&VersionVector::new()).expect("next") > forged_counter + 1);
+        let reserved = std::fs::read_to_string(dir.path().join(FILE)).expect("read");
+        for claim in [start + 1, start + 5 * BLOCK, u64::MAX] {
+            let forged = VersionVector::from_entries([(node(), claim, 0)]);
+            assert!(matches!(
+                dots.next(&forged),
+                Err(DotError::Refused(
+                    strata_cluster::Error::ContextAhead { .. }
+                ))
+            ));
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(FILE)).expect("read"),
+            reserved
+        );
+        let honest = VersionVector::from_entries([(node(), start, 0)]);
+        assert_eq!(dots.next(&honest).expect("next"), start + 1);
     }
 
     #[test]

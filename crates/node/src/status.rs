@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::coordinator::CoordinatorError;
+use crate::dots::DotError;
 use crate::request::RequestError;
 use crate::storage::StorageError;
 
@@ -62,6 +63,9 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::Forwarded(status) => status,
             CoordinatorError::TooManySiblings { .. } => Status::failed_precondition(e.to_string()),
             CoordinatorError::Storage(e) => e.into(),
+            CoordinatorError::Dots(DotError::Refused(strata_cluster::Error::ContextAhead {
+                ..
+            })) => Status::invalid_argument(e.to_string()),
             CoordinatorError::Dots(_) => Status::internal(e.to_string()),
         };
         status

@@ -3,8 +3,10 @@
 //! Everything lives in [`v1`]: messages, `*_client` modules for callers and
 //! `*_server` modules for the node. [`FILE_DESCRIPTOR_SET`] backs gRPC server
 //! reflection. Hand-written helpers for the generated types are in
-//! `consistency.rs`.
+//! `consistency.rs`; [`codec`] is the protobuf codec the generated code
+//! uses (malformed bodies are `INVALID_ARGUMENT`).
 
+pub mod codec;
 mod consistency;
 
 /// The `strata.v1` package.

@@ -113,6 +113,25 @@ impl VersionVector {
         }
     }
 
+    /// Pointwise minimum with `other`: only what both have seen (a node
+    /// missing from either is missing from the result).
+    #[must_use]
+    pub fn meet(&self, other: &Self) -> Self {
+        let entries = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let counter = e.counter.min(other.get(&e.node));
+                (counter > 0).then(|| Entry {
+                    node: e.node.clone(),
+                    counter,
+                    updated_micros: e.updated_micros,
+                })
+            })
+            .collect();
+        Self { entries }
+    }
+
     /// Whether every counter here is at least the one in `other`.
     #[must_use]
     pub fn descends(&self, other: &Self) -> bool {

@@ -19,4 +19,4 @@ mod clock;
 mod siblings;
 
 pub use clock::{Dot, PrunePolicy, VersionVector};
-pub use siblings::{Siblings, Version, next_counter};
+pub use siblings::{Siblings, Version, admitted_context, next_counter};

@@ -1,6 +1,7 @@
 //! Versions of one key and the set of those not yet superseded.
 
 use super::clock::{Dot, VersionVector};
+use crate::{Error, NodeId};
 
 /// One write of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,13 +124,44 @@ impl Siblings {
     }
 }
 
-/// The counter a node should use for its next write given the client's
-/// `context`: above its own high-water mark and above anything the context
-/// claims for this node, so that no existing context covers the new dot
-/// (a forged or stale context cannot make a fresh write obsolete).
+/// The counter `node` issues next, after `issued`, for a write whose client
+/// sent `claimed`.
+///
+/// The client's context is input, not state: it cannot move the counter.
+/// A claim on a dot of `node` beyond `issued` never came from this cluster
+/// and is refused, so a forged context can neither wrap the counter nor make
+/// later writes look obsolete.
+///
+/// # Errors
+/// [`Error::ContextAhead`] for such a claim; [`Error::CounterExhausted`]
+/// when `issued` is `u64::MAX`.
+pub fn next_counter(issued: u64, claimed: &VersionVector, node: &NodeId) -> Result<u64, Error> {
+    let claim = claimed.get(node);
+    if claim > issued {
+        return Err(Error::ContextAhead {
+            node: node.clone(),
+            claimed: claim,
+            issued,
+        });
+    }
+    issued
+        .checked_add(1)
+        .ok_or_else(|| Error::CounterExhausted { node: node.clone() })
+}
+
+/// The context a coordinator gives a new version: what the client claims to
+/// have seen, but no more than what the coordinator's own sibling set for
+/// the key (`local`) knows (the pointwise minimum of the two).
+///
+/// A context covers dots; one that covers a dot its coordinator has not
+/// seen could make a later write (of any node) obsolete on arrival, which
+/// would lose it while it was acknowledged. Bounding by `local` makes that
+/// impossible whatever the client sends. A client that read a newer version
+/// from another replica than a lagging coordinator gets an extra sibling
+/// instead, which the next write with a context resolves; never a loss.
 #[must_use]
-pub fn next_counter(high_water: u64, context: &VersionVector, node: &crate::NodeId) -> u64 {
-    high_water.max(context.get(node)) + 1
+pub fn admitted_context(claimed: &VersionVector, local: &VersionVector) -> VersionVector {
+    claimed.meet(local)
 }
 
 #[cfg(test)]
@@ -137,7 +169,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::NodeId;
 
     fn node(i: u8) -> NodeId {
         NodeId::new(format!("n{i}")).expect("valid id")
@@ -197,11 +228,41 @@ mod tests {
     }
 
     #[test]
-    fn next_counter_exceeds_high_water_and_forged_contexts() {
-        let forged = VersionVector::from_entries([(node(1), 1_000, 0)]);
-        assert_eq!(next_counter(5, &VersionVector::new(), &node(1)), 6);
-        assert_eq!(next_counter(5, &forged, &node(1)), 1_001);
-        assert_eq!(next_counter(5, &forged, &node(2)), 6);
+    fn next_counter_refuses_claims_beyond_what_was_issued_and_never_wraps() {
+        let empty = VersionVector::new();
+        assert_eq!(next_counter(5, &empty, &node(1)), Ok(6));
+        let honest = VersionVector::from_entries([(node(1), 5, 0)]);
+        assert_eq!(next_counter(5, &honest, &node(1)), Ok(6));
+        let forged = VersionVector::from_entries([(node(1), u64::MAX, 0)]);
+        assert_eq!(
+            next_counter(5, &forged, &node(1)),
+            Err(Error::ContextAhead {
+                node: node(1),
+                claimed: u64::MAX,
+                issued: 5
+            })
+        );
+        // Claims about other nodes do not move this node's counter.
+        assert_eq!(next_counter(5, &forged, &node(2)), Ok(6));
+        assert_eq!(
+            next_counter(u64::MAX, &empty, &node(1)),
+            Err(Error::CounterExhausted { node: node(1) })
+        );
+    }
+
+    #[test]
+    fn admitted_context_never_covers_what_the_coordinator_has_not_seen() {
+        let local = VersionVector::from_entries([(node(1), 4, 0), (node(2), 9, 0)]);
+        let claimed =
+            VersionVector::from_entries([(node(1), 2, 0), (node(2), u64::MAX, 0), (node(3), 7, 0)]);
+        let admitted = admitted_context(&claimed, &local);
+        assert_eq!(admitted.get(&node(1)), 2);
+        assert_eq!(admitted.get(&node(2)), 9);
+        assert_eq!(admitted.get(&node(3)), 0);
+        assert!(!admitted.covers(&Dot {
+            node: node(2),
+            counter: 10
+        }));
     }
 
     #[test]
@@ -237,7 +298,7 @@ mod tests {
                 }
                 let context = seen.context();
                 let slot = &mut counters[usize::from(n)];
-                *slot = next_counter(*slot, &context, &node(n));
+                *slot = next_counter(*slot, &VersionVector::new(), &node(n)).expect("small");
                 let version = write(n, *slot, &context, &format!("v{}", all.len()));
                 all.push(version.clone());
                 states[usize::from(n)].insert(version);

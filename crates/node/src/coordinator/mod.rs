@@ -331,89 +331,51 @@ fn stripe_of(key: &[u8], stripes: usize) -> usize {
     usize::try_from(token % stripes as u64).expect("below the stripe count")
 }
 
-/// The opaque context clients see: an encoded `strata.v1.VectorClock`.
+/// The opaque context clients see for the key whose token is `key`: an
+/// encoded `strata.v1.CausalContext`, the clock bound to the key.
 #[must_use]
-pub fn encode_context(context: &VersionVector) -> Vec<u8> {
-    clock_to_proto(context).encode_to_vec()
+pub fn encode_context(key: strata_cluster::Token, context: &VersionVector) -> Vec<u8> {
+    v1::CausalContext {
+        clock: Some(clock_to_proto(context)),
+        key_token: key.0,
+    }
+    .encode_to_vec()
 }
 
-/// Decodes a client context; empty means none.
+/// Decodes a client context for the key whose token is `key`; empty means
+/// none.
 ///
 /// # Errors
-/// [`CoordinatorError::Context`] for bytes this cluster did not issue.
-pub fn decode_context(bytes: &[u8]) -> Result<VersionVector, CoordinatorError> {
-    let clock =
-        v1::VectorClock::decode(bytes).map_err(|e| CoordinatorError::Context(e.to_string()))?;
+/// [`CoordinatorError::Context`] for bytes this cluster did not issue, or
+/// a context issued for another key.
+pub fn decode_context(
+    key: strata_cluster::Token,
+    bytes: &[u8],
+) -> Result<VersionVector, CoordinatorError> {
+    if bytes.is_empty() {
+        return Ok(VersionVector::new());
+    }
+    let context =
+        v1::CausalContext::decode(bytes).map_err(|e| CoordinatorError::Context(e.to_string()))?;
+    if context.key_token != key.0 {
+        return Err(CoordinatorError::Context(
+            "the context was issued for a different key; read this key to get its context".into(),
+        ));
+    }
+    let clock = context.clock.unwrap_or_default();
     clock_from_proto(clock).map_err(|e| CoordinatorError::Context(e.to_string()))
 }
 
 #[cfg(test)]
+mod context_tests;
+#[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
 mod tests {
+    use super::fixtures::{coordinator, coordinator_with, values};
     use super::*;
-
-    fn coordinator(dir: &std::path::Path, factor: u32) -> Coordinator {
-        coordinator_with(dir, factor, false)
-    }
-
-    fn coordinator_with(dir: &std::path::Path, factor: u32, last_write_wins: bool) -> Coordinator {
-        let node = NodeId::new("strata-0").expect("id");
-        let storage = Arc::new(
-            Storage::open(
-                &dir.join("engine"),
-                strata_engine::Durability::SyncEachGroup,
-            )
-            .expect("open"),
-        );
-        Coordinator::new(
-            node.clone(),
-            storage,
-            DotCounter::open(dir, node.clone()).expect("dots"),
-            Arc::new(
-                HintStore::open(
-                    &dir.join("hints"),
-                    crate::hints::HintLimits::default(),
-                    crate::metrics::HintMetrics::default(),
-                )
-                .expect("hints"),
-            ),
-            Topology::single(&node, 16),
-            Arc::new(Metrics::new()),
-            Settings {
-                replication: Replication {
-                    factor,
-                    write: ConsistencyLevel::Quorum,
-                    read: ConsistencyLevel::Quorum,
-                    last_write_wins,
-                },
-                max_value_bytes: 1024,
-                request_timeout: Duration::from_secs(2),
-                read_repair_period: 1,
-            },
-        )
-    }
-
-    impl Coordinator {
-        async fn put(
-            &self,
-            key: Vec<u8>,
-            value: Option<Vec<u8>>,
-            context: &[u8],
-            consistency: Option<&v1::Consistency>,
-        ) -> Result<WriteOutcome, CoordinatorError> {
-            self.write(WriteRequest {
-                key,
-                value,
-                context,
-                consistency,
-                forwarded: false,
-            })
-            .await
-        }
-    }
-
-    fn values(outcome: &ReadOutcome) -> Vec<&[u8]> {
-        outcome.siblings.live_values().collect()
-    }
+    use strata_cluster::Token;
 
     #[tokio::test]
     async fn concurrent_writes_become_siblings_and_a_context_resolves_them() {
@@ -428,7 +390,7 @@ mod tests {
         let read = c.read(b"k".to_vec(), None).await.expect("get");
         assert_eq!(values(&read), [&b"a"[..], b"b"]);
 
-        let context = encode_context(&read.context);
+        let context = encode_context(Token::of(b"k"), &read.context);
         let put = c
             .put(b"k".to_vec(), Some(b"c".to_vec()), &context, None)
             .await
@@ -439,7 +401,10 @@ mod tests {
             [&b"c"[..]]
         );
 
-        let context = encode_context(&c.read(b"k".to_vec(), None).await.expect("get").context);
+        let context = encode_context(
+            Token::of(b"k"),
+            &c.read(b"k".to_vec(), None).await.expect("get").context,
+        );
         c.put(b"k".to_vec(), None, &context, None)
             .await
             .expect("delete");
@@ -528,7 +493,10 @@ mod tests {
             ),
             "{err}"
         );
-        let context = encode_context(&one.read(b"hot".to_vec(), None).await.expect("get").context);
+        let context = encode_context(
+            Token::of(b"hot"),
+            &one.read(b"hot".to_vec(), None).await.expect("get").context,
+        );
         one.put(b"hot".to_vec(), Some(b"resolved".to_vec()), &context, None)
             .await
             .expect("resolves");

@@ -2,7 +2,7 @@
 
 use strata_cluster::{
     ClusterView, Dot, NodeId, Progress, PrunePolicy, ReplicaTarget, Siblings, Token, Version,
-    VersionVector, WriteQuorum,
+    VersionVector, WriteQuorum, admitted_context,
 };
 use strata_proto::v1::{self, DeleteRequest, PutRequest};
 use tokio::sync::mpsc;
@@ -43,9 +43,10 @@ impl Coordinator {
         }
         let replication = self.settings.replication;
         let required = required_acks(request.consistency, replication.write, replication.factor)?;
-        let context = decode_context(request.context)?;
+        let token = Token::of(&request.key);
+        let context = decode_context(token, request.context)?;
         let view = self.view();
-        let targets = view.write_targets(Token::of(&request.key), self.n());
+        let targets = view.write_targets(token, self.n());
         if !targets.iter().any(|t| t.id == self.node) {
             if request.forwarded {
                 return Err(CoordinatorError::NotReplica);
@@ -56,7 +57,6 @@ impl Coordinator {
         // Sloppy quorum: each down replica's write goes to the next live
         // node past the preference list, which holds it as a hint and
         // counts toward W. Not at W = N: ALL promises every replica itself.
-        let token = Token::of(&request.key);
         let down: Vec<NodeId> = targets
             .iter()
             .filter(|t| !t.alive)
@@ -102,7 +102,7 @@ impl Coordinator {
                     None => self.spawn_hint(replica.clone(), key.clone(), merged.clone()),
                 }
             }
-            written_context = encode_context(&merged.context());
+            written_context = encode_context(token, &merged.context());
             // A failed local apply fails the write even if other replicas
             // take it: this node's later dots for the key must not reach a
             // replica without this one (the DVV contract), so the outcome
@@ -217,15 +217,16 @@ impl Coordinator {
         context: VersionVector,
     ) -> Result<Siblings, CoordinatorError> {
         let mut siblings = self.local.read(key)?;
+        let claimed = context;
         // Last-write-wins: a write supersedes everything this replica
         // holds; siblings only arise across replicas and reads resolve
-        // them by timestamp.
+        // them by timestamp. Otherwise it supersedes what the client saw,
+        // bounded by what this replica has seen (a client's context is
+        // input: it must not cover dots that do not exist here).
         let mut context = if self.settings.replication.last_write_wins {
-            let mut all = siblings.context();
-            all.join(&context);
-            all
+            siblings.context()
         } else {
-            context
+            admitted_context(&claimed, &siblings.context())
         };
         // Bounded clocks (PrunePolicy: > 64 entries, entries idle > 1 day).
         // Pruning a context only keeps more siblings; it never drops one.
@@ -253,7 +254,7 @@ impl Coordinator {
             .max()
             .unwrap_or(0)
             .max(now_micros());
-        let counter = self.dots.next(&context)?;
+        let counter = self.dots.next(&claimed)?;
         siblings.insert(Version {
             dot: Dot {
                 node: self.node.clone(),

@@ -48,6 +48,7 @@ impl KvService {
         key: Vec<u8>,
         consistency: Option<&v1::Consistency>,
     ) -> Result<GetResponse, Status> {
+        let token = strata_cluster::Token::of(&key);
         let ReadOutcome {
             siblings,
             context,
@@ -63,7 +64,7 @@ impl KvService {
                     tombstone: false,
                 })
                 .collect(),
-            context: encode_context(&context).into(),
+            context: encode_context(token, &context).into(),
             replicas_answered: answered,
         })
     }

@@ -1,0 +1,212 @@
+//! Regressions, named after the outside tests that found them.
+
+use bytes::{Buf as _, BufMut as _};
+use prost::Message as _;
+use strata_cluster::Token;
+use strata_proto::v1::{
+    self, CausalContext, ClockEntry, Consistency, ConsistencyLevel, GetRequest, PutRequest,
+    VectorClock,
+};
+use strata_tests::Cluster;
+use strata_tests::cluster::kv;
+use tonic::Code;
+
+const N3: &[&str] = &["--replication-factor", "3"];
+
+fn forged(key: &str, entries: &[(&str, u64)]) -> Vec<u8> {
+    CausalContext {
+        clock: Some(VectorClock {
+            entries: entries
+                .iter()
+                .map(|(node, counter)| ClockEntry {
+                    node_id: (*node).to_owned(),
+                    counter: *counter,
+                    updated_at_micros: 0,
+                })
+                .collect(),
+        }),
+        key_token: Token::of(key.as_bytes()).0,
+    }
+    .encode_to_vec()
+}
+
+fn put(key: &str, value: &str, context: Vec<u8>) -> PutRequest {
+    PutRequest {
+        key: key.as_bytes().to_vec().into(),
+        value: value.as_bytes().to_vec().into(),
+        context: context.into(),
+        consistency: Some(Consistency::named(ConsistencyLevel::Quorum)),
+    }
+}
+
+async fn quorum_values(addr: std::net::SocketAddr, key: &str) -> Vec<String> {
+    let got = kv(addr)
+        .await
+        .get(GetRequest {
+            key: key.as_bytes().to_vec().into(),
+            consistency: Some(Consistency::named(ConsistencyLevel::Quorum)),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    let mut values: Vec<String> = got
+        .siblings
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.value).into_owned())
+        .collect();
+    values.sort();
+    values
+}
+
+/// Outside testing: a Put whose context claims counter 2^64-1 for the
+/// coordinating node wrapped its dot counter, and its later writes were
+/// acknowledged by 3 replicas and never seen by any read. A context read
+/// from key A superseded key B's siblings. Both are refused now, and a
+/// claim about another node's counter cannot hide that node's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_contexts_lose_no_acknowledged_write() {
+    let cluster = Cluster::start(3, N3).await;
+    let (a, b) = (cluster.addr(0), cluster.addr(1));
+
+    kv(a)
+        .await
+        .put(put("k", "first", Vec::new()))
+        .await
+        .expect("put");
+    let err = kv(a)
+        .await
+        .put(put("k", "forged", forged("k", &[("node-0", u64::MAX)])))
+        .await
+        .expect_err("a dot node-0 never issued");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+
+    // Node 1's counter claimed at 2^64-1 through node 0: accepted, but it
+    // cannot cover node 1's later writes.
+    kv(a)
+        .await
+        .put(put("k", "second", forged("k", &[("node-1", u64::MAX)])))
+        .await
+        .expect("claims about another node are bounded, not refused");
+    for (i, value) in ["third", "fourth"].iter().enumerate() {
+        let via = if i == 0 { a } else { b };
+        kv(via)
+            .await
+            .put(put("k", value, Vec::new()))
+            .await
+            .expect("put");
+    }
+    for (_, addr) in cluster.running() {
+        let values = quorum_values(addr, "k").await;
+        for value in ["third", "fourth"] {
+            assert!(values.contains(&value.to_owned()), "{addr}: {values:?}");
+        }
+    }
+
+    // A context bound to another key is refused; B keeps its sibling.
+    kv(a)
+        .await
+        .put(put("b", "b1", Vec::new()))
+        .await
+        .expect("put");
+    let context_of_k = kv(a)
+        .await
+        .put(put("k", "fifth", Vec::new()))
+        .await
+        .expect("put")
+        .into_inner()
+        .context;
+    let err = kv(b)
+        .await
+        .put(put("b", "b2", context_of_k.to_vec()))
+        .await
+        .expect_err("context of another key");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert_eq!(quorum_values(a, "b").await, ["b1"]);
+}
+
+/// Sends bytes as they are, so a request body can be malformed.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+#[derive(Debug, Clone, Default)]
+struct Raw;
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        Ok(Some(bytes.to_vec()))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+/// Outside testing: a request body that is not valid protobuf was answered
+/// INTERNAL (tonic's mapping of decode errors), blaming the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_protobuf_is_invalid_argument() {
+    let cluster = Cluster::start(1, &["--replication-factor", "1"]).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addr(0)))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    // Field 1 (length-delimited) claiming 100 bytes, with 1 present.
+    for (path, body) in [
+        ("/strata.v1.KV/Put", vec![0x0a, 100, 1]),
+        ("/strata.v1.KV/Get", vec![0xff, 0xff, 0xff]),
+    ] {
+        grpc.ready().await.expect("ready");
+        let err = grpc
+            .unary::<Vec<u8>, Vec<u8>, _>(
+                tonic::Request::new(body),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await
+            .expect_err("malformed body");
+        assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err}");
+    }
+    // A well-formed request still works on the same connection.
+    let ok = v1::GetRequest {
+        key: b"k".to_vec().into(),
+        consistency: None,
+    };
+    grpc.ready().await.expect("ready");
+    grpc.unary::<Vec<u8>, Vec<u8>, _>(
+        tonic::Request::new(ok.encode_to_vec()),
+        tonic::codegen::http::uri::PathAndQuery::from_static("/strata.v1.KV/Get"),
+        RawCodec,
+    )
+    .await
+    .expect("valid request");
+}
