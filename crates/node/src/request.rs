@@ -1,8 +1,8 @@
 //! Validation of client requests, before any replica is contacted.
 //!
 //! Limits: keys are 1 byte to 64 KiB; values at most the node's value limit
-//! (4 MiB by default); a consistency level is a known name or a count in
-//! `1..=N`. Each violation is a specific [`RequestError`], answered with
+//! (4 MiB by default); batches at most 1000 items; a consistency level is a
+//! known name or a count in `1..=N`. Each violation is a specific [`RequestError`], answered with
 //! `INVALID_ARGUMENT` (see `status.rs`).
 
 use strata_cluster::ConsistencyLevel;
@@ -12,6 +12,8 @@ use strata_proto::v1::{self, consistency::Level};
 pub const MAX_KEY_BYTES: usize = 64 << 10;
 /// Default largest value accepted, in bytes (configurable per node).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 4 << 20;
+/// Most items one `BatchGet` or `BatchWrite` may carry.
+pub const MAX_BATCH_ITEMS: usize = 1000;
 
 /// A request the node refuses as malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +35,12 @@ pub enum RequestError {
         /// The node's limit.
         limit: usize,
     },
+    /// A batch with more items than [`MAX_BATCH_ITEMS`].
+    #[error("batch has {items} items; the limit is {MAX_BATCH_ITEMS}: split it")]
+    BatchTooLarge {
+        /// Items in the batch.
+        items: usize,
+    },
     /// A consistency level this node does not know.
     #[error("unknown consistency level {0}; expected ONE, TWO, QUORUM, ALL or a replica count")]
     UnknownConsistency(i32),
@@ -51,6 +59,17 @@ pub fn validate_key(key: &[u8]) -> Result<(), RequestError> {
         len if len > MAX_KEY_BYTES => Err(RequestError::KeyTooLarge { len }),
         _ => Ok(()),
     }
+}
+
+/// Checks a batch's item count against [`MAX_BATCH_ITEMS`].
+///
+/// # Errors
+/// [`RequestError::BatchTooLarge`].
+pub fn validate_batch(items: usize) -> Result<(), RequestError> {
+    if items > MAX_BATCH_ITEMS {
+        return Err(RequestError::BatchTooLarge { items });
+    }
+    Ok(())
 }
 
 /// Checks a value against the node's limit.
@@ -105,6 +124,17 @@ mod tests {
             validate_key(&[0; MAX_KEY_BYTES + 1]),
             Err(RequestError::KeyTooLarge {
                 len: MAX_KEY_BYTES + 1
+            })
+        );
+    }
+
+    #[test]
+    fn batches_hold_at_most_the_item_limit() {
+        assert_eq!(validate_batch(MAX_BATCH_ITEMS), Ok(()));
+        assert_eq!(
+            validate_batch(MAX_BATCH_ITEMS + 1),
+            Err(RequestError::BatchTooLarge {
+                items: MAX_BATCH_ITEMS + 1
             })
         );
     }

@@ -3,15 +3,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt as _;
 use strata_proto::v1::{
     self, BatchGetRequest, BatchGetResponse, BatchGetResult, BatchWriteRequest, BatchWriteResponse,
     DeleteRequest, DeleteResponse, GetRequest, GetResponse, ItemError, PutRequest, PutResponse,
-    Sibling, WriteResult, batch_get_result, kv_server::Kv, write_op, write_result,
+    Sibling, WriteOp, WriteResult, batch_get_result, kv_server::Kv, write_op, write_result,
 };
 use tonic::{Request, Response, Status};
 
 use crate::coordinator::{Coordinator, ReadOutcome, WriteRequest, encode_context};
 use crate::metrics::Metrics;
+use crate::request::validate_batch;
 
 /// Coordinates client requests.
 #[derive(Debug)]
@@ -114,6 +116,35 @@ impl KvService {
     }
 }
 
+impl KvService {
+    /// One item of a `BatchWrite`.
+    async fn write_op(&self, op: WriteOp, fallback: Option<&v1::Consistency>) -> WriteResult {
+        let outcome = match op.op {
+            Some(write_op::Op::Put(put)) => self
+                .put_one(put, fallback, false)
+                .await
+                .map(|p| (p.context, p.replicas_acked)),
+            Some(write_op::Op::Delete(delete)) => self
+                .delete_one(delete, fallback, false)
+                .await
+                .map(|d| (d.context, d.replicas_acked)),
+            None => Err(Status::invalid_argument(
+                "batch op has neither put nor delete",
+            )),
+        };
+        match outcome {
+            Ok((context, acked)) => WriteResult {
+                outcome: Some(write_result::Outcome::Context(context)),
+                replicas_acked: acked,
+            },
+            Err(status) => WriteResult {
+                outcome: Some(write_result::Outcome::Error(item_error(&status))),
+                replicas_acked: 0,
+            },
+        }
+    }
+}
+
 /// Whether another node forwarded this request to us as a replica.
 fn is_forwarded<T>(request: &Request<T>) -> bool {
     request
@@ -160,17 +191,24 @@ impl Kv for KvService {
     ) -> Result<Response<BatchGetResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let mut results = Vec::with_capacity(r.keys.len());
-        for key in r.keys {
-            let outcome = match self.get_one(key.to_vec(), r.consistency.as_ref()).await {
-                Ok(response) => batch_get_result::Outcome::Response(response),
-                Err(status) => batch_get_result::Outcome::Error(item_error(&status)),
-            };
-            results.push(BatchGetResult {
-                key,
-                outcome: Some(outcome),
-            });
+        if let Err(e) = validate_batch(r.keys.len()) {
+            return self.finish("BatchGet", started, Err(e.into()));
         }
+        let consistency = r.consistency.as_ref();
+        let results = futures::stream::iter(r.keys)
+            .map(|key| async move {
+                let outcome = match self.get_one(key.to_vec(), consistency).await {
+                    Ok(response) => batch_get_result::Outcome::Response(response),
+                    Err(status) => batch_get_result::Outcome::Error(item_error(&status)),
+                };
+                BatchGetResult {
+                    key,
+                    outcome: Some(outcome),
+                }
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .await;
         self.finish("BatchGet", started, Ok(BatchGetResponse { results }))
     }
 
@@ -180,33 +218,86 @@ impl Kv for KvService {
     ) -> Result<Response<BatchWriteResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
+        if let Err(e) = validate_batch(r.ops.len()) {
+            return self.finish("BatchWrite", started, Err(e.into()));
+        }
         let fallback = r.consistency.as_ref();
-        let mut results = Vec::with_capacity(r.ops.len());
-        for op in r.ops {
-            let outcome = match op.op {
-                Some(write_op::Op::Put(put)) => self
-                    .put_one(put, fallback, false)
-                    .await
-                    .map(|p| (p.context, p.replicas_acked)),
-                Some(write_op::Op::Delete(delete)) => self
-                    .delete_one(delete, fallback, false)
-                    .await
-                    .map(|d| (d.context, d.replicas_acked)),
-                None => Err(Status::invalid_argument(
-                    "batch op has neither put nor delete",
-                )),
-            };
-            results.push(match outcome {
-                Ok((context, acked)) => WriteResult {
-                    outcome: Some(write_result::Outcome::Context(context)),
-                    replicas_acked: acked,
-                },
-                Err(status) => WriteResult {
-                    outcome: Some(write_result::Outcome::Error(item_error(&status))),
-                    replicas_acked: 0,
-                },
-            });
+        let chains = same_key_chains(&r.ops);
+        let mut ops: Vec<Option<WriteOp>> = r.ops.into_iter().map(Some).collect();
+        let chains: Vec<Vec<(usize, WriteOp)>> = chains
+            .into_iter()
+            .map(|chain| {
+                chain
+                    .into_iter()
+                    .filter_map(|i| ops[i].take().map(|op| (i, op)))
+                    .collect()
+            })
+            .collect();
+        let mut results = vec![WriteResult::default(); ops.len()];
+        let done: Vec<Vec<(usize, WriteResult)>> = futures::stream::iter(chains)
+            .map(|chain| async move {
+                let mut out = Vec::with_capacity(chain.len());
+                for (i, op) in chain {
+                    out.push((i, self.write_op(op, fallback).await));
+                }
+                out
+            })
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .collect()
+            .await;
+        for (i, result) in done.into_iter().flatten() {
+            results[i] = result;
         }
         self.finish("BatchWrite", started, Ok(BatchWriteResponse { results }))
+    }
+}
+
+/// Items of one batch in flight at once. Items on the same key run in
+/// their batch order (one after another), so a batch that writes a key
+/// twice means what it says; different keys run concurrently.
+const BATCH_CONCURRENCY: usize = 32;
+
+/// Indices of `ops` grouped by key, each group in batch order; groups in
+/// order of their first item.
+fn same_key_chains(ops: &[WriteOp]) -> Vec<Vec<usize>> {
+    let mut by_key: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    let mut chains: Vec<Vec<usize>> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let key: &[u8] = match &op.op {
+            Some(write_op::Op::Put(p)) => &p.key,
+            Some(write_op::Op::Delete(d)) => &d.key,
+            None => {
+                chains.push(vec![i]);
+                continue;
+            }
+        };
+        match by_key.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => chains[*e.get()].push(i),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(chains.len());
+                chains.push(vec![i]);
+            }
+        }
+    }
+    chains
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str) -> WriteOp {
+        WriteOp {
+            op: Some(write_op::Op::Put(PutRequest {
+                key: key.as_bytes().to_vec().into(),
+                ..PutRequest::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn writes_to_one_key_stay_in_batch_order() {
+        let ops = [put("a"), put("b"), put("a"), WriteOp { op: None }, put("a")];
+        assert_eq!(same_key_chains(&ops), [vec![0, 2, 4], vec![1], vec![3]]);
     }
 }
