@@ -103,6 +103,7 @@ pub fn spawn_client(
                 key: key.clone().into_bytes().into(),
                 value: value.clone().into_bytes().into(),
                 context,
+                request_id: 0,
                 consistency: Some(Consistency::named(workload.write)),
             });
             put.set_timeout(Duration::from_secs(5));

@@ -31,6 +31,7 @@ fn put(key: &str, value: &[u8], context: &[u8], l: ConsistencyLevel) -> PutReque
         value: value.to_vec().into(),
         context: context.to_vec().into(),
         consistency: level(l),
+        request_id: 0,
     }
 }
 

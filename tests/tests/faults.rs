@@ -217,6 +217,7 @@ async fn wipe_one_node_and_repair_restores_it_and_deletes_stay() {
                 value: b"doomed".to_vec().into(),
                 context: Vec::new().into(),
                 consistency: quorum_level,
+                request_id: 0,
             })
             .await
             .expect("put");
@@ -236,6 +237,7 @@ async fn wipe_one_node_and_repair_restores_it_and_deletes_stay() {
                 key: key.into(),
                 context,
                 consistency: quorum_level,
+                request_id: 0,
             })
             .await
             .expect("delete");

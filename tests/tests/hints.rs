@@ -19,6 +19,7 @@ fn put(key: &str, level: ConsistencyLevel) -> PutRequest {
         value: format!("value-of-{key}").into_bytes().into(),
         context: Vec::new().into(),
         consistency: Some(Consistency::named(level)),
+        request_id: 0,
     }
 }
 

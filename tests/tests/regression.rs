@@ -36,6 +36,7 @@ fn put(key: &str, value: &str, context: Vec<u8>) -> PutRequest {
         value: value.as_bytes().to_vec().into(),
         context: context.into(),
         consistency: Some(Consistency::named(ConsistencyLevel::Quorum)),
+        request_id: 0,
     }
 }
 

@@ -52,6 +52,7 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
                 value: b"v".to_vec().into(),
                 context: Vec::new().into(),
                 consistency: quorum(),
+                request_id: 0,
             })
             .await
             .expect("put");
@@ -72,6 +73,7 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
                 value: b"v".to_vec().into(),
                 context: Vec::new().into(),
                 consistency: quorum(),
+                request_id: 0,
             })
             .await
             .expect("put with node-2 down");
@@ -94,6 +96,7 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
                 key: key.into(),
                 context,
                 consistency: quorum(),
+                request_id: 0,
             })
             .await
             .expect("delete with node-2 down");
@@ -193,6 +196,7 @@ async fn scheduled_repair_converges_replicas_without_being_asked() {
                 value: b"v".to_vec().into(),
                 context: Vec::new().into(),
                 consistency: quorum(),
+                request_id: 0,
             })
             .await
             .expect("put");

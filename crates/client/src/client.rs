@@ -156,11 +156,15 @@ impl Client {
         context: Vec<u8>,
         consistency: Option<Consistency>,
     ) -> Result<PutResponse, Error> {
+        // One id for the write, the same on every attempt: a node that
+        // already holds the version an earlier attempt wrote answers from
+        // it instead of writing a duplicate sibling.
         let request = PutRequest {
             key: key.into(),
             value: value.into(),
             context: context.into(),
             consistency,
+            request_id: new_request_id(),
         };
         self.route(&request.key.clone(), Retry::Write, move |mut kv| {
             let request = request.clone();
@@ -183,6 +187,7 @@ impl Client {
             key: key.into(),
             context: context.into(),
             consistency,
+            request_id: new_request_id(),
         };
         self.route(&request.key.clone(), Retry::Write, move |mut kv| {
             let request = request.clone();
@@ -346,6 +351,19 @@ impl Client {
             Error::Status,
         ))
     }
+}
+
+/// A random, non-zero id for one write and its retries.
+#[must_use]
+pub fn new_request_id() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded from the OS once per process and then varied;
+    // mixing in a sequence number keeps ids distinct within the process.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(SEQUENCE.fetch_add(1, Ordering::Relaxed));
+    hasher.finish().max(1)
 }
 
 fn endpoint_for(endpoint: &str) -> Result<Endpoint, Error> {

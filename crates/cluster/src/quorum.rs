@@ -219,6 +219,7 @@ mod tests {
             context: VersionVector::new(),
             value: Some(value.as_bytes().to_vec()),
             timestamp_micros: 1,
+            request_id: 0,
         };
         let mut q = ReadQuorum::new(2, 3);
         q.record(&node(1), Some(Siblings::from_versions([v(1, "a")])));

@@ -49,6 +49,7 @@ pub struct Metrics {
     memtable_bytes: Gauge,
     read_repairs: Counter,
     forwarded: Counter,
+    retried_writes: Counter,
     replica_failures: Counter,
     members: Gauge,
     members_alive: Gauge,
@@ -123,6 +124,12 @@ impl Metrics {
         let (read_repairs, forwarded, replica_failures) =
             (Counter::default(), Counter::default(), Counter::default());
         let (members, members_alive) = (Gauge::default(), Gauge::default());
+        let retried_writes = Counter::default();
+        registry.register(
+            "retried_writes",
+            "Write retries recognized by their request id and answered without a new version",
+            retried_writes.clone(),
+        );
         registry.register(
             "read_repairs",
             "Replicas sent a merged sibling set because a read found them stale",
@@ -280,6 +287,7 @@ impl Metrics {
             memtable_bytes,
             read_repairs,
             forwarded,
+            retried_writes,
             replica_failures,
             members,
             members_alive,
@@ -308,6 +316,11 @@ impl Metrics {
     /// Counts a write forwarded to a replica.
     pub fn forwarded_write(&self) {
         self.forwarded.inc();
+    }
+
+    /// Counts a retried write recognized by its request id.
+    pub fn retried_write(&self) {
+        self.retried_writes.inc();
     }
 
     /// Counts a failed replica request.

@@ -496,6 +496,7 @@ mod tests {
             Ok(ReplicaReadResponse {
                 versions: vec![Version {
                     timestamp_micros: request.key.len() as u64,
+                    request_id: 0,
                     ..Version::default()
                 }],
             })

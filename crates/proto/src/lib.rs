@@ -54,6 +54,7 @@ mod tests {
             value: Bytes::from(vec![7u8; 1000]),
             context: Bytes::from_static(b"\x01\x02"),
             consistency: Some(v1::Consistency::named(v1::ConsistencyLevel::Quorum)),
+            request_id: 0,
         };
         let encoded = request.encode_to_vec();
         let decoded = v1::PutRequest::decode(encoded.as_slice()).expect("decodes");
@@ -78,6 +79,7 @@ mod tests {
                 counter: 42,
                 updated_at_micros: 0,
             }),
+            request_id: 0,
         };
         let decoded = v1::Version::decode(version.encode_to_vec().as_slice()).expect("decodes");
         assert_eq!(decoded, version);

@@ -16,6 +16,10 @@ pub struct Version {
     /// Coordinator wall clock, microseconds: last-write-wins order and
     /// tombstone age. Never used for causality.
     pub timestamp_micros: u64,
+    /// The client's id for the request that wrote it (0: none): a retry of
+    /// that request is recognized instead of written again. Not part of
+    /// the version's identity (the dot is).
+    pub request_id: u64,
 }
 
 impl Version {
@@ -183,6 +187,7 @@ mod tests {
             context: context.clone(),
             value: Some(value.as_bytes().to_vec()),
             timestamp_micros: counter,
+            request_id: 0,
         }
     }
 

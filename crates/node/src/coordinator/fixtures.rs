@@ -61,6 +61,25 @@ pub(super) fn coordinator_with(
 }
 
 impl Coordinator {
+    /// A put or (with `value` `None`) delete carrying `request_id`.
+    pub(super) async fn put_with_id(
+        &self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: &[u8],
+        request_id: u64,
+    ) -> Result<WriteOutcome, CoordinatorError> {
+        self.write(WriteRequest {
+            key,
+            value,
+            context,
+            consistency: None,
+            forwarded: false,
+            request_id,
+        })
+        .await
+    }
+
     pub(super) async fn put(
         &self,
         key: Vec<u8>,
@@ -74,6 +93,7 @@ impl Coordinator {
             context,
             consistency,
             forwarded: false,
+            request_id: 0,
         })
         .await
     }

@@ -412,6 +412,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_retry_with_the_same_request_id_writes_no_second_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = coordinator(dir.path(), 1);
+        let first = c
+            .put_with_id(b"k".to_vec(), Some(b"v".to_vec()), &[], 7)
+            .await
+            .expect("put");
+        let retry = c
+            .put_with_id(b"k".to_vec(), Some(b"v".to_vec()), &[], 7)
+            .await
+            .expect("retry");
+        assert_eq!(retry.acked, 1);
+        assert_eq!(
+            retry.context, first.context,
+            "answered from the first write"
+        );
+        assert_eq!(c.storage().read(b"k").expect("read").versions().len(), 1);
+        // Another request (or none) is a new write: a sibling.
+        c.put_with_id(b"k".to_vec(), Some(b"v".to_vec()), &[], 8)
+            .await
+            .expect("put");
+        c.put_with_id(b"k".to_vec(), Some(b"v".to_vec()), &[], 0)
+            .await
+            .expect("put");
+        assert_eq!(c.storage().read(b"k").expect("read").versions().len(), 3);
+        // The id survives in storage, so it is recognized after a restart
+        // or on another replica that received the version.
+        assert!(
+            c.storage()
+                .read(b"k")
+                .expect("read")
+                .versions()
+                .iter()
+                .any(|v| v.request_id == 7)
+        );
+    }
+
+    #[tokio::test]
     async fn last_write_wins_returns_only_the_latest_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = coordinator_with(dir.path(), 1, true);

@@ -29,6 +29,8 @@ pub struct WriteRequest<'a> {
     pub consistency: Option<&'a v1::Consistency>,
     /// Whether another node already forwarded this write here.
     pub forwarded: bool,
+    /// The client's id for this write, the same on its retries (0: none).
+    pub request_id: u64,
 }
 
 impl Coordinator {
@@ -78,7 +80,7 @@ impl Coordinator {
             let key_lock = self.stripes[stripe_of(&key, self.stripes.len())]
                 .lock()
                 .await;
-            let merged = self.next_version(&key, request.value, context)?;
+            let merged = self.next_version(&key, request.value, context, request.request_id)?;
             // Other replicas get the merged set while the local apply
             // syncs: the two fsyncs overlap instead of adding up. A task
             // per replica: it completes even after the client has its
@@ -210,13 +212,27 @@ impl Coordinator {
     /// `key`. The caller holds the key's stripe lock until the result is
     /// applied locally. Runs inline: a point read and (once per 2^20 dots)
     /// a small fsync of the dot reservation.
+    ///
+    /// A retry (`request_id` of a version this replica already holds) makes
+    /// no new version: the set is returned as it is, and replicating it
+    /// again completes what the first attempt may have left short of W.
     fn next_version(
         &self,
         key: &[u8],
         value: Option<Vec<u8>>,
         context: VersionVector,
+        request_id: u64,
     ) -> Result<Siblings, CoordinatorError> {
         let mut siblings = self.local.read(key)?;
+        if request_id != 0
+            && siblings
+                .versions()
+                .iter()
+                .any(|v| v.request_id == request_id)
+        {
+            self.metrics.retried_write();
+            return Ok(siblings);
+        }
         let claimed = context;
         // Last-write-wins: a write supersedes everything this replica
         // holds; siblings only arise across replicas and reads resolve
@@ -263,6 +279,7 @@ impl Coordinator {
             context,
             value,
             timestamp_micros,
+            request_id,
         });
         Ok(siblings)
     }
@@ -300,6 +317,7 @@ impl Coordinator {
                             value: value.clone().into(),
                             context: request.context.to_vec().into(),
                             consistency: request.consistency.copied(),
+                            request_id: request.request_id,
                         },
                     ))
                     .await
@@ -314,6 +332,7 @@ impl Coordinator {
                             key: request.key.clone().into(),
                             context: request.context.to_vec().into(),
                             consistency: request.consistency.copied(),
+                            request_id: request.request_id,
                         },
                     ))
                     .await

@@ -85,6 +85,7 @@ impl KvService {
                 context: &r.context,
                 consistency: r.consistency.as_ref().or(fallback),
                 forwarded,
+                request_id: r.request_id,
             })
             .await?;
         Ok(PutResponse {
@@ -107,6 +108,7 @@ impl KvService {
                 context: &r.context,
                 consistency: r.consistency.as_ref().or(fallback),
                 forwarded,
+                request_id: r.request_id,
             })
             .await?;
         Ok(DeleteResponse {

@@ -80,6 +80,7 @@ pub fn version_to_proto(v: &Version) -> v1::Version {
             counter: v.dot.counter,
             updated_at_micros: 0,
         }),
+        request_id: v.request_id,
     }
 }
 
@@ -98,6 +99,7 @@ pub fn version_from_proto(v: v1::Version) -> Result<Version, CodecError> {
         context,
         value: (!v.tombstone).then(|| v.value.to_vec()),
         timestamp_micros: v.timestamp_micros,
+        request_id: v.request_id,
     })
 }
 
@@ -154,6 +156,7 @@ mod tests {
                 context: context.clone(),
                 value: Some(b"value".to_vec()),
                 timestamp_micros: 12,
+                request_id: 77,
             },
             Version {
                 dot: Dot {
@@ -163,6 +166,7 @@ mod tests {
                 context,
                 value: None,
                 timestamp_micros: 13,
+                request_id: 0,
             },
         ]);
         assert_eq!(decode(&encode(&siblings)), Ok(siblings));

@@ -60,6 +60,7 @@ mod tests {
             context: VersionVector::new(),
             value: value.map(|v| v.as_bytes().to_vec()),
             timestamp_micros,
+            request_id: 0,
         }
     }
 

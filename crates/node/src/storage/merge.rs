@@ -83,6 +83,7 @@ mod tests {
             context: VersionVector::new(),
             value: Some(value.as_bytes().to_vec()),
             timestamp_micros: 1,
+            request_id: 0,
         }]))
     }
 

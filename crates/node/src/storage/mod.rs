@@ -260,6 +260,7 @@ mod tests {
             context,
             value: Some(value.as_bytes().to_vec()),
             timestamp_micros: counter,
+            request_id: 0,
         }
     }
 
@@ -387,6 +388,7 @@ mod tests {
             context: VersionVector::new(),
             value: None,
             timestamp_micros,
+            request_id: 0,
         };
         let live = version("n1", 1, VersionVector::new(), "v");
         // An old value, then an old tombstone superseding it.
