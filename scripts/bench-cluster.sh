@@ -10,7 +10,7 @@ RECORDS=${1:-20000}
 OPS=${2:-40000}
 THREADS=${3:-32}
 
-cargo build --release -q -p strata-client --bin strata
+cargo build --release -q -p strata-cli --bin strata
 STRATA=target/release/strata
 DEV_PID=
 

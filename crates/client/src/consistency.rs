@@ -1,6 +1,6 @@
 //! Parsing consistency levels as users type them.
 
-use strata_proto::v1::{Consistency, ConsistencyLevel};
+use strata_proto::v1::Consistency;
 
 use crate::Error;
 
@@ -9,24 +9,15 @@ use crate::Error;
 /// # Errors
 /// [`Error::InvalidConsistency`] for anything else, including `0`.
 pub fn parse_consistency(text: &str) -> Result<Consistency, Error> {
-    let level = match text.to_ascii_lowercase().as_str() {
-        "one" => ConsistencyLevel::One,
-        "two" => ConsistencyLevel::Two,
-        "quorum" => ConsistencyLevel::Quorum,
-        "all" => ConsistencyLevel::All,
-        other => {
-            return match other.parse::<u32>() {
-                Ok(count) if count > 0 => Ok(Consistency::replicas(count)),
-                _ => Err(Error::InvalidConsistency(text.to_owned())),
-            };
-        }
-    };
-    Ok(Consistency::named(level))
+    text.parse::<strata_cluster::ConsistencyLevel>()
+        .map(Consistency::from)
+        .map_err(|_| Error::InvalidConsistency(text.to_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_proto::v1::ConsistencyLevel;
 
     #[test]
     fn parses_names_and_counts() {

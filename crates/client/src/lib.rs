@@ -7,7 +7,6 @@
 //! **API boundary:** applications program against this crate and the
 //! `strata.v1` messages it re-exports, never against the node's internals.
 
-pub mod bench;
 mod client;
 mod consistency;
 mod error;

@@ -42,9 +42,62 @@ impl ConsistencyLevel {
     }
 }
 
+/// Parses `one`, `two`, `quorum`, `all` (any case) or a replica count
+/// `>= 1`: the one parser behind node flags, the CLI and the client.
+impl std::str::FromStr for ConsistencyLevel {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        match text.to_ascii_lowercase().as_str() {
+            "one" => Ok(Self::One),
+            "two" => Ok(Self::Two),
+            "quorum" => Ok(Self::Quorum),
+            "all" => Ok(Self::All),
+            other => match other.parse::<u32>() {
+                Ok(count) if count > 0 => Ok(Self::Replicas(count)),
+                _ => Err(Error::InvalidConsistency {
+                    text: text.to_owned(),
+                }),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ConsistencyLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::One => f.write_str("one"),
+            Self::Two => f.write_str("two"),
+            Self::Quorum => f.write_str("quorum"),
+            Self::All => f.write_str("all"),
+            Self::Replicas(count) => write!(f, "{count}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_names_any_case_and_counts_and_prints_them_back() {
+        for (text, level) in [
+            ("QUORUM", ConsistencyLevel::Quorum),
+            ("one", ConsistencyLevel::One),
+            ("Two", ConsistencyLevel::Two),
+            ("all", ConsistencyLevel::All),
+            ("3", ConsistencyLevel::Replicas(3)),
+        ] {
+            assert_eq!(text.parse::<ConsistencyLevel>(), Ok(level));
+            assert_eq!(level.to_string().parse::<ConsistencyLevel>(), Ok(level));
+        }
+        for bad in ["0", "most", "-1", ""] {
+            assert_eq!(
+                bad.parse::<ConsistencyLevel>(),
+                Err(Error::InvalidConsistency { text: bad.into() })
+            );
+        }
+    }
 
     #[test]
     fn quorum_is_a_majority() {

@@ -13,6 +13,12 @@ pub enum Error {
         /// N, the cluster's replication factor.
         replication_factor: u32,
     },
+    /// Text that is not a consistency level.
+    #[error("unknown consistency {text:?}: expected one, two, quorum, all or a replica count")]
+    InvalidConsistency {
+        /// The text as given.
+        text: String,
+    },
     /// An engine key shorter than its 8-byte token prefix.
     #[error("engine key is {len} bytes, shorter than the 8-byte token prefix")]
     EngineKeyTooShort {

@@ -27,11 +27,11 @@ pub struct NodeConfig {
     pub replication_factor: u32,
 
     /// W: default write consistency (one, two, quorum, all or a count).
-    #[arg(long, env = "STRATA_WRITE_CONSISTENCY", default_value = "quorum", value_parser = parse_level)]
+    #[arg(long, env = "STRATA_WRITE_CONSISTENCY", default_value = "quorum")]
     pub write_consistency: ConsistencyLevel,
 
     /// R: default read consistency (one, two, quorum, all or a count).
-    #[arg(long, env = "STRATA_READ_CONSISTENCY", default_value = "quorum", value_parser = parse_level)]
+    #[arg(long, env = "STRATA_READ_CONSISTENCY", default_value = "quorum")]
     pub read_consistency: ConsistencyLevel,
 
     /// Virtual nodes (tokens) of this node on the ring.
@@ -137,25 +137,6 @@ pub struct NodeConfig {
     pub last_write_wins: bool,
 }
 
-/// Parses a consistency level as typed on the command line.
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub fn parse_level(text: &str) -> Result<ConsistencyLevel, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "one" => Ok(ConsistencyLevel::One),
-        "two" => Ok(ConsistencyLevel::Two),
-        "quorum" => Ok(ConsistencyLevel::Quorum),
-        "all" => Ok(ConsistencyLevel::All),
-        other => match other.parse::<u32>() {
-            Ok(n) if n > 0 => Ok(ConsistencyLevel::Replicas(n)),
-            _ => Err(format!(
-                "{text:?}: expected one, two, quorum, all or a replica count"
-            )),
-        },
-    }
-}
-
 impl NodeConfig {
     /// The settings `strata-node` runs with when given no flags; its
     /// `STRATA_*` environment variables apply as they would there.
@@ -238,11 +219,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn levels_parse_by_name_or_count() {
-        assert_eq!(parse_level("QUORUM"), Ok(ConsistencyLevel::Quorum));
-        assert_eq!(parse_level("2"), Ok(ConsistencyLevel::Replicas(2)));
-        assert!(parse_level("0").is_err());
-        assert!(parse_level("most").is_err());
+    fn levels_parse_through_the_shared_parser() {
+        let parse = |flag: &str, value: &str| {
+            use clap::{Args as _, FromArgMatches as _};
+            let command = NodeConfig::augment_args(clap::Command::new("strata-node"));
+            command
+                .try_get_matches_from(["strata-node", flag, value])
+                .and_then(|m| NodeConfig::from_arg_matches(&m))
+        };
+        let c = parse("--write-consistency", "ALL").expect("valid");
+        assert_eq!(c.write_consistency, ConsistencyLevel::All);
+        let c = parse("--read-consistency", "2").expect("valid");
+        assert_eq!(c.read_consistency, ConsistencyLevel::Replicas(2));
+        assert!(parse("--read-consistency", "0").is_err());
+        assert!(parse("--write-consistency", "most").is_err());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! `INVALID_ARGUMENT` (see `status.rs`).
 
 use strata_cluster::ConsistencyLevel;
-use strata_proto::v1::{self, consistency::Level};
+use strata_proto::UnknownLevel;
+use strata_proto::v1;
 
 /// Largest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 64 << 10;
@@ -86,30 +87,32 @@ pub fn validate_value(value: &[u8], limit: usize) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// The acks a request needs: its consistency, or `default` when unset,
+/// The domain level a request's consistency message names (`None`: unset,
+/// use the cluster default). Called at the service edge.
+///
+/// # Errors
+/// [`RequestError::UnknownConsistency`] for an unset or unknown named level.
+pub fn level_of(
+    consistency: Option<&v1::Consistency>,
+) -> Result<Option<ConsistencyLevel>, RequestError> {
+    consistency.map_or(Ok(None), |c| {
+        c.to_level()
+            .map_err(|UnknownLevel(raw)| RequestError::UnknownConsistency(raw))
+    })
+}
+
+/// The acks a request needs: its `level`, or `default` when unset,
 /// resolved against replication factor `n`.
 ///
 /// # Errors
-/// [`RequestError::UnknownConsistency`] or [`RequestError::Consistency`].
+/// [`RequestError::Consistency`] when the level needs no replica or more
+/// than `n`.
 pub fn required_acks(
-    consistency: Option<&v1::Consistency>,
+    level: Option<ConsistencyLevel>,
     default: ConsistencyLevel,
     n: u32,
 ) -> Result<u32, RequestError> {
-    let level = match consistency.and_then(|c| c.level.as_ref()) {
-        None => default,
-        Some(Level::Replicas(count)) => ConsistencyLevel::Replicas(*count),
-        Some(Level::Named(raw)) => match v1::ConsistencyLevel::try_from(*raw) {
-            Ok(v1::ConsistencyLevel::One) => ConsistencyLevel::One,
-            Ok(v1::ConsistencyLevel::Two) => ConsistencyLevel::Two,
-            Ok(v1::ConsistencyLevel::Quorum) => ConsistencyLevel::Quorum,
-            Ok(v1::ConsistencyLevel::All) => ConsistencyLevel::All,
-            Ok(v1::ConsistencyLevel::Unspecified) | Err(_) => {
-                return Err(RequestError::UnknownConsistency(*raw));
-            }
-        },
-    };
-    Ok(level.required_acks(n)?)
+    Ok(level.unwrap_or(default).required_acks(n)?)
 }
 
 #[cfg(test)]
@@ -149,20 +152,27 @@ mod tests {
     }
 
     #[test]
-    fn consistency_resolves_named_levels_counts_and_defaults() {
-        let named = |l: v1::ConsistencyLevel| v1::Consistency::named(l);
+    fn consistency_is_converted_at_the_edge_and_resolved_against_n() {
+        let named = |l: v1::ConsistencyLevel| Some(v1::Consistency::named(l));
+        assert_eq!(level_of(None), Ok(None));
+        assert_eq!(
+            level_of(named(v1::ConsistencyLevel::All).as_ref()),
+            Ok(Some(ConsistencyLevel::All))
+        );
+        assert_eq!(
+            level_of(Some(&v1::Consistency {
+                level: Some(v1::consistency::Level::Named(42))
+            })),
+            Err(RequestError::UnknownConsistency(42))
+        );
+        assert_eq!(
+            level_of(named(v1::ConsistencyLevel::Unspecified).as_ref()),
+            Err(RequestError::UnknownConsistency(0))
+        );
         assert_eq!(required_acks(None, ConsistencyLevel::Quorum, 3), Ok(2));
         assert_eq!(
             required_acks(
-                Some(&named(v1::ConsistencyLevel::All)),
-                ConsistencyLevel::One,
-                3
-            ),
-            Ok(3)
-        );
-        assert_eq!(
-            required_acks(
-                Some(&v1::Consistency::replicas(2)),
+                Some(ConsistencyLevel::Replicas(2)),
                 ConsistencyLevel::One,
                 3
             ),
@@ -170,25 +180,7 @@ mod tests {
         );
         assert_eq!(
             required_acks(
-                Some(&v1::Consistency {
-                    level: Some(Level::Named(42))
-                }),
-                ConsistencyLevel::One,
-                3
-            ),
-            Err(RequestError::UnknownConsistency(42))
-        );
-        assert_eq!(
-            required_acks(
-                Some(&named(v1::ConsistencyLevel::Unspecified)),
-                ConsistencyLevel::One,
-                3
-            ),
-            Err(RequestError::UnknownConsistency(0))
-        );
-        assert_eq!(
-            required_acks(
-                Some(&v1::Consistency::replicas(4)),
+                Some(ConsistencyLevel::Replicas(4)),
                 ConsistencyLevel::One,
                 3
             ),

@@ -9,6 +9,8 @@
 pub mod codec;
 mod consistency;
 
+pub use consistency::UnknownLevel;
+
 /// The `strata.v1` package.
 pub mod v1 {
     #![allow(

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_cluster::{ConsistencyLevel, NodeId};
-use strata_proto::v1;
 
 use super::{
     Coordinator, CoordinatorError, ReadOutcome, Replication, Settings, Topology, WriteOutcome,
@@ -85,7 +84,7 @@ impl Coordinator {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
         context: &[u8],
-        consistency: Option<&v1::Consistency>,
+        consistency: Option<ConsistencyLevel>,
     ) -> Result<WriteOutcome, CoordinatorError> {
         self.write(WriteRequest {
             key,

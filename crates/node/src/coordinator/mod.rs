@@ -559,9 +559,13 @@ mod tests {
             ),
             "{err}"
         );
-        let one = v1::Consistency::named(v1::ConsistencyLevel::One);
         three
-            .put(b"k".to_vec(), Some(b"v".to_vec()), &[], Some(&one))
+            .put(
+                b"k".to_vec(),
+                Some(b"v".to_vec()),
+                &[],
+                Some(ConsistencyLevel::One),
+            )
             .await
             .expect("ONE succeeds");
     }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use strata_cluster::ConsistencyLevel;
 use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
-use strata_proto::v1;
 use tokio::sync::mpsc;
 
 use super::remote::Target;
@@ -30,7 +30,7 @@ impl Coordinator {
     pub async fn read(
         &self,
         key: Vec<u8>,
-        consistency: Option<&v1::Consistency>,
+        consistency: Option<ConsistencyLevel>,
     ) -> Result<ReadOutcome, CoordinatorError> {
         validate_key(&key)?;
         let replication = self.settings.replication;

@@ -1,8 +1,8 @@
 //! The write path: forward to a replica, or apply locally and fan out.
 
 use strata_cluster::{
-    ClusterView, Dot, NodeId, Progress, PrunePolicy, ReplicaTarget, Siblings, Token, Version,
-    VersionVector, WriteQuorum, admitted_context,
+    ClusterView, ConsistencyLevel, Dot, NodeId, Progress, PrunePolicy, ReplicaTarget, Siblings,
+    Token, Version, VersionVector, WriteQuorum, admitted_context,
 };
 use strata_proto::v1::{self, DeleteRequest, PutRequest};
 use tokio::sync::mpsc;
@@ -26,7 +26,7 @@ pub struct WriteRequest<'a> {
     /// The client's opaque context (empty: none).
     pub context: &'a [u8],
     /// Requested consistency; `None` is the cluster default W.
-    pub consistency: Option<&'a v1::Consistency>,
+    pub consistency: Option<ConsistencyLevel>,
     /// Whether another node already forwarded this write here.
     pub forwarded: bool,
     /// The client's id for this write, the same on its retries (0: none).
@@ -316,7 +316,7 @@ impl Coordinator {
                             key: request.key.clone().into(),
                             value: value.clone().into(),
                             context: request.context.to_vec().into(),
-                            consistency: request.consistency.copied(),
+                            consistency: request.consistency.map(v1::Consistency::from),
                             request_id: request.request_id,
                         },
                     ))
@@ -331,7 +331,7 @@ impl Coordinator {
                         DeleteRequest {
                             key: request.key.clone().into(),
                             context: request.context.to_vec().into(),
-                            consistency: request.consistency.copied(),
+                            consistency: request.consistency.map(v1::Consistency::from),
                             request_id: request.request_id,
                         },
                     ))

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::coordinator::{Coordinator, ReadOutcome, WriteRequest, encode_context};
 use crate::metrics::Metrics;
-use crate::request::validate_batch;
+use crate::request::{level_of, validate_batch};
 
 /// Coordinates client requests.
 #[derive(Debug)]
@@ -50,6 +50,7 @@ impl KvService {
         key: Vec<u8>,
         consistency: Option<&v1::Consistency>,
     ) -> Result<GetResponse, Status> {
+        let consistency = level_of(consistency)?;
         let token = strata_cluster::Token::of(&key);
         let ReadOutcome {
             siblings,
@@ -83,7 +84,7 @@ impl KvService {
                 key: r.key.to_vec(),
                 value: Some(r.value.to_vec()),
                 context: &r.context,
-                consistency: r.consistency.as_ref().or(fallback),
+                consistency: level_of(r.consistency.as_ref().or(fallback))?,
                 forwarded,
                 request_id: r.request_id,
             })
@@ -106,7 +107,7 @@ impl KvService {
                 key: r.key.to_vec(),
                 value: None,
                 context: &r.context,
-                consistency: r.consistency.as_ref().or(fallback),
+                consistency: level_of(r.consistency.as_ref().or(fallback))?,
                 forwarded,
                 request_id: r.request_id,
             })

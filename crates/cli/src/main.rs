@@ -1,5 +1,6 @@
 //! `strata`: the Strata command-line tool.
 
+mod bench;
 mod dev;
 
 // jemalloc, as in `strata-node`: `strata dev` runs whole nodes in this
@@ -71,7 +72,7 @@ enum Command {
         no_wait: bool,
     },
     /// YCSB-style benchmark: load records, then run a workload.
-    Bench(strata_client::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Run a local cluster on 127.0.0.1 until Ctrl-C.
     Dev(dev::DevArgs),
 }
@@ -173,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => print_status(&client.cluster_status().await?),
         Command::Repair { no_wait } => repair(&client, no_wait).await?,
         Command::Bench(args) => {
-            let report = strata_client::bench::run(&client, &args).await?;
+            let report = bench::run(&client, &args).await?;
             print!("{}", report.render(args.json));
         }
         Command::Dev(_) => unreachable!("handled above"),

@@ -7,9 +7,9 @@
 //! time, so a stall shows up in the percentiles instead of being hidden
 //! (coordinated omission).
 
-pub mod keys;
+pub(crate) mod keys;
 mod report;
-pub mod workload;
+pub(crate) mod workload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,58 +19,58 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use strata_proto::v1::Consistency;
 
-use crate::{Client, Error};
 use keys::{Chooser, Distribution, Rng, record_key};
-pub use report::Report;
+pub(crate) use report::Report;
+use strata_client::{Client, Error};
 use workload::{Op, Workload};
 
 /// Options of `strata bench`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Workload: a to f (YCSB core), or ping (RPC ceiling).
     #[arg(long, value_enum, default_value = "a")]
-    pub workload: Workload,
+    pub(crate) workload: Workload,
     /// Records inserted by the load phase (and the key space of the run).
     #[arg(long, default_value_t = 10_000)]
-    pub records: u64,
+    pub(crate) records: u64,
     /// Operations in the run phase (default 10000 unless --duration).
     #[arg(long)]
-    pub ops: Option<u64>,
+    pub(crate) ops: Option<u64>,
     /// Length of the run phase in seconds, instead of --ops.
     #[arg(long)]
-    pub duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// Concurrent workers.
     #[arg(long, default_value_t = 16)]
-    pub threads: u64,
+    pub(crate) threads: u64,
     /// Key distribution (default: the workload's own).
     #[arg(long, value_enum)]
-    pub distribution: Option<Distribution>,
+    pub(crate) distribution: Option<Distribution>,
     /// Fixed total rate in operations per second (default: as fast as possible).
     #[arg(long)]
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Size of each value in bytes.
     #[arg(long, default_value_t = 100)]
-    pub value_bytes: usize,
+    pub(crate) value_bytes: usize,
     /// Skip the load phase (records already exist).
     #[arg(long)]
-    pub skip_load: bool,
+    pub(crate) skip_load: bool,
     /// Consistency for every request (default: the cluster's W and R).
-    #[arg(long, value_parser = crate::parse_consistency)]
-    pub consistency: Option<Consistency>,
+    #[arg(long, value_parser = strata_client::parse_consistency)]
+    pub(crate) consistency: Option<Consistency>,
     /// One JSON object per result line instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Latencies and errors of one phase.
 #[derive(Debug, Default)]
-pub struct PhaseStats {
+pub(crate) struct PhaseStats {
     /// Latency histograms in microseconds, per operation.
-    pub latencies: BTreeMap<Op, Histogram<u64>>,
+    pub(crate) latencies: BTreeMap<Op, Histogram<u64>>,
     /// Error counts by gRPC code name.
-    pub errors: BTreeMap<String, u64>,
+    pub(crate) errors: BTreeMap<String, u64>,
     /// Wall time of the phase.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 impl PhaseStats {
@@ -100,7 +100,7 @@ impl PhaseStats {
 ///
 /// # Errors
 /// A worker task that panicked (reported, not propagated as a panic).
-pub async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Error> {
+pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Error> {
     let mut report = Report::new(args);
     let value = Arc::new(vec![b'x'; args.value_bytes]);
     if !args.skip_load && args.workload != Workload::Ping {

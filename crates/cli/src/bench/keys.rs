@@ -8,12 +8,12 @@
 
 /// A small, fast, deterministic generator (xorshift64*).
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// A generator from a seed (0 is replaced by a constant).
     #[must_use]
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(if seed == 0 {
             0x9e37_79b9_7f4a_7c15
         } else {
@@ -22,7 +22,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -30,19 +30,19 @@ impl Rng {
     }
 
     /// Uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 }
 
 /// Zipfian ranks in `0..n`, rank 0 the most popular.
 #[derive(Debug, Clone)]
-pub struct Zipfian {
+pub(crate) struct Zipfian {
     n: u64,
     theta: f64,
     alpha: f64,
@@ -51,7 +51,7 @@ pub struct Zipfian {
 }
 
 /// YCSB's default skew.
-pub const ZIPFIAN_CONSTANT: f64 = 0.99;
+pub(crate) const ZIPFIAN_CONSTANT: f64 = 0.99;
 
 fn zeta(n: u64, theta: f64) -> f64 {
     (1..=n).map(|i| 1.0 / (i as f64).powf(theta)).sum()
@@ -60,7 +60,7 @@ fn zeta(n: u64, theta: f64) -> f64 {
 impl Zipfian {
     /// Ranks over `n` items (`n >= 1`). Costs O(n) once, for zeta(n).
     #[must_use]
-    pub fn new(n: u64) -> Self {
+    pub(crate) fn new(n: u64) -> Self {
         let n = n.max(1);
         let theta = ZIPFIAN_CONSTANT;
         let zeta_n = zeta(n, theta);
@@ -82,7 +82,7 @@ impl Zipfian {
         clippy::cast_sign_loss,
         reason = "the float is in [0, n] by construction; `as` saturates and the result is clamped"
     )]
-    pub fn next(&self, rng: &mut Rng) -> u64 {
+    pub(crate) fn next(&self, rng: &mut Rng) -> u64 {
         let u = rng.next_f64();
         let uz = u * self.zeta_n;
         if uz < 1.0 {
@@ -98,7 +98,7 @@ impl Zipfian {
 
 /// How the run phase picks existing records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Distribution {
+pub(crate) enum Distribution {
     /// Every record equally likely.
     Uniform,
     /// A few records are hot (YCSB's default).
@@ -109,7 +109,7 @@ pub enum Distribution {
 
 /// Picks record numbers among `0..count`, where `count` grows with inserts.
 #[derive(Debug, Clone)]
-pub struct Chooser {
+pub(crate) struct Chooser {
     distribution: Distribution,
     zipf: Zipfian,
 }
@@ -117,7 +117,7 @@ pub struct Chooser {
 impl Chooser {
     /// A chooser for `records` records at the start of the run.
     #[must_use]
-    pub fn new(distribution: Distribution, records: u64) -> Self {
+    pub(crate) fn new(distribution: Distribution, records: u64) -> Self {
         Self {
             distribution,
             zipf: Zipfian::new(records),
@@ -125,7 +125,7 @@ impl Chooser {
     }
 
     /// A record number in `0..count`.
-    pub fn pick(&self, rng: &mut Rng, count: u64) -> u64 {
+    pub(crate) fn pick(&self, rng: &mut Rng, count: u64) -> u64 {
         let count = count.max(1);
         match self.distribution {
             Distribution::Uniform => rng.below(count),
@@ -138,7 +138,7 @@ impl Chooser {
 /// Spreads ranks over the key space (FNV-1a of the rank), as YCSB's
 /// scrambled zipfian does, so rank 0 is not always record 0.
 #[must_use]
-pub fn scramble(rank: u64) -> u64 {
+pub(crate) fn scramble(rank: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in rank.to_le_bytes() {
         h ^= u64::from(b);
@@ -149,7 +149,7 @@ pub fn scramble(rank: u64) -> u64 {
 
 /// The key of record `n`.
 #[must_use]
-pub fn record_key(n: u64) -> Vec<u8> {
+pub(crate) fn record_key(n: u64) -> Vec<u8> {
     format!("user{n:012}").into_bytes()
 }
 

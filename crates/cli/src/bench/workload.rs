@@ -4,7 +4,7 @@ use super::keys::{Distribution, Rng};
 
 /// One operation of the run phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Op {
+pub(crate) enum Op {
     /// Get an existing record.
     Read,
     /// Overwrite an existing record: read its context, then write with it
@@ -25,7 +25,7 @@ pub enum Op {
 impl Op {
     /// Name in reports.
     #[must_use]
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Read => "read",
             Self::Update => "update",
@@ -39,7 +39,7 @@ impl Op {
 
 /// A YCSB core workload, or the ping ceiling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Workload {
+pub(crate) enum Workload {
     /// 50% read, 50% update.
     A,
     /// 95% read, 5% update.
@@ -59,7 +59,7 @@ pub enum Workload {
 impl Workload {
     /// `(operation, weight in percent)`.
     #[must_use]
-    pub fn mix(self) -> &'static [(Op, u32)] {
+    pub(crate) fn mix(self) -> &'static [(Op, u32)] {
         match self {
             Self::A => &[(Op::Read, 50), (Op::Update, 50)],
             Self::B => &[(Op::Read, 95), (Op::Update, 5)],
@@ -73,7 +73,7 @@ impl Workload {
 
     /// The key distribution YCSB uses for the workload.
     #[must_use]
-    pub fn default_distribution(self) -> Distribution {
+    pub(crate) fn default_distribution(self) -> Distribution {
         match self {
             Self::D => Distribution::Latest,
             _ => Distribution::Zipfian,
@@ -81,7 +81,7 @@ impl Workload {
     }
 
     /// Draws the next operation.
-    pub fn next_op(self, rng: &mut Rng) -> Op {
+    pub(crate) fn next_op(self, rng: &mut Rng) -> Op {
         let mut roll = u32::try_from(rng.below(100)).expect("below 100");
         for &(op, weight) in self.mix() {
             if roll < weight {

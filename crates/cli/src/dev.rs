@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use strata_cluster::ConsistencyLevel;
 use strata_node::NodeConfig;
-use strata_node::config::parse_level;
 use strata_node::run::RunningNode;
 
 /// Arguments of `strata dev`.
@@ -62,8 +62,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let factor = args
         .replication_factor
         .unwrap_or_else(|| u32::from(args.nodes).min(3));
-    let write = parse_level(&args.write_consistency).map_err(anyhow::Error::msg)?;
-    let read = parse_level(&args.read_consistency).map_err(anyhow::Error::msg)?;
+    let write: ConsistencyLevel = args.write_consistency.parse()?;
+    let read: ConsistencyLevel = args.read_consistency.parse()?;
     let seed = format!("127.0.0.1:{}", args.base_port);
     let defaults = NodeConfig::defaults().context("reading strata-node's settings")?;
 

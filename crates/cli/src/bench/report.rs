@@ -5,7 +5,7 @@ use super::{BenchArgs, PhaseStats};
 
 /// Results of a benchmark, phase by phase.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     workload: Workload,
     threads: u64,
     phases: Vec<(&'static str, PhaseStats)>,
@@ -13,17 +13,17 @@ pub struct Report {
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Line {
+pub(crate) struct Line {
     /// `load` or `run`.
-    pub phase: &'static str,
+    pub(crate) phase: &'static str,
     /// Operation name.
-    pub op: &'static str,
+    pub(crate) op: &'static str,
     /// Successful operations.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Successful operations per second over the phase.
-    pub ops_per_sec: f64,
+    pub(crate) ops_per_sec: f64,
     /// Latency percentiles in microseconds: p50, p95, p99, p99.9.
-    pub percentiles_us: [u64; 4],
+    pub(crate) percentiles_us: [u64; 4],
 }
 
 impl Report {
@@ -41,7 +41,7 @@ impl Report {
 
     /// Every line of the report.
     #[must_use]
-    pub fn lines(&self) -> Vec<Line> {
+    pub(crate) fn lines(&self) -> Vec<Line> {
         let mut out = Vec::new();
         for (phase, stats) in &self.phases {
             let secs = stats.elapsed.as_secs_f64().max(1e-9);
@@ -60,7 +60,7 @@ impl Report {
 
     /// Errors by code, over all phases.
     #[must_use]
-    pub fn errors(&self) -> Vec<(&'static str, &str, u64)> {
+    pub(crate) fn errors(&self) -> Vec<(&'static str, &str, u64)> {
         self.phases
             .iter()
             .flat_map(|(phase, s)| {
@@ -73,7 +73,7 @@ impl Report {
 
     /// The report as a table, or as JSON lines.
     #[must_use]
-    pub fn render(&self, json: bool) -> String {
+    pub(crate) fn render(&self, json: bool) -> String {
         let mut out = String::new();
         let workload = format!("{:?}", self.workload).to_lowercase();
         if !json {
