@@ -108,7 +108,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let total = nodes.len();
     while started.elapsed() < Duration::from_secs(20) {
         let converged = nodes.iter().all(|n| {
-            n.coordinator()
+            n.context()
                 .view()
                 .nodes()
                 .filter(|(_, info)| info.alive)

@@ -1,17 +1,18 @@
 //! The Strata storage node: the IO shell around `strata-cluster`'s logic.
 //!
+//! `run` assembles a node and builds its shared [`context::Context`];
 //! `server` wires the gRPC services (`services/`) onto a listener; `node_id`
 //! gives the node a stable identity across restarts; `storage` is the local
 //! replica store (sibling sets on the engine, merged without reads);
 //! `membership` runs gossip and keeps the cluster view; `coordinator` fans
-//! requests out to replicas through `peers`; `hints` holds writes for
+//! requests out to replicas through `transport`; `hints` holds writes for
 //! down replicas and replays them; `repair` runs Merkle-tree anti-entropy.
 //! Topology changes land with their issue; until then their RPCs answer
 //! `UNIMPLEMENTED` naming what is missing.
 
-pub mod batcher;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod coordinator;
 pub mod dots;
 pub mod faults;
@@ -19,8 +20,6 @@ pub mod hints;
 pub mod membership;
 pub mod metrics;
 pub mod node_id;
-pub mod peers;
-pub mod pipe;
 pub mod repair;
 pub mod request;
 pub mod run;
@@ -28,6 +27,10 @@ pub mod server;
 mod services;
 mod status;
 pub mod storage;
+#[cfg(test)]
+mod testing;
 pub mod throttle;
+pub mod topology;
+pub mod transport;
 
 pub use config::NodeConfig;

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::NodeConfig;
-use crate::coordinator::{Coordinator, Replication, Settings, Topology};
+use crate::context::{Context, Replication, Settings, Topology};
+use crate::coordinator::Coordinator;
 use crate::dots::{DotCounter, DotError};
 use crate::faults::Faults;
 use crate::hints::{self, HintError, HintStore, ReplaySettings};
@@ -22,6 +23,7 @@ use crate::node_id::{self, NodeIdError};
 use crate::repair::Repairer;
 use crate::server::{self, ServeError};
 use crate::storage::{Storage, StorageError};
+use crate::transport::Peers;
 
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -77,16 +79,16 @@ pub struct RunningNode {
     pub gossip_address: SocketAddr,
     /// Its metrics endpoint.
     pub metrics_address: SocketAddr,
-    coordinator: Arc<Coordinator>,
+    ctx: Arc<Context>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), RunError>>,
 }
 
 impl RunningNode {
-    /// The coordinator (for its view of the cluster).
+    /// The node's shared state (for its view of the cluster).
     #[must_use]
-    pub fn coordinator(&self) -> &Coordinator {
-        &self.coordinator
+    pub fn context(&self) -> &Context {
+        &self.ctx
     }
 
     /// Runs until `shutdown` completes (or a server fails), then stops.
@@ -190,28 +192,31 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         batch_bytes: 1 << 20,
         timeout: request_timeout * 5,
     };
-    let coordinator = Arc::new(
-        Coordinator::new(
-            id.clone(),
-            Arc::clone(&storage),
-            dots,
-            Arc::clone(&hints),
-            Topology::Gossip(Arc::clone(&membership)),
-            Arc::clone(&metrics),
-            Settings {
-                replication: Replication {
-                    factor: config.replication_factor,
-                    write: config.write_consistency,
-                    read: config.read_consistency,
-                    last_write_wins: config.last_write_wins,
-                },
-                max_value_bytes: config.max_value_bytes,
-                request_timeout,
-                read_repair_period: config.read_repair_period(),
-            },
-        )
-        .with_faults(Arc::clone(&faults)),
+    let peers = Arc::new(
+        Peers::new(request_timeout.min(Duration::from_secs(1)), request_timeout)
+            .with_faults(Arc::clone(&faults)),
     );
+    let ctx = Arc::new(Context {
+        id: id.clone(),
+        topology: Topology::Gossip(Arc::clone(&membership)),
+        storage: Arc::clone(&storage),
+        hints: Arc::clone(&hints),
+        transport: Arc::clone(&peers) as _,
+        peers,
+        metrics: Arc::clone(&metrics),
+        settings: Settings {
+            replication: Replication {
+                factor: config.replication_factor,
+                write: config.write_consistency,
+                read: config.read_consistency,
+                last_write_wins: config.last_write_wins,
+            },
+            max_value_bytes: config.max_value_bytes,
+            request_timeout,
+            read_repair_period: config.read_repair_period(),
+        },
+    });
+    let coordinator = Arc::new(Coordinator::new(Arc::clone(&ctx), dots));
     if let Some(path) = config.fault_file.clone() {
         tracing::warn!(file = %path.display(), "fault injection enabled");
         let (faults, mut stopped) = (Arc::clone(&faults), stop.subscribe());
@@ -219,11 +224,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             let _ = stopped.wait_for(|s| *s).await;
         }));
     }
-    let repairer = Arc::new(Repairer::new(
-        Arc::clone(&coordinator),
-        config.repair_settings(),
-        metrics.repair(),
-    ));
+    let repairer = Arc::new(Repairer::new(Arc::clone(&ctx), config.repair_settings()));
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(bind(config.metrics_listen))?;
@@ -234,14 +235,14 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         metrics = %metrics::describe(metrics_address), data_dir = %config.data_dir.display(), "node started");
 
     let task = tokio::spawn(serve_all(
-        id.clone(),
-        Arc::clone(&coordinator),
+        Arc::clone(&ctx),
+        coordinator,
         repairer,
-        metrics,
         membership,
-        storage,
-        listener,
-        metrics_listener,
+        Listeners {
+            grpc: listener,
+            metrics: metrics_listener,
+        },
         replay,
         stopped,
     ));
@@ -250,25 +251,24 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         grpc_address,
         gossip_address,
         metrics_address,
-        coordinator,
+        ctx,
         stop,
         task,
     })
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the pieces `start` assembled, handed over once"
-)]
+/// The sockets a node serves on.
+struct Listeners {
+    grpc: tokio::net::TcpListener,
+    metrics: tokio::net::TcpListener,
+}
+
 async fn serve_all(
-    id: NodeId,
+    ctx: Arc<Context>,
     coordinator: Arc<Coordinator>,
     repairer: Arc<Repairer>,
-    metrics: Arc<Metrics>,
     membership: Arc<Membership>,
-    storage: Arc<Storage>,
-    listener: tokio::net::TcpListener,
-    metrics_listener: tokio::net::TcpListener,
+    listeners: Listeners,
     replay: ReplaySettings,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
@@ -276,13 +276,15 @@ async fn serve_all(
         let _ = stopped.wait_for(|s| *s).await;
     };
     let replay_task = tokio::spawn(hints::replay_loop(
-        Arc::clone(&coordinator),
-        Arc::clone(coordinator.hints()),
+        ctx.id.clone(),
+        ctx.topology.clone(),
+        Arc::clone(&ctx.peers),
+        Arc::clone(&ctx.hints),
         replay,
         wait(stopped.clone()),
     ));
     // Publish the node's load to gossip now and then.
-    let (gossip, store) = (Arc::clone(&membership), Arc::clone(&storage));
+    let (gossip, store) = (Arc::clone(&membership), Arc::clone(&ctx.storage));
     let load_stopped = wait(stopped.clone());
     let load_task = tokio::spawn(async move {
         let publish = async {
@@ -297,20 +299,29 @@ async fn serve_all(
             () = load_stopped => {}
         }
     });
-    let (scrape, scrape_metrics) = (Arc::clone(&coordinator), Arc::clone(&metrics));
+    let scrape = Arc::clone(&ctx);
     let metrics_server = tokio::spawn(metrics::serve(
-        metrics_listener,
-        Arc::clone(&metrics),
+        listeners.metrics,
+        Arc::clone(&ctx.metrics),
         move || {
             let view = scrape.view();
             let alive = view.nodes().filter(|(_, n)| n.alive).count();
-            scrape_metrics.set_membership(view.ring().members().len(), alive);
-            scrape.storage().db().stats()
+            scrape
+                .metrics
+                .set_membership(view.ring().members().len(), alive);
+            scrape.storage.db().stats()
         },
         wait(stopped.clone()),
     ));
     let schedule_task = tokio::spawn(Arc::clone(&repairer).schedule(wait(stopped.clone())));
-    let served = server::serve(id, coordinator, repairer, metrics, listener, wait(stopped)).await;
+    let served = server::serve(
+        Arc::clone(&ctx),
+        coordinator,
+        repairer,
+        listeners.grpc,
+        wait(stopped),
+    )
+    .await;
     let _ = load_task.await;
     let _ = replay_task.await;
     let _ = schedule_task.await;
@@ -321,7 +332,7 @@ async fn serve_all(
         .map_err(|e| RunError::Task(e.to_string()))?
         .map_err(RunError::Metrics)?;
     // Engine threads stop when the last handle to the store drops.
-    drop(storage);
+    drop(ctx);
     tracing::info!("node stopped");
     Ok(())
 }

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use strata_cluster::NodeId;
 use strata_proto::v1::{
     admin_server::AdminServer, kv_server::KvServer, replica_server::ReplicaServer,
 };
@@ -11,10 +10,11 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::context::Context;
 use crate::coordinator::Coordinator;
-use crate::metrics::Metrics;
 use crate::repair::Repairer;
 use crate::services::{AdminService, KvService, ReplicaService};
+use crate::transport::MAX_MESSAGE_BYTES;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -36,18 +36,17 @@ pub enum ServeError {
 /// # Errors
 /// [`ServeError`].
 pub async fn serve(
-    node_id: NodeId,
+    ctx: Arc<Context>,
     coordinator: Arc<Coordinator>,
     repairer: Arc<Repairer>,
-    metrics: Arc<Metrics>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
     let admin = AdminService::new(
-        node_id,
+        ctx.id.clone(),
         addr,
-        Arc::clone(&coordinator),
+        Arc::clone(&ctx),
         Arc::clone(&repairer),
     );
     // Pipes are long-lived streams: they end when the server stops (after
@@ -58,13 +57,14 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping.send(true);
     };
-    let replica = ReplicaService::new(&coordinator, repairer, stop_pipes);
+    let replica = ReplicaService::new(&ctx, repairer, stop_pipes);
     // Large enough that an oversized value reaches request validation and
     // gets INVALID_ARGUMENT naming the limit, not a transport error.
-    let max_message = coordinator
-        .max_value_bytes()
+    let max_message = ctx
+        .settings
+        .max_value_bytes
         .saturating_add(2 << 20)
-        .max(crate::peers::MAX_MESSAGE_BYTES / 2);
+        .max(MAX_MESSAGE_BYTES / 2);
     let (health, health_service) = tonic_health::server::health_reporter();
     // Empty name: the server as a whole, as grpc-health-probe asks.
     health.set_service_status("", ServingStatus::Serving).await;
@@ -79,15 +79,15 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
-            KvServer::new(KvService::new(coordinator, metrics))
+            KvServer::new(KvService::new(coordinator, Arc::clone(&ctx.metrics)))
                 .max_decoding_message_size(max_message)
-                .max_encoding_message_size(crate::peers::MAX_MESSAGE_BYTES),
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(AdminServer::new(admin))
         .add_service(
             ReplicaServer::new(replica)
-                .max_decoding_message_size(crate::peers::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(crate::peers::MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         // No Nagle: small responses would otherwise wait for delayed ACKs
         // (a 40 ms tail measured with `strata bench --workload ping`).
@@ -100,74 +100,35 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use strata_cluster::ConsistencyLevel;
     use strata_proto::v1::{
         self, GetRequest, PingRequest, PutRequest, admin_client::AdminClient, kv_client::KvClient,
     };
 
     use super::*;
-    use crate::coordinator::{Replication, Settings, Topology};
     use crate::dots::DotCounter;
-    use crate::storage::Storage;
+    use crate::testing::ContextBuilder;
 
     #[tokio::test]
     async fn kv_and_ping_over_grpc_with_specific_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let id = NodeId::new("strata-0").expect("id");
-        let storage = Arc::new(
-            Storage::open(
-                &dir.path().join("engine"),
-                strata_engine::Durability::SyncEachGroup,
-            )
-            .expect("storage"),
-        );
-        let metrics = Arc::new(Metrics::new());
+        let ctx = ContextBuilder::new(dir.path()).build();
+        let metrics = Arc::clone(&ctx.metrics);
         let coordinator = Arc::new(Coordinator::new(
-            id.clone(),
-            storage,
-            DotCounter::open(dir.path(), id.clone()).expect("dots"),
-            Arc::new(
-                crate::hints::HintStore::open(
-                    &dir.path().join("hints"),
-                    crate::hints::HintLimits::default(),
-                    metrics.hints(),
-                )
-                .expect("hints"),
-            ),
-            Topology::single(&id, 16),
-            Arc::clone(&metrics),
-            Settings {
-                replication: Replication {
-                    factor: 1,
-                    write: ConsistencyLevel::Quorum,
-                    read: ConsistencyLevel::Quorum,
-                    last_write_wins: false,
-                },
-                max_value_bytes: 1024,
-                request_timeout: std::time::Duration::from_secs(2),
-                read_repair_period: 1,
-            },
+            Arc::clone(&ctx),
+            DotCounter::open(dir.path(), ctx.id.clone()).expect("dots"),
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let repairer = Arc::new(Repairer::new(
-            Arc::clone(&coordinator),
+            Arc::clone(&ctx),
             crate::NodeConfig::defaults()
                 .expect("defaults")
                 .repair_settings(),
-            metrics.repair(),
         ));
-        let server = tokio::spawn(serve(
-            id,
-            coordinator,
-            repairer,
-            Arc::clone(&metrics),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let server = tokio::spawn(serve(ctx, coordinator, repairer, listener, async {
+            let _ = stopped.await;
+        }));
 
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("endpoint")

@@ -2,8 +2,12 @@
 
 use tonic::{Code, Status};
 
+use strata_proto::metadata::{ACKS, FROM_NODE, REQUIRED};
+
 use crate::coordinator::CoordinatorError;
 use crate::dots::DotError;
+use crate::hints::HintError;
+use crate::repair::RepairError;
 use crate::request::RequestError;
 use crate::storage::StorageError;
 
@@ -33,7 +37,26 @@ impl From<StorageError> for Status {
     }
 }
 
-use strata_proto::metadata::{ACKS, FROM_NODE, REQUIRED};
+/// A stand-in that cannot hold a hint: full or overloaded is
+/// `RESOURCE_EXHAUSTED` (the coordinator keeps the hint itself or fails the
+/// write at its level), a stopped or failing store `UNAVAILABLE`.
+impl From<HintError> for Status {
+    fn from(e: HintError) -> Self {
+        match e {
+            HintError::Full { .. } | HintError::Overloaded => {
+                Status::resource_exhausted(e.to_string())
+            }
+            HintError::Stopped | HintError::Io(_) => Status::unavailable(e.to_string()),
+        }
+    }
+}
+
+/// A repair that cannot start now: `FAILED_PRECONDITION`.
+impl From<RepairError> for Status {
+    fn from(e: RepairError) -> Self {
+        Status::failed_precondition(e.to_string())
+    }
+}
 
 /// `UNAVAILABLE` with the ack counts in metadata, for clients to read.
 fn unavailable(e: &CoordinatorError, acks: u32, required: u32) -> Status {
@@ -42,12 +65,6 @@ fn unavailable(e: &CoordinatorError, acks: u32, required: u32) -> Status {
     metadata.insert(ACKS, acks.into());
     metadata.insert(REQUIRED, required.into());
     status
-}
-
-/// Whether `status` was produced by a Strata node (see [`FROM_NODE`]).
-#[must_use]
-pub(crate) fn is_from_a_node(status: &Status) -> bool {
-    status.metadata().contains_key(FROM_NODE)
 }
 
 /// Coordinator failures: bad input is `INVALID_ARGUMENT`, a missed quorum
@@ -79,6 +96,7 @@ impl From<CoordinatorError> for Status {
 mod tests {
     use super::*;
     use crate::storage::CodecError;
+    use strata_proto::metadata::is_from_a_node;
 
     #[test]
     fn errors_map_to_specific_codes() {
@@ -122,5 +140,14 @@ mod tests {
         );
         let context = Status::from(CoordinatorError::Context("bad".into()));
         assert_eq!(context.code(), Code::InvalidArgument);
+        assert_eq!(
+            Status::from(HintError::Overloaded).code(),
+            Code::ResourceExhausted
+        );
+        assert_eq!(Status::from(HintError::Stopped).code(), Code::Unavailable);
+        assert_eq!(
+            Status::from(RepairError::Running("r1".into())).code(),
+            Code::FailedPrecondition
+        );
     }
 }

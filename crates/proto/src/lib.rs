@@ -36,6 +36,13 @@ pub mod metadata {
     /// On a request a node forwards to a replica of the key: the receiver
     /// coordinates it and never forwards it again.
     pub const FORWARDED: &str = "strata-forwarded";
+
+    /// Whether `status` was produced by a Strata node (see [`FROM_NODE`]),
+    /// rather than by the transport (nothing reached a node).
+    #[must_use]
+    pub fn is_from_a_node(status: &tonic::Status) -> bool {
+        status.metadata().contains_key(FROM_NODE)
+    }
 }
 
 /// Encoded `FileDescriptorSet` of every `strata.v1` file, for server reflection.

@@ -21,7 +21,7 @@ fn forged(key: &[u8], entries: &[(&str, u64)]) -> Vec<u8> {
 
 /// The highest counter among the dots of `key`'s versions on `c`.
 fn newest_counter(c: &super::Coordinator, key: &[u8]) -> u64 {
-    let stored = c.storage().read(key).expect("read");
+    let stored = c.context().storage.read(key).expect("read");
     stored
         .versions()
         .iter()
@@ -88,7 +88,7 @@ async fn claims_about_other_nodes_cover_only_what_this_replica_has_seen() {
         .await
         .expect("put");
     assert_eq!(outcome.acked, 1);
-    let stored = c.storage().read(b"k").expect("read");
+    let stored = c.context().storage.read(b"k").expect("read");
     assert!(!stored.versions()[0].context.covers(&Dot {
         node: node("strata-9"),
         counter: 1,
@@ -192,12 +192,12 @@ proptest! {
                     ContextChoice::Garbage(bytes) => bytes,
                 };
                 let claimed = super::decode_context(Token::of(&key), &context).ok();
-                let before = c.storage().read(&key).expect("read");
+                let before = c.context().storage.read(&key).expect("read");
                 let value = format!("v{i}").into_bytes();
                 match c.put(key.clone(), Some(value.clone()), &context, None).await {
                     Ok(outcome) => {
                         genuine.push(outcome.context);
-                        let stored = c.storage().read(&key).expect("read");
+                        let stored = c.context().storage.read(&key).expect("read");
                         let Some(version) = stored
                             .versions()
                             .iter()
@@ -210,13 +210,13 @@ proptest! {
                         acked.push((version.dot.clone(), claimed));
                     }
                     Err(_) => {
-                        prop_assert_eq!(&c.storage().read(&key).expect("read"), &before);
+                        prop_assert_eq!(&c.context().storage.read(&key).expect("read"), &before);
                     }
                 }
                 let read = c.read(key.clone(), None).await.expect("get");
                 genuine.push(encode_context(Token::of(&key), &read.context));
             }
-            let fin = c.storage().read(&key).expect("read");
+            let fin = c.context().storage.read(&key).expect("read");
             for (i, (dot, _)) in acked.iter().enumerate() {
                 let present = fin.versions().iter().any(|v| &v.dot == dot);
                 let superseded = acked[i + 1..].iter().any(|(_, claimed)| claimed.covers(dot));

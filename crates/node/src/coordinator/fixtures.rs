@@ -1,18 +1,12 @@
 //! Test fixtures: a single-node coordinator over a temporary directory.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use strata_cluster::{ConsistencyLevel, NodeId};
-
-use super::{
-    Coordinator, CoordinatorError, ReadOutcome, Replication, Settings, Topology, WriteOutcome,
-    WriteRequest,
-};
+use super::{Coordinator, CoordinatorError, ReadOutcome, WriteOutcome, WriteRequest};
+use crate::context::Context;
 use crate::dots::DotCounter;
-use crate::hints::HintStore;
-use crate::metrics::Metrics;
-use crate::storage::Storage;
+use crate::testing::ContextBuilder;
+use strata_cluster::ConsistencyLevel;
 
 pub(super) fn coordinator(dir: &std::path::Path, factor: u32) -> Coordinator {
     coordinator_with(dir, factor, false)
@@ -23,40 +17,17 @@ pub(super) fn coordinator_with(
     factor: u32,
     last_write_wins: bool,
 ) -> Coordinator {
-    let node = NodeId::new("strata-0").expect("id");
-    let storage = Arc::new(
-        Storage::open(
-            &dir.join("engine"),
-            strata_engine::Durability::SyncEachGroup,
-        )
-        .expect("open"),
-    );
-    Coordinator::new(
-        node.clone(),
-        storage,
-        DotCounter::open(dir, node.clone()).expect("dots"),
-        Arc::new(
-            HintStore::open(
-                &dir.join("hints"),
-                crate::hints::HintLimits::default(),
-                crate::metrics::HintMetrics::default(),
-            )
-            .expect("hints"),
-        ),
-        Topology::single(&node, 16),
-        Arc::new(Metrics::new()),
-        Settings {
-            replication: Replication {
-                factor,
-                write: ConsistencyLevel::Quorum,
-                read: ConsistencyLevel::Quorum,
-                last_write_wins,
-            },
-            max_value_bytes: 1024,
-            request_timeout: Duration::from_secs(2),
-            read_repair_period: 1,
-        },
-    )
+    let ctx = ContextBuilder::new(dir)
+        .factor(factor)
+        .last_write_wins(last_write_wins)
+        .build();
+    on(ctx, dir)
+}
+
+/// A coordinator over `ctx`, its dots reserved in `dir`.
+pub(super) fn on(ctx: Arc<Context>, dir: &std::path::Path) -> Coordinator {
+    let dots = DotCounter::open(dir, ctx.id.clone()).expect("dots");
+    Coordinator::new(ctx, dots)
 }
 
 impl Coordinator {

@@ -7,9 +7,13 @@
 //! read the local sibling set, make the new version with the next dot and
 //! the client's context, merge it in and apply it locally; then send the
 //! merged set to the other replicas in parallel and answer after W acks or
-//! fail with `Unavailable` at the deadline. Read (`read.rs`): ask every live
-//! replica, answer after R, merge; repair stale replicas (blocking above
-//! ONE, in the background for the rest).
+//! fail with `Unavailable` at the deadline. Read (`read.rs`): ask R live
+//! replicas (this node first, all of them on every `read_repair_period`-th
+//! read, one more for each that fails), answer after R, merge; repair stale
+//! replicas (blocking above ONE, in the background for the rest).
+//!
+//! Replicas on other nodes are reached through the context's
+//! [`ReplicaTransport`](crate::transport::ReplicaTransport) (`remote.rs`).
 //!
 //! Replicas that gossip marks down are failed at once: a request whose
 //! consistency cannot be met fails fast, before anything is written.
@@ -19,54 +23,19 @@ mod remote;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prost::Message as _;
-use strata_cluster::{
-    ClusterView, ConsistencyLevel, NodeGossip, NodeId, NodeState, Peer, ReplicaTarget, Siblings,
-    tokens_for,
-};
+use strata_cluster::{ReplicaTarget, Siblings};
 use strata_proto::v1;
 
 use crate::clock::now_micros;
+use crate::context::Context;
 use crate::dots::{DotCounter, DotError};
-use crate::hints::HintStore;
-use crate::membership::Membership;
-use crate::metrics::Metrics;
-use crate::peers::Peers;
 use crate::request::RequestError;
-use crate::storage::{Storage, StorageError, clock_from_proto, clock_to_proto};
+use crate::storage::{StorageError, clock_from_proto, clock_to_proto};
 
 pub use strata_cluster::VersionVector;
 pub use write::WriteRequest;
-
-/// Cluster-wide replication settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replication {
-    /// N.
-    pub factor: u32,
-    /// Default write consistency (W).
-    pub write: ConsistencyLevel,
-    /// Default read consistency (R).
-    pub read: ConsistencyLevel,
-    /// Resolve concurrent writes by timestamp instead of keeping siblings.
-    pub last_write_wins: bool,
-}
-
-/// Coordinator settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// N, W, R and the conflict policy.
-    pub replication: Replication,
-    /// Largest value accepted.
-    pub max_value_bytes: usize,
-    /// How long a request may wait for replicas.
-    pub request_timeout: Duration,
-    /// Every this many reads, ask all replicas instead of R and repair the
-    /// stale ones (Cassandra's read-repair chance as a period): 1 = every
-    /// read, 0 = never.
-    pub read_repair_period: u32,
-}
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -125,67 +94,16 @@ pub enum CoordinatorError {
     Dots(#[from] DotError),
 }
 
-/// Where the cluster view comes from.
-#[derive(Debug, Clone)]
-pub enum Topology {
-    /// Gossip: the live view.
-    Gossip(Arc<Membership>),
-    /// A fixed view (a single node without gossip, and tests).
-    Fixed(Arc<ClusterView>),
-}
-
-impl Topology {
-    /// A view holding only `node`, with `vnodes` tokens.
-    #[must_use]
-    pub fn single(node: &NodeId, vnodes: usize) -> Self {
-        Self::Fixed(Arc::new(ClusterView::from_peers([Peer {
-            id: node.clone(),
-            generation: 0,
-            gossip: NodeGossip {
-                grpc_address: String::new(),
-                tokens: tokens_for(node, vnodes),
-                state: NodeState::Normal,
-                load_bytes: 0,
-            },
-            alive: true,
-        }])))
-    }
-
-    /// The current view.
-    #[must_use]
-    pub fn view(&self) -> Arc<ClusterView> {
-        match self {
-            Self::Gossip(m) => m.view(),
-            Self::Fixed(v) => Arc::clone(v),
-        }
-    }
-
-    /// Increases when the view changes.
-    #[must_use]
-    pub fn epoch(&self) -> u64 {
-        match self {
-            Self::Gossip(m) => m.epoch(),
-            Self::Fixed(_) => 1,
-        }
-    }
-}
-
 /// Coordinates requests on this node.
 #[derive(Debug)]
 pub struct Coordinator {
-    node: NodeId,
-    local: Arc<Storage>,
-    topology: Topology,
-    peers: Peers,
-    metrics: Arc<Metrics>,
-    dots: Arc<DotCounter>,
-    hints: Arc<HintStore>,
+    ctx: Arc<Context>,
+    dots: DotCounter,
     /// Per-key critical sections (striped by key hash): read, dot, merge and
     /// local apply happen under one, so this node's dots for a key follow
     /// its local causal order even when writes race. Async mutexes: the
     /// local apply (an fsync) is awaited while holding one.
     stripes: Box<[tokio::sync::Mutex<()>]>,
-    settings: Settings,
     reads: std::sync::atomic::AtomicU64,
 }
 
@@ -210,90 +128,21 @@ pub struct WriteOutcome {
 }
 
 impl Coordinator {
-    /// A coordinator for `node` over its local store.
+    /// A coordinator for the node `ctx` describes, issuing dots from `dots`.
     #[must_use]
-    pub fn new(
-        node: NodeId,
-        local: Arc<Storage>,
-        dots: DotCounter,
-        hints: Arc<HintStore>,
-        topology: Topology,
-        metrics: Arc<Metrics>,
-        settings: Settings,
-    ) -> Self {
+    pub fn new(ctx: Arc<Context>, dots: DotCounter) -> Self {
         Self {
-            node,
-            local,
-            topology,
-            peers: Peers::new(settings.request_timeout.min(Duration::from_secs(1))),
-            metrics,
-            dots: Arc::new(dots),
-            hints,
+            ctx,
+            dots,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            settings,
             reads: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// The same coordinator, with links to peers cut as `faults` says
-    /// (fault-injection tests).
+    /// The shared state this coordinator works with.
     #[must_use]
-    pub fn with_faults(mut self, faults: Arc<crate::faults::Faults>) -> Self {
-        let timeout = self.settings.request_timeout.min(Duration::from_secs(1));
-        self.peers = Peers::new(timeout).with_faults(faults);
-        self
-    }
-
-    /// The cluster as this node sees it.
-    #[must_use]
-    pub fn view(&self) -> Arc<ClusterView> {
-        self.topology.view()
-    }
-
-    /// Increases when the view changes.
-    #[must_use]
-    pub fn epoch(&self) -> u64 {
-        self.topology.epoch()
-    }
-
-    /// The replication settings.
-    #[must_use]
-    pub fn replication(&self) -> Replication {
-        self.settings.replication
-    }
-
-    /// Largest value accepted.
-    #[must_use]
-    pub fn max_value_bytes(&self) -> usize {
-        self.settings.max_value_bytes
-    }
-
-    /// The local replica store (shared with the replica service).
-    #[must_use]
-    pub fn storage(&self) -> &Arc<Storage> {
-        &self.local
-    }
-
-    /// Hints this node holds for other nodes.
-    #[must_use]
-    pub fn hints(&self) -> &Arc<HintStore> {
-        &self.hints
-    }
-
-    /// Channels to other nodes.
-    #[must_use]
-    pub fn peers(&self) -> &Peers {
-        &self.peers
-    }
-
-    /// This node's id.
-    #[must_use]
-    pub fn node_id(&self) -> &NodeId {
-        &self.node
-    }
-
-    fn n(&self) -> usize {
-        self.settings.replication.factor as usize
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
     }
 }
 
@@ -370,12 +219,14 @@ pub fn decode_context(
 mod context_tests;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod transport_tests;
 
 #[cfg(test)]
 mod tests {
     use super::fixtures::{coordinator, coordinator_with, values};
     use super::*;
-    use strata_cluster::Token;
+    use strata_cluster::{ConsistencyLevel, Token};
 
     #[tokio::test]
     async fn concurrent_writes_become_siblings_and_a_context_resolves_them() {
@@ -428,7 +279,15 @@ mod tests {
             retry.context, first.context,
             "answered from the first write"
         );
-        assert_eq!(c.storage().read(b"k").expect("read").versions().len(), 1);
+        assert_eq!(
+            c.context()
+                .storage
+                .read(b"k")
+                .expect("read")
+                .versions()
+                .len(),
+            1
+        );
         // Another request (or none) is a new write: a sibling.
         c.put_with_id(b"k".to_vec(), Some(b"v".to_vec()), &[], 8)
             .await
@@ -436,11 +295,20 @@ mod tests {
         c.put_with_id(b"k".to_vec(), Some(b"v".to_vec()), &[], 0)
             .await
             .expect("put");
-        assert_eq!(c.storage().read(b"k").expect("read").versions().len(), 3);
+        assert_eq!(
+            c.context()
+                .storage
+                .read(b"k")
+                .expect("read")
+                .versions()
+                .len(),
+            3
+        );
         // The id survives in storage, so it is recognized after a restart
         // or on another replica that received the version.
         assert!(
-            c.storage()
+            c.context()
+                .storage
                 .read(b"k")
                 .expect("read")
                 .versions()
@@ -461,7 +329,15 @@ mod tests {
         let read = c.read(b"k".to_vec(), None).await.expect("get");
         assert_eq!(values(&read), [&b"third"[..]]);
         // Nothing piles up: each write superseded the previous one.
-        assert_eq!(c.storage().read(b"k").expect("stored").versions().len(), 1);
+        assert_eq!(
+            c.context()
+                .storage
+                .read(b"k")
+                .expect("stored")
+                .versions()
+                .len(),
+            1
+        );
         c.put(b"k".to_vec(), None, &[], None).await.expect("delete");
         assert!(values(&c.read(b"k".to_vec(), None).await.expect("get")).is_empty());
     }

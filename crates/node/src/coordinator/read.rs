@@ -7,11 +7,11 @@ use strata_cluster::ConsistencyLevel;
 use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
 use tokio::sync::mpsc;
 
-use super::remote::Target;
+use super::remote::{Target, TargetError};
 use super::{Coordinator, CoordinatorError, ReadOutcome, enough_up};
 use crate::request::{required_acks, validate_key};
 
-type Answer = (NodeId, Result<Siblings, String>);
+type Answer = (NodeId, Result<Siblings, TargetError>);
 
 impl Coordinator {
     /// Reads `key` at `consistency`.
@@ -33,17 +33,18 @@ impl Coordinator {
         consistency: Option<ConsistencyLevel>,
     ) -> Result<ReadOutcome, CoordinatorError> {
         validate_key(&key)?;
-        let replication = self.settings.replication;
+        let settings = self.ctx.settings;
+        let replication = settings.replication;
         let required = required_acks(consistency, replication.read, replication.factor)?;
-        let view = self.view();
-        let targets = view.read_targets(Token::of(&key), self.n());
+        let view = self.ctx.view();
+        let targets = view.read_targets(Token::of(&key), self.ctx.n());
         let mut quorum = ReadQuorum::new(required, enough_up(&targets, 0, required)?);
 
-        let timeout = self.settings.request_timeout;
+        let timeout = settings.request_timeout;
         // Live replicas, this node first: its answer costs no round trip.
         let mut live: Vec<_> = targets.iter().filter(|t| t.alive).collect();
-        live.sort_by_key(|t| t.id != self.node);
-        let period = u64::from(self.settings.read_repair_period);
+        live.sort_by_key(|t| t.id != self.ctx.id);
+        let period = u64::from(settings.read_repair_period);
         let everyone = period != 0
             && self
                 .reads
@@ -66,14 +67,7 @@ impl Coordinator {
             while asked < wanted {
                 let Some(t) = next.next() else { break };
                 asked += 1;
-                match Target::resolve(
-                    &t.id,
-                    &self.node,
-                    &self.local,
-                    &view,
-                    &self.peers,
-                    self.settings.request_timeout,
-                ) {
+                match Target::resolve(&t.id, &self.ctx, &view) {
                     Ok(target) => {
                         reachable.insert(t.id.clone(), target.clone());
                         outstanding += 1;
@@ -139,7 +133,7 @@ impl Coordinator {
                 reachable,
                 timeout,
             };
-            let metrics = std::sync::Arc::clone(&self.metrics);
+            let metrics = std::sync::Arc::clone(&self.ctx.metrics);
             tokio::spawn(background.finish(metrics));
         }
 
@@ -158,7 +152,7 @@ impl Coordinator {
 
     fn record(&self, quorum: &mut ReadQuorum, (id, answer): Answer) {
         if let Err(e) = &answer {
-            self.metrics.replica_failed();
+            self.ctx.metrics.replica_failed();
             tracing::debug!(replica = %id, error = %e, "replica read failed");
         }
         quorum.record(&id, answer.ok());
@@ -174,7 +168,7 @@ impl Coordinator {
         timeout: Duration,
     ) {
         repair(key, merged, stale, reachable, timeout).await;
-        self.metrics.read_repaired(stale.len());
+        self.ctx.metrics.read_repaired(stale.len());
     }
 }
 

@@ -7,14 +7,13 @@ use strata_cluster::{
 use strata_proto::v1::{self, DeleteRequest, PutRequest};
 use tokio::sync::mpsc;
 
-use super::remote::Target;
+use super::remote::{Target, TargetError};
 use super::{
     Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, count, decode_context,
     encode_context, enough_up, now_micros, stripe_of,
 };
 use crate::request::{required_acks, validate_key, validate_value};
-use crate::status::is_from_a_node;
-use strata_proto::metadata::FORWARDED;
+use strata_proto::metadata::{FORWARDED, is_from_a_node};
 
 /// A write as the client sent it (forwarding passes it on unchanged).
 #[derive(Debug, Clone)]
@@ -41,15 +40,16 @@ impl Coordinator {
     pub async fn write(&self, request: WriteRequest<'_>) -> Result<WriteOutcome, CoordinatorError> {
         validate_key(&request.key)?;
         if let Some(value) = &request.value {
-            validate_value(value, self.settings.max_value_bytes)?;
+            validate_value(value, self.ctx.settings.max_value_bytes)?;
         }
-        let replication = self.settings.replication;
+        let replication = self.ctx.settings.replication;
         let required = required_acks(request.consistency, replication.write, replication.factor)?;
         let token = Token::of(&request.key);
         let context = decode_context(token, request.context)?;
-        let view = self.view();
-        let targets = view.write_targets(token, self.n());
-        if !targets.iter().any(|t| t.id == self.node) {
+        let view = self.ctx.view();
+        let n = self.ctx.n();
+        let targets = view.write_targets(token, n);
+        if !targets.iter().any(|t| t.id == self.ctx.id) {
             if request.forwarded {
                 return Err(CoordinatorError::NotReplica);
             }
@@ -64,7 +64,7 @@ impl Coordinator {
             .filter(|t| !t.alive)
             .map(|t| t.id.clone())
             .collect();
-        let stand_ins = if required as usize >= self.n() || down.is_empty() {
+        let stand_ins = if required as usize >= n || down.is_empty() {
             Vec::new()
         } else {
             view.stand_ins(token, &targets, down.len())
@@ -85,7 +85,7 @@ impl Coordinator {
             // syncs: the two fsyncs overlap instead of adding up. A task
             // per replica: it completes even after the client has its
             // answer, so every replica gets the write or a hint.
-            for t in targets.iter().filter(|t| t.alive && t.id != self.node) {
+            for t in targets.iter().filter(|t| t.alive && t.id != self.ctx.id) {
                 self.spawn_replica_write(&view, &t.id, None, &key, &merged, &tx, &mut quorum);
             }
             let mut stand_ins = stand_ins.iter();
@@ -109,12 +109,12 @@ impl Coordinator {
             // take it: this node's later dots for the key must not reach a
             // replica without this one (the DVV contract), so the outcome
             // must not be reported as acknowledged.
-            self.local.apply_queued(&key, &merged).await?;
+            self.ctx.storage.apply_queued(&key, &merged).await?;
             drop(key_lock);
-            quorum.record(&self.node, true);
+            quorum.record(&self.ctx.id, true);
         }
         drop(tx);
-        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        let deadline = tokio::time::Instant::now() + self.ctx.settings.request_timeout;
         loop {
             match quorum.progress() {
                 Progress::Reached => {
@@ -131,7 +131,7 @@ impl Coordinator {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some((id, result))) => {
                     if let Err(e) = &result {
-                        self.metrics.replica_failed();
+                        self.ctx.metrics.replica_failed();
                         tracing::debug!(replica = %id, error = %e, "replica write failed");
                     }
                     quorum.record(&id, result.is_ok());
@@ -158,17 +158,10 @@ impl Coordinator {
         hint_for: Option<&NodeId>,
         key: &[u8],
         merged: &Siblings,
-        tx: &mpsc::Sender<(NodeId, Result<(), String>)>,
+        tx: &mpsc::Sender<(NodeId, Result<(), TargetError>)>,
         quorum: &mut WriteQuorum,
     ) {
-        let target = match Target::resolve(
-            node,
-            &self.node,
-            &self.local,
-            view,
-            &self.peers,
-            self.settings.request_timeout,
-        ) {
+        let target = match Target::resolve(node, &self.ctx, view) {
             Ok(target) => target,
             Err(e) => {
                 tracing::warn!(replica = %node, error = %e, "cannot reach replica");
@@ -182,8 +175,8 @@ impl Coordinator {
             }
         };
         let (tx, id, key, merged) = (tx.clone(), node.clone(), key.to_vec(), merged.clone());
-        let (hint_for, hints) = (hint_for.cloned(), std::sync::Arc::clone(&self.hints));
-        let timeout = self.settings.request_timeout;
+        let (hint_for, hints) = (hint_for.cloned(), std::sync::Arc::clone(&self.ctx.hints));
+        let timeout = self.ctx.settings.request_timeout;
         tokio::spawn(async move {
             let result = target
                 .write(&key, &merged, hint_for.as_ref(), timeout)
@@ -200,7 +193,7 @@ impl Coordinator {
 
     /// Keeps a hint for `replica` on this node, in the background.
     fn spawn_hint(&self, replica: NodeId, key: Vec<u8>, merged: Siblings) {
-        let hints = std::sync::Arc::clone(&self.hints);
+        let hints = std::sync::Arc::clone(&self.ctx.hints);
         tokio::spawn(async move {
             if let Err(e) = hints.store(&replica, &key, &merged).await {
                 tracing::debug!(%replica, error = %e, "no hint kept for a down replica");
@@ -223,14 +216,14 @@ impl Coordinator {
         context: VersionVector,
         request_id: u64,
     ) -> Result<Siblings, CoordinatorError> {
-        let mut siblings = self.local.read(key)?;
+        let mut siblings = self.ctx.storage.read(key)?;
         if request_id != 0
             && siblings
                 .versions()
                 .iter()
                 .any(|v| v.request_id == request_id)
         {
-            self.metrics.retried_write();
+            self.ctx.metrics.retried_write();
             return Ok(siblings);
         }
         let claimed = context;
@@ -239,7 +232,7 @@ impl Coordinator {
         // them by timestamp. Otherwise it supersedes what the client saw,
         // bounded by what this replica has seen (a client's context is
         // input: it must not cover dots that do not exist here).
-        let mut context = if self.settings.replication.last_write_wins {
+        let mut context = if self.ctx.settings.replication.last_write_wins {
             siblings.context()
         } else {
             admitted_context(&claimed, &siblings.context())
@@ -273,7 +266,7 @@ impl Coordinator {
         let counter = self.dots.next(&claimed)?;
         siblings.insert(Version {
             dot: Dot {
-                node: self.node.clone(),
+                node: self.ctx.id.clone(),
                 counter,
             },
             context,
@@ -295,19 +288,19 @@ impl Coordinator {
         required: u32,
     ) -> Result<WriteOutcome, CoordinatorError> {
         // The replica coordinates within its own deadline; allow for it.
-        let timeout = self.settings.request_timeout * 2;
+        let timeout = self.ctx.settings.request_timeout * 2;
         for target in targets.iter().filter(|t| t.alive) {
             let Some(address) = view.node(&target.id).map(|n| n.grpc_address.clone()) else {
                 continue;
             };
-            let mut client = match self.peers.kv(&address) {
+            let mut client = match self.ctx.peers.kv(&address) {
                 Ok(client) => client,
                 Err(e) => {
                     tracing::warn!(replica = %target.id, error = %e, "cannot forward");
                     continue;
                 }
             };
-            self.metrics.forwarded_write();
+            self.ctx.metrics.forwarded_write();
             let result = match &request.value {
                 Some(value) => client
                     .put(forwarded(
@@ -356,7 +349,7 @@ impl Coordinator {
                 }
                 Err(status) => {
                     tracing::debug!(replica = %target.id, error = %status, "forwarding failed, trying the next replica");
-                    self.metrics.replica_failed();
+                    self.ctx.metrics.replica_failed();
                 }
             }
         }

@@ -3,8 +3,11 @@
 //! A hint is the key and the sibling set the coordinator replicated,
 //! stored for one target node. Hints live in append-only segment files
 //! (`segment.rs`) under `<data_dir>/hints/<target>/`; a writer thread
-//! appends everything queued and fsyncs each touched segment once before
-//! any caller hears "stored" (group commit, as the replica store does).
+//! (`writer.rs`) appends everything queued and fsyncs each touched segment
+//! once before any caller hears "stored" (group commit, as the replica
+//! store does). The state mutex guards bookkeeping only: no file is
+//! written or synced while it is held, so async callers that read sizes
+//! or seal segments never wait for the disk.
 //!
 //! Bounds: bytes per target and in total (`HintLimits`); an append past
 //! either is refused with [`HintError::Full`] and counted as dropped, so
@@ -20,10 +23,9 @@
 
 mod replay;
 mod segment;
+mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -32,7 +34,7 @@ use strata_cluster::{NodeId, Siblings};
 use strata_proto::v1::KeyVersions;
 use tokio::sync::{mpsc, oneshot};
 
-pub use replay::{ReplaySettings, replay_loop};
+pub use replay::{ReplayError, ReplaySettings, replay_loop};
 pub use segment::{Damage, HintRecord, parse};
 
 use crate::clock::now_micros;
@@ -119,8 +121,9 @@ struct Segment {
     bytes: u64,
     records: u64,
     newest_micros: u64,
-    /// Open for appends while this is the target's active segment.
-    file: Option<File>,
+    /// The writer thread is appending to it right now (outside the lock):
+    /// it is not handed to replay, expired or deleted until that is done.
+    writing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +149,25 @@ struct State {
 }
 
 impl State {
+    /// See [`HintStore::seal`].
+    fn seal(&mut self, target: &NodeId) -> Vec<SealedSegment> {
+        let Some(hints) = self.targets.get_mut(target) else {
+            return Vec::new();
+        };
+        if let Some(active) = hints.active.take() {
+            hints.sealed.push_back(active);
+        }
+        hints
+            .sealed
+            .iter()
+            .filter(|s| !s.writing)
+            .map(|s| SealedSegment {
+                path: s.path.clone(),
+                records: s.records,
+            })
+            .collect()
+    }
+
     fn totals(&self) -> (u64, u64) {
         self.targets
             .values()
@@ -154,7 +176,7 @@ impl State {
     }
 }
 
-struct Append {
+pub(super) struct Append {
     target: NodeId,
     record: Vec<u8>,
     stored_at_micros: u64,
@@ -235,7 +257,7 @@ impl HintStore {
                         .map(|r| r.stored_at_micros)
                         .max()
                         .unwrap_or(0),
-                    file: None,
+                    writing: false,
                 });
             }
         }
@@ -245,7 +267,7 @@ impl HintStore {
             let (state, dir, metrics) = (Arc::clone(&state), dir.to_path_buf(), metrics.clone());
             std::thread::Builder::new()
                 .name("strata-hints".into())
-                .spawn(move || write_loop(&dir, limits, &state, &metrics, rx))
+                .spawn(move || writer::run(&dir, limits, &state, &metrics, rx))
                 .map_err(io)?
         };
         let store = Self {
@@ -321,25 +343,11 @@ impl HintStore {
     }
 
     /// Seals `target`'s open segment (later hints go to a new one) and
-    /// returns its sealed segments, oldest first.
+    /// returns its sealed segments, oldest first, except one the writer is
+    /// still appending to (the next call returns it).
     #[must_use]
     pub fn seal(&self, target: &NodeId) -> Vec<SealedSegment> {
-        let mut state = self.lock();
-        let Some(hints) = state.targets.get_mut(target) else {
-            return Vec::new();
-        };
-        if let Some(mut active) = hints.active.take() {
-            active.file = None;
-            hints.sealed.push_back(active);
-        }
-        hints
-            .sealed
-            .iter()
-            .map(|s| SealedSegment {
-                path: s.path.clone(),
-                records: s.records,
-            })
-            .collect()
+        self.lock().seal(target)
     }
 
     /// Reads a sealed segment.
@@ -353,9 +361,12 @@ impl HintStore {
     /// Removes a segment the replay finished with: deleted when delivered,
     /// renamed `*.corrupt` (kept for inspection) when damaged.
     pub fn finish(&self, target: &NodeId, path: &Path, fate: SegmentFate) {
-        let mut state = self.lock();
-        if let Some(hints) = state.targets.get_mut(target) {
-            hints.sealed.retain(|s| s.path != path);
+        {
+            let mut state = self.lock();
+            if let Some(hints) = state.targets.get_mut(target) {
+                hints.sealed.retain(|s| s.path != path);
+            }
+            self.publish(&state);
         }
         let result = match fate {
             SegmentFate::Delivered => std::fs::remove_file(path),
@@ -367,7 +378,6 @@ impl HintStore {
         if let Err(e) = result {
             tracing::warn!(segment = %path.display(), error = %e, "could not remove a finished hint segment");
         }
-        self.publish(&state);
     }
 
     /// Drops every segment whose newest hint is older than the hint window
@@ -376,20 +386,19 @@ impl HintStore {
         let window = u64::try_from(self.limits.window.as_micros()).unwrap_or(u64::MAX);
         let mut state = self.lock();
         let mut expired = 0;
+        let mut removed = Vec::new();
         for hints in state.targets.values_mut() {
-            let old = |s: &Segment| s.newest_micros.saturating_add(window) < now_micros;
+            let old =
+                |s: &Segment| !s.writing && s.newest_micros.saturating_add(window) < now_micros;
             if hints.active.as_ref().is_some_and(old) {
-                let mut active = hints.active.take().expect("checked");
-                active.file = None;
+                let active = hints.active.take().expect("checked");
                 hints.sealed.push_back(active);
             }
             let (gone, kept): (Vec<_>, Vec<_>) = hints.sealed.drain(..).partition(old);
             hints.sealed = kept.into();
             for s in gone {
                 expired += s.records;
-                if let Err(e) = std::fs::remove_file(&s.path) {
-                    tracing::warn!(segment = %s.path.display(), error = %e, "could not remove an expired hint segment");
-                }
+                removed.push(s.path);
             }
         }
         state
@@ -397,6 +406,12 @@ impl HintStore {
             .retain(|_, t| t.active.is_some() || !t.sealed.is_empty());
         self.metrics.expired.inc_by(expired);
         self.publish(&state);
+        drop(state);
+        for path in removed {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(segment = %path.display(), error = %e, "could not remove an expired hint segment");
+            }
+        }
         expired
     }
 
@@ -450,139 +465,6 @@ fn segment_number(path: &Path) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(path.file_stem()?.to_str()?, 16).ok()
-}
-
-/// The writer thread: appends everything queued, fsyncs each touched
-/// segment once, then answers every caller.
-fn write_loop(
-    dir: &Path,
-    limits: HintLimits,
-    state: &Mutex<State>,
-    metrics: &HintMetrics,
-    mut rx: mpsc::Receiver<Append>,
-) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < 1024 {
-            let Ok(next) = rx.try_recv() else { break };
-            batch.push(next);
-        }
-        let mut state = lock(state);
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut touched: Vec<NodeId> = Vec::new();
-        for append in &batch {
-            let outcome = append_one(dir, limits, &mut state, append);
-            if outcome.is_ok() && !touched.contains(&append.target) {
-                touched.push(append.target.clone());
-            }
-            outcomes.push(outcome);
-        }
-        let mut sync_failed: Vec<(NodeId, String)> = Vec::new();
-        for target in &touched {
-            let active = state
-                .targets
-                .get(target)
-                .and_then(|t| t.active.as_ref())
-                .and_then(|s| s.file.as_ref());
-            if let Some(Err(e)) = active.map(File::sync_data) {
-                sync_failed.push((target.clone(), e.to_string()));
-            }
-        }
-        publish(metrics, &state);
-        drop(state);
-        for (append, mut outcome) in batch.into_iter().zip(outcomes) {
-            if let Some((_, e)) = sync_failed.iter().find(|(t, _)| *t == append.target) {
-                outcome = Err(HintError::Io(format!("fsync: {e}")));
-            }
-            match &outcome {
-                Ok(()) => {
-                    metrics.stored.inc();
-                }
-                Err(e) => {
-                    // A full store refuses every hint until it drains: log
-                    // the 1st, 2nd, 4th, 8th... drop, the metric has them all.
-                    let dropped = metrics.dropped.inc() + 1;
-                    if dropped.is_power_of_two() {
-                        tracing::warn!(target = %append.target, error = %e, dropped,
-                            "hint not stored; anti-entropy will repair what it held");
-                    }
-                }
-            }
-            let _ = append.done.send(outcome);
-        }
-    }
-}
-
-fn append_one(
-    dir: &Path,
-    limits: HintLimits,
-    state: &mut State,
-    append: &Append,
-) -> Result<(), HintError> {
-    let size = append.record.len() as u64;
-    let (_, total) = state.totals();
-    let held = state
-        .targets
-        .get(&append.target)
-        .map_or(0, TargetHints::bytes);
-    if held + size > limits.per_target_bytes || total + size > limits.total_bytes {
-        return Err(HintError::Full {
-            target: append.target.clone(),
-            held,
-            total,
-            per_target: limits.per_target_bytes,
-            limit: limits.total_bytes,
-        });
-    }
-    let next = state.next_segment;
-    let hints = state.targets.entry(append.target.clone()).or_default();
-    if hints
-        .active
-        .as_ref()
-        .is_some_and(|s| s.bytes >= SEGMENT_BYTES)
-    {
-        let mut full = hints.active.take().expect("checked");
-        full.file = None;
-        hints.sealed.push_back(full);
-    }
-    let io = |path: &Path, e: std::io::Error| HintError::Io(format!("{}: {e}", path.display()));
-    if hints.active.is_none() {
-        let target_dir = dir.join(append.target.as_str());
-        std::fs::create_dir_all(&target_dir).map_err(|e| io(&target_dir, e))?;
-        let path = target_dir.join(format!("{next:016x}.hint"));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
-        file.write_all(segment::MAGIC).map_err(|e| io(&path, e))?;
-        // The new file's directory entries must survive a crash too.
-        for d in [&target_dir, &dir.to_path_buf()] {
-            File::open(d)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io(d, e))?;
-        }
-        hints.active = Some(Segment {
-            path,
-            bytes: segment::MAGIC.len() as u64,
-            records: 0,
-            newest_micros: 0,
-            file: Some(file),
-        });
-        state.next_segment = next + 1;
-    }
-    let hints = state
-        .targets
-        .get_mut(&append.target)
-        .expect("inserted above");
-    let active = hints.active.as_mut().expect("opened above");
-    let file = active.file.as_mut().expect("the active segment is open");
-    file.write_all(&append.record)
-        .map_err(|e| io(&active.path, e))?;
-    active.bytes += size;
-    active.records += 1;
-    active.newest_micros = active.newest_micros.max(append.stored_at_micros);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,9 +9,28 @@ use strata_proto::v1::{DeliverHintsRequest, KeyVersions};
 
 use super::{HintStore, SegmentFate};
 use crate::clock::now_micros;
-use crate::coordinator::Coordinator;
-use crate::peers::Peers;
 use crate::throttle::Throttle;
+use crate::topology::Topology;
+use crate::transport::{Peers, ReplicaError, replica_client};
+
+/// Why a replay to one target stopped (it is retried at the next tick).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The target could not be reached or refused the hints.
+    #[error("DeliverHints: {0}")]
+    Replica(#[from] ReplicaError),
+    /// A sealed segment could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The segment.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A blocking task of the replay failed.
+    #[error("hint replay task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// How hints are replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +47,9 @@ pub struct ReplaySettings {
 
 /// Runs until `stop` completes.
 pub async fn replay_loop(
-    coordinator: Arc<Coordinator>,
+    me: NodeId,
+    topology: Topology,
+    peers: Arc<Peers>,
     store: Arc<HintStore>,
     settings: ReplaySettings,
     stop: impl Future<Output = ()>,
@@ -41,7 +62,7 @@ pub async fn replay_loop(
             let expiring = Arc::clone(&store);
             let _ = tokio::task::spawn_blocking(move || expiring.expire(now_micros())).await;
             for (target, held) in store.targets() {
-                let view = coordinator.view();
+                let view = topology.view();
                 let Some(address) = view
                     .node(&target)
                     .filter(|n| n.alive && !n.grpc_address.is_empty())
@@ -50,7 +71,14 @@ pub async fn replay_loop(
                     continue;
                 };
                 tracing::info!(%target, hints = held, "target is alive: replaying hints");
-                match replay_target(&coordinator, &store, &target, &address, settings).await {
+                let to = Delivery {
+                    me: &me,
+                    peers: &peers,
+                    store: &store,
+                    target: &target,
+                    address: &address,
+                };
+                match replay_target(&to, settings).await {
                     Ok(delivered) => {
                         tracing::info!(%target, delivered, "hints replayed");
                     }
@@ -68,28 +96,31 @@ pub async fn replay_loop(
 }
 
 /// Delivers every sealed segment of `target`, oldest first.
-async fn replay_target(
-    coordinator: &Coordinator,
-    store: &Arc<HintStore>,
-    target: &NodeId,
-    address: &str,
-    settings: ReplaySettings,
-) -> Result<u64, String> {
+/// Hints of `target` on their way from `me`.
+struct Delivery<'a> {
+    me: &'a NodeId,
+    peers: &'a Peers,
+    store: &'a Arc<HintStore>,
+    target: &'a NodeId,
+    address: &'a str,
+}
+
+async fn replay_target(to: &Delivery<'_>, settings: ReplaySettings) -> Result<u64, ReplayError> {
+    let (store, target) = (to.store, to.target);
     let sealing = Arc::clone(store);
     let sealed_target = target.clone();
-    let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_target))
-        .await
-        .map_err(|e| e.to_string())?;
-    let channel = coordinator.peers().channel(address)?;
-    let mut client = Peers::replica_client(channel);
+    let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_target)).await?;
+    let mut client = replica_client(to.peers.channel(to.address)?);
     let mut throttle = Throttle::new(settings.bytes_per_second);
     let mut delivered = 0;
     for segment in segments {
         let path = segment.path.clone();
         let (records, damage) = tokio::task::spawn_blocking(move || HintStore::read(&path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("reading {}: {e}", segment.path.display()))?;
+            .await?
+            .map_err(|source| ReplayError::Read {
+                path: segment.path.clone(),
+                source,
+            })?;
         let now = now_micros();
         let (expired, live): (Vec<_>, Vec<_>) = records
             .into_iter()
@@ -109,14 +140,14 @@ async fn replay_target(
         for (entries, bytes) in batches {
             let count = entries.len() as u64;
             let mut request = tonic::Request::new(DeliverHintsRequest {
-                from_node_id: coordinator.node_id().to_string(),
+                from_node_id: to.me.to_string(),
                 entries,
             });
             request.set_timeout(settings.timeout);
             client
                 .deliver_hints(request)
                 .await
-                .map_err(|s| format!("DeliverHints: {:?}: {}", s.code(), s.message()))?;
+                .map_err(|s| ReplicaError::from_status(&s))?;
             store.metrics().replayed.inc_by(count);
             delivered += count;
             throttle.consume(bytes as u64).await;
@@ -135,8 +166,7 @@ async fn replay_target(
         tokio::task::spawn_blocking(move || {
             finishing.finish(&finished_target, &segment.path, fate);
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     }
     Ok(delivered)
 }

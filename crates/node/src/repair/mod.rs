@@ -23,7 +23,7 @@ pub use session::Exchange;
 pub use trees::TreeCache;
 
 use crate::clock::now_micros;
-use crate::coordinator::Coordinator;
+use crate::context::Context;
 use crate::metrics::RepairMetrics;
 use crate::throttle::Throttle;
 
@@ -61,7 +61,7 @@ struct State {
 /// Runs this node's repairs.
 #[derive(Debug)]
 pub struct Repairer {
-    coordinator: Arc<Coordinator>,
+    ctx: Arc<Context>,
     settings: RepairSettings,
     metrics: RepairMetrics,
     trees: TreeCache,
@@ -69,15 +69,12 @@ pub struct Repairer {
 }
 
 impl Repairer {
-    /// A repairer for the node `coordinator` serves.
+    /// A repairer for the node `ctx` describes.
     #[must_use]
-    pub fn new(
-        coordinator: Arc<Coordinator>,
-        settings: RepairSettings,
-        metrics: RepairMetrics,
-    ) -> Self {
+    pub fn new(ctx: Arc<Context>, settings: RepairSettings) -> Self {
+        let metrics = ctx.metrics.repair();
         Self {
-            coordinator,
+            ctx,
             settings,
             metrics,
             trees: TreeCache::default(),
@@ -126,9 +123,9 @@ impl Repairer {
         ranges: &[TokenRange],
         primary_only: bool,
     ) -> Result<Operation, RepairError> {
-        let view = self.coordinator.view();
-        let me = self.coordinator.node_id().clone();
-        let n = self.coordinator.replication().factor as usize;
+        let view = self.ctx.view();
+        let me = self.ctx.id.clone();
+        let n = self.ctx.n();
         let plan: Vec<(TokenRange, Vec<NodeId>)> = view
             .ring()
             .replicated_ranges(&me, n, primary_only)
@@ -187,8 +184,8 @@ impl Repairer {
     }
 
     async fn run(self: Arc<Self>, id: String, plan: Vec<(TokenRange, Vec<NodeId>)>) {
-        let me = self.coordinator.node_id().clone();
-        let storage = Arc::clone(self.coordinator.storage());
+        let me = self.ctx.id.clone();
+        let storage = Arc::clone(&self.ctx.storage);
         let mut throttle = Throttle::new(self.settings.bytes_per_second);
         let mut failures: Vec<String> = Vec::new();
         let total = plan.len();
@@ -211,7 +208,7 @@ impl Repairer {
                 };
             let mut outcome = Exchange::default();
             for peer in replicas.iter().filter(|p| **p != me) {
-                let view = self.coordinator.view();
+                let view = self.ctx.view();
                 let address = match view.node(peer) {
                     Some(n) if n.alive && !n.grpc_address.is_empty() => n.grpc_address.clone(),
                     _ => {
@@ -219,10 +216,10 @@ impl Repairer {
                         continue;
                     }
                 };
-                let channel = match self.coordinator.peers().channel(&address) {
+                let channel = match self.ctx.peers.channel(&address) {
                     Ok(c) => c,
                     Err(e) => {
-                        failures.push(e);
+                        failures.push(format!("with {peer}: {e}"));
                         continue;
                     }
                 };

@@ -14,9 +14,42 @@ use strata_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::peers::Peers;
-use crate::storage::{RangeEntry, Storage, version_from_proto, version_to_proto};
+use crate::storage::{RangeEntry, Storage, StorageError, version_from_proto, version_to_proto};
 use crate::throttle::Throttle;
+use crate::transport::{ReplicaError, replica_client};
+
+/// Why an exchange with one peer failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    /// A call to the peer failed (`rpc` names it).
+    #[error("{rpc}: {source}")]
+    Replica {
+        /// The RPC.
+        rpc: &'static str,
+        /// What went wrong.
+        source: ReplicaError,
+    },
+    /// This node's store failed.
+    #[error("local store: {0}")]
+    Storage(#[from] StorageError),
+    /// A blocking scan task failed.
+    #[error("range scan task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn rpc(name: &'static str) -> impl Fn(tonic::Status) -> SessionError {
+    move |status| SessionError::Replica {
+        rpc: name,
+        source: ReplicaError::from_status(&status),
+    }
+}
+
+fn bad_reply(name: &'static str, what: String) -> SessionError {
+    SessionError::Replica {
+        rpc: name,
+        source: ReplicaError::BadReply(what),
+    }
+}
 
 /// Batches this node pushes (and asks the peer to stream) at most.
 const BATCH_BYTES: usize = 1 << 20;
@@ -38,7 +71,7 @@ pub struct Exchange {
 /// merges the differing keys both ways.
 ///
 /// # Errors
-/// A message naming the RPC or storage step that failed.
+/// [`SessionError`] naming the RPC or storage step that failed.
 pub(super) async fn exchange(
     storage: &Arc<Storage>,
     channel: Channel,
@@ -46,8 +79,8 @@ pub(super) async fn exchange(
     range: TokenRange,
     throttle: &mut Throttle,
     timeout: Duration,
-) -> Result<Exchange, String> {
-    let mut client = Peers::replica_client(channel);
+) -> Result<Exchange, SessionError> {
+    let mut client = replica_client(channel);
     let depth = local.depth();
     let wire_range = Some(v1::TokenRange {
         start: range.start.0,
@@ -64,14 +97,13 @@ pub(super) async fn exchange(
         let remote = client
             .merkle_nodes(request)
             .await
-            .map_err(|s| format!("MerkleNodes: {:?}: {}", s.code(), s.message()))?
+            .map_err(rpc("MerkleNodes"))?
             .into_inner()
             .hashes;
         if remote.len() != positions.len() {
-            return Err(format!(
-                "MerkleNodes answered {} hashes for {} positions",
-                remote.len(),
-                positions.len()
+            return Err(bad_reply(
+                "MerkleNodes",
+                format!("{} hashes for {} positions", remote.len(), positions.len()),
             ));
         }
         let remote: Vec<u128> = remote
@@ -79,7 +111,7 @@ pub(super) async fn exchange(
             .map(|h| {
                 <[u8; 16]>::try_from(h.as_ref())
                     .map(u128::from_le_bytes)
-                    .map_err(|_| format!("MerkleNodes sent a {}-byte hash", h.len()))
+                    .map_err(|_| bad_reply("MerkleNodes", format!("a {}-byte hash", h.len())))
             })
             .collect::<Result<_, _>>()?;
         let mine: Vec<u128> = positions
@@ -142,7 +174,7 @@ async fn merge_leaves(
     throttle: &mut Throttle,
     timeout: Duration,
     outcome: &mut Exchange,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let mut request = tonic::Request::new(StreamRangeRequest {
         range: Some(v1::TokenRange {
             start: range.start.0,
@@ -155,11 +187,11 @@ async fn merge_leaves(
     let mut stream = client
         .stream_range(request)
         .await
-        .map_err(|s| format!("StreamRange: {:?}: {}", s.code(), s.message()))?
+        .map_err(rpc("StreamRange"))?
         .into_inner();
     let mut remote: BTreeMap<Vec<u8>, Siblings> = BTreeMap::new();
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|s| format!("StreamRange: {:?}: {}", s.code(), s.message()))?;
+        let batch = batch.map_err(rpc("StreamRange"))?;
         let bytes = prost::Message::encoded_len(&batch) as u64;
         outcome.bytes += bytes;
         for entry in batch.entries {
@@ -168,17 +200,15 @@ async fn merge_leaves(
                 .into_iter()
                 .map(version_from_proto)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("peer streamed unreadable versions: {e}"))?;
+                .map_err(|e| bad_reply("StreamRange", format!("unreadable versions: {e}")))?;
             remote.insert(entry.key.to_vec(), Siblings::from_versions(versions));
         }
         throttle.consume(bytes).await;
     }
 
     let scanning = Arc::clone(storage);
-    let local: Vec<RangeEntry> = tokio::task::spawn_blocking(move || scanning.entries(range))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("scanning {range:?}: {e}"))?;
+    let local: Vec<RangeEntry> =
+        tokio::task::spawn_blocking(move || scanning.entries(range)).await??;
     let mut local: BTreeMap<Vec<u8>, Siblings> =
         local.into_iter().map(|e| (e.key, e.siblings)).collect();
 
@@ -197,8 +227,7 @@ async fn merge_leaves(
             .iter()
             .map(|(key, theirs)| storage.apply_queued(key, theirs)),
     )
-    .await
-    .map_err(|e| format!("applying repaired keys: {e}"))?;
+    .await?;
     outcome.keys_in += applies.len() as u64;
 
     // Send what this node has and the peer lacks.
@@ -244,7 +273,7 @@ async fn push(
     timeout: Duration,
     throttle: &mut Throttle,
     outcome: &mut Exchange,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let keys = entries.len() as u64;
     let batch = KeyVersionsBatch { entries };
     let bytes = prost::Message::encoded_len(&batch) as u64;
@@ -253,7 +282,7 @@ async fn push(
     client
         .apply_batch(request)
         .await
-        .map_err(|s| format!("ApplyBatch: {:?}: {}", s.code(), s.message()))?;
+        .map_err(rpc("ApplyBatch"))?;
     outcome.keys_out += keys;
     outcome.bytes += bytes;
     throttle.consume(bytes).await;

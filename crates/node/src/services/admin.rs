@@ -12,7 +12,7 @@ use strata_proto::v1::{
     RingNode, admin_client::AdminClient, admin_server::Admin,
 };
 
-use crate::coordinator::Coordinator;
+use crate::context::Context;
 use crate::repair::Repairer;
 use tonic::{Request, Response, Status};
 
@@ -26,7 +26,7 @@ const TOPOLOGY: &str = "topology changes with range streaming (topology issue)";
 pub(crate) struct AdminService {
     node_id: NodeId,
     addr: SocketAddr,
-    coordinator: Arc<Coordinator>,
+    ctx: Arc<Context>,
     repairer: Arc<Repairer>,
     started: Instant,
 }
@@ -35,20 +35,20 @@ impl AdminService {
     pub(crate) fn new(
         node_id: NodeId,
         addr: SocketAddr,
-        coordinator: Arc<Coordinator>,
+        ctx: Arc<Context>,
         repairer: Arc<Repairer>,
     ) -> Self {
         Self {
             node_id,
             addr,
-            coordinator,
+            ctx,
             repairer,
             started: Instant::now(),
         }
     }
 
     fn replication(&self) -> ReplicationSettings {
-        let r = self.coordinator.replication();
+        let r = self.ctx.settings.replication;
         ReplicationSettings {
             replication_factor: r.factor,
             write_quorum: level_count(r.write, r.factor),
@@ -58,7 +58,7 @@ impl AdminService {
     }
 
     fn status(&self) -> NodeStatus {
-        let storage = self.coordinator.storage();
+        let storage = &self.ctx.storage;
         let stats = storage.db().stats();
         let load = storage.load_bytes();
         NodeStatus {
@@ -85,7 +85,7 @@ impl AdminService {
                 block_cache_hit_rate: stats.block_cache_hit_rate,
                 memtable_bytes: stats.memtable_bytes as u64,
             }),
-            hints_pending: self.coordinator.hints().pending().0,
+            hints_pending: self.ctx.hints.pending().0,
             last_repair_micros: self.repairer.last_completed_micros(),
         }
     }
@@ -120,8 +120,8 @@ fn level_count(level: ConsistencyLevel, n: u32) -> u32 {
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn get_ring(&self, _: Request<GetRingRequest>) -> Result<Response<Ring>, Status> {
-        let epoch = self.coordinator.epoch();
-        let view = self.coordinator.view();
+        let epoch = self.ctx.topology.epoch();
+        let view = self.ctx.view();
         let nodes = view
             .nodes()
             .map(|(id, node)| {
@@ -155,7 +155,7 @@ impl Admin for AdminService {
         &self,
         _: Request<GetClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        let view = self.coordinator.view();
+        let view = self.ctx.view();
         // Each live member reports its own status (engine detail included);
         // gossip fills in for members that are down or slow to answer.
         let asks = view.nodes().map(|(id, node)| async move {
@@ -163,7 +163,7 @@ impl Admin for AdminService {
                 return self.status();
             }
             if node.alive
-                && let Ok(channel) = self.coordinator.peers().channel(&node.grpc_address)
+                && let Ok(channel) = self.ctx.peers.channel(&node.grpc_address)
             {
                 let mut request = Request::new(GetNodeStatusRequest {});
                 request.set_timeout(std::time::Duration::from_secs(1));
@@ -205,7 +205,7 @@ impl Admin for AdminService {
         self.repairer
             .start(&ranges, false)
             .map(Response::new)
-            .map_err(|e| Status::failed_precondition(e.to_string()))
+            .map_err(Status::from)
     }
 
     async fn get_progress(

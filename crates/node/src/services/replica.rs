@@ -18,11 +18,11 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::coordinator::Coordinator;
-use crate::hints::{HintError, HintStore};
-use crate::pipe::{self, PipeHandler};
+use crate::context::Context;
+use crate::hints::HintStore;
 use crate::repair::Repairer;
 use crate::storage::{Storage, version_from_proto, version_to_proto};
+use crate::transport::{PipeHandler, serve_pipe};
 
 /// Serves other nodes: replica reads and writes, hints, repair, streaming.
 #[derive(Debug)]
@@ -36,15 +36,15 @@ pub(crate) struct ReplicaService {
 
 impl ReplicaService {
     pub(crate) fn new(
-        coordinator: &Coordinator,
+        ctx: &Context,
         repairer: Arc<Repairer>,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             ops: Arc::new(StoreOps {
-                storage: Arc::clone(coordinator.storage()),
+                storage: Arc::clone(&ctx.storage),
             }),
-            hints: Arc::clone(coordinator.hints()),
+            hints: Arc::clone(&ctx.hints),
             repairer,
             stopping,
         }
@@ -136,15 +136,7 @@ impl Replica for ReplicaService {
             // A stand-in: hold the write for the replica that is down.
             let target = NodeId::new(r.hint_for)
                 .map_err(|e| Status::invalid_argument(format!("hint_for: {e}")))?;
-            self.hints
-                .store(&target, &r.key, &siblings)
-                .await
-                .map_err(|e| match e {
-                    HintError::Full { .. } | HintError::Overloaded => {
-                        Status::resource_exhausted(e.to_string())
-                    }
-                    HintError::Stopped | HintError::Io(_) => Status::unavailable(e.to_string()),
-                })?;
+            self.hints.store(&target, &r.key, &siblings).await?;
         }
         Ok(Response::new(ReplicaWriteResponse {}))
     }
@@ -274,7 +266,7 @@ impl Replica for ReplicaService {
         &self,
         request: Request<Streaming<PipeRequest>>,
     ) -> Result<Response<Self::PipeStream>, Status> {
-        Ok(Response::new(pipe::serve(
+        Ok(Response::new(serve_pipe(
             request.into_inner(),
             Arc::clone(&self.ops),
             self.stopping.clone(),

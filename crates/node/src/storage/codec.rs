@@ -10,7 +10,7 @@ use strata_cluster::{Dot, NodeId, Siblings, Version, VersionVector};
 use strata_proto::v1;
 
 pub(crate) const FORMAT_SIBLINGS: u8 = 0x01;
-pub(crate) const FORMAT_QUARANTINE: u8 = 0xFF;
+use super::quarantine::FORMAT_QUARANTINE;
 
 /// Why stored or received versions could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,7 +133,7 @@ pub fn decode(bytes: &[u8]) -> Result<Siblings, CodecError> {
             Ok(Siblings::from_versions(versions))
         }
         Some((&FORMAT_QUARANTINE, rest)) => Err(CodecError::Quarantined {
-            parts: super::merge::quarantine_parts(rest).len(),
+            parts: super::quarantine::quarantine_parts(rest).len(),
         }),
         other => Err(CodecError::UnknownFormat(other.map(|(b, _)| *b))),
     }

@@ -10,6 +10,7 @@
 mod codec;
 mod gc;
 mod merge;
+mod quarantine;
 mod writer;
 
 use std::ops::ControlFlow;
@@ -27,7 +28,7 @@ pub use gc::TombstoneGc;
 pub use merge::SiblingsMerge;
 
 /// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// The engine failed (IO, corruption, a background error).
     #[error(transparent)]

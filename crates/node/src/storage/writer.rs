@@ -79,15 +79,10 @@ fn run(db: &Db, mut rx: mpsc::Receiver<Merge>) {
             }
             Err(e) => {
                 tracing::error!(error = %e, writes = waiters.len(), "replica write batch failed");
-                let message = e.to_string();
-                let mut first = Some(e);
+                // Every write of the batch failed with the same, typed
+                // error (engine errors are cloneable).
                 for done in waiters {
-                    let error = first.take().unwrap_or_else(|| {
-                        strata_engine::Error::Background(format!(
-                            "the write batch this write was in failed: {message}"
-                        ))
-                    });
-                    let _ = done.send(Err(StorageError::Engine(error)));
+                    let _ = done.send(Err(StorageError::Engine(e.clone())));
                 }
             }
         }

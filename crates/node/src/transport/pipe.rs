@@ -26,14 +26,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
-use crate::peers::Peers;
+use super::{ReplicaError, replica_client};
 
 /// Requests queued for one stream at most; callers wait beyond
 /// (backpressure while the peer is slow).
 const QUEUE: usize = 4096;
 
 /// What a caller gets back: the peer's answer or why there is none.
-type Answer = Result<pipe_reply::Result, String>;
+type Answer = Result<pipe_reply::Result, ReplicaError>;
 
 /// The caller's side of the pipe to one peer. Opens the stream on first
 /// use and again after it broke; a broken stream fails every operation
@@ -77,7 +77,7 @@ impl Pipe {
         &self,
         request: ReplicaReadRequest,
         timeout: Duration,
-    ) -> Result<ReplicaReadResponse, String> {
+    ) -> Result<ReplicaReadResponse, ReplicaError> {
         match self.call(pipe_request::Op::Read(request), timeout).await? {
             pipe_reply::Result::Read(response) => Ok(response),
             other => Err(unexpected(&other)),
@@ -93,7 +93,7 @@ impl Pipe {
         &self,
         batch: KeyVersionsBatch,
         timeout: Duration,
-    ) -> Result<ApplyBatchResponse, String> {
+    ) -> Result<ApplyBatchResponse, ReplicaError> {
         match self.call(pipe_request::Op::Apply(batch), timeout).await? {
             pipe_reply::Result::Applied(response) => Ok(response),
             other => Err(unexpected(&other)),
@@ -115,7 +115,7 @@ impl Pipe {
             match session.register(done) {
                 Some(id) => break (session, id, answer),
                 None if attempt == 0 => attempt += 1,
-                None => return Err("the replica stream closed".to_owned()),
+                None => return Err(closed()),
             }
         };
         // Forgets the operation however this future ends (answered, timed
@@ -129,14 +129,12 @@ impl Pipe {
                 .requests
                 .send(PipeRequest { id, op: Some(op) })
                 .await
-                .map_err(|_| "the replica stream closed".to_owned())?;
-            answer
-                .await
-                .map_err(|_| "the replica stream closed".to_owned())?
+                .map_err(|_| closed())?;
+            answer.await.map_err(|_| closed())?
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(answer) => answer,
-            Err(_) => Err(format!("no answer within {timeout:?}")),
+            Err(_) => Err(ReplicaError::Timeout(timeout)),
         }
     }
 
@@ -196,13 +194,12 @@ impl Session {
             .as_mut()
             .and_then(|p| p.waiting.remove(&reply.id));
         let answer = match reply.result {
-            Some(pipe_reply::Result::Error(e)) => Err(format!(
-                "{:?}: {}",
-                tonic::Code::from_i32(e.code),
-                e.message
-            )),
+            Some(pipe_reply::Result::Error(e)) => Err(ReplicaError::Rejected {
+                code: tonic::Code::from_i32(e.code),
+                message: e.message,
+            }),
             Some(result) => Ok(result),
-            None => Err("the replica sent an empty reply".to_owned()),
+            None => Err(ReplicaError::BadReply("an empty reply".to_owned())),
         };
         if let Some(done) = waiter {
             let _ = done.send(answer);
@@ -210,10 +207,10 @@ impl Session {
     }
 
     /// Ends the session: every waiting operation fails with `why`.
-    fn close(&self, why: &str) {
+    fn close(&self, why: &ReplicaError) {
         let pending = self.lock().take();
         for (_, done) in pending.into_iter().flat_map(|p| p.waiting) {
-            let _ = done.send(Err(why.to_owned()));
+            let _ = done.send(Err(why.clone()));
         }
     }
 }
@@ -238,7 +235,7 @@ impl Drop for Forget<'_> {
 /// closes, which ends the request stream, and the peer then ends the reply
 /// stream after answering what it received.
 async fn run(channel: Channel, outgoing: ReceiverStream<PipeRequest>, session: Weak<Session>) {
-    let mut client = Peers::replica_client(channel);
+    let mut client = replica_client(channel);
     let outcome = async {
         let mut replies = client.pipe(outgoing).await?.into_inner();
         while let Some(reply) = replies.message().await? {
@@ -253,17 +250,26 @@ async fn run(channel: Channel, outgoing: ReceiverStream<PipeRequest>, session: W
         return;
     };
     let why = match outcome {
-        Ok(()) => "the replica ended the stream".to_owned(),
+        Ok(()) => ReplicaError::StreamClosed("the replica ended the stream".to_owned()),
         Err(status) => {
             tracing::debug!(code = ?status.code(), error = %status.message(), "replica stream broke");
-            format!("replica stream: {:?}: {}", status.code(), status.message())
+            match ReplicaError::from_status(&status) {
+                unreachable @ ReplicaError::Unreachable(_) => unreachable,
+                _ => {
+                    ReplicaError::StreamClosed(format!("{:?}: {}", status.code(), status.message()))
+                }
+            }
         }
     };
     session.close(&why);
 }
 
-fn unexpected(result: &pipe_reply::Result) -> String {
-    format!("the replica answered with the wrong kind of reply: {result:?}")
+fn closed() -> ReplicaError {
+    ReplicaError::StreamClosed("the replica stream closed".to_owned())
+}
+
+fn unexpected(result: &pipe_reply::Result) -> ReplicaError {
+    ReplicaError::BadReply(format!("the wrong kind of reply: {result:?}"))
 }
 
 /// What a node does with the operations arriving on a pipe.
@@ -565,9 +571,12 @@ mod tests {
     async fn a_failed_operation_reports_its_status_and_the_stream_stays_open() {
         let pipe = Pipe::new(fake::serve(Echo::default()).await);
         let err = pipe.read(read_of("bad"), SECOND).await.expect_err("bad");
-        assert!(
-            err.contains("InvalidArgument") && err.contains("bad key"),
-            "{err}"
+        assert_eq!(
+            err,
+            ReplicaError::Rejected {
+                code: tonic::Code::InvalidArgument,
+                message: "bad key".into()
+            }
         );
         let ok = pipe.read(read_of("good"), SECOND).await.expect("next read");
         assert_eq!(ok.versions[0].timestamp_micros, 4);
@@ -590,7 +599,7 @@ mod tests {
             .expect("read answered");
         assert_eq!(read.versions.len(), 1);
         let err = slow.await.expect("task").expect_err("past its deadline");
-        assert!(err.contains("no answer within"), "{err}");
+        assert_eq!(err, ReplicaError::Timeout(Duration::from_millis(100)));
         assert!(
             pipe.session()
                 .lock()
@@ -614,7 +623,7 @@ mod tests {
             .read(read_of("k"), SECOND)
             .await
             .expect_err("nobody listens");
-        assert!(err.contains("replica stream"), "{err}");
+        assert!(matches!(err, ReplicaError::Unreachable(_)), "{err}");
 
         // The peer comes up on that port: the next operation opens a new
         // stream and is answered.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use strata_proto::v1::{KeyVersions, KeyVersionsBatch};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::pipe::Pipe;
+use super::{Pipe, ReplicaError};
 
 /// Batches in flight to one peer at most; more writes wait in the queue
 /// (and so join bigger batches).
@@ -28,7 +28,7 @@ const QUEUE: usize = 4096;
 
 struct Queued {
     entry: KeyVersions,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), ReplicaError>>,
 }
 
 /// The write queue of one peer.
@@ -57,16 +57,15 @@ impl Batcher {
     /// durable.
     ///
     /// # Errors
-    /// A message when the batch carrying it failed or timed out.
-    pub async fn write(&self, entry: KeyVersions) -> Result<(), String> {
+    /// [`ReplicaError`] of the batch carrying it.
+    pub async fn write(&self, entry: KeyVersions) -> Result<(), ReplicaError> {
+        let stopped = || ReplicaError::StreamClosed("the replica batcher stopped".to_owned());
         let (done, result) = oneshot::channel();
         self.queue
             .send(Queued { entry, done })
             .await
-            .map_err(|_| "replica batcher stopped".to_owned())?;
-        result
-            .await
-            .map_err(|_| "replica batcher stopped".to_owned())?
+            .map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
     }
 }
 
@@ -121,7 +120,7 @@ mod tests {
     use tonic::Status;
 
     use super::*;
-    use crate::pipe::{PipeHandler, fake};
+    use crate::transport::pipe::{PipeHandler, fake};
 
     /// A peer that answers each batch after a delay, recording batch
     /// sizes, or fails every batch.
@@ -202,7 +201,13 @@ mod tests {
             .collect();
         for w in writes {
             let err = w.await.expect("task").expect_err("the peer failed");
-            assert!(err.contains("disk on fire"), "{err}");
+            assert_eq!(
+                err,
+                ReplicaError::Rejected {
+                    code: tonic::Code::Unavailable,
+                    message: "disk on fire".into()
+                }
+            );
         }
     }
 
@@ -211,6 +216,6 @@ mod tests {
         let pipe = serve(Peer::default()).await;
         let batcher = Batcher::start(pipe, Duration::from_millis(10));
         let err = batcher.write(entry(0)).await.expect_err("too slow");
-        assert!(err.contains("no answer within"), "{err}");
+        assert_eq!(err, ReplicaError::Timeout(Duration::from_millis(10)));
     }
 }

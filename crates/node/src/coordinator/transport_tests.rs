@@ -1,0 +1,292 @@
+//! The coordinator's quorum, stand-in and read-repair logic over the
+//! in-memory transport: real stores, exact failures, no sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_cluster::{
+    ClusterView, ConsistencyLevel, NodeGossip, NodeId, NodeState, Peer, Token, tokens_for,
+};
+
+use super::fixtures::{on, values};
+use super::{Coordinator, CoordinatorError};
+use crate::context::Topology;
+use crate::hints::{HintLimits, HintStore};
+use crate::metrics::HintMetrics;
+use crate::storage::Storage;
+use crate::testing::ContextBuilder;
+use crate::transport::memory::{Link, MemoryTransport};
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Node 0 coordinates; nodes 1.. live in the in-memory transport.
+struct Net {
+    _dir: tempfile::TempDir,
+    ids: Vec<NodeId>,
+    view: Arc<ClusterView>,
+    transport: Arc<MemoryTransport>,
+    coordinator: Coordinator,
+}
+
+fn id(i: usize) -> NodeId {
+    NodeId::new(format!("node-{i}")).expect("id")
+}
+
+/// `nodes` nodes with replication factor `n`; gossip believes the nodes in
+/// `down` are down. Reads ask every replica when `read_all`.
+fn net(nodes: usize, n: u32, down: &[usize], read_all: bool) -> Net {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids: Vec<NodeId> = (0..nodes).map(id).collect();
+    let view = Arc::new(ClusterView::from_peers(ids.iter().enumerate().map(
+        |(i, id)| Peer {
+            id: id.clone(),
+            generation: 0,
+            gossip: NodeGossip {
+                grpc_address: format!("memory-{i}"),
+                tokens: tokens_for(id, 16),
+                state: NodeState::Normal,
+                load_bytes: 0,
+            },
+            alive: !down.contains(&i),
+        },
+    )));
+    let transport = Arc::new(MemoryTransport::default());
+    for (i, node) in ids.iter().enumerate().skip(1) {
+        let home = dir.path().join(format!("node-{i}"));
+        let storage = Storage::open(
+            &home.join("engine"),
+            strata_engine::Durability::SyncEachGroup,
+        )
+        .expect("storage");
+        let hints = HintStore::open(
+            &home.join("hints"),
+            HintLimits::default(),
+            HintMetrics::default(),
+        )
+        .expect("hints");
+        transport.add(node, Arc::new(storage), Arc::new(hints));
+    }
+    let home = dir.path().join("node-0");
+    let ctx = ContextBuilder::new(&home)
+        .id(&ids[0])
+        .factor(n)
+        .timeout(TIMEOUT)
+        .read_repair_period(u32::from(read_all))
+        .topology(Topology::Fixed(Arc::clone(&view)))
+        .transport(Arc::clone(&transport) as _)
+        .build();
+    let coordinator = on(ctx, &home);
+    Net {
+        _dir: dir,
+        ids,
+        view,
+        transport,
+        coordinator,
+    }
+}
+
+impl Net {
+    async fn put(
+        &self,
+        key: &[u8],
+        value: &str,
+        level: ConsistencyLevel,
+    ) -> Result<u32, CoordinatorError> {
+        self.coordinator
+            .put(
+                key.to_vec(),
+                Some(value.as_bytes().to_vec()),
+                &[],
+                Some(level),
+            )
+            .await
+            .map(|outcome| outcome.acked)
+    }
+
+    /// Live values node `i` stores for `key`.
+    fn stored(&self, i: usize, key: &[u8]) -> Vec<Vec<u8>> {
+        let storage = if i == 0 {
+            Arc::clone(&self.coordinator.context().storage)
+        } else {
+            self.transport.storage(&self.ids[i])
+        };
+        let siblings = storage.read(key).expect("read");
+        siblings.live_values().map(<[u8]>::to_vec).collect()
+    }
+
+    /// Waits (bounded) until the coordinator holds a hint for node `i`.
+    async fn hint_kept_for(&self, i: usize) -> bool {
+        for _ in 0..200 {
+            if self
+                .coordinator
+                .context()
+                .hints
+                .targets()
+                .iter()
+                .any(|(target, _)| *target == self.ids[i])
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_write_survives_a_refusing_replica_which_gets_a_hint() {
+    let net = net(3, 3, &[], false);
+    net.transport.set_link(&net.ids[2], Link::Refuse);
+    let acked = net
+        .put(b"k", "v", ConsistencyLevel::Quorum)
+        .await
+        .expect("quorum");
+    assert!(acked >= 2);
+    assert_eq!(net.stored(1, b"k"), [b"v".to_vec()]);
+    assert!(net.stored(2, b"k").is_empty());
+    assert!(
+        net.hint_kept_for(2).await,
+        "the refused replica gets a hint"
+    );
+    // ALL cannot be met while it refuses: failed as soon as that is
+    // certain, whoever else has answered by then.
+    let err = net
+        .put(b"k2", "v", ConsistencyLevel::All)
+        .await
+        .expect_err("ALL");
+    assert!(
+        matches!(
+            err,
+            CoordinatorError::Unavailable {
+                acks: 1..=2,
+                required: 3
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_answers_by_the_deadline_is_unavailable_with_the_count() {
+    let net = net(3, 3, &[], false);
+    net.transport.set_link(&net.ids[1], Link::Down);
+    net.transport
+        .set_link(&net.ids[2], Link::Delay(Duration::from_secs(10)));
+    let err = net
+        .put(b"k", "v", ConsistencyLevel::Quorum)
+        .await
+        .expect_err("one of three answers");
+    assert!(
+        matches!(
+            err,
+            CoordinatorError::Unavailable {
+                acks: 1,
+                required: 2
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        net.put(b"k", "v", ConsistencyLevel::One)
+            .await
+            .expect("ONE"),
+        1
+    );
+    let err = net
+        .coordinator
+        .read(b"k".to_vec(), Some(ConsistencyLevel::Quorum))
+        .await
+        .expect_err("one of three answers");
+    assert!(matches!(err, CoordinatorError::Unavailable { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_gossip_sees_down_is_replaced_by_a_stand_in_holding_its_hint() {
+    // Four nodes, N = 3: find a key node 0 replicates, whose other
+    // replicas include node `down`, and mark that node down.
+    let probe = net(4, 3, &[], false);
+    let (key, down) = (0..1000)
+        .find_map(|i| {
+            let key = format!("key-{i}").into_bytes();
+            let targets = probe.view.write_targets(Token::of(&key), 3);
+            let ids: Vec<&NodeId> = targets.iter().map(|t| &t.id).collect();
+            if !ids.contains(&&probe.ids[0]) {
+                return None;
+            }
+            let down = (1..4).find(|&d| ids.contains(&&probe.ids[d]))?;
+            Some((key, down))
+        })
+        .expect("some key fits");
+    drop(probe);
+    let net = net(4, 3, &[down], false);
+    let targets = net.view.write_targets(Token::of(&key), 3);
+    let stand_in = net.view.stand_ins(Token::of(&key), &targets, 1)[0].clone();
+    let stand_in_index = net.ids.iter().position(|i| *i == stand_in).expect("known");
+
+    let acked = net
+        .put(&key, "v", ConsistencyLevel::Quorum)
+        .await
+        .expect("quorum");
+    assert!(acked >= 2, "{acked}");
+    // The stand-in holds the write as a hint for the down replica, not as
+    // its own data; the down replica got nothing.
+    let hints = net.transport.hints(&stand_in);
+    for _ in 0..200 {
+        if hints.pending().0 > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        hints.targets().iter().any(|(t, _)| *t == net.ids[down]),
+        "stand-in {stand_in} holds a hint for {}",
+        net.ids[down]
+    );
+    assert!(net.stored(stand_in_index, &key).is_empty());
+    assert_eq!(net.transport.served(&net.ids[down]), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_repairs_the_replica_that_missed_a_write() {
+    let net = net(3, 3, &[], true);
+    net.transport.set_link(&net.ids[1], Link::Down);
+    net.put(b"k", "v", ConsistencyLevel::Quorum)
+        .await
+        .expect("quorum");
+    assert!(net.stored(1, b"k").is_empty());
+    net.transport.set_link(&net.ids[1], Link::Up);
+    let read = net
+        .coordinator
+        .read(b"k".to_vec(), Some(ConsistencyLevel::All))
+        .await
+        .expect("all");
+    assert_eq!(values(&read), [&b"v"[..]]);
+    // R > 1: the repair completes before the answer.
+    assert_eq!(net.stored(1, b"k"), [b"v".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_asks_r_replicas_and_one_more_for_each_failure() {
+    let net = net(3, 3, &[], false);
+    net.put(b"k", "v", ConsistencyLevel::All)
+        .await
+        .expect("all");
+    let reads =
+        |net: &Net| net.transport.served(&net.ids[1]).0 + net.transport.served(&net.ids[2]).0;
+    net.coordinator
+        .read(b"k".to_vec(), Some(ConsistencyLevel::Quorum))
+        .await
+        .expect("quorum");
+    assert_eq!(reads(&net), 1, "this node and one other replica");
+    net.transport.set_link(&net.ids[1], Link::Refuse);
+    net.transport.set_link(&net.ids[2], Link::Up);
+    for _ in 0..4 {
+        let read = net
+            .coordinator
+            .read(b"k".to_vec(), Some(ConsistencyLevel::Quorum))
+            .await
+            .expect("the other replica stands in");
+        assert_eq!(read.answered, 2);
+    }
+    assert!(net.transport.served(&net.ids[2]).0 >= 4);
+}

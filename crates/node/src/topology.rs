@@ -1,0 +1,52 @@
+//! Where a node's view of the cluster comes from: gossip, or a fixed view.
+
+use std::sync::Arc;
+
+use strata_cluster::{ClusterView, NodeGossip, NodeId, NodeState, Peer, tokens_for};
+
+use crate::membership::Membership;
+
+/// Where the cluster view comes from.
+#[derive(Debug, Clone)]
+pub enum Topology {
+    /// Gossip: the live view.
+    Gossip(Arc<Membership>),
+    /// A fixed view (a single node without gossip, and tests).
+    Fixed(Arc<ClusterView>),
+}
+
+impl Topology {
+    /// A view holding only `node`, with `vnodes` tokens.
+    #[must_use]
+    pub fn single(node: &NodeId, vnodes: usize) -> Self {
+        Self::Fixed(Arc::new(ClusterView::from_peers([Peer {
+            id: node.clone(),
+            generation: 0,
+            gossip: NodeGossip {
+                grpc_address: String::new(),
+                tokens: tokens_for(node, vnodes),
+                state: NodeState::Normal,
+                load_bytes: 0,
+            },
+            alive: true,
+        }])))
+    }
+
+    /// The current view.
+    #[must_use]
+    pub fn view(&self) -> Arc<ClusterView> {
+        match self {
+            Self::Gossip(m) => m.view(),
+            Self::Fixed(v) => Arc::clone(v),
+        }
+    }
+
+    /// Increases when the view changes.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Self::Gossip(m) => m.epoch(),
+            Self::Fixed(_) => 1,
+        }
+    }
+}
