@@ -17,6 +17,8 @@ use strata_tests::history::{History, Verdict};
 use strata_tests::workload::{Endpoints, Workload, spawn_client};
 
 const DEPTH: u32 = 6;
+/// Acknowledged writes every scenario's workload reaches before it stops.
+const MIN_ACKED: usize = 50;
 const KEYS: u64 = 40;
 /// Scheduled repair off (the scenarios repair explicitly after healing);
 /// hint window and tombstone grace short but consistent.
@@ -65,7 +67,44 @@ impl Clients {
         }
     }
 
+    /// Writes attempted so far, and how many of them were acknowledged.
+    fn writes_since(&self, first: usize) -> (usize, usize) {
+        let writes = self.history.writes();
+        let during = writes.get(first..).unwrap_or_default();
+        let acked = during
+            .iter()
+            .filter(|w| w.outcome == strata_tests::history::Outcome::Acked)
+            .count();
+        (during.len(), acked)
+    }
+
+    /// Waits until `count` writes after the `first` were attempted: a
+    /// count, not a duration, so a slow machine takes longer instead of
+    /// failing (bounded by a generous deadline).
+    async fn until_attempted(&self, first: usize, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.writes_since(first).0 < count {
+            assert!(
+                Instant::now() < deadline,
+                "the workload made no progress: {:?} writes since #{first}",
+                self.writes_since(first)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs on until at least [`MIN_ACKED`] writes in all were
+    /// acknowledged, then stops the clients.
     async fn stop(self) -> Arc<History> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.writes_since(0).1 < MIN_ACKED {
+            assert!(
+                Instant::now() < deadline,
+                "the workload made no progress: {:?}",
+                self.writes_since(0)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.expect("client task");
@@ -124,7 +163,10 @@ fn report(scenario: &str, verdict: &Verdict, converged: Duration) {
         verdict.keys_with_siblings,
         converged.as_secs_f64()
     );
-    assert!(verdict.acked_writes > 50, "the workload ran: {verdict:?}");
+    assert!(
+        verdict.acked_writes >= MIN_ACKED,
+        "the workload ran: {verdict:?}"
+    );
     assert_eq!(verdict.lost, [], "acknowledged writes lost");
     assert_eq!(verdict.phantoms, [], "reads returned values nobody wrote");
 }
@@ -284,16 +326,11 @@ async fn pause_a_node_past_the_failure_detector_and_resume() {
     cluster.wait_until_alive_among(&[0, 1], 2).await;
     let detected = paused.elapsed();
     let before = clients.history.writes().len();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let during: Vec<_> = clients.history.writes()[before..].to_vec();
-    let acked = during
-        .iter()
-        .filter(|w| w.outcome == strata_tests::history::Outcome::Acked)
-        .count();
+    clients.until_attempted(before, 40).await;
+    let (attempted, acked) = clients.writes_since(before);
     assert!(
-        acked > 20 && acked * 10 >= during.len() * 9,
-        "writes while node-2 is paused: {acked} of {} acknowledged",
-        during.len()
+        acked * 10 >= attempted * 9,
+        "writes while node-2 is paused: {acked} of {attempted} acknowledged"
     );
 
     cluster.resume(2);
@@ -307,7 +344,7 @@ async fn pause_a_node_past_the_failure_detector_and_resume() {
     println!(
         "scenario 4: node-2 convicted {:.1} s after SIGSTOP; {acked} of {} writes acknowledged while it was paused",
         detected.as_secs_f64(),
-        during.len()
+        attempted
     );
     report(
         "scenario 4 (SIGSTOP past the detector)",

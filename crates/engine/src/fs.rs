@@ -21,6 +21,11 @@ pub fn simulate_power_loss(enabled: bool) {
     HOLD_UNSYNCED.store(enabled, Ordering::SeqCst);
 }
 
+/// Whether [`simulate_power_loss`] is on.
+pub(crate) fn holding_unsynced() -> bool {
+    HOLD_UNSYNCED.load(Ordering::Relaxed)
+}
+
 /// A file written front to back with positional writes, optionally
 /// preallocated: when the size does not change, `fdatasync` need not write
 /// file metadata, which roughly halves the cost of a WAL sync.

@@ -138,3 +138,52 @@ fn power_loss_recovers_a_prefix_with_every_acknowledged_write() {
     }
     assert!(next > 100, "the writer made progress: {next} writes");
 }
+
+/// `Durability::Periodic` syncs in the background: writes reach the disk
+/// with no further write and no `close`. Under power-loss simulation only a
+/// sync puts bytes in the file, so the child sees its last write on disk
+/// only after a background sync; then a SIGKILL must lose nothing.
+#[test]
+fn periodic_durability_syncs_in_the_background_without_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let count = 200u64;
+    let child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
+        .args([
+            "periodic",
+            dir.path().to_str().expect("utf-8 path"),
+            &count.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn crash_writer");
+    let mut child = Killed(child);
+    let stdout = child.0.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line == "synced" => break,
+            Ok(_) => {}
+            Err(e) => panic!("no background sync within 30 s: {e}"),
+        }
+    }
+    drop(child); // SIGKILL: a power cut for the engine's files.
+    let db = Db::open(dir.path(), Options::default()).expect("reopen");
+    let present = (0..count)
+        .filter(|i| {
+            db.get(format!("periodic{i:08}").as_bytes())
+                .expect("get")
+                .is_some()
+        })
+        .count();
+    assert_eq!(present as u64, count);
+}

@@ -236,25 +236,6 @@ fn concurrent_writers_all_land() {
 }
 
 #[test]
-fn periodic_durability_syncs_in_the_background_and_recovers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = || Options {
-        durability: strata_engine::Durability::Periodic(std::time::Duration::from_millis(5)),
-        ..small_options()
-    };
-    {
-        let db = Db::open(dir.path(), options()).expect("open");
-        for i in 0..500 {
-            db.put(&key(i), b"p").expect("put");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(30));
-        db.close().expect("close");
-    }
-    let db = Db::open(dir.path(), options()).expect("reopen");
-    assert_eq!(collect(&db, None, None).len(), 500);
-}
-
-#[test]
 fn large_values_survive_flush_and_reopen_and_oversized_writes_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let big: Vec<u8> = (0..10u32 << 20).map(|i| (i % 251) as u8).collect();

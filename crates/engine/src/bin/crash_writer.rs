@@ -8,7 +8,12 @@
 //! `first-index, first-index + 1, ...` in batches of 1 to 8 with power-loss
 //! simulation on, printing each acknowledged index.
 //!
-//! Both run until killed.
+//! `crash_writer periodic <dir> <count>`: with power-loss simulation and
+//! `Durability::Periodic`, writes `count` keys, printing each index; then,
+//! once the last one is in the WAL file on disk (only a sync puts it there
+//! in this mode), prints `synced`.
+//!
+//! All run until killed.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -35,13 +40,18 @@ fn main() {
         std::process::exit(2);
     };
     let first: u64 = first.parse().expect("numeric start");
-    if mode == "sequence" {
+    if mode == "sequence" || mode == "periodic" {
         strata_engine::simulate_power_loss(true);
     }
-    let db = Arc::new(Db::open(dir, options()).expect("open"));
+    let mut options = options();
+    if mode == "periodic" {
+        options.durability = Durability::Periodic(std::time::Duration::from_millis(10));
+    }
+    let db = Arc::new(Db::open(dir, options).expect("open"));
     match mode.as_str() {
         "overwrite" => overwrite(&db, first),
         "sequence" => sequence(&db, first),
+        "periodic" => periodic(&db, std::path::Path::new(dir), first),
         other => panic!("unknown mode {other}"),
     }
 }
@@ -84,5 +94,32 @@ fn sequence(db: &Db, first: u64) {
         next += size;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", next - 1);
+    }
+}
+
+fn periodic(db: &Db, dir: &std::path::Path, count: u64) {
+    let key = |i: u64| format!("periodic{i:08}");
+    for i in 0..count {
+        db.put(key(i).as_bytes(), b"v").expect("put");
+        let _ = writeln!(std::io::stdout().lock(), "{i}");
+    }
+    let last = key(count - 1).into_bytes();
+    loop {
+        let on_disk = std::fs::read_dir(dir)
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .any(|e| {
+                std::fs::read(e.path())
+                    .is_ok_and(|data| data.windows(last.len()).any(|w| w == last.as_slice()))
+            });
+        if on_disk {
+            let _ = writeln!(std::io::stdout().lock(), "synced");
+            let _ = std::io::stdout().flush();
+            loop {
+                std::thread::park();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

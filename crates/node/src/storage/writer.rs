@@ -5,7 +5,7 @@
 //! Why: calling the engine's blocking `write` from `spawn_blocking` parks
 //! one thread per in-flight write on the engine's group-commit condvars;
 //! on a 2-core machine the wakeups (two thread switches per write) cost
-//! more CPU than the writes (`perf`: 35% of samples in the scheduler). Here
+//! more CPU than the writes (profile in docs/benchmarks.md). Here
 //! a write is a channel send and a oneshot wakeup, and while the thread
 //! waits for one fsync the next batch forms in the queue.
 

@@ -2,10 +2,9 @@
 //! batches are in flight go out together as one batch on the peer's pipe
 //! (`pipe.rs`).
 //!
-//! Why: a unary gRPC call per replica write cost about 100 µs of CPU
-//! (client and server side together, measured in `strata dev`), twice a
-//! whole client Put on one node; with N = 3 that made the replica RPCs
-//! most of a write's cost. Under load each batch carries many writes for
+//! Why: a call per replica write cost more CPU than a whole client Put on
+//! one node, so with N = 3 the replica calls were most of a write's cost
+//! (measurements in docs/benchmarks.md). Under load each batch carries many writes for
 //! one call's overhead; with no load a write goes out alone at once, so
 //! latency is unchanged. The peer merges a batch's entries through its
 //! writer thread, so they share one engine commit too.

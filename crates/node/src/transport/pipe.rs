@@ -6,11 +6,9 @@
 //! Why: a unary call per replica operation costs an HTTP/2 stream (HEADERS
 //! both ways with HPACK, stream state, a trailers frame), a server task and
 //! the tower stack, and each side flushes its frames in a socket write of
-//! their own. `perf stat` of workload A on a 3-node `strata dev` counted
-//! 5.6 `writev` and 4.5 context switches per operation against 0.6 and 1.1
-//! on one node. On one stream an operation is one length-prefixed DATA
-//! frame each way, and the frames queued while the connection task was
-//! busy leave in one write.
+//! their own (docs/benchmarks.md has the syscall counts). On one stream an
+//! operation is one length-prefixed DATA frame each way, and the frames
+//! queued while the connection task was busy leave in one write.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,6 +49,8 @@ struct Session {
     requests: mpsc::Sender<PipeRequest>,
     /// `None` once the stream has ended: no new operation may wait on it.
     pending: Mutex<Option<Pending>>,
+    /// Why the stream ended, once it has.
+    ended: watch::Sender<Option<ReplicaError>>,
 }
 
 #[derive(Debug, Default)]
@@ -115,7 +115,7 @@ impl Pipe {
             match session.register(done) {
                 Some(id) => break (session, id, answer),
                 None if attempt == 0 => attempt += 1,
-                None => return Err(closed()),
+                None => return Err(session.why()),
             }
         };
         // Forgets the operation however this future ends (answered, timed
@@ -125,12 +125,18 @@ impl Pipe {
             id,
         };
         let exchange = async {
-            session
+            if session
                 .requests
                 .send(PipeRequest { id, op: Some(op) })
                 .await
-                .map_err(|_| closed())?;
-            answer.await.map_err(|_| closed())?
+                .is_err()
+            {
+                return Err(session.ended().await);
+            }
+            match answer.await {
+                Ok(answer) => answer,
+                Err(_) => Err(session.ended().await),
+            }
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(answer) => answer,
@@ -155,6 +161,7 @@ impl Pipe {
         let session = Arc::new(Session {
             requests,
             pending: Mutex::new(Some(Pending::default())),
+            ended: watch::Sender::new(None),
         });
         tokio::spawn(run(
             self.channel.clone(),
@@ -206,8 +213,24 @@ impl Session {
         }
     }
 
+    /// Why the stream ended, as recorded by [`Session::close`].
+    fn why(&self) -> ReplicaError {
+        self.ended.borrow().clone().unwrap_or_else(closed)
+    }
+
+    /// Why the stream ended, waiting for the task driving it to say so
+    /// (its request queue can close a moment before it records why).
+    async fn ended(&self) -> ReplicaError {
+        let mut ended = self.ended.subscribe();
+        match ended.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_else(closed),
+            Err(_) => closed(),
+        }
+    }
+
     /// Ends the session: every waiting operation fails with `why`.
     fn close(&self, why: &ReplicaError) {
+        self.ended.send_replace(Some(why.clone()));
         let pending = self.lock().take();
         for (_, done) in pending.into_iter().flat_map(|p| p.waiting) {
             let _ = done.send(Err(why.clone()));
@@ -488,10 +511,33 @@ mod tests {
 
     /// Answers a read with one version whose timestamp is the key's
     /// length (so each caller can tell its own reply); a read of "bad"
-    /// fails; a batch with the key "slow" takes 300 ms.
-    #[derive(Debug, Default)]
+    /// fails; a batch with the key "slow" signals `started` and then waits
+    /// until `gate` opens.
+    #[derive(Debug)]
     struct Echo {
         applied: AtomicUsize,
+        started: Arc<tokio::sync::Notify>,
+        /// No permits: the gate is closed until a test adds one.
+        gate: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Default for Echo {
+        fn default() -> Self {
+            Self {
+                applied: AtomicUsize::new(0),
+                started: Arc::default(),
+                gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            }
+        }
+    }
+
+    impl Echo {
+        /// An echo server's handler plus handles on its slow-batch signals.
+        fn gated() -> (Self, Arc<tokio::sync::Notify>, Arc<tokio::sync::Semaphore>) {
+            let echo = Self::default();
+            let (started, gate) = (Arc::clone(&echo.started), Arc::clone(&echo.gate));
+            (echo, started, gate)
+        }
     }
 
     impl PipeHandler for Echo {
@@ -510,7 +556,8 @@ mod tests {
 
         async fn apply(&self, batch: KeyVersionsBatch) -> Result<ApplyBatchResponse, Status> {
             if batch.entries.iter().any(|e| &e.key[..] == b"slow") {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                self.started.notify_one();
+                let _open = self.gate.acquire().await;
             }
             let n = batch.entries.len();
             self.applied.fetch_add(n, Ordering::Relaxed);
@@ -584,7 +631,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_slow_batch_does_not_hold_up_reads_and_times_out_alone() {
-        let pipe = Arc::new(Pipe::new(fake::serve(Echo::default()).await));
+        let (echo, started, gate) = Echo::gated();
+        let pipe = Arc::new(Pipe::new(fake::serve(echo).await));
         let slow = {
             let pipe = Arc::clone(&pipe);
             tokio::spawn(async move {
@@ -592,11 +640,14 @@ mod tests {
                     .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The batch is in the handler and stays there until the gate opens
+        // (never, in this test): a server that ran one operation at a time
+        // could not answer the read at all.
+        started.notified().await;
         let read = pipe
-            .read(read_of("k"), SECOND)
+            .read(read_of("k"), 5 * SECOND)
             .await
-            .expect("read answered");
+            .expect("read answered while the batch is stuck");
         assert_eq!(read.versions.len(), 1);
         let err = slow.await.expect("task").expect_err("past its deadline");
         assert_eq!(err, ReplicaError::Timeout(Duration::from_millis(100)));
@@ -607,6 +658,7 @@ mod tests {
                 .is_some_and(|p| p.waiting.is_empty()),
             "the timed-out operation is forgotten"
         );
+        gate.add_permits(1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -652,15 +704,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopping_server_answers_what_it_received_then_ends_the_stream() {
-        let (channel, stop) = fake::serve_until_stopped(Echo::default()).await;
+        let (echo, started, gate) = Echo::gated();
+        let (channel, stop) = fake::serve_until_stopped(echo).await;
         let pipe = Arc::new(Pipe::new(channel));
         pipe.read(read_of("k"), SECOND).await.expect("stream open");
         let slow = {
             let pipe = Arc::clone(&pipe);
-            tokio::spawn(async move { pipe.apply(batch_of(&["slow"]), SECOND).await })
+            tokio::spawn(async move { pipe.apply(batch_of(&["slow"]), 5 * SECOND).await })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The server has the batch; it is told to stop before answering it.
+        started.notified().await;
         stop.send(true).expect("server running");
+        gate.add_permits(1);
         let applied = slow.await.expect("task").expect("answered before the end");
         assert_eq!(applied.applied, 1);
         // The stream ends; the session closes instead of leaving callers
