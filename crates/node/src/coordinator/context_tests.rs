@@ -67,7 +67,7 @@ async fn a_context_claiming_a_dot_never_issued_is_refused_and_later_writes_stay_
             .await
             .expect("put");
     }
-    let read = c.read(b"k".to_vec(), None).await.expect("get");
+    let read = c.read(b"k".to_vec().into(), None).await.expect("get");
     assert_eq!(values(&read), [&b"first"[..], b"second", b"third"]);
 }
 
@@ -115,7 +115,7 @@ async fn a_context_of_another_key_is_refused() {
         .await
         .expect_err("context of another key");
     assert!(matches!(err, CoordinatorError::Context(_)), "{err}");
-    let read = c.read(b"b".to_vec(), None).await.expect("get");
+    let read = c.read(b"b".to_vec().into(), None).await.expect("get");
     assert_eq!(
         values(&read),
         [&b"b1"[..]],
@@ -213,7 +213,7 @@ proptest! {
                         prop_assert_eq!(&c.context().storage.read(&key).expect("read"), &before);
                     }
                 }
-                let read = c.read(key.clone(), None).await.expect("get");
+                let read = c.read(key.clone().into(), None).await.expect("get");
                 genuine.push(encode_context(Token::of(&key), &read.context));
             }
             let fin = c.context().storage.read(&key).expect("read");

@@ -40,7 +40,7 @@ impl Coordinator {
         request_id: u64,
     ) -> Result<WriteOutcome, CoordinatorError> {
         self.write(WriteRequest {
-            key,
+            key: key.into(),
             value,
             context,
             consistency: None,
@@ -58,7 +58,7 @@ impl Coordinator {
         consistency: Option<ConsistencyLevel>,
     ) -> Result<WriteOutcome, CoordinatorError> {
         self.write(WriteRequest {
-            key,
+            key: key.into(),
             value,
             context,
             consistency,

@@ -238,7 +238,7 @@ mod tests {
         c.put(b"k".to_vec(), Some(b"b".to_vec()), &[], None)
             .await
             .expect("put b");
-        let read = c.read(b"k".to_vec(), None).await.expect("get");
+        let read = c.read(b"k".to_vec().into(), None).await.expect("get");
         assert_eq!(values(&read), [&b"a"[..], b"b"]);
 
         let context = encode_context(Token::of(b"k"), &read.context);
@@ -248,18 +248,21 @@ mod tests {
             .expect("put c");
         assert_eq!(put.acked, 1);
         assert_eq!(
-            values(&c.read(b"k".to_vec(), None).await.expect("get")),
+            values(&c.read(b"k".to_vec().into(), None).await.expect("get")),
             [&b"c"[..]]
         );
 
         let context = encode_context(
             Token::of(b"k"),
-            &c.read(b"k".to_vec(), None).await.expect("get").context,
+            &c.read(b"k".to_vec().into(), None)
+                .await
+                .expect("get")
+                .context,
         );
         c.put(b"k".to_vec(), None, &context, None)
             .await
             .expect("delete");
-        assert!(values(&c.read(b"k".to_vec(), None).await.expect("get")).is_empty());
+        assert!(values(&c.read(b"k".to_vec().into(), None).await.expect("get")).is_empty());
     }
 
     #[tokio::test]
@@ -326,7 +329,7 @@ mod tests {
                 .await
                 .expect("blind put");
         }
-        let read = c.read(b"k".to_vec(), None).await.expect("get");
+        let read = c.read(b"k".to_vec().into(), None).await.expect("get");
         assert_eq!(values(&read), [&b"third"[..]]);
         // Nothing piles up: each write superseded the previous one.
         assert_eq!(
@@ -339,7 +342,7 @@ mod tests {
             1
         );
         c.put(b"k".to_vec(), None, &[], None).await.expect("delete");
-        assert!(values(&c.read(b"k".to_vec(), None).await.expect("get")).is_empty());
+        assert!(values(&c.read(b"k".to_vec().into(), None).await.expect("get")).is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -355,7 +358,7 @@ mod tests {
         for w in writers {
             w.await.expect("task").expect("write");
         }
-        let read = c.read(b"hot".to_vec(), None).await.expect("get");
+        let read = c.read(b"hot".to_vec().into(), None).await.expect("get");
         let mut seen: Vec<u8> = read.siblings.live_values().map(|v| v[0]).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..20).collect::<Vec<_>>());
@@ -409,12 +412,15 @@ mod tests {
         );
         let context = encode_context(
             Token::of(b"hot"),
-            &one.read(b"hot".to_vec(), None).await.expect("get").context,
+            &one.read(b"hot".to_vec().into(), None)
+                .await
+                .expect("get")
+                .context,
         );
         one.put(b"hot".to_vec(), Some(b"resolved".to_vec()), &context, None)
             .await
             .expect("resolves");
-        let read = one.read(b"hot".to_vec(), None).await.expect("get");
+        let read = one.read(b"hot".to_vec().into(), None).await.expect("get");
         assert_eq!(read.siblings.versions().len(), 1);
         drop(one);
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use strata_cluster::ConsistencyLevel;
 use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
 use tokio::sync::mpsc;
@@ -29,7 +30,7 @@ impl Coordinator {
     /// See [`CoordinatorError`].
     pub async fn read(
         &self,
-        key: Vec<u8>,
+        key: Bytes,
         consistency: Option<ConsistencyLevel>,
     ) -> Result<ReadOutcome, CoordinatorError> {
         validate_key(&key)?;
@@ -192,7 +193,7 @@ async fn repair(
 
 /// The part of a read that continues after the client has its answer.
 struct Background {
-    key: Vec<u8>,
+    key: Bytes,
     quorum: ReadQuorum,
     rx: mpsc::Receiver<Answer>,
     deadline: tokio::time::Instant,

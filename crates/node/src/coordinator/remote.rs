@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use strata_cluster::{ClusterView, NodeId, Siblings};
 
 use crate::context::Context;
@@ -82,11 +83,7 @@ impl Target {
     }
 
     /// The replica's sibling set for `key`.
-    pub(super) async fn read(
-        self,
-        key: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<Siblings, TargetError> {
+    pub(super) async fn read(self, key: Bytes, timeout: Duration) -> Result<Siblings, TargetError> {
         match self {
             // Inline, not `spawn_blocking`: a point read is served from the
             // memtable or block cache in microseconds, and the thread

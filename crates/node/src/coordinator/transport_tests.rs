@@ -194,7 +194,7 @@ async fn too_few_answers_by_the_deadline_is_unavailable_with_the_count() {
     );
     let err = net
         .coordinator
-        .read(b"k".to_vec(), Some(ConsistencyLevel::Quorum))
+        .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum))
         .await
         .expect_err("one of three answers");
     assert!(matches!(err, CoordinatorError::Unavailable { .. }), "{err}");
@@ -257,7 +257,7 @@ async fn a_read_repairs_the_replica_that_missed_a_write() {
     net.transport.set_link(&net.ids[1], Link::Up);
     let read = net
         .coordinator
-        .read(b"k".to_vec(), Some(ConsistencyLevel::All))
+        .read(b"k".to_vec().into(), Some(ConsistencyLevel::All))
         .await
         .expect("all");
     assert_eq!(values(&read), [&b"v"[..]]);
@@ -274,7 +274,7 @@ async fn a_read_asks_r_replicas_and_one_more_for_each_failure() {
     let reads =
         |net: &Net| net.transport.served(&net.ids[1]).0 + net.transport.served(&net.ids[2]).0;
     net.coordinator
-        .read(b"k".to_vec(), Some(ConsistencyLevel::Quorum))
+        .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum))
         .await
         .expect("quorum");
     assert_eq!(reads(&net), 1, "this node and one other replica");
@@ -283,7 +283,7 @@ async fn a_read_asks_r_replicas_and_one_more_for_each_failure() {
     for _ in 0..4 {
         let read = net
             .coordinator
-            .read(b"k".to_vec(), Some(ConsistencyLevel::Quorum))
+            .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum))
             .await
             .expect("the other replica stands in");
         assert_eq!(read.answered, 2);

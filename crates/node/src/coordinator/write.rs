@@ -1,5 +1,6 @@
 //! The write path: forward to a replica, or apply locally and fan out.
 
+use bytes::Bytes;
 use strata_cluster::{
     ClusterView, ConsistencyLevel, Dot, NodeId, Progress, PrunePolicy, ReplicaTarget, Siblings,
     Token, Version, VersionVector, WriteQuorum, admitted_context,
@@ -18,8 +19,8 @@ use strata_proto::metadata::{FORWARDED, is_from_a_node};
 /// A write as the client sent it (forwarding passes it on unchanged).
 #[derive(Debug, Clone)]
 pub struct WriteRequest<'a> {
-    /// The key.
-    pub key: Vec<u8>,
+    /// The key (shared with the request message: never copied).
+    pub key: Bytes,
     /// The value; `None` deletes.
     pub value: Option<Vec<u8>>,
     /// The client's opaque context (empty: none).
@@ -156,7 +157,7 @@ impl Coordinator {
         view: &ClusterView,
         node: &NodeId,
         hint_for: Option<&NodeId>,
-        key: &[u8],
+        key: &Bytes,
         merged: &Siblings,
         tx: &mpsc::Sender<(NodeId, Result<(), TargetError>)>,
         quorum: &mut WriteQuorum,
@@ -168,13 +169,13 @@ impl Coordinator {
                 quorum.record(node, false);
                 self.spawn_hint(
                     hint_for.unwrap_or(node).clone(),
-                    key.to_vec(),
+                    key.clone(),
                     merged.clone(),
                 );
                 return;
             }
         };
-        let (tx, id, key, merged) = (tx.clone(), node.clone(), key.to_vec(), merged.clone());
+        let (tx, id, key, merged) = (tx.clone(), node.clone(), key.clone(), merged.clone());
         let (hint_for, hints) = (hint_for.cloned(), std::sync::Arc::clone(&self.ctx.hints));
         let timeout = self.ctx.settings.request_timeout;
         tokio::spawn(async move {
@@ -192,7 +193,7 @@ impl Coordinator {
     }
 
     /// Keeps a hint for `replica` on this node, in the background.
-    fn spawn_hint(&self, replica: NodeId, key: Vec<u8>, merged: Siblings) {
+    fn spawn_hint(&self, replica: NodeId, key: Bytes, merged: Siblings) {
         let hints = std::sync::Arc::clone(&self.ctx.hints);
         tokio::spawn(async move {
             if let Err(e) = hints.store(&replica, &key, &merged).await {
@@ -306,7 +307,7 @@ impl Coordinator {
                     .put(forwarded(
                         timeout,
                         PutRequest {
-                            key: request.key.clone().into(),
+                            key: request.key.clone(),
                             value: value.clone().into(),
                             context: request.context.to_vec().into(),
                             consistency: request.consistency.map(v1::Consistency::from),
@@ -322,7 +323,7 @@ impl Coordinator {
                     .delete(forwarded(
                         timeout,
                         DeleteRequest {
-                            key: request.key.clone().into(),
+                            key: request.key.clone(),
                             context: request.context.to_vec().into(),
                             consistency: request.consistency.map(v1::Consistency::from),
                             request_id: request.request_id,

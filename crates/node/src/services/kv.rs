@@ -47,7 +47,7 @@ impl KvService {
 
     async fn get_one(
         &self,
-        key: Vec<u8>,
+        key: bytes::Bytes,
         consistency: Option<&v1::Consistency>,
     ) -> Result<GetResponse, Status> {
         let consistency = level_of(consistency)?;
@@ -81,7 +81,7 @@ impl KvService {
         let outcome = self
             .coordinator
             .write(WriteRequest {
-                key: r.key.to_vec(),
+                key: r.key,
                 value: Some(r.value.to_vec()),
                 context: &r.context,
                 consistency: level_of(r.consistency.as_ref().or(fallback))?,
@@ -104,7 +104,7 @@ impl KvService {
         let outcome = self
             .coordinator
             .write(WriteRequest {
-                key: r.key.to_vec(),
+                key: r.key,
                 value: None,
                 context: &r.context,
                 consistency: level_of(r.consistency.as_ref().or(fallback))?,
@@ -167,7 +167,7 @@ impl Kv for KvService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let result = self.get_one(r.key.to_vec(), r.consistency.as_ref()).await;
+        let result = self.get_one(r.key, r.consistency.as_ref()).await;
         self.finish("Get", started, result)
     }
 
@@ -200,7 +200,7 @@ impl Kv for KvService {
         let consistency = r.consistency.as_ref();
         let results = futures::stream::iter(r.keys)
             .map(|key| async move {
-                let outcome = match self.get_one(key.to_vec(), consistency).await {
+                let outcome = match self.get_one(key.clone(), consistency).await {
                     Ok(response) => batch_get_result::Outcome::Response(response),
                     Err(status) => batch_get_result::Outcome::Error(item_error(&status)),
                 };
