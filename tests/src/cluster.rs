@@ -82,6 +82,41 @@ impl Cluster {
         std::fs::write(self.fault_file(i), others.join("\n")).expect("write fault file");
     }
 
+    /// Splits the running nodes into `groups`: each node reaches only the
+    /// nodes of its own group (clients still reach every node). Call it
+    /// again after a node restarts, to cut its new address too.
+    pub fn partition_groups(&self, groups: &[&[usize]]) {
+        let running = self.running();
+        for &(i, _) in &running {
+            let group = groups
+                .iter()
+                .find(|g| g.contains(&i))
+                .copied()
+                .unwrap_or(&[]);
+            let cut: Vec<String> = running
+                .iter()
+                .filter(|(j, _)| *j != i && !group.contains(j))
+                .map(|(_, addr)| addr.to_string())
+                .collect();
+            std::fs::write(self.fault_file(i), cut.join("\n")).expect("write fault file");
+        }
+    }
+
+    /// Kills node `i` (SIGKILL) without waiting for anyone to notice (the
+    /// others may be cut off from it).
+    pub fn crash(&mut self, i: usize) {
+        drop(self.nodes[i].take());
+    }
+
+    /// Starts crashed node `i` again on its data directory, without waiting
+    /// for the cluster to agree (it may be cut off). Its fault file still
+    /// applies from its first packet.
+    pub fn start_again(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node-{i} is running");
+        let node = self.spawn(i);
+        self.nodes[i] = Some(node);
+    }
+
     /// Restores every link.
     pub fn heal(&self) {
         for i in 0..self.nodes.len() {

@@ -352,3 +352,74 @@ async fn pause_a_node_past_the_failure_detector_and_resume() {
         converged,
     );
 }
+
+/// Outside testing: 5 nodes (N=3) under QUORUM writes; two nodes are cut
+/// off from the other three, SIGKILLed and restarted while still cut off.
+/// Before the ring was persisted, each built a 2-member ring from what
+/// gossip delivered, coordinated QUORUM writes for keys neither
+/// replicates, and after the heal those acknowledged writes were gone.
+/// Now they route with all five members (three of them down) and either
+/// fail the write or leave hints for the real replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_behind_a_partition_routes_with_every_known_member() {
+    let mut cluster = Cluster::start(5, ARGS).await;
+    let addrs =
+        |c: &Cluster, of: &[usize]| -> Vec<SocketAddr> { of.iter().map(|&i| c.addr(i)).collect() };
+    let majority = [0, 1, 2];
+    let minority = [3, 4];
+    let to_majority = endpoints(&addrs(&cluster, &majority));
+    let to_minority = endpoints(&addrs(&cluster, &minority));
+    let lists = vec![
+        Arc::clone(&to_majority),
+        Arc::clone(&to_minority),
+        Arc::clone(&to_minority),
+    ];
+    let clients = Clients::start(&lists, quorum());
+    clients.until_attempted(0, 60).await;
+
+    cluster.partition_groups(&[&majority, &minority]);
+    cluster.wait_until_alive_among(&majority, 3).await;
+    cluster.wait_until_alive_among(&minority, 2).await;
+    for &i in &minority {
+        cluster.crash(i);
+    }
+    for &i in &minority {
+        cluster.start_again(i);
+    }
+    // The restarted nodes have new addresses: cut those too, and send the
+    // minority's clients there.
+    cluster.partition_groups(&[&majority, &minority]);
+    set(&to_minority, &addrs(&cluster, &minority));
+    cluster.wait_until_alive_among(&minority, 2).await;
+    for &i in &minority {
+        let ring = strata_tests::cluster::admin(cluster.addr(i))
+            .await
+            .get_ring(strata_proto::v1::GetRingRequest {})
+            .await
+            .expect("ring")
+            .into_inner();
+        assert_eq!(
+            ring.nodes.len(),
+            5,
+            "node-{i} restarted behind the partition still knows every member"
+        );
+        assert_eq!(ring.nodes.iter().filter(|n| n.alive).count(), 2);
+    }
+    let restarted = clients.history.writes().len();
+    clients.until_attempted(restarted, 80).await;
+
+    cluster.heal();
+    let healed = Instant::now();
+    let all: Vec<SocketAddr> = cluster.running().iter().map(|(_, a)| *a).collect();
+    set(&to_majority, &all);
+    set(&to_minority, &all);
+    cluster.wait_until_alive(5).await;
+    let history = clients.stop().await;
+    let converged = settle(&cluster, healed).await;
+    let verdict = history.check(&cluster.final_values(keys(), 3).await);
+    report(
+        "restart of two nodes behind a partition (5 nodes, N=3, QUORUM)",
+        &verdict,
+        converged,
+    );
+}

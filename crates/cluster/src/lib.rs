@@ -6,6 +6,7 @@
 //! follow the same rule. `ring.rs` is the
 //! consistent-hash ring with virtual nodes, node states and pending owners;
 //! `membership.rs` turns gossiped node state into a routable `ClusterView`;
+//! `known.rs` is the durable member list that view is completed with;
 //! `merkle.rs` builds and compares Merkle trees over token ranges.
 //!
 //! **Architecture invariant:** no sockets, no threads, no clock of its own.
@@ -15,6 +16,7 @@
 mod consistency;
 mod error;
 mod ids;
+mod known;
 mod membership;
 mod merkle;
 mod quorum;
@@ -25,6 +27,7 @@ mod versions;
 pub use consistency::ConsistencyLevel;
 pub use error::Error;
 pub use ids::NodeId;
+pub use known::{KnownMembers, KnownMembersError, MemberRecord};
 pub use membership::{
     ClusterView, GossipError, KEY_GRPC_ADDRESS, KEY_LOAD, KEY_STATE, KEY_TOKENS, NodeGossip,
     NodeInfo, Peer, ReplicaTarget, state_name,

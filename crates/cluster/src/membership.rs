@@ -129,7 +129,7 @@ pub fn state_name(state: NodeState) -> &'static str {
     }
 }
 
-fn parse_state(value: &str) -> Option<NodeState> {
+pub(crate) fn parse_state(value: &str) -> Option<NodeState> {
     Some(match value {
         "joining" => NodeState::Joining,
         "normal" => NodeState::Normal,

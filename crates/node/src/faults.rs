@@ -46,19 +46,24 @@ impl Faults {
         }
     }
 
-    /// Applies `path`'s contents every 50 ms until `stop` (a missing file
-    /// blocks nothing).
+    /// Applies `path`'s contents now (a missing file blocks nothing): a
+    /// node started behind a cut must not send its first packet across it.
+    pub fn load(&self, path: &std::path::Path) {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        self.set(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned),
+        );
+    }
+
+    /// Applies `path`'s contents every 50 ms until `stop`.
     pub async fn watch(self: Arc<Self>, path: PathBuf, stop: impl Future<Output = ()>) {
         let work = async {
             loop {
                 // A few bytes from a local file: cheaper inline than a thread hop.
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                self.set(
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(str::to_owned),
-                );
+                self.load(&path);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };

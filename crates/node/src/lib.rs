@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node_id;
 pub mod repair;
 pub mod request;
+pub mod ring_file;
 pub mod run;
 pub mod server;
 mod services;

@@ -13,8 +13,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::faults::{Faults, FaultyTransport};
+use crate::ring_file;
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use strata_cluster::{ClusterView, KEY_LOAD, NodeGossip, NodeId, Peer};
+use strata_cluster::{ClusterView, KEY_LOAD, KnownMembers, NodeGossip, NodeId, Peer};
 use tokio::sync::watch;
 
 /// Gossip settings.
@@ -37,6 +38,8 @@ pub struct GossipConfig {
     pub phi_threshold: f64,
     /// Links cut by fault injection (tests).
     pub faults: Arc<Faults>,
+    /// Where the members this node knows are kept (`ring_file.rs`).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Why gossip could not start.
@@ -55,6 +58,16 @@ pub struct Membership {
     view: RwLock<Arc<ClusterView>>,
     epoch: AtomicU64,
     stop: watch::Sender<bool>,
+    /// Every member known (durable); the view is completed with it.
+    known: tokio::sync::Mutex<Known>,
+}
+
+/// The known members and whether the file still lacks a change.
+#[derive(Debug)]
+struct Known {
+    members: KnownMembers,
+    unsaved: bool,
+    data_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Membership {
@@ -74,6 +87,7 @@ impl Membership {
     pub async fn start(
         config: GossipConfig,
         me: &NodeGossip,
+        known: KnownMembers,
     ) -> Result<Arc<Self>, MembershipError> {
         let fail = |reason: String| MembershipError {
             listen: config.listen,
@@ -117,6 +131,11 @@ impl Membership {
             view: RwLock::new(Arc::new(ClusterView::default())),
             epoch: AtomicU64::new(0),
             stop,
+            known: tokio::sync::Mutex::new(Known {
+                members: known,
+                unsaved: false,
+                data_dir: config.data_dir.clone(),
+            }),
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -201,6 +220,7 @@ impl Membership {
                 })
                 .collect::<Vec<_>>()
         };
+        let peers = self.remember(peers).await;
         let view = ClusterView::from_peers(peers);
         let mut current = self.view.write().expect("view lock");
         if !same_routing(&current, &view) {
@@ -213,6 +233,32 @@ impl Membership {
             self.epoch.fetch_add(1, Ordering::AcqRel);
         }
         *current = Arc::new(view);
+    }
+}
+
+impl Membership {
+    /// Records what gossip says in the durable member list (written before
+    /// the view using it is published) and returns `peers` completed with
+    /// every known member gossip does not hear, as down.
+    async fn remember(&self, peers: Vec<Peer>) -> Vec<Peer> {
+        let mut known = self.known.lock().await;
+        if known.members.observe(&peers) {
+            known.unsaved = true;
+        }
+        if known.unsaved {
+            let (dir, snapshot) = (known.data_dir.clone(), known.members.clone());
+            match tokio::task::spawn_blocking(move || ring_file::save(&dir, &snapshot)).await {
+                Ok(Ok(())) => known.unsaved = false,
+                Ok(Err(e)) => tracing::error!(error = %e, "membership not saved; retrying"),
+                Err(e) => tracing::error!(error = %e, "membership save task failed; retrying"),
+            }
+        }
+        known.members.complete(peers)
+    }
+
+    /// Every member this node knows, with its last known state.
+    pub async fn known(&self) -> KnownMembers {
+        self.known.lock().await.members.clone()
     }
 }
 

@@ -54,6 +54,9 @@ pub enum RunError {
     /// The address to advertise is unknown or does not resolve.
     #[error("{0}")]
     Advertise(String),
+    /// The membership file could not be used.
+    #[error(transparent)]
+    Ring(#[from] crate::ring_file::RingFileError),
     /// Gossip did not start.
     #[error(transparent)]
     Membership(#[from] MembershipError),
@@ -129,6 +132,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         Duration::from_secs(config.tombstone_grace_secs),
     )?);
     let dots = DotCounter::open(&config.data_dir, id.clone())?;
+    let known = crate::ring_file::load(&config.data_dir, &config.cluster_id)?;
     let bind = |addr: SocketAddr| move |source| RunError::Bind { addr, source };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -158,6 +162,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         gossip_listen
     };
     let faults = Arc::new(Faults::default());
+    if let Some(path) = &config.fault_file {
+        faults.load(path);
+    }
     let (stop, stopped) = watch::channel(false);
     let me = NodeGossip {
         grpc_address: grpc_address.clone(),
@@ -175,8 +182,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             interval: Duration::from_millis(config.gossip_interval_ms.max(10)),
             phi_threshold: config.phi_threshold,
             faults: Arc::clone(&faults),
+            data_dir: config.data_dir.clone(),
         },
         &me,
+        known,
     )
     .await?;
     let metrics = Arc::new(Metrics::new());

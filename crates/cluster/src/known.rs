@@ -1,0 +1,365 @@
+//! Durable membership: every ring member a node has ever learned of.
+//!
+//! Gossip liveness and ring membership are different things. Gossip says
+//! who is heard from now; a node that restarts, or is cut off, hears from
+//! fewer nodes than are members. A ring built from gossip alone would then
+//! lack members, and the node would coordinate keys for replicas that are
+//! not theirs (and acknowledge writes no real replica holds). So every node
+//! keeps [`KnownMembers`] on disk: each member's id, address, tokens and
+//! state, updated whenever gossip says something new, never shrunk by
+//! silence. A member leaves the ring only by reaching `Left` (decommission
+//! or removal); a member nobody hears from is down, not gone.
+//!
+//! The file format is text, one member per line, with a checksum line; this
+//! module encodes and decodes it (the node does the IO).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::membership::{NodeGossip, Peer, state_name};
+use crate::{NodeId, NodeState, Token};
+
+const MAGIC: &str = "strata-ring v1";
+
+/// What a node last knew of one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// `host:port` of its gRPC server.
+    pub grpc_address: String,
+    /// Its tokens.
+    pub tokens: Vec<Token>,
+    /// Its state.
+    pub state: NodeState,
+}
+
+/// Why a membership file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KnownMembersError {
+    /// The checksum does not match: the file is damaged.
+    #[error("membership file checksum mismatch (damaged)")]
+    Checksum,
+    /// A line that is not part of the format.
+    #[error("membership file line {line}: {reason}")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Every member known, by id, plus the cluster it belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownMembers {
+    cluster_id: String,
+    members: BTreeMap<NodeId, MemberRecord>,
+}
+
+impl KnownMembers {
+    /// Nothing known yet, for cluster `cluster_id`.
+    #[must_use]
+    pub fn new(cluster_id: &str) -> Self {
+        Self {
+            cluster_id: cluster_id.to_owned(),
+            members: BTreeMap::new(),
+        }
+    }
+
+    /// The cluster these members belong to.
+    #[must_use]
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The members, by id.
+    pub fn members(&self) -> impl Iterator<Item = (&NodeId, &MemberRecord)> {
+        self.members.iter()
+    }
+
+    /// How many members are known (including `Left` ones).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether no member is known.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Learns what gossip says now (the newest generation of each node
+    /// wins); returns whether anything changed, i.e. whether the file must
+    /// be written again. Members gossip does not mention are kept.
+    pub fn observe(&mut self, peers: &[Peer]) -> bool {
+        let mut latest: BTreeMap<&NodeId, &Peer> = BTreeMap::new();
+        for peer in peers {
+            match latest.get(&peer.id) {
+                Some(seen) if seen.generation >= peer.generation => {}
+                _ => {
+                    latest.insert(&peer.id, peer);
+                }
+            }
+        }
+        let mut changed = false;
+        for (id, peer) in latest {
+            let record = MemberRecord {
+                grpc_address: peer.gossip.grpc_address.clone(),
+                tokens: peer.gossip.tokens.clone(),
+                state: peer.gossip.state,
+            };
+            if self.members.get(id) != Some(&record) {
+                self.members.insert(id.clone(), record);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// `peers` (what gossip hears now) plus every known member it does not
+    /// hear, as a down peer with its last known address, tokens and state:
+    /// the input of a view that never lacks a member known before.
+    #[must_use]
+    pub fn complete(&self, mut peers: Vec<Peer>) -> Vec<Peer> {
+        for (id, record) in &self.members {
+            if peers.iter().any(|p| &p.id == id) {
+                continue;
+            }
+            peers.push(Peer {
+                id: id.clone(),
+                generation: 0,
+                gossip: NodeGossip {
+                    grpc_address: record.grpc_address.clone(),
+                    tokens: record.tokens.clone(),
+                    state: record.state,
+                    load_bytes: 0,
+                },
+                alive: false,
+            });
+        }
+        peers
+    }
+
+    /// The file's bytes.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = format!("{MAGIC}\ncluster {}\n", self.cluster_id);
+        for (id, m) in &self.members {
+            let tokens: Vec<String> = m.tokens.iter().map(|t| format!("{:x}", t.0)).collect();
+            let _ = writeln!(
+                body,
+                "member {id} {} {} {}",
+                // An address never contains spaces; an empty one is "-".
+                if m.grpc_address.is_empty() {
+                    "-"
+                } else {
+                    &m.grpc_address
+                },
+                state_name(m.state),
+                if tokens.is_empty() {
+                    "-".to_owned()
+                } else {
+                    tokens.join(",")
+                }
+            );
+        }
+        let sum = xxhash_rust::xxh3::xxh3_64(body.as_bytes());
+        let _ = writeln!(body, "checksum {sum:016x}");
+        body.into_bytes()
+    }
+
+    /// Reads a file written by [`KnownMembers::encode`].
+    ///
+    /// # Errors
+    /// [`KnownMembersError`] for anything else; never panics on any input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, KnownMembersError> {
+        let malformed = |line: usize, reason: &str| KnownMembersError::Malformed {
+            line,
+            reason: reason.to_owned(),
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| malformed(0, "not UTF-8"))?;
+        let body_end = text
+            .rfind("checksum ")
+            .ok_or_else(|| malformed(0, "no checksum line"))?;
+        let (body, tail) = text.split_at(body_end);
+        let sum = tail
+            .strip_suffix('\n')
+            .and_then(|t| t.strip_prefix("checksum "))
+            .filter(|h| h.len() == 16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .ok_or_else(|| malformed(0, "unreadable checksum line"))?;
+        if xxhash_rust::xxh3::xxh3_64(body.as_bytes()) != sum {
+            return Err(KnownMembersError::Checksum);
+        }
+        let mut lines = body.lines().enumerate().map(|(i, l)| (i + 1, l));
+        match lines.next() {
+            Some((_, MAGIC)) => {}
+            _ => return Err(malformed(1, "not a strata membership file")),
+        }
+        let cluster_id = match lines.next() {
+            Some((_, line)) if line.starts_with("cluster ") => line["cluster ".len()..].to_owned(),
+            _ => return Err(malformed(2, "expected `cluster <id>`")),
+        };
+        let mut members = BTreeMap::new();
+        for (n, line) in lines {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let [kind, id, address, state, tokens] = fields[..] else {
+                return Err(malformed(
+                    n,
+                    "expected `member <id> <address> <state> <tokens>`",
+                ));
+            };
+            if kind != "member" {
+                return Err(malformed(n, "expected a member line"));
+            }
+            let id = NodeId::new(id).map_err(|e| malformed(n, &e.to_string()))?;
+            let state = crate::membership::parse_state(state)
+                .ok_or_else(|| malformed(n, "unknown state"))?;
+            let tokens = if tokens == "-" {
+                Vec::new()
+            } else {
+                tokens
+                    .split(',')
+                    .map(|t| u64::from_str_radix(t, 16).map(Token))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| malformed(n, "unreadable token"))?
+            };
+            let grpc_address = if address == "-" {
+                String::new()
+            } else {
+                address.to_owned()
+            };
+            members.insert(
+                id,
+                MemberRecord {
+                    grpc_address,
+                    tokens,
+                    state,
+                },
+            );
+        }
+        Ok(Self {
+            cluster_id,
+            members,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{ClusterView, tokens_for};
+
+    fn node(i: u8) -> NodeId {
+        NodeId::new(format!("n{i}")).expect("id")
+    }
+
+    fn peer(i: u8, generation: u64, state: NodeState, alive: bool) -> Peer {
+        Peer {
+            id: node(i),
+            generation,
+            gossip: NodeGossip {
+                grpc_address: format!("10.0.0.{i}:7400"),
+                tokens: tokens_for(&node(i), 8),
+                state,
+                load_bytes: 5,
+            },
+            alive,
+        }
+    }
+
+    #[test]
+    fn silence_never_removes_a_member_and_the_view_keeps_it_down() {
+        let mut known = KnownMembers::new("c");
+        let everyone: Vec<Peer> = (0..5)
+            .map(|i| peer(i, 1, NodeState::Normal, true))
+            .collect();
+        assert!(known.observe(&everyone));
+        assert!(!known.observe(&everyone), "nothing new");
+        // After a restart behind a partition, gossip hears only two nodes.
+        let heard = vec![
+            peer(3, 2, NodeState::Normal, true),
+            peer(4, 2, NodeState::Normal, true),
+        ];
+        assert!(!known.observe(&heard));
+        let view = ClusterView::from_peers(known.complete(heard));
+        assert_eq!(view.ring().members().len(), 5, "no member lost");
+        for i in 0..3 {
+            assert!(!view.node(&node(i)).expect("known").alive, "n{i} is down");
+        }
+        // A QUORUM of a key's replicas cannot be met by two live nodes
+        // for keys they do not both replicate.
+        let full = ClusterView::from_peers(everyone);
+        let token = Token(12_345);
+        assert_eq!(
+            view.read_targets(token, 3)
+                .iter()
+                .map(|t| t.id.clone())
+                .collect::<Vec<_>>(),
+            full.read_targets(token, 3)
+                .iter()
+                .map(|t| t.id.clone())
+                .collect::<Vec<_>>(),
+            "the same replicas as the whole cluster's view"
+        );
+    }
+
+    #[test]
+    fn gossip_updates_a_member_and_left_takes_it_off_the_ring() {
+        let mut known = KnownMembers::new("c");
+        known.observe(&[peer(1, 1, NodeState::Normal, true)]);
+        let mut moved = peer(1, 2, NodeState::Normal, true);
+        moved.gossip.grpc_address = "10.0.0.99:7400".into();
+        assert!(known.observe(&[moved]));
+        assert_eq!(
+            known.members().next().expect("one").1.grpc_address,
+            "10.0.0.99:7400"
+        );
+        // Of two generations in one gossip round, the newer one counts.
+        let old = peer(1, 2, NodeState::Normal, true);
+        let left = peer(1, 3, NodeState::Left, false);
+        assert!(known.observe(&[left, old]));
+        assert_eq!(
+            known.members().next().expect("one").1.state,
+            NodeState::Left
+        );
+        let view = ClusterView::from_peers(known.complete(Vec::new()));
+        assert!(
+            view.ring().members().is_empty(),
+            "a Left member is off the ring"
+        );
+    }
+
+    #[test]
+    fn files_round_trip_and_damage_is_an_error() {
+        let mut known = KnownMembers::new("prod-1");
+        known.observe(
+            &(0..3)
+                .map(|i| peer(i, 1, NodeState::Normal, true))
+                .collect::<Vec<_>>(),
+        );
+        let mut joining = peer(7, 1, NodeState::Joining, true);
+        joining.gossip.grpc_address = String::new();
+        joining.gossip.tokens = Vec::new();
+        known.observe(&[joining]);
+        let bytes = known.encode();
+        assert_eq!(KnownMembers::decode(&bytes), Ok(known.clone()));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(KnownMembers::decode(&bad).is_err(), "flip at {i}");
+        }
+        for cut in 0..bytes.len() {
+            assert!(KnownMembers::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = KnownMembers::decode(&bytes);
+        }
+    }
+}
