@@ -13,6 +13,7 @@
 //! Time and transport are passed in by the caller (`strata-node`), so every
 //! decision here is unit tested without a network.
 
+mod change;
 mod consistency;
 mod error;
 mod ids;
@@ -24,6 +25,7 @@ mod ring;
 mod token;
 mod versions;
 
+pub use change::{Transfer, completed, transfers};
 pub use consistency::ConsistencyLevel;
 pub use error::Error;
 pub use ids::NodeId;
@@ -33,7 +35,7 @@ pub use membership::{
     NodeInfo, Peer, ReplicaTarget, state_name,
 };
 pub use merkle::{Hash, MAX_DEPTH, MerkleTree, differing_children, key_hash};
-pub use quorum::{Progress, ReadQuorum, ReadResolution, WriteQuorum};
+pub use quorum::{Progress, ReadQuorum, ReadResolution, WriteQuorum, write_acknowledged};
 pub use ring::{Member, NodeState, Placement, Ring, tokens_for};
 pub use token::{ENGINE_KEY_PREFIX_LEN, Token, TokenRange, decode_engine_key, encode_engine_key};
 pub use versions::{

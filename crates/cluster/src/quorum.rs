@@ -1,7 +1,7 @@
 //! Quorum bookkeeping for one request: pure state machines the coordinator
 //! feeds with replica answers as they arrive.
 
-use crate::{NodeId, Siblings};
+use crate::{NodeId, Placement, Siblings};
 
 /// Where a request stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +21,42 @@ pub enum Progress {
 }
 
 /// Counts write acknowledgements against the required number.
+///
+/// Built for a key's [`Placement`], it applies the pending-write rule
+/// ([`write_acknowledged`]): while the key's owners are changing, `required`
+/// acks are needed from the current owners *and* from the future ones.
 #[derive(Debug, Clone)]
 pub struct WriteQuorum {
     required: u32,
     contacted: u32,
+    /// The key's owners, for the pending-write rule (`None`: any
+    /// `required` of the `contacted`).
+    placement: Option<Placement>,
     acked: Vec<NodeId>,
     failed: Vec<NodeId>,
+}
+
+/// The pending-write rule: a write at level `required` is acknowledged
+/// when `required` of the key's current owners and `required` of its
+/// future owners (`placement.future`) hold it. Without it a write acked by
+/// current owners just before a change could be missing from a read quorum
+/// of the new owners just after (Cassandra adds pending endpoints to
+/// `blockFor` for the same reason), so W + R > N would not hold across it.
+#[must_use]
+pub fn write_acknowledged(required: u32, placement: &Placement, acked: &[NodeId]) -> bool {
+    let enough =
+        |owners: &[NodeId]| count_in(owners, acked) >= required && count(owners) >= required;
+    enough(&placement.replicas) && enough(&placement.future)
+}
+
+fn count_in(owners: &[NodeId], nodes: &[NodeId]) -> u32 {
+    count(
+        &owners
+            .iter()
+            .filter(|o| nodes.contains(o))
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
 }
 
 impl WriteQuorum {
@@ -36,6 +66,23 @@ impl WriteQuorum {
         Self {
             required,
             contacted,
+            placement: None,
+            acked: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// A write of a key placed at `placement` (current owners, pending ones,
+    /// future ones) that needs `required` acks from the current owners and
+    /// from the future owners. Record answers under the owner they count
+    /// for (a stand-in's ack counts for the replica it stands in for).
+    #[must_use]
+    pub fn for_placement(required: u32, placement: &Placement) -> Self {
+        let contacted = count(&placement.replicas) + count(&placement.pending);
+        Self {
+            required,
+            contacted,
+            placement: Some(placement.clone()),
             acked: Vec::new(),
             failed: Vec::new(),
         }
@@ -57,6 +104,24 @@ impl WriteQuorum {
     #[must_use]
     pub fn progress(&self) -> Progress {
         let acks = self.acks();
+        if let Some(placement) = &self.placement {
+            let reached = write_acknowledged(self.required, placement, &self.acked);
+            let impossible = [&placement.replicas, &placement.future]
+                .into_iter()
+                .any(|owners| {
+                    count(owners).saturating_sub(count_in(owners, &self.failed)) < self.required
+                });
+            return if reached {
+                Progress::Reached
+            } else if impossible {
+                Progress::Unreachable {
+                    acks,
+                    required: self.required,
+                }
+            } else {
+                Progress::Pending
+            };
+        }
         let outstanding = self.contacted.saturating_sub(acks + count(&self.failed));
         if acks >= self.required {
             Progress::Reached
@@ -207,6 +272,53 @@ mod tests {
                 required: 2
             }
         );
+    }
+
+    fn placement(replicas: &[u8], future: &[u8]) -> Placement {
+        let ids = |v: &[u8]| v.iter().map(|&i| node(i)).collect::<Vec<_>>();
+        Placement {
+            replicas: ids(replicas),
+            pending: ids(&future
+                .iter()
+                .copied()
+                .filter(|f| !replicas.contains(f))
+                .collect::<Vec<_>>()),
+            future: ids(future),
+        }
+    }
+
+    #[test]
+    fn during_a_change_w_current_and_w_future_owners_must_ack() {
+        // n4 joins and takes n3's place for this key.
+        let p = placement(&[1, 2, 3], &[1, 2, 4]);
+        let mut q = WriteQuorum::for_placement(2, &p);
+        assert_eq!(q.record(&node(3), true), Progress::Pending);
+        assert_eq!(
+            q.record(&node(4), true),
+            Progress::Pending,
+            "1 current + 1 future... not 2 of each"
+        );
+        assert_eq!(q.record(&node(1), true), Progress::Reached);
+        assert!(write_acknowledged(2, &p, &[node(1), node(3), node(4)]));
+        assert!(!write_acknowledged(2, &p, &[node(3), node(4)]));
+        // Two current owners alone are not enough either.
+        assert!(!write_acknowledged(2, &p, &[node(1), node(3)]));
+        assert!(
+            write_acknowledged(2, &p, &[node(1), node(2)]),
+            "shared owners count for both"
+        );
+        // The joiner failing leaves the future owners one short of being
+        // able to lose another.
+        let mut q = WriteQuorum::for_placement(3, &p);
+        assert!(matches!(
+            q.record(&node(4), false),
+            Progress::Unreachable { .. }
+        ));
+        // Nothing changing: the plain rule.
+        let still = placement(&[1, 2, 3], &[1, 2, 3]);
+        let mut q = WriteQuorum::for_placement(2, &still);
+        q.record(&node(2), true);
+        assert_eq!(q.record(&node(3), true), Progress::Reached);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Placement {
     /// Members that will own the key after the topology change in progress;
     /// writes go to them too.
     pub pending: Vec<NodeId>,
+    /// The owners once the change in progress completes, in ring order
+    /// (equal to `replicas` when nothing is changing).
+    pub future: Vec<NodeId>,
 }
 
 /// An immutable view of the ring, built from the members' gossiped state.
@@ -101,7 +104,12 @@ impl Ring {
             .filter(|i| !current.contains(i))
             .map(|&i| self.members[i].id.clone())
             .collect();
-        Placement { replicas, pending }
+        let future = future.iter().map(|&i| self.members[i].id.clone()).collect();
+        Placement {
+            replicas,
+            pending,
+            future,
+        }
     }
 
     /// The first `n` distinct members clockwise from `token` whose state

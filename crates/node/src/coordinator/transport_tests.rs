@@ -35,6 +35,11 @@ fn id(i: usize) -> NodeId {
 /// `nodes` nodes with replication factor `n`; gossip believes the nodes in
 /// `down` are down. Reads ask every replica when `read_all`.
 fn net(nodes: usize, n: u32, down: &[usize], read_all: bool) -> Net {
+    net_with(nodes, n, down, &[], read_all)
+}
+
+/// As [`net`], with the nodes in `joining` joining the ring.
+fn net_with(nodes: usize, n: u32, down: &[usize], joining: &[usize], read_all: bool) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let ids: Vec<NodeId> = (0..nodes).map(id).collect();
     let view = Arc::new(ClusterView::from_peers(ids.iter().enumerate().map(
@@ -44,7 +49,11 @@ fn net(nodes: usize, n: u32, down: &[usize], read_all: bool) -> Net {
             gossip: NodeGossip {
                 grpc_address: format!("memory-{i}"),
                 tokens: tokens_for(id, 16),
-                state: NodeState::Normal,
+                state: if joining.contains(&i) {
+                    NodeState::Joining
+                } else {
+                    NodeState::Normal
+                },
                 load_bytes: 0,
             },
             alive: !down.contains(&i),
@@ -289,4 +298,58 @@ async fn a_read_asks_r_replicas_and_one_more_for_each_failure() {
         assert_eq!(read.answered, 2);
     }
     assert!(net.transport.served(&net.ids[2]).0 >= 4);
+}
+
+/// The pending-write rule: while node 3 joins and takes over a key from a
+/// current owner, a QUORUM write needs 2 acks among the current owners and
+/// 2 among the future ones; 2 acks of any 4 would let a write acked before
+/// the switch be missing from a quorum of the new owners after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_node_joins_w_current_and_w_future_owners_must_ack() {
+    let probe = net_with(4, 3, &[], &[3], false);
+    let (key, keeps, loses) = (0..2000)
+        .find_map(|i| {
+            let key = format!("key-{i}").into_bytes();
+            let p = probe.view.ring().placement(Token::of(&key), 3);
+            if p.replicas.first() != Some(&probe.ids[0]) || p.pending != [probe.ids[3].clone()] {
+                return None;
+            }
+            // `keeps` stays an owner; `loses` hands its place to node 3.
+            let keeps = p
+                .replicas
+                .iter()
+                .find(|r| p.future.contains(r) && **r != probe.ids[0])?;
+            let loses = p.replicas.iter().find(|r| !p.future.contains(r))?;
+            let index = |id: &NodeId| probe.ids.iter().position(|x| x == id).expect("known");
+            Some((key, index(keeps), index(loses)))
+        })
+        .expect("some key fits");
+    drop(probe);
+
+    // The joiner and a shared owner fail: two current owners ack (this
+    // node and the one leaving the key), but only one future owner does.
+    let net = net_with(4, 3, &[], &[3], false);
+    net.transport.set_link(&net.ids[keeps], Link::Refuse);
+    net.transport.set_link(&net.ids[3], Link::Refuse);
+    let err = net
+        .put(&key, "v", ConsistencyLevel::Quorum)
+        .await
+        .expect_err("one future owner is not a quorum of them");
+    assert!(matches!(err, CoordinatorError::Unavailable { .. }), "{err}");
+
+    // Only the shared owner fails: this node, the leaving owner and the
+    // joiner make 2 of each.
+    let net = net_with(4, 3, &[], &[3], false);
+    net.transport.set_link(&net.ids[keeps], Link::Refuse);
+    let acked = net
+        .put(&key, "v", ConsistencyLevel::Quorum)
+        .await
+        .expect("2 + 2");
+    assert!(acked >= 3, "{acked}");
+    assert_eq!(
+        net.stored(3, &key),
+        [b"v".to_vec()],
+        "the joiner got the write"
+    );
+    assert_eq!(net.stored(loses, &key), [b"v".to_vec()]);
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::remote::{Target, TargetError};
 use super::{
     Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, count, decode_context,
-    encode_context, enough_up, now_micros, stripe_of,
+    encode_context, now_micros, stripe_of,
 };
 use crate::request::{required_acks, validate_key, validate_value};
 use strata_proto::metadata::{FORWARDED, is_from_a_node};
@@ -70,10 +70,21 @@ impl Coordinator {
         } else {
             view.stand_ins(token, &targets, down.len())
         };
-        let mut quorum = WriteQuorum::new(
-            required,
-            enough_up(&targets, count(stand_ins.len()), required)?,
-        );
+        // The pending-write rule: while the key's owners change, W of the
+        // current owners and W of the future owners must ack. A down
+        // replica without a stand-in is a failure from the start; if that
+        // already makes the level impossible, nothing is written.
+        let mut quorum = WriteQuorum::for_placement(required, &view.ring().placement(token, n));
+        for replica in down.iter().skip(stand_ins.len()) {
+            quorum.record(replica, false);
+        }
+        if let Progress::Unreachable { .. } = quorum.progress() {
+            return Err(CoordinatorError::ReplicasDown {
+                up: count(targets.iter().filter(|t| t.alive).count() + stand_ins.len()),
+                replicas: count(targets.len()),
+                required,
+            });
+        }
         let written_context;
         let key = request.key;
         let (tx, mut rx) = mpsc::channel(targets.len() + stand_ins.len() + 1);
@@ -166,7 +177,7 @@ impl Coordinator {
             Ok(target) => target,
             Err(e) => {
                 tracing::warn!(replica = %node, error = %e, "cannot reach replica");
-                quorum.record(node, false);
+                quorum.record(hint_for.unwrap_or(node), false);
                 self.spawn_hint(
                     hint_for.unwrap_or(node).clone(),
                     key.clone(),
@@ -175,7 +186,9 @@ impl Coordinator {
                 return;
             }
         };
-        let (tx, id, key, merged) = (tx.clone(), node.clone(), key.clone(), merged.clone());
+        // A stand-in's answer counts for the replica it stands in for.
+        let counts_for = hint_for.unwrap_or(node).clone();
+        let (tx, key, merged) = (tx.clone(), key.clone(), merged.clone());
         let (hint_for, hints) = (hint_for.cloned(), std::sync::Arc::clone(&self.ctx.hints));
         let timeout = self.ctx.settings.request_timeout;
         tokio::spawn(async move {
@@ -183,12 +196,12 @@ impl Coordinator {
                 .write(&key, &merged, hint_for.as_ref(), timeout)
                 .await;
             if result.is_err() {
-                let replica = hint_for.as_ref().unwrap_or(&id);
+                let replica = &counts_for;
                 if let Err(e) = hints.store(replica, &key, &merged).await {
                     tracing::debug!(%replica, error = %e, "replica write failed and no hint was kept");
                 }
             }
-            let _ = tx.send((id, result)).await;
+            let _ = tx.send((counts_for, result)).await;
         });
     }
 

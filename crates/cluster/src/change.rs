@@ -1,0 +1,234 @@
+//! Topology changes as data: which ranges move where while members join,
+//! leave or are removed.
+//!
+//! A ring in the middle of a change has `Joining` members (future owners
+//! that do not serve reads yet) or a `Leaving` member (still an owner until
+//! it is `Left`). For every range, [`Ring::placement`] gives its current
+//! owners and its future owners; a member that is a future owner but not a
+//! current one *gains* the range and must receive it from a current owner
+//! before the change completes. [`transfers`] lists exactly those moves.
+
+use crate::{NodeId, NodeState, Ring, Token, TokenRange};
+
+/// One range a member gains in the change in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The range, `(start, end]`.
+    pub range: TokenRange,
+    /// The member that gains it.
+    pub to: NodeId,
+    /// Its current owners, which hold the data (a leaving member first: it
+    /// is the one handing the range over).
+    pub sources: Vec<NodeId>,
+}
+
+/// Every range some member gains while `ring`'s change is in progress,
+/// with replication factor `n`, adjacent ranges with the same gainer and
+/// sources merged. Empty when nothing is changing.
+#[must_use]
+pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
+    let mut tokens: Vec<Token> = ring
+        .members()
+        .iter()
+        .flat_map(|m| m.tokens.iter().copied())
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    let mut out: Vec<Transfer> = Vec::new();
+    for (k, &end) in tokens.iter().enumerate() {
+        let start = tokens[(k + tokens.len() - 1) % tokens.len()];
+        let placement = ring.placement(end, n);
+        let mut sources = placement.replicas.clone();
+        // The member leaving hands its ranges over itself when it can.
+        sources.sort_by_key(|id| {
+            ring.members()
+                .iter()
+                .find(|m| &m.id == id)
+                .is_none_or(|m| m.state != NodeState::Leaving)
+        });
+        for to in placement
+            .future
+            .iter()
+            .filter(|f| !placement.replicas.contains(f))
+        {
+            let range = TokenRange { start, end };
+            match out.last_mut() {
+                Some(last)
+                    if last.range.end == start && &last.to == to && last.sources == sources =>
+                {
+                    last.range.end = end;
+                }
+                _ => out.push(Transfer {
+                    range,
+                    to: to.clone(),
+                    sources: sources.clone(),
+                }),
+            }
+        }
+    }
+    // A single member's whole ring wraps: `(t, t]` means everything.
+    out
+}
+
+/// The ring once its change completes: joining members become `Normal`,
+/// leaving members `Left`.
+#[must_use]
+pub fn completed(ring: &Ring) -> Ring {
+    Ring::new(ring.members().iter().map(|m| {
+        let mut m = m.clone();
+        m.state = match m.state {
+            NodeState::Joining => NodeState::Normal,
+            NodeState::Leaving => NodeState::Left,
+            other => other,
+        };
+        m
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{Member, tokens_for, write_acknowledged};
+
+    fn node(i: usize) -> NodeId {
+        NodeId::new(format!("n{i}")).expect("id")
+    }
+
+    fn member(i: usize, state: NodeState) -> Member {
+        Member {
+            id: node(i),
+            tokens: tokens_for(&node(i), 8),
+            state,
+        }
+    }
+
+    /// A ring of `size` normal members plus one change: member `size`
+    /// joining, or member `leaver` leaving.
+    fn ring(size: usize, join: bool, leaver: usize) -> Ring {
+        let mut members: Vec<Member> = (0..size).map(|i| member(i, NodeState::Normal)).collect();
+        if join {
+            members.push(member(size, NodeState::Joining));
+        } else {
+            members[leaver % size].state = NodeState::Leaving;
+        }
+        Ring::new(members)
+    }
+
+    fn in_range(range: &TokenRange, t: Token) -> bool {
+        range.contains(t)
+    }
+
+    #[test]
+    fn nothing_moves_without_a_change() {
+        let ring = Ring::new((0..4).map(|i| member(i, NodeState::Normal)));
+        assert!(transfers(&ring, 3).is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The ranges a member receives are exactly the ranges it gains,
+        /// each from the range's current owners.
+        #[test]
+        fn a_member_receives_exactly_the_ranges_it_gains(
+            size in 3usize..7,
+            join in any::<bool>(),
+            leaver in 0usize..7,
+            probes in proptest::collection::vec(any::<u64>(), 64),
+        ) {
+            let n = 3;
+            let ring = ring(size, join, leaver);
+            let moves = transfers(&ring, n);
+            for t in probes.into_iter().map(Token) {
+                let p = ring.placement(t, n);
+                for m in ring.members() {
+                    let gains = p.future.contains(&m.id) && !p.replicas.contains(&m.id);
+                    let received: Vec<&Transfer> = moves
+                        .iter()
+                        .filter(|x| x.to == m.id && in_range(&x.range, t))
+                        .collect();
+                    prop_assert_eq!(received.len(), usize::from(gains), "{} at {:?}", m.id, t);
+                    if let Some(x) = received.first() {
+                        let mut sources = x.sources.clone();
+                        sources.sort();
+                        let mut owners = p.replicas.clone();
+                        owners.sort();
+                        prop_assert_eq!(sources, owners);
+                    }
+                }
+            }
+        }
+
+        /// Before, during and after a change every range has N distinct
+        /// current owners and N distinct future owners (given N members).
+        #[test]
+        fn every_range_keeps_n_distinct_replicas(
+            size in 3usize..7,
+            join in any::<bool>(),
+            leaver in 0usize..7,
+            probes in proptest::collection::vec(any::<u64>(), 32),
+        ) {
+            let n = 3;
+            let during = ring(size, join, leaver);
+            let after = completed(&during);
+            let future_members = if join { size + 1 } else { size - 1 };
+            for t in probes.into_iter().map(Token) {
+                let (now, then) = (during.placement(t, n), after.placement(t, n));
+                for owners in [&now.replicas, &now.future, &then.replicas] {
+                    let mut distinct = owners.clone();
+                    distinct.sort();
+                    distinct.dedup();
+                    prop_assert_eq!(distinct.len(), owners.len());
+                }
+                prop_assert_eq!(now.replicas.len(), n);
+                prop_assert_eq!(now.future.len(), n.min(future_members));
+                // The future owners now are the owners after completion.
+                prop_assert_eq!(during.placement(t, n).future, after.placement(t, n).replicas);
+            }
+        }
+
+        /// The pending-write rule keeps W + R > N across the change: a
+        /// write it acknowledges is seen by every read quorum of the current
+        /// owners (before the switch) and of the future owners (after).
+        #[test]
+        fn acknowledged_writes_meet_every_read_quorum_on_both_sides(
+            size in 3usize..7,
+            join in any::<bool>(),
+            leaver in 0usize..7,
+            token in any::<u64>(),
+            mask in any::<u8>(),
+            w in 1u32..=3,
+        ) {
+            let n = 3usize;
+            let ring = ring(size, join, leaver);
+            let p = ring.placement(Token(token), n);
+            let mut everyone = p.replicas.clone();
+            everyone.extend(p.pending.iter().cloned());
+            let acked: Vec<NodeId> = everyone
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask >> i & 1 == 1)
+                .map(|(_, id)| id.clone())
+                .collect();
+            let r = n as u32 - w + 1;
+            if write_acknowledged(w, &p, &acked) {
+                for owners in [&p.replicas, &p.future] {
+                    // Every R-subset of the owners meets an acker.
+                    let k = owners.len();
+                    for subset in 0u32..(1 << k) {
+                        if subset.count_ones() != r {
+                            continue;
+                        }
+                        let meets = (0..k).any(|i| subset >> i & 1 == 1 && acked.contains(&owners[i]));
+                        prop_assert!(meets, "W={} R={} owners {:?} acked {:?}", w, r, owners, acked);
+                    }
+                }
+            }
+            // Everyone acking is enough whenever the owners are enough.
+            let possible = p.replicas.len() >= w as usize && p.future.len() >= w as usize;
+            prop_assert_eq!(write_acknowledged(w, &p, &everyone), possible);
+        }
+    }
+}
