@@ -212,7 +212,7 @@ mod tests {
                 .filter(|(i, _)| mask >> i & 1 == 1)
                 .map(|(_, id)| id.clone())
                 .collect();
-            let r = n as u32 - w + 1;
+            let r = 3 - w + 1;
             if write_acknowledged(w, &p, &acked) {
                 for owners in [&p.replicas, &p.future] {
                     // Every R-subset of the owners meets an acker.
