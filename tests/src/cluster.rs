@@ -35,6 +35,8 @@ pub struct Cluster {
     nodes: Vec<Option<NodeProcess>>,
     args: Vec<String>,
     root: tempfile::TempDir,
+    /// `--initial-cluster`: the nodes `start` created.
+    founders: String,
 }
 
 impl Cluster {
@@ -49,6 +51,10 @@ impl Cluster {
             nodes: Vec::new(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             root,
+            founders: (0..n)
+                .map(|i| format!("node-{i}"))
+                .collect::<Vec<_>>()
+                .join(","),
         };
         for i in 0..n {
             let node = cluster.spawn(i);
@@ -115,6 +121,16 @@ impl Cluster {
         assert!(self.nodes[i].is_none(), "node-{i} is running");
         let node = self.spawn(i);
         self.nodes[i] = Some(node);
+    }
+
+    /// Starts a new node, `node-<next index>`, with a fresh data directory:
+    /// it joins the ring (streaming its ranges) by itself. Returns its
+    /// index; does not wait for the join to finish.
+    pub fn add(&mut self) -> usize {
+        let i = self.nodes.len();
+        let node = self.spawn(i);
+        self.nodes.push(Some(node));
+        i
     }
 
     /// Restores every link.
@@ -256,6 +272,7 @@ impl Cluster {
         let fault_file = self.fault_file(i);
         let fault_file = fault_file.to_str().expect("utf-8 temp path");
         args.extend(["--fault-file", fault_file]);
+        args.extend(["--initial-cluster", self.founders.as_str()]);
         let id = format!("node-{i}");
         NodeProcess::start(&self.data_dir(i), Some(&id), &args)
     }
@@ -373,9 +390,11 @@ impl Cluster {
             .map_err(|e| e.to_string())?
             .into_inner();
         let mut addresses = HashMap::new();
+        // Members that left own nothing.
         let members: Vec<Member> = ring
             .nodes
             .iter()
+            .filter(|node| node.state != v1::NodeState::Left as i32)
             .map(|node| {
                 let id = NodeId::new(node.node_id.clone()).expect("valid id");
                 addresses.insert(id.clone(), node.grpc_address.clone());

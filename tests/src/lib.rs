@@ -14,6 +14,7 @@ mod binary;
 pub mod cluster;
 pub mod history;
 mod node;
+pub mod scenario;
 pub mod workload;
 
 pub use binary::workspace_binary;

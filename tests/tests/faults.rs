@@ -6,20 +6,15 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_proto::v1::{Consistency, ConsistencyLevel, DeleteRequest, GetRequest, PutRequest};
 use strata_tests::Cluster;
 use strata_tests::cluster::{kv, stored_versions};
-use strata_tests::history::{History, Verdict};
-use strata_tests::workload::{Endpoints, Workload, spawn_client};
+use strata_tests::scenario::{Clients, KEYS, endpoints, quorum, report, set, settle};
+use strata_tests::workload::{Endpoints, Workload};
 
-const DEPTH: u32 = 6;
-/// Acknowledged writes every scenario's workload reaches before it stops.
-const MIN_ACKED: usize = 50;
-const KEYS: u64 = 40;
 /// Scheduled repair off (the scenarios repair explicitly after healing);
 /// hint window and tombstone grace short but consistent.
 const ARGS: &[&str] = &[
@@ -37,138 +32,8 @@ const ARGS: &[&str] = &[
     "3600",
 ];
 
-struct Clients {
-    history: Arc<History>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Clients {
-    fn start(endpoints: &[Endpoints], workload: Workload) -> Self {
-        let history = Arc::new(History::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = endpoints
-            .iter()
-            .enumerate()
-            .map(|(id, e)| {
-                spawn_client(
-                    id,
-                    Arc::clone(e),
-                    Arc::clone(&history),
-                    workload,
-                    Arc::clone(&stop),
-                )
-            })
-            .collect();
-        Self {
-            history,
-            stop,
-            tasks,
-        }
-    }
-
-    /// Writes attempted so far, and how many of them were acknowledged.
-    fn writes_since(&self, first: usize) -> (usize, usize) {
-        let writes = self.history.writes();
-        let during = writes.get(first..).unwrap_or_default();
-        let acked = during
-            .iter()
-            .filter(|w| w.outcome == strata_tests::history::Outcome::Acked)
-            .count();
-        (during.len(), acked)
-    }
-
-    /// Waits until `count` writes after the `first` were attempted: a
-    /// count, not a duration, so a slow machine takes longer instead of
-    /// failing (bounded by a generous deadline).
-    async fn until_attempted(&self, first: usize, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self.writes_since(first).0 < count {
-            assert!(
-                Instant::now() < deadline,
-                "the workload made no progress: {:?} writes since #{first}",
-                self.writes_since(first)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Runs on until at least [`MIN_ACKED`] writes in all were
-    /// acknowledged, then stops the clients.
-    async fn stop(self) -> Arc<History> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self.writes_since(0).1 < MIN_ACKED {
-            assert!(
-                Instant::now() < deadline,
-                "the workload made no progress: {:?}",
-                self.writes_since(0)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.expect("client task");
-        }
-        self.history
-    }
-}
-
-fn endpoints(addrs: &[SocketAddr]) -> Endpoints {
-    Arc::new(Mutex::new(addrs.to_vec()))
-}
-
-fn set(e: &Endpoints, addrs: &[SocketAddr]) {
-    *e.lock().expect("endpoints") = addrs.to_vec();
-}
-
-fn quorum() -> Workload {
-    Workload {
-        keys: KEYS,
-        read: ConsistencyLevel::Quorum,
-        write: ConsistencyLevel::Quorum,
-        pause: Duration::from_millis(5),
-    }
-}
-
 fn keys() -> Vec<String> {
     (0..KEYS).map(|i| format!("key-{i}")).collect()
-}
-
-/// Hint replay, then a repair on every node, then equal roots: returns
-/// the time from `healed` until the replicas converged.
-async fn settle(cluster: &Cluster, healed: Instant) -> Duration {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.hints_pending().await > 0 {
-        assert!(Instant::now() < deadline, "hints were not replayed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cluster.repair_all().await;
-    cluster
-        .wait_until_converged(3, DEPTH, Duration::from_secs(20))
-        .await;
-    healed.elapsed()
-}
-
-fn report(scenario: &str, verdict: &Verdict, converged: Duration) {
-    println!(
-        "{scenario}: operations acknowledged {} (writes {}, reads {}), failed {} (writes {}, reads {}), \
-         acknowledged writes lost {}, keys with siblings {}, replicas converged {:.1} s after heal",
-        verdict.acked_writes as u64 + verdict.reads.0,
-        verdict.acked_writes,
-        verdict.reads.0,
-        verdict.failed_writes as u64 + verdict.reads.1,
-        verdict.failed_writes,
-        verdict.reads.1,
-        verdict.lost.len(),
-        verdict.keys_with_siblings,
-        converged.as_secs_f64()
-    );
-    assert!(
-        verdict.acked_writes >= MIN_ACKED,
-        "the workload ran: {verdict:?}"
-    );
-    assert_eq!(verdict.lost, [], "acknowledged writes lost");
-    assert_eq!(verdict.phantoms, [], "reads returned values nobody wrote");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

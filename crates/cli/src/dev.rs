@@ -88,6 +88,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             cluster_id: "strata-dev".to_owned(),
             gossip_interval_ms: 200,
             last_write_wins: args.last_write_wins,
+            // Every dev node founds the cluster: none streams at start.
+            initial_cluster: (0..args.nodes).map(|j| format!("node-{j}")).collect(),
             ..defaults.clone()
         };
         match strata_node::run::start(config).await {

@@ -13,6 +13,7 @@
 //! Time and transport are passed in by the caller (`strata-node`), so every
 //! decision here is unit tested without a network.
 
+mod boot;
 mod change;
 mod consistency;
 mod error;
@@ -25,6 +26,7 @@ mod ring;
 mod token;
 mod versions;
 
+pub use boot::{Boot, BootFacts, boot};
 pub use change::{Transfer, completed, transfers};
 pub use consistency::ConsistencyLevel;
 pub use error::Error;

@@ -135,6 +135,27 @@ pub struct NodeConfig {
     /// returning siblings. Must be the same on every node of a cluster.
     #[arg(long, env = "STRATA_LAST_WRITE_WINS")]
     pub last_write_wins: bool,
+
+    /// Node ids of a brand-new cluster's founding members, comma separated
+    /// (like etcd's `--initial-cluster`; on Kubernetes, the first pods'
+    /// names). Founding members with fresh data directories start as owners
+    /// without streaming; any other fresh node joins. Without the list, a
+    /// node without seeds founds a cluster alone. Ignored by a node whose
+    /// data directory records its state: it restarts as what it was.
+    #[arg(long, env = "STRATA_INITIAL_CLUSTER", value_delimiter = ',')]
+    pub initial_cluster: Vec<String>,
+
+    /// Whether a fresh node that is not a founding member joins by itself
+    /// (`true`) or waits for `Admin.Join` (`false`, for an operator that
+    /// wants explicit control).
+    #[arg(long, env = "STRATA_AUTO_BOOTSTRAP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_bootstrap: bool,
+
+    /// Streaming limit for joins, decommissions and removals, bytes per
+    /// second (0: unlimited). See docs/benchmarks.md for its effect on
+    /// foreground latency.
+    #[arg(long, env = "STRATA_STREAM_BYTES_PER_SEC", default_value_t = 32 << 20)]
+    pub stream_bytes_per_sec: u64,
 }
 
 impl NodeConfig {
@@ -192,6 +213,17 @@ impl NodeConfig {
             interval: (self.anti_entropy_interval_secs > 0)
                 .then(|| std::time::Duration::from_secs(self.anti_entropy_interval_secs)),
             timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)) * 5,
+        }
+    }
+
+    /// How topology changes stream.
+    #[must_use]
+    pub fn stream_settings(&self) -> crate::changes::StreamSettings {
+        crate::changes::StreamSettings {
+            bytes_per_second: self.stream_bytes_per_sec,
+            batch_bytes: 1 << 20,
+            timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)) * 10,
+            vnodes: self.vnodes,
         }
     }
 

@@ -15,7 +15,10 @@ use std::time::Duration;
 use crate::faults::{Faults, FaultyTransport};
 use crate::ring_file;
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use strata_cluster::{ClusterView, KEY_LOAD, KnownMembers, NodeGossip, NodeId, Peer};
+use strata_cluster::{
+    ClusterView, KEY_LOAD, KEY_STATE, KEY_TOKENS, KnownMembers, NodeGossip, NodeId, NodeState,
+    Peer, Token, state_name,
+};
 use tokio::sync::watch;
 
 /// Gossip settings.
@@ -183,6 +186,32 @@ impl Membership {
             .await
             .self_node_state()
             .set(KEY_LOAD, bytes);
+    }
+
+    /// Publishes this node's state and tokens, and makes the change
+    /// durable and visible in this node's own view before returning.
+    pub async fn announce(&self, state: NodeState, tokens: &[Token]) {
+        let gossip = NodeGossip {
+            grpc_address: String::new(),
+            tokens: tokens.to_vec(),
+            state,
+            load_bytes: 0,
+        };
+        {
+            let mut chitchat = self.chitchat.lock().await;
+            let node = chitchat.self_node_state();
+            for (key, value) in gossip.to_key_values() {
+                if key == KEY_STATE || key == KEY_TOKENS {
+                    node.set(key, value);
+                }
+            }
+        }
+        tracing::info!(
+            state = state_name(state),
+            tokens = tokens.len(),
+            "announced"
+        );
+        self.refresh().await;
     }
 
     /// Leaves gossip: peers will see this node's heartbeats stop.

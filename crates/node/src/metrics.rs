@@ -55,6 +55,7 @@ pub struct Metrics {
     members_alive: Gauge,
     hints: HintMetrics,
     repair: RepairMetrics,
+    stream: StreamMetrics,
 }
 
 /// Hinted-handoff counters, shared with the hint store.
@@ -93,6 +94,19 @@ pub struct RepairMetrics {
     pub ranges_pending: Gauge,
     /// Wall-clock seconds of the last completed repair (0: never).
     pub last_completed_seconds: Gauge,
+}
+
+/// Topology-change streaming, shared with the change runner.
+#[derive(Debug, Clone, Default)]
+pub struct StreamMetrics {
+    /// Ranges streamed (joins, decommissions, removals).
+    pub ranges: Counter,
+    /// Keys streamed.
+    pub keys: Counter,
+    /// Bytes of versions streamed.
+    pub bytes: Counter,
+    /// Ranges left in the running change (0: none running).
+    pub ranges_pending: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -195,6 +209,31 @@ impl Metrics {
             "Bytes of hint segments held for other nodes",
             hints.pending_bytes.clone(),
         );
+        let stream = StreamMetrics::default();
+        for (name, help, counter) in [
+            (
+                "stream_ranges",
+                "Token ranges streamed by topology changes",
+                &stream.ranges,
+            ),
+            (
+                "stream_keys",
+                "Keys streamed by topology changes",
+                &stream.keys,
+            ),
+            (
+                "stream_bytes",
+                "Bytes of versions streamed by topology changes",
+                &stream.bytes,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "stream_ranges_pending",
+            "Ranges left in the running topology change (0: none running)",
+            stream.ranges_pending.clone(),
+        );
         let repair = RepairMetrics::default();
         for (name, help, counter) in [
             (
@@ -293,6 +332,7 @@ impl Metrics {
             members_alive,
             hints,
             repair,
+            stream,
         }
     }
 
@@ -300,6 +340,12 @@ impl Metrics {
     #[must_use]
     pub fn hints(&self) -> HintMetrics {
         self.hints.clone()
+    }
+
+    /// The streaming counters (clones share the registered values).
+    #[must_use]
+    pub fn stream(&self) -> StreamMetrics {
+        self.stream.clone()
     }
 
     /// The anti-entropy counters (clones share the registered values).

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_cluster::{NodeGossip, NodeId, NodeState, tokens_for};
+use strata_cluster::{Boot, BootFacts, NodeGossip, NodeId, NodeState, tokens_for};
 use strata_engine::Durability;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::NodeConfig;
+use crate::changes::Changes;
 use crate::context::{Context, Replication, Settings, Topology};
 use crate::coordinator::Coordinator;
 use crate::dots::{DotCounter, DotError};
@@ -125,6 +126,7 @@ fn flatten(joined: Result<Result<(), RunError>, tokio::task::JoinError>) -> Resu
 /// [`RunError`] naming the step that failed.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     config.validate().map_err(RunError::Config)?;
+    let existing = config.data_dir.join(node_id::NODE_ID_FILE).exists();
     let id = node_id::load_or_init(&config.data_dir, config.node_id.as_deref())?;
     let storage = Arc::new(Storage::open_with(
         &config.data_dir.join("engine"),
@@ -133,6 +135,22 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     )?);
     let dots = DotCounter::open(&config.data_dir, id.clone())?;
     let known = crate::ring_file::load(&config.data_dir, &config.cluster_id)?;
+    let recorded = known
+        .members()
+        .find(|(member, _)| **member == id)
+        .map(|(_, record)| record.state);
+    let boot = strata_cluster::boot(BootFacts {
+        recorded,
+        existing,
+        initial_member: config.initial_cluster.iter().any(|m| m == id.as_str()),
+        initial_list: !config.initial_cluster.is_empty(),
+        has_seeds: !config.seeds.is_empty(),
+        auto_bootstrap: config.auto_bootstrap,
+    });
+    if let Boot::Refuse(why) = &boot {
+        return Err(RunError::Config(format!("node {id}: {why}")));
+    }
+    tracing::info!(%id, ?boot, "starting");
     let bind = |addr: SocketAddr| move |source| RunError::Bind { addr, source };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -166,10 +184,17 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         faults.load(path);
     }
     let (stop, stopped) = watch::channel(false);
+    // A joiner claims its tokens only once no other change is in
+    // progress (`changes`); until then it is a tokenless member.
+    let (state, tokens) = match boot {
+        Boot::Normal => (NodeState::Normal, tokens_for(&id, config.vnodes)),
+        Boot::Leave => (NodeState::Leaving, tokens_for(&id, config.vnodes)),
+        Boot::Join | Boot::AwaitJoin | Boot::Refuse(_) => (NodeState::Joining, Vec::new()),
+    };
     let me = NodeGossip {
         grpc_address: grpc_address.clone(),
-        tokens: tokens_for(&id, config.vnodes),
-        state: NodeState::Normal,
+        tokens,
+        state,
         load_bytes: storage.load_bytes(),
     };
     let membership = Membership::start(
@@ -234,6 +259,21 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         }));
     }
     let repairer = Arc::new(Repairer::new(Arc::clone(&ctx), config.repair_settings()));
+    let changes = Arc::new(Changes::new(
+        Arc::clone(&ctx),
+        Arc::clone(&membership),
+        config.data_dir.clone(),
+        config.stream_settings(),
+    ));
+    match boot {
+        Boot::Join => {
+            let _ = changes.join();
+        }
+        Boot::Leave => {
+            let _ = changes.decommission();
+        }
+        Boot::Normal | Boot::AwaitJoin | Boot::Refuse(_) => {}
+    }
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(bind(config.metrics_listen))?;
@@ -246,7 +286,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let task = tokio::spawn(serve_all(
         Arc::clone(&ctx),
         coordinator,
-        repairer,
+        Admins { repairer, changes },
         membership,
         Listeners {
             grpc: listener,
@@ -266,6 +306,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     })
 }
 
+/// What runs the node's background operations (repairs, topology changes).
+struct Admins {
+    repairer: Arc<Repairer>,
+    changes: Arc<Changes>,
+}
+
 /// The sockets a node serves on.
 struct Listeners {
     grpc: tokio::net::TcpListener,
@@ -275,7 +321,7 @@ struct Listeners {
 async fn serve_all(
     ctx: Arc<Context>,
     coordinator: Arc<Coordinator>,
-    repairer: Arc<Repairer>,
+    admins: Admins,
     membership: Arc<Membership>,
     listeners: Listeners,
     replay: ReplaySettings,
@@ -322,11 +368,13 @@ async fn serve_all(
         },
         wait(stopped.clone()),
     ));
+    let Admins { repairer, changes } = admins;
     let schedule_task = tokio::spawn(Arc::clone(&repairer).schedule(wait(stopped.clone())));
     let served = server::serve(
         Arc::clone(&ctx),
         coordinator,
         repairer,
+        Some(changes),
         listeners.grpc,
         wait(stopped),
     )

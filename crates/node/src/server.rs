@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::changes::Changes;
 use crate::context::Context;
 use crate::coordinator::Coordinator;
 use crate::repair::Repairer;
@@ -39,6 +40,7 @@ pub async fn serve(
     ctx: Arc<Context>,
     coordinator: Arc<Coordinator>,
     repairer: Arc<Repairer>,
+    changes: Option<Arc<Changes>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -48,6 +50,7 @@ pub async fn serve(
         addr,
         Arc::clone(&ctx),
         Arc::clone(&repairer),
+        changes,
     );
     // Pipes are long-lived streams: they end when the server stops (after
     // answering what they already received), or the graceful shutdown
@@ -126,7 +129,7 @@ mod tests {
                 .expect("defaults")
                 .repair_settings(),
         ));
-        let server = tokio::spawn(serve(ctx, coordinator, repairer, listener, async {
+        let server = tokio::spawn(serve(ctx, coordinator, repairer, None, listener, async {
             let _ = stopped.await;
         }));
 

@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use strata_proto::metadata::{ACKS, FROM_NODE, REQUIRED};
 
+use crate::changes::ChangeError;
 use crate::coordinator::CoordinatorError;
 use crate::dots::DotError;
 use crate::hints::HintError;
@@ -48,6 +49,14 @@ impl From<HintError> for Status {
             }
             HintError::Stopped | HintError::Io(_) => Status::unavailable(e.to_string()),
         }
+    }
+}
+
+/// A topology change the cluster's state forbids: `FAILED_PRECONDITION`
+/// with the reason.
+impl From<ChangeError> for Status {
+    fn from(e: ChangeError) -> Self {
+        Status::failed_precondition(e.to_string())
     }
 }
 

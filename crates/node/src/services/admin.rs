@@ -16,9 +16,7 @@ use crate::context::Context;
 use crate::repair::Repairer;
 use tonic::{Request, Response, Status};
 
-use super::not_yet;
-
-const TOPOLOGY: &str = "topology changes with range streaming (topology issue)";
+use crate::changes::Changes;
 
 /// Operator-facing API of one node: the ring and cluster as this node's
 /// gossip sees them, its own status, repairs and their progress, ping.
@@ -28,6 +26,8 @@ pub(crate) struct AdminService {
     addr: SocketAddr,
     ctx: Arc<Context>,
     repairer: Arc<Repairer>,
+    /// `None` without gossip (a fixed topology): no topology changes.
+    changes: Option<Arc<Changes>>,
     started: Instant,
 }
 
@@ -37,12 +37,14 @@ impl AdminService {
         addr: SocketAddr,
         ctx: Arc<Context>,
         repairer: Arc<Repairer>,
+        changes: Option<Arc<Changes>>,
     ) -> Self {
         Self {
             node_id,
             addr,
             ctx,
             repairer,
+            changes,
             started: Instant::now(),
         }
     }
@@ -64,7 +66,11 @@ impl AdminService {
         NodeStatus {
             node_id: self.node_id.to_string(),
             grpc_address: self.addr.to_string(),
-            state: NodeState::Normal as i32,
+            state: self
+                .ctx
+                .view()
+                .node(&self.node_id)
+                .map_or(NodeState::Normal, |n| node_state(n.state)) as i32,
             alive: true,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
@@ -110,6 +116,14 @@ fn node_state(state: strata_cluster::NodeState) -> NodeState {
         strata_cluster::NodeState::Normal => NodeState::Normal,
         strata_cluster::NodeState::Leaving => NodeState::Leaving,
         strata_cluster::NodeState::Left => NodeState::Left,
+    }
+}
+
+impl AdminService {
+    fn changes(&self) -> Result<&Arc<Changes>, Status> {
+        self.changes.as_ref().ok_or_else(|| {
+            Status::failed_precondition("this node runs without gossip: no topology changes")
+        })
     }
 }
 
@@ -177,19 +191,48 @@ impl Admin for AdminService {
         Ok(Response::new(ClusterStatus {
             nodes,
             replication: Some(self.replication()),
-            topology_change: None,
+            topology_change: self.changes.as_ref().and_then(|c| c.running()),
         }))
     }
 
     async fn join(&self, _: Request<JoinRequest>) -> Result<Response<Operation>, Status> {
-        Err(not_yet("Admin.Join", TOPOLOGY))
+        self.changes()?
+            .join()
+            .map(Response::new)
+            .map_err(Status::from)
     }
 
     async fn decommission(
         &self,
-        _: Request<DecommissionRequest>,
+        request: Request<DecommissionRequest>,
     ) -> Result<Response<Operation>, Status> {
-        Err(not_yet("Admin.Decommission", TOPOLOGY))
+        let target = request.into_inner().node_id;
+        if target.is_empty() || target == self.node_id.as_str() {
+            return self
+                .changes()?
+                .decommission()
+                .map(Response::new)
+                .map_err(Status::from);
+        }
+        // Another node: it runs its own decommission; ask it.
+        let view = self.ctx.view();
+        let node = NodeId::new(&target)
+            .ok()
+            .and_then(|id| view.node(&id).cloned())
+            .ok_or_else(|| Status::not_found(format!("no member {target:?} in the ring")))?;
+        if !node.alive {
+            return Err(Status::failed_precondition(format!(
+                "{target} is down: a decommission streams from the node itself; bring it back, or remove it"
+            )));
+        }
+        let channel = self
+            .ctx
+            .peers
+            .channel(&node.grpc_address)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        AdminClient::new(channel)
+            .decommission(DecommissionRequest { node_id: target })
+            .await
     }
 
     async fn repair(&self, request: Request<RepairRequest>) -> Result<Response<Operation>, Status> {
@@ -213,7 +256,12 @@ impl Admin for AdminService {
         request: Request<GetProgressRequest>,
     ) -> Result<Response<GetProgressResponse>, Status> {
         let id = request.into_inner().operation_id;
-        let operations = self.repairer.operations(&id);
+        let mut operations = self
+            .changes
+            .as_ref()
+            .map(|c| c.operations(&id))
+            .unwrap_or_default();
+        operations.extend(self.repairer.operations(&id));
         if !id.is_empty() && operations.is_empty() {
             return Err(Status::not_found(format!(
                 "no operation {id:?} on this node (finished operations are kept until {} newer ones)",

@@ -3,8 +3,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use std::ops::ControlFlow;
-
 use strata_cluster::{MAX_DEPTH, NodeId, Siblings, Token, TokenRange};
 
 use strata_proto::v1::{
@@ -208,48 +206,15 @@ impl Replica for ReplicaService {
         let r = request.into_inner();
         let range = range_from(r.range)?;
         let limit = batch_limit(r.max_batch_bytes);
-        let storage = Arc::clone(&self.ops.storage);
-        // A blocking scan feeds a two-batch channel: memory stays bounded
-        // and a slow reader slows the scan.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<KeyVersionsBatch, Status>>(2);
-        tokio::task::spawn_blocking(move || {
-            let mut batch = KeyVersionsBatch::default();
-            let mut bytes = 0;
-            let mut receiver_gone = false;
-            let scanned = storage.scan(range, &r.start_after, |entry| {
-                let kv = KeyVersions {
-                    key: entry.key.into(),
-                    versions: entry
-                        .siblings
-                        .versions()
-                        .iter()
-                        .map(version_to_proto)
-                        .collect(),
-                };
-                bytes += prost::Message::encoded_len(&kv);
-                batch.entries.push(kv);
-                if bytes >= limit {
-                    bytes = 0;
-                    if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
-                        receiver_gone = true;
-                        return ControlFlow::Break(());
-                    }
-                }
-                ControlFlow::Continue(())
-            });
-            if receiver_gone {
-                return;
-            }
-            let last = match scanned {
-                Ok(()) if batch.entries.is_empty() => return,
-                Ok(()) => Ok(batch),
-                Err(e) => Err(Status::from(e)),
-            };
-            let _ = tx.blocking_send(last);
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let batches = self
+            .ops
+            .storage
+            .batches(range, r.start_after.to_vec(), limit);
+        let rx = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(batches),
+            |batch| batch.map_err(Status::from),
+        );
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn apply_batch(

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use strata_cluster::{Siblings, Token, TokenRange, decode_engine_key, encode_engine_key};
 use strata_engine::{Db, Durability, Options};
+use strata_proto::v1::{KeyVersions, KeyVersionsBatch};
 
 pub use codec::{
     CodecError, clock_from_proto, clock_to_proto, decode, encode, version_from_proto,
@@ -218,6 +219,57 @@ impl Storage {
             }
         }
         Ok(())
+    }
+
+    /// Every readable key of `range` after `start_after`, as batches of
+    /// about `limit` encoded bytes, from a blocking scan feeding a
+    /// two-batch channel: memory stays bounded and a slow reader slows the
+    /// scan. The scan stops when the receiver is dropped.
+    #[must_use]
+    pub fn batches(
+        self: &Arc<Self>,
+        range: TokenRange,
+        start_after: Vec<u8>,
+        limit: usize,
+    ) -> tokio::sync::mpsc::Receiver<Result<KeyVersionsBatch, StorageError>> {
+        let storage = Arc::clone(self);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = KeyVersionsBatch::default();
+            let mut bytes = 0;
+            let mut receiver_gone = false;
+            let scanned = storage.scan(range, &start_after, |entry| {
+                let kv = KeyVersions {
+                    key: entry.key.into(),
+                    versions: entry
+                        .siblings
+                        .versions()
+                        .iter()
+                        .map(version_to_proto)
+                        .collect(),
+                };
+                bytes += prost::Message::encoded_len(&kv);
+                batch.entries.push(kv);
+                if bytes >= limit {
+                    bytes = 0;
+                    if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                        receiver_gone = true;
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            });
+            if receiver_gone {
+                return;
+            }
+            let last = match scanned {
+                Ok(()) if batch.entries.is_empty() => return,
+                Ok(()) => Ok(batch),
+                Err(e) => Err(e),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        rx
     }
 
     /// Every readable key in `range`.

@@ -1,0 +1,646 @@
+//! Topology changes this node runs on itself: joining the ring
+//! (bootstrap) and leaving it (decommission).
+//!
+//! A change is level-triggered and resumable. Its state lives in gossip
+//! (this node's `joining`/`leaving` state, which every coordinator turns
+//! into pending owners) and in `<data_dir>/RING` (this node's own record),
+//! its progress in `<data_dir>/CHANGE` (`progress.rs`). The steps:
+//!
+//! - **Join:** wait until no other change is in progress anywhere, claim
+//!   the tokens as `joining`, wait until every live member routes with
+//!   that, stream every range gained (`strata_cluster::transfers`) from a
+//!   live current owner into the local store (`stream.rs`), become
+//!   `normal`.
+//! - **Decommission:** refuse when fewer than N normal members would remain
+//!   or another change is in progress; announce `leaving`, wait until every
+//!   live member routes with that, push each range to the member that gains
+//!   it (waiting while that member is down), hand the hints held here to
+//!   their targets (or, for a target that is down, to a live node that
+//!   keeps them for it), become `left`.
+//!
+//! Streaming is throttled (`--stream-bytes-per-sec`) and reported as an
+//! `Operation` (`Admin.GetProgress`) and as `strata_stream_*` metrics.
+
+mod progress;
+mod stream;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_cluster::{ClusterView, NodeId, NodeState, Siblings, Transfer, tokens_for, transfers};
+use strata_proto::v1::{
+    GetRingRequest, Operation, OperationKind, OperationState, admin_client::AdminClient,
+};
+
+use crate::clock::now_micros;
+use crate::context::Context;
+use crate::hints::{HintStore, SegmentFate};
+use crate::membership::Membership;
+use crate::metrics::StreamMetrics;
+use crate::storage::version_from_proto;
+use crate::throttle::Throttle;
+use crate::transport::RemoteReplica;
+
+pub use stream::{Copied, StreamError};
+
+use progress::Progress;
+use stream::{Sink, Source, copy_range};
+
+/// How changes stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// Streaming limit in bytes per second (0: unlimited).
+    pub bytes_per_second: u64,
+    /// Upper bound on one streamed batch.
+    pub batch_bytes: usize,
+    /// Deadline of one batch.
+    pub timeout: Duration,
+    /// Tokens this node claims.
+    pub vnodes: usize,
+}
+
+/// Why a change cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The cluster's state forbids it now; the message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Finished operations remembered for `GetProgress`.
+const REMEMBERED: usize = 16;
+
+/// Runs this node's topology changes.
+#[derive(Debug)]
+pub struct Changes {
+    ctx: Arc<Context>,
+    membership: Arc<Membership>,
+    data_dir: PathBuf,
+    settings: StreamSettings,
+    metrics: StreamMetrics,
+    ops: Mutex<Ops>,
+}
+
+#[derive(Debug, Default)]
+struct Ops {
+    running: Option<Operation>,
+    finished: VecDeque<Operation>,
+}
+
+impl Changes {
+    /// A runner for the node `ctx` describes, announcing through
+    /// `membership` and keeping progress in `data_dir`.
+    #[must_use]
+    pub fn new(
+        ctx: Arc<Context>,
+        membership: Arc<Membership>,
+        data_dir: PathBuf,
+        settings: StreamSettings,
+    ) -> Self {
+        let metrics = ctx.metrics.stream();
+        Self {
+            ctx,
+            membership,
+            data_dir,
+            settings,
+            metrics,
+            ops: Mutex::default(),
+        }
+    }
+
+    /// Operations, the running one first, then finished ones newest
+    /// first; only `id` when it is not empty.
+    #[must_use]
+    pub fn operations(&self, id: &str) -> Vec<Operation> {
+        let ops = self.lock();
+        ops.running
+            .iter()
+            .chain(ops.finished.iter().rev())
+            .filter(|o| id.is_empty() || o.id == id)
+            .cloned()
+            .collect()
+    }
+
+    /// The change in progress on this node, if any.
+    #[must_use]
+    pub fn running(&self) -> Option<Operation> {
+        self.lock().running.clone()
+    }
+
+    /// Starts (or resumes) joining the ring in the background.
+    ///
+    /// # Errors
+    /// [`ChangeError::Refused`] when this node is already an owner or runs
+    /// another change.
+    pub fn join(self: &Arc<Self>) -> Result<Operation, ChangeError> {
+        if let Some(op) = self.running() {
+            if op.kind == OperationKind::Join as i32 {
+                return Ok(op);
+            }
+            return Err(ChangeError::Refused(format!(
+                "this node is running operation {} already",
+                op.id
+            )));
+        }
+        match self.own_state() {
+            Some(NodeState::Normal) => {
+                return Err(ChangeError::Refused(
+                    "this node is already a normal member of the ring".into(),
+                ));
+            }
+            Some(NodeState::Leaving | NodeState::Left) => {
+                return Err(ChangeError::Refused(
+                    "this node is leaving or has left the ring".into(),
+                ));
+            }
+            _ => {}
+        }
+        let op = self.begin(OperationKind::Join);
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run_join().await });
+        Ok(op)
+    }
+
+    /// Starts (or resumes) leaving the ring in the background.
+    ///
+    /// # Errors
+    /// [`ChangeError::Refused`] with the reason: not a normal member, fewer
+    /// than N normal members would remain, or another change is in
+    /// progress anywhere in the cluster.
+    pub fn decommission(self: &Arc<Self>) -> Result<Operation, ChangeError> {
+        if let Some(op) = self.running() {
+            if op.kind == OperationKind::Decommission as i32 {
+                return Ok(op);
+            }
+            return Err(ChangeError::Refused(format!(
+                "this node is running operation {} already",
+                op.id
+            )));
+        }
+        let view = self.ctx.view();
+        if self.own_state() != Some(NodeState::Leaving) {
+            self.check_decommission(&view)?;
+        }
+        let op = self.begin(OperationKind::Decommission);
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run_decommission().await });
+        Ok(op)
+    }
+
+    /// Preconditions of a decommission, checked against `view`.
+    fn check_decommission(&self, view: &ClusterView) -> Result<(), ChangeError> {
+        match view.node(&self.ctx.id).map(|n| n.state) {
+            Some(NodeState::Normal) => {}
+            other => {
+                return Err(ChangeError::Refused(format!(
+                    "only a normal member can be decommissioned; this node is {other:?}"
+                )));
+            }
+        }
+        if let Some(change) = change_elsewhere(view, &self.ctx.id) {
+            return Err(ChangeError::Refused(format!(
+                "another topology change is in progress ({change}); one at a time"
+            )));
+        }
+        let normal = view
+            .nodes()
+            .filter(|(_, n)| n.state == NodeState::Normal)
+            .count();
+        let n = self.ctx.n();
+        if normal <= n {
+            return Err(ChangeError::Refused(format!(
+                "{normal} normal members with replication factor {n}: without this node fewer \
+                 than {n} would remain to hold every range"
+            )));
+        }
+        Ok(())
+    }
+
+    fn own_state(&self) -> Option<NodeState> {
+        self.ctx.view().node(&self.ctx.id).map(|n| n.state)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ops> {
+        self.ops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn begin(&self, kind: OperationKind) -> Operation {
+        let now = now_micros();
+        let op = Operation {
+            id: format!("{}-{}-{now:x}", kind_name(kind), self.ctx.id),
+            kind: kind as i32,
+            state: OperationState::Pending as i32,
+            node_id: self.ctx.id.to_string(),
+            started_at_micros: now,
+            updated_at_micros: now,
+            ..Operation::default()
+        };
+        self.lock().running = Some(op.clone());
+        op
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Operation)) {
+        let mut ops = self.lock();
+        if let Some(op) = ops.running.as_mut() {
+            change(op);
+            op.updated_at_micros = now_micros();
+        }
+    }
+
+    fn finish(&self, outcome: Result<(), String>) {
+        let mut ops = self.lock();
+        if let Some(mut op) = ops.running.take() {
+            match outcome {
+                Ok(()) => op.state = OperationState::Succeeded as i32,
+                Err(e) => {
+                    op.state = OperationState::Failed as i32;
+                    op.error = e;
+                }
+            }
+            op.updated_at_micros = now_micros();
+            ops.finished.push_back(op);
+            while ops.finished.len() > REMEMBERED {
+                ops.finished.pop_front();
+            }
+        }
+        self.metrics.ranges_pending.set(0);
+    }
+
+    /// Notes why the change is waiting, without failing it.
+    fn waiting(&self, why: &str) {
+        self.update(|op| {
+            op.state = OperationState::Running as i32;
+            why.clone_into(&mut op.error);
+        });
+    }
+
+    async fn run_join(self: Arc<Self>) {
+        let outcome = self.join_steps().await;
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "join failed");
+        }
+        self.finish(outcome);
+    }
+
+    async fn join_steps(&self) -> Result<(), String> {
+        let me = self.ctx.id.clone();
+        let tokens = tokens_for(&me, self.settings.vnodes);
+        let op_id = self.running().map(|o| o.id).unwrap_or_default();
+        let mut progress = Progress::open(&self.data_dir, "join", &op_id)
+            .map_err(|e| format!("progress file: {e}"))?;
+        self.update(|op| op.id.clone_from(&progress.id));
+        // Claim the tokens only when no other change is in progress; two
+        // joiners racing settle it by id (the larger one steps back).
+        loop {
+            let view = self.ctx.view();
+            if let Some(change) = change_elsewhere(&view, &me) {
+                self.waiting(&format!("waiting for another change to finish: {change}"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            self.membership.announce(NodeState::Joining, &tokens).await;
+            self.wait_until_routed(|state, has_tokens| state == NodeState::Joining && has_tokens)
+                .await;
+            if let Some(rival) = rival(&self.ctx.view(), &me) {
+                tracing::warn!(%rival, "another node claimed tokens at the same time; stepping back");
+                self.membership.announce(NodeState::Joining, &[]).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            break;
+        }
+        self.update(|op| {
+            op.state = OperationState::Running as i32;
+            op.error.clear();
+        });
+        let view = self.ctx.view();
+        let mine: Vec<Transfer> = transfers(view.ring(), self.ctx.n())
+            .into_iter()
+            .filter(|t| t.to == me)
+            .collect();
+        self.stream_all(&mine, &mut progress, |t| {
+            let view = self.ctx.view();
+            let sources: Vec<Source> = t
+                .sources
+                .iter()
+                .filter(|s| **s != me)
+                .filter_map(|s| {
+                    view.node(s)
+                        .filter(|n| n.alive)
+                        .map(|n| n.grpc_address.clone())
+                })
+                .filter_map(|address| self.ctx.peers.channel(&address).ok())
+                .map(Source::Remote)
+                .collect();
+            let sink = Sink::Local(Arc::clone(&self.ctx.storage));
+            (
+                sources,
+                vec![sink],
+                "no current owner of the range is reachable",
+            )
+        })
+        .await?;
+        self.membership.announce(NodeState::Normal, &tokens).await;
+        progress
+            .remove()
+            .map_err(|e| format!("progress file: {e}"))?;
+        tracing::info!(ranges = mine.len(), "joined the ring");
+        Ok(())
+    }
+
+    async fn run_decommission(self: Arc<Self>) {
+        let outcome = self.decommission_steps().await;
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "decommission failed");
+        }
+        self.finish(outcome);
+    }
+
+    async fn decommission_steps(&self) -> Result<(), String> {
+        let me = self.ctx.id.clone();
+        let tokens = tokens_for(&me, self.settings.vnodes);
+        let op_id = self.running().map(|o| o.id).unwrap_or_default();
+        let mut progress = Progress::open(&self.data_dir, "decommission", &op_id)
+            .map_err(|e| format!("progress file: {e}"))?;
+        self.update(|op| op.id.clone_from(&progress.id));
+        self.membership.announce(NodeState::Leaving, &tokens).await;
+        self.wait_until_routed(|state, _| state == NodeState::Leaving)
+            .await;
+        // Two changes started at once (each checked before the other's
+        // state arrived): the smaller id goes on, the other steps back.
+        if let Some(rival) = rival(&self.ctx.view(), &me) {
+            self.membership.announce(NodeState::Normal, &tokens).await;
+            let _ = progress.remove();
+            return Err(format!(
+                "{rival} started a topology change at the same time; retry once it finishes"
+            ));
+        }
+        self.update(|op| op.state = OperationState::Running as i32);
+        let view = self.ctx.view();
+        let moves = transfers(view.ring(), self.ctx.n());
+        self.stream_all(&moves, &mut progress, |t| {
+            let view = self.ctx.view();
+            let sink = view
+                .node(&t.to)
+                .filter(|n| n.alive)
+                .and_then(|n| self.ctx.peers.channel(&n.grpc_address).ok())
+                .map(Sink::Remote);
+            let source = Source::Local(Arc::clone(&self.ctx.storage));
+            (
+                vec![source],
+                sink.into_iter().collect(),
+                "the member gaining the range is down; waiting for it",
+            )
+        })
+        .await?;
+        self.hand_over_hints().await?;
+        self.membership.announce(NodeState::Left, &tokens).await;
+        progress
+            .remove()
+            .map_err(|e| format!("progress file: {e}"))?;
+        tracing::info!(ranges = moves.len(), "left the ring");
+        Ok(())
+    }
+
+    /// Streams every transfer not done yet, resolving its sources and
+    /// sinks with `ends` each attempt (a failed source is replaced by the
+    /// next; with none available, the change waits and retries).
+    async fn stream_all(
+        &self,
+        moves: &[Transfer],
+        progress: &mut Progress,
+        ends: impl Fn(&Transfer) -> (Vec<Source>, Vec<Sink>, &'static str),
+    ) -> Result<(), String> {
+        let total = moves.len();
+        let done_before = moves.iter().filter(|t| progress.is_done(t)).count();
+        if progress.done() > 0 {
+            tracing::info!(
+                done = done_before,
+                total,
+                "resuming a change: finished ranges are not streamed again"
+            );
+        }
+        self.update(|op| {
+            op.ranges_total = total as u64;
+            op.ranges_done = done_before as u64;
+        });
+        let mut throttle = Throttle::new(self.settings.bytes_per_second);
+        let mut left = total - done_before;
+        self.metrics
+            .ranges_pending
+            .set(i64::try_from(left).unwrap_or(i64::MAX));
+        let pending: Vec<&Transfer> = moves.iter().filter(|t| !progress.is_done(t)).collect();
+        for transfer in pending {
+            'attempts: loop {
+                let (sources, sinks, none) = ends(transfer);
+                let (Some(sink), false) = (sinks.first(), sources.is_empty()) else {
+                    self.waiting(none);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                };
+                for source in &sources {
+                    let mut report = |copied: Copied| {
+                        self.metrics.keys.inc_by(copied.keys);
+                        self.metrics.bytes.inc_by(copied.bytes);
+                        self.update(|op| {
+                            op.keys_transferred += copied.keys;
+                            op.bytes_transferred += copied.bytes;
+                        });
+                    };
+                    match copy_range(
+                        transfer.range,
+                        source,
+                        sink,
+                        &mut throttle,
+                        self.settings.batch_bytes,
+                        self.settings.timeout,
+                        &mut report,
+                    )
+                    .await
+                    {
+                        Ok(_) => break 'attempts,
+                        Err(e) => {
+                            tracing::warn!(range = ?transfer.range, to = %transfer.to, error = %e,
+                                "streaming a range failed; trying another source");
+                            self.waiting(&format!("retrying a range: {e}"));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            progress
+                .finish(transfer)
+                .map_err(|e| format!("progress file: {e}"))?;
+            left -= 1;
+            self.metrics.ranges.inc();
+            self.metrics
+                .ranges_pending
+                .set(i64::try_from(left).unwrap_or(i64::MAX));
+            self.update(|op| {
+                op.ranges_done += 1;
+                op.error.clear();
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until every live member's ring shows this node in a state
+    /// that `routed(state, has_tokens)` accepts: from then on every
+    /// coordinator sends this node's pending writes.
+    async fn wait_until_routed(&self, routed: impl Fn(NodeState, bool) -> bool) {
+        let me = self.ctx.id.to_string();
+        loop {
+            let view = self.ctx.view();
+            let mut agreed = true;
+            for (id, node) in view
+                .nodes()
+                .filter(|(id, n)| **id != self.ctx.id && n.alive)
+            {
+                let Ok(channel) = self.ctx.peers.channel(&node.grpc_address) else {
+                    agreed = false;
+                    break;
+                };
+                let mut request = tonic::Request::new(GetRingRequest {});
+                request.set_timeout(Duration::from_secs(2));
+                let seen = AdminClient::new(channel)
+                    .get_ring(request)
+                    .await
+                    .ok()
+                    .and_then(|ring| {
+                        ring.into_inner()
+                            .nodes
+                            .into_iter()
+                            .find(|n| n.node_id == me)
+                    })
+                    .is_some_and(|n| routed(proto_state(n.state), !n.tokens.is_empty()));
+                if !seen {
+                    tracing::debug!(peer = %id, "waiting for a member to route with this node's new state");
+                    agreed = false;
+                    break;
+                }
+            }
+            if agreed {
+                return;
+            }
+            self.waiting("waiting for every live member to see this node's new state");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Delivers every hint this node holds: to its target when it is up,
+    /// otherwise to a live member that keeps it as a hint for the target.
+    async fn hand_over_hints(&self) -> Result<(), String> {
+        let store: &Arc<HintStore> = &self.ctx.hints;
+        for (target, _) in store.targets() {
+            let view = self.ctx.view();
+            let (to, hint_for) = match view.node(&target).filter(|n| n.alive) {
+                Some(n) => (
+                    RemoteReplica {
+                        id: target.clone(),
+                        address: n.grpc_address.clone(),
+                    },
+                    None,
+                ),
+                None => {
+                    let Some((id, n)) = view.nodes().find(|(id, n)| {
+                        **id != self.ctx.id
+                            && **id != target
+                            && n.alive
+                            && n.state == NodeState::Normal
+                    }) else {
+                        tracing::warn!(%target, "no live member can take this node's hints; anti-entropy will repair");
+                        continue;
+                    };
+                    (
+                        RemoteReplica {
+                            id: id.clone(),
+                            address: n.grpc_address.clone(),
+                        },
+                        Some(&target),
+                    )
+                }
+            };
+            let sealing = Arc::clone(store);
+            let sealed_for = target.clone();
+            let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_for))
+                .await
+                .map_err(|e| e.to_string())?;
+            for segment in segments {
+                let path = segment.path.clone();
+                let (records, _) = tokio::task::spawn_blocking(move || HintStore::read(&path))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("reading {}: {e}", segment.path.display()))?;
+                for record in records {
+                    let versions = record
+                        .entry
+                        .versions
+                        .into_iter()
+                        .map(version_from_proto)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| e.to_string())?;
+                    self.ctx
+                        .transport
+                        .write(
+                            &to,
+                            &record.entry.key,
+                            &Siblings::from_versions(versions),
+                            hint_for,
+                            self.settings.timeout,
+                        )
+                        .await
+                        .map_err(|e| format!("handing over hints for {target}: {e}"))?;
+                }
+                store.finish(&target, &segment.path, SegmentFate::Delivered);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Another member's change in progress, described, if any: a member
+/// joining with tokens (one waiting tokenless for `Admin.Join` is not a
+/// change yet) or leaving.
+fn change_elsewhere(view: &ClusterView, me: &NodeId) -> Option<String> {
+    view.nodes()
+        .filter(|(id, _)| *id != me)
+        .find_map(|(id, n)| match n.state {
+            NodeState::Joining if !n.tokens.is_empty() => Some(format!("{id} is joining")),
+            NodeState::Leaving => Some(format!("{id} is leaving")),
+            _ => None,
+        })
+}
+
+/// A member with a smaller id than `me` that is changing too: the change
+/// that goes on when two start at once.
+fn rival(view: &ClusterView, me: &NodeId) -> Option<NodeId> {
+    view.nodes()
+        .filter(|(id, _)| *id < me)
+        .find(|(_, n)| {
+            (n.state == NodeState::Joining && !n.tokens.is_empty()) || n.state == NodeState::Leaving
+        })
+        .map(|(id, _)| id.clone())
+}
+
+fn proto_state(state: i32) -> NodeState {
+    use strata_proto::v1::NodeState as Wire;
+    match Wire::try_from(state) {
+        Ok(Wire::Joining) => NodeState::Joining,
+        Ok(Wire::Leaving) => NodeState::Leaving,
+        Ok(Wire::Left) => NodeState::Left,
+        _ => NodeState::Normal,
+    }
+}
+
+fn kind_name(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Join => "join",
+        OperationKind::Decommission => "decommission",
+        OperationKind::Repair => "repair",
+        OperationKind::Unspecified => "operation",
+    }
+}
