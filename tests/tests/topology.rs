@@ -201,3 +201,134 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
     );
     println!("scenario took {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// Writes `count` keys of `value_bytes` each through `addr` at ALL, in
+/// batches, so a join has something to stream.
+async fn load(addr: SocketAddr, count: usize, value_bytes: usize) -> Vec<String> {
+    use strata_proto::v1::{
+        BatchWriteRequest, Consistency, ConsistencyLevel, PutRequest, WriteOp, write_op,
+    };
+    let keys: Vec<String> = (0..count).map(|i| format!("bulk-{i:06}")).collect();
+    for chunk in keys.chunks(500) {
+        let ops = chunk
+            .iter()
+            .map(|k| WriteOp {
+                op: Some(write_op::Op::Put(PutRequest {
+                    key: k.as_bytes().to_vec().into(),
+                    value: vec![b'v'; value_bytes].into(),
+                    ..PutRequest::default()
+                })),
+            })
+            .collect();
+        let results = strata_tests::cluster::kv(addr)
+            .await
+            .batch_write(BatchWriteRequest {
+                ops,
+                consistency: Some(Consistency::named(ConsistencyLevel::All)),
+            })
+            .await
+            .expect("batch")
+            .into_inner()
+            .results;
+        assert!(results.iter().all(|r| matches!(
+            r.outcome,
+            Some(strata_proto::v1::write_result::Outcome::Context(_))
+        )));
+    }
+    keys
+}
+
+/// Every key of `keys` that node `joiner` replicates is in its own store.
+async fn joiner_holds(cluster: &Cluster, joiner: &str, index: usize, keys: &[String]) -> usize {
+    let (ring, _) = cluster.ring().await.expect("ring");
+    let me = strata_cluster::NodeId::new(joiner).expect("id");
+    let mut held = 0;
+    for key in keys {
+        if ring
+            .placement(strata_cluster::Token::of(key.as_bytes()), 3)
+            .replicas
+            .contains(&me)
+        {
+            assert!(
+                !stored_versions(cluster.addr(index), key).await.is_empty(),
+                "{joiner} lacks {key}"
+            );
+            held += 1;
+        }
+    }
+    held
+}
+
+/// The join operation of the node at `addr` once it is streaming and has
+/// finished at least `ranges` ranges.
+async fn join_progress(addr: SocketAddr, ranges: u64) -> strata_proto::v1::Operation {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    loop {
+        if let Ok(progress) = admin(addr)
+            .await
+            .get_progress(GetProgressRequest::default())
+            .await
+        {
+            let join = progress
+                .into_inner()
+                .operations
+                .into_iter()
+                .find(|o| o.kind == OperationKind::Join as i32);
+            if let Some(op) = &join
+                && op.ranges_total > 0
+                && op.ranges_done >= ranges
+            {
+                return op.clone();
+            }
+            last = join;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the join did not reach {ranges} ranges: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A joiner SIGKILLed mid-stream resumes after restart without streaming
+/// again the ranges it had finished; a streaming source SIGKILLed
+/// mid-range is replaced by another replica. The joiner ends up holding
+/// every key it replicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_joiner_resumes_and_a_killed_source_is_replaced() {
+    // Slow streaming (100 KB/s), so the join is caught in the middle.
+    let mut args = ARGS.to_vec();
+    args.extend(["--stream-bytes-per-sec", "100000"]);
+    let mut cluster = Cluster::start(3, &args).await;
+    let keys = load(cluster.addr(0), 3000, 512).await;
+
+    let joiner = cluster.add();
+    let before = join_progress(cluster.addr(joiner), 3).await;
+    assert!(
+        before.ranges_done < before.ranges_total,
+        "caught mid-join: {before:?}"
+    );
+    cluster.crash(joiner);
+    cluster.start_again(joiner);
+    let resumed = join_progress(cluster.addr(joiner), 0).await;
+    assert!(
+        resumed.ranges_resumed >= before.ranges_done,
+        "ranges finished before the kill are not streamed again: before {before:?}, after {resumed:?}"
+    );
+    assert_eq!(resumed.id, before.id, "the same operation, resumed");
+
+    // Kill a streaming source mid-join: its ranges come from another
+    // replica instead.
+    let after_kill = join_progress(cluster.addr(joiner), resumed.ranges_done + 2).await;
+    assert!(
+        after_kill.ranges_done < after_kill.ranges_total,
+        "still mid-join: {after_kill:?}"
+    );
+    cluster.crash(0);
+    wait_for_state(&cluster, "node-3", NodeState::Normal).await;
+    let op = finished_operation(cluster.addr(joiner), OperationKind::Join).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    let held = joiner_holds(&cluster, "node-3", joiner, &keys).await;
+    assert!(held > keys.len() / 2, "node-3 holds {held} keys");
+}

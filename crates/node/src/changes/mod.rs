@@ -427,6 +427,7 @@ impl Changes {
         self.update(|op| {
             op.ranges_total = total as u64;
             op.ranges_done = done_before as u64;
+            op.ranges_resumed = done_before as u64;
         });
         let mut throttle = Throttle::new(self.settings.bytes_per_second);
         let mut left = total - done_before;
@@ -489,13 +490,18 @@ impl Changes {
     }
 
     /// Waits until every live member's ring shows this node in a state
-    /// that `routed(state, has_tokens)` accepts: from then on every
-    /// coordinator sends this node's pending writes.
+    /// that `routed(state, has_tokens)` accepts, and the same members as
+    /// this node's view: from then on every coordinator sends this node's
+    /// pending writes, and the ranges computed here are the ranges the
+    /// others route by (a fresh node's first views are partial).
     async fn wait_until_routed(&self, routed: impl Fn(NodeState, bool) -> bool) {
         let me = self.ctx.id.to_string();
         loop {
             let view = self.ctx.view();
-            let mut agreed = true;
+            let mut members: Vec<String> = view.nodes().map(|(id, _)| id.to_string()).collect();
+            members.sort();
+            // Alone in its own view, a node has not heard the cluster yet.
+            let mut agreed = view.nodes().any(|(id, n)| *id != self.ctx.id && n.alive);
             for (id, node) in view
                 .nodes()
                 .filter(|(id, n)| **id != self.ctx.id && n.alive)
@@ -510,13 +516,17 @@ impl Changes {
                     .get_ring(request)
                     .await
                     .ok()
-                    .and_then(|ring| {
-                        ring.into_inner()
-                            .nodes
-                            .into_iter()
-                            .find(|n| n.node_id == me)
-                    })
-                    .is_some_and(|n| routed(proto_state(n.state), !n.tokens.is_empty()));
+                    .is_some_and(|ring| {
+                        let nodes = ring.into_inner().nodes;
+                        let mut theirs: Vec<String> =
+                            nodes.iter().map(|n| n.node_id.clone()).collect();
+                        theirs.sort();
+                        theirs == members
+                            && nodes.iter().any(|n| {
+                                n.node_id == me
+                                    && routed(proto_state(n.state), !n.tokens.is_empty())
+                            })
+                    });
                 if !seen {
                     tracing::debug!(peer = %id, "waiting for a member to route with this node's new state");
                     agreed = false;
