@@ -133,6 +133,31 @@ impl Cluster {
         i
     }
 
+    /// Waits (bounded) until node `i` exits by itself; returns its log.
+    ///
+    /// # Panics
+    /// When it is still running after 30 seconds.
+    pub async fn wait_for_exit(&mut self, i: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let node = self.nodes[i].as_mut().expect("node was started");
+            if node.exited().is_some() {
+                let log = node.log();
+                self.nodes[i] = None;
+                return log;
+            }
+            if Instant::now() >= deadline {
+                let log = node.log();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "node-{i} is still running; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Restores every link.
     pub fn heal(&self) {
         for i in 0..self.nodes.len() {

@@ -104,6 +104,17 @@ impl NodeProcess {
         assert!(status.success(), "kill {signal} failed");
     }
 
+    /// The exit status, once the process has ended by itself.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// What the node logged so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
     /// The node's data directory.
     #[must_use]
     pub fn data_dir(&self) -> &Path {

@@ -332,3 +332,73 @@ async fn a_killed_joiner_resumes_and_a_killed_source_is_replaced() {
     let held = joiner_holds(&cluster, "node-3", joiner, &keys).await;
     assert!(held > keys.len() / 2, "node-3 holds {held} keys");
 }
+
+/// A node gone for good is removed from a live node: its ranges are copied
+/// from the surviving replicas to their new owners, every key ends on N
+/// replicas, and the removed node, started again with its old data,
+/// refuses to serve. A removal of a live node, or below N, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removenode_rereplicates_a_dead_nodes_ranges_and_the_node_cannot_return() {
+    use strata_proto::v1::RemoveNodeRequest;
+    let mut cluster = Cluster::start(4, ARGS).await;
+    let keys = load(cluster.addr(0), 1500, 256).await;
+    cluster.kill(3).await;
+
+    let refused = admin(cluster.addr(0))
+        .await
+        .remove_node(RemoveNodeRequest {
+            node_id: "node-1".to_owned(),
+        })
+        .await
+        .expect_err("node-1 is up");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("decommission"), "{refused}");
+
+    let op = admin(cluster.addr(0))
+        .await
+        .remove_node(RemoveNodeRequest {
+            node_id: "node-3".to_owned(),
+        })
+        .await
+        .expect("removal starts")
+        .into_inner();
+    assert_eq!(op.kind, OperationKind::RemoveNode as i32);
+    wait_for_state(&cluster, "node-3", NodeState::Left).await;
+    let op = finished_operation(cluster.addr(0), OperationKind::RemoveNode).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    assert!(op.ranges_total > 0 && op.keys_transferred > 0, "{op:?}");
+
+    // Every key is on the three remaining nodes, which agree.
+    let values = cluster.final_values(keys.clone(), 3).await;
+    assert!(
+        keys.iter().all(|k| values[k].len() == 1),
+        "every key kept its value"
+    );
+
+    let refused = admin(cluster.addr(0))
+        .await
+        .remove_node(RemoveNodeRequest {
+            node_id: "node-2".to_owned(),
+        })
+        .await
+        .expect_err("node-2 is up, and N = 3");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    // The removed node comes back with its old data: it stops, saying why.
+    cluster.start_again(3);
+    let log = cluster.wait_for_exit(3).await;
+    assert!(log.contains("wipe its data directory"), "{log}");
+    // And the ring still routes without it.
+    let ring = admin(cluster.addr(0))
+        .await
+        .get_ring(GetRingRequest {})
+        .await
+        .expect("ring")
+        .into_inner();
+    let node3 = ring
+        .nodes
+        .iter()
+        .find(|n| n.node_id == "node-3")
+        .expect("known");
+    assert_eq!(node3.state, NodeState::Left as i32);
+}

@@ -31,6 +31,8 @@ impl Routing {
                         _ => NodeState::Normal,
                     },
                     load_bytes: n.load_bytes,
+                    incarnation: 0,
+                    departures: Vec::new(),
                 },
                 alive: n.alive,
             })

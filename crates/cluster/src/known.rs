@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::membership::{NodeGossip, Peer, state_name};
+use crate::membership::{Departure, NodeGossip, Peer, state_name};
 use crate::{NodeId, NodeState, Token};
 
 const MAGIC: &str = "strata-ring v1";
@@ -30,6 +30,8 @@ pub struct MemberRecord {
     pub tokens: Vec<Token>,
     /// Its state.
     pub state: NodeState,
+    /// Its incarnation (0: unknown).
+    pub incarnation: u64,
 }
 
 /// Why a membership file could not be read.
@@ -91,6 +93,12 @@ impl KnownMembers {
     /// Learns what gossip says now (the newest generation of each node
     /// wins); returns whether anything changed, i.e. whether the file must
     /// be written again. Members gossip does not mention are kept.
+    ///
+    /// A member recorded `Left` stays `Left` whatever the same incarnation
+    /// gossips (a removed node that comes back with its old data must not
+    /// own ranges again); a new incarnation (a wiped node rejoining under
+    /// the same id) is a new member. Departures gossiped by any node move
+    /// the named incarnation to `Leaving` or `Left`.
     pub fn observe(&mut self, peers: &[Peer]) -> bool {
         let mut latest: BTreeMap<&NodeId, &Peer> = BTreeMap::new();
         for peer in peers {
@@ -102,18 +110,52 @@ impl KnownMembers {
             }
         }
         let mut changed = false;
-        for (id, peer) in latest {
+        for (id, peer) in &latest {
             let record = MemberRecord {
                 grpc_address: peer.gossip.grpc_address.clone(),
                 tokens: peer.gossip.tokens.clone(),
                 state: peer.gossip.state,
+                incarnation: peer.gossip.incarnation,
             };
-            if self.members.get(id) != Some(&record) {
-                self.members.insert(id.clone(), record);
+            if let Some(known) = self.members.get(*id)
+                && known.state == NodeState::Left
+                && known.incarnation == record.incarnation
+            {
+                continue;
+            }
+            if self.members.get(*id) != Some(&record) {
+                self.members.insert((*id).clone(), record);
+                changed = true;
+            }
+        }
+        for departure in latest.values().flat_map(|p| &p.gossip.departures) {
+            let Some(known) = self.members.get_mut(&departure.id) else {
+                continue;
+            };
+            let advances = match (known.state, departure.state) {
+                (NodeState::Left, _) | (NodeState::Leaving, NodeState::Leaving) => false,
+                (_, state) => state == NodeState::Left || known.state != NodeState::Joining,
+            };
+            if known.incarnation == departure.incarnation && advances {
+                known.state = departure.state;
                 changed = true;
             }
         }
         changed
+    }
+
+    /// Departures to gossip: every member recorded `Left`.
+    #[must_use]
+    pub fn departures(&self) -> Vec<Departure> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.state == NodeState::Left)
+            .map(|(id, m)| Departure {
+                id: id.clone(),
+                incarnation: m.incarnation,
+                state: NodeState::Left,
+            })
+            .collect()
     }
 
     /// `peers` (what gossip hears now) plus every known member it does not
@@ -121,6 +163,18 @@ impl KnownMembers {
     /// the input of a view that never lacks a member known before.
     #[must_use]
     pub fn complete(&self, mut peers: Vec<Peer>) -> Vec<Peer> {
+        // What the record knows beyond a member's own gossip: that it left
+        // (same incarnation), or, for a member that cannot speak (down),
+        // that it is being removed.
+        for peer in &mut peers {
+            if let Some(record) = self.members.get(&peer.id)
+                && record.incarnation == peer.gossip.incarnation
+                && (record.state == NodeState::Left
+                    || (!peer.alive && record.state == NodeState::Leaving))
+            {
+                peer.gossip.state = record.state;
+            }
+        }
         for (id, record) in &self.members {
             if peers.iter().any(|p| &p.id == id) {
                 continue;
@@ -133,6 +187,8 @@ impl KnownMembers {
                     tokens: record.tokens.clone(),
                     state: record.state,
                     load_bytes: 0,
+                    incarnation: record.incarnation,
+                    departures: Vec::new(),
                 },
                 alive: false,
             });
@@ -148,7 +204,7 @@ impl KnownMembers {
             let tokens: Vec<String> = m.tokens.iter().map(|t| format!("{:x}", t.0)).collect();
             let _ = writeln!(
                 body,
-                "member {id} {} {} {}",
+                "member {id} {} {} {} {:x}",
                 // An address never contains spaces; an empty one is "-".
                 if m.grpc_address.is_empty() {
                     "-"
@@ -160,7 +216,8 @@ impl KnownMembers {
                     "-".to_owned()
                 } else {
                     tokens.join(",")
-                }
+                },
+                m.incarnation
             );
         }
         let sum = xxhash_rust::xxh3::xxh3_64(body.as_bytes());
@@ -203,12 +260,14 @@ impl KnownMembers {
         let mut members = BTreeMap::new();
         for (n, line) in lines {
             let fields: Vec<&str> = line.split(' ').collect();
-            let [kind, id, address, state, tokens] = fields[..] else {
+            let [kind, id, address, state, tokens, incarnation] = fields[..] else {
                 return Err(malformed(
                     n,
-                    "expected `member <id> <address> <state> <tokens>`",
+                    "expected `member <id> <address> <state> <tokens> <incarnation>`",
                 ));
             };
+            let incarnation = u64::from_str_radix(incarnation, 16)
+                .map_err(|_| malformed(n, "unreadable incarnation"))?;
             if kind != "member" {
                 return Err(malformed(n, "expected a member line"));
             }
@@ -235,6 +294,7 @@ impl KnownMembers {
                     grpc_address,
                     tokens,
                     state,
+                    incarnation,
                 },
             );
         }
@@ -265,6 +325,8 @@ mod tests {
                 tokens: tokens_for(&node(i), 8),
                 state,
                 load_bytes: 5,
+                incarnation: u64::from(i) + 1,
+                departures: Vec::new(),
             },
             alive,
         }
@@ -329,6 +391,52 @@ mod tests {
         assert!(
             view.ring().members().is_empty(),
             "a Left member is off the ring"
+        );
+    }
+
+    #[test]
+    fn a_removed_incarnation_stays_left_and_a_wiped_one_may_rejoin() {
+        let mut known = KnownMembers::new("c");
+        let everyone: Vec<Peer> = (0..4)
+            .map(|i| peer(i, 1, NodeState::Normal, true))
+            .collect();
+        known.observe(&everyone);
+        let removed = 3;
+        let incarnation = everyone[3].gossip.incarnation;
+        // n3 is dead; n0 removes it: leaving, then left.
+        let mut orchestrator = peer(0, 1, NodeState::Normal, true);
+        let mut gone = peer(removed, 1, NodeState::Normal, false);
+        for state in [NodeState::Leaving, NodeState::Left] {
+            orchestrator.gossip.departures = vec![Departure {
+                id: node(removed),
+                incarnation,
+                state,
+            }];
+            assert!(known.observe(&[orchestrator.clone(), gone.clone()]));
+            let view =
+                ClusterView::from_peers(known.complete(vec![orchestrator.clone(), gone.clone()]));
+            assert_eq!(view.node(&node(removed)).expect("known").state, state);
+        }
+        assert_eq!(known.departures().len(), 1);
+        // It comes back with its old data, gossiping normal: still left.
+        gone.alive = true;
+        gone.generation = 2;
+        assert!(!known.observe(std::slice::from_ref(&gone)));
+        let view = ClusterView::from_peers(known.complete(vec![gone.clone()]));
+        assert_eq!(
+            view.node(&node(removed)).expect("known").state,
+            NodeState::Left
+        );
+        assert!(view.ring().members().iter().all(|m| m.id != node(removed)));
+        // Wiped and started again under the same id: a new incarnation
+        // joining is a new member.
+        let mut fresh = peer(removed, 3, NodeState::Joining, true);
+        fresh.gossip.incarnation = 999;
+        assert!(known.observe(&[fresh.clone()]));
+        let view = ClusterView::from_peers(known.complete(vec![fresh]));
+        assert_eq!(
+            view.node(&node(removed)).expect("known").state,
+            NodeState::Joining
         );
     }
 

@@ -20,6 +20,25 @@ pub const KEY_TOKENS: &str = "tokens";
 pub const KEY_STATE: &str = "state";
 /// Gossip key: bytes stored on the node's disk, decimal.
 pub const KEY_LOAD: &str = "load_bytes";
+/// Gossip key: the node's incarnation (random per data directory), hex.
+pub const KEY_INCARNATION: &str = "incarnation";
+/// Gossip key: members that are leaving by removal or have left, as this
+/// node knows them: `id:incarnation:state` entries, comma separated.
+pub const KEY_DEPARTURES: &str = "departures";
+
+/// A member leaving or gone, as a node tells the others: how a removal
+/// (of a node that cannot gossip for itself) spreads, and how a node that
+/// comes back after being removed learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    /// The member.
+    pub id: NodeId,
+    /// Its incarnation: a wiped node that rejoins under the same id is a
+    /// new incarnation, not the departed one.
+    pub incarnation: u64,
+    /// `Leaving` (being removed) or `Left`.
+    pub state: NodeState,
+}
 
 /// A gossiped value that could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +67,10 @@ pub struct NodeGossip {
     pub state: NodeState,
     /// Bytes it stores.
     pub load_bytes: u64,
+    /// Its incarnation (0: unknown, from a node that does not say).
+    pub incarnation: u64,
+    /// Members it knows are being removed or have left.
+    pub departures: Vec<Departure>,
 }
 
 impl NodeGossip {
@@ -66,6 +89,14 @@ impl NodeGossip {
             (KEY_TOKENS.to_owned(), tokens),
             (KEY_STATE.to_owned(), state_name(self.state).to_owned()),
             (KEY_LOAD.to_owned(), self.load_bytes.to_string()),
+            (
+                KEY_INCARNATION.to_owned(),
+                format!("{:x}", self.incarnation),
+            ),
+            (
+                KEY_DEPARTURES.to_owned(),
+                format_departures(&self.departures),
+            ),
         ]
     }
 
@@ -78,6 +109,7 @@ impl NodeGossip {
         key_values: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, GossipError> {
         let (mut address, mut tokens, mut state, mut load) = (None, None, None, None);
+        let (mut incarnation, mut departures) = (0, Vec::new());
         for (key, value) in key_values {
             match key {
                 KEY_GRPC_ADDRESS => address = Some(value.to_owned()),
@@ -88,6 +120,11 @@ impl NodeGossip {
                 KEY_LOAD => {
                     load = Some(value.parse().map_err(|_| unreadable(KEY_LOAD, value))?);
                 }
+                KEY_INCARNATION => {
+                    incarnation = u64::from_str_radix(value, 16)
+                        .map_err(|_| unreadable(KEY_INCARNATION, value))?;
+                }
+                KEY_DEPARTURES => departures = parse_departures(value)?,
                 _ => {}
             }
         }
@@ -96,8 +133,44 @@ impl NodeGossip {
             tokens: tokens.ok_or(GossipError::Missing(KEY_TOKENS))?,
             state: state.ok_or(GossipError::Missing(KEY_STATE))?,
             load_bytes: load.unwrap_or(0),
+            incarnation,
+            departures,
         })
     }
+}
+
+/// `id:incarnation:state` entries, comma separated.
+#[must_use]
+pub fn format_departures(departures: &[Departure]) -> String {
+    departures
+        .iter()
+        .map(|d| format!("{}:{:x}:{}", d.id, d.incarnation, state_name(d.state)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_departures(value: &str) -> Result<Vec<Departure>, GossipError> {
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    value
+        .split(',')
+        .map(|entry| {
+            let mut fields = entry.split(':');
+            let (Some(id), Some(incarnation), Some(state), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                return None;
+            };
+            Some(Departure {
+                id: NodeId::new(id).ok()?,
+                incarnation: u64::from_str_radix(incarnation, 16).ok()?,
+                state: parse_state(state)
+                    .filter(|s| matches!(s, NodeState::Leaving | NodeState::Left))?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| unreadable(KEY_DEPARTURES, value))
 }
 
 fn unreadable(key: &'static str, value: &str) -> GossipError {
@@ -298,6 +371,12 @@ mod tests {
             tokens: tokens_for(&node(i), 16),
             state: NodeState::Normal,
             load_bytes: u64::from(i) * 1000,
+            incarnation: u64::from(i) + 100,
+            departures: vec![Departure {
+                id: node(9),
+                incarnation: 7,
+                state: NodeState::Left,
+            }],
         }
     }
 

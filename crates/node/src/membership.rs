@@ -16,8 +16,8 @@ use crate::faults::{Faults, FaultyTransport};
 use crate::ring_file;
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{
-    ClusterView, KEY_LOAD, KEY_STATE, KEY_TOKENS, KnownMembers, NodeGossip, NodeId, NodeState,
-    Peer, Token, state_name,
+    ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_STATE, KEY_TOKENS, KnownMembers,
+    NodeGossip, NodeId, NodeState, Peer, Token, format_departures, state_name,
 };
 use tokio::sync::watch;
 
@@ -63,6 +63,15 @@ pub struct Membership {
     stop: watch::Sender<bool>,
     /// Every member known (durable); the view is completed with it.
     known: tokio::sync::Mutex<Known>,
+    /// This node's own announced state and incarnation.
+    own: std::sync::Mutex<(NodeState, u64)>,
+    /// Removals this node runs: departures it gossips for a member that
+    /// cannot speak for itself.
+    removing: std::sync::Mutex<Vec<Departure>>,
+    /// What this node last gossiped as departures.
+    gossiped_departures: tokio::sync::Mutex<String>,
+    /// Turns true when the cluster says this incarnation was removed.
+    removed: watch::Sender<bool>,
 }
 
 /// The known members and whether the file still lacks a change.
@@ -139,6 +148,10 @@ impl Membership {
                 unsaved: false,
                 data_dir: config.data_dir.clone(),
             }),
+            own: std::sync::Mutex::new((me.state, me.incarnation)),
+            removing: std::sync::Mutex::new(Vec::new()),
+            gossiped_departures: tokio::sync::Mutex::new(format_departures(&me.departures)),
+            removed: watch::Sender::new(false),
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -196,6 +209,8 @@ impl Membership {
             tokens: tokens.to_vec(),
             state,
             load_bytes: 0,
+            incarnation: 0,
+            departures: Vec::new(),
         };
         {
             let mut chitchat = self.chitchat.lock().await;
@@ -206,6 +221,7 @@ impl Membership {
                 }
             }
         }
+        self.own.lock().expect("own state").0 = state;
         tracing::info!(
             state = state_name(state),
             tokens = tokens.len(),
@@ -251,6 +267,18 @@ impl Membership {
         };
         let peers = self.remember(peers).await;
         let view = ClusterView::from_peers(peers);
+        let (own_state, _) = *self.own.lock().expect("own state");
+        if view
+            .node(&self.node_id)
+            .is_some_and(|n| n.state == NodeState::Left)
+            && own_state != NodeState::Left
+            && !self.removed.send_replace(true)
+        {
+            tracing::error!(
+                "the cluster removed this node (removenode); it must not own ranges again: \
+                 wipe its data directory and start it as a new node, which joins"
+            );
+        }
         let mut current = self.view.write().expect("view lock");
         if !same_routing(&current, &view) {
             for (id, node) in view.nodes() {
@@ -282,12 +310,54 @@ impl Membership {
                 Err(e) => tracing::error!(error = %e, "membership save task failed; retrying"),
             }
         }
-        known.members.complete(peers)
+        let completed = known.members.complete(peers);
+        let snapshot = known.members.clone();
+        drop(known);
+        self.publish_departures(&snapshot).await;
+        completed
     }
 
     /// Every member this node knows, with its last known state.
     pub async fn known(&self) -> KnownMembers {
         self.known.lock().await.members.clone()
+    }
+
+    /// Gossips that `departure.id` is being removed (or was): every node
+    /// moves that incarnation to the departure's state.
+    pub async fn depart(&self, departure: Departure) {
+        {
+            let mut removing = self.removing.lock().expect("removing");
+            removing.retain(|d| d.id != departure.id);
+            removing.push(departure);
+        }
+        self.refresh().await;
+    }
+
+    /// Turns true when the cluster says this node was removed: it must
+    /// stop serving (its data directory belongs to a removed member).
+    #[must_use]
+    pub fn removed(&self) -> watch::Receiver<bool> {
+        self.removed.subscribe()
+    }
+
+    /// Publishes the departures this node knows (the members it records as
+    /// left, plus the removals it runs) when they changed.
+    async fn publish_departures(&self, known: &KnownMembers) {
+        let mut departures = known.departures();
+        for d in self.removing.lock().expect("removing").iter() {
+            departures.retain(|k| k.id != d.id);
+            departures.push(d.clone());
+        }
+        let value = format_departures(&departures);
+        let mut gossiped = self.gossiped_departures.lock().await;
+        if *gossiped != value {
+            self.chitchat
+                .lock()
+                .await
+                .self_node_state()
+                .set(KEY_DEPARTURES, value.clone());
+            *gossiped = value;
+        }
     }
 }
 

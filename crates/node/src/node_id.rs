@@ -93,6 +93,57 @@ pub fn load_or_init(data_dir: &Path, given: Option<&str>) -> Result<NodeId, Node
     }
 }
 
+/// File holding the data directory's incarnation.
+pub const INCARNATION_FILE: &str = "INCARNATION";
+
+/// This data directory's incarnation: a random number made when the
+/// directory is first used, kept for its life. A node wiped and started
+/// again under the same id is a new incarnation, which the cluster tells
+/// apart from the removed one.
+///
+/// # Errors
+/// [`NodeIdError::Io`] when the file cannot be read or written.
+pub fn incarnation(data_dir: &Path) -> Result<u64, NodeIdError> {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let path = data_dir.join(INCARNATION_FILE);
+    let io = |source| NodeIdError::Io {
+        path: path.clone(),
+        source,
+    };
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            if let Ok(value) = u64::from_str_radix(text.trim(), 16) {
+                return Ok(value);
+            }
+            return Err(NodeIdError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not a hexadecimal incarnation",
+                ),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let value = hasher.finish().max(1);
+    let tmp = data_dir.join(format!("{INCARNATION_FILE}.tmp"));
+    let mut file = fs::File::create(&tmp).map_err(io)?;
+    std::io::Write::write_all(&mut file, format!("{value:x}\n").as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, &path).map_err(io)?;
+    fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,8 @@ mod tests {
                 tokens: tokens_for(&id, 4),
                 state: NodeState::Normal,
                 load_bytes: 0,
+                incarnation: 1,
+                departures: Vec::new(),
             },
             alive: true,
         }]);

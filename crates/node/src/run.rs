@@ -67,6 +67,12 @@ pub enum RunError {
     /// The metrics server failed.
     #[error("metrics server: {0}")]
     Metrics(std::io::Error),
+    /// The cluster removed this node while it was away.
+    #[error(
+        "this node was removed from the cluster (removenode) and must not own ranges again: \
+         wipe its data directory and start it as a new node, which joins"
+    )]
+    Removed,
     /// A server task panicked.
     #[error("node task failed: {0}")]
     Task(String),
@@ -134,6 +140,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         Duration::from_secs(config.tombstone_grace_secs),
     )?);
     let dots = DotCounter::open(&config.data_dir, id.clone())?;
+    let incarnation = node_id::incarnation(&config.data_dir)?;
     let known = crate::ring_file::load(&config.data_dir, &config.cluster_id)?;
     let recorded = known
         .members()
@@ -196,6 +203,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         tokens,
         state,
         load_bytes: storage.load_bytes(),
+        incarnation,
+        departures: known.departures(),
     };
     let membership = Membership::start(
         GossipConfig {
@@ -272,7 +281,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         Boot::Leave => {
             let _ = changes.decommission();
         }
-        Boot::Normal | Boot::AwaitJoin | Boot::Refuse(_) => {}
+        Boot::Normal => changes.resume_removal().await,
+        Boot::AwaitJoin | Boot::Refuse(_) => {}
     }
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
@@ -330,6 +340,20 @@ async fn serve_all(
     let wait = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
+    // Everything stops on a stop request, or when the cluster says this
+    // node was removed (its ranges belong to others now).
+    let stopped = {
+        let (halt, halted) = watch::channel(false);
+        let (mut removed, stop_requested) = (membership.removed(), wait(stopped));
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop_requested => {}
+                _ = removed.wait_for(|r| *r) => {}
+            }
+            let _ = halt.send(true);
+        });
+        halted
+    };
     let replay_task = tokio::spawn(hints::replay_loop(
         ctx.id.clone(),
         ctx.topology.clone(),
@@ -379,6 +403,7 @@ async fn serve_all(
         wait(stopped),
     )
     .await;
+    let was_removed = *membership.removed().borrow();
     let _ = load_task.await;
     let _ = replay_task.await;
     let _ = schedule_task.await;
@@ -390,6 +415,9 @@ async fn serve_all(
         .map_err(RunError::Metrics)?;
     // Engine threads stop when the last handle to the store drops.
     drop(ctx);
+    if was_removed {
+        return Err(RunError::Removed);
+    }
     tracing::info!("node stopped");
     Ok(())
 }

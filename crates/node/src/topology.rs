@@ -27,6 +27,8 @@ impl Topology {
                 tokens: tokens_for(node, vnodes),
                 state: NodeState::Normal,
                 load_bytes: 0,
+                incarnation: 1,
+                departures: Vec::new(),
             },
             alive: true,
         }])))

@@ -94,6 +94,18 @@ impl Progress {
     }
 }
 
+/// The progress kind of removing `target`.
+pub(crate) fn removal_kind(target: &NodeId) -> String {
+    format!("remove-{target}")
+}
+
+/// The node whose removal `dir`'s progress file records, if any.
+pub(crate) fn pending_removal(dir: &Path) -> Option<NodeId> {
+    let text = std::fs::read_to_string(dir.join(FILE)).ok()?;
+    let (kind, _) = text.lines().next()?.split_once(' ')?;
+    NodeId::new(kind.strip_prefix("remove-")?).ok()
+}
+
 fn key(t: &Transfer) -> (u64, u64, NodeId) {
     (t.range.start.0, t.range.end.0, t.to.clone())
 }

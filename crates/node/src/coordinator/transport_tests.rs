@@ -55,6 +55,8 @@ fn net_with(nodes: usize, n: u32, down: &[usize], joining: &[usize], read_all: b
                     NodeState::Normal
                 },
                 load_bytes: 0,
+                incarnation: 1,
+                departures: Vec::new(),
             },
             alive: !down.contains(&i),
         },

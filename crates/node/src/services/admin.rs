@@ -8,8 +8,8 @@ use strata_cluster::{ConsistencyLevel, NodeId, NodeInfo, Token, TokenRange};
 use strata_proto::v1::{
     ClusterStatus, DecommissionRequest, EngineStats, GetClusterStatusRequest, GetNodeStatusRequest,
     GetProgressRequest, GetProgressResponse, GetRingRequest, JoinRequest, LevelStats, NodeState,
-    NodeStatus, Operation, PingRequest, PingResponse, RepairRequest, ReplicationSettings, Ring,
-    RingNode, admin_client::AdminClient, admin_server::Admin,
+    NodeStatus, Operation, PingRequest, PingResponse, RemoveNodeRequest, RepairRequest,
+    ReplicationSettings, Ring, RingNode, admin_client::AdminClient, admin_server::Admin,
 };
 
 use crate::context::Context;
@@ -233,6 +233,20 @@ impl Admin for AdminService {
         AdminClient::new(channel)
             .decommission(DecommissionRequest { node_id: target })
             .await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let target = request.into_inner().node_id;
+        let target =
+            NodeId::new(&target).map_err(|e| Status::invalid_argument(format!("node_id: {e}")))?;
+        self.changes()?
+            .remove_node(&target)
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
     }
 
     async fn repair(&self, request: Request<RepairRequest>) -> Result<Response<Operation>, Status> {
