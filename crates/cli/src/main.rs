@@ -71,6 +71,42 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Make the endpoint node join the ring (one started with
+    /// `--auto-bootstrap false`); waits and shows progress.
+    Join {
+        /// Start it and return without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Stream a node's ranges to their next owners and take it out of the
+    /// ring; waits and shows progress.
+    Decommission {
+        /// The node to decommission (default: the endpoint node).
+        #[arg(long)]
+        node: Option<String>,
+        /// Start it and return without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove a node that is gone for good: its ranges are copied from the
+    /// surviving replicas to their new owners (run through any live node).
+    Removenode {
+        /// The node to remove; it must be down.
+        node: String,
+        /// Start it and return without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Topology changes and repairs of a node, running or finished; follows
+    /// a running one (a progress bar in a terminal, lines otherwise).
+    Progress {
+        /// The node to ask (default: the endpoint node).
+        #[arg(long)]
+        node: Option<String>,
+        /// Print the operations once instead of following a running one.
+        #[arg(long)]
+        once: bool,
+    },
     /// YCSB-style benchmark: load records, then run a workload.
     Bench(bench::BenchArgs),
     /// Run a local cluster on 127.0.0.1 until Ctrl-C.
@@ -173,6 +209,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ring => print_ring(&client.ring().await?),
         Command::Status => print_status(&client.cluster_status().await?),
         Command::Repair { no_wait } => repair(&client, no_wait).await?,
+        Command::Join { no_wait } => {
+            let op = client.join().await?;
+            started(&op);
+            if !no_wait {
+                follow(&client, &op.node_id, &op.id).await?;
+            }
+        }
+        Command::Decommission { node, no_wait } => {
+            let op = client.decommission(node.as_deref()).await?;
+            started(&op);
+            if !no_wait {
+                follow(&client, &op.node_id, &op.id).await?;
+            }
+        }
+        Command::Removenode { node, no_wait } => {
+            let op = client.remove_node(&node).await?;
+            started(&op);
+            if !no_wait {
+                let runner = client.ping(Vec::new()).await?.node_id;
+                follow(&client, &runner, &op.id).await?;
+            }
+        }
+        Command::Progress { node, once } => {
+            let node = match node {
+                Some(node) => node,
+                None => client.ping(Vec::new()).await?.node_id,
+            };
+            let operations = client.progress_of(&node, "").await?;
+            if operations.is_empty() {
+                println!("no operations on {node}");
+            }
+            for op in &operations {
+                println!("{}", describe(op));
+            }
+            let running = operations.iter().find(|o| {
+                o.state == v1::OperationState::Running as i32
+                    || o.state == v1::OperationState::Pending as i32
+            });
+            if let (Some(op), false) = (running, once) {
+                follow(&client, &node, &op.id).await?;
+            }
+        }
         Command::Bench(args) => {
             let report = bench::run(&client, &args).await?;
             print!("{}", report.render(args.json));
@@ -292,6 +370,100 @@ async fn repair(client: &Client, no_wait: bool) -> anyhow::Result<()> {
             }
             _ => println!("{line}"),
         }
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match v1::OperationKind::try_from(kind) {
+        Ok(v1::OperationKind::Join) => "join",
+        Ok(v1::OperationKind::Decommission) => "decommission",
+        Ok(v1::OperationKind::RemoveNode) => "removenode",
+        Ok(v1::OperationKind::Repair) => "repair",
+        Ok(v1::OperationKind::Unspecified) | Err(_) => "operation",
+    }
+}
+
+fn started(op: &v1::Operation) {
+    println!("{} {} started on {}", kind_name(op.kind), op.id, op.node_id);
+}
+
+/// One line: kind, id, state, ranges, bytes, rate and ETA.
+fn describe(op: &v1::Operation) -> String {
+    let seconds = op.updated_at_micros.saturating_sub(op.started_at_micros) as f64 / 1_000_000.0;
+    let rate = if seconds > 0.0 {
+        mib(op.bytes_transferred) / seconds
+    } else {
+        0.0
+    };
+    let left = op.ranges_total.saturating_sub(op.ranges_done);
+    let streamed = op.ranges_done.saturating_sub(op.ranges_resumed);
+    let eta = if streamed > 0 && left > 0 {
+        format!(", ETA {:.0} s", seconds / streamed as f64 * left as f64)
+    } else {
+        String::new()
+    };
+    let state = match v1::OperationState::try_from(op.state) {
+        Ok(v1::OperationState::Pending) => "pending",
+        Ok(v1::OperationState::Running) => "running",
+        Ok(v1::OperationState::Succeeded) => "succeeded",
+        Ok(v1::OperationState::Failed) => "failed",
+        _ => "unknown",
+    };
+    let note = if op.error.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", op.error)
+    };
+    format!(
+        "{} {} {state}: {}/{} ranges, {} keys, {:.1} MiB, {rate:.1} MiB/s{eta}{note}",
+        kind_name(op.kind),
+        op.id,
+        op.ranges_done,
+        op.ranges_total,
+        op.keys_transferred,
+        mib(op.bytes_transferred),
+    )
+}
+
+/// Polls operation `id` on node `node` until it ends: a progress bar
+/// redrawn in place on a terminal, a line every few seconds otherwise.
+async fn follow(client: &Client, node: &str, id: &str) -> anyhow::Result<()> {
+    use std::io::{IsTerminal as _, Write as _};
+    let tty = std::io::stdout().is_terminal();
+    let mut last_line = std::time::Instant::now();
+    loop {
+        let ops = client.progress_of(node, id).await?;
+        let Some(op) = ops.into_iter().next() else {
+            anyhow::bail!("{node} no longer knows operation {id}");
+        };
+        let done = matches!(
+            v1::OperationState::try_from(op.state),
+            Ok(v1::OperationState::Succeeded | v1::OperationState::Failed)
+        );
+        if tty {
+            let width = 30u64;
+            let filled = (op.ranges_done * width)
+                .checked_div(op.ranges_total)
+                .unwrap_or(if done { width } else { 0 });
+            let bar: String = (0..width)
+                .map(|i| if i < filled { '#' } else { '.' })
+                .collect();
+            print!("\r\x1b[2K[{bar}] {}", describe(&op));
+            let _ = std::io::stdout().flush();
+        } else if done || last_line.elapsed() >= std::time::Duration::from_secs(2) {
+            println!("{}", describe(&op));
+            last_line = std::time::Instant::now();
+        }
+        if done {
+            if tty {
+                println!();
+            }
+            if op.state == v1::OperationState::Failed as i32 {
+                anyhow::bail!("{} failed: {}", kind_name(op.kind), op.error);
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
 

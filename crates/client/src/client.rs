@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use strata_proto::metadata::FROM_NODE;
 use strata_proto::v1::{
-    BatchGetRequest, BatchGetResponse, ClusterStatus, Consistency, DeleteRequest, DeleteResponse,
-    GetClusterStatusRequest, GetProgressRequest, GetRequest, GetResponse, GetRingRequest,
-    Operation, PingRequest, PingResponse, PutRequest, PutResponse, RepairRequest, Ring,
-    admin_client::AdminClient, kv_client::KvClient,
+    BatchGetRequest, BatchGetResponse, ClusterStatus, Consistency, DecommissionRequest,
+    DeleteRequest, DeleteResponse, GetClusterStatusRequest, GetProgressRequest, GetRequest,
+    GetResponse, GetRingRequest, JoinRequest, Operation, PingRequest, PingResponse, PutRequest,
+    PutResponse, RemoveNodeRequest, RepairRequest, Ring, admin_client::AdminClient,
+    kv_client::KvClient,
 };
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -255,6 +256,69 @@ impl Client {
         };
         Ok(self
             .admin()
+            .get_progress(request)
+            .await?
+            .into_inner()
+            .operations)
+    }
+
+    /// Makes the endpoint node join the ring (a node started with
+    /// `--auto-bootstrap false` waits for this).
+    ///
+    /// # Errors
+    /// [`Error::Status`]: `FAILED_PRECONDITION` with the reason.
+    pub async fn join(&self) -> Result<Operation, Error> {
+        Ok(self.admin().join(JoinRequest {}).await?.into_inner())
+    }
+
+    /// Decommissions `node` (`None`: the endpoint node): it streams its
+    /// ranges to their next owners and leaves. The operation runs on that
+    /// node; follow it with [`Client::progress_of`].
+    ///
+    /// # Errors
+    /// [`Error::Status`]: `FAILED_PRECONDITION` when fewer than N normal
+    /// nodes would remain or another change is in progress.
+    pub async fn decommission(&self, node: Option<&str>) -> Result<Operation, Error> {
+        let request = DecommissionRequest {
+            node_id: node.unwrap_or_default().to_owned(),
+        };
+        Ok(self.admin().decommission(request).await?.into_inner())
+    }
+
+    /// Removes `node`, which must be down for good: the endpoint node
+    /// copies its ranges from the surviving replicas to their new owners.
+    ///
+    /// # Errors
+    /// [`Error::Status`]: `FAILED_PRECONDITION` with the reason.
+    pub async fn remove_node(&self, node: &str) -> Result<Operation, Error> {
+        let request = RemoveNodeRequest {
+            node_id: node.to_owned(),
+        };
+        Ok(self.admin().remove_node(request).await?.into_inner())
+    }
+
+    /// Operation `id` (empty: all) as node `node_id` reports it (the node
+    /// that runs it: a decommission runs on the node leaving).
+    ///
+    /// # Errors
+    /// [`Error::Status`] from the node, or `NOT_FOUND` when the ring has
+    /// no such node.
+    pub async fn progress_of(&self, node_id: &str, id: &str) -> Result<Vec<Operation>, Error> {
+        let ring = self.ring().await?;
+        let address = ring
+            .nodes
+            .iter()
+            .find(|n| n.node_id == node_id)
+            .map(|n| n.grpc_address.clone())
+            .ok_or_else(|| {
+                Error::Status(tonic::Status::not_found(format!(
+                    "no node {node_id} in the ring"
+                )))
+            })?;
+        let request = GetProgressRequest {
+            operation_id: id.to_owned(),
+        };
+        Ok(AdminClient::new(self.channel(&address)?)
             .get_progress(request)
             .await?
             .into_inner()

@@ -416,7 +416,10 @@ impl Changes {
         let mut ops = self.lock();
         if let Some(mut op) = ops.running.take() {
             match outcome {
-                Ok(()) => op.state = OperationState::Succeeded as i32,
+                Ok(()) => {
+                    op.state = OperationState::Succeeded as i32;
+                    op.error.clear();
+                }
                 Err(e) => {
                     op.state = OperationState::Failed as i32;
                     op.error = e;
@@ -506,6 +509,9 @@ impl Changes {
         })
         .await?;
         self.membership.announce(NodeState::Normal, &tokens).await;
+        // Done once every live member routes reads here too.
+        self.wait_until_routed(|state, _| state == NodeState::Normal)
+            .await;
         progress
             .remove()
             .map_err(|e| format!("progress file: {e}"))?;
@@ -560,6 +566,9 @@ impl Changes {
         .await?;
         self.hand_over_hints().await?;
         self.membership.announce(NodeState::Left, &tokens).await;
+        // Done once every live member routes without this node.
+        self.wait_until_routed(|state, _| state == NodeState::Left)
+            .await;
         progress
             .remove()
             .map_err(|e| format!("progress file: {e}"))?;
