@@ -97,6 +97,13 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Delete the ranges the endpoint node no longer replicates (nodes also
+    /// do this by themselves once a change has settled).
+    Cleanup {
+        /// Start it and return without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Topology changes and repairs of a node, running or finished; follows
     /// a running one (a progress bar in a terminal, lines otherwise).
     Progress {
@@ -229,6 +236,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !no_wait {
                 let runner = client.ping(Vec::new()).await?.node_id;
                 follow(&client, &runner, &op.id).await?;
+            }
+        }
+        Command::Cleanup { no_wait } => {
+            let op = client.cleanup().await?;
+            started(&op);
+            if !no_wait {
+                follow(&client, &op.node_id, &op.id).await?;
             }
         }
         Command::Progress { node, once } => {
@@ -379,6 +393,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(v1::OperationKind::Decommission) => "decommission",
         Ok(v1::OperationKind::RemoveNode) => "removenode",
         Ok(v1::OperationKind::Repair) => "repair",
+        Ok(v1::OperationKind::Cleanup) => "cleanup",
         Ok(v1::OperationKind::Unspecified) | Err(_) => "operation",
     }
 }

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use strata_proto::metadata::FROM_NODE;
 use strata_proto::v1::{
-    BatchGetRequest, BatchGetResponse, ClusterStatus, Consistency, DecommissionRequest,
-    DeleteRequest, DeleteResponse, GetClusterStatusRequest, GetProgressRequest, GetRequest,
-    GetResponse, GetRingRequest, JoinRequest, Operation, PingRequest, PingResponse, PutRequest,
-    PutResponse, RemoveNodeRequest, RepairRequest, Ring, admin_client::AdminClient,
-    kv_client::KvClient,
+    BatchGetRequest, BatchGetResponse, CleanupRequest, ClusterStatus, Consistency,
+    DecommissionRequest, DeleteRequest, DeleteResponse, GetClusterStatusRequest,
+    GetProgressRequest, GetRequest, GetResponse, GetRingRequest, JoinRequest, Operation,
+    PingRequest, PingResponse, PutRequest, PutResponse, RemoveNodeRequest, RepairRequest, Ring,
+    admin_client::AdminClient, kv_client::KvClient,
 };
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -295,6 +295,15 @@ impl Client {
             node_id: node.to_owned(),
         };
         Ok(self.admin().remove_node(request).await?.into_inner())
+    }
+
+    /// Makes the endpoint node delete the ranges it no longer replicates.
+    ///
+    /// # Errors
+    /// [`Error::Status`]: `FAILED_PRECONDITION` while a change is in
+    /// progress.
+    pub async fn cleanup(&self) -> Result<Operation, Error> {
+        Ok(self.admin().cleanup(CleanupRequest {}).await?.into_inner())
     }
 
     /// Operation `id` (empty: all) as node `node_id` reports it (the node

@@ -113,6 +113,7 @@ mod tests {
                 ..v1::ReplicationSettings::default()
             }),
             epoch: 1,
+            cleaning: false,
         }
     }
 

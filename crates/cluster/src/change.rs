@@ -70,6 +70,33 @@ pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
     out
 }
 
+/// The ranges `node` neither replicates now nor will after the change in
+/// progress: what it may delete once every member routes with `ring`
+/// (cleanup after a join). Adjacent ranges are merged.
+#[must_use]
+pub fn foreign_ranges(ring: &Ring, node: &NodeId, n: usize) -> Vec<TokenRange> {
+    let mut tokens: Vec<Token> = ring
+        .members()
+        .iter()
+        .flat_map(|m| m.tokens.iter().copied())
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    let mut out: Vec<TokenRange> = Vec::new();
+    for (k, &end) in tokens.iter().enumerate() {
+        let start = tokens[(k + tokens.len() - 1) % tokens.len()];
+        let p = ring.placement(end, n);
+        if p.replicas.contains(node) || p.future.contains(node) {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.end == start => last.end = end,
+            _ => out.push(TokenRange { start, end }),
+        }
+    }
+    out
+}
+
 /// The ring once its change completes: joining members become `Normal`,
 /// leaving members `Left`.
 #[must_use]
@@ -128,6 +155,26 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// A node deletes exactly the ranges it owns neither now nor after.
+        #[test]
+        fn foreign_ranges_are_exactly_what_a_node_does_not_own(
+            size in 3usize..7,
+            join in any::<bool>(),
+            leaver in 0usize..7,
+            probes in proptest::collection::vec(any::<u64>(), 64),
+        ) {
+            let ring = ring(size, join, leaver);
+            for m in ring.members() {
+                let foreign = foreign_ranges(&ring, &m.id, 3);
+                for t in probes.iter().copied().map(Token) {
+                    let p = ring.placement(t, 3);
+                    let owned = p.replicas.contains(&m.id) || p.future.contains(&m.id);
+                    let deleted = foreign.iter().any(|r| r.contains(t));
+                    prop_assert_eq!(deleted, !owned, "{} at {:?}", m.id, t);
+                }
+            }
+        }
 
         /// The ranges a member receives are exactly the ranges it gains,
         /// each from the range's current owners.

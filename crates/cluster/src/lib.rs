@@ -27,7 +27,7 @@ mod token;
 mod versions;
 
 pub use boot::{Boot, BootFacts, boot};
-pub use change::{Transfer, completed, transfers};
+pub use change::{Transfer, completed, foreign_ranges, transfers};
 pub use consistency::ConsistencyLevel;
 pub use error::Error;
 pub use ids::NodeId;

@@ -393,6 +393,7 @@ async fn serve_all(
         wait(stopped.clone()),
     ));
     let Admins { repairer, changes } = admins;
+    let cleanup_task = tokio::spawn(Arc::clone(&changes).auto_cleanup(wait(stopped.clone())));
     let schedule_task = tokio::spawn(Arc::clone(&repairer).schedule(wait(stopped.clone())));
     let served = server::serve(
         Arc::clone(&ctx),
@@ -407,6 +408,7 @@ async fn serve_all(
     let _ = load_task.await;
     let _ = replay_task.await;
     let _ = schedule_task.await;
+    let _ = cleanup_task.await;
     membership.shutdown().await;
     let metrics_result = metrics_server.await;
     served?;

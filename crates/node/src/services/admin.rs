@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use strata_cluster::{ConsistencyLevel, NodeId, NodeInfo, Token, TokenRange};
 use strata_proto::v1::{
-    ClusterStatus, DecommissionRequest, EngineStats, GetClusterStatusRequest, GetNodeStatusRequest,
-    GetProgressRequest, GetProgressResponse, GetRingRequest, JoinRequest, LevelStats, NodeState,
-    NodeStatus, Operation, PingRequest, PingResponse, RemoveNodeRequest, RepairRequest,
-    ReplicationSettings, Ring, RingNode, admin_client::AdminClient, admin_server::Admin,
+    CleanupRequest, ClusterStatus, DecommissionRequest, EngineStats, GetClusterStatusRequest,
+    GetNodeStatusRequest, GetProgressRequest, GetProgressResponse, GetRingRequest, JoinRequest,
+    LevelStats, NodeState, NodeStatus, Operation, PingRequest, PingResponse, RemoveNodeRequest,
+    RepairRequest, ReplicationSettings, Ring, RingNode, admin_client::AdminClient,
+    admin_server::Admin,
 };
 
 use crate::context::Context;
@@ -155,6 +156,7 @@ impl Admin for AdminService {
             nodes,
             replication: Some(self.replication()),
             epoch,
+            cleaning: self.changes.as_ref().is_some_and(|c| c.cleaning()),
         }))
     }
 
@@ -233,6 +235,13 @@ impl Admin for AdminService {
         AdminClient::new(channel)
             .decommission(DecommissionRequest { node_id: target })
             .await
+    }
+
+    async fn cleanup(&self, _: Request<CleanupRequest>) -> Result<Response<Operation>, Status> {
+        self.changes()?
+            .cleanup()
+            .map(Response::new)
+            .map_err(Status::from)
     }
 
     async fn remove_node(

@@ -272,6 +272,39 @@ impl Storage {
         rx
     }
 
+    /// Deletes every key of `range` (its engine keys, readable or not);
+    /// returns how many. Blocking: run it off the async workers.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn delete_range(&self, range: TokenRange) -> Result<u64, StorageError> {
+        let mut deleted = 0u64;
+        for (lo, hi) in range.intervals() {
+            let lower = lo.0.to_be_bytes();
+            let upper = hi.0.checked_add(1).map(u64::to_be_bytes);
+            let mut batch = strata_engine::WriteBatch::new();
+            let mut in_batch = 0;
+            for item in self
+                .db
+                .iter(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice))?
+            {
+                let (engine_key, _) = item?;
+                batch.delete(&engine_key);
+                in_batch += 1;
+                if in_batch == 1000 {
+                    self.db.write(std::mem::take(&mut batch))?;
+                    deleted += in_batch;
+                    in_batch = 0;
+                }
+            }
+            if in_batch > 0 {
+                self.db.write(batch)?;
+                deleted += in_batch;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Every readable key in `range`.
     ///
     /// # Errors
