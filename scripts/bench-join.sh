@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Join benchmark for docs/benchmarks.md: a 4th node joins a 3-node cluster
+# (N=3) holding GIB gibibytes, twice: with the default streaming throttle
+# and unthrottled. Reports the streaming rate against the disk's sequential
+# write bandwidth (measured in the same run with dd) and the foreground
+# p50/p99 of a fixed-rate YCSB-B load before and during each join.
+#
+#   ./scripts/bench-join.sh [gib] [value_bytes] [rate]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GIB=${1:-2}
+VALUE=${2:-4096}
+RATE=${3:-1000}
+RECORDS=$((GIB * 1024 * 1024 * 1024 / VALUE))
+
+cargo build --release -q -p strata-node -p strata-cli
+NODE=target/release/strata-node
+STRATA=target/release/strata
+ROOT=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-join.XXXXXX")
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$ROOT"
+}
+trap cleanup EXIT
+
+echo "## disk sequential write (dd, 1 GiB, O_DIRECT, fsync)"
+DISK=$(dd if=/dev/zero of="$ROOT/dd" bs=1M count=1024 oflag=direct conv=fsync 2>&1 | tail -1)
+rm -f "$ROOT/dd"
+echo "$DISK"
+
+start_node() { # index, extra flags...
+  local i=$1; shift
+  local port=$((7800 + i))
+  "$NODE" --node-id "node-$i" --data-dir "$ROOT/node-$i" --listen "127.0.0.1:$port" \
+    --metrics-listen "127.0.0.1:$((9800 + i))" --replication-factor 3 --vnodes 64 \
+    --initial-cluster node-0,node-1,node-2 --seeds 127.0.0.1:7800,127.0.0.1:7801,127.0.0.1:7802 \
+    --gossip-interval-ms 200 "$@" >"$ROOT/node-$i.out" 2>"$ROOT/node-$i.log" &
+  PIDS+=($!)
+}
+
+for i in 0 1 2; do start_node "$i"; done
+sleep 3
+E=127.0.0.1:7800
+echo "## loading $RECORDS records of $VALUE bytes ($GIB GiB per replica)"
+"$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --ops 1 --threads 32 | tail -3
+
+latency() { # label, seconds
+  echo "### foreground: $1"
+  "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --skip-load \
+    --rate "$RATE" --duration "$2" --threads 32 | grep -E "op|read|update" || true
+}
+
+join() { # index, label, extra flags...
+  local i=$1 label=$2; shift 2
+  echo "## join of node-$i ($label)"
+  latency "before the join" 20
+  start_node "$i" "$@"
+  local started=$SECONDS
+  latency "during the join" 30 &
+  local bench=$!
+  until "$STRATA" -e "$E" progress --node "node-$i" --once 2>/dev/null | grep -q "join.*succeeded"; do
+    sleep 1
+  done
+  wait "$bench" || true
+  "$STRATA" -e "$E" progress --node "node-$i" --once | grep join
+  echo "join took $((SECONDS - started)) s"
+}
+
+join 3 "default throttle, --stream-bytes-per-sec 33554432"
+echo "## removing node-3 again (SIGKILL + removenode)"
+kill "${PIDS[3]}"; sleep 5
+"$STRATA" -e "$E" removenode node-3 | tail -1
+join 4 "unthrottled, --stream-bytes-per-sec 0" --stream-bytes-per-sec 0
