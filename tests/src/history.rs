@@ -32,6 +32,8 @@ pub struct Write {
     pub saw: Vec<String>,
     /// How it ended.
     pub outcome: Outcome,
+    /// When its answer arrived.
+    pub ended: std::time::Instant,
 }
 
 /// One read in the history: the values it returned, or `None` if it
@@ -42,6 +44,8 @@ pub struct Read {
     pub key: String,
     /// Sibling values returned.
     pub values: Option<Vec<String>>,
+    /// When it was sent.
+    pub started: std::time::Instant,
 }
 
 /// Everything clients did, shared by the client tasks.
@@ -58,6 +62,10 @@ pub struct Verdict {
     pub acked_writes: usize,
     /// Writes that failed or timed out.
     pub failed_writes: usize,
+    /// Reads sent after a write of their key was acknowledged that
+    /// returned neither its value nor one that superseded it: `(key,
+    /// value missed)`. With W + R > N there must be none.
+    pub stale_reads: Vec<(String, String)>,
     /// Reads that succeeded / failed.
     pub reads: (u64, u64),
     /// Acknowledged writes whose value is gone with nothing that saw it
@@ -124,6 +132,7 @@ impl History {
                 }
             }
         }
+        verdict.stale_reads = stale_reads(&writes, &reads);
         verdict
     }
 }
@@ -162,10 +171,52 @@ pub fn check(writes: &[Write], last: &HashMap<String, Vec<String>>) -> Verdict {
             .filter(|w| w.outcome == Outcome::Failed)
             .count(),
         reads: (0, 0),
+        stale_reads: Vec::new(),
         lost,
         keys_with_siblings: last.values().filter(|v| v.len() > 1).count(),
         phantoms: Vec::new(),
     }
+}
+
+/// Reads that missed a write acknowledged before they were sent: the value
+/// is neither among the values read nor superseded by one of them.
+fn stale_reads(writes: &[Write], reads: &[Read]) -> Vec<(String, String)> {
+    // Per key: value -> the values of writes that saw it.
+    let mut successors: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    for w in writes {
+        for v in &w.saw {
+            successors
+                .entry((w.key.as_str(), v.as_str()))
+                .or_default()
+                .push(w.value.as_str());
+        }
+    }
+    let covered = |key: &str, value: &str, read: &[String]| {
+        let mut stack = vec![value];
+        let mut seen = HashSet::new();
+        while let Some(v) = stack.pop() {
+            if read.iter().any(|r| r == v) {
+                return true;
+            }
+            if seen.insert(v) {
+                stack.extend(successors.get(&(key, v)).into_iter().flatten().copied());
+            }
+        }
+        false
+    };
+    let mut stale = Vec::new();
+    for read in reads {
+        let Some(values) = &read.values else { continue };
+        for w in writes
+            .iter()
+            .filter(|w| w.outcome == Outcome::Acked && w.key == read.key && w.ended < read.started)
+        {
+            if !covered(&w.key, &w.value, values) {
+                stale.push((w.key.clone(), w.value.clone()));
+            }
+        }
+    }
+    stale
 }
 
 /// Whether `value` of `key` survives or was superseded by a write that
@@ -212,7 +263,35 @@ mod tests {
             value: value.to_owned(),
             saw: saw.iter().map(|s| (*s).to_owned()).collect(),
             outcome,
+            ended: std::time::Instant::now(),
         }
+    }
+
+    #[test]
+    fn a_read_after_an_acknowledged_write_must_return_it_or_a_successor() {
+        let before = std::time::Instant::now();
+        let mut a = w("k", "a", &[], Outcome::Acked);
+        a.ended = before;
+        let b = w("k", "b", &["a"], Outcome::Acked);
+        let after = std::time::Instant::now() + std::time::Duration::from_millis(1);
+        let read = |values: &[&str], started| Read {
+            key: "k".into(),
+            values: Some(values.iter().map(|v| (*v).to_owned()).collect()),
+            started,
+        };
+        let writes = vec![a, b];
+        // "b" superseded "a": a read of "b" is not stale; a read of
+        // nothing, sent after both, misses both.
+        assert!(stale_reads(&writes, &[read(&["b"], after)]).is_empty());
+        assert_eq!(
+            stale_reads(&writes, &[read(&[], after)]),
+            [
+                ("k".to_owned(), "a".to_owned()),
+                ("k".to_owned(), "b".to_owned())
+            ]
+        );
+        // A read sent before the write ended may miss it.
+        assert!(stale_reads(&writes[..1], &[read(&[], before)]).is_empty());
     }
 
     fn last(entries: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {

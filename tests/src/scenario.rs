@@ -143,7 +143,7 @@ pub async fn settle(cluster: &Cluster, healed: Instant) -> Duration {
 pub fn report(scenario: &str, verdict: &Verdict, converged: Duration) {
     println!(
         "{scenario}: operations acknowledged {} (writes {}, reads {}), failed {} (writes {}, reads {}), \
-         acknowledged writes lost {}, keys with siblings {}, replicas converged {:.1} s after heal",
+         acknowledged writes lost {}, stale reads {}, keys with siblings {}, replicas converged {:.1} s after heal",
         verdict.acked_writes as u64 + verdict.reads.0,
         verdict.acked_writes,
         verdict.reads.0,
@@ -151,6 +151,7 @@ pub fn report(scenario: &str, verdict: &Verdict, converged: Duration) {
         verdict.failed_writes,
         verdict.reads.1,
         verdict.lost.len(),
+        verdict.stale_reads.len(),
         verdict.keys_with_siblings,
         converged.as_secs_f64()
     );

@@ -76,6 +76,7 @@ pub fn spawn_client(
                 consistency: Some(Consistency::named(workload.read)),
             });
             get.set_timeout(Duration::from_secs(5));
+            let started = std::time::Instant::now();
             let (saw, context) = match client.get(get).await {
                 Ok(r) => {
                     let r = r.into_inner();
@@ -87,6 +88,7 @@ pub fn spawn_client(
                     history.read(Read {
                         key: key.clone(),
                         values: Some(saw.clone()),
+                        started,
                     });
                     (saw, r.context)
                 }
@@ -94,6 +96,7 @@ pub fn spawn_client(
                     history.read(Read {
                         key: key.clone(),
                         values: None,
+                        started,
                     });
                     (Vec::new(), Vec::new().into())
                 }
@@ -116,6 +119,7 @@ pub fn spawn_client(
                 value,
                 saw,
                 outcome,
+                ended: std::time::Instant::now(),
             });
             tokio::time::sleep(workload.pause).await;
         }

@@ -221,6 +221,9 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
         &verdict,
         converged,
     );
+    // W + R > N held across every change: no QUORUM read missed a QUORUM
+    // write acknowledged before it was sent.
+    assert_eq!(verdict.stale_reads, [], "stale QUORUM reads");
     println!("scenario took {:.1} s", started.elapsed().as_secs_f64());
 }
 
