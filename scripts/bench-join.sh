@@ -72,5 +72,9 @@ join() { # index, label, extra flags...
 join 3 "default throttle, --stream-bytes-per-sec 33554432"
 echo "## removing node-3 again (SIGKILL + removenode)"
 kill "${PIDS[3]}"; sleep 5
-"$STRATA" -e "$E" removenode node-3 | tail -1
+# Retried while node-0 is busy (a cleanup after the join, say).
+for _ in $(seq 60); do
+  "$STRATA" -e "$E" removenode node-3 2>/dev/null | tail -1 && break
+  sleep 2
+done
 join 4 "unthrottled, --stream-bytes-per-sec 0" --stream-bytes-per-sec 0

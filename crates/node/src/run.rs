@@ -142,10 +142,17 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let dots = DotCounter::open(&config.data_dir, id.clone())?;
     let incarnation = node_id::incarnation(&config.data_dir)?;
     let known = crate::ring_file::load(&config.data_dir, &config.cluster_id)?;
-    let recorded = known
+    let own_record = known
         .members()
         .find(|(member, _)| **member == id)
-        .map(|(_, record)| record.state);
+        .map(|(_, record)| record.clone());
+    let recorded = own_record.as_ref().map(|r| r.state);
+    // A join interrupted after it claimed its tokens keeps them: its
+    // pending writes must keep coming (as hints while it was down).
+    let claimed = own_record
+        .filter(|r| r.state == NodeState::Joining)
+        .map(|r| r.tokens)
+        .unwrap_or_default();
     let boot = strata_cluster::boot(BootFacts {
         recorded,
         existing,
@@ -196,7 +203,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let (state, tokens) = match boot {
         Boot::Normal => (NodeState::Normal, tokens_for(&id, config.vnodes)),
         Boot::Leave => (NodeState::Leaving, tokens_for(&id, config.vnodes)),
-        Boot::Join | Boot::AwaitJoin | Boot::Refuse(_) => (NodeState::Joining, Vec::new()),
+        Boot::Join => (NodeState::Joining, claimed),
+        Boot::AwaitJoin | Boot::Refuse(_) => (NodeState::Joining, Vec::new()),
     };
     let me = NodeGossip {
         grpc_address: grpc_address.clone(),

@@ -377,6 +377,12 @@ impl Changes {
                 "a topology change is in progress ({change}); clean up once it has finished"
             )));
         }
+        if self.own_state() != Some(NodeState::Normal) {
+            return Err(ChangeError::Refused(
+                "only a normal member cleans up (a joiner's streamed ranges are not foreign)"
+                    .into(),
+            ));
+        }
         let op = self.begin(OperationKind::Cleanup);
         let this = Arc::clone(self);
         tokio::spawn(async move {
@@ -395,8 +401,12 @@ impl Changes {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 let view = self.ctx.view();
                 let fingerprint = ring_fingerprint(&view);
+                // Only a normal member: a node waiting to claim its tokens
+                // (a joiner resuming after a restart) owns nothing yet but
+                // holds what it already streamed.
                 if cleaned == Some(fingerprint)
                     || self.running().is_some()
+                    || self.own_state() != Some(NodeState::Normal)
                     || change_anywhere(&view).is_some()
                     || !self.ring_agreed().await
                 {
@@ -417,6 +427,9 @@ impl Changes {
     }
 
     async fn cleanup_steps(&self) -> Result<(), String> {
+        if self.own_state() != Some(NodeState::Normal) {
+            return Err("only a normal member cleans up".into());
+        }
         if !self.ring_agreed().await {
             return Err("live members do not agree on the ring yet; try again shortly".into());
         }
@@ -603,24 +616,19 @@ impl Changes {
             .map_err(|e| format!("progress file: {e}"))?;
         self.update(|op| op.id.clone_from(&progress.id));
         // Claim the tokens only when no other change is in progress; two
-        // joiners racing settle it by id (the larger one steps back).
-        loop {
-            let view = self.ctx.view();
-            if let Some(change) = change_elsewhere(&view, &me) {
-                self.waiting(&format!("waiting for another change to finish: {change}"));
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            self.membership.announce(NodeState::Joining, &tokens).await;
+        // joiners racing settle it by id (the larger one steps back). A
+        // join resumed after a restart holds its tokens already.
+        let resuming = self
+            .ctx
+            .view()
+            .node(&me)
+            .is_some_and(|n| n.state == NodeState::Joining && !n.tokens.is_empty());
+        if resuming {
             self.wait_until_routed(|state, has_tokens| state == NodeState::Joining && has_tokens)
                 .await;
-            if let Some(rival) = rival(&self.ctx.view(), &me) {
-                tracing::warn!(%rival, "another node claimed tokens at the same time; stepping back");
-                self.membership.announce(NodeState::Joining, &[]).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            break;
+        }
+        if !resuming {
+            self.claim(&me, &tokens).await;
         }
         self.update(|op| {
             op.state = OperationState::Running as i32;
@@ -662,6 +670,30 @@ impl Changes {
             .map_err(|e| format!("progress file: {e}"))?;
         tracing::info!(ranges = mine.len(), "joined the ring");
         Ok(())
+    }
+
+    /// Claims `tokens` as a joiner once no other change is in progress
+    /// and every live member routes with them; two joiners racing settle
+    /// it by id (the larger one steps back and tries again).
+    async fn claim(&self, me: &NodeId, tokens: &[strata_cluster::Token]) {
+        loop {
+            let view = self.ctx.view();
+            if let Some(change) = change_elsewhere(&view, me) {
+                self.waiting(&format!("waiting for another change to finish: {change}"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            self.membership.announce(NodeState::Joining, tokens).await;
+            self.wait_until_routed(|state, has_tokens| state == NodeState::Joining && has_tokens)
+                .await;
+            if let Some(rival) = rival(&self.ctx.view(), me) {
+                tracing::warn!(%rival, "another node claimed tokens at the same time; stepping back");
+                self.membership.announce(NodeState::Joining, &[]).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            break;
+        }
     }
 
     async fn run_decommission(self: Arc<Self>) {
