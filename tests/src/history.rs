@@ -180,38 +180,49 @@ pub fn check(writes: &[Write], last: &HashMap<String, Vec<String>>) -> Verdict {
 
 /// Reads that missed a write acknowledged before they were sent: the value
 /// is neither among the values read nor superseded by one of them.
+///
+/// Per read: the values it covers are its own and, transitively, those
+/// their writes saw; every write of the key acknowledged before the read
+/// was sent must be among them. Linear in reads times the key's writes.
 fn stale_reads(writes: &[Write], reads: &[Read]) -> Vec<(String, String)> {
-    // Per key: value -> the values of writes that saw it.
-    let mut successors: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    // Per key: value -> the values its write saw.
+    let mut saw: HashMap<(&str, &str), &[String]> = HashMap::new();
+    // Per key: acknowledged writes by the time they ended.
+    let mut acked: HashMap<&str, Vec<&Write>> = HashMap::new();
     for w in writes {
-        for v in &w.saw {
-            successors
-                .entry((w.key.as_str(), v.as_str()))
-                .or_default()
-                .push(w.value.as_str());
+        saw.insert((w.key.as_str(), w.value.as_str()), &w.saw);
+        if w.outcome == Outcome::Acked {
+            acked.entry(w.key.as_str()).or_default().push(w);
         }
     }
-    let covered = |key: &str, value: &str, read: &[String]| {
-        let mut stack = vec![value];
-        let mut seen = HashSet::new();
-        while let Some(v) = stack.pop() {
-            if read.iter().any(|r| r == v) {
-                return true;
-            }
-            if seen.insert(v) {
-                stack.extend(successors.get(&(key, v)).into_iter().flatten().copied());
-            }
-        }
-        false
-    };
+    for list in acked.values_mut() {
+        list.sort_by_key(|w| w.ended);
+    }
     let mut stale = Vec::new();
     for read in reads {
         let Some(values) = &read.values else { continue };
-        for w in writes
-            .iter()
-            .filter(|w| w.outcome == Outcome::Acked && w.key == read.key && w.ended < read.started)
-        {
-            if !covered(&w.key, &w.value, values) {
+        let Some(before) = acked.get(read.key.as_str()) else {
+            continue;
+        };
+        let earlier = &before[..before.partition_point(|w| w.ended < read.started)];
+        if earlier.is_empty() {
+            continue;
+        }
+        let mut covered: HashSet<&str> = HashSet::new();
+        let mut stack: Vec<&str> = values.iter().map(String::as_str).collect();
+        while let Some(v) = stack.pop() {
+            if covered.insert(v) {
+                for seen in saw
+                    .get(&(read.key.as_str(), v))
+                    .copied()
+                    .unwrap_or_default()
+                {
+                    stack.push(seen.as_str());
+                }
+            }
+        }
+        for w in earlier {
+            if !covered.contains(w.value.as_str()) {
                 stale.push((w.key.clone(), w.value.clone()));
             }
         }

@@ -19,6 +19,29 @@ pub const MIN_ACKED: usize = 50;
 pub const DEPTH: u32 = 6;
 /// Keys the recording clients write.
 pub const KEYS: u64 = 40;
+/// Node flags of the scenarios: N = 3, few vnodes, scheduled repair off
+/// (scenarios repair explicitly after healing), hint window and tombstone
+/// grace short but consistent.
+pub const ARGS: &[&str] = &[
+    "--replication-factor",
+    "3",
+    "--vnodes",
+    "16",
+    "--merkle-depth",
+    "6",
+    "--anti-entropy-interval-secs",
+    "0",
+    "--hint-window-secs",
+    "600",
+    "--tombstone-grace-secs",
+    "3600",
+];
+
+/// The keys the recording clients write.
+#[must_use]
+pub fn keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("key-{i}")).collect()
+}
 
 /// Recording clients, one per endpoint list.
 #[derive(Debug)]

@@ -12,29 +12,8 @@ use std::time::{Duration, Instant};
 use strata_proto::v1::{Consistency, ConsistencyLevel, DeleteRequest, GetRequest, PutRequest};
 use strata_tests::Cluster;
 use strata_tests::cluster::{kv, stored_versions};
-use strata_tests::scenario::{Clients, KEYS, endpoints, quorum, report, set, settle};
+use strata_tests::scenario::{ARGS, Clients, endpoints, keys, quorum, report, set, settle};
 use strata_tests::workload::{Endpoints, Workload};
-
-/// Scheduled repair off (the scenarios repair explicitly after healing);
-/// hint window and tombstone grace short but consistent.
-const ARGS: &[&str] = &[
-    "--replication-factor",
-    "3",
-    "--vnodes",
-    "16",
-    "--merkle-depth",
-    "6",
-    "--anti-entropy-interval-secs",
-    "0",
-    "--hint-window-secs",
-    "600",
-    "--tombstone-grace-secs",
-    "3600",
-];
-
-fn keys() -> Vec<String> {
-    (0..KEYS).map(|i| format!("key-{i}")).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_one_of_three_during_quorum_writes_and_restart() {

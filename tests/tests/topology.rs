@@ -12,27 +12,8 @@ use strata_proto::v1::{
 };
 use strata_tests::Cluster;
 use strata_tests::cluster::{admin, stored_versions};
-use strata_tests::scenario::{Clients, KEYS, endpoints, quorum, report, set, settle};
+use strata_tests::scenario::{ARGS, Clients, endpoints, keys, quorum, report, set, settle};
 use tonic::Code;
-
-const ARGS: &[&str] = &[
-    "--replication-factor",
-    "3",
-    "--vnodes",
-    "16",
-    "--merkle-depth",
-    "6",
-    "--anti-entropy-interval-secs",
-    "0",
-    "--hint-window-secs",
-    "600",
-    "--tombstone-grace-secs",
-    "3600",
-];
-
-fn keys() -> Vec<String> {
-    (0..KEYS).map(|i| format!("key-{i}")).collect()
-}
 
 /// Waits (bounded) until every running node's ring shows `node` in
 /// `state`.
@@ -426,4 +407,55 @@ async fn removenode_rereplicates_a_dead_nodes_ranges_and_the_node_cannot_return(
         .find(|n| n.node_id == "node-3")
         .expect("known");
     assert_eq!(node3.state, NodeState::Left as i32);
+}
+
+/// Nodes of different clusters never merge: a node with another
+/// `--cluster-id` seeded with a member is ignored by gossip both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_never_merges() {
+    let cluster = Cluster::start(2, ARGS).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = cluster.addr(0).to_string();
+    let stranger = strata_tests::NodeProcess::start(
+        &dir.path().join("stranger"),
+        Some("stranger"),
+        &[
+            "--cluster-id",
+            "another",
+            "--seeds",
+            &seed,
+            "--gossip-interval-ms",
+            "100",
+        ],
+    );
+    // Twenty gossip rounds: plenty for a member to be heard.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        for addr in [cluster.addr(0), cluster.addr(1)] {
+            let ring = admin(addr)
+                .await
+                .get_ring(GetRingRequest {})
+                .await
+                .expect("ring");
+            assert!(
+                ring.into_inner()
+                    .nodes
+                    .iter()
+                    .all(|n| n.node_id != "stranger"),
+                "the stranger joined the cluster's view"
+            );
+        }
+        let ring = admin(stranger.addr())
+            .await
+            .get_ring(GetRingRequest {})
+            .await
+            .expect("ring")
+            .into_inner();
+        assert_eq!(
+            ring.nodes.len(),
+            1,
+            "the stranger sees only itself: {ring:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

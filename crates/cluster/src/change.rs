@@ -22,11 +22,9 @@ pub struct Transfer {
     pub sources: Vec<NodeId>,
 }
 
-/// Every range some member gains while `ring`'s change is in progress,
-/// with replication factor `n`, adjacent ranges with the same gainer and
-/// sources merged. Empty when nothing is changing.
-#[must_use]
-pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
+/// The ranges between consecutive tokens of every member (joining and
+/// leaving ones included), in token order: `(previous token, token]`.
+fn ranges(ring: &Ring) -> Vec<TokenRange> {
     let mut tokens: Vec<Token> = ring
         .members()
         .iter()
@@ -34,9 +32,21 @@ pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
         .collect();
     tokens.sort_unstable();
     tokens.dedup();
+    (0..tokens.len())
+        .map(|k| TokenRange {
+            start: tokens[(k + tokens.len() - 1) % tokens.len()],
+            end: tokens[k],
+        })
+        .collect()
+}
+
+/// Every range some member gains while `ring`'s change is in progress,
+/// with replication factor `n`, adjacent ranges with the same gainer and
+/// sources merged. Empty when nothing is changing.
+#[must_use]
+pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
     let mut out: Vec<Transfer> = Vec::new();
-    for (k, &end) in tokens.iter().enumerate() {
-        let start = tokens[(k + tokens.len() - 1) % tokens.len()];
+    for TokenRange { start, end } in ranges(ring) {
         let placement = ring.placement(end, n);
         let mut sources = placement.replicas.clone();
         // The member leaving hands its ranges over itself when it can.
@@ -66,7 +76,6 @@ pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
             }
         }
     }
-    // A single member's whole ring wraps: `(t, t]` means everything.
     out
 }
 
@@ -75,16 +84,8 @@ pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
 /// (cleanup after a join). Adjacent ranges are merged.
 #[must_use]
 pub fn foreign_ranges(ring: &Ring, node: &NodeId, n: usize) -> Vec<TokenRange> {
-    let mut tokens: Vec<Token> = ring
-        .members()
-        .iter()
-        .flat_map(|m| m.tokens.iter().copied())
-        .collect();
-    tokens.sort_unstable();
-    tokens.dedup();
     let mut out: Vec<TokenRange> = Vec::new();
-    for (k, &end) in tokens.iter().enumerate() {
-        let start = tokens[(k + tokens.len() - 1) % tokens.len()];
+    for TokenRange { start, end } in ranges(ring) {
         let p = ring.placement(end, n);
         if p.replicas.contains(node) || p.future.contains(node) {
             continue;

@@ -235,16 +235,7 @@ impl Changes {
         if node.state == NodeState::Left {
             return Err(ChangeError::Refused(format!("{target} has already left")));
         }
-        let others: Vec<String> = view
-            .nodes()
-            .filter(|(id, _)| *id != target)
-            .filter_map(|(id, n)| match n.state {
-                NodeState::Joining if !n.tokens.is_empty() => Some(format!("{id} is joining")),
-                NodeState::Leaving => Some(format!("{id} is leaving")),
-                _ => None,
-            })
-            .collect();
-        if let Some(change) = others.first() {
+        if let Some(change) = change_elsewhere(&view, target) {
             return Err(ChangeError::Refused(format!(
                 "another topology change is in progress ({change}); one at a time"
             )));
@@ -976,13 +967,9 @@ impl Changes {
 /// joining with tokens (one waiting tokenless for `Admin.Join` is not a
 /// change yet) or leaving.
 fn change_elsewhere(view: &ClusterView, me: &NodeId) -> Option<String> {
-    view.nodes()
-        .filter(|(id, _)| *id != me)
-        .find_map(|(id, n)| match n.state {
-            NodeState::Joining if !n.tokens.is_empty() => Some(format!("{id} is joining")),
-            NodeState::Leaving => Some(format!("{id} is leaving")),
-            _ => None,
-        })
+    changes(view)
+        .find(|(id, _)| *id != me)
+        .map(|(_, change)| change)
 }
 
 /// Marks a cleanup as running for as long as it lives.
@@ -1003,9 +990,16 @@ impl Drop for Cleaning<'_> {
 
 /// Any member's change in progress, described.
 fn change_anywhere(view: &ClusterView) -> Option<String> {
-    view.nodes().find_map(|(id, n)| match n.state {
-        NodeState::Joining if !n.tokens.is_empty() => Some(format!("{id} is joining")),
-        NodeState::Leaving => Some(format!("{id} is leaving")),
+    changes(view).next().map(|(_, change)| change)
+}
+
+/// Every member's change in progress, described: a member joining with
+/// tokens (one waiting tokenless for `Admin.Join` is not a change yet) or
+/// leaving.
+fn changes(view: &ClusterView) -> impl Iterator<Item = (&NodeId, String)> + '_ {
+    view.nodes().filter_map(|(id, n)| match n.state {
+        NodeState::Joining if !n.tokens.is_empty() => Some((id, format!("{id} is joining"))),
+        NodeState::Leaving => Some((id, format!("{id} is leaving"))),
         _ => None,
     })
 }
