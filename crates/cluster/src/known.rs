@@ -260,14 +260,25 @@ impl KnownMembers {
         let mut members = BTreeMap::new();
         for (n, line) in lines {
             let fields: Vec<&str> = line.split(' ').collect();
-            let [kind, id, address, state, tokens, incarnation] = fields[..] else {
-                return Err(malformed(
-                    n,
-                    "expected `member <id> <address> <state> <tokens> <incarnation>`",
-                ));
+            // Files written before incarnations were kept lack the field:
+            // unknown (0).
+            let (kind, id, address, state, tokens, incarnation) = match fields[..] {
+                [kind, id, address, state, tokens, incarnation] => {
+                    (kind, id, address, state, tokens, Some(incarnation))
+                }
+                [kind, id, address, state, tokens] => (kind, id, address, state, tokens, None),
+                _ => {
+                    return Err(malformed(
+                        n,
+                        "expected `member <id> <address> <state> <tokens> <incarnation>`",
+                    ));
+                }
             };
-            let incarnation = u64::from_str_radix(incarnation, 16)
-                .map_err(|_| malformed(n, "unreadable incarnation"))?;
+            let incarnation = match incarnation {
+                Some(hex) => u64::from_str_radix(hex, 16)
+                    .map_err(|_| malformed(n, "unreadable incarnation"))?,
+                None => 0,
+            };
             if kind != "member" {
                 return Err(malformed(n, "expected a member line"));
             }
