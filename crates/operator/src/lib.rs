@@ -2,14 +2,16 @@
 //!
 //! `crd` defines the `KVCluster` custom resource as Rust types (the YAML in
 //! `crds/` is generated from them by the `crdgen` binary). `validate` holds
-//! the spec's admission rules as a pure function. The reconciler, which turns
-//! a `KVCluster` into a StatefulSet and drives ring changes, lands with the
-//! operator issue.
+//! the spec's admission rules as a pure function; `plan` is scaling as a
+//! pure level-triggered state machine (spec and observations in, the one
+//! next action out). The reconciler, which observes the cluster, performs
+//! those actions and writes the status, lands with the operator issue.
 //!
 //! **Architecture invariant:** planning is pure (spec and observed state in,
 //! actions out); only the reconciler's edges talk to the API server.
 
 pub mod crd;
+pub mod plan;
 mod validate;
 
 pub use crd::{KVCluster, KVClusterSpec, KVClusterStatus};

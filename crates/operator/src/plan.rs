@@ -1,0 +1,231 @@
+//! Scaling as a level-triggered state machine: [`plan`] maps what the
+//! KVCluster asks for and what the operator observes to the one next
+//! action. Pure: no API calls, no clock; the reconciler observes, calls
+//! `plan`, performs the action and records the change in the status, so an
+//! operator that restarts mid-change resumes it from the status alone.
+//!
+//! Rules (learned from cass-operator and scylla-operator, whose worst bugs
+//! were removing a pod before its data moved and forgetting a half-done
+//! operation across restarts):
+//! - one topology change at a time, recorded in `status.topologyChange`
+//!   before it starts, cleared only when it is complete;
+//! - scale up one node at a time: StatefulSet +1, wait for the pod, ask it
+//!   to join, wait until the ring shows it `normal`;
+//! - scale down one node at a time, highest ordinal first: decommission it,
+//!   wait until it is `left`, only then StatefulSet -1 (and delete its
+//!   volume when the retention policy says so);
+//! - a target changed mid-change: the current step finishes, then the
+//!   operator heads for the new target; a node still joining is never
+//!   decommissioned;
+//! - never below N nodes: such a scale-down is refused (the spec is left as
+//!   it is; the reconciler reports a condition and an event);
+//! - a failed pod during a change pauses it (Degraded) until it recovers.
+
+/// A node's state on the ring, as a node's `Admin.GetRing` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingState {
+    /// Known, without tokens yet (waiting for `Admin.Join`).
+    Waiting,
+    /// Streaming its ranges.
+    Joining,
+    /// An owner.
+    Normal,
+    /// Streaming its ranges away.
+    Leaving,
+    /// Gone.
+    Left,
+}
+
+/// One storage pod, by its StatefulSet ordinal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodObservation {
+    /// The ordinal (the pod and node id is `<cluster>-<ordinal>`).
+    pub ordinal: u32,
+    /// Ready (gRPC health serving).
+    pub ready: bool,
+    /// Crash-looping or otherwise failed: a change pauses.
+    pub failed: bool,
+}
+
+/// The change in progress, as recorded in the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Node `ordinal` is being added.
+    Join {
+        /// Its ordinal.
+        ordinal: u32,
+    },
+    /// Node `ordinal` is being removed.
+    Decommission {
+        /// Its ordinal.
+        ordinal: u32,
+    },
+}
+
+/// What the operator sees now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observed {
+    /// The StatefulSet's replicas (`None`: not created yet).
+    pub statefulset_replicas: Option<u32>,
+    /// The storage pods that exist.
+    pub pods: Vec<PodObservation>,
+    /// Ring state per ordinal, from a node's `Admin.GetRing` (`None`: no
+    /// node answered).
+    pub ring: Option<Vec<(u32, RingState)>>,
+    /// The change recorded in the status.
+    pub change: Option<Change>,
+    /// Whether the volume of each ordinal still exists.
+    pub volumes: Vec<u32>,
+}
+
+/// What the KVCluster asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desired {
+    /// `spec.replicas`.
+    pub replicas: u32,
+    /// `spec.consistency.replicationFactor`.
+    pub replication_factor: u32,
+    /// Delete a removed node's volume (`spec.storage.retention: Delete`).
+    pub delete_volumes: bool,
+}
+
+/// The one next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create the StatefulSet with `replicas` founding members.
+    Create {
+        /// Its replicas; these pods form the initial cluster.
+        replicas: u32,
+    },
+    /// Record `change` in the status before acting on it.
+    Record(Change),
+    /// Set the StatefulSet's replicas.
+    Scale {
+        /// The new count.
+        replicas: u32,
+    },
+    /// Ask node `ordinal` to join (`Admin.Join`).
+    Join {
+        /// The node.
+        ordinal: u32,
+    },
+    /// Ask node `ordinal` to decommission itself (`Admin.Decommission`).
+    Decommission {
+        /// The node.
+        ordinal: u32,
+    },
+    /// Delete node `ordinal`'s volume (retention `Delete`).
+    DeleteVolume {
+        /// The node.
+        ordinal: u32,
+    },
+    /// The change is complete: clear it from the status.
+    Complete(Change),
+    /// Nothing to do until something changes (the reason, for status).
+    Wait(String),
+    /// The spec asks for something unsafe; it is not done (condition and
+    /// event carry the reason).
+    Refuse(String),
+    /// A change is paused by a failure (Degraded, with the reason).
+    Degraded(String),
+    /// Everything is as asked.
+    Steady,
+}
+
+/// The next action; see the module docs for the rules.
+#[must_use]
+pub fn plan(desired: &Desired, observed: &Observed) -> Action {
+    let Some(current) = observed.statefulset_replicas else {
+        return Action::Create {
+            replicas: desired.replicas.max(1),
+        };
+    };
+    let ring = |ordinal: u32| {
+        observed
+            .ring
+            .as_ref()
+            .and_then(|r| r.iter().find(|(o, _)| *o == ordinal).map(|(_, s)| *s))
+    };
+    let pod = |ordinal: u32| observed.pods.iter().find(|p| p.ordinal == ordinal);
+    if let Some(change) = observed.change {
+        let ordinal = match change {
+            Change::Join { ordinal } | Change::Decommission { ordinal } => ordinal,
+        };
+        if let Some(failed) = observed.pods.iter().find(|p| p.failed) {
+            return Action::Degraded(format!(
+                "pod {} failed during the {} of node {ordinal}; the change resumes once it recovers",
+                failed.ordinal,
+                change_name(change)
+            ));
+        }
+        return match change {
+            Change::Join { ordinal } => {
+                if current <= ordinal {
+                    Action::Scale {
+                        replicas: ordinal + 1,
+                    }
+                } else if !pod(ordinal).is_some_and(|p| p.ready) {
+                    Action::Wait(format!("waiting for pod {ordinal} to be ready"))
+                } else {
+                    match ring(ordinal) {
+                        Some(RingState::Normal) => Action::Complete(change),
+                        Some(RingState::Joining) => {
+                            Action::Wait(format!("node {ordinal} is streaming its ranges"))
+                        }
+                        None if observed.ring.is_none() => {
+                            Action::Wait("no node answered for the ring".into())
+                        }
+                        _ => Action::Join { ordinal },
+                    }
+                }
+            }
+            Change::Decommission { ordinal } => match ring(ordinal) {
+                Some(RingState::Left) | None if observed.ring.is_some() => {
+                    if current > ordinal {
+                        Action::Scale { replicas: ordinal }
+                    } else if desired.delete_volumes && observed.volumes.contains(&ordinal) {
+                        Action::DeleteVolume { ordinal }
+                    } else {
+                        Action::Complete(change)
+                    }
+                }
+                Some(RingState::Leaving) => {
+                    Action::Wait(format!("node {ordinal} is streaming its ranges away"))
+                }
+                Some(_) => Action::Decommission { ordinal },
+                None => Action::Wait("no node answered for the ring".into()),
+            },
+        };
+    }
+    if desired.replicas > current {
+        return Action::Record(Change::Join { ordinal: current });
+    }
+    if desired.replicas < current {
+        if current <= desired.replication_factor {
+            return Action::Refuse(format!(
+                "replicas {} is below the replication factor {}: every key needs {} nodes; \
+                 staying at {current}",
+                desired.replicas, desired.replication_factor, desired.replication_factor
+            ));
+        }
+        let highest = current - 1;
+        return match ring(highest) {
+            Some(RingState::Normal) => Action::Record(Change::Decommission { ordinal: highest }),
+            Some(state) => Action::Wait(format!(
+                "node {highest} is {state:?}; it is decommissioned once it is normal"
+            )),
+            None => Action::Wait(format!("node {highest} is not on the ring yet")),
+        };
+    }
+    Action::Steady
+}
+
+fn change_name(change: Change) -> &'static str {
+    match change {
+        Change::Join { .. } => "join",
+        Change::Decommission { .. } => "decommission",
+    }
+}
+
+#[cfg(test)]
+mod tests;
