@@ -1,0 +1,74 @@
+//! Waiting until every live member routes with a node's new state.
+
+use super::*;
+
+impl Changes {
+    /// Waits until every live member's ring shows this node in a state
+    /// that `routed(state, has_tokens)` accepts, and the same members as
+    /// this node's view: from then on every coordinator sends this node's
+    /// pending writes, and the ranges computed here are the ranges the
+    /// others route by (a fresh node's first views are partial).
+    pub(super) async fn wait_until_routed(&self, routed: impl Fn(NodeState, bool) -> bool) {
+        self.wait_until_seen(&self.ctx.id.clone(), routed).await;
+    }
+
+    /// Waits until every live member's ring shows `node` in a state that
+    /// `routed(state, has_tokens)` accepts, with the same members as this
+    /// node's view.
+    pub(super) async fn wait_until_seen(
+        &self,
+        node: &NodeId,
+        routed: impl Fn(NodeState, bool) -> bool,
+    ) {
+        let me = node.to_string();
+        loop {
+            let view = self.ctx.view();
+            let mut members: Vec<String> = view.nodes().map(|(id, _)| id.to_string()).collect();
+            members.sort();
+            // Alone in its own view, a node has not heard the cluster yet.
+            let mut agreed = view.nodes().any(|(id, n)| *id != self.ctx.id && n.alive);
+            for (id, node) in view
+                .nodes()
+                .filter(|(id, n)| **id != self.ctx.id && n.alive)
+            {
+                let Ok(channel) = self.ctx.peers.channel(&node.grpc_address) else {
+                    agreed = false;
+                    break;
+                };
+                let mut request = tonic::Request::new(GetRingRequest {});
+                request.set_timeout(Duration::from_secs(2));
+                let seen = AdminClient::new(channel)
+                    .get_ring(request)
+                    .await
+                    .ok()
+                    .is_some_and(|ring| {
+                        let ring = ring.into_inner();
+                        if ring.cleaning {
+                            return false;
+                        }
+                        let nodes = ring.nodes;
+                        let mut theirs: Vec<String> =
+                            nodes.iter().map(|n| n.node_id.clone()).collect();
+                        theirs.sort();
+                        theirs == members
+                            && nodes.iter().any(|n| {
+                                n.node_id == me
+                                    && routed(proto_state(n.state), !n.tokens.is_empty())
+                            })
+                    });
+                if !seen {
+                    tracing::debug!(peer = %id, "waiting for a member to route with this node's new state");
+                    agreed = false;
+                    break;
+                }
+            }
+            if agreed {
+                return;
+            }
+            self.waiting(&format!(
+                "waiting for every live member to see {me}'s new state"
+            ));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Cleanup: delete the ranges this node no longer replicates, once every
+//! live member routes with the same ring; stop when a change starts.
+
+use super::*;
+
+impl Changes {
+    /// Deletes, in the background, the ranges this node no longer
+    /// replicates.
+    ///
+    /// # Errors
+    /// [`ChangeError::Refused`] while a topology change is in progress.
+    pub fn cleanup(self: &Arc<Self>) -> Result<Operation, ChangeError> {
+        if let Some(op) = self.running() {
+            return Err(ChangeError::Refused(format!(
+                "this node is running operation {} already",
+                op.id
+            )));
+        }
+        if let Some(change) = change_anywhere(&self.ctx.view()) {
+            return Err(ChangeError::Refused(format!(
+                "a topology change is in progress ({change}); clean up once it has finished"
+            )));
+        }
+        if self.own_state() != Some(NodeState::Normal) {
+            return Err(ChangeError::Refused(
+                "only a normal member cleans up (a joiner's streamed ranges are not foreign)"
+                    .into(),
+            ));
+        }
+        let op = self.begin(OperationKind::Cleanup);
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let outcome = this.cleanup_steps().await;
+            this.finish(outcome);
+        });
+        Ok(op)
+    }
+
+    /// Cleans up by itself whenever the ring has changed and every live
+    /// member routes with it (nothing changing anywhere), until `stop`.
+    pub async fn auto_cleanup(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        let work = async {
+            let mut cleaned: Option<u64> = None;
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let view = self.ctx.view();
+                let fingerprint = ring_fingerprint(&view);
+                // Only a normal member: a node waiting to claim its tokens
+                // (a joiner resuming after a restart) owns nothing yet but
+                // holds what it already streamed.
+                if cleaned == Some(fingerprint)
+                    || self.running().is_some()
+                    || self.own_state() != Some(NodeState::Normal)
+                    || change_anywhere(&view).is_some()
+                    || !self.ring_agreed().await
+                {
+                    continue;
+                }
+                self.begin(OperationKind::Cleanup);
+                let outcome = self.cleanup_steps().await;
+                if outcome.is_ok() {
+                    cleaned = Some(fingerprint);
+                }
+                self.finish(outcome);
+            }
+        };
+        tokio::select! {
+            () = work => {}
+            () = stop => {}
+        }
+    }
+
+    async fn cleanup_steps(&self) -> Result<(), String> {
+        if self.own_state() != Some(NodeState::Normal) {
+            return Err("only a normal member cleans up".into());
+        }
+        if !self.ring_agreed().await {
+            return Err("live members do not agree on the ring yet; try again shortly".into());
+        }
+        let view = self.ctx.view();
+        let ranges = strata_cluster::foreign_ranges(view.ring(), &self.ctx.id, self.ctx.n());
+        self.update(|op| {
+            op.state = OperationState::Running as i32;
+            op.ranges_total = ranges.len() as u64;
+        });
+        let fingerprint = ring_fingerprint(&view);
+        let _cleaning = Cleaning::start(&self.cleaning);
+        let mut deleted_total = 0;
+        for range in ranges {
+            // A change started: stop before deleting another range (the
+            // change waits for this node to stop cleaning before it
+            // streams anything here).
+            let now = self.ctx.view();
+            if ring_fingerprint(&now) != fingerprint || change_anywhere(&now).is_some() {
+                return Err(
+                    "the ring changed during the cleanup; it runs again once settled".into(),
+                );
+            }
+            let storage = Arc::clone(&self.ctx.storage);
+            let deleted = tokio::task::spawn_blocking(move || storage.delete_range(range))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("deleting {range:?}: {e}"))?;
+            deleted_total += deleted;
+            self.update(|op| {
+                op.ranges_done += 1;
+                op.keys_transferred += deleted;
+            });
+        }
+        if deleted_total > 0 {
+            tracing::info!(
+                keys = deleted_total,
+                "cleaned up ranges this node no longer replicates"
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether every live member's ring has the same members, states and
+    /// tokens as this node's.
+    async fn ring_agreed(&self) -> bool {
+        let view = self.ctx.view();
+        let mine = ring_summary(view.nodes().map(|(id, n)| {
+            (
+                id.to_string(),
+                n.state,
+                n.tokens.iter().map(|t| t.0).collect(),
+            )
+        }));
+        for (id, node) in view
+            .nodes()
+            .filter(|(id, n)| **id != self.ctx.id && n.alive)
+        {
+            let Ok(channel) = self.ctx.peers.channel(&node.grpc_address) else {
+                return false;
+            };
+            let mut request = tonic::Request::new(GetRingRequest {});
+            request.set_timeout(Duration::from_secs(2));
+            let Ok(ring) = AdminClient::new(channel).get_ring(request).await else {
+                tracing::debug!(peer = %id, "no ring from a member; cleanup waits");
+                return false;
+            };
+            let theirs = ring_summary(ring.into_inner().nodes.into_iter().map(|n| {
+                let mut tokens = n.tokens;
+                tokens.sort_unstable();
+                (n.node_id, proto_state(n.state), tokens)
+            }));
+            if theirs != mine {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Marks a cleanup as running for as long as it lives.
+struct Cleaning<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Cleaning<'a> {
+    fn start(flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        Self(flag)
+    }
+}
+
+impl Drop for Cleaning<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Members with their states and sorted tokens, sorted by id.
+fn ring_summary(
+    nodes: impl Iterator<Item = (String, NodeState, Vec<u64>)>,
+) -> Vec<(String, NodeState, Vec<u64>)> {
+    let mut out: Vec<(String, NodeState, Vec<u64>)> = nodes
+        .map(|(id, state, mut tokens)| {
+            tokens.sort_unstable();
+            (id, state, tokens)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Changes whenever a member, state or token changes.
+fn ring_fingerprint(view: &ClusterView) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (id, n) in view.nodes() {
+        id.hash(&mut hasher);
+        n.state.hash(&mut hasher);
+        n.tokens.hash(&mut hasher);
+    }
+    hasher.finish()
+}

@@ -1,0 +1,136 @@
+//! Joining the ring: claim tokens once no other change is in progress,
+//! stream the ranges gained, become normal.
+
+use super::*;
+
+impl Changes {
+    /// Starts (or resumes) joining the ring in the background.
+    ///
+    /// # Errors
+    /// [`ChangeError::Refused`] when this node is already an owner or runs
+    /// another change.
+    pub fn join(self: &Arc<Self>) -> Result<Operation, ChangeError> {
+        if let Some(op) = self.running() {
+            if op.kind == OperationKind::Join as i32 {
+                return Ok(op);
+            }
+            return Err(ChangeError::Refused(format!(
+                "this node is running operation {} already",
+                op.id
+            )));
+        }
+        match self.own_state() {
+            Some(NodeState::Normal) => {
+                return Err(ChangeError::Refused(
+                    "this node is already a normal member of the ring".into(),
+                ));
+            }
+            Some(NodeState::Leaving | NodeState::Left) => {
+                return Err(ChangeError::Refused(
+                    "this node is leaving or has left the ring".into(),
+                ));
+            }
+            _ => {}
+        }
+        let op = self.begin(OperationKind::Join);
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run_join().await });
+        Ok(op)
+    }
+
+    async fn run_join(self: Arc<Self>) {
+        let outcome = self.join_steps().await;
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "join failed");
+        }
+        self.finish(outcome);
+    }
+
+    async fn join_steps(&self) -> Result<(), String> {
+        let me = self.ctx.id.clone();
+        let tokens = tokens_for(&me, self.settings.vnodes);
+        let op_id = self.running().map(|o| o.id).unwrap_or_default();
+        let mut progress = Progress::open(&self.data_dir, "join", &op_id)
+            .map_err(|e| format!("progress file: {e}"))?;
+        self.update(|op| op.id.clone_from(&progress.id));
+        // Claim the tokens only when no other change is in progress; two
+        // joiners racing settle it by id (the larger one steps back). A
+        // join resumed after a restart holds its tokens already.
+        let resuming = self
+            .ctx
+            .view()
+            .node(&me)
+            .is_some_and(|n| n.state == NodeState::Joining && !n.tokens.is_empty());
+        if resuming {
+            self.wait_until_routed(|state, has_tokens| state == NodeState::Joining && has_tokens)
+                .await;
+        }
+        if !resuming {
+            self.claim(&me, &tokens).await;
+        }
+        self.update(|op| {
+            op.state = OperationState::Running as i32;
+            op.error.clear();
+        });
+        let view = self.ctx.view();
+        let mine: Vec<Transfer> = transfers(view.ring(), self.ctx.n())
+            .into_iter()
+            .filter(|t| t.to == me)
+            .collect();
+        self.stream_all(&mine, &mut progress, |t| {
+            let view = self.ctx.view();
+            let sources: Vec<Source> = t
+                .sources
+                .iter()
+                .filter(|s| **s != me)
+                .filter_map(|s| {
+                    view.node(s)
+                        .filter(|n| n.alive)
+                        .map(|n| n.grpc_address.clone())
+                })
+                .filter_map(|address| self.ctx.peers.channel(&address).ok())
+                .map(Source::Remote)
+                .collect();
+            let sink = Sink::Local(Arc::clone(&self.ctx.storage));
+            (
+                sources,
+                vec![sink],
+                "no current owner of the range is reachable",
+            )
+        })
+        .await?;
+        self.membership.announce(NodeState::Normal, &tokens).await;
+        // Done once every live member routes reads here too.
+        self.wait_until_routed(|state, _| state == NodeState::Normal)
+            .await;
+        progress
+            .remove()
+            .map_err(|e| format!("progress file: {e}"))?;
+        tracing::info!(ranges = mine.len(), "joined the ring");
+        Ok(())
+    }
+
+    /// Claims `tokens` as a joiner once no other change is in progress
+    /// and every live member routes with them; two joiners racing settle
+    /// it by id (the larger one steps back and tries again).
+    async fn claim(&self, me: &NodeId, tokens: &[strata_cluster::Token]) {
+        loop {
+            let view = self.ctx.view();
+            if let Some(change) = change_elsewhere(&view, me) {
+                self.waiting(&format!("waiting for another change to finish: {change}"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            self.membership.announce(NodeState::Joining, tokens).await;
+            self.wait_until_routed(|state, has_tokens| state == NodeState::Joining && has_tokens)
+                .await;
+            if let Some(rival) = rival(&self.ctx.view(), me) {
+                tracing::warn!(%rival, "another node claimed tokens at the same time; stepping back");
+                self.membership.announce(NodeState::Joining, &[]).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            break;
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Decommission: leave the ring after handing every range, and every
+//! hint held here, to the members that take them over.
+
+use super::*;
+
+impl Changes {
+    /// Starts (or resumes) leaving the ring in the background.
+    ///
+    /// # Errors
+    /// [`ChangeError::Refused`] with the reason: not a normal member, fewer
+    /// than N normal members would remain, or another change is in
+    /// progress anywhere in the cluster.
+    pub fn decommission(self: &Arc<Self>) -> Result<Operation, ChangeError> {
+        if let Some(op) = self.running() {
+            if op.kind == OperationKind::Decommission as i32 {
+                return Ok(op);
+            }
+            return Err(ChangeError::Refused(format!(
+                "this node is running operation {} already",
+                op.id
+            )));
+        }
+        let view = self.ctx.view();
+        if self.own_state() != Some(NodeState::Leaving) {
+            self.check_decommission(&view)?;
+        }
+        let op = self.begin(OperationKind::Decommission);
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run_decommission().await });
+        Ok(op)
+    }
+
+    /// Preconditions of a decommission, checked against `view`.
+    fn check_decommission(&self, view: &ClusterView) -> Result<(), ChangeError> {
+        match view.node(&self.ctx.id).map(|n| n.state) {
+            Some(NodeState::Normal) => {}
+            other => {
+                return Err(ChangeError::Refused(format!(
+                    "only a normal member can be decommissioned; this node is {other:?}"
+                )));
+            }
+        }
+        if let Some(change) = change_elsewhere(view, &self.ctx.id) {
+            return Err(ChangeError::Refused(format!(
+                "another topology change is in progress ({change}); one at a time"
+            )));
+        }
+        let normal = view
+            .nodes()
+            .filter(|(_, n)| n.state == NodeState::Normal)
+            .count();
+        let n = self.ctx.n();
+        if normal <= n {
+            return Err(ChangeError::Refused(format!(
+                "{normal} normal members with replication factor {n}: without this node fewer \
+                 than {n} would remain to hold every range"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn run_decommission(self: Arc<Self>) {
+        let outcome = self.decommission_steps().await;
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "decommission failed");
+        }
+        self.finish(outcome);
+    }
+
+    async fn decommission_steps(&self) -> Result<(), String> {
+        let me = self.ctx.id.clone();
+        let tokens = tokens_for(&me, self.settings.vnodes);
+        let op_id = self.running().map(|o| o.id).unwrap_or_default();
+        let mut progress = Progress::open(&self.data_dir, "decommission", &op_id)
+            .map_err(|e| format!("progress file: {e}"))?;
+        self.update(|op| op.id.clone_from(&progress.id));
+        self.membership.announce(NodeState::Leaving, &tokens).await;
+        self.wait_until_routed(|state, _| state == NodeState::Leaving)
+            .await;
+        // Two changes started at once (each checked before the other's
+        // state arrived): the smaller id goes on, the other steps back.
+        if let Some(rival) = rival(&self.ctx.view(), &me) {
+            self.membership.announce(NodeState::Normal, &tokens).await;
+            let _ = progress.remove();
+            return Err(format!(
+                "{rival} started a topology change at the same time; retry once it finishes"
+            ));
+        }
+        self.update(|op| op.state = OperationState::Running as i32);
+        let view = self.ctx.view();
+        let moves = transfers(view.ring(), self.ctx.n());
+        self.stream_all(&moves, &mut progress, |t| {
+            let view = self.ctx.view();
+            let sink = view
+                .node(&t.to)
+                .filter(|n| n.alive)
+                .and_then(|n| self.ctx.peers.channel(&n.grpc_address).ok())
+                .map(Sink::Remote);
+            let source = Source::Local(Arc::clone(&self.ctx.storage));
+            (
+                vec![source],
+                sink.into_iter().collect(),
+                "the member gaining the range is down; waiting for it",
+            )
+        })
+        .await?;
+        self.hand_over_hints().await?;
+        self.membership.announce(NodeState::Left, &tokens).await;
+        // Done once every live member routes without this node.
+        self.wait_until_routed(|state, _| state == NodeState::Left)
+            .await;
+        progress
+            .remove()
+            .map_err(|e| format!("progress file: {e}"))?;
+        tracing::info!(ranges = moves.len(), "left the ring");
+        Ok(())
+    }
+
+    /// Delivers every hint this node holds: to its target when it is up,
+    /// otherwise to a live member that keeps it as a hint for the target.
+    async fn hand_over_hints(&self) -> Result<(), String> {
+        let store: &Arc<HintStore> = &self.ctx.hints;
+        for (target, _) in store.targets() {
+            let view = self.ctx.view();
+            let (to, hint_for) = match view.node(&target).filter(|n| n.alive) {
+                Some(n) => (
+                    RemoteReplica {
+                        id: target.clone(),
+                        address: n.grpc_address.clone(),
+                    },
+                    None,
+                ),
+                None => {
+                    let Some((id, n)) = view.nodes().find(|(id, n)| {
+                        **id != self.ctx.id
+                            && **id != target
+                            && n.alive
+                            && n.state == NodeState::Normal
+                    }) else {
+                        tracing::warn!(%target, "no live member can take this node's hints; anti-entropy will repair");
+                        continue;
+                    };
+                    (
+                        RemoteReplica {
+                            id: id.clone(),
+                            address: n.grpc_address.clone(),
+                        },
+                        Some(&target),
+                    )
+                }
+            };
+            let sealing = Arc::clone(store);
+            let sealed_for = target.clone();
+            let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_for))
+                .await
+                .map_err(|e| e.to_string())?;
+            for segment in segments {
+                let path = segment.path.clone();
+                let (records, _) = tokio::task::spawn_blocking(move || HintStore::read(&path))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("reading {}: {e}", segment.path.display()))?;
+                for record in records {
+                    let versions = record
+                        .entry
+                        .versions
+                        .into_iter()
+                        .map(version_from_proto)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| e.to_string())?;
+                    self.ctx
+                        .transport
+                        .write(
+                            &to,
+                            &record.entry.key,
+                            &Siblings::from_versions(versions),
+                            hint_for,
+                            self.settings.timeout,
+                        )
+                        .await
+                        .map_err(|e| format!("handing over hints for {target}: {e}"))?;
+                }
+                store.finish(&target, &segment.path, SegmentFate::Delivered);
+            }
+        }
+        Ok(())
+    }
+}

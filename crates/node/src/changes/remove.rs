@@ -1,0 +1,156 @@
+//! Removing a member that is gone for good: copy its ranges from the
+//! surviving replicas to their new owners, then gossip it as left.
+
+use super::*;
+
+impl Changes {
+    /// Starts removing `target`, a member that is down for good: its
+    /// ranges are copied from the surviving replicas to their new owners
+    /// (this node orchestrates), then it is `Left` everywhere.
+    ///
+    /// # Errors
+    /// [`ChangeError::Refused`] with the reason: unknown, this node, up
+    /// (decommission it instead), fewer than N normal members would
+    /// remain, or another change is in progress.
+    pub async fn remove_node(self: &Arc<Self>, target: &NodeId) -> Result<Operation, ChangeError> {
+        if let Some(op) = self.running() {
+            return Err(ChangeError::Refused(format!(
+                "this node is running operation {} already",
+                op.id
+            )));
+        }
+        if *target == self.ctx.id {
+            return Err(ChangeError::Refused(
+                "a node cannot remove itself; decommission it".into(),
+            ));
+        }
+        let view = self.ctx.view();
+        let Some(node) = view.node(target) else {
+            return Err(ChangeError::Refused(format!(
+                "no member {target} in the ring"
+            )));
+        };
+        if node.alive {
+            return Err(ChangeError::Refused(format!(
+                "{target} is up: decommission it instead (removal is for a node that is gone for good)"
+            )));
+        }
+        if node.state == NodeState::Left {
+            return Err(ChangeError::Refused(format!("{target} has already left")));
+        }
+        if let Some(change) = change_elsewhere(&view, target) {
+            return Err(ChangeError::Refused(format!(
+                "another topology change is in progress ({change}); one at a time"
+            )));
+        }
+        let normal = view
+            .nodes()
+            .filter(|(_, n)| matches!(n.state, NodeState::Normal | NodeState::Leaving))
+            .count();
+        let n = self.ctx.n();
+        if normal <= n {
+            return Err(ChangeError::Refused(format!(
+                "{normal} members with replication factor {n}: without {target} fewer than {n} \
+                 would remain to hold every range"
+            )));
+        }
+        let known = self.membership.known().await;
+        let incarnation = known
+            .members()
+            .find(|(id, _)| *id == target)
+            .map_or(0, |(_, m)| m.incarnation);
+        let op = self.begin(OperationKind::RemoveNode);
+        let this = Arc::clone(self);
+        let target = target.clone();
+        tokio::spawn(async move { this.run_removal(target, incarnation).await });
+        Ok(op)
+    }
+
+    /// Resumes a removal this node was orchestrating when it stopped.
+    pub async fn resume_removal(self: &Arc<Self>) {
+        let Some(target) = progress::pending_removal(&self.data_dir) else {
+            return;
+        };
+        let known = self.membership.known().await;
+        let Some(incarnation) = known
+            .members()
+            .find(|(id, _)| **id == target)
+            .map(|(_, m)| m.incarnation)
+        else {
+            return;
+        };
+        tracing::info!(%target, "resuming the removal of a node");
+        self.begin(OperationKind::RemoveNode);
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run_removal(target, incarnation).await });
+    }
+
+    async fn run_removal(self: Arc<Self>, target: NodeId, incarnation: u64) {
+        let outcome = self.removal_steps(&target, incarnation).await;
+        if let Err(e) = &outcome {
+            tracing::error!(%target, error = %e, "removal failed");
+        }
+        self.finish(outcome);
+    }
+
+    async fn removal_steps(&self, target: &NodeId, incarnation: u64) -> Result<(), String> {
+        let me = self.ctx.id.clone();
+        let op_id = self.running().map(|o| o.id).unwrap_or_default();
+        let mut progress = Progress::open(&self.data_dir, &progress::removal_kind(target), &op_id)
+            .map_err(|e| format!("progress file: {e}"))?;
+        self.update(|op| {
+            op.id.clone_from(&progress.id);
+            op.node_id = target.to_string();
+        });
+        let depart = |state| Departure {
+            id: target.clone(),
+            incarnation,
+            state,
+        };
+        self.membership.depart(depart(NodeState::Leaving)).await;
+        self.wait_until_seen(target, |state, _| state == NodeState::Leaving)
+            .await;
+        self.update(|op| op.state = OperationState::Running as i32);
+        let view = self.ctx.view();
+        let moves = transfers(view.ring(), self.ctx.n());
+        self.stream_all(&moves, &mut progress, |t| {
+            let view = self.ctx.view();
+            let endpoint = |id: &NodeId| {
+                view.node(id)
+                    .filter(|n| n.alive)
+                    .and_then(|n| self.ctx.peers.channel(&n.grpc_address).ok())
+            };
+            let sources: Vec<Source> = t
+                .sources
+                .iter()
+                .filter(|s| *s != target)
+                .filter_map(|s| {
+                    if *s == me {
+                        Some(Source::Local(Arc::clone(&self.ctx.storage)))
+                    } else {
+                        endpoint(s).map(Source::Remote)
+                    }
+                })
+                .collect();
+            let sink = if t.to == me {
+                Some(Sink::Local(Arc::clone(&self.ctx.storage)))
+            } else {
+                endpoint(&t.to).map(Sink::Remote)
+            };
+            (
+                sources,
+                sink.into_iter().collect(),
+                "a surviving replica or the new owner of a range is down; waiting",
+            )
+        })
+        .await?;
+        self.membership.depart(depart(NodeState::Left)).await;
+        self.wait_until_seen(target, |state, _| state == NodeState::Left)
+            .await;
+        progress
+            .remove()
+            .map_err(|e| format!("progress file: {e}"))?;
+        tracing::info!(%target, ranges = moves.len(), "removed a node");
+        Ok(())
+    }
+}
