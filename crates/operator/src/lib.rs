@@ -4,13 +4,16 @@
 //! `crds/` is generated from them by the `crdgen` binary). `validate` holds
 //! the spec's admission rules as a pure function; `plan` is scaling as a
 //! pure level-triggered state machine (spec and observations in, the one
-//! next action out). The reconciler, which observes the cluster, performs
+//! next action out); `objects` builds the owned Kubernetes objects (the
+//! StatefulSet, Services, ConfigMap, PodDisruptionBudget) from the
+//! resource. The reconciler, which observes the cluster, performs
 //! those actions and writes the status, lands with the operator issue.
 //!
 //! **Architecture invariant:** planning is pure (spec and observed state in,
 //! actions out); only the reconciler's edges talk to the API server.
 
 pub mod crd;
+pub mod objects;
 pub mod plan;
 mod validate;
 

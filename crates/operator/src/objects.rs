@@ -1,0 +1,508 @@
+//! The Kubernetes objects a `KVCluster` owns, built as pure functions of
+//! the resource: the reconciler applies them (server-side apply) and
+//! compares nothing by hand. Names derive from the cluster's name; every
+//! object carries the same labels and an owner reference to the cluster.
+//!
+//! - a headless Service (`<name>-peers`) for peer DNS and gossip seeds,
+//!   publishing not-ready addresses so joining pods find each other;
+//! - a client Service (`<name>`) for the KV port;
+//! - a ConfigMap (`<name>-config`) with every node setting the spec
+//!   controls, read as `STRATA_*` environment variables;
+//! - a PodDisruptionBudget (`<name>`) that lets no voluntary disruption
+//!   take more nodes than QUORUM can spare;
+//! - the StatefulSet (`<name>`): pod name = node id, a volume per pod.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
+    EnvVarSource, GRPCAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::KVCluster;
+use crate::crd::VolumeRetention;
+
+/// The node's gRPC port (clients and peers).
+pub const GRPC_PORT: i32 = 7400;
+/// The node's Prometheus metrics port.
+pub const METRICS_PORT: i32 = 9400;
+/// Where each pod's volume is mounted (its data directory).
+pub const DATA_DIR: &str = "/data";
+/// The non-root user the node runs as.
+pub const RUN_AS_USER: i64 = 10001;
+/// Seconds a stopping pod gets to flush before it is killed.
+pub const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// Labels every owned object carries, and the pods' selector.
+#[must_use]
+pub fn labels(cluster: &KVCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "strata".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), name(cluster)),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "strata-operator".to_owned(),
+        ),
+    ])
+}
+
+fn name(cluster: &KVCluster) -> String {
+    cluster.metadata.name.clone().unwrap_or_default()
+}
+
+fn meta(cluster: &KVCluster, object: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(object),
+        namespace: cluster.metadata.namespace.clone(),
+        labels: Some(labels(cluster)),
+        owner_references: Some(vec![OwnerReference {
+            api_version: "strata.dev/v1alpha1".to_owned(),
+            kind: "KVCluster".to_owned(),
+            name: name(cluster),
+            uid: cluster.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The headless Service's name.
+#[must_use]
+pub fn peers_service_name(cluster: &KVCluster) -> String {
+    format!("{}-peers", name(cluster))
+}
+
+/// Pod `ordinal`'s stable DNS name, through the headless Service.
+#[must_use]
+pub fn pod_host(cluster: &KVCluster, ordinal: u32) -> String {
+    let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
+    format!(
+        "{}-{ordinal}.{}.{namespace}.svc",
+        name(cluster),
+        peers_service_name(cluster)
+    )
+}
+
+/// The headless Service: peer DNS names and gossip seeds. Not-ready
+/// addresses are published: a joining pod is not Ready until it has joined,
+/// and must be reachable before that.
+#[must_use]
+pub fn peers_service(cluster: &KVCluster) -> Service {
+    Service {
+        metadata: meta(cluster, peers_service_name(cluster)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels(cluster)),
+            ports: Some(vec![grpc_service_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The client Service for the KV port.
+#[must_use]
+pub fn client_service(cluster: &KVCluster) -> Service {
+    Service {
+        metadata: meta(cluster, name(cluster)),
+        spec: Some(ServiceSpec {
+            selector: Some(labels(cluster)),
+            ports: Some(vec![grpc_service_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn grpc_service_port() -> ServicePort {
+    ServicePort {
+        name: Some("grpc".to_owned()),
+        port: GRPC_PORT,
+        target_port: Some(IntOrString::Int(GRPC_PORT)),
+        app_protocol: Some("grpc".to_owned()),
+        ..ServicePort::default()
+    }
+}
+
+/// Every node setting the spec controls, as `STRATA_*` variables.
+/// `founders` is the number of pods the cluster was created with (kept in
+/// the status): they form the initial cluster; later pods join.
+#[must_use]
+pub fn config_map(cluster: &KVCluster, founders: u32) -> ConfigMap {
+    let spec = &cluster.spec;
+    let c = &spec.consistency;
+    let initial: Vec<String> = (0..founders)
+        .map(|i| format!("{}-{i}", name(cluster)))
+        .collect();
+    let seeds: Vec<String> = (0..founders)
+        .map(|i| format!("{}:{GRPC_PORT}", pod_host(cluster, i)))
+        .collect();
+    let data = BTreeMap::from([
+        ("STRATA_CLUSTER_ID".to_owned(), cluster_id(cluster)),
+        ("STRATA_DATA_DIR".to_owned(), DATA_DIR.to_owned()),
+        ("STRATA_LISTEN".to_owned(), format!("0.0.0.0:{GRPC_PORT}")),
+        (
+            "STRATA_METRICS_LISTEN".to_owned(),
+            format!("0.0.0.0:{METRICS_PORT}"),
+        ),
+        (
+            "STRATA_REPLICATION_FACTOR".to_owned(),
+            c.replication_factor.to_string(),
+        ),
+        (
+            "STRATA_WRITE_CONSISTENCY".to_owned(),
+            c.write_quorum.to_string(),
+        ),
+        (
+            "STRATA_READ_CONSISTENCY".to_owned(),
+            c.read_quorum.to_string(),
+        ),
+        (
+            "STRATA_LAST_WRITE_WINS".to_owned(),
+            c.last_write_wins.to_string(),
+        ),
+        ("STRATA_VNODES".to_owned(), spec.vnodes.to_string()),
+        (
+            "STRATA_HINT_WINDOW_SECS".to_owned(),
+            spec.hint_window_seconds.to_string(),
+        ),
+        (
+            "STRATA_ANTI_ENTROPY_INTERVAL_SECS".to_owned(),
+            spec.anti_entropy_interval_seconds.to_string(),
+        ),
+        ("STRATA_INITIAL_CLUSTER".to_owned(), initial.join(",")),
+        ("STRATA_SEEDS".to_owned(), seeds.join(",")),
+        // The operator decides when a pod joins (Admin.Join).
+        ("STRATA_AUTO_BOOTSTRAP".to_owned(), "false".to_owned()),
+    ]);
+    ConfigMap {
+        metadata: meta(cluster, format!("{}-config", name(cluster))),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+/// The gossip cluster id: namespace and name, so two KVClusters never
+/// merge even if their pods can reach each other.
+#[must_use]
+pub fn cluster_id(cluster: &KVCluster) -> String {
+    format!(
+        "{}.{}",
+        cluster.metadata.namespace.as_deref().unwrap_or("default"),
+        name(cluster)
+    )
+}
+
+/// How many nodes a voluntary disruption may take at once: as many as
+/// leave every key W and R replicas (N − max(W, R)), at least zero.
+#[must_use]
+pub fn max_unavailable(cluster: &KVCluster) -> i32 {
+    let c = &cluster.spec.consistency;
+    let spare = c
+        .replication_factor
+        .saturating_sub(c.write_quorum.max(c.read_quorum));
+    i32::try_from(spare).unwrap_or(0)
+}
+
+/// The PodDisruptionBudget: no voluntary disruption may break QUORUM.
+#[must_use]
+pub fn disruption_budget(cluster: &KVCluster) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(cluster, name(cluster)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(max_unavailable(cluster))),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels(cluster)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// The StatefulSet with `replicas` pods (the planner's count, not
+/// necessarily the spec's) and `config_hash` on the pod template, so a
+/// settings change rolls the pods.
+#[must_use]
+pub fn statefulset(cluster: &KVCluster, replicas: u32, config_hash: &str) -> StatefulSet {
+    let spec = &cluster.spec;
+    let retention = match spec.storage.retention {
+        VolumeRetention::Retain => "Retain",
+        VolumeRetention::Delete => "Delete",
+    };
+    let env = vec![
+        field_env("STRATA_NODE_ID", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        EnvVar {
+            name: "STRATA_ADVERTISE_HOST".to_owned(),
+            value: Some(format!(
+                "$(STRATA_NODE_ID).{}.$(POD_NAMESPACE).svc",
+                peers_service_name(cluster)
+            )),
+            ..EnvVar::default()
+        },
+    ];
+    let probe = |initial_delay: i32| Probe {
+        grpc: Some(GRPCAction {
+            port: GRPC_PORT,
+            service: None,
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(5),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: "strata".to_owned(),
+        image: Some(spec.image.clone()),
+        command: Some(vec!["/usr/local/bin/strata-node".to_owned()]),
+        env: Some(env),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: format!("{}-config", name(cluster)),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("grpc".to_owned()),
+                container_port: GRPC_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: METRICS_PORT,
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(probe(2)),
+        liveness_probe: Some(Probe {
+            failure_threshold: Some(6),
+            ..probe(20)
+        }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".to_owned(),
+            mount_path: DATA_DIR.to_owned(),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    let mut annotations = BTreeMap::new();
+    annotations.insert("strata.dev/config-hash".to_owned(), config_hash.to_owned());
+    let placement = &spec.placement;
+    StatefulSet {
+        metadata: meta(cluster, name(cluster)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
+            service_name: Some(peers_service_name(cluster)),
+            // Pods start in parallel; joins are ordered by the operator.
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(labels(cluster)),
+                ..LabelSelector::default()
+            },
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(retention.to_owned()),
+                    when_scaled: Some(retention.to_owned()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(cluster)),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS_USER),
+                        run_as_group: Some(RUN_AS_USER),
+                        fs_group: Some(RUN_AS_USER),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    affinity: placement.affinity.clone(),
+                    tolerations: (!placement.tolerations.is_empty())
+                        .then(|| placement.tolerations.clone()),
+                    topology_spread_constraints: (!placement
+                        .topology_spread_constraints
+                        .is_empty())
+                    .then(|| placement.topology_spread_constraints.clone()),
+                    node_selector: (!placement.node_selector.is_empty())
+                        .then(|| placement.node_selector.clone()),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".to_owned()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    storage_class_name: spec.storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_owned(),
+                            Quantity(spec.storage.size.clone()),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KVClusterSpec;
+
+    fn minimal() -> KVCluster {
+        let spec: KVClusterSpec =
+            serde_json::from_value(serde_json::json!({ "image": "strata:0.1" })).expect("spec");
+        let mut cluster = KVCluster::new("kv", spec);
+        cluster.metadata.namespace = Some("prod".to_owned());
+        cluster.metadata.uid = Some("uid-1".to_owned());
+        cluster
+    }
+
+    #[test]
+    fn the_statefulset_runs_restricted_non_root_pods_named_as_node_ids() {
+        let sts = statefulset(&minimal(), 3, "abc");
+        let spec = sts.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("kv-peers"));
+        let pod = spec.template.spec.expect("pod");
+        let container = &pod.containers[0];
+        let env = container.env.as_ref().expect("env");
+        assert!(env.iter().any(|e| {
+            e.name == "STRATA_NODE_ID"
+                && e.value_from
+                    .as_ref()
+                    .and_then(|v| v.field_ref.as_ref())
+                    .map(|f| f.field_path.as_str())
+                    == Some("metadata.name")
+        }));
+        let security = container.security_context.as_ref().expect("security");
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            pod.security_context.as_ref().and_then(|s| s.run_as_user),
+            Some(RUN_AS_USER)
+        );
+        assert_eq!(
+            container
+                .readiness_probe
+                .as_ref()
+                .and_then(|p| p.grpc.as_ref())
+                .map(|g| g.port),
+            Some(GRPC_PORT)
+        );
+        let claim = &spec.volume_claim_templates.expect("claims")[0];
+        let size = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone());
+        assert_eq!(size.as_deref(), Some("10Gi"));
+        assert_eq!(
+            spec.persistent_volume_claim_retention_policy
+                .and_then(|p| p.when_scaled),
+            Some("Retain".to_owned())
+        );
+        let owner = &sts.metadata.owner_references.expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("KVCluster", "uid-1")
+        );
+    }
+
+    #[test]
+    fn founders_form_the_initial_cluster_and_later_pods_join() {
+        let config = config_map(&minimal(), 3);
+        let data = config.data.expect("data");
+        assert_eq!(data["STRATA_INITIAL_CLUSTER"], "kv-0,kv-1,kv-2");
+        assert_eq!(
+            data["STRATA_SEEDS"],
+            "kv-0.kv-peers.prod.svc:7400,kv-1.kv-peers.prod.svc:7400,kv-2.kv-peers.prod.svc:7400"
+        );
+        assert_eq!(data["STRATA_AUTO_BOOTSTRAP"], "false");
+        assert_eq!(data["STRATA_CLUSTER_ID"], "prod.kv");
+        assert_eq!(data["STRATA_REPLICATION_FACTOR"], "3");
+    }
+
+    #[test]
+    fn the_budget_never_lets_a_disruption_break_quorum() {
+        let mut cluster = minimal();
+        assert_eq!(max_unavailable(&cluster), 1, "N=3, W=R=2");
+        cluster.spec.consistency.write_quorum = 3;
+        assert_eq!(max_unavailable(&cluster), 0, "W=3 spares no node");
+        cluster.spec.consistency.replication_factor = 5;
+        cluster.spec.consistency.write_quorum = 3;
+        cluster.spec.consistency.read_quorum = 3;
+        assert_eq!(max_unavailable(&cluster), 2);
+    }
+
+    #[test]
+    fn the_headless_service_publishes_not_ready_pods() {
+        let service = peers_service(&minimal());
+        let spec = service.spec.expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
+        assert_eq!(
+            client_service(&minimal()).metadata.name.as_deref(),
+            Some("kv")
+        );
+    }
+}
