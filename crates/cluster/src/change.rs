@@ -17,8 +17,8 @@ pub struct Transfer {
     pub range: TokenRange,
     /// The member that gains it.
     pub to: NodeId,
-    /// Its current owners, which hold the data (a leaving member first: it
-    /// is the one handing the range over).
+    /// Its current owners, which hold the data; the owner losing the range
+    /// first (it is the one handing the range over).
     pub sources: Vec<NodeId>,
 }
 
@@ -49,13 +49,11 @@ pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
     for TokenRange { start, end } in ranges(ring) {
         let placement = ring.placement(end, n);
         let mut sources = placement.replicas.clone();
-        // The member leaving hands its ranges over itself when it can.
-        sources.sort_by_key(|id| {
-            ring.members()
-                .iter()
-                .find(|m| &m.id == id)
-                .is_none_or(|m| m.state != NodeState::Leaving)
-        });
+        // The owner that loses the range comes first (a leaving member, or
+        // the one a joiner takes the range over from): copying what it held
+        // keeps every write that had W current owners on W future owners,
+        // whichever W they were (Cassandra's consistent range movement).
+        sources.sort_by_key(|id| placement.future.contains(id));
         for to in placement
             .future
             .iter()
@@ -199,6 +197,12 @@ mod tests {
                         .collect();
                     prop_assert_eq!(received.len(), usize::from(gains), "{} at {:?}", m.id, t);
                     if let Some(x) = received.first() {
+                        // The first source is the owner losing the range.
+                        let losers: Vec<&NodeId> =
+                            p.replicas.iter().filter(|r| !p.future.contains(r)).collect();
+                        if !losers.is_empty() {
+                            prop_assert!(losers.contains(&&x.sources[0]), "{:?} at {:?}", x, t);
+                        }
                         let mut sources = x.sources.clone();
                         sources.sort();
                         let mut owners = p.replicas.clone();
