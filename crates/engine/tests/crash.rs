@@ -29,17 +29,23 @@ impl Drop for Killed {
     }
 }
 
-/// Runs the writer for a pseudo-random 50 to 350 ms, kills it with SIGKILL
-/// and returns every line it printed.
-fn run_and_kill(mode: &str, dir: &Path, first: u64, cycle: u64) -> Vec<String> {
+/// Starts `crash_writer <mode> <dir> <arg>` with its stdout piped.
+fn spawn_writer(mode: &str, dir: &Path, arg: u64) -> (Killed, std::process::ChildStdout) {
     let child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
-        .args([mode, dir.to_str().expect("utf-8 path"), &first.to_string()])
+        .args([mode, dir.to_str().expect("utf-8 path"), &arg.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn crash_writer");
     let mut child = Killed(child);
     let stdout = child.0.stdout.take().expect("piped");
+    (child, stdout)
+}
+
+/// Runs the writer for a pseudo-random 50 to 350 ms, kills it with SIGKILL
+/// and returns every line it printed.
+fn run_and_kill(mode: &str, dir: &Path, first: u64, cycle: u64) -> Vec<String> {
+    let (child, stdout) = spawn_writer(mode, dir, first);
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
             .lines()
@@ -147,18 +153,7 @@ fn power_loss_recovers_a_prefix_with_every_acknowledged_write() {
 fn periodic_durability_syncs_in_the_background_without_close() {
     let dir = tempfile::tempdir().expect("tempdir");
     let count = 200u64;
-    let child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
-        .args([
-            "periodic",
-            dir.path().to_str().expect("utf-8 path"),
-            &count.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn crash_writer");
-    let mut child = Killed(child);
-    let stdout = child.0.stdout.take().expect("piped");
+    let (child, stdout) = spawn_writer("periodic", dir.path(), count);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
