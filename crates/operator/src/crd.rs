@@ -1,17 +1,27 @@
 //! The `KVCluster` custom resource (`strata.dev/v1alpha1`, namespaced).
 
+// The KubeSchema derive re-declares these structs in a private module to
+// derive their JSON schema, which trips `unreachable_pub` on the copies.
+#![allow(
+    unreachable_pub,
+    reason = "false positive on KubeSchema-generated copies"
+)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+// The API server enforces the `x_kube` rules (CEL `x-kubernetes-validations`,
+// no webhook); `crate::validate_spec` repeats the creation rules so the
+// reconciler never acts on a spec that slipped past an older CRD.
 /// Desired state of a Strata cluster.
-#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "strata.dev",
     version = "v1alpha1",
@@ -25,12 +35,25 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(
+    validation = Rule::new("self.replicas >= 1").message("replicas must be at least 1"),
+    validation = Rule::new("self.replicas >= self.consistency.replicationFactor")
+        .message("replicas must be at least consistency.replicationFactor (N): every key needs N nodes"),
+    validation = Rule::new("self.consistency.writeQuorum >= 1 && self.consistency.writeQuorum <= self.consistency.replicationFactor")
+        .message("consistency.writeQuorum (W) must be between 1 and replicationFactor (N)"),
+    validation = Rule::new("self.consistency.readQuorum >= 1 && self.consistency.readQuorum <= self.consistency.replicationFactor")
+        .message("consistency.readQuorum (R) must be between 1 and replicationFactor (N)"),
+    validation = Rule::new("self.vnodes >= 1 && self.vnodes <= 1024").message("vnodes must be between 1 and 1024"),
+    validation = Rule::new("self.antiEntropyIntervalSeconds >= 1").message("antiEntropyIntervalSeconds must be at least 1"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct KVClusterSpec {
-    /// Number of storage nodes. Defaults to 3.
+    /// Number of storage nodes. Defaults to 3. The operator adds or removes
+    /// one node at a time, streaming data before a node counts or leaves.
     #[serde(default = "default_replicas")]
     pub replicas: u32,
     /// Container image with the `strata-node` binary.
+    #[x_kube(validation = Rule::new("!self.matches('^\\\\s*$')").message("image must name a container image"))]
     pub image: String,
     /// Persistent storage for each node.
     #[serde(default)]
@@ -58,11 +81,15 @@ pub struct KVClusterSpec {
 }
 
 /// Persistent volume settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new("!has(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0")
+    .message("storage.size may grow but not shrink (a volume cannot be made smaller)"))]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Volume size as a Kubernetes quantity. Defaults to "10Gi".
+    /// Volume size as a Kubernetes quantity. Defaults to "10Gi". May grow
+    /// (when the storage class allows expansion), never shrink.
     #[serde(default = "default_storage_size")]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("storage.size must be a quantity such as 10Gi"))]
     pub size: String,
     /// Storage class; unset uses the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,11 +121,15 @@ pub enum VolumeRetention {
 }
 
 /// Replication factor N and default quorums W and R.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsistencySpec {
-    /// N: replicas per key. Defaults to 3.
+    /// N: replicas per key. Defaults to 3. Fixed when the cluster is
+    /// created: changing it would need every key re-replicated (see
+    /// docs/operator.md); create a new cluster instead.
     #[serde(default = "default_n")]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("replicationFactor cannot change on a live cluster; create a new KVCluster and copy the data"))]
     pub replication_factor: u32,
     /// W: acknowledgements a write waits for by default. Defaults to 2.
     #[serde(default = "default_quorum")]
@@ -157,6 +188,17 @@ pub struct KVClusterStatus {
     /// The topology change in progress, if any (one at a time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology_change: Option<TopologyChange>,
+    /// How many pods formed the cluster (its initial members). Set once,
+    /// before the StatefulSet is created; later pods join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub founders: Option<u32>,
+    /// Hash of the node settings the spec asks for; pods whose
+    /// `strata.dev/config-hash` differs are restarted one at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// What the operator is doing or waiting for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Coarse lifecycle of the cluster.
@@ -175,10 +217,17 @@ pub enum ClusterPhase {
 pub struct RingMember {
     /// Stable node id: the pod name.
     pub node_id: String,
-    /// Joining, Normal, Leaving or Left.
+    /// Waiting, Joining, Normal, Leaving or Left.
     pub state: String,
+    /// Bytes stored, as the node reports them.
     #[serde(default)]
     pub load_bytes: u64,
+    /// Whether the node is heard from (gossip).
+    #[serde(default)]
+    pub alive: bool,
+    /// The settings hash its pod runs with (compare `status.configHash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
 }
 
 /// A join or decommission the operator is driving.
@@ -190,10 +239,15 @@ pub struct TopologyChange {
     pub node_id: String,
     /// RFC 3339 time the change started.
     pub started_at: String,
+    /// Ranges streamed so far.
     #[serde(default)]
     pub ranges_done: u64,
+    /// Ranges to stream.
     #[serde(default)]
     pub ranges_total: u64,
+    /// Bytes streamed so far.
+    #[serde(default)]
+    pub bytes_transferred: u64,
 }
 
 fn default_replicas() -> u32 {
@@ -217,6 +271,9 @@ fn default_n() -> u32 {
 fn default_quorum() -> u32 {
     2
 }
+
+#[cfg(test)]
+mod cel_tests;
 
 #[cfg(test)]
 mod tests {
