@@ -11,7 +11,7 @@ fn schema() -> Value {
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
-fn object(spec: Value) -> Value {
+fn object(spec: &Value) -> Value {
     json!({
         "apiVersion": "strata.dev/v1alpha1",
         "kind": "KVCluster",
@@ -22,8 +22,8 @@ fn object(spec: Value) -> Value {
 
 /// The messages of the rules `spec` breaks (on update from `old`).
 fn broken(spec: Value, old: Option<Value>) -> Vec<String> {
-    let old = old.map(object);
-    match Validator::new().validate(&schema(), &object(spec), old.as_ref()) {
+    let old = old.as_ref().map(object);
+    match Validator::new().validate(&schema(), &object(&spec), old.as_ref()) {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .into_vec()
