@@ -2,6 +2,11 @@
 //! `crds/kvcluster.yaml` (what users install) with kube's CEL evaluator,
 //! schema defaults applied first as the API server does.
 
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "the helpers take json! literals"
+)]
+
 use kube::core::cel::{ErrorKind, Validator};
 use serde_json::{Value, json};
 
