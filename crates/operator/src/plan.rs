@@ -19,7 +19,13 @@
 //!   decommissioned;
 //! - never below N nodes: such a scale-down is refused (the spec is left as
 //!   it is; the reconciler reports a condition and an event);
-//! - a failed pod during a change pauses it (Degraded) until it recovers.
+//! - a failed pod during a change pauses it (Degraded) until it recovers;
+//! - a node that left keeps its volume when the retention policy says
+//!   Retain, but a pod added later for the same ordinal must start fresh
+//!   (a node that left refuses to start on its old data): that volume is
+//!   deleted just before the pod is created;
+//! - settings that need a restart roll one pod at a time in ordinal order,
+//!   only while no change is in flight and every node is ready and normal.
 
 /// A node's state on the ring, as a node's `Admin.GetRing` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +51,8 @@ pub struct PodObservation {
     pub ready: bool,
     /// Crash-looping or otherwise failed: a change pauses.
     pub failed: bool,
+    /// Runs the settings the spec asks for (its config hash is current).
+    pub current_config: bool,
 }
 
 /// The change in progress, as recorded in the status.
@@ -114,9 +122,16 @@ pub enum Action {
         /// The node.
         ordinal: u32,
     },
-    /// Delete node `ordinal`'s volume (retention `Delete`).
+    /// Delete node `ordinal`'s volume (retention `Delete`, or the stale
+    /// volume of a node that left, before its ordinal is reused).
     DeleteVolume {
         /// The node.
+        ordinal: u32,
+    },
+    /// Restart pod `ordinal` so it picks up new settings (delete it; the
+    /// StatefulSet recreates it from the current template).
+    Restart {
+        /// The pod.
         ordinal: u32,
     },
     /// The change is complete: clear it from the status.
@@ -160,7 +175,12 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
         }
         return match change {
             Change::Join { ordinal } => {
-                if current <= ordinal {
+                if current <= ordinal
+                    && ring(ordinal) == Some(RingState::Left)
+                    && observed.volumes.contains(&ordinal)
+                {
+                    Action::DeleteVolume { ordinal }
+                } else if current <= ordinal {
                     Action::Scale {
                         replicas: ordinal + 1,
                     }
@@ -202,6 +222,12 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
     }
     if desired.replicas < current {
         if current <= desired.replication_factor {
+            // A settings roll still proceeds; the refusal is reported once
+            // nothing else is left to do.
+            let restart = rolling_restart(current, observed);
+            if restart != Action::Steady {
+                return restart;
+            }
             return Action::Refuse(format!(
                 "replicas {} is below the replication factor {}: every key needs {} nodes; \
                  staying at {current}",
@@ -217,7 +243,38 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
             None => Action::Wait(format!("node {highest} is not on the ring yet")),
         };
     }
-    Action::Steady
+    rolling_restart(current, observed)
+}
+
+/// The next pod to restart for new settings, lowest ordinal first, once
+/// every pod is ready and every node normal.
+fn rolling_restart(current: u32, observed: &Observed) -> Action {
+    let stale = (0..current).find(|&ordinal| {
+        observed
+            .pods
+            .iter()
+            .any(|p| p.ordinal == ordinal && !p.current_config)
+    });
+    let Some(ordinal) = stale else {
+        return Action::Steady;
+    };
+    for other in 0..current {
+        if !observed.pods.iter().any(|p| p.ordinal == other && p.ready) {
+            return Action::Wait(format!(
+                "rolling restart: waiting for pod {other} to be ready before restarting pod {ordinal}"
+            ));
+        }
+        let normal = observed.ring.as_ref().is_some_and(|r| {
+            r.iter()
+                .any(|&(o, state)| o == other && state == RingState::Normal)
+        });
+        if !normal {
+            return Action::Wait(format!(
+                "rolling restart: waiting for node {other} to be normal before restarting pod {ordinal}"
+            ));
+        }
+    }
+    Action::Restart { ordinal }
 }
 
 fn change_name(change: Change) -> &'static str {

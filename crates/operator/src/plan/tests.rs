@@ -19,6 +19,7 @@ fn settled(n: u32) -> Observed {
                 ordinal,
                 ready: true,
                 failed: false,
+                current_config: true,
             })
             .collect(),
         ring: Some((0..n).map(|o| (o, RingState::Normal)).collect()),
@@ -50,6 +51,7 @@ fn scaling_up_adds_one_node_at_a_time_and_waits_for_it_to_be_normal() {
         ordinal: 3,
         ready: true,
         failed: false,
+        current_config: true,
     });
     assert_eq!(plan(&d, &o), Action::Join { ordinal: 3 });
     o.ring.as_mut().expect("ring").push((3, RingState::Joining));
@@ -99,6 +101,56 @@ fn below_n_is_refused_and_a_failed_pod_pauses_a_change() {
 }
 
 #[test]
+fn a_retained_volume_of_a_node_that_left_is_deleted_before_its_ordinal_is_reused() {
+    // 4 -> 3 with retention Retain left volume 3 behind; now 3 -> 4 again.
+    let mut o = settled(3);
+    o.ring.as_mut().expect("ring").push((3, RingState::Left));
+    o.volumes.push(3);
+    o.change = Some(Change::Join { ordinal: 3 });
+    assert_eq!(plan(&desired(4), &o), Action::DeleteVolume { ordinal: 3 });
+    o.volumes.retain(|&v| v != 3);
+    assert_eq!(plan(&desired(4), &o), Action::Scale { replicas: 4 });
+    // The pod exists with a fresh volume while the ring still shows the old
+    // incarnation as left: the new volume is kept, the node asked to join.
+    o.statefulset_replicas = Some(4);
+    o.volumes.push(3);
+    o.pods.push(PodObservation {
+        ordinal: 3,
+        ready: true,
+        failed: false,
+        current_config: true,
+    });
+    assert_eq!(plan(&desired(4), &o), Action::Join { ordinal: 3 });
+}
+
+#[test]
+fn new_settings_roll_one_ready_normal_pod_at_a_time_in_ordinal_order() {
+    let mut o = settled(3);
+    for pod in &mut o.pods {
+        pod.current_config = false;
+    }
+    assert_eq!(plan(&desired(3), &o), Action::Restart { ordinal: 0 });
+    // Pod 0 is recreated and not ready yet: nothing else restarts.
+    o.pods[0] = PodObservation {
+        ordinal: 0,
+        ready: false,
+        failed: false,
+        current_config: true,
+    };
+    assert!(matches!(plan(&desired(3), &o), Action::Wait(m) if m.contains("pod 0")));
+    o.pods[0].ready = true;
+    o.ring.as_mut().expect("ring")[0].1 = RingState::Joining;
+    assert!(matches!(plan(&desired(3), &o), Action::Wait(m) if m.contains("node 0")));
+    o.ring.as_mut().expect("ring")[0].1 = RingState::Normal;
+    assert_eq!(plan(&desired(3), &o), Action::Restart { ordinal: 1 });
+    // A scale-up goes first; the restart resumes afterwards.
+    assert_eq!(
+        plan(&desired(4), &o),
+        Action::Record(Change::Join { ordinal: 3 })
+    );
+}
+
+#[test]
 fn a_target_changed_mid_join_finishes_the_join_then_heads_back() {
     // 3 -> 5 asked, node 3 joining, then 5 -> 3 asked.
     let mut o = settled(3);
@@ -107,6 +159,7 @@ fn a_target_changed_mid_join_finishes_the_join_then_heads_back() {
         ordinal: 3,
         ready: true,
         failed: false,
+        current_config: true,
     });
     o.ring.as_mut().expect("ring").push((3, RingState::Joining));
     o.change = Some(Change::Join { ordinal: 3 });
@@ -136,6 +189,10 @@ struct World {
     ring: Vec<(u32, RingState)>,
     change: Option<Change>,
     volumes: Vec<u32>,
+    /// Pods running old settings.
+    stale: Vec<u32>,
+    /// The pod being restarted (not ready until the next tick).
+    restarting: Option<u32>,
 }
 
 impl World {
@@ -147,8 +204,9 @@ impl World {
                 .iter()
                 .map(|&ordinal| PodObservation {
                     ordinal,
-                    ready: true,
+                    ready: self.restarting != Some(ordinal),
                     failed: false,
+                    current_config: !self.stale.contains(&ordinal),
                 })
                 .collect(),
             ring: Some(self.ring.clone()),
@@ -187,6 +245,7 @@ impl World {
 
     /// The nodes' own progress: joins and decommissions advance a step.
     fn tick(&mut self) {
+        self.restarting = None;
         for entry in &mut self.ring {
             entry.1 = match entry.1 {
                 RingState::Joining => RingState::Normal,
@@ -211,7 +270,15 @@ impl World {
                     }
                 }
                 self.pods.retain(|&o| o < replicas);
+                self.stale.retain(|&o| o < replicas);
                 for ordinal in self.replicas..replicas {
+                    if self.volumes.contains(&ordinal)
+                        && self.state(ordinal) == Some(RingState::Left)
+                    {
+                        return Err(format!(
+                            "pod {ordinal} started on the volume of a node that left"
+                        ));
+                    }
                     self.pods.push(ordinal);
                     if !self.volumes.contains(&ordinal) {
                         self.volumes.push(ordinal);
@@ -227,7 +294,22 @@ impl World {
                 }
                 self.set(ordinal, RingState::Leaving);
             }
-            Action::DeleteVolume { ordinal } => self.volumes.retain(|&o| o != ordinal),
+            Action::DeleteVolume { ordinal } => {
+                if self.pods.contains(&ordinal) {
+                    return Err(format!("volume {ordinal} deleted under its pod"));
+                }
+                self.volumes.retain(|&o| o != ordinal);
+            }
+            Action::Restart { ordinal } => {
+                if self.change.is_some() || self.restarting.is_some() {
+                    return Err(format!(
+                        "restart of {ordinal} during {:?} / {:?}",
+                        self.change, self.restarting
+                    ));
+                }
+                self.stale.retain(|&o| o != ordinal);
+                self.restarting = Some(ordinal);
+            }
             Action::Wait(_) | Action::Refuse(_) | Action::Degraded(_) | Action::Steady => {}
         }
         if self.changing() > 1 {
@@ -242,12 +324,16 @@ proptest! {
 
     /// No sequence of spec edits, node progress and operator restarts
     /// leads to two changes in flight, a pod removed before its node left,
-    /// a decommission of a node that is not normal, or fewer than N normal
-    /// nodes; and once edits stop, the cluster reaches the spec (or N).
+    /// a decommission of a node that is not normal, a pod started on a
+    /// departed node's volume, two pods restarting at once or a restart
+    /// during a change, or fewer than N normal nodes; and once edits stop,
+    /// the cluster reaches the spec (or N) with every pod on the new
+    /// settings.
     #[test]
     fn the_planner_never_breaks_the_rules(
         targets in proptest::collection::vec(1u32..8, 1..6),
-        steps in proptest::collection::vec((any::<bool>(), any::<bool>()), 40..120),
+        steps in proptest::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 40..120),
+        delete_volumes in any::<bool>(),
     ) {
         let n = 3u32;
         let mut world = World {
@@ -256,6 +342,8 @@ proptest! {
             ring: Vec::new(),
             change: None,
             volumes: Vec::new(),
+            stale: Vec::new(),
+            restarting: None,
         };
         // The cluster is created at its first target (at least N).
         let first = targets[0].max(n);
@@ -265,11 +353,14 @@ proptest! {
         world.ring = (0..first).map(|o| (o, RingState::Normal)).collect();
         let mut target = first;
         let mut edits = targets.iter().skip(1);
-        for (edit, node_progress) in steps {
+        for (edit, node_progress, settings_edit) in steps {
             if edit && let Some(&next) = edits.next() {
                 target = next;
             }
-            let desired = Desired { replicas: target, replication_factor: n, delete_volumes: true };
+            if settings_edit {
+                world.stale.clone_from(&world.pods);
+            }
+            let desired = Desired { replicas: target, replication_factor: n, delete_volumes };
             let action = plan(&desired, &world.observe());
             if let Err(e) = world.apply(&action) {
                 prop_assert!(false, "{e} after {action:?}");
@@ -280,7 +371,7 @@ proptest! {
             prop_assert!(world.normal() + world.changing() >= n as usize, "{:?}", world.ring);
         }
         // Edits over: it converges.
-        let desired = Desired { replicas: target, replication_factor: n, delete_volumes: true };
+        let desired = Desired { replicas: target, replication_factor: n, delete_volumes };
         for _ in 0..200 {
             let action = plan(&desired, &world.observe());
             if action == Action::Steady || matches!(action, Action::Refuse(_)) {
@@ -293,5 +384,6 @@ proptest! {
         }
         prop_assert_eq!(world.replicas, target.max(n));
         prop_assert_eq!(world.normal(), target.max(n) as usize);
+        prop_assert!(world.stale.is_empty(), "pods left on old settings: {:?}", world.stale);
     }
 }
