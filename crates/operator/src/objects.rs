@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
@@ -41,6 +42,10 @@ pub const DATA_DIR: &str = "/data";
 pub const RUN_AS_USER: i64 = 10001;
 /// Seconds a stopping pod gets to flush before it is killed.
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
+/// Pod template annotation: hash of everything a pod runs with (template
+/// and settings). A pod whose value differs from the StatefulSet's is
+/// restarted by the operator, one at a time.
+pub const CONFIG_HASH_ANNOTATION: &str = "strata.dev/config-hash";
 
 /// Labels every owned object carries, and the pods' selector.
 #[must_use]
@@ -233,10 +238,45 @@ pub fn disruption_budget(cluster: &KVCluster) -> PodDisruptionBudget {
 }
 
 /// The StatefulSet with `replicas` pods (the planner's count, not
-/// necessarily the spec's) and `config_hash` on the pod template, so a
-/// settings change rolls the pods.
+/// necessarily the spec's). Its pod template carries a hash of the
+/// template and of `config` (the ConfigMap's data), so any change to what
+/// a pod runs with is visible on each pod; the update strategy is
+/// `OnDelete` because the operator, not the StatefulSet controller, rolls
+/// pods (in ordinal order, each ready and normal on the ring first).
 #[must_use]
-pub fn statefulset(cluster: &KVCluster, replicas: u32, config_hash: &str) -> StatefulSet {
+pub fn statefulset(cluster: &KVCluster, replicas: u32, config: &ConfigMap) -> StatefulSet {
+    let mut sts = statefulset_without_hash(cluster, replicas);
+    let template = &mut sts.spec.as_mut().expect("built with a spec").template;
+    let hash = config_hash(template, config);
+    template
+        .metadata
+        .get_or_insert_with(ObjectMeta::default)
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(CONFIG_HASH_ANNOTATION.to_owned(), hash);
+    sts
+}
+
+/// The config hash a StatefulSet's pods should carry.
+#[must_use]
+pub fn desired_config_hash(sts: &StatefulSet) -> Option<&str> {
+    sts.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(CONFIG_HASH_ANNOTATION)
+        .map(String::as_str)
+}
+
+fn config_hash(template: &PodTemplateSpec, config: &ConfigMap) -> String {
+    let text = serde_json::to_string(&(template, &config.data)).unwrap_or_default();
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
+fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
     let spec = &cluster.spec;
     let retention = match spec.storage.retention {
         VolumeRetention::Retain => "Retain",
@@ -310,8 +350,6 @@ pub fn statefulset(cluster: &KVCluster, replicas: u32, config_hash: &str) -> Sta
         }),
         ..Container::default()
     };
-    let mut annotations = BTreeMap::new();
-    annotations.insert("strata.dev/config-hash".to_owned(), config_hash.to_owned());
     let placement = &spec.placement;
     StatefulSet {
         metadata: meta(cluster, name(cluster)),
@@ -320,6 +358,11 @@ pub fn statefulset(cluster: &KVCluster, replicas: u32, config_hash: &str) -> Sta
             service_name: Some(peers_service_name(cluster)),
             // Pods start in parallel; joins are ordered by the operator.
             pod_management_policy: Some("Parallel".to_owned()),
+            // The operator rolls pods itself (see above).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_owned()),
+                rolling_update: None,
+            }),
             selector: LabelSelector {
                 match_labels: Some(labels(cluster)),
                 ..LabelSelector::default()
@@ -333,7 +376,6 @@ pub fn statefulset(cluster: &KVCluster, replicas: u32, config_hash: &str) -> Sta
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(cluster)),
-                    annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -417,7 +459,8 @@ mod tests {
 
     #[test]
     fn the_statefulset_runs_restricted_non_root_pods_named_as_node_ids() {
-        let sts = statefulset(&minimal(), 3, "abc");
+        let cluster = minimal();
+        let sts = statefulset(&cluster, 3, &config_map(&cluster, 3));
         let spec = sts.spec.expect("spec");
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.service_name.as_deref(), Some("kv-peers"));
@@ -466,6 +509,28 @@ mod tests {
             (owner.kind.as_str(), owner.uid.as_str()),
             ("KVCluster", "uid-1")
         );
+    }
+
+    #[test]
+    fn any_change_to_what_a_pod_runs_changes_the_config_hash() {
+        let cluster = minimal();
+        let hash = |c: &KVCluster| {
+            let sts = statefulset(c, 3, &config_map(c, 3));
+            desired_config_hash(&sts).expect("hash").to_owned()
+        };
+        let base = hash(&cluster);
+        assert_eq!(base, hash(&cluster), "deterministic");
+        let mut w = cluster.clone();
+        w.spec.consistency.write_quorum = 3;
+        let mut image = cluster.clone();
+        image.spec.image = "strata:0.2".to_owned();
+        let mut scaled = cluster.clone();
+        scaled.spec.replicas = 7;
+        assert_ne!(base, hash(&w), "a setting");
+        assert_ne!(base, hash(&image), "the image");
+        assert_eq!(base, hash(&scaled), "replicas alone restart nothing");
+        let sts = statefulset(&cluster, 4, &config_map(&cluster, 3));
+        assert_eq!(desired_config_hash(&sts), Some(base.as_str()));
     }
 
     #[test]
