@@ -13,8 +13,14 @@
 //! actions out); only the reconciler's edges talk to the API server.
 
 pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod nodes;
 pub mod objects;
+pub mod observe;
 pub mod plan;
+pub mod reconcile;
+pub mod status;
 mod validate;
 
 pub use crd::{KVCluster, KVClusterSpec, KVClusterStatus};

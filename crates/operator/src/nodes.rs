@@ -1,0 +1,119 @@
+//! Talking to storage nodes through strata-client's Admin API: the ring,
+//! joins, decommissions and their progress. Every call has a deadline, so
+//! an unreachable pod costs one timeout, never a stuck reconcile.
+
+use std::time::Duration;
+
+use strata_client::{Client, ClientOptions};
+use strata_proto::v1::{Operation, OperationKind, Ring};
+
+/// Why a node call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The node answered with an error.
+    #[error("node {address}: {source}")]
+    Node {
+        /// Where.
+        address: String,
+        /// What it said.
+        #[source]
+        source: strata_client::Error,
+    },
+    /// The node did not answer in time.
+    #[error("node {address} did not answer within {timeout:?}")]
+    Timeout {
+        /// Where.
+        address: String,
+        /// The deadline.
+        timeout: Duration,
+    },
+}
+
+/// The nodes' Admin API, with a deadline per call.
+#[derive(Debug, Clone, Copy)]
+pub struct Nodes {
+    timeout: Duration,
+}
+
+impl Nodes {
+    /// Calls that wait at most `timeout` each.
+    #[must_use]
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+
+    async fn call<T, F>(&self, address: &str, f: impl FnOnce(Client) -> F) -> Result<T, NodeError>
+    where
+        F: Future<Output = Result<T, strata_client::Error>>,
+    {
+        let options = ClientOptions {
+            attempts: 1,
+            timeout: self.timeout,
+        };
+        let work = async {
+            let client = Client::connect_with(address, options).await?;
+            f(client).await
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result.map_err(|source| NodeError::Node {
+                address: address.to_owned(),
+                source,
+            }),
+            Err(_) => Err(NodeError::Timeout {
+                address: address.to_owned(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    /// The ring as the first of `addresses` that answers sees it.
+    pub async fn ring(&self, addresses: &[String]) -> Option<Ring> {
+        for address in addresses {
+            match self.call(address, |c| async move { c.ring().await }).await {
+                Ok(ring) => return Some(ring),
+                Err(e) => tracing::debug!(error = %e, "no ring from this node"),
+            }
+        }
+        None
+    }
+
+    /// Asks the node at `address` to join.
+    ///
+    /// # Errors
+    /// [`NodeError`] when it refuses or cannot be reached.
+    pub async fn join(&self, address: &str) -> Result<Operation, NodeError> {
+        self.call(address, |c| async move { c.join().await }).await
+    }
+
+    /// Asks `node_id` to decommission itself, through the node at `address`
+    /// (itself, or any node, which forwards).
+    ///
+    /// # Errors
+    /// [`NodeError`] when it refuses (e.g. another change is running) or
+    /// cannot be reached.
+    pub async fn decommission(&self, address: &str, node_id: &str) -> Result<Operation, NodeError> {
+        let node = node_id.to_owned();
+        self.call(
+            address,
+            |c| async move { c.decommission(Some(&node)).await },
+        )
+        .await
+    }
+
+    /// The latest join or decommission the node at `address` ran.
+    pub async fn change_progress(&self, address: &str) -> Option<Operation> {
+        let operations = self
+            .call(address, |c| async move { c.progress("").await })
+            .await
+            .ok()?;
+        operations
+            .into_iter()
+            .filter(|op| {
+                matches!(
+                    OperationKind::try_from(op.kind),
+                    Ok(OperationKind::Join | OperationKind::Decommission)
+                )
+            })
+            .max_by_key(|op| op.started_at_micros)
+    }
+}
