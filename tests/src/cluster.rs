@@ -183,17 +183,7 @@ impl Cluster {
 
     /// Total hints the running nodes hold.
     pub async fn hints_pending(&self) -> u64 {
-        let mut total = 0;
-        for (_, addr) in self.running() {
-            if let Ok(status) = admin(addr)
-                .await
-                .get_node_status(GetNodeStatusRequest {})
-                .await
-            {
-                total += status.into_inner().hints_pending;
-            }
-        }
-        total
+        hints_pending_at(&self.running()).await
     }
 
     /// Runs `Admin.Repair` on every running node in turn and waits for
@@ -202,42 +192,7 @@ impl Cluster {
     /// # Panics
     /// When a repair fails or takes longer than a minute.
     pub async fn repair_all(&self) -> u64 {
-        let mut keys = 0;
-        for (i, addr) in self.running() {
-            let mut node = admin(addr).await;
-            let op = node
-                .repair(RepairRequest::default())
-                .await
-                .expect("start repair")
-                .into_inner();
-            let started = Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let now = node
-                    .get_progress(GetProgressRequest {
-                        operation_id: op.id.clone(),
-                    })
-                    .await
-                    .expect("progress")
-                    .into_inner()
-                    .operations
-                    .remove(0);
-                match OperationState::try_from(now.state) {
-                    Ok(OperationState::Succeeded) => {
-                        keys += now.keys_transferred;
-                        break;
-                    }
-                    Ok(OperationState::Failed) => {
-                        panic!("repair on node-{i} failed: {}", now.error)
-                    }
-                    _ => assert!(
-                        started.elapsed() < Duration::from_secs(60),
-                        "repair on node-{i} is stuck: {now:?}"
-                    ),
-                }
-            }
-        }
-        keys
+        repair_all_at(&self.running()).await
     }
 
     /// The live values of each key as every running node stores it,
@@ -250,32 +205,7 @@ impl Cluster {
         keys: impl IntoIterator<Item = String>,
         replicas: usize,
     ) -> HashMap<String, Vec<String>> {
-        let mut out = HashMap::new();
-        let running = self.running();
-        for key in keys {
-            let mut seen: Option<Vec<String>> = None;
-            let mut holders = 0;
-            for (i, addr) in &running {
-                let versions = stored_versions(*addr, &key).await;
-                if versions.is_empty() {
-                    continue; // not a replica of this key
-                }
-                holders += 1;
-                let mut values: Vec<String> = versions
-                    .iter()
-                    .filter(|v| !v.tombstone)
-                    .map(|v| String::from_utf8_lossy(&v.value).into_owned())
-                    .collect();
-                values.sort();
-                match &seen {
-                    Some(s) => assert_eq!(s, &values, "node-{i} disagrees on {key}"),
-                    None => seen = Some(values),
-                }
-            }
-            assert_eq!(holders, replicas, "{key} is on {holders} nodes");
-            out.insert(key, seen.unwrap_or_default());
-        }
-        out
+        final_values_at(&self.running(), keys, replicas).await
     }
 
     /// Starts node `i`, seeded with every running node's address (gossip
@@ -499,6 +429,103 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// Total hints `nodes` hold.
+pub async fn hints_pending_at(nodes: &[(usize, SocketAddr)]) -> u64 {
+    let mut total = 0;
+    for &(_, addr) in nodes {
+        if let Ok(status) = admin(addr)
+            .await
+            .get_node_status(GetNodeStatusRequest {})
+            .await
+        {
+            total += status.into_inner().hints_pending;
+        }
+    }
+    total
+}
+
+/// Runs `Admin.Repair` on each of `nodes` in turn and waits for
+/// each; returns the keys the repairs merged.
+///
+/// # Panics
+/// When a repair fails or takes longer than a minute.
+pub async fn repair_all_at(nodes: &[(usize, SocketAddr)]) -> u64 {
+    let mut keys = 0;
+    for &(i, addr) in nodes {
+        let mut node = admin(addr).await;
+        let op = node
+            .repair(RepairRequest::default())
+            .await
+            .expect("start repair")
+            .into_inner();
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = node
+                .get_progress(GetProgressRequest {
+                    operation_id: op.id.clone(),
+                })
+                .await
+                .expect("progress")
+                .into_inner()
+                .operations
+                .remove(0);
+            match OperationState::try_from(now.state) {
+                Ok(OperationState::Succeeded) => {
+                    keys += now.keys_transferred;
+                    break;
+                }
+                Ok(OperationState::Failed) => {
+                    panic!("repair on node-{i} failed: {}", now.error)
+                }
+                _ => assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "repair on node-{i} is stuck: {now:?}"
+                ),
+            }
+        }
+    }
+    keys
+}
+
+/// The live values of each key as each of `nodes` stores it,
+/// asserting that exactly `replicas` nodes hold each key and agree.
+///
+/// # Panics
+/// When a key has another number of holders or they disagree.
+pub async fn final_values_at(
+    nodes: &[(usize, SocketAddr)],
+    keys: impl IntoIterator<Item = String>,
+    replicas: usize,
+) -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    let running = nodes;
+    for key in keys {
+        let mut seen: Option<Vec<String>> = None;
+        let mut holders = 0;
+        for (i, addr) in running {
+            let versions = stored_versions(*addr, &key).await;
+            if versions.is_empty() {
+                continue; // not a replica of this key
+            }
+            holders += 1;
+            let mut values: Vec<String> = versions
+                .iter()
+                .filter(|v| !v.tombstone)
+                .map(|v| String::from_utf8_lossy(&v.value).into_owned())
+                .collect();
+            values.sort();
+            match &seen {
+                Some(s) => assert_eq!(s, &values, "node-{i} disagrees on {key}"),
+                None => seen = Some(values),
+            }
+        }
+        assert_eq!(holders, replicas, "{key} is on {holders} nodes");
+        out.insert(key, seen.unwrap_or_default());
+    }
+    out
 }
 
 async fn channel(addr: SocketAddr) -> Channel {

@@ -9,11 +9,19 @@
 //! wipes data directories and cuts links (`--fault-file`); `workload`
 //! runs clients that record a [`history::History`], whose checker proves
 //! no acknowledged write was lost.
+//!
+//! Kubernetes without a cluster: [`apiserver::ApiServer`] is a small
+//! in-process API server, [`kubelet::Kubelet`] turns its StatefulSets'
+//! pods into `strata-node` processes, and [`operator::OperatorProcess`]
+//! runs the real operator against them.
 
+pub mod apiserver;
 mod binary;
 pub mod cluster;
 pub mod history;
+pub mod kubelet;
 mod node;
+pub mod operator;
 pub mod scenario;
 pub mod workload;
 

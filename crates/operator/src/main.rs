@@ -62,6 +62,9 @@ struct Args {
     /// Deadline of one call to a storage node, in milliseconds.
     #[arg(long, env = "STRATA_OPERATOR_NODE_TIMEOUT_MS", default_value_t = 5000)]
     node_timeout_ms: u64,
+    /// Print the ClusterRole the operator needs (YAML) and exit.
+    #[arg(long)]
+    print_rbac: bool,
     /// Log format: `text` or `json`.
     #[arg(long, env = "STRATA_OPERATOR_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -70,6 +73,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.print_rbac {
+        print!(
+            "{}",
+            serde_yaml::to_string(&strata_operator::rbac::cluster_role("strata-operator"))?
+        );
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()

@@ -51,6 +51,7 @@ pub fn state_name(state: RingState) -> &'static str {
         RingState::Waiting => "Waiting",
         RingState::Joining => "Joining",
         RingState::Normal => "Normal",
+        RingState::Down => "Down",
         RingState::Leaving => "Leaving",
         RingState::Left => "Left",
     }
@@ -140,10 +141,13 @@ pub fn observe(
             .iter()
             .filter_map(|node| {
                 let ordinal = ordinal_of(cluster, &node.node_id)?;
-                let state = ring_state(
+                let state = match ring_state(
                     NodeState::try_from(node.state).unwrap_or(NodeState::Unspecified),
                     !node.tokens.is_empty(),
-                )?;
+                )? {
+                    RingState::Normal if !node.alive => RingState::Down,
+                    state => state,
+                };
                 Some((ordinal, state))
             })
             .collect()
@@ -229,6 +233,7 @@ mod tests {
             node_id: id.into(),
             state: state as i32,
             tokens,
+            alive: true,
             ..RingNode::default()
         };
         let ring = Ring {
@@ -237,6 +242,10 @@ mod tests {
                 node("kv-1", NodeState::Joining, vec![2]),
                 node("kv-2", NodeState::Joining, vec![]),
                 node("kv-3", NodeState::Left, vec![]),
+                RingNode {
+                    alive: false,
+                    ..node("kv-4", NodeState::Normal, vec![5])
+                },
             ],
             ..Ring::default()
         };
@@ -269,7 +278,8 @@ mod tests {
                 (0, RingState::Normal),
                 (1, RingState::Joining),
                 (2, RingState::Waiting),
-                (3, RingState::Left)
+                (3, RingState::Left),
+                (4, RingState::Down)
             ])
         );
         assert_eq!(observed.change, Some(Change::Join { ordinal: 2 }));

@@ -36,6 +36,10 @@ pub enum RingState {
     Joining,
     /// An owner.
     Normal,
+    /// An owner that the answering node does not hear from (gossip): no
+    /// step that needs it up (completing its join, decommissioning it,
+    /// restarting the next pod) is taken until it is heard again.
+    Down,
     /// Streaming its ranges away.
     Leaving,
     /// Gone.
@@ -189,6 +193,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
                 } else {
                     match ring(ordinal) {
                         Some(RingState::Normal) => Action::Complete(change),
+                        Some(RingState::Down) => {
+                            Action::Wait(format!("node {ordinal} is normal but not heard from"))
+                        }
                         Some(RingState::Joining) => {
                             Action::Wait(format!("node {ordinal} is streaming its ranges"))
                         }
@@ -212,6 +219,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
                 Some(RingState::Leaving) => {
                     Action::Wait(format!("node {ordinal} is streaming its ranges away"))
                 }
+                Some(RingState::Down) => Action::Wait(format!(
+                    "node {ordinal} is down; it is decommissioned once it is heard from again"
+                )),
                 Some(_) => Action::Decommission { ordinal },
                 None => Action::Wait("no node answered for the ring".into()),
             },

@@ -5,6 +5,10 @@ use std::fmt;
 
 use crate::KVClusterSpec;
 
+/// The nodes' tombstone grace (`--tombstone-grace-secs` default, 10 days):
+/// a node refuses to start with an anti-entropy interval at or above it.
+pub(crate) const TOMBSTONE_GRACE_SECONDS: u64 = 10 * 24 * 3600;
+
 /// One reason a spec cannot be reconciled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecProblem {
@@ -61,10 +65,16 @@ pub fn validate_spec(spec: &KVClusterSpec) -> Vec<SpecProblem> {
     if spec.image.trim().is_empty() {
         problem("spec.image", "must name a container image".into());
     }
-    if spec.anti_entropy_interval_seconds == 0 {
+    if spec.anti_entropy_interval_seconds == 0
+        || spec.anti_entropy_interval_seconds >= TOMBSTONE_GRACE_SECONDS
+    {
         problem(
             "spec.antiEntropyIntervalSeconds",
-            "must be at least 1".into(),
+            format!(
+                "{} is outside 1..{TOMBSTONE_GRACE_SECONDS}: repair must run within the nodes' \
+                 tombstone grace",
+                spec.anti_entropy_interval_seconds
+            ),
         );
     }
     problems

@@ -143,3 +143,20 @@ fn n_cannot_change_on_a_live_cluster_but_w_and_r_can() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn repair_must_run_within_the_tombstone_grace() {
+    let errors = broken(
+        json!({ "image": "s", "antiEntropyIntervalSeconds": 864_000 }),
+        None,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("tombstone grace"), "{errors:?}");
+    assert_eq!(
+        broken(
+            json!({ "image": "s", "antiEntropyIntervalSeconds": 86_400 }),
+            None
+        ),
+        Vec::<String>::new()
+    );
+}

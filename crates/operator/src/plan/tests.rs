@@ -232,7 +232,7 @@ impl World {
     fn normal(&self) -> usize {
         self.ring
             .iter()
-            .filter(|(_, s)| *s == RingState::Normal)
+            .filter(|(_, s)| matches!(s, RingState::Normal | RingState::Down))
             .count()
     }
 
@@ -248,7 +248,7 @@ impl World {
         self.restarting = None;
         for entry in &mut self.ring {
             entry.1 = match entry.1 {
-                RingState::Joining => RingState::Normal,
+                RingState::Joining | RingState::Down => RingState::Normal,
                 RingState::Leaving => RingState::Left,
                 other => other,
             };
@@ -307,8 +307,12 @@ impl World {
                         self.change, self.restarting
                     ));
                 }
+                if let Some((down, _)) = self.ring.iter().find(|(_, s)| *s == RingState::Down) {
+                    return Err(format!("restart of {ordinal} while node {down} is down"));
+                }
                 self.stale.retain(|&o| o != ordinal);
                 self.restarting = Some(ordinal);
+                self.set(ordinal, RingState::Down);
             }
             Action::Wait(_) | Action::Refuse(_) | Action::Degraded(_) | Action::Steady => {}
         }
