@@ -234,9 +234,8 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
         if current <= desired.replication_factor {
             // A settings roll still proceeds; the refusal is reported once
             // nothing else is left to do.
-            let restart = rolling_restart(current, observed);
-            if restart != Action::Steady {
-                return restart;
+            if observed.pods.iter().any(|p| !p.current_config) {
+                return rolling_restart(current, observed);
             }
             return Action::Refuse(format!(
                 "replicas {} is below the replication factor {}: every key needs {} nodes; \
@@ -256,8 +255,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
     rolling_restart(current, observed)
 }
 
-/// The next pod to restart for new settings, lowest ordinal first, once
-/// every pod is ready and every node normal.
+/// With the node count as asked: the next pod to restart for new
+/// settings (lowest ordinal first, once every pod is ready and every node
+/// normal), a wait for pods or nodes that are not, or steady.
 fn rolling_restart(current: u32, observed: &Observed) -> Action {
     let stale = (0..current).find(|&ordinal| {
         observed
@@ -265,26 +265,25 @@ fn rolling_restart(current: u32, observed: &Observed) -> Action {
             .iter()
             .any(|p| p.ordinal == ordinal && !p.current_config)
     });
-    let Some(ordinal) = stale else {
-        return Action::Steady;
+    let why = |what: String| match stale {
+        Some(ordinal) => format!("rolling restart: {what} before restarting pod {ordinal}"),
+        None => what,
     };
     for other in 0..current {
         if !observed.pods.iter().any(|p| p.ordinal == other && p.ready) {
-            return Action::Wait(format!(
-                "rolling restart: waiting for pod {other} to be ready before restarting pod {ordinal}"
-            ));
+            return Action::Wait(why(format!("waiting for pod {other} to be ready")));
         }
-        let normal = observed.ring.as_ref().is_some_and(|r| {
-            r.iter()
-                .any(|&(o, state)| o == other && state == RingState::Normal)
-        });
-        if !normal {
-            return Action::Wait(format!(
-                "rolling restart: waiting for node {other} to be normal before restarting pod {ordinal}"
-            ));
+        let Some(ring) = &observed.ring else {
+            return Action::Wait(why("no node answered for the ring".to_owned()));
+        };
+        if !ring.contains(&(other, RingState::Normal)) {
+            return Action::Wait(why(format!("waiting for node {other} to be normal")));
         }
     }
-    Action::Restart { ordinal }
+    match stale {
+        Some(ordinal) => Action::Restart { ordinal },
+        None => Action::Steady,
+    }
 }
 
 fn change_name(change: Change) -> &'static str {

@@ -35,6 +35,17 @@ fn a_new_cluster_is_created_with_its_founding_members() {
         Action::Create { replicas: 3 }
     );
     assert_eq!(plan(&desired(3), &settled(3)), Action::Steady);
+    // Steady means every pod ready and every node normal, not just the
+    // right count.
+    let mut o = settled(3);
+    o.pods[2].ready = false;
+    assert_eq!(
+        plan(&desired(3), &o),
+        Action::Wait("waiting for pod 2 to be ready".into())
+    );
+    let mut o = settled(3);
+    o.ring = None;
+    assert!(matches!(plan(&desired(3), &o), Action::Wait(m) if m.contains("ring")));
 }
 
 #[test]
