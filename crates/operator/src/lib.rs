@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod objects;
 pub mod observe;
 pub mod plan;
+pub mod quantity;
 pub mod rbac;
 pub mod reconcile;
 pub mod status;

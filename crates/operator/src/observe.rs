@@ -136,6 +136,13 @@ pub fn observe(
             ordinal_of(cluster, &format!("{cluster}-{ordinal}"))
         })
         .collect();
+    let load_bytes = ring.map_or(0, |r| {
+        r.nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Left as i32)
+            .map(|n| n.load_bytes)
+            .sum()
+    });
     let ring = ring.map(|ring| {
         ring.nodes
             .iter()
@@ -160,6 +167,7 @@ pub fn observe(
         ring,
         change: recorded_change(cluster, status.and_then(|s| s.topology_change.as_ref())),
         volumes,
+        load_bytes,
     }
 }
 

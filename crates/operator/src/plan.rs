@@ -25,7 +25,9 @@
 //!   (a node that left refuses to start on its old data): that volume is
 //!   deleted just before the pod is created;
 //! - settings that need a restart roll one pod at a time in ordinal order,
-//!   only while no change is in flight and every node is ready and normal.
+//!   only while no change is in flight and every node is ready and normal;
+//!   a pod that is failing on old settings (a bad image, since fixed) is
+//!   replaced at once, even during a change, since it serves nothing.
 
 /// A node's state on the ring, as a node's `Admin.GetRing` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,8 @@ pub struct Observed {
     pub change: Option<Change>,
     /// Whether the volume of each ordinal still exists.
     pub volumes: Vec<u32>,
+    /// Bytes the ring's members store in all (replicas included).
+    pub load_bytes: u64,
 }
 
 /// What the KVCluster asks for.
@@ -99,7 +103,13 @@ pub struct Desired {
     pub replication_factor: u32,
     /// Delete a removed node's volume (`spec.storage.retention: Delete`).
     pub delete_volumes: bool,
+    /// Each node's volume, in bytes (`None`: unknown, not checked).
+    pub volume_bytes: Option<u64>,
 }
+
+/// How full the remaining volumes may be after a scale-down, in percent:
+/// compaction needs room to write before it deletes.
+pub const MAX_FILL_PERCENT: u64 = 85;
 
 /// The one next step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +181,13 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
             Change::Join { ordinal } | Change::Decommission { ordinal } => ordinal,
         };
         if let Some(failed) = observed.pods.iter().find(|p| p.failed) {
+            // A pod failing on old settings (a bad image since fixed in
+            // the spec) is replaced: it is down already.
+            if !failed.current_config {
+                return Action::Restart {
+                    ordinal: failed.ordinal,
+                };
+            }
             return Action::Degraded(format!(
                 "pod {} failed during the {} of node {ordinal}; the change resumes once it recovers",
                 failed.ordinal,
@@ -243,6 +260,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
                 desired.replicas, desired.replication_factor, desired.replication_factor
             ));
         }
+        if let Some(problem) = room_problem(desired, observed, current - 1) {
+            return Action::Refuse(problem);
+        }
         let highest = current - 1;
         return match ring(highest) {
             Some(RingState::Normal) => Action::Record(Change::Decommission { ordinal: highest }),
@@ -255,10 +275,34 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Action {
     rolling_restart(current, observed)
 }
 
+/// Why `remaining` nodes could not hold the data, if they could not.
+fn room_problem(desired: &Desired, observed: &Observed, remaining: u32) -> Option<String> {
+    let volume = desired.volume_bytes?;
+    let room = u128::from(volume) * u128::from(remaining) * u128::from(MAX_FILL_PERCENT) / 100;
+    (u128::from(observed.load_bytes) > room).then(|| {
+        format!(
+            "the cluster stores {} bytes; {remaining} nodes with {volume}-byte volumes hold at \
+             most {room} at {MAX_FILL_PERCENT}% full; staying at {} (grow storage.size first)",
+            observed.load_bytes,
+            remaining + 1
+        )
+    })
+}
+
 /// With the node count as asked: the next pod to restart for new
 /// settings (lowest ordinal first, once every pod is ready and every node
 /// normal), a wait for pods or nodes that are not, or steady.
 fn rolling_restart(current: u32, observed: &Observed) -> Action {
+    // A failing pod on old settings goes first: it serves nothing now.
+    if let Some(failed) = observed
+        .pods
+        .iter()
+        .find(|p| p.failed && !p.current_config && p.ordinal < current)
+    {
+        return Action::Restart {
+            ordinal: failed.ordinal,
+        };
+    }
     let stale = (0..current).find(|&ordinal| {
         observed
             .pods

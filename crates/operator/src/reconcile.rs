@@ -165,16 +165,23 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
     );
 
     // A spec the API server should have refused is reported, not acted on.
-    let founders = previous
-        .founders
-        .or(observed.statefulset_replicas)
-        .unwrap_or(cluster.spec.replicas);
+    let founders = match previous.founders {
+        Some(founders) => founders,
+        // The status was lost (restored from a backup without it): the
+        // ConfigMap still names the initial members.
+        None if sts.is_some() => founders_in_config(&ctx.client, &namespace, &name)
+            .await?
+            .or(observed.statefulset_replicas)
+            .unwrap_or(cluster.spec.replicas),
+        None => cluster.spec.replicas,
+    };
     let action = if problems.is_empty() {
         plan::plan(
             &Desired {
                 replicas: cluster.spec.replicas,
                 replication_factor: cluster.spec.consistency.replication_factor,
                 delete_volumes: cluster.spec.storage.retention == VolumeRetention::Delete,
+                volume_bytes: crate::quantity::bytes(&cluster.spec.storage.size),
             },
             &observed,
         )
@@ -262,6 +269,17 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
         write_status(&apis.clusters, &name, &next).await?;
     }
     tracing::info!(action = ?action, "planned");
+
+    // The pod template is kept current on every pass: with `OnDelete`
+    // updates nothing restarts until the planner deletes a pod (which it
+    // only does for a pod older than the stored template), and a fix (a
+    // new image for a crash-looping pod) must land even mid-change.
+    if problems.is_empty()
+        && !matches!(action, Action::Create { .. } | Action::Scale { .. })
+        && let Some(current) = observed.statefulset_replicas
+    {
+        apply_object(&ctx.client, &namespace, &desired_sts(current)).await?;
+    }
 
     // The step.
     let busy = match &action {
@@ -421,10 +439,6 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
         }
         Action::Wait(_) => true,
         Action::Steady => {
-            // Keep the template current and grow volumes, when steady.
-            if let Some(current) = observed.statefulset_replicas {
-                apply_object(&ctx.client, &namespace, &desired_sts(current)).await?;
-            }
             grow_volumes(&apis.claims, cluster, &claims).await?;
             false
         }
@@ -438,16 +452,6 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
             &problems.join("; "),
         )
         .await;
-    }
-    // Template changes also land while waiting (a new image must reach a
-    // crash-looping pod); never while a change is in flight.
-    if matches!(
-        action,
-        Action::Wait(_) | Action::Restart { .. } | Action::Degraded(_)
-    ) && next.topology_change.is_none()
-        && let Some(current) = observed.statefulset_replicas
-    {
-        apply_object(&ctx.client, &namespace, &desired_sts(current)).await?;
     }
     Ok(Requeue::requeue(if busy { BUSY } else { STEADY }))
 }
@@ -498,6 +502,23 @@ async fn cleanup(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
     }
     tracing::info!(volumes = mine.len(), "cleaned up");
     Ok(Requeue::await_change())
+}
+
+/// How many initial members the existing ConfigMap names.
+async fn founders_in_config(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<u32>, Error> {
+    let configs: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    Ok(configs
+        .get_opt(&format!("{name}-config"))
+        .await?
+        .and_then(|c| c.data)
+        .and_then(|d| d.get("STRATA_INITIAL_CLUSTER").cloned())
+        .and_then(|list| u32::try_from(list.split(',').filter(|s| !s.is_empty()).count()).ok())
+        .filter(|&n| n > 0))
 }
 
 /// Resizes claims smaller than `spec.storage.size` (the CRD lets it only

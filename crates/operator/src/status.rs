@@ -278,6 +278,7 @@ mod tests {
             ring: Some((0..n).map(|o| (o, RingState::Normal)).collect()),
             change: None,
             volumes: (0..n).collect(),
+            load_bytes: 0,
         }
     }
 

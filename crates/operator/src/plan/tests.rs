@@ -7,6 +7,7 @@ fn desired(replicas: u32) -> Desired {
         replicas,
         replication_factor: 3,
         delete_volumes: false,
+        volume_bytes: None,
     }
 }
 
@@ -25,6 +26,7 @@ fn settled(n: u32) -> Observed {
         ring: Some((0..n).map(|o| (o, RingState::Normal)).collect()),
         change: None,
         volumes: (0..n).collect(),
+        load_bytes: 0,
     }
 }
 
@@ -101,6 +103,23 @@ fn scaling_down_decommissions_the_highest_ordinal_before_removing_its_pod() {
 }
 
 #[test]
+fn a_scale_down_the_remaining_volumes_cannot_hold_is_refused() {
+    let d = Desired {
+        volume_bytes: Some(100),
+        ..desired(4)
+    };
+    let mut o = settled(5);
+    // 4 nodes of 100 bytes hold 340 at 85%: 340 fits, 341 does not.
+    o.load_bytes = 340;
+    assert_eq!(
+        plan(&d, &o),
+        Action::Record(Change::Decommission { ordinal: 4 })
+    );
+    o.load_bytes = 341;
+    assert!(matches!(plan(&d, &o), Action::Refuse(m) if m.contains("grow storage.size")));
+}
+
+#[test]
 fn below_n_is_refused_and_a_failed_pod_pauses_a_change() {
     assert!(
         matches!(plan(&desired(2), &settled(3)), Action::Refuse(m) if m.contains("replication factor"))
@@ -159,6 +178,25 @@ fn new_settings_roll_one_ready_normal_pod_at_a_time_in_ordinal_order() {
         plan(&desired(4), &o),
         Action::Record(Change::Join { ordinal: 3 })
     );
+}
+
+#[test]
+fn a_pod_failing_on_old_settings_is_replaced_even_mid_change() {
+    let mut o = settled(4);
+    o.change = Some(Change::Join { ordinal: 3 });
+    o.pods[3].failed = true;
+    assert!(matches!(plan(&desired(4), &o), Action::Degraded(m) if m.contains("pod 3")));
+    // The user fixes the image: the failing pod is on old settings now.
+    o.pods[3].current_config = false;
+    assert_eq!(plan(&desired(4), &o), Action::Restart { ordinal: 3 });
+    // Without a change in flight too, ahead of healthy stale pods.
+    let mut o = settled(3);
+    for pod in &mut o.pods {
+        pod.current_config = false;
+    }
+    o.pods[2].failed = true;
+    o.pods[2].ready = false;
+    assert_eq!(plan(&desired(3), &o), Action::Restart { ordinal: 2 });
 }
 
 #[test]
@@ -223,6 +261,7 @@ impl World {
             ring: Some(self.ring.clone()),
             change: self.change,
             volumes: self.volumes.clone(),
+            load_bytes: 0,
         }
     }
 
@@ -375,7 +414,7 @@ proptest! {
             if settings_edit {
                 world.stale.clone_from(&world.pods);
             }
-            let desired = Desired { replicas: target, replication_factor: n, delete_volumes };
+            let desired = Desired { replicas: target, replication_factor: n, delete_volumes, volume_bytes: None };
             let action = plan(&desired, &world.observe());
             if let Err(e) = world.apply(&action) {
                 prop_assert!(false, "{e} after {action:?}");
@@ -386,7 +425,7 @@ proptest! {
             prop_assert!(world.normal() + world.changing() >= n as usize, "{:?}", world.ring);
         }
         // Edits over: it converges.
-        let desired = Desired { replicas: target, replication_factor: n, delete_volumes };
+        let desired = Desired { replicas: target, replication_factor: n, delete_volumes, volume_bytes: None };
         for _ in 0..200 {
             let action = plan(&desired, &world.observe());
             if action == Action::Steady || matches!(action, Action::Refuse(_)) {
