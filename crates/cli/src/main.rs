@@ -24,6 +24,11 @@ struct Cli {
         global = true
     )]
     endpoint: String,
+    /// Send every request through the endpoint node rather than to a
+    /// replica of the key: for `kubectl port-forward` and other networks
+    /// where only the endpoint is reachable.
+    #[arg(long, env = "STRATA_DIRECT", global = true)]
+    direct: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -160,7 +165,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .init();
         return dev::run(args).await;
     }
-    let client = Client::connect(&cli.endpoint).await?;
+    let options = strata_client::ClientOptions {
+        direct: cli.direct,
+        ..strata_client::ClientOptions::default()
+    };
+    let client = Client::connect_with(&cli.endpoint, options).await?;
     match cli.command {
         Command::Ping => {
             let started = std::time::Instant::now();

@@ -38,6 +38,11 @@ pub struct ClientOptions {
     pub attempts: usize,
     /// Deadline of one attempt.
     pub timeout: Duration,
+    /// Send every request to the endpoint the client was created with
+    /// instead of to a replica of its key (any node coordinates). For a
+    /// network where only that endpoint is reachable, such as
+    /// `kubectl port-forward`; costs one extra hop per request.
+    pub direct: bool,
 }
 
 impl Default for ClientOptions {
@@ -45,6 +50,7 @@ impl Default for ClientOptions {
         Self {
             attempts: 3,
             timeout: Duration::from_secs(10),
+            direct: false,
         }
     }
 }
@@ -387,7 +393,11 @@ impl Client {
         F: FnMut(KvClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut candidates = self.routing().candidates(key);
+        let mut candidates = if self.inner.options.direct {
+            Vec::new()
+        } else {
+            self.routing().candidates(key)
+        };
         if candidates.is_empty() {
             candidates.push(self.inner.seed.clone());
         }

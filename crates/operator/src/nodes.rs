@@ -49,6 +49,7 @@ impl Nodes {
         let options = ClientOptions {
             attempts: 1,
             timeout: self.timeout,
+            direct: true,
         };
         let work = async {
             let client = Client::connect_with(address, options).await?;
