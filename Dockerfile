@@ -40,6 +40,6 @@ COPY --from=builder /src/target/release/strata-operator /usr/local/bin/strata-op
 COPY --from=builder /src/target/release/strata /usr/local/bin/strata
 COPY --from=builder /src/target/release/strata-example-client /usr/local/bin/strata-example-client
 USER 10001:10001
-# gRPC (clients and peers; gossip on UDP) and Prometheus metrics.
-EXPOSE 7400/tcp 7400/udp 9400/tcp
+# Client gRPC, internal gRPC and gossip (node to node only), metrics.
+EXPOSE 7400/tcp 7401/tcp 7401/udp 9400/tcp
 ENTRYPOINT ["/usr/local/bin/strata-node"]

@@ -372,7 +372,7 @@ impl Kubelet {
                     })
                     .collect::<Vec<_>>()
                     .join(","),
-                "STRATA_LISTEN" | "STRATA_METRICS_LISTEN" => {
+                "STRATA_LISTEN" | "STRATA_INTERNAL_LISTEN" | "STRATA_METRICS_LISTEN" => {
                     let port = v.rsplit_once(':').map_or("0", |(_, p)| p).to_owned();
                     format!("{ip}:{port}")
                 }

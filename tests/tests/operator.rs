@@ -16,7 +16,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use strata_operator::KVCluster;
 use strata_operator::crd::KVClusterStatus;
-use strata_operator::objects::{CONFIG_HASH_ANNOTATION, GRPC_PORT};
+use strata_operator::objects::{CONFIG_HASH_ANNOTATION, GRPC_PORT, INTERNAL_PORT};
 use strata_tests::apiserver::ApiServer;
 use strata_tests::cluster::{final_values_at, hints_pending_at, repair_all_at};
 use strata_tests::kubelet::Kubelet;
@@ -256,13 +256,19 @@ async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() 
 
     let history = clients.stop().await;
     let nodes: Vec<(usize, SocketAddr)> = three.iter().copied().enumerate().collect();
+    // What each replica stores is read through its internal port.
+    let internal: Vec<(usize, SocketAddr)> = three
+        .iter()
+        .map(|a| SocketAddr::new(a.ip(), INTERNAL_PORT.try_into().expect("port")))
+        .enumerate()
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     while hints_pending_at(&nodes).await > 0 {
         assert!(Instant::now() < deadline, "hints were not replayed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     repair_all_at(&nodes).await;
-    let verdict = history.check(&final_values_at(&nodes, keys(), 3).await);
+    let verdict = history.check(&final_values_at(&internal, keys(), 3).await);
     report(
         "operator 3 -> 5 -> 3 with a restart",
         &verdict,

@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
-use strata_operator::objects::{GRPC_PORT, METRICS_PORT, RUN_AS_USER, statefulset};
+use strata_operator::objects::{
+    GRPC_PORT, INTERNAL_PORT, METRICS_PORT, RUN_AS_USER, config_map, statefulset,
+};
 use strata_operator::{KVCluster, KVClusterSpec};
 
 fn repo(path: &str) -> String {
@@ -61,18 +63,25 @@ fn ports_are_the_same_in_the_operator_the_chart_and_the_image() {
         values["nodePorts"]["metrics"].as_i64(),
         Some(i64::from(METRICS_PORT))
     );
+    assert_eq!(
+        values["nodePorts"]["internal"].as_i64(),
+        Some(i64::from(INTERNAL_PORT))
+    );
     let schema: serde_json::Value =
         serde_json::from_str(&repo("charts/strata/values.schema.json")).expect("schema");
     let ports = &schema["properties"]["nodePorts"]["properties"];
     assert_eq!(ports["grpc"]["const"], GRPC_PORT);
     assert_eq!(ports["metrics"]["const"], METRICS_PORT);
+    assert_eq!(ports["internal"]["const"], INTERNAL_PORT);
     let exposed: Vec<String> = dockerfile("EXPOSE")
         .iter()
         .flat_map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
         .collect();
+    assert_eq!(exposed.len(), 4, "exactly these ports: {exposed:?}");
     for port in [
         format!("{GRPC_PORT}/tcp"),
-        format!("{GRPC_PORT}/udp"),
+        format!("{INTERNAL_PORT}/tcp"),
+        format!("{INTERNAL_PORT}/udp"),
         format!("{METRICS_PORT}/tcp"),
     ] {
         assert!(
@@ -94,7 +103,26 @@ fn ports_are_the_same_in_the_operator_the_chart_and_the_image() {
         .flatten()
         .map(|p| p.container_port)
         .collect();
-    assert_eq!(declared, [GRPC_PORT, METRICS_PORT]);
+    assert_eq!(
+        declared,
+        [GRPC_PORT, INTERNAL_PORT, INTERNAL_PORT, METRICS_PORT]
+    );
+    // Gossip is UDP on the internal port: the node's default for gossip
+    // when it has an internal listener, and where the seeds point.
+    let spec: KVClusterSpec =
+        serde_json::from_value(serde_json::json!({ "image": "s" })).expect("spec");
+    let config = config_map(&KVCluster::new("kv", spec), 3)
+        .data
+        .expect("data");
+    assert_eq!(
+        config["STRATA_INTERNAL_LISTEN"],
+        format!("0.0.0.0:{INTERNAL_PORT}")
+    );
+    assert!(
+        config["STRATA_SEEDS"]
+            .split(',')
+            .all(|s| s.ends_with(&format!(":{INTERNAL_PORT}")))
+    );
 }
 
 #[test]

@@ -84,6 +84,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
                 vec![seed.clone()]
             },
             gossip_listen: None,
+            internal_listen: None,
             advertise_host: None,
             cluster_id: "strata-dev".to_owned(),
             gossip_interval_ms: 200,

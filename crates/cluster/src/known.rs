@@ -26,6 +26,8 @@ const MAGIC: &str = "strata-ring v1";
 pub struct MemberRecord {
     /// `host:port` of its gRPC server.
     pub grpc_address: String,
+    /// `host:port` of its internal gRPC server (empty: none apart).
+    pub internal_address: String,
     /// Its tokens.
     pub tokens: Vec<Token>,
     /// Its state.
@@ -113,6 +115,7 @@ impl KnownMembers {
         for (id, peer) in &latest {
             let record = MemberRecord {
                 grpc_address: peer.gossip.grpc_address.clone(),
+                internal_address: peer.gossip.internal_address.clone(),
                 tokens: peer.gossip.tokens.clone(),
                 state: peer.gossip.state,
                 incarnation: peer.gossip.incarnation,
@@ -184,6 +187,7 @@ impl KnownMembers {
                 generation: 0,
                 gossip: NodeGossip {
                     grpc_address: record.grpc_address.clone(),
+                    internal_address: record.internal_address.clone(),
                     tokens: record.tokens.clone(),
                     state: record.state,
                     load_bytes: 0,
@@ -202,15 +206,20 @@ impl KnownMembers {
         let mut body = format!("{MAGIC}\ncluster {}\n", self.cluster_id);
         for (id, m) in &self.members {
             let tokens: Vec<String> = m.tokens.iter().map(|t| format!("{:x}", t.0)).collect();
-            let _ = writeln!(
+            // An address never contains spaces; an empty one is "-". The
+            // internal address is written only when there is one, so a
+            // file without it reads the same in older versions.
+            let dash = |a: &str| {
+                if a.is_empty() {
+                    "-".to_owned()
+                } else {
+                    a.to_owned()
+                }
+            };
+            let _ = write!(
                 body,
                 "member {id} {} {} {} {:x}",
-                // An address never contains spaces; an empty one is "-".
-                if m.grpc_address.is_empty() {
-                    "-"
-                } else {
-                    &m.grpc_address
-                },
+                dash(&m.grpc_address),
                 state_name(m.state),
                 if tokens.is_empty() {
                     "-".to_owned()
@@ -219,6 +228,10 @@ impl KnownMembers {
                 },
                 m.incarnation
             );
+            if !m.internal_address.is_empty() {
+                let _ = write!(body, " {}", m.internal_address);
+            }
+            body.push('\n');
         }
         let sum = xxhash_rust::xxh3::xxh3_64(body.as_bytes());
         let _ = writeln!(body, "checksum {sum:016x}");
@@ -261,12 +274,22 @@ impl KnownMembers {
         for (n, line) in lines {
             let fields: Vec<&str> = line.split(' ').collect();
             // Files written before incarnations were kept lack the field:
-            // unknown (0).
-            let (kind, id, address, state, tokens, incarnation) = match fields[..] {
+            // unknown (0); the internal address is there only when the
+            // member has one.
+            let (kind, id, address, state, tokens, incarnation, internal) = match fields[..] {
+                [kind, id, address, state, tokens, incarnation, internal] => (
+                    kind,
+                    id,
+                    address,
+                    state,
+                    tokens,
+                    Some(incarnation),
+                    internal,
+                ),
                 [kind, id, address, state, tokens, incarnation] => {
-                    (kind, id, address, state, tokens, Some(incarnation))
+                    (kind, id, address, state, tokens, Some(incarnation), "")
                 }
-                [kind, id, address, state, tokens] => (kind, id, address, state, tokens, None),
+                [kind, id, address, state, tokens] => (kind, id, address, state, tokens, None, ""),
                 _ => {
                     return Err(malformed(
                         n,
@@ -303,6 +326,7 @@ impl KnownMembers {
                 id,
                 MemberRecord {
                     grpc_address,
+                    internal_address: internal.to_owned(),
                     tokens,
                     state,
                     incarnation,
@@ -333,6 +357,12 @@ mod tests {
             generation,
             gossip: NodeGossip {
                 grpc_address: format!("10.0.0.{i}:7400"),
+                // Some members run an internal server apart, some do not.
+                internal_address: if i % 2 == 1 {
+                    format!("10.0.0.{i}:7401")
+                } else {
+                    String::new()
+                },
                 tokens: tokens_for(&node(i), 8),
                 state,
                 load_bytes: 5,
@@ -465,6 +495,11 @@ mod tests {
         known.observe(&[joining]);
         let bytes = known.encode();
         assert_eq!(KnownMembers::decode(&bytes), Ok(known.clone()));
+        assert!(
+            known.members().any(|(_, m)| !m.internal_address.is_empty())
+                && known.members().any(|(_, m)| m.internal_address.is_empty()),
+            "both kinds of member are in the file"
+        );
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;

@@ -14,6 +14,9 @@ use crate::{Member, NodeId, NodeState, Ring, Token};
 
 /// Gossip key: `host:port` of the node's gRPC server.
 pub const KEY_GRPC_ADDRESS: &str = "grpc_address";
+/// Gossip key: `host:port` of the node's internal (node-to-node) gRPC
+/// server, when it runs one apart from the client port.
+pub const KEY_INTERNAL_ADDRESS: &str = "internal_address";
 /// Gossip key: the node's tokens, lowercase hex, comma separated.
 pub const KEY_TOKENS: &str = "tokens";
 /// Gossip key: `joining`, `normal`, `leaving` or `left`.
@@ -61,6 +64,9 @@ pub enum GossipError {
 pub struct NodeGossip {
     /// `host:port` of its gRPC server.
     pub grpc_address: String,
+    /// `host:port` of its internal gRPC server (`Replica`); empty when it
+    /// serves everything on `grpc_address`.
+    pub internal_address: String,
     /// Its virtual-node tokens.
     pub tokens: Vec<Token>,
     /// Its place in topology changes.
@@ -84,7 +90,7 @@ impl NodeGossip {
             }
             let _ = write!(tokens, "{:x}", t.0);
         }
-        vec![
+        let mut values = vec![
             (KEY_GRPC_ADDRESS.to_owned(), self.grpc_address.clone()),
             (KEY_TOKENS.to_owned(), tokens),
             (KEY_STATE.to_owned(), state_name(self.state).to_owned()),
@@ -97,7 +103,14 @@ impl NodeGossip {
                 KEY_DEPARTURES.to_owned(),
                 format_departures(&self.departures),
             ),
-        ]
+        ];
+        if !self.internal_address.is_empty() {
+            values.push((
+                KEY_INTERNAL_ADDRESS.to_owned(),
+                self.internal_address.clone(),
+            ));
+        }
+        values
     }
 
     /// Reads a node's published key-values (unknown keys are ignored, so
@@ -110,9 +123,11 @@ impl NodeGossip {
     ) -> Result<Self, GossipError> {
         let (mut address, mut tokens, mut state, mut load) = (None, None, None, None);
         let (mut incarnation, mut departures) = (0, Vec::new());
+        let mut internal_address = String::new();
         for (key, value) in key_values {
             match key {
                 KEY_GRPC_ADDRESS => address = Some(value.to_owned()),
+                KEY_INTERNAL_ADDRESS => value.clone_into(&mut internal_address),
                 KEY_TOKENS => tokens = Some(parse_tokens(value)?),
                 KEY_STATE => {
                     state = Some(parse_state(value).ok_or_else(|| unreadable(KEY_STATE, value))?);
@@ -130,6 +145,7 @@ impl NodeGossip {
         }
         Ok(Self {
             grpc_address: address.ok_or(GossipError::Missing(KEY_GRPC_ADDRESS))?,
+            internal_address,
             tokens: tokens.ok_or(GossipError::Missing(KEY_TOKENS))?,
             state: state.ok_or(GossipError::Missing(KEY_STATE))?,
             load_bytes: load.unwrap_or(0),
@@ -228,8 +244,11 @@ pub struct Peer {
 /// A member as this node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
-    /// `host:port` of its gRPC server.
+    /// `host:port` of its gRPC server (clients, `KV` and `Admin`).
     pub grpc_address: String,
+    /// `host:port` where other nodes call its `Replica` service: its
+    /// internal server, or `grpc_address` when it runs none.
+    pub internal_address: String,
     /// Its state.
     pub state: NodeState,
     /// Bytes it stores.
@@ -282,6 +301,11 @@ impl ClusterView {
                 (
                     id,
                     NodeInfo {
+                        internal_address: if p.gossip.internal_address.is_empty() {
+                            p.gossip.grpc_address.clone()
+                        } else {
+                            p.gossip.internal_address
+                        },
                         grpc_address: p.gossip.grpc_address,
                         state: p.gossip.state,
                         load_bytes: p.gossip.load_bytes,
@@ -368,6 +392,11 @@ mod tests {
     fn gossip(i: u8) -> NodeGossip {
         NodeGossip {
             grpc_address: format!("127.0.0.1:{}", 7400 + u16::from(i)),
+            internal_address: if i % 2 == 1 {
+                format!("127.0.0.1:{}", 7500 + u16::from(i))
+            } else {
+                String::new()
+            },
             tokens: tokens_for(&node(i), 16),
             state: NodeState::Normal,
             load_bytes: u64::from(i) * 1000,
@@ -391,11 +420,34 @@ mod tests {
 
     #[test]
     fn gossip_round_trips_through_key_values() {
-        let g = gossip(3);
-        let kvs = g.to_key_values();
-        let back = NodeGossip::from_key_values(kvs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .expect("parses");
-        assert_eq!(back, g);
+        // With an internal address (3) and without (2: not even published).
+        for g in [gossip(3), gossip(2)] {
+            let kvs = g.to_key_values();
+            assert_eq!(
+                kvs.iter().any(|(k, _)| k == KEY_INTERNAL_ADDRESS),
+                !g.internal_address.is_empty()
+            );
+            let back =
+                NodeGossip::from_key_values(kvs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .expect("parses");
+            assert_eq!(back, g);
+        }
+    }
+
+    #[test]
+    fn peers_call_the_internal_address_or_the_grpc_one_when_there_is_none() {
+        let peer = |i: u8| Peer {
+            id: node(i),
+            generation: 1,
+            gossip: gossip(i),
+            alive: true,
+        };
+        let view = ClusterView::from_peers([peer(1), peer(2)]);
+        let one = view.node(&node(1)).expect("n1");
+        assert_eq!(one.internal_address, "127.0.0.1:7501");
+        assert_eq!(one.grpc_address, "127.0.0.1:7401");
+        let two = view.node(&node(2)).expect("n2");
+        assert_eq!(two.internal_address, two.grpc_address);
     }
 
     #[test]

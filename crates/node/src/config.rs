@@ -51,7 +51,15 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_SEEDS", value_delimiter = ',')]
     pub seeds: Vec<String>,
 
-    /// UDP address for gossip. Default: the gRPC listen address and port.
+    /// Address of a second gRPC server for node-to-node traffic only (the
+    /// `Replica` service; gossip defaults to its port too), so that a
+    /// firewall or NetworkPolicy can let clients reach `--listen` and only
+    /// other nodes reach this one. Unset: one server for everything.
+    #[arg(long, env = "STRATA_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
+
+    /// UDP address for gossip. Default: the internal listen address and
+    /// port when there is one, else the gRPC listen address and port.
     #[arg(long, env = "STRATA_GOSSIP_LISTEN")]
     pub gossip_listen: Option<SocketAddr>,
 

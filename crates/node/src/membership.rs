@@ -206,6 +206,7 @@ impl Membership {
     pub async fn announce(&self, state: NodeState, tokens: &[Token]) {
         let gossip = NodeGossip {
             grpc_address: String::new(),
+            internal_address: String::new(),
             tokens: tokens.to_vec(),
             state,
             load_bytes: 0,
@@ -369,6 +370,7 @@ fn same_routing(a: &ClusterView, b: &ClusterView) -> bool {
                 (
                     id.clone(),
                     n.grpc_address.clone(),
+                    n.internal_address.clone(),
                     n.state,
                     n.alive,
                     n.tokens.clone(),

@@ -114,6 +114,7 @@ mod tests {
             generation: 1,
             gossip: NodeGossip {
                 grpc_address: "127.0.0.1:7400".into(),
+                internal_address: String::new(),
                 tokens: tokens_for(&id, 4),
                 state: NodeState::Normal,
                 load_bytes: 0,

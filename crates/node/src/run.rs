@@ -83,8 +83,11 @@ pub enum RunError {
 pub struct RunningNode {
     /// Its id.
     pub id: NodeId,
-    /// `host:port` clients and peers reach its gRPC server at.
+    /// `host:port` clients (and, without an internal server, peers) reach
+    /// its gRPC server at.
     pub grpc_address: String,
+    /// `host:port` of its internal gRPC server, if it runs one.
+    pub internal_address: Option<String>,
     /// Its gossip address (UDP).
     pub gossip_address: SocketAddr,
     /// Its metrics endpoint.
@@ -180,8 +183,21 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         None => addr.ip().to_string(),
     };
     let grpc_address = format!("{host}:{}", addr.port());
-    // Gossip defaults to the gRPC port, over UDP: one port per node.
-    let gossip_listen = config.gossip_listen.unwrap_or(addr);
+    let internal = match config.internal_listen {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at).await.map_err(bind(at))?;
+            let local = listener.local_addr().map_err(bind(at))?;
+            Some((listener, local))
+        }
+        None => None,
+    };
+    let internal_address = internal
+        .as_ref()
+        .map(|(_, local)| format!("{host}:{}", local.port()));
+    // Gossip defaults to the internal (else the gRPC) port, over UDP.
+    let gossip_listen = config
+        .gossip_listen
+        .unwrap_or_else(|| internal.as_ref().map_or(addr, |(_, local)| *local));
     let gossip_address = if gossip_listen.ip().is_unspecified() {
         tokio::net::lookup_host((host.as_str(), gossip_listen.port()))
             .await
@@ -208,6 +224,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     };
     let me = NodeGossip {
         grpc_address: grpc_address.clone(),
+        internal_address: internal_address.clone().unwrap_or_default(),
         tokens,
         state,
         load_bytes: storage.load_bytes(),
@@ -298,7 +315,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let metrics_address = metrics_listener
         .local_addr()
         .map_err(bind(config.metrics_listen))?;
-    tracing::info!(%id, %grpc_address, gossip = %gossip_address, seeds = ?config.seeds,
+    tracing::info!(%id, %grpc_address, internal = ?internal_address, gossip = %gossip_address, seeds = ?config.seeds,
         metrics = %metrics::describe(metrics_address), data_dir = %config.data_dir.display(), "node started");
 
     let task = tokio::spawn(serve_all(
@@ -308,6 +325,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         membership,
         Listeners {
             grpc: listener,
+            internal: internal.map(|(listener, _)| listener),
             metrics: metrics_listener,
         },
         replay,
@@ -316,6 +334,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     Ok(RunningNode {
         id,
         grpc_address,
+        internal_address,
         gossip_address,
         metrics_address,
         ctx,
@@ -333,6 +352,8 @@ struct Admins {
 /// The sockets a node serves on.
 struct Listeners {
     grpc: tokio::net::TcpListener,
+    /// Node-to-node traffic, when apart from `grpc`.
+    internal: Option<tokio::net::TcpListener>,
     metrics: tokio::net::TcpListener,
 }
 
@@ -408,7 +429,10 @@ async fn serve_all(
         coordinator,
         repairer,
         Some(changes),
-        listeners.grpc,
+        server::Sockets {
+            grpc: listeners.grpc,
+            internal: listeners.internal,
+        },
         wait(stopped),
     )
     .await;

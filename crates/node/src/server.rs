@@ -31,8 +31,20 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
+/// The sockets a node serves gRPC on.
+#[derive(Debug)]
+pub struct Sockets {
+    /// Clients: `KV`, `Admin`, health, reflection (and `Replica` when
+    /// there is no internal socket).
+    pub grpc: TcpListener,
+    /// Other nodes: `Replica` and health.
+    pub internal: Option<TcpListener>,
+}
+
 /// Serves every Strata service, `grpc.health.v1.Health` and server
-/// reflection on `listener` until `shutdown` completes.
+/// reflection on `sockets` until `shutdown` completes: one server for
+/// everything, or, with an internal socket, client services on one and the
+/// node-to-node `Replica` service on the other.
 ///
 /// # Errors
 /// [`ServeError`].
@@ -41,10 +53,10 @@ pub async fn serve(
     coordinator: Arc<Coordinator>,
     repairer: Arc<Repairer>,
     changes: Option<Arc<Changes>>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
+    sockets: Sockets,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let addr = listener.local_addr().map_err(ServeError::Listener)?;
+    let addr = sockets.grpc.local_addr().map_err(ServeError::Listener)?;
     let admin = AdminService::new(
         ctx.id.clone(),
         addr,
@@ -52,15 +64,20 @@ pub async fn serve(
         Arc::clone(&repairer),
         changes,
     );
-    // Pipes are long-lived streams: they end when the server stops (after
-    // answering what they already received), or the graceful shutdown
-    // would wait for them forever.
+    // One shutdown for both servers. Pipes are long-lived streams: they
+    // end when the server stops (after answering what they already
+    // received), or the graceful shutdown would wait for them forever.
     let (stopping, stop_pipes) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stopping.send(true);
+    });
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
     };
-    let replica = ReplicaService::new(&ctx, repairer, stop_pipes);
+    let replica = ReplicaServer::new(ReplicaService::new(&ctx, repairer, stop_pipes.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Large enough that an oversized value reaches request validation and
     // gets INVALID_ARGUMENT naming the limit, not a transport error.
     let max_message = ctx
@@ -78,27 +95,35 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    Ok(tonic::transport::Server::builder()
-        .add_service(health_service)
+    let client_services = tonic::transport::Server::builder()
+        .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(
             KvServer::new(KvService::new(coordinator, Arc::clone(&ctx.metrics)))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(AdminServer::new(admin))
-        .add_service(
-            ReplicaServer::new(replica)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        // No Nagle: small responses would otherwise wait for delayed ACKs
-        // (a 40 ms tail measured with `strata bench --workload ping`).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?)
+        .add_service(AdminServer::new(admin));
+    // No Nagle: small responses would otherwise wait for delayed ACKs
+    // (a 40 ms tail measured with `strata bench --workload ping`).
+    let incoming = |listener| TcpIncoming::from(listener).with_nodelay(Some(true));
+    match sockets.internal {
+        None => Ok(client_services
+            .add_service(replica)
+            .serve_with_incoming_shutdown(incoming(sockets.grpc), stopped(stop_pipes))
+            .await?),
+        Some(internal) => {
+            let internal_server = tonic::transport::Server::builder()
+                .add_service(health_service)
+                .add_service(replica)
+                .serve_with_incoming_shutdown(incoming(internal), stopped(stop_pipes.clone()));
+            let client_server = client_services
+                .serve_with_incoming_shutdown(incoming(sockets.grpc), stopped(stop_pipes));
+            let (client, internal) = tokio::join!(client_server, internal_server);
+            client?;
+            Ok(internal?)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,7 +154,11 @@ mod tests {
                 .expect("defaults")
                 .repair_settings(),
         ));
-        let server = tokio::spawn(serve(ctx, coordinator, repairer, None, listener, async {
+        let sockets = Sockets {
+            grpc: listener,
+            internal: None,
+        };
+        let server = tokio::spawn(serve(ctx, coordinator, repairer, None, sockets, async {
             let _ = stopped.await;
         }));
 

@@ -24,6 +24,7 @@ impl Topology {
             generation: 0,
             gossip: NodeGossip {
                 grpc_address: String::new(),
+                internal_address: String::new(),
                 tokens: tokens_for(node, vnodes),
                 state: NodeState::Normal,
                 load_bytes: 0,

@@ -32,8 +32,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::KVCluster;
 use crate::crd::VolumeRetention;
 
-/// The node's gRPC port (clients and peers).
+/// The node's client gRPC port (`KV`, `Admin`, health).
 pub const GRPC_PORT: i32 = 7400;
+/// The node's internal port: `Replica` over TCP, gossip over UDP. Only
+/// Strata pods need to reach it.
+pub const INTERNAL_PORT: i32 = 7401;
 /// The node's Prometheus metrics port.
 pub const METRICS_PORT: i32 = 9400;
 /// Where each pod's volume is mounted (its data directory).
@@ -109,7 +112,7 @@ pub fn peers_service(cluster: &KVCluster) -> Service {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
             selector: Some(labels(cluster)),
-            ports: Some(vec![grpc_service_port()]),
+            ports: Some(vec![grpc_service_port(), internal_service_port()]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -127,6 +130,16 @@ pub fn client_service(cluster: &KVCluster) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+fn internal_service_port() -> ServicePort {
+    ServicePort {
+        name: Some("internal".to_owned()),
+        port: INTERNAL_PORT,
+        target_port: Some(IntOrString::Int(INTERNAL_PORT)),
+        app_protocol: Some("grpc".to_owned()),
+        ..ServicePort::default()
     }
 }
 
@@ -151,12 +164,16 @@ pub fn config_map(cluster: &KVCluster, founders: u32) -> ConfigMap {
         .map(|i| format!("{}-{i}", name(cluster)))
         .collect();
     let seeds: Vec<String> = (0..founders)
-        .map(|i| format!("{}:{GRPC_PORT}", pod_host(cluster, i)))
+        .map(|i| format!("{}:{INTERNAL_PORT}", pod_host(cluster, i)))
         .collect();
     let data = BTreeMap::from([
         ("STRATA_CLUSTER_ID".to_owned(), cluster_id(cluster)),
         ("STRATA_DATA_DIR".to_owned(), DATA_DIR.to_owned()),
         ("STRATA_LISTEN".to_owned(), format!("0.0.0.0:{GRPC_PORT}")),
+        (
+            "STRATA_INTERNAL_LISTEN".to_owned(),
+            format!("0.0.0.0:{INTERNAL_PORT}"),
+        ),
         (
             "STRATA_METRICS_LISTEN".to_owned(),
             format!("0.0.0.0:{METRICS_PORT}"),
@@ -319,6 +336,17 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
             ContainerPort {
                 name: Some("grpc".to_owned()),
                 container_port: GRPC_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("internal".to_owned()),
+                container_port: INTERNAL_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("gossip".to_owned()),
+                container_port: INTERNAL_PORT,
+                protocol: Some("UDP".to_owned()),
                 ..ContainerPort::default()
             },
             ContainerPort {
@@ -540,7 +568,7 @@ mod tests {
         assert_eq!(data["STRATA_INITIAL_CLUSTER"], "kv-0,kv-1,kv-2");
         assert_eq!(
             data["STRATA_SEEDS"],
-            "kv-0.kv-peers.prod.svc:7400,kv-1.kv-peers.prod.svc:7400,kv-2.kv-peers.prod.svc:7400"
+            "kv-0.kv-peers.prod.svc:7401,kv-1.kv-peers.prod.svc:7401,kv-2.kv-peers.prod.svc:7401"
         );
         assert_eq!(data["STRATA_AUTO_BOOTSTRAP"], "false");
         assert_eq!(data["STRATA_CLUSTER_ID"], "prod.kv");

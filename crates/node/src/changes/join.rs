@@ -86,7 +86,7 @@ impl Changes {
                 .filter_map(|s| {
                     view.node(s)
                         .filter(|n| n.alive)
-                        .map(|n| n.grpc_address.clone())
+                        .map(|n| n.internal_address.clone())
                 })
                 .filter_map(|address| self.ctx.peers.channel(&address).ok())
                 .map(Source::Remote)

@@ -94,7 +94,7 @@ impl Changes {
             let sink = view
                 .node(&t.to)
                 .filter(|n| n.alive)
-                .and_then(|n| self.ctx.peers.channel(&n.grpc_address).ok())
+                .and_then(|n| self.ctx.peers.channel(&n.internal_address).ok())
                 .map(Sink::Remote);
             let source = Source::Local(Arc::clone(&self.ctx.storage));
             (
@@ -126,7 +126,7 @@ impl Changes {
                 Some(n) => (
                     RemoteReplica {
                         id: target.clone(),
-                        address: n.grpc_address.clone(),
+                        address: n.internal_address.clone(),
                     },
                     None,
                 ),
@@ -143,7 +143,7 @@ impl Changes {
                     (
                         RemoteReplica {
                             id: id.clone(),
-                            address: n.grpc_address.clone(),
+                            address: n.internal_address.clone(),
                         },
                         Some(&target),
                     )

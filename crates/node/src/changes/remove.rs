@@ -118,7 +118,7 @@ impl Changes {
             let endpoint = |id: &NodeId| {
                 view.node(id)
                     .filter(|n| n.alive)
-                    .and_then(|n| self.ctx.peers.channel(&n.grpc_address).ok())
+                    .and_then(|n| self.ctx.peers.channel(&n.internal_address).ok())
             };
             let sources: Vec<Source> = t
                 .sources

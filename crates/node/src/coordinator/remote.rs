@@ -49,7 +49,7 @@ impl Target {
         }
         let address = view
             .node(node)
-            .map(|n| n.grpc_address.as_str())
+            .map(|n| n.internal_address.as_str())
             .filter(|a| !a.is_empty())
             .ok_or_else(|| ReplicaError::Unreachable(format!("no address known for {node}")))?;
         Ok(Self::Remote(

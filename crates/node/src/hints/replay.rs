@@ -65,8 +65,8 @@ pub async fn replay_loop(
                 let view = topology.view();
                 let Some(address) = view
                     .node(&target)
-                    .filter(|n| n.alive && !n.grpc_address.is_empty())
-                    .map(|n| n.grpc_address.clone())
+                    .filter(|n| n.alive && !n.internal_address.is_empty())
+                    .map(|n| n.internal_address.clone())
                 else {
                     continue;
                 };

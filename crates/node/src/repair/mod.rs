@@ -210,7 +210,9 @@ impl Repairer {
             for peer in replicas.iter().filter(|p| **p != me) {
                 let view = self.ctx.view();
                 let address = match view.node(peer) {
-                    Some(n) if n.alive && !n.grpc_address.is_empty() => n.grpc_address.clone(),
+                    Some(n) if n.alive && !n.internal_address.is_empty() => {
+                        n.internal_address.clone()
+                    }
                     _ => {
                         failures.push(format!("{peer} is down"));
                         continue;
