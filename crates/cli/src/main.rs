@@ -29,6 +29,10 @@ struct Cli {
     /// where only the endpoint is reachable.
     #[arg(long, env = "STRATA_DIRECT", global = true)]
     direct: bool,
+    /// Bearer token for a cluster with client authentication (prefer the
+    /// environment variable: a flag shows in the process list).
+    #[arg(long, env = "STRATA_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -123,6 +127,13 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a local cluster on 127.0.0.1 until Ctrl-C.
     Dev(dev::DevArgs),
+    /// Make a client token: prints the token (give it to the client) and
+    /// the line for the nodes' `--auth-tokens-file` (only its hash).
+    TokenNew {
+        /// read, write or admin.
+        #[arg(long, default_value = "read")]
+        role: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -154,6 +165,22 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::TokenNew { role } = &cli.command {
+        anyhow::ensure!(
+            matches!(role.as_str(), "read" | "write" | "admin"),
+            "--role {role}: expected read, write or admin"
+        );
+        let mut bytes = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        println!("token: {token}");
+        println!(
+            "tokens file line: {role} {}",
+            strata_node::auth::hash_token(&token)
+        );
+        return Ok(());
+    }
     if let Command::Dev(args) = cli.command {
         // Node logs: warnings and errors only, unless RUST_LOG says more.
         tracing_subscriber::fmt()
@@ -167,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let options = strata_client::ClientOptions {
         direct: cli.direct,
+        token: cli.token.clone().filter(|t| !t.is_empty()),
         ..strata_client::ClientOptions::default()
     };
     let client = Client::connect_with(&cli.endpoint, options).await?;
@@ -278,7 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = bench::run(&client, &args).await?;
             print!("{}", report.render(args.json));
         }
-        Command::Dev(_) => unreachable!("handled above"),
+        Command::Dev(_) | Command::TokenNew { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ use strata_proto::v1::{
     admin_client::AdminClient, kv_client::KvClient,
 };
 use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::Error;
@@ -32,7 +33,7 @@ use crate::routing::Routing;
 const MAX_MESSAGE_BYTES: usize = 128 << 20;
 
 /// Tunables of a [`Client`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
     /// Nodes one request is tried on, at most.
     pub attempts: usize,
@@ -43,6 +44,9 @@ pub struct ClientOptions {
     /// network where only that endpoint is reachable, such as
     /// `kubectl port-forward`; costs one extra hop per request.
     pub direct: bool,
+    /// Bearer token sent with every request, for a cluster with client
+    /// authentication (`--auth-tokens-file` on the nodes).
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -51,6 +55,7 @@ impl Default for ClientOptions {
             attempts: 3,
             timeout: Duration::from_secs(10),
             direct: false,
+            token: None,
         }
     }
 }
@@ -71,6 +76,55 @@ struct Inner {
     channels: Mutex<HashMap<String, Channel>>,
     routing: RwLock<Arc<Routing>>,
     options: ClientOptions,
+    credentials: Credentials,
+}
+
+/// A channel that carries the client's credentials.
+type Conn = InterceptedService<Channel, Credentials>;
+
+/// Adds `authorization: Bearer <token>` to every request, when the client
+/// has a token. (Its `Debug` never shows the token.)
+#[derive(Clone)]
+struct Credentials {
+    header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.header.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Credentials {
+    fn new(token: Option<&str>) -> Result<Self, Error> {
+        let header = token
+            .map(|t| {
+                let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+                    format!("Bearer {}", t.trim())
+                        .parse()
+                        .map_err(|_| Error::InvalidToken)?;
+                value.set_sensitive(true);
+                Ok::<_, Error>(value)
+            })
+            .transpose()?;
+        Ok(Self { header })
+    }
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// Whether a request should be retried on another node.
@@ -106,7 +160,8 @@ impl Client {
                     endpoint: endpoint.to_owned(),
                     source,
                 })?;
-        let ring = AdminClient::new(seed_channel.clone())
+        let credentials = Credentials::new(options.token.as_deref())?;
+        let ring = AdminClient::with_interceptor(seed_channel.clone(), credentials.clone())
             .get_ring(GetRingRequest {})
             .await?
             .into_inner();
@@ -117,6 +172,7 @@ impl Client {
                 channels: Mutex::new(HashMap::new()),
                 routing: RwLock::new(Arc::new(Routing::from_ring(&ring))),
                 options,
+                credentials,
             }),
         })
     }
@@ -333,7 +389,8 @@ impl Client {
         let request = GetProgressRequest {
             operation_id: id.to_owned(),
         };
-        Ok(AdminClient::new(self.channel(&address)?)
+        Ok(self
+            .admin_on(self.channel(&address)?)
             .get_progress(request)
             .await?
             .into_inner()
@@ -350,7 +407,7 @@ impl Client {
             }
         }
         for channel in sources {
-            let mut admin = AdminClient::new(channel);
+            let mut admin = self.admin_on(channel);
             let mut request = tonic::Request::new(GetRingRequest {});
             request.set_timeout(self.inner.options.timeout);
             if let Ok(ring) = admin.get_ring(request).await {
@@ -372,8 +429,12 @@ impl Client {
         Arc::clone(&self.inner.routing.read().expect("routing lock"))
     }
 
-    fn admin(&self) -> AdminClient<Channel> {
-        AdminClient::new(self.inner.seed_channel.clone())
+    fn admin(&self) -> AdminClient<Conn> {
+        self.admin_on(self.inner.seed_channel.clone())
+    }
+
+    fn admin_on(&self, channel: Channel) -> AdminClient<Conn> {
+        AdminClient::with_interceptor(channel, self.inner.credentials.clone())
     }
 
     fn channel(&self, address: &str) -> Result<Channel, Error> {
@@ -390,7 +451,7 @@ impl Client {
     /// next one as `retry` allows.
     async fn route<T, F, Fut>(&self, key: &[u8], retry: Retry, mut call: F) -> Result<T, Error>
     where
-        F: FnMut(KvClient<Channel>) -> Fut,
+        F: FnMut(KvClient<Conn>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut candidates = if self.inner.options.direct {
@@ -403,9 +464,10 @@ impl Client {
         }
         let mut last = None;
         for address in candidates.iter().take(self.inner.options.attempts.max(1)) {
-            let kv = KvClient::new(self.channel(address)?)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            let kv =
+                KvClient::with_interceptor(self.channel(address)?, self.inner.credentials.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES);
             let attempt = tokio::time::timeout(self.inner.options.timeout, call(kv)).await;
             let status = match attempt {
                 Ok(Ok(response)) => return Ok(response.into_inner()),

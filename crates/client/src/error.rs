@@ -29,6 +29,10 @@ pub enum Error {
     /// A consistency argument that is not a level name or a count.
     #[error("unknown consistency {0:?}: expected one, two, quorum, all or a replica count")]
     InvalidConsistency(String),
+    /// A token that cannot travel in a header (non-ASCII or control
+    /// characters). The token itself is not repeated.
+    #[error("the token is not valid in an HTTP header (printable ASCII only)")]
+    InvalidToken,
 }
 
 impl From<tonic::Status> for Error {

@@ -58,6 +58,15 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_INTERNAL_LISTEN")]
     pub internal_listen: Option<SocketAddr>,
 
+    /// File of client tokens (`<role> <sha256-hex>` per line; roles read,
+    /// write, admin; `strata token-new` makes one), re-read when it
+    /// changes. Set: every KV and Admin call on the client port needs
+    /// `authorization: Bearer <token>` with the role (health stays open);
+    /// needs `--internal-listen`, since nodes call each other without
+    /// client tokens. Unset: no client authentication.
+    #[arg(long, env = "STRATA_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+
     /// UDP address for gossip. Default: the internal listen address and
     /// port when there is one, else the gRPC listen address and port.
     #[arg(long, env = "STRATA_GOSSIP_LISTEN")]
@@ -193,6 +202,13 @@ impl NodeConfig {
     /// # Errors
     /// A message naming the flags that conflict.
     pub fn validate(&self) -> Result<(), String> {
+        if self.auth_tokens_file.is_some() && self.internal_listen.is_none() {
+            return Err(
+                "--auth-tokens-file needs --internal-listen: nodes call each other's Replica and \
+                 Admin services on the internal port, without client tokens"
+                    .to_owned(),
+            );
+        }
         if self.anti_entropy_interval_secs > 0
             && self.tombstone_grace_secs <= self.anti_entropy_interval_secs
         {

@@ -56,6 +56,15 @@ pub struct Metrics {
     hints: HintMetrics,
     repair: RepairMetrics,
     stream: StreamMetrics,
+    auth_denied: Family<AuthLabels, Counter>,
+}
+
+/// Why a request was refused by client authentication (never which
+/// token).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// `unauthenticated` or `permission_denied`.
+    reason: &'static str,
 }
 
 /// Hinted-handoff counters, shared with the hint store.
@@ -314,6 +323,12 @@ impl Metrics {
             "Bytes in the mutable memtable",
             memtable_bytes.clone(),
         );
+        let auth_denied = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_denied",
+            "Client requests refused by token authentication, by reason",
+            auth_denied.clone(),
+        );
         Self {
             registry,
             requests,
@@ -333,6 +348,7 @@ impl Metrics {
             hints,
             repair,
             stream,
+            auth_denied,
         }
     }
 
@@ -367,6 +383,16 @@ impl Metrics {
     /// Counts a retried write recognized by its request id.
     pub fn retried_write(&self) {
         self.retried_writes.inc();
+    }
+
+    /// Counts a request refused by client authentication.
+    pub fn auth_denied(&self, unauthenticated: bool) {
+        let reason = if unauthenticated {
+            "unauthenticated"
+        } else {
+            "permission_denied"
+        };
+        self.auth_denied.get_or_create(&AuthLabels { reason }).inc();
     }
 
     /// Counts a failed replica request.

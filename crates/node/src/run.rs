@@ -248,6 +248,19 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     )
     .await?;
     let metrics = Arc::new(Metrics::new());
+    let tokens = match &config.auth_tokens_file {
+        Some(path) => Some(Arc::new(
+            crate::auth::TokenStore::load(path, Arc::clone(&metrics))
+                .map_err(|e| RunError::Config(e.to_string()))?,
+        )),
+        None => None,
+    };
+    if let Some(tokens) = &tokens {
+        let (tokens, mut stopped) = (Arc::clone(tokens), stop.subscribe());
+        tokio::spawn(tokens.watch(Duration::from_secs(2), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+    }
     let hints = Arc::new(HintStore::open(
         &config.data_dir.join("hints"),
         config.hint_limits(),
@@ -326,6 +339,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         Listeners {
             grpc: listener,
             internal: internal.map(|(listener, _)| listener),
+            tokens,
             metrics: metrics_listener,
         },
         replay,
@@ -354,6 +368,8 @@ struct Listeners {
     grpc: tokio::net::TcpListener,
     /// Node-to-node traffic, when apart from `grpc`.
     internal: Option<tokio::net::TcpListener>,
+    /// Client tokens checked on `grpc`.
+    tokens: Option<Arc<crate::auth::TokenStore>>,
     metrics: tokio::net::TcpListener,
 }
 
@@ -432,6 +448,7 @@ async fn serve_all(
         server::Sockets {
             grpc: listeners.grpc,
             internal: listeners.internal,
+            tokens: listeners.tokens,
         },
         wait(stopped),
     )

@@ -31,14 +31,16 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// The sockets a node serves gRPC on.
+/// The sockets a node serves gRPC on, and who may call.
 #[derive(Debug)]
 pub struct Sockets {
     /// Clients: `KV`, `Admin`, health, reflection (and `Replica` when
     /// there is no internal socket).
     pub grpc: TcpListener,
-    /// Other nodes: `Replica` and health.
+    /// Other nodes: `Replica`, `Admin` and health.
     pub internal: Option<TcpListener>,
+    /// Client tokens checked on `grpc` (`None`: no client authentication).
+    pub tokens: Option<Arc<crate::auth::TokenStore>>,
 }
 
 /// Serves every Strata service, `grpc.health.v1.Health` and server
@@ -57,13 +59,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = sockets.grpc.local_addr().map_err(ServeError::Listener)?;
-    let admin = AdminService::new(
+    let admin = Arc::new(AdminService::new(
         ctx.id.clone(),
         addr,
         Arc::clone(&ctx),
         Arc::clone(&repairer),
         changes,
-    );
+    ));
     // One shutdown for both servers. Pipes are long-lived streams: they
     // end when the server stops (after answering what they already
     // received), or the graceful shutdown would wait for them forever.
@@ -96,6 +98,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let client_services = tonic::transport::Server::builder()
+        .layer(crate::auth::AuthLayer::new(sockets.tokens))
         .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(
@@ -103,7 +106,7 @@ pub async fn serve(
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(AdminServer::new(admin));
+        .add_service(AdminServer::from_arc(Arc::clone(&admin)));
     // No Nagle: small responses would otherwise wait for delayed ACKs
     // (a 40 ms tail measured with `strata bench --workload ping`).
     let incoming = |listener| TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -116,6 +119,7 @@ pub async fn serve(
             let internal_server = tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(replica)
+                .add_service(AdminServer::from_arc(admin))
                 .serve_with_incoming_shutdown(incoming(internal), stopped(stop_pipes.clone()));
             let client_server = client_services
                 .serve_with_incoming_shutdown(incoming(sockets.grpc), stopped(stop_pipes));
@@ -157,6 +161,7 @@ mod tests {
         let sockets = Sockets {
             grpc: listener,
             internal: None,
+            tokens: None,
         };
         let server = tokio::spawn(serve(ctx, coordinator, repairer, None, sockets, async {
             let _ = stopped.await;

@@ -62,6 +62,10 @@ struct Args {
     /// Deadline of one call to a storage node, in milliseconds.
     #[arg(long, env = "STRATA_OPERATOR_NODE_TIMEOUT_MS", default_value_t = 5000)]
     node_timeout_ms: u64,
+    /// An `admin` token for the storage nodes' Admin API, for clusters with
+    /// client authentication (mount it from a Secret).
+    #[arg(long, env = "STRATA_OPERATOR_NODE_TOKEN", hide_env_values = true)]
+    node_token: Option<String>,
     /// Print the ClusterRole the operator needs (YAML) and exit.
     #[arg(long)]
     print_rbac: bool,
@@ -140,7 +144,10 @@ async fn main() -> anyhow::Result<()> {
             },
         ),
         metrics: metrics.clone(),
-        nodes: Nodes::new(Duration::from_millis(args.node_timeout_ms)),
+        nodes: Nodes::new(
+            Duration::from_millis(args.node_timeout_ms),
+            args.node_token.clone().filter(|t| !t.is_empty()),
+        ),
     });
     let controller = run_controller(&client, &args.namespace, ctx);
     match elector {

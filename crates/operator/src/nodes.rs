@@ -30,16 +30,27 @@ pub enum NodeError {
 }
 
 /// The nodes' Admin API, with a deadline per call.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Nodes {
     timeout: Duration,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nodes")
+            .field("timeout", &self.timeout)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Nodes {
-    /// Calls that wait at most `timeout` each.
+    /// Calls that wait at most `timeout` each, with `token` (an `admin`
+    /// token, for clusters with client authentication).
     #[must_use]
-    pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
+    pub fn new(timeout: Duration, token: Option<String>) -> Self {
+        Self { timeout, token }
     }
 
     async fn call<T, F>(&self, address: &str, f: impl FnOnce(Client) -> F) -> Result<T, NodeError>
@@ -50,6 +61,7 @@ impl Nodes {
             attempts: 1,
             timeout: self.timeout,
             direct: true,
+            token: self.token.clone(),
         };
         let work = async {
             let client = Client::connect_with(address, options).await?;

@@ -25,6 +25,10 @@ struct Args {
     /// Send every request through the endpoint (for a port-forward).
     #[arg(long, env = "STRATA_DIRECT")]
     direct: bool,
+    /// Bearer token (`write` role), for a cluster with client
+    /// authentication; from a Secret through the environment.
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[tokio::main]
@@ -32,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let options = ClientOptions {
         direct: args.direct,
+        token: args.token.clone().filter(|t| !t.is_empty()),
         ..ClientOptions::default()
     };
     let client = Client::connect_with(&args.endpoint, options)

@@ -131,7 +131,7 @@ impl Changes {
             .nodes()
             .filter(|(id, n)| **id != self.ctx.id && n.alive)
         {
-            let Ok(channel) = self.ctx.peers.channel(&node.grpc_address) else {
+            let Ok(channel) = self.ctx.peers.channel(&node.internal_address) else {
                 return false;
             };
             let mut request = tonic::Request::new(GetRingRequest {});

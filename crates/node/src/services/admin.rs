@@ -179,7 +179,7 @@ impl Admin for AdminService {
                 return self.status();
             }
             if node.alive
-                && let Ok(channel) = self.ctx.peers.channel(&node.grpc_address)
+                && let Ok(channel) = self.ctx.peers.channel(&node.internal_address)
             {
                 let mut request = Request::new(GetNodeStatusRequest {});
                 request.set_timeout(std::time::Duration::from_secs(1));
@@ -230,7 +230,7 @@ impl Admin for AdminService {
         let channel = self
             .ctx
             .peers
-            .channel(&node.grpc_address)
+            .channel(&node.internal_address)
             .map_err(|e| Status::unavailable(e.to_string()))?;
         AdminClient::new(channel)
             .decommission(DecommissionRequest { node_id: target })
