@@ -86,6 +86,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             gossip_listen: None,
             internal_listen: None,
             auth_tokens_file: None,
+            gossip_key_file: None,
             advertise_host: None,
             cluster_id: "strata-dev".to_owned(),
             gossip_interval_ms: 200,

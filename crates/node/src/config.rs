@@ -67,6 +67,14 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
 
+    /// File holding the cluster's shared gossip key (at least 16 bytes; from
+    /// a Secret). Set: every gossip datagram is authenticated (HMAC-SHA256)
+    /// and one without a valid tag is dropped, so a process without the
+    /// key can neither join nor mark a node dead. Every node of a cluster
+    /// needs the same key.
+    #[arg(long, env = "STRATA_GOSSIP_KEY_FILE")]
+    pub gossip_key_file: Option<PathBuf>,
+
     /// UDP address for gossip. Default: the internal listen address and
     /// port when there is one, else the gRPC listen address and port.
     #[arg(long, env = "STRATA_GOSSIP_LISTEN")]

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport, UdpTransport};
+use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
+
+use crate::gossip_auth::{GossipKey, SealedUdp};
 
 /// The set of peer addresses this node cannot reach.
 #[derive(Debug, Default)]
@@ -79,6 +81,8 @@ impl Faults {
 pub struct FaultyTransport {
     /// What is cut.
     pub faults: Arc<Faults>,
+    /// The shared gossip key, if gossip is authenticated.
+    pub key: Option<GossipKey>,
 }
 
 struct FaultySocket {
@@ -90,7 +94,11 @@ struct FaultySocket {
 impl Transport for FaultyTransport {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
         Ok(Box::new(FaultySocket {
-            inner: UdpTransport.open(listen_addr).await?,
+            inner: SealedUdp {
+                key: self.key.clone(),
+            }
+            .open(listen_addr)
+            .await?,
             faults: Arc::clone(&self.faults),
         }))
     }

@@ -18,6 +18,7 @@ pub mod context;
 pub mod coordinator;
 pub mod dots;
 pub mod faults;
+pub mod gossip_auth;
 pub mod hints;
 pub mod membership;
 pub mod metrics;

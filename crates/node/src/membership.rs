@@ -41,6 +41,8 @@ pub struct GossipConfig {
     pub phi_threshold: f64,
     /// Links cut by fault injection (tests).
     pub faults: Arc<Faults>,
+    /// Gossip's shared key (`None`: unauthenticated gossip).
+    pub key: Option<crate::gossip_auth::GossipKey>,
     /// Where the members this node knows are kept (`ring_file.rs`).
     pub data_dir: std::path::PathBuf,
 }
@@ -131,6 +133,7 @@ impl Membership {
             me.to_key_values(),
             &FaultyTransport {
                 faults: Arc::clone(&config.faults),
+                key: config.key.clone(),
             },
         )
         .await

@@ -241,6 +241,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             interval: Duration::from_millis(config.gossip_interval_ms.max(10)),
             phi_threshold: config.phi_threshold,
             faults: Arc::clone(&faults),
+            key: match &config.gossip_key_file {
+                Some(path) => Some(
+                    crate::gossip_auth::GossipKey::load(path)
+                        .map_err(|e| RunError::Config(e.to_string()))?,
+                ),
+                None => None,
+            },
             data_dir: config.data_dir.clone(),
         },
         &me,
