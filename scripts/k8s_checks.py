@@ -36,6 +36,7 @@ VARIANTS = {
         "--set", "cluster.storage.storageClassName=fast",
         "--set-json", 'cluster.resources={"requests":{"cpu":"1","memory":"1Gi"}}',
         "--set-json", 'imagePullSecrets=[{"name":"regcred"}]',
+        "--set", "operator.nodeTokenSecret.name=strata-operator-token",
     ],
     "namespaced": [
         "--set", "operator.watchNamespace=storage",

@@ -79,6 +79,26 @@ pub struct KVClusterSpec {
     /// Where pods may run.
     #[serde(default)]
     pub placement: PlacementSpec,
+    /// Client tokens and gossip authentication (docs/security.md).
+    #[serde(default)]
+    pub security: SecuritySpec,
+}
+
+/// Secrets the nodes mount. Changing either restarts the pods one at a
+/// time (a changed Secret's contents are re-read without a restart).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecuritySpec {
+    /// Secret with key `tokens`: the client tokens file (`<role>
+    /// <sha256>` lines; `strata token-new` makes them). Set: every client
+    /// call needs a bearer token; include the hash of the operator's
+    /// `admin` token (its `--node-token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret: Option<String>,
+    /// Secret with key `key`: the shared gossip key (at least 16 bytes).
+    /// Set: gossip from anything without the key is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip_key_secret: Option<String>,
 }
 
 /// Persistent volume settings.

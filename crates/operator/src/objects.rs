@@ -20,9 +20,10 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    EnvVarSource, GRPCAction, ObjectFieldSelector, PersistentVolumeClaim,
+    EnvVarSource, GRPCAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -299,7 +300,8 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
         VolumeRetention::Retain => "Retain",
         VolumeRetention::Delete => "Delete",
     };
-    let env = vec![
+    let (secret_volumes, secret_mounts, secret_env) = security(cluster);
+    let mut env = vec![
         field_env("STRATA_NODE_ID", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
         EnvVar {
@@ -311,6 +313,7 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
             ..EnvVar::default()
         },
     ];
+    env.extend(secret_env);
     let probe = |initial_delay: i32| Probe {
         grpc: Some(GRPCAction {
             port: GRPC_PORT,
@@ -361,11 +364,15 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
             ..probe(20)
         }),
         resources: spec.resources.clone(),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".to_owned(),
-            mount_path: DATA_DIR.to_owned(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(
+            std::iter::once(VolumeMount {
+                name: "data".to_owned(),
+                mount_path: DATA_DIR.to_owned(),
+                ..VolumeMount::default()
+            })
+            .chain(secret_mounts)
+            .collect(),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -408,6 +415,7 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: (!secret_volumes.is_empty()).then_some(secret_volumes),
                     termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
@@ -455,6 +463,62 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
         }),
         ..StatefulSet::default()
     }
+}
+
+/// Where the security Secrets are mounted in a node's container.
+pub const AUTH_DIR: &str = "/etc/strata/auth";
+/// Where the gossip key Secret is mounted.
+pub const GOSSIP_KEY_DIR: &str = "/etc/strata/gossip";
+
+/// The Secret volumes, their mounts and the variables pointing the node
+/// at them, for `spec.security`.
+fn security(cluster: &KVCluster) -> (Vec<Volume>, Vec<VolumeMount>, Vec<EnvVar>) {
+    let security = &cluster.spec.security;
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for (secret, volume, dir, key, variable) in [
+        (
+            security.auth_secret.as_ref(),
+            "auth-tokens",
+            AUTH_DIR,
+            "tokens",
+            "STRATA_AUTH_TOKENS_FILE",
+        ),
+        (
+            security.gossip_key_secret.as_ref(),
+            "gossip-key",
+            GOSSIP_KEY_DIR,
+            "key",
+            "STRATA_GOSSIP_KEY_FILE",
+        ),
+    ] {
+        let Some(secret) = secret else { continue };
+        out.0.push(Volume {
+            name: volume.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                items: Some(vec![KeyToPath {
+                    key: key.to_owned(),
+                    path: key.to_owned(),
+                    mode: None,
+                }]),
+                default_mode: Some(0o440),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+        out.1.push(VolumeMount {
+            name: volume.to_owned(),
+            mount_path: dir.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        out.2.push(EnvVar {
+            name: variable.to_owned(),
+            value: Some(format!("{dir}/{key}")),
+            ..EnvVar::default()
+        });
+    }
+    out
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {
@@ -559,6 +623,52 @@ mod tests {
         assert_eq!(base, hash(&scaled), "replicas alone restart nothing");
         let sts = statefulset(&cluster, 4, &config_map(&cluster, 3));
         assert_eq!(desired_config_hash(&sts), Some(base.as_str()));
+    }
+
+    #[test]
+    fn security_secrets_are_mounted_read_only_and_named_to_the_node() {
+        let mut cluster = minimal();
+        let plain = desired_config_hash(&statefulset(&cluster, 3, &config_map(&cluster, 3)))
+            .expect("hash")
+            .to_owned();
+        cluster.spec.security.auth_secret = Some("kv-tokens".into());
+        cluster.spec.security.gossip_key_secret = Some("kv-gossip".into());
+        let sts = statefulset(&cluster, 3, &config_map(&cluster, 3));
+        assert_ne!(
+            desired_config_hash(&sts),
+            Some(plain.as_str()),
+            "rolls the pods"
+        );
+        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let container = &pod.containers[0];
+        let env: Vec<(String, String)> = container
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect();
+        assert!(env.contains(&(
+            "STRATA_AUTH_TOKENS_FILE".into(),
+            "/etc/strata/auth/tokens".into()
+        )));
+        assert!(env.contains(&(
+            "STRATA_GOSSIP_KEY_FILE".into(),
+            "/etc/strata/gossip/key".into()
+        )));
+        let mounts = container.volume_mounts.as_ref().expect("mounts");
+        assert!(
+            mounts
+                .iter()
+                .filter(|m| m.name != "data")
+                .all(|m| m.read_only == Some(true))
+        );
+        let secrets: Vec<String> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+            .collect();
+        assert_eq!(secrets, ["kv-tokens", "kv-gossip"]);
     }
 
     #[test]
