@@ -22,6 +22,7 @@ pub mod history;
 pub mod kubelet;
 mod node;
 pub mod operator;
+pub mod pki;
 pub mod scenario;
 pub mod workload;
 

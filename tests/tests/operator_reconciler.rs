@@ -56,7 +56,7 @@ async fn the_reconciler_creates_updates_reports_and_cleans_up() {
             },
         ),
         metrics: Arc::new(Metrics::new()),
-        nodes: Nodes::new(Duration::from_millis(200), None),
+        nodes: Nodes::new(Duration::from_millis(200), None, None),
     });
     let clusters: Api<KVCluster> = Api::namespaced(client.clone(), NS);
     let manifest: KVCluster = serde_json::from_value(serde_json::json!({

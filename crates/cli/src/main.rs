@@ -33,6 +33,15 @@ struct Cli {
     /// environment variable: a flag shows in the process list).
     #[arg(long, env = "STRATA_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) of nodes that serve TLS: connect with TLS.
+    #[arg(long, env = "STRATA_CA", global = true)]
+    ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for nodes that require one.
+    #[arg(long, env = "STRATA_CERT", global = true, requires_all = ["key", "ca"])]
+    cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "STRATA_KEY", global = true, requires = "cert")]
+    key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -192,9 +201,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .init();
         return dev::run(args).await;
     }
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+    };
+    let tls = match &cli.ca {
+        Some(ca) => Some(strata_client::TlsOptions {
+            ca: read(ca)?,
+            identity: match (&cli.cert, &cli.key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            },
+        }),
+        None => None,
+    };
     let options = strata_client::ClientOptions {
         direct: cli.direct,
         token: cli.token.clone().filter(|t| !t.is_empty()),
+        tls,
         ..strata_client::ClientOptions::default()
     };
     let client = Client::connect_with(&cli.endpoint, options).await?;

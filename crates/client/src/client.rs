@@ -47,6 +47,38 @@ pub struct ClientOptions {
     /// Bearer token sent with every request, for a cluster with client
     /// authentication (`--auth-tokens-file` on the nodes).
     pub token: Option<String>,
+    /// TLS, for nodes serving it (`--tls-cert`): `None` is plaintext.
+    pub tls: Option<TlsOptions>,
+}
+
+/// A client's TLS settings (PEM bytes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// The CA that signed the nodes' certificates.
+    pub ca: Vec<u8>,
+    /// A client certificate and key, for nodes that require one
+    /// (`--tls-client-ca`).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca_bytes", &self.ca.len())
+            .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl TlsOptions {
+    fn config(&self) -> tonic::transport::ClientTlsConfig {
+        let config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca));
+        match &self.identity {
+            Some((cert, key)) => config.identity(tonic::transport::Identity::from_pem(cert, key)),
+            None => config,
+        }
+    }
 }
 
 impl Default for ClientOptions {
@@ -56,6 +88,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             direct: false,
             token: None,
+            tls: None,
         }
     }
 }
@@ -152,18 +185,29 @@ impl Client {
     /// # Errors
     /// As [`Client::connect`].
     pub async fn connect_with(endpoint: &str, options: ClientOptions) -> Result<Self, Error> {
-        let seed_channel =
-            endpoint_for(endpoint)?
-                .connect()
-                .await
-                .map_err(|source| Error::Connect {
-                    endpoint: endpoint.to_owned(),
-                    source,
-                })?;
+        let seed_channel = endpoint_for(endpoint, options.tls.as_ref())?
+            .connect()
+            .await
+            .map_err(|source| Error::Connect {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?;
         let credentials = Credentials::new(options.token.as_deref())?;
         let ring = AdminClient::with_interceptor(seed_channel.clone(), credentials.clone())
             .get_ring(GetRingRequest {})
-            .await?
+            .await
+            .map_err(|status| {
+                // A TLS server answering a plaintext HTTP/2 preface closes
+                // the connection: say what is likely wrong.
+                if options.tls.is_none() && status.message().contains("h2 protocol error") {
+                    Error::NotGrpc {
+                        endpoint: endpoint.to_owned(),
+                        detail: status.message().to_owned(),
+                    }
+                } else {
+                    Error::Status(status)
+                }
+            })?
             .into_inner();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -442,7 +486,7 @@ impl Client {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let channel = endpoint_for(address)?.connect_lazy();
+        let channel = endpoint_for(address, self.inner.options.tls.as_ref())?.connect_lazy();
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -511,17 +555,24 @@ pub fn new_request_id() -> u64 {
     hasher.finish().max(1)
 }
 
-fn endpoint_for(endpoint: &str) -> Result<Endpoint, Error> {
-    let uri = if endpoint.contains("://") {
-        endpoint.to_owned()
-    } else {
-        format!("http://{endpoint}")
+fn endpoint_for(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Endpoint, Error> {
+    let bare = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .unwrap_or(endpoint);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let invalid = |reason: String| Error::InvalidEndpoint {
+        endpoint: endpoint.to_owned(),
+        reason,
     };
-    Ok(Endpoint::from_shared(uri)
-        .map_err(|e| Error::InvalidEndpoint {
-            endpoint: endpoint.to_owned(),
-            reason: e.to_string(),
-        })?
+    let built = Endpoint::from_shared(format!("{scheme}://{bare}"))
+        .map_err(|e| invalid(e.to_string()))?
         .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true))
+        .tcp_nodelay(true);
+    match tls {
+        Some(tls) => built
+            .tls_config(tls.config())
+            .map_err(|e| invalid(format!("TLS settings: {e}"))),
+        None => Ok(built),
+    }
 }

@@ -29,6 +29,17 @@ pub enum Error {
     /// A consistency argument that is not a level name or a count.
     #[error("unknown consistency {0:?}: expected one, two, quorum, all or a replica count")]
     InvalidConsistency(String),
+    /// The endpoint did not speak plaintext gRPC: most likely it serves
+    /// TLS and the client was given no CA.
+    #[error(
+        "{endpoint} does not answer plaintext gRPC ({detail}): does it serve TLS? then pass its CA (--ca)"
+    )]
+    NotGrpc {
+        /// The endpoint.
+        endpoint: String,
+        /// What the transport said.
+        detail: String,
+    },
     /// A token that cannot travel in a header (non-ASCII or control
     /// characters). The token itself is not repeated.
     #[error("the token is not valid in an HTTP header (printable ASCII only)")]

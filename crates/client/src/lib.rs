@@ -12,7 +12,7 @@ mod consistency;
 mod error;
 mod routing;
 
-pub use client::{Client, ClientOptions, new_request_id};
+pub use client::{Client, ClientOptions, TlsOptions, new_request_id};
 pub use consistency::parse_consistency;
 pub use error::Error;
 pub use strata_proto::v1;

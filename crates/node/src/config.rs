@@ -75,6 +75,27 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_GOSSIP_KEY_FILE")]
     pub gossip_key_file: Option<PathBuf>,
 
+    /// This node's TLS certificate chain (PEM), served on both ports and
+    /// presented to other nodes; re-read when it changes. With `--tls-key`
+    /// and `--tls-ca`; needs `--internal-listen`.
+    #[arg(long, env = "STRATA_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM), re-read with it.
+    #[arg(long, env = "STRATA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The cluster CA (PEM): the internal port accepts only client
+    /// certificates it signed (mutual TLS), and nodes verify each other
+    /// against it.
+    #[arg(long, env = "STRATA_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// A CA (PEM) whose client certificates the client port then requires.
+    /// Unset: clients need no certificate (tokens, if any, still apply).
+    #[arg(long, env = "STRATA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// UDP address for gossip. Default: the internal listen address and
     /// port when there is one, else the gRPC listen address and port.
     #[arg(long, env = "STRATA_GOSSIP_LISTEN")]
@@ -210,6 +231,13 @@ impl NodeConfig {
     /// # Errors
     /// A message naming the flags that conflict.
     pub fn validate(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() && self.internal_listen.is_none() {
+            return Err(
+                "--tls-cert needs --internal-listen: the internal port is the one that requires \
+                 node certificates (mutual TLS)"
+                    .to_owned(),
+            );
+        }
         if self.auth_tokens_file.is_some() && self.internal_listen.is_none() {
             return Err(
                 "--auth-tokens-file needs --internal-listen: nodes call each other's Replica and \

@@ -34,6 +34,7 @@ pub mod storage;
 #[cfg(test)]
 mod testing;
 pub mod throttle;
+pub mod tls;
 pub mod topology;
 pub mod transport;
 

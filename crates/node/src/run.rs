@@ -280,10 +280,19 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         batch_bytes: 1 << 20,
         timeout: request_timeout * 5,
     };
-    let peers = Arc::new(
-        Peers::new(request_timeout.min(Duration::from_secs(1)), request_timeout)
-            .with_faults(Arc::clone(&faults)),
-    );
+    let tls = match (&config.tls_cert, &config.tls_key, &config.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(
+            crate::tls::NodeTls::load(cert, key, ca, config.tls_client_ca.as_deref())
+                .map_err(|e| RunError::Config(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let mut peers = Peers::new(request_timeout.min(Duration::from_secs(1)), request_timeout)
+        .with_faults(Arc::clone(&faults));
+    if let Some(tls) = &tls {
+        peers = peers.with_tls(Arc::clone(&tls.peers));
+    }
+    let peers = Arc::new(peers);
     let ctx = Arc::new(Context {
         id: id.clone(),
         topology: Topology::Gossip(Arc::clone(&membership)),
@@ -347,6 +356,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             grpc: listener,
             internal: internal.map(|(listener, _)| listener),
             tokens,
+            tls: tls.clone(),
             metrics: metrics_listener,
         },
         replay,
@@ -377,6 +387,8 @@ struct Listeners {
     internal: Option<tokio::net::TcpListener>,
     /// Client tokens checked on `grpc`.
     tokens: Option<Arc<crate::auth::TokenStore>>,
+    /// TLS for both sockets.
+    tls: Option<crate::tls::NodeTls>,
     metrics: tokio::net::TcpListener,
 }
 
@@ -456,6 +468,7 @@ async fn serve_all(
             grpc: listeners.grpc,
             internal: listeners.internal,
             tokens: listeners.tokens,
+            tls: listeners.tls,
         },
         wait(stopped),
     )

@@ -41,6 +41,8 @@ pub struct Sockets {
     pub internal: Option<TcpListener>,
     /// Client tokens checked on `grpc` (`None`: no client authentication).
     pub tokens: Option<Arc<crate::auth::TokenStore>>,
+    /// TLS for both sockets (`None`: plaintext).
+    pub tls: Option<crate::tls::NodeTls>,
 }
 
 /// Serves every Strata service, `grpc.health.v1.Health` and server
@@ -97,33 +99,51 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let kv = KvServer::new(KvService::new(coordinator, Arc::clone(&ctx.metrics)))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let client_services = tonic::transport::Server::builder()
         .layer(crate::auth::AuthLayer::new(sockets.tokens))
         .add_service(health_service.clone())
         .add_service(reflection)
-        .add_service(
-            KvServer::new(KvService::new(coordinator, Arc::clone(&ctx.metrics)))
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_service(kv.clone())
         .add_service(AdminServer::from_arc(Arc::clone(&admin)));
     // No Nagle: small responses would otherwise wait for delayed ACKs
     // (a 40 ms tail measured with `strata bench --workload ping`).
     let incoming = |listener| TcpIncoming::from(listener).with_nodelay(Some(true));
-    match sockets.internal {
-        None => Ok(client_services
+    match (sockets.internal, sockets.tls) {
+        (None, _) => Ok(client_services
             .add_service(replica)
             .serve_with_incoming_shutdown(incoming(sockets.grpc), stopped(stop_pipes))
             .await?),
-        Some(internal) => {
-            let internal_server = tonic::transport::Server::builder()
+        (Some(internal), tls) => {
+            // Node to node: Replica, Admin, and KV for forwarded writes
+            // (past the client port's tokens: only nodes reach this port).
+            let internal_services = tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(replica)
                 .add_service(AdminServer::from_arc(admin))
-                .serve_with_incoming_shutdown(incoming(internal), stopped(stop_pipes.clone()));
-            let client_server = client_services
-                .serve_with_incoming_shutdown(incoming(sockets.grpc), stopped(stop_pipes));
-            let (client, internal) = tokio::join!(client_server, internal_server);
+                .add_service(kv);
+            let (client, internal) = match tls {
+                None => tokio::join!(
+                    client_services.serve_with_incoming_shutdown(
+                        incoming(sockets.grpc),
+                        stopped(stop_pipes.clone())
+                    ),
+                    internal_services
+                        .serve_with_incoming_shutdown(incoming(internal), stopped(stop_pipes)),
+                ),
+                Some(tls) => tokio::join!(
+                    client_services.serve_with_incoming_shutdown(
+                        crate::tls::incoming(sockets.grpc, tls.client_port),
+                        stopped(stop_pipes.clone())
+                    ),
+                    internal_services.serve_with_incoming_shutdown(
+                        crate::tls::incoming(internal, tls.internal_port),
+                        stopped(stop_pipes)
+                    ),
+                ),
+            };
             client?;
             Ok(internal?)
         }
@@ -162,6 +182,7 @@ mod tests {
             grpc: listener,
             internal: None,
             tokens: None,
+            tls: None,
         };
         let server = tokio::spawn(serve(ctx, coordinator, repairer, None, sockets, async {
             let _ = stopped.await;

@@ -66,6 +66,9 @@ struct Args {
     /// client authentication (mount it from a Secret).
     #[arg(long, env = "STRATA_OPERATOR_NODE_TOKEN", hide_env_values = true)]
     node_token: Option<String>,
+    /// The CA (PEM file) of storage nodes that serve TLS.
+    #[arg(long, env = "STRATA_OPERATOR_NODE_CA")]
+    node_ca: Option<std::path::PathBuf>,
     /// Print the ClusterRole the operator needs (YAML) and exit.
     #[arg(long)]
     print_rbac: bool,
@@ -134,6 +137,13 @@ async fn main() -> anyhow::Result<()> {
     }
     metrics.set_leader(true);
 
+    let node_tls = match &args.node_ca {
+        Some(path) => Some(strata_client::TlsOptions {
+            ca: std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            identity: None,
+        }),
+        None => None,
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(
@@ -147,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
         nodes: Nodes::new(
             Duration::from_millis(args.node_timeout_ms),
             args.node_token.clone().filter(|t| !t.is_empty()),
+            node_tls,
         ),
     });
     let controller = run_controller(&client, &args.namespace, ctx);

@@ -34,6 +34,7 @@ pub enum NodeError {
 pub struct Nodes {
     timeout: Duration,
     token: Option<String>,
+    tls: Option<strata_client::TlsOptions>,
 }
 
 impl std::fmt::Debug for Nodes {
@@ -41,16 +42,26 @@ impl std::fmt::Debug for Nodes {
         f.debug_struct("Nodes")
             .field("timeout", &self.timeout)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
 
 impl Nodes {
     /// Calls that wait at most `timeout` each, with `token` (an `admin`
-    /// token, for clusters with client authentication).
+    /// token, for clusters with client authentication) and `tls` (for
+    /// nodes serving TLS).
     #[must_use]
-    pub fn new(timeout: Duration, token: Option<String>) -> Self {
-        Self { timeout, token }
+    pub fn new(
+        timeout: Duration,
+        token: Option<String>,
+        tls: Option<strata_client::TlsOptions>,
+    ) -> Self {
+        Self {
+            timeout,
+            token,
+            tls,
+        }
     }
 
     async fn call<T, F>(&self, address: &str, f: impl FnOnce(Client) -> F) -> Result<T, NodeError>
@@ -62,6 +73,7 @@ impl Nodes {
             timeout: self.timeout,
             direct: true,
             token: self.token.clone(),
+            tls: self.tls.clone(),
         };
         let work = async {
             let client = Client::connect_with(address, options).await?;

@@ -304,7 +304,7 @@ impl Coordinator {
         // The replica coordinates within its own deadline; allow for it.
         let timeout = self.ctx.settings.request_timeout * 2;
         for target in targets.iter().filter(|t| t.alive) {
-            let Some(address) = view.node(&target.id).map(|n| n.grpc_address.clone()) else {
+            let Some(address) = view.node(&target.id).map(|n| n.internal_address.clone()) else {
                 continue;
             };
             let mut client = match self.ctx.peers.kv(&address) {

@@ -15,14 +15,22 @@ pub const MAX_MESSAGE_BYTES: usize = 128 << 20;
 ///
 /// # Errors
 /// [`ReplicaError::Unreachable`] when `address` is not a usable URI.
-pub(super) fn connect(address: &str, connect_timeout: Duration) -> Result<Channel, ReplicaError> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))
+pub(super) fn connect(
+    address: &str,
+    connect_timeout: Duration,
+    tls: Option<&crate::tls::TlsConnector>,
+) -> Result<Channel, ReplicaError> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| ReplicaError::Unreachable(format!("peer address {address:?}: {e}")))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(match tls {
+        // The connector does TLS (mutual, reloading the node's pair).
+        Some(tls) => endpoint.connect_with_connector_lazy(tls.clone()),
+        None => endpoint.connect_lazy(),
+    })
 }
 
 /// A replica-service client on `channel`.

@@ -27,6 +27,7 @@ pub struct Peers {
     /// How long a write batch may take.
     batch_timeout: Duration,
     faults: Arc<Faults>,
+    tls: Option<crate::tls::TlsConnector>,
 }
 
 impl Peers {
@@ -40,7 +41,16 @@ impl Peers {
             connect_timeout,
             batch_timeout,
             faults: Arc::default(),
+            tls: None,
         }
+    }
+
+    /// The same pool, dialling peers with TLS (mutual, against the
+    /// cluster CA).
+    #[must_use]
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(crate::tls::TlsConnector::new(config));
+        self
     }
 
     /// The same pool, failing requests to peers `faults` cuts off.
@@ -95,7 +105,7 @@ impl Peers {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let channel = connect(address, self.connect_timeout)?;
+        let channel = connect(address, self.connect_timeout, self.tls.as_ref())?;
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -1,0 +1,341 @@
+//! TLS with rustls (ring), no OpenSSL. A node's certificate and key are
+//! read from files and re-read when they change (Kubernetes rotates a
+//! mounted Secret in place): every new handshake, served or made, uses the
+//! current pair, so a rotation needs no restart and fails no request. The
+//! cluster CA is read at start.
+//!
+//! - The internal port requires a client certificate signed by the
+//!   cluster CA (mutual TLS): only nodes reach `Replica`.
+//! - The client port serves TLS with the same certificate and, with
+//!   `--tls-client-ca`, requires client certificates signed by that CA.
+//! - Node-to-node calls present the node's certificate and verify the
+//!   peer's against the cluster CA and the address dialled.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or holds no usable PEM.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+fn file_error(path: &Path, reason: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A CA bundle.
+///
+/// # Errors
+/// [`TlsError::File`] when it cannot be read or holds no certificate.
+pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_error(path, e))? {
+        roots
+            .add(cert.map_err(|e| file_error(path, e))?)
+            .map_err(|e| file_error(path, e))?;
+    }
+    if roots.is_empty() {
+        return Err(file_error(path, "no certificate in the CA file"));
+    }
+    Ok(roots)
+}
+
+/// The node's certificate chain and key, re-read when either file
+/// changes. A pair that fails to load keeps the previous one (logged).
+#[derive(Debug)]
+pub struct Identity {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<(Arc<CertifiedKey>, Stamp)>,
+}
+
+/// Modification times of the two files.
+type Stamp = (Option<SystemTime>, Option<SystemTime>);
+
+fn stamp(cert: &Path, key: &Path) -> Stamp {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (modified(cert), modified(key))
+}
+
+fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_error(cert, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_error(cert, e))?;
+    if chain.is_empty() {
+        return Err(file_error(cert, "no certificate"));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&private).map_err(|e| file_error(key, e))?;
+    let pair = CertifiedKey::new(chain, signing);
+    pair.keys_match()
+        .map_err(|e| file_error(key, format!("does not match the certificate: {e}")))?;
+    Ok(Arc::new(pair))
+}
+
+impl Identity {
+    /// Loads `cert` (PEM chain) and `key` (PEM private key).
+    ///
+    /// # Errors
+    /// [`TlsError`]: a node with unusable files does not start.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let pair = load_pair(cert, key)?;
+        Ok(Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: RwLock::new((pair, stamp(cert, key))),
+        })
+    }
+
+    /// The current pair, re-read first if a file changed.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        let now = stamp(&self.cert, &self.key);
+        {
+            let current = self.current.read().expect("identity lock");
+            if current.1 == now {
+                return Arc::clone(&current.0);
+            }
+        }
+        let mut current = self.current.write().expect("identity lock");
+        match load_pair(&self.cert, &self.key) {
+            Ok(pair) => {
+                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                *current = (pair, now);
+            }
+            Err(e) => {
+                // A half-written pair (the key updated before the
+                // certificate) loads on the next try; keep serving.
+                tracing::warn!(error = %e, "TLS certificate changed but does not load yet; keeping the previous one");
+            }
+        }
+        Arc::clone(&current.0)
+    }
+}
+
+impl ResolvesServerCert for Identity {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for Identity {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A server configuration presenting `identity`, requiring client
+/// certificates signed by `client_roots` when given.
+///
+/// # Errors
+/// [`TlsError::Config`].
+pub fn server_config(
+    identity: Arc<Identity>,
+    client_roots: Option<RootCertStore>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match client_roots {
+        Some(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?,
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(identity);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client configuration verifying servers against `roots` and
+/// presenting `identity`.
+///
+/// # Errors
+/// [`TlsError::Config`].
+pub fn client_config(
+    identity: Arc<Identity>,
+    roots: RootCertStore,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(identity);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Connections accepted on `listener` that completed a TLS handshake, as
+/// tonic's incoming stream. Handshakes run concurrently (a slow one holds
+/// up no other); failed ones are logged at debug and dropped.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<tokio_rustls::server::TlsStream<TcpStream>>>
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Dials `host:port` with TLS for tonic (`Endpoint::connect_with_connector`):
+/// the certificate is verified against the dialled host (name or IP).
+#[derive(Debug, Clone)]
+pub struct TlsConnector {
+    config: Arc<ClientConfig>,
+}
+
+impl TlsConnector {
+    /// A connector using `config`.
+    #[must_use]
+    pub fn new(config: Arc<ClientConfig>) -> Self {
+        Self { config }
+    }
+}
+
+type Connecting = Pin<
+    Box<
+        dyn Future<
+                Output = io::Result<
+                    hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+                >,
+            > + Send,
+    >,
+>;
+
+impl tower::Service<http::Uri> for TlsConnector {
+    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let config = Arc::clone(&self.config);
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(443);
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        })
+    }
+}
+
+/// The TLS pieces a node runs with.
+#[derive(Debug, Clone)]
+pub struct NodeTls {
+    /// The client port's server configuration.
+    pub client_port: Arc<ServerConfig>,
+    /// The internal port's server configuration (mutual TLS).
+    pub internal_port: Arc<ServerConfig>,
+    /// Node-to-node calls.
+    pub peers: Arc<ClientConfig>,
+}
+
+impl NodeTls {
+    /// From the node's files: `cert` and `key` (reloaded), the cluster
+    /// `ca`, and an optional CA for client certificates on the client port.
+    ///
+    /// # Errors
+    /// [`TlsError`].
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        ca: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<Self, TlsError> {
+        let identity = Arc::new(Identity::load(cert, key)?);
+        let roots = load_roots(ca)?;
+        let client_roots = client_ca.map(load_roots).transpose()?;
+        Ok(Self {
+            client_port: server_config(Arc::clone(&identity), client_roots)?,
+            internal_port: server_config(Arc::clone(&identity), Some(roots.clone()))?,
+            peers: client_config(identity, roots)?,
+        })
+    }
+}
+
+/// `addr` as the URI tonic dials through a [`TlsConnector`] (the scheme
+/// is not used for TLS; the connector does it).
+#[must_use]
+pub fn dial_uri(address: &str) -> String {
+    format!("http://{address}")
+}

@@ -1,0 +1,252 @@
+//! TLS end to end, with certificates made in the test (rcgen): nodes
+//! serve TLS on both ports, require node certificates (mutual TLS) on the
+//! internal port and, here, client certificates on the client port;
+//! replicate to each other over mutual TLS; refuse plaintext, missing,
+//! foreign and expired certificates; and pick up a rotated certificate
+//! without a restart and without a failed request.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use strata_client::{Client, ClientOptions, TlsOptions, parse_consistency};
+use strata_tests::NodeProcess;
+use strata_tests::pki::{Ca, Issued};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn tls(ca: &Path, identity: Option<&Issued>) -> TlsOptions {
+    TlsOptions {
+        ca: std::fs::read(ca).expect("ca"),
+        identity: identity.map(|i| {
+            (
+                std::fs::read(&i.cert).expect("cert"),
+                std::fs::read(&i.key).expect("key"),
+            )
+        }),
+    }
+}
+
+async fn connect(
+    addr: SocketAddr,
+    tls: Option<TlsOptions>,
+) -> Result<Client, strata_client::Error> {
+    Client::connect_with(
+        &addr.to_string(),
+        ClientOptions {
+            tls,
+            ..ClientOptions::default()
+        },
+    )
+    .await
+}
+
+/// Completes a raw TLS handshake with `addr` presenting `identity` (if
+/// any) and trusting `ca`; returns the server's leaf certificate.
+async fn handshake(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<&Issued>,
+) -> Result<Vec<u8>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("ca") {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(i) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(&i.cert)
+                    .expect("cert")
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("chain"),
+                PrivateKeyDer::from_pem_file(&i.key).expect("key"),
+            )
+            .expect("identity"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The server checks a client certificate after the client's last
+    // flight: a refusal shows on the first read.
+    use tokio::io::AsyncReadExt as _;
+    let mut byte = [0u8; 1];
+    if let Ok(Ok(0) | Err(_)) =
+        tokio::time::timeout(Duration::from_millis(300), tls.read(&mut byte)).await
+    {
+        return Err("closed by the server after the handshake".into());
+    }
+    let (_, session) = tls.get_ref();
+    Ok(session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .expect("server certificate")
+        .to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ca = Ca::new("strata test cluster CA");
+    let ca_file = d.join("ca.crt");
+    ca.write(&ca_file);
+    let other = Ca::new("someone else's CA");
+    let sans = ["localhost", "127.0.0.1"];
+    let node_certs: Vec<Issued> = (0..3)
+        .map(|i| ca.issue(d, &format!("node-{i}"), &format!("node-{i}"), &sans, false))
+        .collect();
+    let client = ca.issue(d, "client", "an application", &[], false);
+    let stranger = other.issue(d, "stranger", "node-9", &sans, false);
+    let expired = ca.issue(d, "expired", "an old application", &sans, true);
+
+    let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let seeds = internal
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ca_arg = ca_file.display().to_string();
+    let nodes: Vec<NodeProcess> = (0..3)
+        .map(|i| {
+            NodeProcess::start(
+                &d.join(format!("data-{i}")),
+                Some(&format!("node-{i}")),
+                &[
+                    "--replication-factor",
+                    "3",
+                    "--internal-listen",
+                    &format!("127.0.0.1:{}", internal[i]),
+                    "--initial-cluster",
+                    "node-0,node-1,node-2",
+                    "--seeds",
+                    &seeds,
+                    "--gossip-interval-ms",
+                    "100",
+                    "--tls-cert",
+                    &node_certs[i].cert.display().to_string(),
+                    "--tls-key",
+                    &node_certs[i].key.display().to_string(),
+                    "--tls-ca",
+                    &ca_arg,
+                    "--tls-client-ca",
+                    &ca_arg,
+                ],
+            )
+        })
+        .collect();
+    let addr = nodes[0].addr();
+    let internal_addr: SocketAddr = format!("127.0.0.1:{}", internal[1]).parse().expect("addr");
+
+    // An application with a certificate from the cluster CA writes at ALL:
+    // the nodes replicate to each other over mutual TLS.
+    let app = connect(addr, Some(tls(&ca_file, Some(&client))))
+        .await
+        .expect("connect with a client certificate");
+    let all = Some(parse_consistency("all").expect("all"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = app.put(b"k".to_vec(), b"v".to_vec(), Vec::new(), all).await {
+        assert!(Instant::now() < deadline, "no write at ALL over TLS: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = app.refresh_ring().await;
+    }
+
+    // Plaintext on a TLS port: refused, with a hint.
+    let plain = connect(addr, None).await.expect_err("plaintext");
+    assert!(plain.to_string().contains("does it serve TLS"), "{plain}");
+    // No client certificate where one is required.
+    assert!(
+        connect(addr, Some(tls(&ca_file, None))).await.is_err(),
+        "no client certificate"
+    );
+    // Another CA's certificate, on either port.
+    assert!(
+        connect(addr, Some(tls(&ca_file, Some(&stranger))))
+            .await
+            .is_err(),
+        "a foreign client certificate"
+    );
+    let refused = handshake(internal_addr, &ca_file, Some(&stranger)).await;
+    assert!(
+        refused.is_err(),
+        "a foreign node certificate on the internal port"
+    );
+    let refused = handshake(internal_addr, &ca_file, None).await;
+    assert!(refused.is_err(), "no certificate on the internal port");
+    // An expired certificate from the right CA.
+    let refused = handshake(addr, &ca_file, Some(&expired)).await;
+    assert!(refused.is_err(), "an expired client certificate");
+    // A node certificate from the cluster CA opens the internal port.
+    handshake(internal_addr, &ca_file, Some(&node_certs[0]))
+        .await
+        .expect("a node certificate on the internal port");
+
+    // Rotation: node-0 gets a new certificate while requests keep flowing.
+    let before = handshake(addr, &ca_file, Some(&client))
+        .await
+        .expect("before");
+    let writer = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut failures = 0;
+            for i in 0..200u32 {
+                let key = format!("rotating-{i}").into_bytes();
+                if app.put(key, b"v".to_vec(), Vec::new(), None).await.is_err() {
+                    failures += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            failures
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rotated = ca.issue(d, "node-0", "node-0 (rotated)", &sans, false);
+    assert_eq!(
+        rotated.cert, node_certs[0].cert,
+        "the same files, new contents"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = handshake(addr, &ca_file, Some(&client))
+            .await
+            .expect("after");
+        if now != before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        writer.await.expect("writer"),
+        0,
+        "requests failed during the rotation"
+    );
+    // New connections from node-0 to its peers use the new pair too.
+    let fresh = connect(nodes[1].addr(), Some(tls(&ca_file, Some(&client))))
+        .await
+        .expect("connect");
+    fresh
+        .put(b"after-rotation".to_vec(), b"v".to_vec(), Vec::new(), all)
+        .await
+        .expect("a write at ALL after the rotation");
+    assert!(nodes[0].log().contains("TLS certificate reloaded"));
+}
