@@ -37,6 +37,7 @@ VARIANTS = {
         "--set-json", 'cluster.resources={"requests":{"cpu":"1","memory":"1Gi"}}',
         "--set-json", 'imagePullSecrets=[{"name":"regcred"}]',
         "--set", "operator.nodeTokenSecret.name=strata-operator-token",
+        "--set", "operator.nodeCaSecret.name=kv-tls",
     ],
     "namespaced": [
         "--set", "operator.watchNamespace=storage",

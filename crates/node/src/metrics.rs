@@ -456,18 +456,21 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stats = Arc::new(stats);
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let (metrics, stats) = (Arc::clone(&metrics), Arc::clone(&stats));
-            async move {
-                (
-                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                    metrics.render(&stats()),
-                )
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        // For probes that cannot speak TLS (a kubelet's gRPC probe).
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (metrics, stats) = (Arc::clone(&metrics), Arc::clone(&stats));
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                        metrics.render(&stats()),
+                    )
+                }
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -99,6 +99,14 @@ pub struct SecuritySpec {
     /// Set: gossip from anything without the key is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gossip_key_secret: Option<String>,
+    /// TLS Secret with keys `tls.crt`, `tls.key` and `ca.crt` (what
+    /// cert-manager writes for a Certificate). Set: both ports serve TLS
+    /// and the internal port requires certificates from that CA. The
+    /// certificate needs the DNS names `*.<name>-peers.<namespace>.svc` and
+    /// `<name>.<namespace>.svc`. Rotated in place, it is picked up
+    /// without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<String>,
 }
 
 /// Persistent volume settings.

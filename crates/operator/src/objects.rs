@@ -20,7 +20,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    EnvVarSource, GRPCAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
+    EnvVarSource, GRPCAction, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
     SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
     VolumeResourceRequirements,
@@ -314,10 +314,18 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
         },
     ];
     env.extend(secret_env);
+    // A kubelet's gRPC probe cannot speak TLS: with TLS, the node's
+    // plaintext metrics port answers `/healthz` instead.
+    let tls = spec.security.tls_secret.is_some();
     let probe = |initial_delay: i32| Probe {
-        grpc: Some(GRPCAction {
+        grpc: (!tls).then_some(GRPCAction {
             port: GRPC_PORT,
             service: None,
+        }),
+        http_get: tls.then(|| HTTPGetAction {
+            path: Some("/healthz".to_owned()),
+            port: IntOrString::Int(METRICS_PORT),
+            ..HTTPGetAction::default()
         }),
         initial_delay_seconds: Some(initial_delay),
         period_seconds: Some(5),
@@ -469,6 +477,8 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
 pub const AUTH_DIR: &str = "/etc/strata/auth";
 /// Where the gossip key Secret is mounted.
 pub const GOSSIP_KEY_DIR: &str = "/etc/strata/gossip";
+/// Where the TLS Secret is mounted.
+pub const TLS_DIR: &str = "/etc/strata/tls";
 
 /// The Secret volumes, their mounts and the variables pointing the node
 /// at them, for `spec.security`.
@@ -492,20 +502,7 @@ fn security(cluster: &KVCluster) -> (Vec<Volume>, Vec<VolumeMount>, Vec<EnvVar>)
         ),
     ] {
         let Some(secret) = secret else { continue };
-        out.0.push(Volume {
-            name: volume.to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.clone()),
-                items: Some(vec![KeyToPath {
-                    key: key.to_owned(),
-                    path: key.to_owned(),
-                    mode: None,
-                }]),
-                default_mode: Some(0o440),
-                optional: Some(false),
-            }),
-            ..Volume::default()
-        });
+        out.0.push(secret_volume(volume, secret, &[key]));
         out.1.push(VolumeMount {
             name: volume.to_owned(),
             mount_path: dir.to_owned(),
@@ -518,7 +515,50 @@ fn security(cluster: &KVCluster) -> (Vec<Volume>, Vec<VolumeMount>, Vec<EnvVar>)
             ..EnvVar::default()
         });
     }
+    if let Some(secret) = &security.tls_secret {
+        let keys = ["tls.crt", "tls.key", "ca.crt"];
+        out.0.push(secret_volume("tls", secret, &keys));
+        out.1.push(VolumeMount {
+            name: "tls".to_owned(),
+            mount_path: TLS_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        for (variable, key) in [
+            ("STRATA_TLS_CERT", "tls.crt"),
+            ("STRATA_TLS_KEY", "tls.key"),
+            ("STRATA_TLS_CA", "ca.crt"),
+        ] {
+            out.2.push(EnvVar {
+                name: variable.to_owned(),
+                value: Some(format!("{TLS_DIR}/{key}")),
+                ..EnvVar::default()
+            });
+        }
+    }
     out
+}
+
+/// A read-only volume of `keys` from Secret `secret`.
+fn secret_volume(volume: &str, secret: &str, keys: &[&str]) -> Volume {
+    Volume {
+        name: volume.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            items: Some(
+                keys.iter()
+                    .map(|k| KeyToPath {
+                        key: (*k).to_owned(),
+                        path: (*k).to_owned(),
+                        mode: None,
+                    })
+                    .collect(),
+            ),
+            default_mode: Some(0o440),
+            optional: Some(false),
+        }),
+        ..Volume::default()
+    }
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {
@@ -633,6 +673,7 @@ mod tests {
             .to_owned();
         cluster.spec.security.auth_secret = Some("kv-tokens".into());
         cluster.spec.security.gossip_key_secret = Some("kv-gossip".into());
+        cluster.spec.security.tls_secret = Some("kv-tls".into());
         let sts = statefulset(&cluster, 3, &config_map(&cluster, 3));
         assert_ne!(
             desired_config_hash(&sts),
@@ -668,7 +709,15 @@ mod tests {
             .flatten()
             .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
             .collect();
-        assert_eq!(secrets, ["kv-tokens", "kv-gossip"]);
+        assert_eq!(secrets, ["kv-tokens", "kv-gossip", "kv-tls"]);
+        assert!(env.contains(&("STRATA_TLS_CA".into(), "/etc/strata/tls/ca.crt".into())));
+        // Probes cannot speak TLS: the plaintext metrics port answers.
+        let readiness = container.readiness_probe.as_ref().expect("probe");
+        assert!(readiness.grpc.is_none());
+        assert_eq!(
+            readiness.http_get.as_ref().map(|h| h.port.clone()),
+            Some(IntOrString::Int(METRICS_PORT))
+        );
     }
 
     #[test]

@@ -153,7 +153,7 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
         .into_iter()
         .filter(|c| c.name_any().starts_with(&claim_prefix))
         .collect();
-    let addresses = ready_addresses(&name, &pods);
+    let addresses = ready_addresses(cluster, &pods);
     let ring = ctx.nodes.ring(&addresses).await;
     let observed = observe::observe(
         &name,
@@ -249,7 +249,7 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
     });
     if let Some(change) = next.topology_change.as_mut()
         && let Some(ordinal) = ordinal_of(&name, &change.node_id)
-        && let Some(address) = pod_address(&name, &pods, ordinal)
+        && let Some(address) = pod_address(cluster, &pods, ordinal)
         && let Some(op) = ctx.nodes.change_progress(&address).await
     {
         change.ranges_done = op.ranges_done;
@@ -324,7 +324,7 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
             true
         }
         Action::Join { ordinal } => {
-            let address = pod_address(&name, &pods, *ordinal);
+            let address = pod_address(cluster, &pods, *ordinal);
             match address {
                 Some(address) => match ctx.nodes.join(&address).await {
                     Ok(_) => {
@@ -354,7 +354,7 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
         }
         Action::Decommission { ordinal } => {
             let node = format!("{name}-{ordinal}");
-            let through = pod_address(&name, &pods, *ordinal)
+            let through = pod_address(cluster, &pods, *ordinal)
                 .into_iter()
                 .chain(addresses.iter().cloned());
             let mut refused = None;
@@ -561,28 +561,35 @@ fn selector(cluster: &KVCluster) -> String {
         .join(",")
 }
 
-/// `ip:port` of pod `ordinal`, if it has an IP.
-fn pod_address(name: &str, pods: &[Pod], ordinal: u32) -> Option<String> {
-    pods.iter()
-        .find(|p| ordinal_of(name, &p.name_any()) == Some(ordinal))
-        .and_then(|p| p.status.as_ref()?.pod_ip.clone())
-        .map(|ip| format!("{ip}:{GRPC_PORT}"))
+/// Where to dial pod `ordinal`: its IP, or with TLS its DNS name (what
+/// its certificate names), once it has an IP.
+fn pod_address(cluster: &KVCluster, pods: &[Pod], ordinal: u32) -> Option<String> {
+    let name = cluster.name_any();
+    let ip = pods
+        .iter()
+        .find(|p| ordinal_of(&name, &p.name_any()) == Some(ordinal))
+        .and_then(|p| p.status.as_ref()?.pod_ip.clone())?;
+    Some(if cluster.spec.security.tls_secret.is_some() {
+        format!("{}:{GRPC_PORT}", objects::pod_host(cluster, ordinal))
+    } else {
+        format!("{ip}:{GRPC_PORT}")
+    })
 }
 
 /// Addresses of the ready pods, lowest ordinal first (the founders know
 /// the ring best).
-fn ready_addresses(name: &str, pods: &[Pod]) -> Vec<String> {
-    let mut ready: Vec<(u32, String)> = pods
+fn ready_addresses(cluster: &KVCluster, pods: &[Pod]) -> Vec<String> {
+    let name = cluster.name_any();
+    let mut ready: Vec<u32> = pods
         .iter()
         .filter(|p| observe::pod_ready(p))
-        .filter_map(|p| {
-            let ordinal = ordinal_of(name, &p.name_any())?;
-            let ip = p.status.as_ref()?.pod_ip.clone()?;
-            Some((ordinal, format!("{ip}:{GRPC_PORT}")))
-        })
+        .filter_map(|p| ordinal_of(&name, &p.name_any()))
         .collect();
-    ready.sort();
-    ready.into_iter().map(|(_, a)| a).collect()
+    ready.sort_unstable();
+    ready
+        .into_iter()
+        .filter_map(|o| pod_address(cluster, pods, o))
+        .collect()
 }
 
 /// Server-side apply of `object` with the operator's field manager.
