@@ -24,6 +24,7 @@ mod node;
 pub mod operator;
 pub mod pki;
 pub mod scenario;
+pub mod two_ports;
 pub mod workload;
 
 pub use binary::workspace_binary;

@@ -10,19 +10,12 @@ use std::time::{Duration, Instant};
 
 use strata_client::{Client, ClientOptions, parse_consistency};
 use strata_node::auth::hash_token;
-use strata_tests::NodeProcess;
+use strata_tests::two_ports::TwoPortCluster;
 use tonic::Code;
 
 const READER: &str = "reader-0123456789abcdef";
 const WRITER: &str = "writer-0123456789abcdef";
 const ADMIN: &str = "admin-0123456789abcdef";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 fn write_tokens(path: &Path, tokens: &[(&str, &str)]) {
     let text: String = tokens
@@ -57,35 +50,11 @@ async fn tokens_and_roles_guard_the_client_port_and_reload_without_a_restart() {
         &tokens,
         &[("read", READER), ("write", WRITER), ("admin", ADMIN)],
     );
-    let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let seeds = internal
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let tokens_arg = tokens.display().to_string();
-    let nodes: Vec<NodeProcess> = (0..3)
-        .map(|i| {
-            NodeProcess::start(
-                &dir.path().join(format!("node-{i}")),
-                Some(&format!("node-{i}")),
-                &[
-                    "--replication-factor",
-                    "3",
-                    "--internal-listen",
-                    &format!("127.0.0.1:{}", internal[i]),
-                    "--initial-cluster",
-                    "node-0,node-1,node-2",
-                    "--seeds",
-                    &seeds,
-                    "--gossip-interval-ms",
-                    "100",
-                    "--auth-tokens-file",
-                    &tokens_arg,
-                ],
-            )
-        })
-        .collect();
+    let cluster = TwoPortCluster::start(dir.path(), 3, |_| {
+        vec!["--auth-tokens-file".to_owned(), tokens_arg.clone()]
+    });
+    let nodes = &cluster.nodes;
     let addr = nodes[0].addr();
 
     // No token: even the ring is refused.
@@ -179,7 +148,7 @@ async fn tokens_and_roles_guard_the_client_port_and_reload_without_a_restart() {
         .expect("untouched tokens keep working");
 
     // No token ever reaches a log.
-    for node in &nodes {
+    for node in nodes {
         let log = node.log();
         for token in [READER, WRITER, ADMIN, ROTATED, "not-a-token"] {
             assert!(!log.contains(token), "a token in {}'s log", node.node_id());

@@ -13,15 +13,8 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use strata_client::{Client, ClientOptions, TlsOptions, parse_consistency};
-use strata_tests::NodeProcess;
 use strata_tests::pki::{Ca, Issued};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use strata_tests::two_ports::TwoPortCluster;
 
 fn tls(ca: &Path, identity: Option<&Issued>) -> TlsOptions {
     TlsOptions {
@@ -116,43 +109,25 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
     let stranger = other.issue(d, "stranger", "node-9", &sans, false);
     let expired = ca.issue(d, "expired", "an old application", &sans, true);
 
-    let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let seeds = internal
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let ca_arg = ca_file.display().to_string();
-    let nodes: Vec<NodeProcess> = (0..3)
-        .map(|i| {
-            NodeProcess::start(
-                &d.join(format!("data-{i}")),
-                Some(&format!("node-{i}")),
-                &[
-                    "--replication-factor",
-                    "3",
-                    "--internal-listen",
-                    &format!("127.0.0.1:{}", internal[i]),
-                    "--initial-cluster",
-                    "node-0,node-1,node-2",
-                    "--seeds",
-                    &seeds,
-                    "--gossip-interval-ms",
-                    "100",
-                    "--tls-cert",
-                    &node_certs[i].cert.display().to_string(),
-                    "--tls-key",
-                    &node_certs[i].key.display().to_string(),
-                    "--tls-ca",
-                    &ca_arg,
-                    "--tls-client-ca",
-                    &ca_arg,
-                ],
-            )
-        })
-        .collect();
+    let cluster = TwoPortCluster::start(d, 3, |i| {
+        [
+            "--tls-cert",
+            &node_certs[i].cert.display().to_string(),
+            "--tls-key",
+            &node_certs[i].key.display().to_string(),
+            "--tls-ca",
+            &ca_arg,
+            "--tls-client-ca",
+            &ca_arg,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    });
+    let nodes = &cluster.nodes;
     let addr = nodes[0].addr();
-    let internal_addr: SocketAddr = format!("127.0.0.1:{}", internal[1]).parse().expect("addr");
+    let internal_addr = cluster.internal[1];
 
     // An application with a certificate from the cluster CA writes at ALL:
     // the nodes replicate to each other over mutual TLS.
