@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use strata_client::Client;
-use strata_proto::v1::{GetRequest, ReplicaReadRequest, kv_client::KvClient};
+use strata_proto::v1::{GetRequest, ReplicaReadRequest};
 use strata_tests::cluster::{kv, replica, stored_versions};
 use strata_tests::two_ports::TwoPortCluster;
 use tonic::Code;
