@@ -337,5 +337,27 @@ fn change_name(change: Change) -> &'static str {
     }
 }
 
+impl Observed {
+    /// A settled cluster of `n` ready pods and normal nodes (for tests).
+    #[cfg(test)]
+    pub(crate) fn settled(n: u32) -> Self {
+        Self {
+            statefulset_replicas: Some(n),
+            pods: (0..n)
+                .map(|ordinal| PodObservation {
+                    ordinal,
+                    ready: true,
+                    failed: false,
+                    current_config: true,
+                })
+                .collect(),
+            ring: Some((0..n).map(|o| (o, RingState::Normal)).collect()),
+            change: None,
+            volumes: (0..n).collect(),
+            load_bytes: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -262,24 +262,9 @@ pub fn change_ordinal(change: Change) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::PodObservation;
 
     fn settled(n: u32) -> Observed {
-        Observed {
-            statefulset_replicas: Some(n),
-            pods: (0..n)
-                .map(|ordinal| PodObservation {
-                    ordinal,
-                    ready: true,
-                    failed: false,
-                    current_config: true,
-                })
-                .collect(),
-            ring: Some((0..n).map(|o| (o, RingState::Normal)).collect()),
-            change: None,
-            volumes: (0..n).collect(),
-            load_bytes: 0,
-        }
+        Observed::settled(n)
     }
 
     fn inputs<'a>(

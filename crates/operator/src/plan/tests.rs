@@ -11,23 +11,8 @@ fn desired(replicas: u32) -> Desired {
     }
 }
 
-/// A settled cluster of `n` normal nodes.
 fn settled(n: u32) -> Observed {
-    Observed {
-        statefulset_replicas: Some(n),
-        pods: (0..n)
-            .map(|ordinal| PodObservation {
-                ordinal,
-                ready: true,
-                failed: false,
-                current_config: true,
-            })
-            .collect(),
-        ring: Some((0..n).map(|o| (o, RingState::Normal)).collect()),
-        change: None,
-        volumes: (0..n).collect(),
-        load_bytes: 0,
-    }
+    Observed::settled(n)
 }
 
 #[test]
