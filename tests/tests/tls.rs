@@ -120,6 +120,8 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
             &ca_arg,
             "--tls-client-ca",
             &ca_arg,
+            "--tls-peer-name",
+            "localhost",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -167,6 +169,13 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
     // An expired certificate from the right CA.
     let refused = handshake(addr, &ca_file, Some(&expired)).await;
     assert!(refused.is_err(), "an expired client certificate");
+    // Signed by the cluster CA is not enough to be a node: the client's
+    // certificate lacks the node name the cluster requires.
+    let refused = handshake(internal_addr, &ca_file, Some(&client)).await;
+    assert!(
+        refused.is_err(),
+        "a client certificate on the internal port"
+    );
     // A node certificate from the cluster CA opens the internal port.
     handshake(internal_addr, &ca_file, Some(&node_certs[0]))
         .await

@@ -91,6 +91,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             tls_key: None,
             tls_ca: None,
             tls_client_ca: None,
+            tls_peer_name: None,
             advertise_host: None,
             cluster_id: "strata-dev".to_owned(),
             gossip_interval_ms: 200,

@@ -91,6 +91,13 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
 
+    /// A DNS name every node certificate must carry for the internal port
+    /// to accept it, e.g. `*.kv-peers.prod.svc` (one label for `*`): signed
+    /// by the cluster CA is then not enough. Unset: any certificate the
+    /// cluster CA signed.
+    #[arg(long, env = "STRATA_TLS_PEER_NAME", requires = "tls_cert")]
+    pub tls_peer_name: Option<String>,
+
     /// A CA (PEM) whose client certificates the client port then requires.
     /// Unset: clients need no certificate (tokens, if any, still apply).
     #[arg(long, env = "STRATA_TLS_CLIENT_CA", requires = "tls_cert")]

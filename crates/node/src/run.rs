@@ -282,8 +282,14 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     };
     let tls = match (&config.tls_cert, &config.tls_key, &config.tls_ca) {
         (Some(cert), Some(key), Some(ca)) => Some(
-            crate::tls::NodeTls::load(cert, key, ca, config.tls_client_ca.as_deref())
-                .map_err(|e| RunError::Config(e.to_string()))?,
+            crate::tls::NodeTls::load(
+                cert,
+                key,
+                ca,
+                config.tls_client_ca.as_deref(),
+                config.tls_peer_name.as_deref(),
+            )
+            .map_err(|e| RunError::Config(e.to_string()))?,
         ),
         _ => None,
     };

@@ -19,10 +19,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use rustls::client::ResolvesClientCert;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -162,24 +166,119 @@ impl ResolvesClientCert for Identity {
     }
 }
 
+/// Whether a certificate DNS name `name` fits `pattern`: the same name,
+/// or for `*.suffix` any single label before `suffix` (or the same
+/// wildcard). Case-insensitive.
+#[must_use]
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
+    if pattern == name {
+        return true;
+    }
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name
+            .strip_suffix(suffix)
+            .and_then(|label| label.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.') && label != "*"),
+        None => false,
+    }
+}
+
+/// A client-certificate verifier that also requires a DNS name matching
+/// a pattern (e.g. `*.kv-peers.prod.svc`): signed by the cluster CA is
+/// not enough to be a node.
+#[derive(Debug)]
+struct PeerNameVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    pattern: String,
+}
+
+impl ClientCertVerifier for PeerNameVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|e| rustls::Error::General(format!("unreadable certificate: {e}")))?;
+        if cert
+            .valid_dns_names()
+            .any(|name| name_matches(&self.pattern, name))
+        {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+}
+
 /// A server configuration presenting `identity`, requiring client
-/// certificates signed by `client_roots` when given.
+/// certificates signed by `client_roots` when given (and, with
+/// `peer_name`, carrying a DNS name that matches it).
 ///
 /// # Errors
 /// [`TlsError::Config`].
 pub fn server_config(
     identity: Arc<Identity>,
     client_roots: Option<RootCertStore>,
+    peer_name: Option<&str>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match client_roots {
-        Some(roots) => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        Some(roots) => {
+            let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?,
-        ),
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(match peer_name {
+                Some(pattern) => Arc::new(PeerNameVerifier {
+                    inner: webpki,
+                    pattern: pattern.to_owned(),
+                }),
+                None => webpki,
+            })
+        }
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(identity);
@@ -312,7 +411,8 @@ pub struct NodeTls {
 
 impl NodeTls {
     /// From the node's files: `cert` and `key` (reloaded), the cluster
-    /// `ca`, and an optional CA for client certificates on the client port.
+    /// `ca`, an optional CA for client certificates on the client port, and
+    /// an optional DNS-name pattern every node certificate must match.
     ///
     /// # Errors
     /// [`TlsError`].
@@ -321,13 +421,14 @@ impl NodeTls {
         key: &Path,
         ca: &Path,
         client_ca: Option<&Path>,
+        peer_name: Option<&str>,
     ) -> Result<Self, TlsError> {
         let identity = Arc::new(Identity::load(cert, key)?);
         let roots = load_roots(ca)?;
         let client_roots = client_ca.map(load_roots).transpose()?;
         Ok(Self {
-            client_port: server_config(Arc::clone(&identity), client_roots)?,
-            internal_port: server_config(Arc::clone(&identity), Some(roots.clone()))?,
+            client_port: server_config(Arc::clone(&identity), client_roots, None)?,
+            internal_port: server_config(Arc::clone(&identity), Some(roots.clone()), peer_name)?,
             peers: client_config(identity, roots)?,
         })
     }
@@ -338,4 +439,37 @@ impl NodeTls {
 #[must_use]
 pub fn dial_uri(address: &str) -> String {
     format!("http://{address}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn peer_name_patterns_match_one_label_or_the_same_name() {
+        assert!(name_matches(
+            "*.kv-peers.prod.svc",
+            "kv-0.kv-peers.prod.svc"
+        ));
+        assert!(name_matches(
+            "*.kv-peers.prod.svc",
+            "KV-1.kv-peers.PROD.svc"
+        ));
+        assert!(name_matches("*.kv-peers.prod.svc", "*.kv-peers.prod.svc"));
+        assert!(name_matches("node-0.example", "node-0.example"));
+        assert!(!name_matches("*.kv-peers.prod.svc", "kv-peers.prod.svc"));
+        assert!(!name_matches(
+            "*.kv-peers.prod.svc",
+            "a.b.kv-peers.prod.svc"
+        ));
+        assert!(!name_matches(
+            "*.kv-peers.prod.svc",
+            "kv-0.kv-peers.other.svc"
+        ));
+        assert!(!name_matches(
+            "*.kv-peers.prod.svc",
+            "evilkv-peers.prod.svc"
+        ));
+        assert!(!name_matches("node-0.example", "node-1.example"));
+    }
 }

@@ -535,6 +535,14 @@ fn security(cluster: &KVCluster) -> (Vec<Volume>, Vec<VolumeMount>, Vec<EnvVar>)
                 ..EnvVar::default()
             });
         }
+        // Only this cluster's pods are nodes: their certificates carry
+        // the headless Service's names.
+        let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
+        out.2.push(EnvVar {
+            name: "STRATA_TLS_PEER_NAME".to_owned(),
+            value: Some(format!("*.{}.{namespace}.svc", peers_service_name(cluster))),
+            ..EnvVar::default()
+        });
     }
     out
 }
@@ -711,6 +719,7 @@ mod tests {
             .collect();
         assert_eq!(secrets, ["kv-tokens", "kv-gossip", "kv-tls"]);
         assert!(env.contains(&("STRATA_TLS_CA".into(), "/etc/strata/tls/ca.crt".into())));
+        assert!(env.contains(&("STRATA_TLS_PEER_NAME".into(), "*.kv-peers.prod.svc".into())));
         // Probes cannot speak TLS: the plaintext metrics port answers.
         let readiness = container.readiness_probe.as_ref().expect("probe");
         assert!(readiness.grpc.is_none());
