@@ -43,6 +43,21 @@ impl Ca {
         Self { issuer }
     }
 
+    /// The CA certificate (PEM).
+    #[must_use]
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Writes `bundle` (PEM certificates) to `path` at once, as a Secret
+    /// update lands.
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn write_bundle(path: &Path, bundle: &str) {
+        replace(path, bundle);
+    }
+
     /// Writes the CA certificate to `path`.
     ///
     /// # Panics

@@ -233,4 +233,28 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
         .await
         .expect("a write at ALL after the rotation");
     assert!(nodes[0].log().contains("TLS certificate reloaded"));
+
+    // CA rotation: a bundle with the next CA is picked up without a
+    // restart; certificates from it are then accepted.
+    let next = Ca::new("next cluster CA");
+    let next_client = next.issue(d, "next-client", "an application", &[], false);
+    assert!(
+        handshake(addr, &ca_file, Some(&next_client)).await.is_err(),
+        "not trusted yet"
+    );
+    let bundle = format!(
+        "{}{}",
+        std::fs::read_to_string(&ca_file).expect("ca"),
+        next.pem()
+    );
+    Ca::write_bundle(&ca_file, &bundle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handshake(addr, &ca_file, Some(&next_client)).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new CA bundle was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(nodes[0].log().contains("CA bundle reloaded"));
 }

@@ -2,7 +2,7 @@
 //! read from files and re-read when they change (Kubernetes rotates a
 //! mounted Secret in place): every new handshake, served or made, uses the
 //! current pair, so a rotation needs no restart and fails no request. The
-//! cluster CA is read at start.
+//! CA bundles are re-read as well (below).
 //!
 //! - The internal port requires a client certificate signed by the
 //!   cluster CA (mutual TLS): only nodes reach `Replica`.
@@ -10,6 +10,11 @@
 //!   `--tls-client-ca`, requires client certificates signed by that CA.
 //! - Node-to-node calls present the node's certificate and verify the
 //!   peer's against the cluster CA and the address dialled.
+//!
+//! CA bundles are re-read when they change too (`Roots`): the verifiers
+//! are rebuilt for the next handshake, so a CA rotation (new bundle with
+//! both CAs, then new certificates, then the old CA dropped) needs no
+//! restart either.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,7 +24,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use rustls::client::ResolvesClientCert;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::UnixTime;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -75,6 +82,214 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
         return Err(file_error(path, "no certificate in the CA file"));
     }
     Ok(roots)
+}
+
+/// A CA bundle, re-read when its file changes (a bundle that fails to
+/// load keeps the previous one, logged).
+#[derive(Debug)]
+pub struct Roots {
+    path: PathBuf,
+    current: RwLock<(Arc<RootCertStore>, Option<SystemTime>)>,
+}
+
+impl Roots {
+    /// Loads `path`.
+    ///
+    /// # Errors
+    /// [`TlsError::File`].
+    pub fn load(path: &Path) -> Result<Self, TlsError> {
+        let roots = load_roots(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            current: RwLock::new((Arc::new(roots), modified(path))),
+        })
+    }
+
+    /// The current bundle, re-read first if the file changed.
+    pub fn current(&self) -> Arc<RootCertStore> {
+        let now = modified(&self.path);
+        {
+            let current = self.current.read().expect("roots lock");
+            if current.1 == now {
+                return Arc::clone(&current.0);
+            }
+        }
+        let mut current = self.current.write().expect("roots lock");
+        match load_roots(&self.path) {
+            Ok(roots) => {
+                tracing::info!(ca = %self.path.display(), "CA bundle reloaded");
+                *current = (Arc::new(roots), now);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "CA bundle changed but does not load; keeping the previous one");
+            }
+        }
+        Arc::clone(&current.0)
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// A verifier rebuilt whenever its CA bundle changes.
+#[derive(Debug)]
+struct Rebuilt<V: ?Sized> {
+    roots: Arc<Roots>,
+    built: RwLock<(Arc<RootCertStore>, Arc<V>)>,
+    build: fn(Arc<RootCertStore>) -> Result<Arc<V>, TlsError>,
+}
+
+impl<V: ?Sized> Rebuilt<V> {
+    fn new(
+        roots: Arc<Roots>,
+        build: fn(Arc<RootCertStore>) -> Result<Arc<V>, TlsError>,
+    ) -> Result<Self, TlsError> {
+        let store = roots.current();
+        let verifier = build(Arc::clone(&store))?;
+        Ok(Self {
+            roots,
+            built: RwLock::new((store, verifier)),
+            build,
+        })
+    }
+
+    fn get(&self) -> Arc<V> {
+        let store = self.roots.current();
+        {
+            let built = self.built.read().expect("verifier lock");
+            if Arc::ptr_eq(&built.0, &store) {
+                return Arc::clone(&built.1);
+            }
+        }
+        let mut built = self.built.write().expect("verifier lock");
+        match (self.build)(Arc::clone(&store)) {
+            Ok(verifier) => *built = (store, verifier),
+            Err(e) => tracing::warn!(error = %e, "cannot build a verifier from the new CA bundle"),
+        }
+        Arc::clone(&built.1)
+    }
+}
+
+fn client_verifier(roots: Arc<RootCertStore>) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+fn server_verifier(roots: Arc<RootCertStore>) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+    WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// Client certificates: signed by the current CA bundle and, with a
+/// pattern, carrying a matching DNS name.
+#[derive(Debug)]
+struct NodeClientVerifier {
+    webpki: Rebuilt<dyn ClientCertVerifier>,
+    pattern: Option<String>,
+}
+
+impl ClientCertVerifier for NodeClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Hints are optional; a client with one certificate needs none.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .webpki
+            .get()
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let Some(pattern) = &self.pattern else {
+            return Ok(verified);
+        };
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|e| rustls::Error::General(format!("unreadable certificate: {e}")))?;
+        if cert
+            .valid_dns_names()
+            .any(|name| name_matches(pattern, name))
+        {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.get().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.get().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.get().supported_verify_schemes()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+}
+
+/// Server certificates of peers: verified against the current bundle.
+#[derive(Debug)]
+struct PeerServerVerifier(Rebuilt<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for PeerServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .get()
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.get().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.get().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.get().supported_verify_schemes()
+    }
 }
 
 /// The node's certificate chain and key, re-read when either file
@@ -184,74 +399,6 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// A client-certificate verifier that also requires a DNS name matching
-/// a pattern (e.g. `*.kv-peers.prod.svc`): signed by the cluster CA is
-/// not enough to be a node.
-#[derive(Debug)]
-struct PeerNameVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    pattern: String,
-}
-
-impl ClientCertVerifier for PeerNameVerifier {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|e| rustls::Error::General(format!("unreadable certificate: {e}")))?;
-        if cert
-            .valid_dns_names()
-            .any(|name| name_matches(&self.pattern, name))
-        {
-            Ok(verified)
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-}
-
 /// A server configuration presenting `identity`, requiring client
 /// certificates signed by `client_roots` when given (and, with
 /// `peer_name`, carrying a DNS name that matches it).
@@ -260,25 +407,17 @@ impl ClientCertVerifier for PeerNameVerifier {
 /// [`TlsError::Config`].
 pub fn server_config(
     identity: Arc<Identity>,
-    client_roots: Option<RootCertStore>,
+    client_roots: Option<Arc<Roots>>,
     peer_name: Option<&str>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match client_roots {
-        Some(roots) => {
-            let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
-            builder.with_client_cert_verifier(match peer_name {
-                Some(pattern) => Arc::new(PeerNameVerifier {
-                    inner: webpki,
-                    pattern: pattern.to_owned(),
-                }),
-                None => webpki,
-            })
-        }
+        Some(roots) => builder.with_client_cert_verifier(Arc::new(NodeClientVerifier {
+            webpki: Rebuilt::new(roots, client_verifier)?,
+            pattern: peer_name.map(str::to_owned),
+        })),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(identity);
@@ -286,19 +425,21 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// A client configuration verifying servers against `roots` and
-/// presenting `identity`.
+/// A client configuration verifying servers against `roots` (re-read on
+/// change) and presenting `identity`.
 ///
 /// # Errors
 /// [`TlsError::Config`].
 pub fn client_config(
     identity: Arc<Identity>,
-    roots: RootCertStore,
+    roots: Arc<Roots>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    let verifier = PeerServerVerifier(Rebuilt::new(roots, server_verifier)?);
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_cert_resolver(identity);
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
@@ -424,11 +565,15 @@ impl NodeTls {
         peer_name: Option<&str>,
     ) -> Result<Self, TlsError> {
         let identity = Arc::new(Identity::load(cert, key)?);
-        let roots = load_roots(ca)?;
-        let client_roots = client_ca.map(load_roots).transpose()?;
+        let roots = Arc::new(Roots::load(ca)?);
+        let client_roots = client_ca.map(Roots::load).transpose()?.map(Arc::new);
         Ok(Self {
             client_port: server_config(Arc::clone(&identity), client_roots, None)?,
-            internal_port: server_config(Arc::clone(&identity), Some(roots.clone()), peer_name)?,
+            internal_port: server_config(
+                Arc::clone(&identity),
+                Some(Arc::clone(&roots)),
+                peer_name,
+            )?,
             peers: client_config(identity, roots)?,
         })
     }
