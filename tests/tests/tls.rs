@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use strata_client::{Client, ClientOptions, TlsOptions, parse_consistency};
+use strata_tests::NodeProcess;
 use strata_tests::pki::{Ca, Issued};
 use strata_tests::two_ports::TwoPortCluster;
 
@@ -101,6 +102,7 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
     let ca_file = d.join("ca.crt");
     ca.write(&ca_file);
     let other = Ca::new("someone else's CA");
+    other.write(&d.join("stranger-ca.crt"));
     let sans = ["localhost", "127.0.0.1"];
     let node_certs: Vec<Issued> = (0..3)
         .map(|i| ca.issue(d, &format!("node-{i}"), &format!("node-{i}"), &sans, false))
@@ -110,6 +112,9 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
     let expired = ca.issue(d, "expired", "an old application", &sans, true);
 
     let ca_arg = ca_file.display().to_string();
+    let gossip_key = d.join("gossip.key");
+    std::fs::write(&gossip_key, "the-cluster-gossip-key-0123456789").expect("key");
+    let key_arg = gossip_key.display().to_string();
     let cluster = TwoPortCluster::start(d, 3, |i| {
         [
             "--tls-cert",
@@ -122,6 +127,8 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
             &ca_arg,
             "--tls-peer-name",
             "localhost",
+            "--gossip-key-file",
+            &key_arg,
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -143,6 +150,39 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let _ = app.refresh_ring().await;
     }
+
+    // A node with another CA's certificate (and so no gossip key) cannot
+    // join: nobody hears it, and it cannot call Replica.
+    let stranger_node = NodeProcess::start(
+        &d.join("stranger-node"),
+        Some("node-9"),
+        &[
+            "--replication-factor",
+            "3",
+            "--internal-listen",
+            &format!("127.0.0.1:{}", strata_tests::two_ports::free_port()),
+            "--seeds",
+            &cluster
+                .internal
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            "--tls-cert",
+            &stranger.cert.display().to_string(),
+            "--tls-key",
+            &stranger.key.display().to_string(),
+            "--tls-ca",
+            &d.join("stranger-ca.crt").display().to_string(),
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ring = app.ring().await.expect("ring");
+    assert!(
+        ring.nodes.iter().all(|n| n.node_id != "node-9"),
+        "a stranger joined: {ring:?}"
+    );
+    drop(stranger_node);
 
     // Plaintext on a TLS port: refused, with a hint.
     let plain = connect(addr, None).await.expect_err("plaintext");

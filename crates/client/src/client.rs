@@ -199,7 +199,10 @@ impl Client {
             .map_err(|status| {
                 // A TLS server answering a plaintext HTTP/2 preface closes
                 // the connection: say what is likely wrong.
-                if options.tls.is_none() && status.message().contains("h2 protocol error") {
+                let garbled = ["h2 protocol error", "transport error"]
+                    .iter()
+                    .any(|m| status.message().contains(m));
+                if options.tls.is_none() && garbled {
                     Error::NotGrpc {
                         endpoint: endpoint.to_owned(),
                         detail: status.message().to_owned(),

@@ -293,6 +293,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         ),
         _ => None,
     };
+    if tls.is_some() && config.gossip_key_file.is_none() {
+        tracing::warn!(
+            "TLS without --gossip-key-file: gossip is not covered by TLS, so a process without a \
+             cluster certificate can still gossip its way into the ring; set a gossip key"
+        );
+    }
     let mut peers = Peers::new(request_timeout.min(Duration::from_secs(1)), request_timeout)
         .with_faults(Arc::clone(&faults));
     if let Some(tls) = &tls {

@@ -44,6 +44,8 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("self.consistency.readQuorum >= 1 && self.consistency.readQuorum <= self.consistency.replicationFactor")
         .message("consistency.readQuorum (R) must be between 1 and replicationFactor (N)"),
     validation = Rule::new("self.vnodes >= 1 && self.vnodes <= 1024").message("vnodes must be between 1 and 1024"),
+    validation = Rule::new("!has(self.security) || !has(self.security.tlsSecret) || has(self.security.gossipKeySecret)")
+        .message("security.tlsSecret needs security.gossipKeySecret: TLS does not cover gossip, and without the key a stranger could join the ring"),
     validation = Rule::new("self.antiEntropyIntervalSeconds >= 1 && self.antiEntropyIntervalSeconds < 864000")
         .message("antiEntropyIntervalSeconds must be between 1 and 863999: repair must run within the 10-day tombstone grace, or a replica that missed a delete could bring the key back"),
 )]

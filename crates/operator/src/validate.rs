@@ -62,6 +62,12 @@ pub fn validate_spec(spec: &KVClusterSpec) -> Vec<SpecProblem> {
             format!("{} is outside 1..=1024", spec.vnodes),
         );
     }
+    if spec.security.tls_secret.is_some() && spec.security.gossip_key_secret.is_none() {
+        problem(
+            "spec.security.gossipKeySecret",
+            "needed with tlsSecret: TLS does not cover gossip".into(),
+        );
+    }
     if spec.image.trim().is_empty() {
         problem("spec.image", "must name a container image".into());
     }

@@ -145,6 +145,23 @@ fn n_cannot_change_on_a_live_cluster_but_w_and_r_can() {
 }
 
 #[test]
+fn tls_needs_the_gossip_key_too() {
+    let errors = broken(
+        json!({ "image": "s", "security": { "tlsSecret": "kv-tls" } }),
+        None,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("gossipKeySecret"), "{errors:?}");
+    assert_eq!(
+        broken(
+            json!({ "image": "s", "security": { "tlsSecret": "kv-tls", "gossipKeySecret": "kv-gossip" } }),
+            None
+        ),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn repair_must_run_within_the_tombstone_grace() {
     let errors = broken(
         json!({ "image": "s", "antiEntropyIntervalSeconds": 864_000 }),
