@@ -199,9 +199,13 @@ impl Client {
             .map_err(|status| {
                 // A TLS server answering a plaintext HTTP/2 preface closes
                 // the connection: say what is likely wrong.
-                let garbled = ["h2 protocol error", "transport error"]
-                    .iter()
-                    .any(|m| status.message().contains(m));
+                // Transport-level failures (no Strata node's marker, a
+                // code no service returns on purpose), not a refusal.
+                let garbled = !status.metadata().contains_key(FROM_NODE)
+                    && matches!(
+                        status.code(),
+                        Code::Internal | Code::Unknown | Code::Cancelled | Code::Unavailable
+                    );
                 if options.tls.is_none() && garbled {
                     Error::NotGrpc {
                         endpoint: endpoint.to_owned(),
