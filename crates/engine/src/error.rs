@@ -92,6 +92,26 @@ pub enum Error {
     #[error("background work failed, database is read-only until reopened: {0}")]
     Background(String),
     /// A single write (key plus value) larger than the engine accepts.
+    /// The keys given to `ingest_behind` are not strictly ascending.
+    #[error("ingested keys must be strictly ascending; entry {index} is not above the one before")]
+    IngestUnsorted {
+        /// Position of the first entry out of order.
+        index: usize,
+    },
+    /// A table on the last level overlaps the key range to ingest.
+    #[error("cannot ingest behind: table {table} on level {level} overlaps the key range")]
+    IngestOverlap {
+        /// Number of the overlapping table.
+        table: u64,
+        /// The last level.
+        level: usize,
+    },
+    /// A put or delete of an ingested key was written during the ingest.
+    #[error("cannot ingest behind: a put or delete of an ingested key ({key_len} bytes) was written meanwhile")]
+    IngestConflict {
+        /// Length of the key (keys are not logged).
+        key_len: usize,
+    },
     #[error("write of {size} bytes exceeds the limit of {limit} bytes")]
     WriteTooLarge {
         /// Size of the write.

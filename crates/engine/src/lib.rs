@@ -28,7 +28,7 @@ mod table_cache;
 mod version;
 
 pub use batch::WriteBatch;
-pub use db::{Db, DbIter, Snapshot};
+pub use db::{Db, DbIter, Ingested, Snapshot};
 pub use error::{Error, Result};
 pub use filter::CompactionFilter;
 pub use fs::simulate_power_loss;

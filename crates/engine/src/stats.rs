@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     pub(crate) compaction_bytes: AtomicU64,
     pub(crate) compaction_bytes_read: AtomicU64,
     pub(crate) stall_micros: AtomicU64,
+    pub(crate) ingested_bytes: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +49,8 @@ pub struct Stats {
     pub write_amplification: f64,
     /// Time writers spent delayed or stalled, in microseconds.
     pub stall_micros: u64,
+    /// Table bytes added by `ingest_behind` since open.
+    pub ingested_bytes: u64,
     /// Fraction of block lookups served from the block cache.
     pub block_cache_hit_rate: f64,
     /// Bytes in the mutable memtable.
@@ -84,6 +87,7 @@ pub(crate) fn collect(inner: &Inner) -> Stats {
             (flush + compaction) as f64 / user as f64
         },
         stall_micros: c.stall_micros.load(Ordering::Relaxed),
+        ingested_bytes: c.ingested_bytes.load(Ordering::Relaxed),
         block_cache_hit_rate: inner.tables.blocks().hit_rate(),
         memtable_bytes: state.mem.approximate_bytes(),
         immutable_memtables: state.imms.len(),

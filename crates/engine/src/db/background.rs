@@ -125,6 +125,7 @@ fn picker_config(inner: &Inner) -> PickerConfig {
         l0_trigger: inner.options.l0_compaction_trigger,
         level_base_bytes: inner.options.level_base_bytes,
         level_multiplier: 10,
+        ingest_behind: inner.options.ingest_behind,
     }
 }
 
@@ -146,6 +147,10 @@ fn compaction_loop(inner: &Inner) {
                 bg = inner.bg_cv.wait(bg).expect("bg lock");
             }
         };
+        // Picked and installed under the compaction lock, so an ingest
+        // never lands between a task's pick (its bottommost flag) and its
+        // install.
+        let compacting = inner.compaction.lock().expect("compaction lock");
         let result = match &manual {
             Some((lo, hi)) => run_manual(inner, lo, hi.as_deref()),
             None => {
@@ -156,6 +161,7 @@ fn compaction_loop(inner: &Inner) {
                 }
             }
         };
+        drop(compacting);
         let mut bg = inner.bg.lock().expect("bg lock");
         if let Err(e) = result {
             super::record_failure(&mut bg, &inner.failed, &e);
@@ -171,7 +177,7 @@ fn compaction_loop(inner: &Inner) {
 fn run_manual(inner: &Inner, lo: &[u8], hi: Option<&[u8]>) -> Result<()> {
     for level in 0..inner.options.num_levels - 1 {
         let version = inner.state().version;
-        if let Some(task) = pick_manual(&version, level, lo, hi) {
+        if let Some(task) = pick_manual(&version, level, lo, hi, inner.options.ingest_behind) {
             run_task(inner, &task)?;
         }
     }

@@ -7,6 +7,7 @@
 
 mod background;
 mod flush;
+mod ingest;
 mod iter;
 mod read;
 mod recovery;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
+pub use ingest::Ingested;
 pub use iter::DbIter;
 
 use crate::key::SeqNo;
@@ -67,6 +69,9 @@ pub(crate) struct Inner {
     /// Largest sequence number visible to readers.
     pub(crate) last_seq: AtomicU64,
     pub(crate) writers: Mutex<write::Queue>,
+    /// Held by the compaction thread from picking a compaction to
+    /// installing it, and by an ingest from its first probe to its commit.
+    pub(crate) compaction: Mutex<()>,
     pub(crate) wal: Mutex<Wal>,
     pub(crate) bg: Mutex<Background>,
     /// Mirrors `bg.error.is_some()` so the write path checks it without a lock.
@@ -227,6 +232,27 @@ impl Db {
     /// As [`put`](Self::put), or [`Error::WriteTooLarge`].
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         write::write(&self.inner, Some(batch))
+    }
+
+    /// Writes `entries` (keys strictly ascending) as merge operands into one
+    /// new table on the last level, beneath every version already stored:
+    /// they read as the oldest versions of their keys. No WAL, memtable or
+    /// compaction work; the table is fsynced and recorded in the MANIFEST
+    /// before this returns. Entries whose key has a put or delete stored
+    /// (which would hide them) are returned in [`Ingested::shadowed`]
+    /// instead. Requires [`Options::ingest_behind`] and a merge operator.
+    /// See `db/ingest.rs` for why concurrent writes are safe.
+    ///
+    /// # Errors
+    /// [`Error::IngestUnsorted`]; [`Error::IngestOverlap`] when a table on
+    /// the last level overlaps the run's key range; [`Error::IngestConflict`]
+    /// when a put or delete of an ingested key was written meanwhile (in
+    /// both cases nothing changed: write the entries normally instead);
+    /// [`Error::InvalidOption`] without `ingest_behind`,
+    /// [`Error::NoMergeOperator`], [`Error::WriteTooLarge`] for one entry
+    /// above the write limit; IO errors.
+    pub fn ingest_behind(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Ingested> {
+        ingest::ingest_behind(&self.inner, entries)
     }
 
     /// Iterates over keys in `[start, end)` (`None`: unbounded) at the

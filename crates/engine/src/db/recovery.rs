@@ -109,6 +109,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
         next_file,
         last_seq: AtomicU64::new(last_seq),
         writers: Mutex::default(),
+        compaction: Mutex::new(()),
         wal: Mutex::new(super::Wal {
             writer: wal,
             scratch: Vec::new(),

@@ -1,0 +1,329 @@
+//! Ingest-behind (RocksDB's `ingest_behind`): a sorted run of merge
+//! operands written straight into one table on the last level, under every
+//! version the database holds, without the WAL, the memtable or
+//! compaction. It is how a node bulk-loads data streamed to it.
+//!
+//! The entries are stored as merge operands with sequence number 0, so they
+//! read as the oldest versions of their keys: newer operands merge on top
+//! of them, a newer put or delete hides them. An entry whose key already
+//! has a put or delete stored would be hidden at once; it is not ingested
+//! but handed back ([`Ingested::shadowed`]) for the caller to decide.
+//!
+//! Why it is safe:
+//! - `Options::ingest_behind` keeps every compaction above the last level
+//!   from being bottommost, so nothing above assumes it has no older
+//!   version below (no merge resolved into a put, no tombstone dropped).
+//! - The compaction lock is held from the first probe to the commit: levels
+//!   1 and deeper do not change meanwhile (a flush only adds level-0
+//!   tables), and neither do the last level's tables, whose key ranges
+//!   must not overlap the run's ([`Error::IngestOverlap`]).
+//! - The commit holds the WAL lock, so no write lands meanwhile; the
+//!   memtables and the level-0 tables flushed since the first probe are
+//!   probed again, and a put or delete of an ingested key written during
+//!   the ingest fails it with [`Error::IngestConflict`] (the table is
+//!   deleted; nothing changed).
+//! - A crash before the MANIFEST record is synced leaves an unreferenced
+//!   table, collected at the next open.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::Inner;
+use super::write::MAX_BATCH_BYTES;
+use crate::iter::InternalIterator;
+use crate::key::{self, Kind, MAX_SEQ};
+use crate::memtable::{Memtable, MemtableIter};
+use crate::table::TableBuilder;
+use crate::version::{FileKind, FileMeta, Version, VersionEdit, file_path};
+use crate::{Error, Result};
+
+/// What [`Db::ingest_behind`](crate::Db::ingest_behind) did.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    /// Entries written into the new table.
+    pub entries: u64,
+    /// Size of the new table in bytes (0 when nothing was ingested).
+    pub table_bytes: u64,
+    /// Entries not ingested because a put or delete of their key is
+    /// already stored (it would hide them), in input order.
+    pub shadowed: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+pub(crate) fn ingest_behind(inner: &Inner, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Ingested> {
+    match prepare(inner, entries)? {
+        Prepared::Nothing(shadowed) => Ok(Ingested {
+            shadowed,
+            ..Ingested::default()
+        }),
+        Prepared::Table(table) => commit(inner, table),
+    }
+}
+
+/// A built table waiting for its commit; holds the compaction lock.
+struct Table<'a> {
+    _compaction: std::sync::MutexGuard<'a, ()>,
+    meta: Arc<FileMeta>,
+    kept: Vec<(Vec<u8>, Vec<u8>)>,
+    shadowed: Vec<(Vec<u8>, Vec<u8>)>,
+    probed_l0: HashSet<u64>,
+    last: usize,
+}
+
+enum Prepared<'a> {
+    /// Every entry is shadowed (or there were none).
+    Nothing(Vec<(Vec<u8>, Vec<u8>)>),
+    Table(Table<'a>),
+}
+
+/// Checks the input, probes every key and writes the table.
+fn prepare(inner: &Inner, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Prepared<'_>> {
+    if !inner.options.ingest_behind {
+        return Err(Error::InvalidOption {
+            name: "ingest_behind",
+            reason: "must be enabled when the database is opened to ingest behind".into(),
+        });
+    }
+    if inner.options.merge_operator.is_none() {
+        return Err(Error::NoMergeOperator);
+    }
+    check_input(&entries)?;
+    let (Some(first), Some(last_key)) = (entries.first(), entries.last()) else {
+        return Ok(Prepared::Nothing(Vec::new()));
+    };
+    let (lo, hi) = (first.0.clone(), last_key.0.clone());
+    if let Some(e) = inner.background_error() {
+        return Err(e);
+    }
+
+    let compaction = inner.compaction.lock().expect("compaction lock");
+    let state = inner.state();
+    let last = state.version.levels.len() - 1;
+    check_last_level(&state.version, last, &lo, &hi)?;
+    let probed_l0: HashSet<u64> = state.version.levels[0].iter().map(|f| f.number).collect();
+    let mut kept = Vec::with_capacity(entries.len());
+    let mut shadowed = Vec::new();
+    for entry in entries {
+        if has_base(inner, &state.mem, &state.imms, &state.version, last, &entry.0)? {
+            shadowed.push(entry);
+        } else {
+            kept.push(entry);
+        }
+    }
+    if kept.is_empty() {
+        return Ok(Prepared::Nothing(shadowed));
+    }
+
+    let number = inner.next_file.fetch_add(1, Ordering::SeqCst);
+    let path = file_path(&inner.dir, FileKind::Table, number);
+    let info = match build(&path, inner, last, &kept) {
+        Ok(info) => info,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    Ok(Prepared::Table(Table {
+        _compaction: compaction,
+        meta: Arc::new(FileMeta::from_built(number, path, info)),
+        kept,
+        shadowed,
+        probed_l0,
+        last,
+    }))
+}
+
+/// Probes what was written since `prepare` and records the table.
+fn commit(inner: &Inner, table: Table<'_>) -> Result<Ingested> {
+    let Table {
+        meta, kept, shadowed, probed_l0, last, ..
+    } = table;
+    // No write can land while the WAL lock is held.
+    let _wal = inner.wal.lock().expect("wal lock");
+    let now = inner.state();
+    let fresh_l0: Vec<_> = now.version.levels[0]
+        .iter()
+        .filter(|f| !probed_l0.contains(&f.number))
+        .cloned()
+        .collect();
+    let recent = Version {
+        levels: std::iter::once(fresh_l0)
+            .chain((1..=last).map(|_| Vec::new()))
+            .collect(),
+    };
+    for (key, _) in &kept {
+        if has_base(inner, &now.mem, &now.imms, &recent, last, key)? {
+            let _ = std::fs::remove_file(&meta.path);
+            return Err(Error::IngestConflict {
+                key_len: key.len(),
+            });
+        }
+    }
+    let mut versions = inner.versions.lock().expect("versions lock");
+    let edit = VersionEdit {
+        last_sequence: Some(inner.last_seq.load(Ordering::Acquire)),
+        added: vec![(last, Arc::clone(&meta))],
+        ..VersionEdit::default()
+    };
+    let version = match versions.log_and_apply(edit) {
+        Ok(version) => version,
+        Err(e) => {
+            // The MANIFEST's tail is unknown: the table may or may not be
+            // part of the database after a reopen, so nothing more is
+            // acknowledged until then.
+            inner.set_background_error(&e);
+            return Err(e);
+        }
+    };
+    inner.state.write().expect("state lock").version = version;
+    drop(versions);
+    inner
+        .counters
+        .ingested_bytes
+        .fetch_add(meta.size, Ordering::Relaxed);
+    Ok(Ingested {
+        entries: kept.len() as u64,
+        table_bytes: meta.size,
+        shadowed,
+    })
+}
+
+/// Keys strictly ascending, each entry within the write path's limit.
+fn check_input(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    for (i, (key, value)) in entries.iter().enumerate() {
+        let size = key.len() + value.len();
+        if size > MAX_BATCH_BYTES {
+            return Err(Error::WriteTooLarge {
+                size,
+                limit: MAX_BATCH_BYTES,
+            });
+        }
+        if i > 0 && entries[i - 1].0 >= *key {
+            return Err(Error::IngestUnsorted { index: i });
+        }
+    }
+    Ok(())
+}
+
+fn check_last_level(version: &Version, last: usize, lo: &[u8], hi: &[u8]) -> Result<()> {
+    if let Some(f) = version.overlapping(last, lo, hi).first() {
+        return Err(Error::IngestOverlap {
+            table: f.number,
+            level: last,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a put or delete of `user_key` is stored above the last level.
+fn has_base(
+    inner: &Inner,
+    mem: &Arc<Memtable>,
+    imms: &[Arc<Memtable>],
+    version: &Version,
+    last: usize,
+    user_key: &[u8],
+) -> Result<bool> {
+    let target = key::seek_key(user_key, MAX_SEQ);
+    for m in std::iter::once(mem).chain(imms) {
+        let mut it = MemtableIter::new(Arc::clone(m));
+        it.seek(&target)?;
+        if base_here(&mut it, user_key)? {
+            return Ok(true);
+        }
+    }
+    let level0 = version.levels[0]
+        .iter()
+        .filter(|f| f.user_smallest() <= user_key && user_key <= f.user_largest());
+    let deeper = (1..last).filter_map(|level| version.file_for(level, user_key));
+    for file in level0.chain(deeper) {
+        let table = inner.tables.get(file)?;
+        if !table.may_contain(user_key) {
+            continue;
+        }
+        let mut it = table.iter();
+        it.seek(&target)?;
+        if base_here(&mut it, user_key)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether the entries of `user_key` at the iterator's position include a
+/// put or delete.
+fn base_here(it: &mut dyn InternalIterator, user_key: &[u8]) -> Result<bool> {
+    while it.valid() {
+        let p = key::parse(it.key()).expect("iterators yield valid keys");
+        if p.user_key != user_key {
+            return Ok(false);
+        }
+        if p.kind != Kind::Merge {
+            return Ok(true);
+        }
+        it.next()?;
+    }
+    Ok(false)
+}
+
+fn build(
+    path: &std::path::Path,
+    inner: &Inner,
+    level: usize,
+    entries: &[(Vec<u8>, Vec<u8>)],
+) -> Result<crate::table::TableInfo> {
+    let mut builder = TableBuilder::create(path, &inner.options, level)?;
+    let mut ikey = Vec::new();
+    for (key, value) in entries {
+        ikey.clear();
+        ikey.extend_from_slice(key);
+        ikey.extend_from_slice(&(Kind::Merge as u64).to_be_bytes());
+        builder.add(&ikey, value)?;
+    }
+    builder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{Db, MergeOperator, Options};
+
+    #[derive(Debug)]
+    struct Append;
+    impl MergeOperator for Append {
+        fn merge(&self, _key: &[u8], existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8> {
+            let mut out = existing.map(<[u8]>::to_vec).unwrap_or_default();
+            out.extend_from_slice(operand);
+            out
+        }
+    }
+
+    #[test]
+    fn a_put_written_between_the_probe_and_the_commit_fails_the_ingest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = Options {
+            ingest_behind: true,
+            merge_operator: Some(Arc::new(Append)),
+            ..Options::default()
+        };
+        let db = Db::open(dir.path(), options).expect("open");
+        let entries = vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())];
+        let Prepared::Table(table) = prepare(&db.inner, entries).expect("prepare") else {
+            panic!("nothing is stored, so nothing is shadowed");
+        };
+        let path = table.meta.path.clone();
+        assert!(path.exists());
+        db.put(b"b", b"put").expect("put");
+        assert!(matches!(
+            commit(&db.inner, table),
+            Err(Error::IngestConflict { key_len: 1 })
+        ));
+        assert!(!path.exists(), "the unused table is deleted");
+        assert_eq!(db.get(b"a").expect("get"), None, "nothing was ingested");
+        assert_eq!(db.get(b"b").expect("get"), Some(b"put".to_vec()));
+        let last = db.stats().levels.len() - 1;
+        assert_eq!(db.stats().levels[last].files, 0);
+    }
+}
