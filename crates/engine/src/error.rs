@@ -107,7 +107,9 @@ pub enum Error {
         level: usize,
     },
     /// A put or delete of an ingested key was written during the ingest.
-    #[error("cannot ingest behind: a put or delete of an ingested key ({key_len} bytes) was written meanwhile")]
+    #[error(
+        "cannot ingest behind: a put or delete of an ingested key ({key_len} bytes) was written meanwhile"
+    )]
     IngestConflict {
         /// Length of the key (keys are not logged).
         key_len: usize,

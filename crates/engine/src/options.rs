@@ -86,13 +86,6 @@ pub struct Options {
     /// stored as one value (RocksDB's `max_successive_merges`), so reads of
     /// hot keys stay short. 0 disables it. Defaults to 16.
     pub max_successive_merges: usize,
-    /// Reserves the last level for [`Db::ingest_behind`](crate::Db::ingest_behind)
-    /// (RocksDB's `allow_ingest_behind`): a compaction above the last level
-    /// never treats its output as bottommost, so merge operands and
-    /// tombstones are kept until they reach the last level, where an
-    /// ingested table may lie under them. Costs some space for tombstones
-    /// on small databases. Defaults to false.
-    pub ingest_behind: bool,
 }
 
 impl Default for Options {
@@ -116,7 +109,6 @@ impl Default for Options {
             compaction_filter: None,
             wal_recovery: WalRecovery::Strict,
             max_successive_merges: 16,
-            ingest_behind: false,
         }
     }
 }
@@ -189,7 +181,6 @@ mod tests {
         assert!(o.merge_operator.is_none());
         assert_eq!(o.wal_recovery, WalRecovery::Strict);
         assert_eq!(o.max_successive_merges, 16);
-        assert!(!o.ingest_behind);
         o.validate().expect("defaults are valid");
     }
 

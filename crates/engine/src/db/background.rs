@@ -125,7 +125,6 @@ fn picker_config(inner: &Inner) -> PickerConfig {
         l0_trigger: inner.options.l0_compaction_trigger,
         level_base_bytes: inner.options.level_base_bytes,
         level_multiplier: 10,
-        ingest_behind: inner.options.ingest_behind,
     }
 }
 
@@ -148,8 +147,8 @@ fn compaction_loop(inner: &Inner) {
             }
         };
         // Picked and installed under the compaction lock, so an ingest
-        // never lands between a task's pick (its bottommost flag) and its
-        // install.
+        // never lands between a task's pick (its inputs and bottommost
+        // flag) and its install.
         let compacting = inner.compaction.lock().expect("compaction lock");
         let result = match &manual {
             Some((lo, hi)) => run_manual(inner, lo, hi.as_deref()),
@@ -177,7 +176,7 @@ fn compaction_loop(inner: &Inner) {
 fn run_manual(inner: &Inner, lo: &[u8], hi: Option<&[u8]>) -> Result<()> {
     for level in 0..inner.options.num_levels - 1 {
         let version = inner.state().version;
-        if let Some(task) = pick_manual(&version, level, lo, hi, inner.options.ingest_behind) {
+        if let Some(task) = pick_manual(&version, level, lo, hi) {
             run_task(inner, &task)?;
         }
     }

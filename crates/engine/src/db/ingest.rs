@@ -1,22 +1,25 @@
-//! Ingest-behind (RocksDB's `ingest_behind`): a sorted run of merge
-//! operands written straight into one table on the last level, under every
-//! version the database holds, without the WAL, the memtable or
-//! compaction. It is how a node bulk-loads data streamed to it.
+//! Ingest-behind (after RocksDB's `ingest_behind`): a sorted run of merge
+//! operands written straight into one table under every version the
+//! database holds, without the WAL, the memtable or compaction. It is how a
+//! node bulk-loads data streamed to it.
 //!
 //! The entries are stored as merge operands with sequence number 0, so they
 //! read as the oldest versions of their keys: newer operands merge on top
 //! of them, a newer put or delete hides them. An entry whose key already
-//! has a put or delete stored would be hidden at once; it is not ingested
-//! but handed back ([`Ingested::shadowed`]) for the caller to decide.
+//! has a put or delete stored would be hidden at once; it is left out and
+//! its position handed back ([`Ingested::shadowed`]).
 //!
-//! Why it is safe:
-//! - `Options::ingest_behind` keeps every compaction above the last level
-//!   from being bottommost, so nothing above assumes it has no older
-//!   version below (no merge resolved into a put, no tombstone dropped).
-//! - The compaction lock is held from the first probe to the commit: levels
-//!   1 and deeper do not change meanwhile (a flush only adds level-0
-//!   tables), and neither do the last level's tables, whose key ranges
-//!   must not overlap the run's ([`Error::IngestOverlap`]).
+//! Placement: the level just below the deepest level holding a table that
+//! overlaps the run's key range (level 1 if none does), so nothing older
+//! lies below the run and levels 1+ keep their no-overlap invariant; a run
+//! overlapping the last level cannot go behind ([`Error::IngestOverlap`]).
+//! The table then takes part in compaction like any other.
+//!
+//! Why concurrent work is safe:
+//! - The compaction lock is held from the first probe to the commit:
+//!   levels 1 and deeper do not change meanwhile (a flush only adds level-0
+//!   tables), and no compaction picked before the run was placed (one that
+//!   believes nothing lies below its output) installs after it.
 //! - The commit holds the WAL lock, so no write lands meanwhile; the
 //!   memtables and the level-0 tables flushed since the first probe are
 //!   probed again, and a put or delete of an ingested key written during
@@ -45,12 +48,14 @@ pub struct Ingested {
     pub entries: u64,
     /// Size of the new table in bytes (0 when nothing was ingested).
     pub table_bytes: u64,
-    /// Entries not ingested because a put or delete of their key is
-    /// already stored (it would hide them), in input order.
-    pub shadowed: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The level it was placed on (0 when nothing was ingested).
+    pub level: usize,
+    /// Positions (in the input) of the entries not ingested because a put
+    /// or delete of their key is already stored (it would hide them).
+    pub shadowed: Vec<usize>,
 }
 
-pub(crate) fn ingest_behind(inner: &Inner, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Ingested> {
+pub(crate) fn ingest_behind(inner: &Inner, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Ingested> {
     match prepare(inner, entries)? {
         Prepared::Nothing(shadowed) => Ok(Ingested {
             shadowed,
@@ -64,30 +69,25 @@ pub(crate) fn ingest_behind(inner: &Inner, entries: Vec<(Vec<u8>, Vec<u8>)>) -> 
 struct Table<'a> {
     _compaction: std::sync::MutexGuard<'a, ()>,
     meta: Arc<FileMeta>,
-    kept: Vec<(Vec<u8>, Vec<u8>)>,
-    shadowed: Vec<(Vec<u8>, Vec<u8>)>,
+    kept: Vec<&'a [u8]>,
+    shadowed: Vec<usize>,
     probed_l0: HashSet<u64>,
-    last: usize,
+    /// Where the table goes.
+    level: usize,
 }
 
 enum Prepared<'a> {
     /// Every entry is shadowed (or there were none).
-    Nothing(Vec<(Vec<u8>, Vec<u8>)>),
+    Nothing(Vec<usize>),
     Table(Table<'a>),
 }
 
 /// Checks the input, probes every key and writes the table.
-fn prepare(inner: &Inner, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Prepared<'_>> {
-    if !inner.options.ingest_behind {
-        return Err(Error::InvalidOption {
-            name: "ingest_behind",
-            reason: "must be enabled when the database is opened to ingest behind".into(),
-        });
-    }
+fn prepare<'a>(inner: &'a Inner, entries: &'a [(Vec<u8>, Vec<u8>)]) -> Result<Prepared<'a>> {
     if inner.options.merge_operator.is_none() {
         return Err(Error::NoMergeOperator);
     }
-    check_input(&entries)?;
+    check_input(entries)?;
     let (Some(first), Some(last_key)) = (entries.first(), entries.last()) else {
         return Ok(Prepared::Nothing(Vec::new()));
     };
@@ -98,16 +98,17 @@ fn prepare(inner: &Inner, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Prepared<'
 
     let compaction = inner.compaction.lock().expect("compaction lock");
     let state = inner.state();
-    let last = state.version.levels.len() - 1;
-    check_last_level(&state.version, last, &lo, &hi)?;
+    let level = placement(&state.version, &lo, &hi)?;
     let probed_l0: HashSet<u64> = state.version.levels[0].iter().map(|f| f.number).collect();
     let mut kept = Vec::with_capacity(entries.len());
     let mut shadowed = Vec::new();
-    for entry in entries {
-        if has_base(inner, &state.mem, &state.imms, &state.version, last, &entry.0)? {
-            shadowed.push(entry);
+    let mut run = Vec::with_capacity(entries.len());
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if has_base(inner, &state.mem, &state.imms, &state.version, level, key)? {
+            shadowed.push(i);
         } else {
-            kept.push(entry);
+            kept.push(key.as_slice());
+            run.push((key.as_slice(), value.as_slice()));
         }
     }
     if kept.is_empty() {
@@ -116,7 +117,7 @@ fn prepare(inner: &Inner, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Prepared<'
 
     let number = inner.next_file.fetch_add(1, Ordering::SeqCst);
     let path = file_path(&inner.dir, FileKind::Table, number);
-    let info = match build(&path, inner, last, &kept) {
+    let info = match build(&path, inner, level, &run) {
         Ok(info) => info,
         Err(e) => {
             let _ = std::fs::remove_file(&path);
@@ -129,14 +130,19 @@ fn prepare(inner: &Inner, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Prepared<'
         kept,
         shadowed,
         probed_l0,
-        last,
+        level,
     }))
 }
 
 /// Probes what was written since `prepare` and records the table.
 fn commit(inner: &Inner, table: Table<'_>) -> Result<Ingested> {
     let Table {
-        meta, kept, shadowed, probed_l0, last, ..
+        meta,
+        kept,
+        shadowed,
+        probed_l0,
+        level,
+        ..
     } = table;
     // No write can land while the WAL lock is held.
     let _wal = inner.wal.lock().expect("wal lock");
@@ -148,21 +154,19 @@ fn commit(inner: &Inner, table: Table<'_>) -> Result<Ingested> {
         .collect();
     let recent = Version {
         levels: std::iter::once(fresh_l0)
-            .chain((1..=last).map(|_| Vec::new()))
+            .chain((1..now.version.levels.len()).map(|_| Vec::new()))
             .collect(),
     };
-    for (key, _) in &kept {
-        if has_base(inner, &now.mem, &now.imms, &recent, last, key)? {
+    for key in &kept {
+        if has_base(inner, &now.mem, &now.imms, &recent, level, key)? {
             let _ = std::fs::remove_file(&meta.path);
-            return Err(Error::IngestConflict {
-                key_len: key.len(),
-            });
+            return Err(Error::IngestConflict { key_len: key.len() });
         }
     }
     let mut versions = inner.versions.lock().expect("versions lock");
     let edit = VersionEdit {
         last_sequence: Some(inner.last_seq.load(Ordering::Acquire)),
-        added: vec![(last, Arc::clone(&meta))],
+        added: vec![(level, Arc::clone(&meta))],
         ..VersionEdit::default()
     };
     let version = match versions.log_and_apply(edit) {
@@ -184,6 +188,7 @@ fn commit(inner: &Inner, table: Table<'_>) -> Result<Ingested> {
     Ok(Ingested {
         entries: kept.len() as u64,
         table_bytes: meta.size,
+        level,
         shadowed,
     })
 }
@@ -205,23 +210,29 @@ fn check_input(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
-fn check_last_level(version: &Version, last: usize, lo: &[u8], hi: &[u8]) -> Result<()> {
-    if let Some(f) = version.overlapping(last, lo, hi).first() {
-        return Err(Error::IngestOverlap {
-            table: f.number,
-            level: last,
-        });
+/// The level just below the deepest one overlapping `[lo, hi]`, at least 1.
+fn placement(version: &Version, lo: &[u8], hi: &[u8]) -> Result<usize> {
+    let last = version.levels.len() - 1;
+    let deepest = (1..=last)
+        .rev()
+        .find(|&level| !version.overlapping(level, lo, hi).is_empty());
+    match deepest {
+        None => Ok(1),
+        Some(level) if level < last => Ok(level + 1),
+        Some(level) => Err(Error::IngestOverlap {
+            table: version.overlapping(level, lo, hi)[0].number,
+            level,
+        }),
     }
-    Ok(())
 }
 
-/// Whether a put or delete of `user_key` is stored above the last level.
+/// Whether a put or delete of `user_key` is stored above `level`.
 fn has_base(
     inner: &Inner,
     mem: &Arc<Memtable>,
     imms: &[Arc<Memtable>],
     version: &Version,
-    last: usize,
+    level: usize,
     user_key: &[u8],
 ) -> Result<bool> {
     let target = key::seek_key(user_key, MAX_SEQ);
@@ -235,7 +246,7 @@ fn has_base(
     let level0 = version.levels[0]
         .iter()
         .filter(|f| f.user_smallest() <= user_key && user_key <= f.user_largest());
-    let deeper = (1..last).filter_map(|level| version.file_for(level, user_key));
+    let deeper = (1..level).filter_map(|l| version.file_for(l, user_key));
     for file in level0.chain(deeper) {
         let table = inner.tables.get(file)?;
         if !table.may_contain(user_key) {
@@ -270,7 +281,7 @@ fn build(
     path: &std::path::Path,
     inner: &Inner,
     level: usize,
-    entries: &[(Vec<u8>, Vec<u8>)],
+    entries: &[(&[u8], &[u8])],
 ) -> Result<crate::table::TableInfo> {
     let mut builder = TableBuilder::create(path, &inner.options, level)?;
     let mut ikey = Vec::new();
@@ -304,13 +315,15 @@ mod tests {
     fn a_put_written_between_the_probe_and_the_commit_fails_the_ingest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = Options {
-            ingest_behind: true,
             merge_operator: Some(Arc::new(Append)),
             ..Options::default()
         };
         let db = Db::open(dir.path(), options).expect("open");
-        let entries = vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())];
-        let Prepared::Table(table) = prepare(&db.inner, entries).expect("prepare") else {
+        let entries = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec()),
+        ];
+        let Prepared::Table(table) = prepare(&db.inner, &entries).expect("prepare") else {
             panic!("nothing is stored, so nothing is shadowed");
         };
         let path = table.meta.path.clone();
@@ -323,7 +336,6 @@ mod tests {
         assert!(!path.exists(), "the unused table is deleted");
         assert_eq!(db.get(b"a").expect("get"), None, "nothing was ingested");
         assert_eq!(db.get(b"b").expect("get"), Some(b"put".to_vec()));
-        let last = db.stats().levels.len() - 1;
-        assert_eq!(db.stats().levels[last].files, 0);
+        assert!(db.stats().levels.iter().all(|l| l.files == 0));
     }
 }

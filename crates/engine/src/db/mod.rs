@@ -235,23 +235,22 @@ impl Db {
     }
 
     /// Writes `entries` (keys strictly ascending) as merge operands into one
-    /// new table on the last level, beneath every version already stored:
-    /// they read as the oldest versions of their keys. No WAL, memtable or
-    /// compaction work; the table is fsynced and recorded in the MANIFEST
-    /// before this returns. Entries whose key has a put or delete stored
-    /// (which would hide them) are returned in [`Ingested::shadowed`]
-    /// instead. Requires [`Options::ingest_behind`] and a merge operator.
-    /// See `db/ingest.rs` for why concurrent writes are safe.
+    /// new table beneath every version already stored: they read as the
+    /// oldest versions of their keys. No WAL, memtable or compaction work;
+    /// the table is fsynced and recorded in the MANIFEST before this
+    /// returns. Entries whose key has a put or delete stored (which would
+    /// hide them) are left out and listed in [`Ingested::shadowed`].
+    /// Requires a merge operator. See `db/ingest.rs` for the placement and
+    /// why concurrent writes and compactions are safe.
     ///
     /// # Errors
     /// [`Error::IngestUnsorted`]; [`Error::IngestOverlap`] when a table on
     /// the last level overlaps the run's key range; [`Error::IngestConflict`]
     /// when a put or delete of an ingested key was written meanwhile (in
     /// both cases nothing changed: write the entries normally instead);
-    /// [`Error::InvalidOption`] without `ingest_behind`,
     /// [`Error::NoMergeOperator`], [`Error::WriteTooLarge`] for one entry
     /// above the write limit; IO errors.
-    pub fn ingest_behind(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Ingested> {
+    pub fn ingest_behind(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Ingested> {
         ingest::ingest_behind(&self.inner, entries)
     }
 

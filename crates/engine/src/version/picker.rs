@@ -16,9 +16,6 @@ pub(crate) struct PickerConfig {
     pub(crate) l0_trigger: usize,
     pub(crate) level_base_bytes: u64,
     pub(crate) level_multiplier: u64,
-    /// The last level may receive ingested-behind tables
-    /// (`Options::ingest_behind`): only a compaction into it is bottommost.
-    pub(crate) ingest_behind: bool,
 }
 
 /// One compaction: merge `inputs` (from `level`) with `next_inputs` (from
@@ -71,7 +68,7 @@ pub(crate) fn pick_compaction(version: &Version, config: &PickerConfig) -> Optio
     } else {
         vec![min_overlap_file(version, level)?]
     };
-    Some(task(version, level, inputs, config.ingest_behind))
+    Some(task(version, level, inputs))
 }
 
 /// A compaction of every file of `level` overlapping user keys `[lo, hi]`
@@ -82,7 +79,6 @@ pub(crate) fn pick_manual(
     level: usize,
     lo: &[u8],
     hi: Option<&[u8]>,
-    ingest_behind: bool,
 ) -> Option<CompactionTask> {
     if level + 1 >= version.levels.len() {
         return None;
@@ -99,24 +95,15 @@ pub(crate) fn pick_manual(
     if inputs.is_empty() {
         return None;
     }
-    Some(task(version, level, inputs, ingest_behind))
+    Some(task(version, level, inputs))
 }
 
-fn task(
-    version: &Version,
-    level: usize,
-    inputs: Vec<Arc<FileMeta>>,
-    ingest_behind: bool,
-) -> CompactionTask {
+fn task(version: &Version, level: usize, inputs: Vec<Arc<FileMeta>>) -> CompactionTask {
     let (lo, hi) = user_range(&inputs);
     let next_inputs = version.overlapping(level + 1, lo, hi);
     let (lo, hi) = user_range(inputs.iter().chain(&next_inputs));
-    // With ingest-behind, a table may later appear on the last level under
-    // any key: only output onto that level has nothing below it for sure.
-    let last = version.levels.len() - 1;
-    let bottommost = (!ingest_behind || level + 1 == last)
-        && (level + 2..version.levels.len())
-            .all(|deeper| version.overlapping(deeper, lo, hi).is_empty());
+    let bottommost = (level + 2..version.levels.len())
+        .all(|deeper| version.overlapping(deeper, lo, hi).is_empty());
     CompactionTask {
         level,
         inputs,
@@ -159,7 +146,6 @@ mod tests {
         l0_trigger: 4,
         level_base_bytes: 1000,
         level_multiplier: 10,
-        ingest_behind: false,
     };
 
     fn file(number: u64, lo: &str, hi: &str, size: u64) -> Arc<FileMeta> {
@@ -222,34 +208,17 @@ mod tests {
     #[test]
     fn deeper_overlap_clears_bottommost() {
         let v = version(vec![(1, file(1, "a", "c", 10)), (3, file(2, "b", "b", 10))]);
-        let t = pick_manual(&v, 1, b"a", Some(b"z"), false).expect("task");
+        let t = pick_manual(&v, 1, b"a", Some(b"z")).expect("task");
         assert!(!t.bottommost);
         assert!(
-            pick_manual(&v, 1, b"d", None, false).is_none(),
+            pick_manual(&v, 1, b"d", None).is_none(),
             "nothing at or after d on level 1"
         );
         assert!(
-            pick_manual(&v, 3, b"a", None, false).is_none(),
+            pick_manual(&v, 3, b"a", None).is_none(),
             "no level below the last"
         );
-        assert!(pick_manual(&v, 2, b"a", None, false).is_none(), "level 2 is empty");
-    }
-
-    #[test]
-    fn ingest_behind_keeps_every_level_above_the_last_from_being_bottommost() {
-        let v = version(vec![(1, file(1, "a", "c", 10)), (2, file(2, "a", "c", 10))]);
-        let config = PickerConfig {
-            ingest_behind: true,
-            ..CONFIG
-        };
-        let t = pick_manual(&v, 1, b"a", None, true).expect("task");
-        assert!(!t.bottommost, "a table may be ingested on level 3 later");
-        let t = pick_manual(&v, 2, b"a", None, true).expect("task");
-        assert!(t.bottommost, "output onto the last level");
-        let full = version(vec![(1, file(1, "a", "c", 5000))]);
-        let t = pick_compaction(&full, &config).expect("level 1 is over its target");
-        assert!(!t.bottommost);
-        assert!(pick_compaction(&full, &CONFIG).expect("task").bottommost);
+        assert!(pick_manual(&v, 2, b"a", None).is_none(), "level 2 is empty");
     }
 
     #[test]

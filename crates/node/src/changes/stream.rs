@@ -10,7 +10,9 @@ use strata_cluster::{Siblings, TokenRange};
 use strata_proto::v1::{self, KeyVersionsBatch, StreamRangeRequest};
 use tonic::transport::Channel;
 
-use crate::storage::{Storage, StorageError, version_from_proto};
+use strata_cluster::encode_engine_key;
+
+use crate::storage::{Storage, StorageError, decode, encode, version_from_proto};
 use crate::throttle::Throttle;
 use crate::transport::{ReplicaError, replica_client};
 
@@ -55,8 +57,14 @@ pub enum StreamError {
     Storage(#[from] StorageError),
 }
 
+/// Bytes of a sorted run gathered before it is loaded into the local store.
+const RUN_BYTES: usize = 32 << 20;
+
 /// Copies every key of `range` from `source` to `sink`, reporting each
 /// batch to `progress`; `timeout` bounds each batch, not the whole copy.
+/// Into this node's store, keys travel in their stored form and are loaded
+/// as tables (`Storage::ingest`), one run loading while the next arrives;
+/// everything is durable when this returns.
 pub(crate) async fn copy_range(
     range: TokenRange,
     source: &Source,
@@ -67,29 +75,128 @@ pub(crate) async fn copy_range(
     progress: &mut (dyn FnMut(Copied) + Send),
 ) -> Result<Copied, StreamError> {
     let mut total = Copied::default();
-    let mut batches = open(range, source, batch_bytes).await?;
+    let local = match sink {
+        Sink::Local(storage) => Some(storage),
+        Sink::Remote(_) => None,
+    };
+    let mut batches = open(range, source, batch_bytes, local.is_some()).await?;
+    let mut runs = Runs::default();
     while let Some(batch) = batches.next(timeout).await? {
         let copied = Copied {
-            keys: batch.entries.len() as u64,
+            keys: (batch.entries.len() + batch.stored.len()) as u64,
             bytes: prost::Message::encoded_len(&batch) as u64,
         };
-        apply(batch, sink, timeout).await?;
+        match (sink, local) {
+            (_, Some(storage)) => {
+                runs.add(batch)?;
+                if runs.bytes >= RUN_BYTES {
+                    runs.load(storage).await?;
+                }
+            }
+            (Sink::Remote(channel), None) => apply_remote(batch, channel, timeout).await?,
+            (Sink::Local(_), None) => unreachable!("a local sink has its storage"),
+        }
         total.keys += copied.keys;
         total.bytes += copied.bytes;
         progress(copied);
         throttle.consume(copied.bytes).await;
     }
+    if let Some(storage) = local {
+        runs.load(storage).await?;
+        runs.wait().await?;
+    }
     Ok(total)
 }
 
-enum Batches {
-    Local(tokio::sync::mpsc::Receiver<Result<KeyVersionsBatch, StorageError>>),
-    Remote(Box<tonic::Streaming<KeyVersionsBatch>>),
+/// Received keys as sorted runs of engine key and stored value, and the
+/// load of the previous runs still in progress.
+#[derive(Default)]
+struct Runs {
+    /// Each run strictly ascending; a key not above the last starts a new
+    /// one (the second interval of a wrapping range, or a peer's disorder).
+    runs: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    bytes: usize,
+    loading: Option<tokio::task::JoinHandle<Result<(), StorageError>>>,
 }
 
-async fn open(range: TokenRange, source: &Source, limit: usize) -> Result<Batches, StreamError> {
+impl Runs {
+    /// Validates a received batch and appends it.
+    fn add(&mut self, batch: KeyVersionsBatch) -> Result<(), StreamError> {
+        let bad = |what: String| StreamError::Source(ReplicaError::BadReply(what));
+        for entry in batch.stored {
+            crate::request::validate_key(&entry.key).map_err(|e| bad(e.to_string()))?;
+            decode(&entry.value).map_err(|e| bad(format!("unreadable versions: {e}")))?;
+            self.push(encode_engine_key(&entry.key), entry.value.to_vec());
+        }
+        // From a node that predates the stored form.
+        for entry in batch.entries {
+            crate::request::validate_key(&entry.key).map_err(|e| bad(e.to_string()))?;
+            let versions = entry
+                .versions
+                .into_iter()
+                .map(version_from_proto)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("unreadable versions: {e}")))?;
+            let value = encode(&Siblings::from_versions(versions));
+            self.push(encode_engine_key(&entry.key), value);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.bytes += key.len() + value.len();
+        let ascending = self
+            .runs
+            .last()
+            .and_then(|run| run.last())
+            .is_some_and(|(last, _)| *last < key);
+        match self.runs.last_mut() {
+            Some(run) if ascending => run.push((key, value)),
+            _ => self.runs.push(vec![(key, value)]),
+        }
+    }
+
+    /// Waits for the previous load, then starts loading what was gathered.
+    async fn load(&mut self, storage: &Arc<Storage>) -> Result<(), StreamError> {
+        self.wait().await?;
+        if self.runs.is_empty() {
+            return Ok(());
+        }
+        let runs = std::mem::take(&mut self.runs);
+        self.bytes = 0;
+        let storage = Arc::clone(storage);
+        self.loading = Some(tokio::task::spawn_blocking(move || {
+            for run in &runs {
+                storage.ingest(run)?;
+            }
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<(), StreamError> {
+        if let Some(loading) = self.loading.take() {
+            loading
+                .await
+                .map_err(|e| StorageError::Writer(format!("loading a streamed run: {e}")))??;
+        }
+        Ok(())
+    }
+}
+
+async fn open(
+    range: TokenRange,
+    source: &Source,
+    limit: usize,
+    stored_form: bool,
+) -> Result<Batches, StreamError> {
     match source {
-        Source::Local(storage) => Ok(Batches::Local(storage.batches(range, Vec::new(), limit))),
+        Source::Local(storage) => Ok(Batches::Local(storage.batches(
+            range,
+            Vec::new(),
+            limit,
+            stored_form,
+        ))),
         Source::Remote(channel) => {
             let request = StreamRangeRequest {
                 range: Some(v1::TokenRange {
@@ -98,6 +205,7 @@ async fn open(range: TokenRange, source: &Source, limit: usize) -> Result<Batche
                 }),
                 start_after: Vec::new().into(),
                 max_batch_bytes: u32::try_from(limit).unwrap_or(u32::MAX),
+                stored_form,
             };
             let stream = replica_client(channel.clone())
                 .stream_range(request)
@@ -107,6 +215,11 @@ async fn open(range: TokenRange, source: &Source, limit: usize) -> Result<Batche
             Ok(Batches::Remote(Box::new(stream)))
         }
     }
+}
+
+enum Batches {
+    Local(tokio::sync::mpsc::Receiver<Result<KeyVersionsBatch, StorageError>>),
+    Remote(Box<tonic::Streaming<KeyVersionsBatch>>),
 }
 
 impl Batches {
@@ -122,39 +235,16 @@ impl Batches {
     }
 }
 
-async fn apply(batch: KeyVersionsBatch, sink: &Sink, timeout: Duration) -> Result<(), StreamError> {
-    match sink {
-        Sink::Local(storage) => {
-            let mut entries = Vec::with_capacity(batch.entries.len());
-            for entry in batch.entries {
-                let versions = entry
-                    .versions
-                    .into_iter()
-                    .map(version_from_proto)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| {
-                        StreamError::Source(ReplicaError::BadReply(format!(
-                            "unreadable versions: {e}"
-                        )))
-                    })?;
-                entries.push((entry.key, Siblings::from_versions(versions)));
-            }
-            futures::future::try_join_all(
-                entries
-                    .iter()
-                    .map(|(key, siblings)| storage.apply_queued(key, siblings)),
-            )
-            .await?;
-            Ok(())
-        }
-        Sink::Remote(channel) => {
-            let mut request = tonic::Request::new(batch);
-            request.set_timeout(timeout);
-            replica_client(channel.clone())
-                .apply_batch(request)
-                .await
-                .map(|_| ())
-                .map_err(|s| StreamError::Sink(ReplicaError::from_status(&s)))
-        }
-    }
+async fn apply_remote(
+    batch: KeyVersionsBatch,
+    channel: &Channel,
+    timeout: Duration,
+) -> Result<(), StreamError> {
+    let mut request = tonic::Request::new(batch);
+    request.set_timeout(timeout);
+    replica_client(channel.clone())
+        .apply_batch(request)
+        .await
+        .map(|_| ())
+        .map_err(|s| StreamError::Sink(ReplicaError::from_status(&s)))
 }

@@ -182,6 +182,7 @@ async fn merge_leaves(
         }),
         start_after: Vec::new().into(),
         max_batch_bytes: u32::try_from(BATCH_BYTES).unwrap_or(u32::MAX),
+        stored_form: false,
     });
     request.set_timeout(timeout * 10);
     let mut stream = client
@@ -275,7 +276,10 @@ async fn push(
     outcome: &mut Exchange,
 ) -> Result<(), SessionError> {
     let keys = entries.len() as u64;
-    let batch = KeyVersionsBatch { entries };
+    let batch = KeyVersionsBatch {
+        entries,
+        stored: Vec::new(),
+    };
     let bytes = prost::Message::encoded_len(&batch) as u64;
     let mut request = tonic::Request::new(batch);
     request.set_timeout(timeout);

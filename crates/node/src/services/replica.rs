@@ -85,6 +85,7 @@ impl PipeHandler for StoreOps {
     }
 
     async fn apply(&self, batch: KeyVersionsBatch) -> Result<ApplyBatchResponse, Status> {
+        refuse_stored(&batch)?;
         let applied = self.apply_all(batch.entries).await?;
         Ok(ApplyBatchResponse { applied })
     }
@@ -103,6 +104,18 @@ fn batch_limit(requested: u32) -> usize {
     match requested {
         0 => 1 << 20,
         n => (n as usize).clamp(4 << 10, 16 << 20),
+    }
+}
+
+/// `ApplyBatch` takes `entries` only: stored-form keys are refused rather
+/// than silently dropped.
+fn refuse_stored(batch: &KeyVersionsBatch) -> Result<(), Status> {
+    if batch.stored.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(
+            "ApplyBatch takes keys in `entries`; `stored` is only for StreamRange replies",
+        ))
     }
 }
 
@@ -209,7 +222,7 @@ impl Replica for ReplicaService {
         let batches = self
             .ops
             .storage
-            .batches(range, r.start_after.to_vec(), limit);
+            .batches(range, r.start_after.to_vec(), limit, r.stored_form);
         let rx = tokio_stream::StreamExt::map(
             tokio_stream::wrappers::ReceiverStream::new(batches),
             |batch| batch.map_err(Status::from),
@@ -221,7 +234,9 @@ impl Replica for ReplicaService {
         &self,
         request: Request<KeyVersionsBatch>,
     ) -> Result<Response<ApplyBatchResponse>, Status> {
-        let applied = self.ops.apply_all(request.into_inner().entries).await?;
+        let batch = request.into_inner();
+        refuse_stored(&batch)?;
+        let applied = self.ops.apply_all(batch.entries).await?;
         Ok(Response::new(ApplyBatchResponse { applied }))
     }
 

@@ -116,6 +116,13 @@ pub fn encode(siblings: &Siblings) -> Vec<u8> {
     out
 }
 
+/// Whether a stored value claims to be a sibling set (its format byte),
+/// without decoding it: a quarantine record or an empty value is not.
+#[must_use]
+pub(super) fn is_sibling_set(stored: &[u8]) -> bool {
+    stored.first() == Some(&FORMAT_SIBLINGS)
+}
+
 /// Decodes a stored value.
 ///
 /// # Errors

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use strata_cluster::{Siblings, Token, TokenRange, decode_engine_key, encode_engine_key};
 use strata_engine::{Db, Durability, Options};
-use strata_proto::v1::{KeyVersions, KeyVersionsBatch};
+use strata_proto::v1::{KeyVersions, KeyVersionsBatch, StoredVersions};
 
 pub use codec::{
     CodecError, clock_from_proto, clock_to_proto, decode, encode, version_from_proto,
@@ -64,6 +64,17 @@ impl RangeEntry {
     pub fn token(&self) -> Token {
         decode_engine_key(&self.engine_key).map_or(Token(0), |(t, _)| t)
     }
+}
+
+/// What [`Storage::ingest`] did with a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Keys loaded as a table.
+    pub ingested: u64,
+    /// Keys merged through the write path instead.
+    pub merged: u64,
+    /// Size of the table written.
+    pub table_bytes: u64,
 }
 
 /// The replica store of one node.
@@ -176,6 +187,35 @@ impl Storage {
         start_after: &[u8],
         mut visit: impl FnMut(RangeEntry) -> ControlFlow<()>,
     ) -> Result<(), StorageError> {
+        self.scan_stored(range, start_after, |engine_key, key, value| {
+            let siblings = match decode(&value) {
+                Ok(siblings) => siblings,
+                Err(e) => {
+                    tracing::error!(key = ?String::from_utf8_lossy(key), error = %e, "unreadable versions skipped by a range scan");
+                    return ControlFlow::Continue(());
+                }
+            };
+            visit(RangeEntry {
+                key: key.to_vec(),
+                engine_key,
+                siblings,
+            })
+        })
+    }
+
+    /// [`Storage::scan`] without decoding: `visit` gets the engine key, the
+    /// user key and the stored value of every key in `range` whose value
+    /// is a sibling set (quarantined values are skipped with an error log;
+    /// the rest is not checked).
+    ///
+    /// # Errors
+    /// Engine errors while scanning.
+    pub fn scan_stored(
+        &self,
+        range: TokenRange,
+        start_after: &[u8],
+        mut visit: impl FnMut(Vec<u8>, &[u8], Vec<u8>) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
         let intervals = range.intervals();
         // Resume inside the interval holding `start_after`; earlier ones
         // are done (a wrapping range's second interval has smaller tokens).
@@ -200,20 +240,12 @@ impl Storage {
                 let Ok((_, key)) = decode_engine_key(&engine_key) else {
                     continue;
                 };
+                if !codec::is_sibling_set(&value) {
+                    tracing::error!(key = ?String::from_utf8_lossy(key), "unreadable versions skipped by a range scan");
+                    continue;
+                }
                 let key = key.to_vec();
-                let siblings = match decode(&value) {
-                    Ok(siblings) => siblings,
-                    Err(e) => {
-                        tracing::error!(key = ?String::from_utf8_lossy(&key), error = %e, "unreadable versions skipped by a range scan");
-                        continue;
-                    }
-                };
-                let entry = RangeEntry {
-                    engine_key,
-                    key,
-                    siblings,
-                };
-                if visit(entry).is_break() {
+                if visit(engine_key, &key, value).is_break() {
                     return Ok(());
                 }
             }
@@ -225,12 +257,15 @@ impl Storage {
     /// about `limit` encoded bytes, from a blocking scan feeding a
     /// two-batch channel: memory stays bounded and a slow reader slows the
     /// scan. The scan stops when the receiver is dropped.
+    /// With `stored_form`, keys go in `KeyVersionsBatch::stored` as stored
+    /// (no decoding), otherwise in `entries`.
     #[must_use]
     pub fn batches(
         self: &Arc<Self>,
         range: TokenRange,
         start_after: Vec<u8>,
         limit: usize,
+        stored_form: bool,
     ) -> tokio::sync::mpsc::Receiver<Result<KeyVersionsBatch, StorageError>> {
         let storage = Arc::clone(self);
         let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -238,18 +273,29 @@ impl Storage {
             let mut batch = KeyVersionsBatch::default();
             let mut bytes = 0;
             let mut receiver_gone = false;
-            let scanned = storage.scan(range, &start_after, |entry| {
-                let kv = KeyVersions {
-                    key: entry.key.into(),
-                    versions: entry
-                        .siblings
-                        .versions()
-                        .iter()
-                        .map(version_to_proto)
-                        .collect(),
-                };
-                bytes += prost::Message::encoded_len(&kv);
-                batch.entries.push(kv);
+            let scanned = storage.scan_stored(range, &start_after, |_, key, value| {
+                if stored_form {
+                    let entry = StoredVersions {
+                        key: key.to_vec().into(),
+                        value: value.into(),
+                    };
+                    bytes += prost::Message::encoded_len(&entry);
+                    batch.stored.push(entry);
+                } else {
+                    let siblings = match decode(&value) {
+                        Ok(siblings) => siblings,
+                        Err(e) => {
+                            tracing::error!(key = ?String::from_utf8_lossy(key), error = %e, "unreadable versions skipped by a range scan");
+                            return ControlFlow::Continue(());
+                        }
+                    };
+                    let kv = KeyVersions {
+                        key: key.to_vec().into(),
+                        versions: siblings.versions().iter().map(version_to_proto).collect(),
+                    };
+                    bytes += prost::Message::encoded_len(&kv);
+                    batch.entries.push(kv);
+                }
                 if bytes >= limit {
                     bytes = 0;
                     if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
@@ -263,13 +309,70 @@ impl Storage {
                 return;
             }
             let last = match scanned {
-                Ok(()) if batch.entries.is_empty() => return,
+                Ok(()) if batch.entries.is_empty() && batch.stored.is_empty() => return,
                 Ok(()) => Ok(batch),
                 Err(e) => Err(e),
             };
             let _ = tx.blocking_send(last);
         });
         rx
+    }
+
+    /// Loads `run` (engine keys strictly ascending, stored values) under
+    /// everything the store holds, as one engine table (ingest-behind): no
+    /// WAL, memtable or compaction work. Keys that have a put stored (a
+    /// folded merge chain, or a compaction's result, which would hide
+    /// them), and whole runs the engine cannot place (a table on its last
+    /// level overlaps, or a write raced the commit), are merged through the
+    /// write path instead. Merging is a join of sibling
+    /// sets, so where the versions end up does not change what reads see.
+    /// Durable when this returns. Blocking: run it off the async workers.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn ingest(&self, run: &[(Vec<u8>, Vec<u8>)]) -> Result<Ingested, StorageError> {
+        match self.db.ingest_behind(run) {
+            Ok(done) => {
+                self.merge_all(done.shadowed.iter().map(|&i| &run[i]))?;
+                Ok(Ingested {
+                    ingested: done.entries,
+                    merged: done.shadowed.len() as u64,
+                    table_bytes: done.table_bytes,
+                })
+            }
+            Err(
+                e @ (strata_engine::Error::IngestOverlap { .. }
+                | strata_engine::Error::IngestConflict { .. }),
+            ) => {
+                tracing::debug!(error = %e, keys = run.len(), "run merged instead of ingested");
+                self.merge_all(run.iter())?;
+                Ok(Ingested {
+                    ingested: 0,
+                    merged: run.len() as u64,
+                    table_bytes: 0,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Merges engine-key/stored-value pairs in batches of about 4 MiB.
+    fn merge_all<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a (Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StorageError> {
+        let mut batch = strata_engine::WriteBatch::new();
+        let mut bytes = 0;
+        for (key, value) in entries {
+            batch.merge(key, value);
+            bytes += key.len() + value.len();
+            if bytes >= 4 << 20 {
+                self.db.write(std::mem::take(&mut batch))?;
+                bytes = 0;
+            }
+        }
+        self.db.write(batch)?;
+        Ok(())
     }
 
     /// Deletes every key of `range` (its engine keys, readable or not);
@@ -372,6 +475,64 @@ mod tests {
         let now = store.read(b"k").expect("read");
         assert_eq!(now.live_values().collect::<Vec<_>>(), [&b"c"[..]]);
         assert!(store.read(b"other").expect("read").is_empty());
+    }
+
+    #[test]
+    fn ingested_runs_join_with_what_the_store_holds_or_fall_back_to_merges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Storage::open(dir.path(), Durability::SyncEachGroup).expect("open");
+        let streamed = |i: u32| {
+            Siblings::from_versions([version("src", 1, VersionVector::new(), &format!("old{i}"))])
+        };
+        let run: Vec<_> = (0..50u32)
+            .map(|i| (format!("k{i}").into_bytes(), i))
+            .map(|(k, i)| (encode_engine_key(&k), encode(&streamed(i))))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        // A concurrent write to k3 before the load, and a key whose chain
+        // was folded into a put (which would hide an ingested value).
+        let newer = Siblings::from_versions([version("me", 1, VersionVector::new(), "new")]);
+        store.apply(b"k3", &newer).expect("apply");
+        for i in 0..20 {
+            let v = Siblings::from_versions([version("me", 10 + i, VersionVector::new(), "hot")]);
+            store.apply(b"k4", &v).expect("apply");
+        }
+        let done = store.ingest(&run).expect("ingest");
+        assert_eq!(done.ingested + done.merged, 50);
+        assert_eq!(done.merged, 1, "only k4 has a put stored");
+        assert!(done.table_bytes > 0);
+        let k3 = store.read(b"k3").expect("read");
+        assert_eq!(k3.live_values().collect::<Vec<_>>(), [&b"new"[..], b"old3"]);
+        let k4 = store.read(b"k4").expect("read");
+        assert!(
+            k4.live_values().any(|v| v == b"old4"),
+            "merged on top of the put"
+        );
+        assert_eq!(
+            store
+                .read(b"k7")
+                .expect("read")
+                .live_values()
+                .collect::<Vec<_>>(),
+            [&b"old7"[..]]
+        );
+        // The same run again (a retried range) goes under the first copy;
+        // joining sibling sets is idempotent.
+        let again = store.ingest(&run).expect("ingest again");
+        assert_eq!((again.ingested, again.merged), (49, 1));
+        let k3 = store.read(b"k3").expect("read");
+        assert_eq!(k3.versions().len(), 2);
+        assert_eq!(
+            store
+                .entries(TokenRange {
+                    start: Token(0),
+                    end: Token(0)
+                })
+                .expect("scan")
+                .len(),
+            50
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

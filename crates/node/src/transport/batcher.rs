@@ -100,7 +100,13 @@ async fn run(pipe: Arc<Pipe>, timeout: Duration, mut rx: mpsc::Receiver<Queued>)
         let pipe = Arc::clone(&pipe);
         tokio::spawn(async move {
             let result = pipe
-                .apply(KeyVersionsBatch { entries }, timeout)
+                .apply(
+                    KeyVersionsBatch {
+                        entries,
+                        stored: Vec::new(),
+                    },
+                    timeout,
+                )
                 .await
                 .map(|_| ());
             for done in waiters {

@@ -582,6 +582,7 @@ mod tests {
                     versions: Vec::new(),
                 })
                 .collect(),
+            stored: Vec::new(),
         }
     }
 
