@@ -148,7 +148,8 @@ pub(crate) fn run(
     let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
     let mut bytes_read = 0;
     for f in task.inputs.iter().chain(&task.next_inputs) {
-        children.push(Box::new(ctx.tables.get(f)?.iter()));
+        // Read ahead, and keep the inputs (soon deleted) out of the cache.
+        children.push(Box::new(ctx.tables.get(f)?.iter_bulk()));
         bytes_read += f.size;
     }
     let mut input = MergingIterator::new(children);

@@ -85,6 +85,49 @@ fn flipped_byte_in_a_data_block_is_a_corruption_error() {
 }
 
 #[test]
+fn bulk_scans_read_ahead_and_report_damage_like_block_reads() {
+    let (dir, table) = table_db();
+    {
+        let db = Db::open(dir.path(), options()).expect("open");
+        let plain: Vec<_> = db
+            .iter(None, None)
+            .expect("iter")
+            .collect::<Result<_, _>>()
+            .expect("scan");
+        let bulk: Vec<_> = db
+            .iter_bulk(Some(&key(100)), None)
+            .expect("iter")
+            .collect::<Result<_, _>>()
+            .expect("bulk scan");
+        assert_eq!(bulk.len(), 900);
+        assert_eq!(bulk, plain[100..]);
+        db.close().expect("close");
+    }
+    // Damage far into the file (a block read ahead with its neighbours).
+    let middle = footer_field(&table, 0) / 2;
+    flip(&table, middle);
+    let db = Db::open(dir.path(), options()).expect("open");
+    let scan = db
+        .iter_bulk(None, None)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>);
+    assert!(
+        matches!(&scan, Err(Error::Corruption { reason, .. }) if reason.contains("checksum")),
+        "{scan:?}"
+    );
+    drop(db);
+    // A table cut short: the block past the end is corruption, not a panic.
+    let data = std::fs::read(&table).expect("read");
+    std::fs::write(&table, &data[..usize::try_from(middle).expect("fits")]).expect("cut");
+    let db = Db::open(dir.path(), options());
+    if let Ok(db) = db {
+        let scan = db
+            .iter_bulk(None, None)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>);
+        assert!(matches!(scan, Err(Error::Corruption { .. })), "{scan:?}");
+    }
+}
+
+#[test]
 fn flipped_byte_in_the_index_block_is_a_corruption_error() {
     let (dir, table) = table_db();
     flip(&table, footer_field(&table, 0) + 3);

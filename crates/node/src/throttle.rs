@@ -35,9 +35,17 @@ impl Throttle {
     /// Accounts for `bytes` just sent and waits until the average rate
     /// allows more.
     pub async fn consume(&mut self, bytes: u64) {
+        let until = self.reserve(bytes);
+        tokio::time::sleep_until(until).await;
+    }
+
+    /// Accounts for `bytes` just sent; returns when the average rate allows
+    /// more (for callers that share one pacer and must not hold it while
+    /// they wait).
+    pub fn reserve(&mut self, bytes: u64) -> Instant {
         let now = Instant::now();
         self.next = self.next.max(now) + self.cost(bytes);
-        tokio::time::sleep_until(self.next).await;
+        self.next
     }
 }
 

@@ -51,6 +51,11 @@ pub(crate) struct BenchArgs {
     /// Size of each value in bytes.
     #[arg(long, default_value_t = 100)]
     pub(crate) value_bytes: usize,
+    /// Write fresh random bytes in every value (incompressible, as YCSB
+    /// does) instead of one repeated byte, so data on disk is as large as
+    /// the values and compression does not flatter reads or streaming.
+    #[arg(long)]
+    pub(crate) random_values: bool,
     /// Skip the load phase (records already exist).
     #[arg(long)]
     pub(crate) skip_load: bool,
@@ -102,15 +107,16 @@ impl PhaseStats {
 /// A worker task that panicked (reported, not propagated as a panic).
 pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Error> {
     let mut report = Report::new(args);
-    let value = Arc::new(vec![b'x'; args.value_bytes]);
+    let (value_bytes, random) = (args.value_bytes, args.random_values);
     if !args.skip_load && args.workload != Workload::Ping {
         let next = Arc::new(AtomicU64::new(0));
         let records = args.records;
         let load = spawn_workers(client, args, move |worker| {
-            let (next, value) = (Arc::clone(&next), Arc::clone(&value));
+            let next = Arc::clone(&next);
             async move {
                 let mut stats = PhaseStats::default();
                 let client = worker.client;
+                let mut rng = Rng::new(0x10ad ^ (worker.index + 1).wrapping_mul(0x9e37_79b9));
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if n >= records {
@@ -120,7 +126,7 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
                     let result = client
                         .put(
                             record_key(n),
-                            value.to_vec(),
+                            make_value(value_bytes, b'x', random.then_some(&mut rng)),
                             Vec::new(),
                             worker.consistency,
                         )
@@ -157,7 +163,6 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
             Arc::clone(&inserted),
             Arc::clone(&budget),
         );
-        let value = vec![b'y'; worker.value_bytes];
         async move {
             let mut stats = PhaseStats::default();
             let client = worker.client;
@@ -194,7 +199,12 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
                         let key = record_key(chooser.pick(&mut rng, count));
                         match client.get(key.clone(), worker.consistency).await {
                             Ok(got) => client
-                                .put(key, value.clone(), got.context.to_vec(), worker.consistency)
+                                .put(
+                                    key,
+                                    make_value(value_bytes, b'y', random.then_some(&mut rng)),
+                                    got.context.to_vec(),
+                                    worker.consistency,
+                                )
                                 .await
                                 .map(drop),
                             Err(e) => Err(e),
@@ -203,7 +213,12 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
                     Op::Insert => {
                         let n = inserted.fetch_add(1, Ordering::Relaxed);
                         client
-                            .put(record_key(n), value.clone(), Vec::new(), worker.consistency)
+                            .put(
+                                record_key(n),
+                                make_value(value_bytes, b'y', random.then_some(&mut rng)),
+                                Vec::new(),
+                                worker.consistency,
+                            )
                             .await
                             .map(drop)
                     }
@@ -222,6 +237,19 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
     .await?;
     report.add("run", run);
     Ok(report)
+}
+
+/// A value of `len` bytes: random from `rng` when given, else `fill`.
+fn make_value(len: usize, fill: u8, rng: Option<&mut Rng>) -> Vec<u8> {
+    let Some(rng) = rng else {
+        return vec![fill; len];
+    };
+    let mut value = Vec::with_capacity(len + 8);
+    while value.len() < len {
+        value.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    value.truncate(len);
+    value
 }
 
 /// Takes one operation from the budget; `None` when it is spent.
@@ -249,7 +277,6 @@ struct Worker {
     index: u64,
     client: Client,
     consistency: Option<Consistency>,
-    value_bytes: usize,
 }
 
 /// Runs `threads` workers to completion and merges their stats.
@@ -269,7 +296,6 @@ where
                 index,
                 client: client.clone(),
                 consistency: args.consistency,
-                value_bytes: args.value_bytes,
             }))
         })
         .collect();
@@ -280,4 +306,21 @@ where
     }
     total.elapsed = started.elapsed();
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_a_repeated_byte_or_fresh_random_bytes() {
+        assert_eq!(make_value(5, b'x', None), b"xxxxx");
+        let mut rng = Rng::new(7);
+        let a = make_value(4099, b'x', Some(&mut rng));
+        let b = make_value(4099, b'x', Some(&mut rng));
+        assert_eq!((a.len(), b.len()), (4099, 4099));
+        assert_ne!(a, b, "every value is fresh");
+        let distinct = a.iter().collect::<std::collections::HashSet<_>>().len();
+        assert!(distinct > 200, "bytes spread over the range: {distinct}");
+    }
 }

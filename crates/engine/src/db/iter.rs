@@ -33,11 +33,14 @@ impl std::fmt::Debug for DbIter {
 }
 
 impl DbIter {
+    /// `bulk`: tables are read ahead and bypass the block cache (see
+    /// `Table::iter_bulk`).
     pub(crate) fn new(
         db: &Arc<Inner>,
         seq: SeqNo,
         start: Option<&[u8]>,
         end: Option<&[u8]>,
+        bulk: bool,
     ) -> Result<Self> {
         let state = db.state();
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
@@ -45,7 +48,13 @@ impl DbIter {
             children.push(Box::new(MemtableIter::new(Arc::clone(mem))));
         }
         for file in &state.version.levels[0] {
-            children.push(Box::new(db.tables.get(file)?.iter()));
+            let table = db.tables.get(file)?;
+            let it = if bulk {
+                table.iter_bulk()
+            } else {
+                table.iter()
+            };
+            children.push(Box::new(it));
         }
         for files in state
             .version
@@ -54,7 +63,11 @@ impl DbIter {
             .skip(1)
             .filter(|f| !f.is_empty())
         {
-            children.push(Box::new(LevelIter::new(files.clone(), Arc::clone(db))));
+            children.push(Box::new(LevelIter::new(
+                files.clone(),
+                Arc::clone(db),
+                bulk,
+            )));
         }
         let mut it = Self {
             inner: MergingIterator::new(children),
@@ -157,15 +170,17 @@ struct LevelIter {
     db: Arc<Inner>,
     index: usize,
     current: Option<TableIter>,
+    bulk: bool,
 }
 
 impl LevelIter {
-    fn new(files: Vec<Arc<FileMeta>>, db: Arc<Inner>) -> Self {
+    fn new(files: Vec<Arc<FileMeta>>, db: Arc<Inner>, bulk: bool) -> Self {
         Self {
             files,
             db,
             index: 0,
             current: None,
+            bulk,
         }
     }
 
@@ -176,7 +191,14 @@ impl LevelIter {
     fn open(&mut self, index: usize) -> Result<()> {
         self.index = index;
         self.current = match self.files.get(index) {
-            Some(file) => Some(self.tables().get(file)?.iter()),
+            Some(file) => {
+                let table = self.tables().get(file)?;
+                Some(if self.bulk {
+                    table.iter_bulk()
+                } else {
+                    table.iter()
+                })
+            }
             None => None,
         };
         Ok(())

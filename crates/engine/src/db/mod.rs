@@ -261,7 +261,20 @@ impl Db {
     /// IO errors or corruption while positioning.
     pub fn iter(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<DbIter> {
         let seq = self.inner.last_seq.load(Ordering::Acquire);
-        DbIter::new(&self.inner, seq, start, end)
+        DbIter::new(&self.inner, seq, start, end, false)
+    }
+
+    /// [`iter`](Self::iter) for reading a large range once (a range
+    /// streamed to another node, a bulk delete): tables are read 256 KiB
+    /// at a time rather than block by block, and blocks read are not put
+    /// in the block cache, so the scan neither pays a read per block nor
+    /// evicts what point reads need.
+    ///
+    /// # Errors
+    /// As [`iter`](Self::iter).
+    pub fn iter_bulk(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<DbIter> {
+        let seq = self.inner.last_seq.load(Ordering::Acquire);
+        DbIter::new(&self.inner, seq, start, end, true)
     }
 
     /// Iterates over keys in `[start, end)` as of `snapshot`.
@@ -274,7 +287,7 @@ impl Db {
         start: Option<&[u8]>,
         end: Option<&[u8]>,
     ) -> Result<DbIter> {
-        DbIter::new(&self.inner, snapshot.seq, start, end)
+        DbIter::new(&self.inner, snapshot.seq, start, end, false)
     }
 
     /// A snapshot of the current state.

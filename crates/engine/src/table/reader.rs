@@ -96,23 +96,49 @@ impl Table {
             table: Arc::clone(self),
             index: BlockIter::new(Arc::clone(&self.index)),
             data: None,
+            bulk: None,
+        }
+    }
+
+    /// An iterator for reading much of the table once (compaction, range
+    /// streaming): reads ahead and leaves the block cache as it is.
+    pub(crate) fn iter_bulk(self: &Arc<Self>) -> TableIter {
+        TableIter {
+            bulk: Some(Readahead::default()),
+            ..self.iter()
         }
     }
 }
 
 /// Reads, verifies and decompresses the block at `handle`.
 fn read_block(file: &std::fs::File, path: &Path, handle: Handle) -> Result<Vec<u8>> {
-    let corrupt = |reason: &str| Error::corruption(path, handle.offset, reason);
-    let len = usize::try_from(handle.len)
-        .ok()
-        .filter(|&len| len <= MAX_BLOCK_LEN)
-        .ok_or_else(|| corrupt("block length out of range"))?;
-    let mut buf = vec![0u8; len + TRAILER_LEN];
+    let len = stored_len(path, handle)?;
+    let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, handle.offset)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => corrupt("block extends past the end of the file"),
+            std::io::ErrorKind::UnexpectedEof => Error::corruption(
+                path,
+                handle.offset,
+                "block extends past the end of the file",
+            ),
             _ => Error::io(path)(e),
         })?;
+    verify_block(buf, path, handle)
+}
+
+/// Bytes the block at `handle` takes in the file, trailer included.
+fn stored_len(path: &Path, handle: Handle) -> Result<usize> {
+    usize::try_from(handle.len)
+        .ok()
+        .filter(|&len| len <= MAX_BLOCK_LEN)
+        .map(|len| len + TRAILER_LEN)
+        .ok_or_else(|| Error::corruption(path, handle.offset, "block length out of range"))
+}
+
+/// Checks a block as stored (contents and trailer) and decompresses it.
+fn verify_block(mut buf: Vec<u8>, path: &Path, handle: Handle) -> Result<Vec<u8>> {
+    let corrupt = |reason: &str| Error::corruption(path, handle.offset, reason);
+    let len = buf.len() - TRAILER_LEN;
     let kind = buf[len];
     let stored = u32::from_le_bytes(buf[len + 1..].try_into().expect("4 bytes"));
     buf.truncate(len);
@@ -135,6 +161,67 @@ fn read_block(file: &std::fs::File, path: &Path, handle: Handle) -> Result<Vec<u
     }
 }
 
+/// Bytes a bulk iterator reads at once.
+const READAHEAD: usize = 256 << 10;
+
+/// A bulk iterator's window of the file: `buf[..filled]` holds the bytes
+/// from `offset`.
+#[derive(Debug, Default)]
+struct Readahead {
+    offset: u64,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Table {
+    /// A data block for a sequential scan: served from the cache when it
+    /// is there, else cut from a window read ahead (one read per
+    /// `READAHEAD` bytes instead of one per block), and not cached.
+    fn bulk_block(&self, handle: Handle, ahead: &mut Readahead) -> Result<Arc<Block>> {
+        if let Some(block) = self.cache.get(&(self.number, handle.offset)) {
+            return Ok(block);
+        }
+        let len = stored_len(&self.path, handle)?;
+        let window = ahead.offset..ahead.offset + ahead.filled as u64;
+        let end = handle.offset + len as u64;
+        if !(window.contains(&handle.offset) && end <= window.end) {
+            ahead.buf.resize(READAHEAD.max(len), 0);
+            ahead.offset = handle.offset;
+            ahead.filled = read_up_to(&self.file, &mut ahead.buf, handle.offset)
+                .map_err(Error::io(&self.path))?;
+            if ahead.filled < len {
+                return Err(Error::corruption(
+                    &self.path,
+                    handle.offset,
+                    "block extends past the end of the file",
+                ));
+            }
+        }
+        let start = usize::try_from(handle.offset - ahead.offset).expect("within the window");
+        let raw = ahead.buf[start..start + len].to_vec();
+        let origin = Arc::new((self.path.clone(), handle.offset));
+        Ok(Arc::new(Block::new(
+            verify_block(raw, &self.path, handle)?,
+            origin,
+        )?))
+    }
+}
+
+/// Reads from `offset` until `buf` is full or the file ends; returns how
+/// many bytes were read.
+fn read_up_to(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Two-level iterator: the index picks a data block, the block iterator
 /// walks it.
 #[derive(Debug)]
@@ -142,6 +229,8 @@ pub(crate) struct TableIter {
     table: Arc<Table>,
     index: BlockIter,
     data: Option<BlockIter>,
+    /// Set for bulk iterators.
+    bulk: Option<Readahead>,
 }
 
 impl TableIter {
@@ -153,7 +242,11 @@ impl TableIter {
         let handle = Handle::decode(self.index.value()).ok_or_else(|| {
             Error::corruption(&self.table.path, 0, "malformed block handle in index")
         })?;
-        self.data = Some(BlockIter::new(self.table.data_block(handle)?));
+        let block = match &mut self.bulk {
+            Some(ahead) => self.table.bulk_block(handle, ahead)?,
+            None => self.table.data_block(handle)?,
+        };
+        self.data = Some(BlockIter::new(block));
         Ok(())
     }
 

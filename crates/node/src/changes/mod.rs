@@ -46,8 +46,13 @@ use crate::transport::RemoteReplica;
 
 pub use stream::{Copied, StreamError};
 
+use futures::StreamExt as _;
 use progress::Progress;
 use stream::{Sink, Source, copy_range};
+
+/// Ranges streamed at once: hides each range's fixed costs (opening the
+/// stream, the last run's fsyncs) and spreads the work over cores.
+const PARALLEL_RANGES: usize = 4;
 
 /// How changes stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,49 +231,20 @@ impl Changes {
             op.ranges_done = done_before as u64;
             op.ranges_resumed = done_before as u64;
         });
-        let mut throttle = Throttle::new(self.settings.bytes_per_second);
+        let throttle = Mutex::new(Throttle::new(self.settings.bytes_per_second));
         let mut left = total - done_before;
         self.metrics
             .ranges_pending
             .set(i64::try_from(left).unwrap_or(i64::MAX));
         let pending: Vec<&Transfer> = moves.iter().filter(|t| !progress.is_done(t)).collect();
-        for transfer in pending {
-            'attempts: loop {
-                let (sources, sinks, none) = ends(transfer);
-                let (Some(sink), false) = (sinks.first(), sources.is_empty()) else {
-                    self.waiting(none);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                };
-                for source in &sources {
-                    let mut report = |copied: Copied| {
-                        self.metrics.keys.inc_by(copied.keys);
-                        self.metrics.bytes.inc_by(copied.bytes);
-                        self.update(|op| {
-                            op.keys_transferred += copied.keys;
-                            op.bytes_transferred += copied.bytes;
-                        });
-                    };
-                    match copy_range(
-                        transfer.range,
-                        source,
-                        sink,
-                        &mut throttle,
-                        self.settings.batch_bytes,
-                        self.settings.timeout,
-                        &mut report,
-                    )
-                    .await
-                    {
-                        Ok(_) => break 'attempts,
-                        Err(e) => {
-                            tracing::warn!(range = ?transfer.range, to = %transfer.to, error = %e,
-                                "streaming a range failed; trying another source");
-                            self.waiting(&format!("retrying a range: {e}"));
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut queue = pending.into_iter();
+        let mut copies = futures::stream::FuturesUnordered::new();
+        for transfer in queue.by_ref().take(PARALLEL_RANGES) {
+            copies.push(self.stream_one(transfer, &ends, &throttle));
+        }
+        while let Some(transfer) = copies.next().await {
+            if let Some(next) = queue.next() {
+                copies.push(self.stream_one(next, &ends, &throttle));
             }
             progress
                 .finish(transfer)
@@ -284,6 +260,53 @@ impl Changes {
             });
         }
         Ok(())
+    }
+
+    /// Streams one transfer, trying each source in turn and waiting while
+    /// none is available, until it is copied.
+    async fn stream_one<'t>(
+        &self,
+        transfer: &'t Transfer,
+        ends: &impl Fn(&Transfer) -> (Vec<Source>, Vec<Sink>, &'static str),
+        throttle: &Mutex<Throttle>,
+    ) -> &'t Transfer {
+        loop {
+            let (sources, sinks, none) = ends(transfer);
+            let (Some(sink), false) = (sinks.first(), sources.is_empty()) else {
+                self.waiting(none);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
+            for source in &sources {
+                let mut report = |copied: Copied| {
+                    self.metrics.keys.inc_by(copied.keys);
+                    self.metrics.bytes.inc_by(copied.bytes);
+                    self.update(|op| {
+                        op.keys_transferred += copied.keys;
+                        op.bytes_transferred += copied.bytes;
+                    });
+                };
+                match copy_range(
+                    transfer.range,
+                    source,
+                    sink,
+                    throttle,
+                    self.settings.batch_bytes,
+                    self.settings.timeout,
+                    &mut report,
+                )
+                .await
+                {
+                    Ok(_) => return transfer,
+                    Err(e) => {
+                        tracing::warn!(range = ?transfer.range, to = %transfer.to, error = %e,
+                            "streaming a range failed; trying another source");
+                        self.waiting(&format!("retrying a range: {e}"));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 

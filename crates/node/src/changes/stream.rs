@@ -58,7 +58,7 @@ pub enum StreamError {
 }
 
 /// Bytes of a sorted run gathered before it is loaded into the local store.
-const RUN_BYTES: usize = 32 << 20;
+const RUN_BYTES: usize = 16 << 20;
 
 /// Copies every key of `range` from `source` to `sink`, reporting each
 /// batch to `progress`; `timeout` bounds each batch, not the whole copy.
@@ -69,7 +69,7 @@ pub(crate) async fn copy_range(
     range: TokenRange,
     source: &Source,
     sink: &Sink,
-    throttle: &mut Throttle,
+    throttle: &std::sync::Mutex<Throttle>,
     batch_bytes: usize,
     timeout: Duration,
     progress: &mut (dyn FnMut(Copied) + Send),
@@ -99,7 +99,11 @@ pub(crate) async fn copy_range(
         total.keys += copied.keys;
         total.bytes += copied.bytes;
         progress(copied);
-        throttle.consume(copied.bytes).await;
+        let until = throttle
+            .lock()
+            .expect("throttle lock")
+            .reserve(copied.bytes);
+        tokio::time::sleep_until(until).await;
     }
     if let Some(storage) = local {
         runs.load(storage).await?;

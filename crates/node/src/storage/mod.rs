@@ -231,7 +231,7 @@ impl Storage {
             let upper = hi.0.checked_add(1).map(u64::to_be_bytes);
             for item in self
                 .db
-                .iter(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice))?
+                .iter_bulk(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice))?
             {
                 let (engine_key, value) = item?;
                 if i == first && resume.is_some() && engine_key.as_slice() <= start_after {
@@ -389,7 +389,7 @@ impl Storage {
             let mut in_batch = 0;
             for item in self
                 .db
-                .iter(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice))?
+                .iter_bulk(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice))?
             {
                 let (engine_key, _) = item?;
                 batch.delete(&engine_key);
