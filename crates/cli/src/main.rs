@@ -470,6 +470,13 @@ fn describe(op: &v1::Operation) -> String {
     } else {
         0.0
     };
+    let streaming = match op.streaming_micros as f64 / 1_000_000.0 {
+        s if s > 0.0 => format!(
+            " ({:.1} MiB/s over {s:.1} s of streaming)",
+            mib(op.bytes_transferred) / s
+        ),
+        _ => String::new(),
+    };
     let left = op.ranges_total.saturating_sub(op.ranges_done);
     let streamed = op.ranges_done.saturating_sub(op.ranges_resumed);
     let eta = if streamed > 0 && left > 0 {
@@ -490,7 +497,7 @@ fn describe(op: &v1::Operation) -> String {
         format!(" ({})", op.error)
     };
     format!(
-        "{} {} {state}: {}/{} ranges, {} keys, {:.1} MiB, {rate:.1} MiB/s{eta}{note}",
+        "{} {} {state}: {}/{} ranges, {} keys, {:.1} MiB, {rate:.1} MiB/s{streaming}{eta}{note}",
         kind_name(op.kind),
         op.id,
         op.ranges_done,

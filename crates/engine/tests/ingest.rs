@@ -128,7 +128,9 @@ fn bad_input_and_overlaps_are_refused_and_change_nothing() {
         db.ingest_behind(&duplicate),
         Err(Error::IngestUnsorted { index: 1 })
     ));
-    let empty = db.ingest_behind(&[]).expect("nothing to do");
+    let empty = db
+        .ingest_behind::<Vec<u8>, Vec<u8>>(&[])
+        .expect("nothing to do");
     assert_eq!(empty.entries, 0);
 
     // Disjoint runs share level 1; each overlapping one goes a level down,

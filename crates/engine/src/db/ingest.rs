@@ -55,7 +55,10 @@ pub struct Ingested {
     pub shadowed: Vec<usize>,
 }
 
-pub(crate) fn ingest_behind(inner: &Inner, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Ingested> {
+pub(crate) fn ingest_behind<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    inner: &Inner,
+    entries: &[(K, V)],
+) -> Result<Ingested> {
     match prepare(inner, entries)? {
         Prepared::Nothing(shadowed) => Ok(Ingested {
             shadowed,
@@ -83,7 +86,10 @@ enum Prepared<'a> {
 }
 
 /// Checks the input, probes every key and writes the table.
-fn prepare<'a>(inner: &'a Inner, entries: &'a [(Vec<u8>, Vec<u8>)]) -> Result<Prepared<'a>> {
+fn prepare<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    inner: &'a Inner,
+    entries: &'a [(K, V)],
+) -> Result<Prepared<'a>> {
     if inner.options.merge_operator.is_none() {
         return Err(Error::NoMergeOperator);
     }
@@ -91,7 +97,7 @@ fn prepare<'a>(inner: &'a Inner, entries: &'a [(Vec<u8>, Vec<u8>)]) -> Result<Pr
     let (Some(first), Some(last_key)) = (entries.first(), entries.last()) else {
         return Ok(Prepared::Nothing(Vec::new()));
     };
-    let (lo, hi) = (first.0.clone(), last_key.0.clone());
+    let (lo, hi) = (first.0.as_ref().to_vec(), last_key.0.as_ref().to_vec());
     if let Some(e) = inner.background_error() {
         return Err(e);
     }
@@ -104,11 +110,12 @@ fn prepare<'a>(inner: &'a Inner, entries: &'a [(Vec<u8>, Vec<u8>)]) -> Result<Pr
     let mut shadowed = Vec::new();
     let mut run = Vec::with_capacity(entries.len());
     for (i, (key, value)) in entries.iter().enumerate() {
+        let (key, value) = (key.as_ref(), value.as_ref());
         if has_base(inner, &state.mem, &state.imms, &state.version, level, key)? {
             shadowed.push(i);
         } else {
-            kept.push(key.as_slice());
-            run.push((key.as_slice(), value.as_slice()));
+            kept.push(key);
+            run.push((key, value));
         }
     }
     if kept.is_empty() {
@@ -194,16 +201,16 @@ fn commit(inner: &Inner, table: Table<'_>) -> Result<Ingested> {
 }
 
 /// Keys strictly ascending, each entry within the write path's limit.
-fn check_input(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+fn check_input<K: AsRef<[u8]>, V: AsRef<[u8]>>(entries: &[(K, V)]) -> Result<()> {
     for (i, (key, value)) in entries.iter().enumerate() {
-        let size = key.len() + value.len();
+        let size = key.as_ref().len() + value.as_ref().len();
         if size > MAX_BATCH_BYTES {
             return Err(Error::WriteTooLarge {
                 size,
                 limit: MAX_BATCH_BYTES,
             });
         }
-        if i > 0 && entries[i - 1].0 >= *key {
+        if i > 0 && entries[i - 1].0.as_ref() >= key.as_ref() {
             return Err(Error::IngestUnsorted { index: i });
         }
     }

@@ -250,7 +250,10 @@ impl Db {
     /// both cases nothing changed: write the entries normally instead);
     /// [`Error::NoMergeOperator`], [`Error::WriteTooLarge`] for one entry
     /// above the write limit; IO errors.
-    pub fn ingest_behind(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Ingested> {
+    pub fn ingest_behind<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        entries: &[(K, V)],
+    ) -> Result<Ingested> {
         ingest::ingest_behind(&self.inner, entries)
     }
 

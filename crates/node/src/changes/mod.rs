@@ -232,6 +232,7 @@ impl Changes {
             op.ranges_resumed = done_before as u64;
         });
         let throttle = Mutex::new(Throttle::new(self.settings.bytes_per_second));
+        let streaming = std::time::Instant::now();
         let mut left = total - done_before;
         self.metrics
             .ranges_pending
@@ -257,6 +258,8 @@ impl Changes {
             self.update(|op| {
                 op.ranges_done += 1;
                 op.error.clear();
+                op.streaming_micros =
+                    u64::try_from(streaming.elapsed().as_micros()).unwrap_or(u64::MAX);
             });
         }
         Ok(())

@@ -12,7 +12,9 @@ use tonic::transport::Channel;
 
 use strata_cluster::encode_engine_key;
 
-use crate::storage::{Storage, StorageError, decode, encode, version_from_proto};
+use prost::bytes::Bytes;
+
+use crate::storage::{Storage, StorageError, encode, validate, version_from_proto};
 use crate::throttle::Throttle;
 use crate::transport::{ReplicaError, replica_client};
 
@@ -118,7 +120,7 @@ pub(crate) async fn copy_range(
 struct Runs {
     /// Each run strictly ascending; a key not above the last starts a new
     /// one (the second interval of a wrapping range, or a peer's disorder).
-    runs: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    runs: Vec<Vec<(Vec<u8>, Bytes)>>,
     bytes: usize,
     loading: Option<tokio::task::JoinHandle<Result<(), StorageError>>>,
 }
@@ -129,8 +131,8 @@ impl Runs {
         let bad = |what: String| StreamError::Source(ReplicaError::BadReply(what));
         for entry in batch.stored {
             crate::request::validate_key(&entry.key).map_err(|e| bad(e.to_string()))?;
-            decode(&entry.value).map_err(|e| bad(format!("unreadable versions: {e}")))?;
-            self.push(encode_engine_key(&entry.key), entry.value.to_vec());
+            validate(&entry.value).map_err(|e| bad(format!("unreadable versions: {e}")))?;
+            self.push(encode_engine_key(&entry.key), entry.value);
         }
         // From a node that predates the stored form.
         for entry in batch.entries {
@@ -142,12 +144,12 @@ impl Runs {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| bad(format!("unreadable versions: {e}")))?;
             let value = encode(&Siblings::from_versions(versions));
-            self.push(encode_engine_key(&entry.key), value);
+            self.push(encode_engine_key(&entry.key), value.into());
         }
         Ok(())
     }
 
-    fn push(&mut self, key: Vec<u8>, value: Vec<u8>) {
+    fn push(&mut self, key: Vec<u8>, value: Bytes) {
         self.bytes += key.len() + value.len();
         let ascending = self
             .runs

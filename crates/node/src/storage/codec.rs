@@ -146,9 +146,37 @@ pub fn decode(bytes: &[u8]) -> Result<Siblings, CodecError> {
     }
 }
 
+/// Checks that a stored value (from a peer) decodes, as [`decode`] would,
+/// without building the sibling set: values stay where they are in
+/// `stored` (no copy), only clocks' node ids are read.
+///
+/// # Errors
+/// Exactly when [`decode`] fails, with the same error.
+pub fn validate(stored: &prost::bytes::Bytes) -> Result<(), CodecError> {
+    if stored.first() != Some(&FORMAT_SIBLINGS) {
+        return decode(stored).map(drop);
+    }
+    let message = v1::KeyVersions::decode(stored.slice(1..))
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    for version in message.versions {
+        let dot = version.dot.ok_or(CodecError::MissingDot)?;
+        node_id(dot.node_id)?;
+        for entry in version.clock.unwrap_or_default().entries {
+            node_id(entry.node_id)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `validate` and `decode` agree on `bytes`.
+    fn agree(bytes: &[u8]) {
+        let shared = prost::bytes::Bytes::copy_from_slice(bytes);
+        assert_eq!(validate(&shared), decode(bytes).map(drop), "{bytes:?}");
+    }
 
     #[test]
     fn sibling_sets_round_trip_with_tombstones_and_contexts() {
@@ -194,5 +222,52 @@ mod tests {
         let mut bytes = vec![FORMAT_SIBLINGS];
         bytes.extend(no_dot.encode_to_vec());
         assert_eq!(decode(&bytes), Err(CodecError::MissingDot));
+    }
+
+    #[test]
+    fn validate_agrees_with_decode_on_good_bad_and_random_input() {
+        let n = |s: &str| NodeId::new(s).expect("id");
+        let good = encode(&Siblings::from_versions([Version {
+            dot: Dot {
+                node: n("a"),
+                counter: 1,
+            },
+            context: VersionVector::from_entries([(n("b"), 2, 3)]),
+            value: Some(b"v".to_vec()),
+            timestamp_micros: 1,
+            request_id: 0,
+        }]));
+        agree(&good);
+        assert!(decode(&good).is_ok());
+        let bad_id = v1::KeyVersions {
+            key: Default::default(),
+            versions: vec![v1::Version {
+                dot: Some(v1::ClockEntry {
+                    node_id: "not a valid id!".into(),
+                    counter: 1,
+                    updated_at_micros: 0,
+                }),
+                ..v1::Version::default()
+            }],
+        };
+        let mut bytes = vec![FORMAT_SIBLINGS];
+        bytes.extend(bad_id.encode_to_vec());
+        agree(&bytes);
+        assert!(decode(&bytes).is_err());
+        for input in [
+            &[][..],
+            &[7, 1, 2],
+            &[FORMAT_SIBLINGS, 0xff, 0xff],
+            &[0xff, 1, 2],
+        ] {
+            agree(input);
+        }
+        // Every prefix and every one-byte change of a good value.
+        for cut in 0..good.len() {
+            agree(&good[..cut]);
+            let mut flipped = good.clone();
+            flipped[cut] ^= 0x41;
+            agree(&flipped);
+        }
     }
 }

@@ -22,7 +22,7 @@ use strata_engine::{Db, Durability, Options};
 use strata_proto::v1::{KeyVersions, KeyVersionsBatch, StoredVersions};
 
 pub use codec::{
-    CodecError, clock_from_proto, clock_to_proto, decode, encode, version_from_proto,
+    CodecError, clock_from_proto, clock_to_proto, decode, encode, validate, version_from_proto,
     version_to_proto,
 };
 pub use gc::TombstoneGc;
@@ -330,7 +330,10 @@ impl Storage {
     ///
     /// # Errors
     /// Engine errors.
-    pub fn ingest(&self, run: &[(Vec<u8>, Vec<u8>)]) -> Result<Ingested, StorageError> {
+    pub fn ingest<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        run: &[(K, V)],
+    ) -> Result<Ingested, StorageError> {
         match self.db.ingest_behind(run) {
             Ok(done) => {
                 self.merge_all(done.shadowed.iter().map(|&i| &run[i]))?;
@@ -357,13 +360,14 @@ impl Storage {
     }
 
     /// Merges engine-key/stored-value pairs in batches of about 4 MiB.
-    fn merge_all<'a>(
+    fn merge_all<'a, K: AsRef<[u8]> + 'a, V: AsRef<[u8]> + 'a>(
         &self,
-        entries: impl Iterator<Item = &'a (Vec<u8>, Vec<u8>)>,
+        entries: impl Iterator<Item = &'a (K, V)>,
     ) -> Result<(), StorageError> {
         let mut batch = strata_engine::WriteBatch::new();
         let mut bytes = 0;
         for (key, value) in entries {
+            let (key, value) = (key.as_ref(), value.as_ref());
             batch.merge(key, value);
             bytes += key.len() + value.len();
             if bytes >= 4 << 20 {
