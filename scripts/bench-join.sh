@@ -3,7 +3,9 @@
 # (N=3) holding GIB gibibytes, twice: with the default streaming throttle
 # and unthrottled. Reports the streaming rate against the disk's sequential
 # write bandwidth (measured in the same run with dd) and the foreground
-# p50/p99 of a fixed-rate YCSB-B load before and during each join.
+# p50/p99 of a fixed-rate YCSB-B load before and during each join. Values
+# are random bytes (`--random-values`), so the data on disk is as large as
+# the values: compression does not shrink what is streamed.
 #
 #   ./scripts/bench-join.sh [gib] [value_bytes] [rate]
 set -euo pipefail
@@ -30,6 +32,8 @@ echo "## disk sequential write (dd, 1 GiB, O_DIRECT, fsync)"
 DISK=$(dd if=/dev/zero of="$ROOT/dd" bs=1M count=1024 oflag=direct conv=fsync 2>&1 | tail -1)
 rm -f "$ROOT/dd"
 echo "$DISK"
+# dd's last field pair is the rate, e.g. "2.9 GB/s" (decimal units).
+DISK_MBS=$(echo "$DISK" | awk '{r=$(NF-1); u=$NF; if (u=="GB/s") r*=1000; if (u=="kB/s") r/=1000; print r}')
 
 start_node() { # index, extra flags...
   local i=$1; shift
@@ -45,11 +49,11 @@ for i in 0 1 2; do start_node "$i"; done
 sleep 3
 E=127.0.0.1:7800
 echo "## loading $RECORDS records of $VALUE bytes ($GIB GiB per replica)"
-"$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --ops 1 --threads 32 | tail -3
+"$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values --ops 1 --threads 32 | tail -3
 
 latency() { # label, seconds
   echo "### foreground: $1"
-  "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --skip-load \
+  "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values --skip-load \
     --rate "$RATE" --duration "$2" --threads 32 | grep -E "op|read|update" || true
 }
 
@@ -65,8 +69,12 @@ join() { # index, label, extra flags...
     sleep 1
   done
   wait "$bench" || true
-  "$STRATA" -e "$E" progress --node "node-$i" --once | grep join
+  local line
+  line=$("$STRATA" -e "$E" progress --node "node-$i" --once | grep join)
+  echo "$line"
   echo "join took $((SECONDS - started)) s"
+  echo "$line" | awk -v disk="$DISK_MBS" '{for (i = 1; i <= NF; i++) if ($(i+1) == "MiB/s" && $(i+2) == "over") {
+      v = $i; gsub(/[(]/, "", v); mbs = v * 1.048576; printf "streaming: %.1f MB/s = %.1f%% of the disk'"'"'s %.0f MB/s\n", mbs, 100 * mbs / disk, disk }}'
 }
 
 join 3 "default throttle, --stream-bytes-per-sec 33554432"

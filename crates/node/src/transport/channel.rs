@@ -25,7 +25,13 @@ pub(super) fn connect(
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
+        .keep_alive_timeout(Duration::from_secs(5))
+        // Range streaming sends 1 MiB messages: in 1 MiB frames (not
+        // h2's default 16 KiB) and with windows that let four streams run
+        // without waiting for window updates.
+        .max_frame_size(1 << 20)
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20);
     Ok(match tls {
         // The connector does TLS (mutual, reloading the node's pair).
         Some(tls) => endpoint.connect_with_connector_lazy(tls.clone()),
