@@ -57,32 +57,72 @@ latency() { # label, seconds
     --rate "$RATE" --duration "$2" --threads 32 | grep -E "op|read|update" || true
 }
 
+# Prints the join's progress line and its streaming rate against the disk.
+report() { # index
+  local line
+  line=$("$STRATA" -e "$E" progress --node "node-$1" --once | grep join)
+  echo "$line"
+  echo "$line" | awk -v disk="$DISK_MBS" '{for (i = 1; i <= NF; i++) if ($(i+1) == "MiB/s" && $(i+2) == "over") {
+      v = $i; gsub(/[(]/, "", v); mbs = v * 1.048576; printf "streaming: %.1f MB/s = %.1f%% of the disk'"'"'s %.0f MB/s\n", mbs, 100 * mbs / disk, disk }}'
+}
+
+wait_joined() { # index
+  until "$STRATA" -e "$E" progress --node "node-$1" --once 2>/dev/null | grep -q "join.*succeeded"; do
+    sleep 1
+  done
+}
+
+# Waits until the nodes' table files stop changing for 3 s (flushes and
+# compactions from the load or the last change are done), at most 180 s.
+settle() {
+  local last="" same=0
+  for _ in $(seq 180); do
+    local now=""
+    for m in 9800 9801 9802; do
+      now+=$(curl -s "127.0.0.1:$m/metrics" | grep '^strata_engine_level_bytes' | tr '\n' ' ')
+    done
+    if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    [ "$same" -ge 3 ] && return
+    last=$now
+    sleep 1
+  done
+}
+
+remove() { # index
+  echo "## removing node-$1 again (SIGKILL + removenode)"
+  kill "${PIDS[$1]}"; sleep 5
+  # Retried while node-0 is busy (a cleanup after the join, say).
+  for _ in $(seq 60); do
+    "$STRATA" -e "$E" removenode "node-$1" 2>/dev/null | tail -1 && break
+    sleep 2
+  done
+}
+
+# Streaming capacity: an unthrottled join into an idle cluster.
+settle
+echo "## join of node-3 (unthrottled, no foreground load)"
+start_node 3 --stream-bytes-per-sec 0
+started=$SECONDS
+wait_joined 3
+echo "join took $((SECONDS - started)) s"
+report 3
+remove 3
+
 join() { # index, label, extra flags...
   local i=$1 label=$2; shift 2
+  settle
   echo "## join of node-$i ($label)"
   latency "before the join" 20
   start_node "$i" "$@"
   local started=$SECONDS
   latency "during the join" 30 &
   local bench=$!
-  until "$STRATA" -e "$E" progress --node "node-$i" --once 2>/dev/null | grep -q "join.*succeeded"; do
-    sleep 1
-  done
+  wait_joined "$i"
   wait "$bench" || true
-  local line
-  line=$("$STRATA" -e "$E" progress --node "node-$i" --once | grep join)
-  echo "$line"
   echo "join took $((SECONDS - started)) s"
-  echo "$line" | awk -v disk="$DISK_MBS" '{for (i = 1; i <= NF; i++) if ($(i+1) == "MiB/s" && $(i+2) == "over") {
-      v = $i; gsub(/[(]/, "", v); mbs = v * 1.048576; printf "streaming: %.1f MB/s = %.1f%% of the disk'"'"'s %.0f MB/s\n", mbs, 100 * mbs / disk, disk }}'
+  report "$i"
 }
 
-join 3 "default throttle, --stream-bytes-per-sec 33554432"
-echo "## removing node-3 again (SIGKILL + removenode)"
-kill "${PIDS[3]}"; sleep 5
-# Retried while node-0 is busy (a cleanup after the join, say).
-for _ in $(seq 60); do
-  "$STRATA" -e "$E" removenode node-3 2>/dev/null | tail -1 && break
-  sleep 2
-done
-join 4 "unthrottled, --stream-bytes-per-sec 0" --stream-bytes-per-sec 0
+join 4 "default throttle, --stream-bytes-per-sec 33554432"
+remove 4
+join 5 "unthrottled, --stream-bytes-per-sec 0" --stream-bytes-per-sec 0
