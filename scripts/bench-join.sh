@@ -72,20 +72,20 @@ wait_joined() { # index
   done
 }
 
-# Waits until the nodes' table files stop changing for 3 s (flushes and
-# compactions from the load or the last change are done), at most 180 s.
+# Waits until nodes 0-2 are idle (together under 5% of a core for 3 s in a
+# row: the load's or the last change's flushes and compactions are done),
+# at most 300 s, and says how long it took.
 settle() {
-  local last="" same=0
-  for _ in $(seq 180); do
-    local now=""
-    for m in 9800 9801 9802; do
-      now+=$(curl -s "127.0.0.1:$m/metrics" | grep '^strata_engine_level_bytes' | tr '\n' ' ')
-    done
-    if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
-    [ "$same" -ge 3 ] && return
+  local waited=0 idle=0 last now
+  cpu() { awk '{s += $14 + $15} END {print s}' "/proc/${PIDS[0]}/stat" "/proc/${PIDS[1]}/stat" "/proc/${PIDS[2]}/stat"; }
+  last=$(cpu)
+  while [ "$idle" -lt 3 ] && [ "$waited" -lt 300 ]; do
+    sleep 1; waited=$((waited + 1))
+    now=$(cpu)
+    if [ $((now - last)) -lt 5 ]; then idle=$((idle + 1)); else idle=0; fi
     last=$now
-    sleep 1
   done
+  echo "(nodes idle after ${waited} s)"
 }
 
 remove() { # index
