@@ -250,11 +250,7 @@ fn has_base(
             return Ok(true);
         }
     }
-    let level0 = version.levels[0]
-        .iter()
-        .filter(|f| f.user_smallest() <= user_key && user_key <= f.user_largest());
-    let deeper = (1..level).filter_map(|l| version.file_for(l, user_key));
-    for file in level0.chain(deeper) {
+    for file in version.files_for(user_key, level) {
         let table = inner.tables.get(file)?;
         if !table.may_contain(user_key) {
             continue;

@@ -73,11 +73,7 @@ pub(crate) fn get(inner: &Inner, user_key: &[u8], seq: SeqNo) -> Result<Option<V
         }
     }
     let version = &state.version;
-    let level0 = version.levels[0]
-        .iter()
-        .filter(|f| f.user_smallest() <= user_key && user_key <= f.user_largest());
-    let deeper = (1..version.levels.len()).filter_map(|level| version.file_for(level, user_key));
-    for file in level0.chain(deeper) {
+    for file in version.files_for(user_key, version.levels.len()) {
         let table = inner.tables.get(file)?;
         if !table.may_contain(user_key) {
             continue;

@@ -74,6 +74,20 @@ impl Version {
         files.get(i).filter(|f| f.user_smallest() <= user_key)
     }
 
+    /// The files that may hold `user_key` on levels below `levels`, in
+    /// lookup order: level 0 newest first, then at most one per level.
+    pub(crate) fn files_for<'a>(
+        &'a self,
+        user_key: &'a [u8],
+        levels: usize,
+    ) -> impl Iterator<Item = &'a Arc<FileMeta>> + 'a {
+        let level0 = self.levels[0]
+            .iter()
+            .filter(move |f| f.user_smallest() <= user_key && user_key <= f.user_largest());
+        let deeper = (1..levels).filter_map(move |level| self.file_for(level, user_key));
+        level0.chain(deeper)
+    }
+
     pub(crate) fn all_files(&self) -> impl Iterator<Item = (usize, &Arc<FileMeta>)> {
         self.levels
             .iter()
