@@ -72,7 +72,8 @@ pub(crate) fn ingest_behind<K: AsRef<[u8]>, V: AsRef<[u8]>>(
 struct Table<'a> {
     _compaction: std::sync::MutexGuard<'a, ()>,
     meta: Arc<FileMeta>,
-    kept: Vec<&'a [u8]>,
+    /// The entries in the table.
+    run: Vec<(&'a [u8], &'a [u8])>,
     shadowed: Vec<usize>,
     probed_l0: HashSet<u64>,
     /// Where the table goes.
@@ -106,7 +107,6 @@ fn prepare<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
     let state = inner.state();
     let level = placement(&state.version, &lo, &hi)?;
     let probed_l0: HashSet<u64> = state.version.levels[0].iter().map(|f| f.number).collect();
-    let mut kept = Vec::with_capacity(entries.len());
     let mut shadowed = Vec::new();
     let mut run = Vec::with_capacity(entries.len());
     for (i, (key, value)) in entries.iter().enumerate() {
@@ -114,11 +114,10 @@ fn prepare<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
         if has_base(inner, &state.mem, &state.imms, &state.version, level, key)? {
             shadowed.push(i);
         } else {
-            kept.push(key);
             run.push((key, value));
         }
     }
-    if kept.is_empty() {
+    if run.is_empty() {
         return Ok(Prepared::Nothing(shadowed));
     }
 
@@ -134,7 +133,7 @@ fn prepare<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
     Ok(Prepared::Table(Table {
         _compaction: compaction,
         meta: Arc::new(FileMeta::from_built(number, path, info)),
-        kept,
+        run,
         shadowed,
         probed_l0,
         level,
@@ -145,7 +144,7 @@ fn prepare<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
 fn commit(inner: &Inner, table: Table<'_>) -> Result<Ingested> {
     let Table {
         meta,
-        kept,
+        run,
         shadowed,
         probed_l0,
         level,
@@ -164,7 +163,7 @@ fn commit(inner: &Inner, table: Table<'_>) -> Result<Ingested> {
             .chain((1..now.version.levels.len()).map(|_| Vec::new()))
             .collect(),
     };
-    for key in &kept {
+    for (key, _) in &run {
         if has_base(inner, &now.mem, &now.imms, &recent, level, key)? {
             let _ = std::fs::remove_file(&meta.path);
             return Err(Error::IngestConflict { key_len: key.len() });
@@ -193,7 +192,7 @@ fn commit(inner: &Inner, table: Table<'_>) -> Result<Ingested> {
         .ingested_bytes
         .fetch_add(meta.size, Ordering::Relaxed);
     Ok(Ingested {
-        entries: kept.len() as u64,
+        entries: run.len() as u64,
         table_bytes: meta.size,
         level,
         shadowed,

@@ -48,13 +48,7 @@ impl DbIter {
             children.push(Box::new(MemtableIter::new(Arc::clone(mem))));
         }
         for file in &state.version.levels[0] {
-            let table = db.tables.get(file)?;
-            let it = if bulk {
-                table.iter_bulk()
-            } else {
-                table.iter()
-            };
-            children.push(Box::new(it));
+            children.push(Box::new(db.tables.get(file)?.iter_for(bulk)));
         }
         for files in state
             .version
@@ -191,14 +185,7 @@ impl LevelIter {
     fn open(&mut self, index: usize) -> Result<()> {
         self.index = index;
         self.current = match self.files.get(index) {
-            Some(file) => {
-                let table = self.tables().get(file)?;
-                Some(if self.bulk {
-                    table.iter_bulk()
-                } else {
-                    table.iter()
-                })
-            }
+            Some(file) => Some(self.tables().get(file)?.iter_for(self.bulk)),
             None => None,
         };
         Ok(())

@@ -108,6 +108,43 @@ impl Table {
             ..self.iter()
         }
     }
+
+    /// [`iter_bulk`](Self::iter_bulk) when `bulk`, else [`iter`](Self::iter).
+    pub(crate) fn iter_for(self: &Arc<Self>, bulk: bool) -> TableIter {
+        if bulk { self.iter_bulk() } else { self.iter() }
+    }
+
+    /// A data block for a sequential scan: served from the cache when it
+    /// is there, else cut from a window read ahead (one read per
+    /// `READAHEAD` bytes instead of one per block), and not cached.
+    fn bulk_block(&self, handle: Handle, ahead: &mut Readahead) -> Result<Arc<Block>> {
+        if let Some(block) = self.cache.get(&(self.number, handle.offset)) {
+            return Ok(block);
+        }
+        let len = stored_len(&self.path, handle)?;
+        let window = ahead.offset..ahead.offset + ahead.filled as u64;
+        let end = handle.offset + len as u64;
+        if !(window.contains(&handle.offset) && end <= window.end) {
+            ahead.buf.resize(READAHEAD.max(len), 0);
+            ahead.offset = handle.offset;
+            ahead.filled = read_up_to(&self.file, &mut ahead.buf, handle.offset)
+                .map_err(Error::io(&self.path))?;
+            if ahead.filled < len {
+                return Err(Error::corruption(
+                    &self.path,
+                    handle.offset,
+                    "block extends past the end of the file",
+                ));
+            }
+        }
+        let start = usize::try_from(handle.offset - ahead.offset).expect("within the window");
+        let raw = ahead.buf[start..start + len].to_vec();
+        let origin = Arc::new((self.path.clone(), handle.offset));
+        Ok(Arc::new(Block::new(
+            verify_block(raw, &self.path, handle)?,
+            origin,
+        )?))
+    }
 }
 
 /// Reads, verifies and decompresses the block at `handle`.
@@ -171,40 +208,6 @@ struct Readahead {
     offset: u64,
     buf: Vec<u8>,
     filled: usize,
-}
-
-impl Table {
-    /// A data block for a sequential scan: served from the cache when it
-    /// is there, else cut from a window read ahead (one read per
-    /// `READAHEAD` bytes instead of one per block), and not cached.
-    fn bulk_block(&self, handle: Handle, ahead: &mut Readahead) -> Result<Arc<Block>> {
-        if let Some(block) = self.cache.get(&(self.number, handle.offset)) {
-            return Ok(block);
-        }
-        let len = stored_len(&self.path, handle)?;
-        let window = ahead.offset..ahead.offset + ahead.filled as u64;
-        let end = handle.offset + len as u64;
-        if !(window.contains(&handle.offset) && end <= window.end) {
-            ahead.buf.resize(READAHEAD.max(len), 0);
-            ahead.offset = handle.offset;
-            ahead.filled = read_up_to(&self.file, &mut ahead.buf, handle.offset)
-                .map_err(Error::io(&self.path))?;
-            if ahead.filled < len {
-                return Err(Error::corruption(
-                    &self.path,
-                    handle.offset,
-                    "block extends past the end of the file",
-                ));
-            }
-        }
-        let start = usize::try_from(handle.offset - ahead.offset).expect("within the window");
-        let raw = ahead.buf[start..start + len].to_vec();
-        let origin = Arc::new((self.path.clone(), handle.offset));
-        Ok(Arc::new(Block::new(
-            verify_block(raw, &self.path, handle)?,
-            origin,
-        )?))
-    }
 }
 
 /// Reads from `offset` until `buf` is full or the file ends; returns how

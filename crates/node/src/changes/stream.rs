@@ -6,13 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_cluster::{Siblings, TokenRange};
+use prost::bytes::Bytes;
+use strata_cluster::{Siblings, TokenRange, encode_engine_key};
 use strata_proto::v1::{self, KeyVersionsBatch, StreamRangeRequest};
 use tonic::transport::Channel;
-
-use strata_cluster::encode_engine_key;
-
-use prost::bytes::Bytes;
 
 use crate::storage::{Storage, StorageError, encode, validate, version_from_proto};
 use crate::throttle::Throttle;
@@ -77,26 +74,22 @@ pub(crate) async fn copy_range(
     progress: &mut (dyn FnMut(Copied) + Send),
 ) -> Result<Copied, StreamError> {
     let mut total = Copied::default();
-    let local = match sink {
-        Sink::Local(storage) => Some(storage),
-        Sink::Remote(_) => None,
-    };
-    let mut batches = open(range, source, batch_bytes, local.is_some()).await?;
+    let stored_form = matches!(sink, Sink::Local(_));
+    let mut batches = open(range, source, batch_bytes, stored_form).await?;
     let mut runs = Runs::default();
     while let Some(batch) = batches.next(timeout).await? {
         let copied = Copied {
             keys: (batch.entries.len() + batch.stored.len()) as u64,
             bytes: prost::Message::encoded_len(&batch) as u64,
         };
-        match (sink, local) {
-            (_, Some(storage)) => {
+        match sink {
+            Sink::Local(storage) => {
                 runs.add(batch)?;
                 if runs.bytes >= RUN_BYTES {
                     runs.load(storage).await?;
                 }
             }
-            (Sink::Remote(channel), None) => apply_remote(batch, channel, timeout).await?,
-            (Sink::Local(_), None) => unreachable!("a local sink has its storage"),
+            Sink::Remote(channel) => apply_remote(batch, channel, timeout).await?,
         }
         total.keys += copied.keys;
         total.bytes += copied.bytes;
@@ -107,7 +100,7 @@ pub(crate) async fn copy_range(
             .reserve(copied.bytes);
         tokio::time::sleep_until(until).await;
     }
-    if let Some(storage) = local {
+    if let Sink::Local(storage) = sink {
         runs.load(storage).await?;
         runs.wait().await?;
     }

@@ -66,6 +66,12 @@ impl RangeEntry {
     }
 }
 
+/// One key of a `StreamRange` batch, in either form.
+enum Streamed {
+    Stored(StoredVersions),
+    Versions(KeyVersions),
+}
+
 /// What [`Storage::ingest`] did with a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ingested {
@@ -273,29 +279,20 @@ impl Storage {
             let mut batch = KeyVersionsBatch::default();
             let mut bytes = 0;
             let mut receiver_gone = false;
-            let scanned = storage.scan_stored(range, &start_after, |_, key, value| {
-                if stored_form {
-                    let entry = StoredVersions {
-                        key: key.to_vec().into(),
-                        value: value.into(),
-                    };
-                    bytes += prost::Message::encoded_len(&entry);
-                    batch.stored.push(entry);
-                } else {
-                    let siblings = match decode(&value) {
-                        Ok(siblings) => siblings,
-                        Err(e) => {
-                            tracing::error!(key = ?String::from_utf8_lossy(key), error = %e, "unreadable versions skipped by a range scan");
-                            return ControlFlow::Continue(());
-                        }
-                    };
-                    let kv = KeyVersions {
-                        key: key.to_vec().into(),
-                        versions: siblings.versions().iter().map(version_to_proto).collect(),
-                    };
-                    bytes += prost::Message::encoded_len(&kv);
-                    batch.entries.push(kv);
-                }
+            // Appends one key; sends the batch once it reaches `limit`.
+            let mut add = |key: Streamed| {
+                bytes += match key {
+                    Streamed::Stored(entry) => {
+                        let len = prost::Message::encoded_len(&entry);
+                        batch.stored.push(entry);
+                        len
+                    }
+                    Streamed::Versions(entry) => {
+                        let len = prost::Message::encoded_len(&entry);
+                        batch.entries.push(entry);
+                        len
+                    }
+                };
                 if bytes >= limit {
                     bytes = 0;
                     if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
@@ -304,7 +301,27 @@ impl Storage {
                     }
                 }
                 ControlFlow::Continue(())
-            });
+            };
+            let scanned = if stored_form {
+                storage.scan_stored(range, &start_after, |_, key, value| {
+                    add(Streamed::Stored(StoredVersions {
+                        key: key.to_vec().into(),
+                        value: value.into(),
+                    }))
+                })
+            } else {
+                storage.scan(range, &start_after, |entry| {
+                    add(Streamed::Versions(KeyVersions {
+                        key: entry.key.into(),
+                        versions: entry
+                            .siblings
+                            .versions()
+                            .iter()
+                            .map(version_to_proto)
+                            .collect(),
+                    }))
+                })
+            };
             if receiver_gone {
                 return;
             }
