@@ -253,3 +253,24 @@ impl Replica for ReplicaService {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use strata_proto::v1::StoredVersions;
+
+    use super::*;
+
+    #[test]
+    fn apply_batch_refuses_stored_form_keys_instead_of_dropping_them() {
+        assert!(refuse_stored(&KeyVersionsBatch::default()).is_ok());
+        let stored = KeyVersionsBatch {
+            entries: Vec::new(),
+            stored: vec![StoredVersions {
+                key: b"k".to_vec().into(),
+                value: b"\x01".to_vec().into(),
+            }],
+        };
+        let refused = refuse_stored(&stored).expect_err("stored keys are refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    }
+}
