@@ -147,12 +147,17 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // `dev` runs nodes: all cores. Client commands, `bench` included, run
-    // on one thread, leaving the other cores to the nodes they measure.
-    let runtime = if matches!(cli.command, Command::Dev(_)) {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
+    // `dev` runs nodes: all cores. Client commands run on one thread, and
+    // `bench` on `--client-threads` (default one), leaving the other cores
+    // to the nodes they measure.
+    let runtime = match &cli.command {
+        Command::Dev(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Bench(args) if args.client_threads > 1 => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::try_from(args.client_threads).unwrap_or(1));
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
     }
     .enable_all()
     .build();

@@ -65,6 +65,12 @@ pub(crate) struct BenchArgs {
     /// One JSON object per result line instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Threads of the client's async runtime. With one (the default) the
+    /// client takes at most one core, leaving the others to a local
+    /// cluster; the report shows the client's own CPU per phase, so a
+    /// client that saturates its core is visible.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub(crate) client_threads: u64,
 }
 
 /// Latencies and errors of one phase.
@@ -76,6 +82,9 @@ pub(crate) struct PhaseStats {
     pub(crate) errors: BTreeMap<String, u64>,
     /// Wall time of the phase.
     pub(crate) elapsed: Duration,
+    /// CPU time the client process used during the phase (user + system),
+    /// when the OS reports it.
+    pub(crate) client_cpu: Option<Duration>,
 }
 
 impl PhaseStats {
@@ -290,6 +299,7 @@ where
     Fut: std::future::Future<Output = PhaseStats> + Send + 'static,
 {
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let tasks: Vec<_> = (0..args.threads.max(1))
         .map(|index| {
             tokio::spawn(body(Worker {
@@ -305,7 +315,28 @@ where
         total.merge(stats);
     }
     total.elapsed = started.elapsed();
+    total.client_cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     Ok(total)
+}
+
+/// CPU time (user + system) this process has used, from `/proc/self/stat`
+/// (Linux; `None` elsewhere or when unreadable).
+fn process_cpu() -> Option<Duration> {
+    parse_proc_stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// utime + stime of a `/proc/PID/stat` line. They are fields 14 and 15, in
+/// clock ticks of USER_HZ (100 on Linux); the command name (field 2) may
+/// hold spaces and parentheses, so fields are counted after its last `)`.
+fn parse_proc_stat_cpu(stat: &str) -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }
 
 #[cfg(test)]
@@ -322,5 +353,17 @@ mod tests {
         assert_ne!(a, b, "every value is fresh");
         let distinct = a.iter().collect::<std::collections::HashSet<_>>().len();
         assert!(distinct > 200, "bytes spread over the range: {distinct}");
+    }
+
+    #[test]
+    fn client_cpu_is_utime_plus_stime_counted_after_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime ...; the name holds ") 9 9 (".
+        let line = "42 (a) 9 9 (b) S 1 42 42 0 -1 4194560 10 0 0 0 250 130 0 0 20 0 3";
+        assert_eq!(parse_proc_stat_cpu(line), Some(Duration::from_millis(3800)));
+        assert_eq!(parse_proc_stat_cpu("42 (a) S 1 2"), None, "too short");
+        assert_eq!(parse_proc_stat_cpu("no name here"), None);
+        let own = process_cpu().expect("this test runs on Linux");
+        assert!(own < Duration::from_secs(24 * 3600));
     }
 }

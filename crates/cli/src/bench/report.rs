@@ -8,6 +8,7 @@ use super::{BenchArgs, PhaseStats};
 pub(crate) struct Report {
     workload: Workload,
     threads: u64,
+    client_threads: u64,
     phases: Vec<(&'static str, PhaseStats)>,
 }
 
@@ -31,6 +32,7 @@ impl Report {
         Self {
             workload: args.workload,
             threads: args.threads,
+            client_threads: args.client_threads,
             phases: Vec::new(),
         }
     }
@@ -93,6 +95,22 @@ impl Report {
                 out.push_str(&format!(
                     "{:<6} {:<7} {:>10} {:>11.0} {:>8} {:>8} {:>8} {:>8}\n",
                     l.phase, l.op, l.count, l.ops_per_sec, p50, p95, p99, p999
+                ));
+            }
+        }
+        for (phase, stats) in &self.phases {
+            let ran = stats.latencies.values().any(|h| !h.is_empty()) || !stats.errors.is_empty();
+            let Some(cpu) = stats.client_cpu.filter(|_| ran) else {
+                continue;
+            };
+            let cores = cpu.as_secs_f64() / stats.elapsed.as_secs_f64().max(1e-9);
+            if json {
+                out.push_str(&format!("{{\"workload\": \"{workload}\", \"phase\": \"{phase}\", \"client_cpu_cores\": {cores:.2}, \"client_threads\": {}}}\n", self.client_threads));
+            } else {
+                out.push_str(&format!(
+                    "{phase:<6} client  CPU {cores:.2} cores ({} runtime thread{})\n",
+                    self.client_threads,
+                    if self.client_threads == 1 { "" } else { "s" }
                 ));
             }
         }
