@@ -19,6 +19,7 @@ mod fs;
 mod iter;
 mod key;
 mod memtable;
+mod memtable_filter;
 mod merge;
 mod options;
 mod record;

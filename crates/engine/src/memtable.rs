@@ -12,22 +12,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_skiplist::SkipMap;
 
 use crate::key::{InternalKey, Kind, SeqNo};
+use crate::memtable_filter::KeyFilter;
+use crate::table::bloom;
 
 /// Per-entry overhead counted toward the size limit (skiplist node, lengths).
 const ENTRY_OVERHEAD: usize = 48;
+/// Memtable bytes per byte of key filter: a 64 MiB memtable gets 4 MiB.
+const BYTES_PER_FILTER_BYTE: usize = 16;
 
 #[derive(Debug)]
 pub(crate) struct Memtable {
     map: SkipMap<InternalKey, ()>,
+    /// Every user key inserted (see `memtable_filter`).
+    filter: KeyFilter,
     bytes: AtomicUsize,
     /// The WAL file holding this memtable's writes.
     wal_number: u64,
 }
 
 impl Memtable {
-    pub(crate) fn new(wal_number: u64) -> Self {
+    /// A memtable for up to about `limit_bytes` of entries (sizes its key
+    /// filter; a memtable filled past it stays correct).
+    pub(crate) fn new(wal_number: u64, limit_bytes: usize) -> Self {
         Self {
             map: SkipMap::new(),
+            filter: KeyFilter::with_bytes(limit_bytes / BYTES_PER_FILTER_BYTE),
             bytes: AtomicUsize::new(0),
             wal_number,
         }
@@ -35,9 +44,17 @@ impl Memtable {
 
     pub(crate) fn insert(&self, seq: SeqNo, kind: Kind, user_key: &[u8], value: &[u8]) {
         let entry = InternalKey::with_value(user_key, seq, kind, value);
+        // Before the entry: whoever can find the entry finds its bits.
+        self.filter.insert(bloom::hash(user_key));
         self.bytes
             .fetch_add(entry.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
         self.map.insert(entry, ());
+    }
+
+    /// False means no entry for the user key with this hash
+    /// ([`bloom::hash`]) is in the memtable: lookups can skip it.
+    pub(crate) fn may_contain(&self, user_key_hash: u64) -> bool {
+        self.filter.may_contain(user_key_hash)
     }
 
     pub(crate) fn approximate_bytes(&self) -> usize {
@@ -71,6 +88,9 @@ impl Memtable {
     /// How many merge operands for `user_key` sit on top of its newest
     /// non-merge entry in this memtable, counting up to `limit`.
     pub(crate) fn merge_chain(&self, user_key: &[u8], limit: usize) -> usize {
+        if !self.may_contain(bloom::hash(user_key)) {
+            return 0;
+        }
         let start = InternalKey::probe(&crate::key::seek_key(user_key, crate::key::MAX_SEQ));
         self.map
             .range(start..)
@@ -140,7 +160,7 @@ mod tests {
 
     #[test]
     fn iterates_newest_version_first_and_tracks_size() {
-        let mem = Arc::new(Memtable::new(1));
+        let mem = Arc::new(Memtable::new(1, 4096));
         mem.insert(1, Kind::Put, b"b", b"old");
         mem.insert(2, Kind::Put, b"b", b"new");
         mem.insert(3, Kind::Delete, b"a", b"");
@@ -166,7 +186,7 @@ mod tests {
 
     #[test]
     fn seek_respects_snapshot_sequence() {
-        let mem = Memtable::new(1);
+        let mem = Memtable::new(1, 4096);
         mem.insert(5, Kind::Put, b"k", b"v5");
         mem.insert(9, Kind::Put, b"k", b"v9");
         let (ikey, value) = mem.seek(&key::seek_key(b"k", 7)).expect("found");

@@ -242,7 +242,11 @@ fn has_base(
     user_key: &[u8],
 ) -> Result<bool> {
     let target = key::seek_key(user_key, MAX_SEQ);
+    let hash = crate::table::bloom::hash(user_key);
     for m in std::iter::once(mem).chain(imms) {
+        if !m.may_contain(hash) {
+            continue;
+        }
         let mut it = MemtableIter::new(Arc::clone(m));
         it.seek(&target)?;
         if base_here(&mut it, user_key)? {
@@ -251,7 +255,7 @@ fn has_base(
     }
     for file in version.files_for(user_key, level) {
         let table = inner.tables.get(file)?;
-        if !table.may_contain(user_key) {
+        if !table.may_contain(hash) {
             continue;
         }
         let mut it = table.iter();

@@ -65,7 +65,11 @@ pub(crate) fn get(inner: &Inner, user_key: &[u8], seq: SeqNo) -> Result<Option<V
     let state = inner.state();
     let target = key::seek_key(user_key, seq);
     let mut lookup = Lookup::default();
+    let hash = crate::table::bloom::hash(user_key);
     for mem in std::iter::once(&state.mem).chain(&state.imms) {
+        if !mem.may_contain(hash) {
+            continue;
+        }
         let mut it = MemtableIter::new(std::sync::Arc::clone(mem));
         it.seek(&target)?;
         if lookup.visit(&mut it, user_key)? {
@@ -75,7 +79,7 @@ pub(crate) fn get(inner: &Inner, user_key: &[u8], seq: SeqNo) -> Result<Option<V
     let version = &state.version;
     for file in version.files_for(user_key, version.levels.len()) {
         let table = inner.tables.get(file)?;
-        if !table.may_contain(user_key) {
+        if !table.may_contain(hash) {
             continue;
         }
         let mut it = table.iter();

@@ -65,8 +65,9 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
     let next_file = Arc::new(AtomicU64::new(next_file));
     let blocks = Arc::new(BlockCache::new(options.block_cache_bytes));
 
-    // Replay logs, oldest first.
-    let mem = Memtable::new(0);
+    // Replay logs, oldest first (into a memtable only flushed: no lookups,
+    // so no key filter to speak of).
+    let mem = Memtable::new(0, 0);
     let mut corrupt_logs = Vec::new();
     for (kind, number, path) in &listing {
         if *kind != FileKind::Wal || *number < log_number {
@@ -101,7 +102,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
     Ok(Inner {
         dir: dir.to_owned(),
         state: RwLock::new(State {
-            mem: Arc::new(Memtable::new(wal_number)),
+            mem: Arc::new(Memtable::new(wal_number, options.memtable_bytes)),
             imms: Vec::new(),
             version,
         }),

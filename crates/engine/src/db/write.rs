@@ -330,7 +330,10 @@ fn switch_memtable(inner: &Inner) -> Result<()> {
     }
     {
         let mut state = inner.state.write().expect("state lock");
-        let old = std::mem::replace(&mut state.mem, Arc::new(Memtable::new(number)));
+        let old = std::mem::replace(
+            &mut state.mem,
+            Arc::new(Memtable::new(number, inner.options.memtable_bytes)),
+        );
         state.imms.insert(0, old);
     }
     let _bg = inner.bg.lock().expect("bg lock");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::block::{Block, BlockIter};
-use super::bloom::{self, Bloom};
+use super::bloom::Bloom;
 use super::format::{
     FOOTER_LEN, FORMAT_VERSION, Footer, FooterError, Handle, LZ4, MAX_BLOCK_LEN, NO_COMPRESSION,
     TRAILER_LEN, block_checksum,
@@ -87,8 +87,10 @@ impl Table {
     }
 
     /// False when the bloom filter rules the user key out.
-    pub(crate) fn may_contain(&self, user_key: &[u8]) -> bool {
-        self.bloom.may_contain(bloom::hash(user_key))
+    /// False means the table holds no entry for the user key with this
+    /// hash ([`super::bloom::hash`], computed once per lookup).
+    pub(crate) fn may_contain(&self, user_key_hash: u64) -> bool {
+        self.bloom.may_contain(user_key_hash)
     }
 
     pub(crate) fn iter(self: &Arc<Self>) -> TableIter {
