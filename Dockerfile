@@ -23,6 +23,8 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
+# The build flags (tokio_unstable) apply to the dependencies too.
+COPY .cargo .cargo
 # Dependencies only: cached until Cargo.lock or a manifest changes.
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .

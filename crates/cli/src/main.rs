@@ -151,16 +151,17 @@ fn main() -> std::process::ExitCode {
     // `bench` on `--client-threads` (default one), leaving the other cores
     // to the nodes they measure.
     let runtime = match &cli.command {
-        Command::Dev(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Dev(_) => strata_node::runtime::build(),
         Command::Bench(args) if args.client_threads > 1 => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(usize::try_from(args.client_threads).unwrap_or(1));
-            builder
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(usize::try_from(args.client_threads).unwrap_or(1))
+                .enable_all()
+                .build()
         }
-        _ => tokio::runtime::Builder::new_current_thread(),
-    }
-    .enable_all()
-    .build();
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -27,6 +27,7 @@ pub mod repair;
 pub mod request;
 pub mod ring_file;
 pub mod run;
+pub mod runtime;
 pub mod server;
 mod services;
 mod status;
