@@ -1,9 +1,9 @@
 //! Engine statistics: per-level sizes, write amplification, stalls, cache.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use crate::db::Inner;
+use crate::stall::StallLog;
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -11,15 +11,8 @@ pub(crate) struct Counters {
     pub(crate) flush_bytes: AtomicU64,
     pub(crate) compaction_bytes: AtomicU64,
     pub(crate) compaction_bytes_read: AtomicU64,
-    pub(crate) stall_micros: AtomicU64,
+    pub(crate) stalls: StallLog,
     pub(crate) ingested_bytes: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add_stall(&self, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.stall_micros.fetch_add(micros, Ordering::Relaxed);
-    }
 }
 
 /// Files and bytes on one level.
@@ -49,6 +42,9 @@ pub struct Stats {
     pub write_amplification: f64,
     /// Time writers spent delayed or stalled, in microseconds.
     pub stall_micros: u64,
+    /// Stall events dropped from the log before anyone drained them
+    /// ([`Db::drain_stalls`](crate::Db::drain_stalls)).
+    pub stall_events_dropped: u64,
     /// Table bytes added by `ingest_behind` since open.
     pub ingested_bytes: u64,
     /// Fraction of block lookups served from the block cache.
@@ -86,7 +82,8 @@ pub(crate) fn collect(inner: &Inner) -> Stats {
         } else {
             (flush + compaction) as f64 / user as f64
         },
-        stall_micros: c.stall_micros.load(Ordering::Relaxed),
+        stall_micros: c.stalls.total_micros(),
+        stall_events_dropped: c.stalls.dropped(),
         ingested_bytes: c.ingested_bytes.load(Ordering::Relaxed),
         block_cache_hit_rate: inner.tables.blocks().hit_rate(),
         memtable_bytes: state.mem.approximate_bytes(),

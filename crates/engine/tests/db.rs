@@ -315,3 +315,54 @@ fn long_merge_chains_fold_at_write_time_with_snapshots_intact() {
         String::from_utf8_lossy(&value)
     );
 }
+
+#[test]
+fn writes_outrunning_flush_and_compaction_are_reported_as_stalls_with_causes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One immutable memtable at most and a level 0 that stops writes at two
+    // files: a writer of 4 KiB memtables waits for background work often.
+    let options = Options {
+        memtable_bytes: 4096,
+        max_immutable_memtables: 1,
+        l0_compaction_trigger: 1,
+        l0_slowdown_trigger: 1,
+        l0_stop_trigger: 2,
+        ..small_options()
+    };
+    let db = Db::open(dir.path(), options).expect("open");
+    let started = std::time::Instant::now();
+    for i in 0..2000 {
+        db.put(&key(i), &[b'v'; 100]).expect("put");
+    }
+    let elapsed = started.elapsed();
+    let stalls = db.drain_stalls();
+    assert!(!stalls.is_empty(), "a writer this far ahead waits");
+    assert!(
+        stalls
+            .iter()
+            .all(|s| s.duration <= elapsed && s.started >= started),
+        "every stall lies within the run: {stalls:?}"
+    );
+    let stopped = stalls
+        .iter()
+        .filter(|s| s.cause != strata_engine::StallCause::Level0Slowdown)
+        .count();
+    assert!(
+        stopped > 0,
+        "some writes stopped for flush or compaction: {stalls:?}"
+    );
+    let stats = db.stats();
+    let logged: u64 = stalls
+        .iter()
+        .map(|s| u64::try_from(s.duration.as_micros()).expect("short"))
+        .sum();
+    assert_eq!(
+        stats.stall_micros, logged,
+        "the total is the sum of the events"
+    );
+    assert_eq!(stats.stall_events_dropped, 0);
+    assert!(db.drain_stalls().is_empty(), "drained once");
+    for i in 0..2000 {
+        assert_eq!(db.get(&key(i)).expect("get"), Some(vec![b'v'; 100]));
+    }
+}

@@ -331,6 +331,15 @@ impl Db {
         crate::stats::collect(&self.inner)
     }
 
+    /// Takes the write stalls recorded since the last call, oldest first:
+    /// each wait of a writer for flush or compaction with its cause and
+    /// length ([`crate::StallEvent`]). The engine keeps the newest 4096
+    /// undrained events; older ones are counted in
+    /// [`Stats::stall_events_dropped`].
+    pub fn drain_stalls(&self) -> Vec<crate::StallEvent> {
+        self.inner.counters.stalls.drain()
+    }
+
     /// Stops the background threads and syncs the WAL.
     ///
     /// The directory stays locked while a [`Snapshot`] or [`DbIter`] of this

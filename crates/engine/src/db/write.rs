@@ -16,6 +16,7 @@ use super::Inner;
 use crate::key::Kind;
 use crate::memtable::Memtable;
 use crate::record::RecordWriter;
+use crate::stall::{StallCause, Stop};
 use crate::version::{FileKind, file_path};
 use crate::{Durability, Error, Result, WriteBatch};
 
@@ -262,6 +263,8 @@ fn fold_long_chain(
 fn make_room(inner: &Inner, force: bool) -> Result<()> {
     let options = &inner.options;
     let mut allow_delay = !force;
+    // Recorded when the cause changes and when this returns.
+    let mut stop = Stop::new(&inner.counters.stalls);
     loop {
         if let Some(e) = inner.background_error() {
             return Err(e);
@@ -278,7 +281,10 @@ fn make_room(inner: &Inner, force: bool) -> Result<()> {
         if allow_delay && l0 >= options.l0_slowdown_trigger {
             let started = Instant::now();
             std::thread::sleep(Duration::from_millis(1));
-            inner.counters.add_stall(started.elapsed());
+            inner
+                .counters
+                .stalls
+                .record(StallCause::Level0Slowdown, started);
             allow_delay = false;
             continue;
         }
@@ -289,14 +295,17 @@ fn make_room(inner: &Inner, force: bool) -> Result<()> {
             return Ok(());
         }
         if imms >= options.max_immutable_memtables || l0 >= options.l0_stop_trigger {
-            let started = Instant::now();
+            stop.waiting(if imms >= options.max_immutable_memtables {
+                StallCause::TooManyMemtables
+            } else {
+                StallCause::TooManyLevel0Files
+            });
             let bg = inner.bg.lock().expect("bg lock");
             if bg.error.is_none() && !bg.shutdown {
                 let _ = inner.bg_cv.wait_timeout(bg, Duration::from_millis(50));
             } else if bg.shutdown {
                 return Err(Error::Background("database is closing".into()));
             }
-            inner.counters.add_stall(started.elapsed());
             continue;
         }
         return switch_memtable(inner);
