@@ -5,6 +5,10 @@
 //!     --num 1000000 --engines strata,fjall [--json]
 //! ```
 //!
+//! `--benchmarks sustained` (not in the default list) writes
+//! `--sustained-bytes` (10 GB) of random keys with one writer and reports
+//! throughput over time and every write stall (see `sustained.rs`).
+//!
 //! Both engines run in this one process, on the same allocator: jemalloc,
 //! or glibc malloc with `--features dbbench-system-allocator`.
 //!
@@ -27,6 +31,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use strata_engine::{Db, Durability, Options};
+
+mod sustained;
 
 // The allocator both engines run on (BENCHMARKS.md compares allocators):
 // jemalloc by default, glibc malloc with `--features dbbench-system-allocator`.
@@ -61,6 +67,16 @@ struct Args {
     /// Writes per fillsync run (default: num / 100, at least 1000).
     #[arg(long)]
     sync_num: Option<u64>,
+    /// Bytes of keys and values the `sustained` benchmark writes.
+    #[arg(long, default_value_t = 10_000_000_000)]
+    sustained_bytes: u64,
+    /// Seconds between the `sustained` benchmark's throughput lines.
+    #[arg(long, default_value_t = 5.0)]
+    report_secs: f64,
+    /// The `sustained` benchmark lists every write that took this many
+    /// milliseconds or more, with the engine's stall causes.
+    #[arg(long, default_value_t = 20.0)]
+    stall_ms: f64,
     /// Directory for the databases (default: a temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -78,6 +94,18 @@ trait Engine: Send + Sync {
     fn diagnostics(&self) -> Option<String> {
         None
     }
+    /// Write stalls the engine recorded since the last call (none when it
+    /// does not report them).
+    fn drain_stalls(&self) -> Vec<Stall> {
+        Vec::new()
+    }
+}
+
+/// A write stall as an engine reports it.
+struct Stall {
+    cause: &'static str,
+    started: Instant,
+    duration: Duration,
 }
 
 struct Strata(Db);
@@ -106,6 +134,17 @@ impl Engine for Strata {
             s.write_amplification,
             s.block_cache_hit_rate * 100.0
         ))
+    }
+    fn drain_stalls(&self) -> Vec<Stall> {
+        self.0
+            .drain_stalls()
+            .into_iter()
+            .map(|e| Stall {
+                cause: e.cause.name(),
+                started: e.started,
+                duration: e.duration,
+            })
+            .collect()
     }
 }
 
@@ -490,6 +529,46 @@ fn main() {
                     };
                     let r = finish(bench.clone(), engine, ops, elapsed, hist, wb, &dir);
                     diagnose(&*db, args.json);
+                    vec![r]
+                }
+                "sustained" => {
+                    let dir = root.join(bench);
+                    let db = open(engine, &dir, false);
+                    if !args.json {
+                        println!(
+                            "sustained, {engine}: {:.1} GB of random keys, one writer",
+                            args.sustained_bytes as f64 / 1e9
+                        );
+                    }
+                    let wb = process_write_bytes();
+                    let out = sustained::run(
+                        &*db,
+                        &source,
+                        args.sustained_bytes,
+                        Duration::from_secs_f64(args.report_secs.max(0.1)),
+                        Duration::from_secs_f64(args.stall_ms.max(0.0) / 1e3),
+                        args.json,
+                    );
+                    let r = finish(
+                        bench.clone(),
+                        engine,
+                        out.ops,
+                        out.elapsed,
+                        out.hist,
+                        wb,
+                        &dir,
+                    );
+                    if !args.json {
+                        eprintln!(
+                            "    writes of {} ms or more: {}, longest write {:.1} ms",
+                            args.stall_ms,
+                            out.slow_writes,
+                            out.longest.as_secs_f64() * 1e3
+                        );
+                    }
+                    diagnose(&*db, args.json);
+                    drop(db);
+                    let _ = std::fs::remove_dir_all(&dir);
                     vec![r]
                 }
                 other => {
