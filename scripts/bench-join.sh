@@ -18,15 +18,8 @@ RECORDS=$((GIB * 1024 * 1024 * 1024 / VALUE))
 cargo build --release -q -p strata-node -p strata-cli
 NODE=target/release/strata-node
 STRATA=target/release/strata
-ROOT=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-join.XXXXXX")
-PIDS=()
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$ROOT"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+scratch bench-join
 
 echo "## disk sequential write (dd, 1 GiB, O_DIRECT, fsync)"
 DISK=$(dd if=/dev/zero of="$ROOT/dd" bs=1M count=1024 oflag=direct conv=fsync 2>&1 | tail -1)

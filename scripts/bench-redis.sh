@@ -36,14 +36,8 @@ fi
 cargo build --release -q -p strata-cli --bin strata -p strata-node --bin strata-node
 STRATA=target/release/strata
 NODE=target/release/strata-node
-ROOT=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-redis.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$ROOT"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+scratch bench-redis
 
 SPORT=7650
 RPORT=7651

@@ -15,14 +15,8 @@ ROUNDS=${4:-2}
 cargo build --release -q -p strata-node -p strata-cli
 NODE=target/release/strata-node
 STRATA=target/release/strata
-ROOT=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-tls.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$ROOT"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+scratch bench-tls
 
 # A CA and one certificate for the three nodes (SAN 127.0.0.1).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \

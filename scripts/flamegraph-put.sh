@@ -16,14 +16,8 @@ command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >
 command -v inferno-flamegraph >/dev/null || cargo install -q --locked inferno
 
 cargo build --release -q -p strata-cli --bin strata -p strata-node --bin strata-node
-ROOT=$(mktemp -d "${TMPDIR:-/tmp}/strata-flame.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$ROOT"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+scratch flame
 
 NODE_BIN=${STRATA_NODE_BIN:-target/release/strata-node}
 "$NODE_BIN" --node-id flame-0 --data-dir "$ROOT/data" --listen 127.0.0.1:7660 \
