@@ -37,5 +37,5 @@ pub use fs::simulate_power_loss;
 pub use key::{MAX_SEQ, SeqNo};
 pub use merge::MergeOperator;
 pub use options::{Durability, Options, WalRecovery};
-pub use stall::{StallCause, StallEvent};
+pub use stall::{StallCause, StallEvent, StallTotal};
 pub use stats::{LevelStats, Stats};

@@ -33,6 +33,31 @@ pub enum StallCause {
 }
 
 impl StallCause {
+    /// Every cause, in [`Stats::stalls_by_cause`](crate::Stats) order.
+    pub const ALL: [Self; 3] = [
+        Self::Level0Slowdown,
+        Self::TooManyMemtables,
+        Self::TooManyLevel0Files,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            Self::Level0Slowdown => 0,
+            Self::TooManyMemtables => 1,
+            Self::TooManyLevel0Files => 2,
+        }
+    }
+
+    /// A metric label: `level0_slowdown`, `memtables_full`, `level0_full`.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Level0Slowdown => "level0_slowdown",
+            Self::TooManyMemtables => "memtables_full",
+            Self::TooManyLevel0Files => "level0_full",
+        }
+    }
+
     /// A short name for reports.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -55,12 +80,26 @@ pub struct StallEvent {
     pub duration: Duration,
 }
 
-/// The bounded log of events plus the running total.
+/// Stalls of one cause since open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StallTotal {
+    /// The cause.
+    pub cause: StallCause,
+    /// Stall events.
+    pub count: u64,
+    /// Their summed length in microseconds.
+    pub micros: u64,
+}
+
+/// The bounded log of events plus running totals, which stay exact when
+/// nobody drains the log.
 #[derive(Debug, Default)]
 pub(crate) struct StallLog {
     events: Mutex<VecDeque<StallEvent>>,
     dropped: AtomicU64,
     total_micros: AtomicU64,
+    counts: [AtomicU64; 3],
+    micros: [AtomicU64; 3],
 }
 
 impl StallLog {
@@ -68,6 +107,8 @@ impl StallLog {
         let duration = started.elapsed();
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         self.total_micros.fetch_add(micros, Ordering::Relaxed);
+        self.counts[cause.index()].fetch_add(1, Ordering::Relaxed);
+        self.micros[cause.index()].fetch_add(micros, Ordering::Relaxed);
         let mut events = self.events.lock().expect("stall log lock");
         if events.len() == LOG_CAPACITY {
             events.pop_front();
@@ -92,6 +133,18 @@ impl StallLog {
     /// Time writers spent delayed or stopped since open, in microseconds.
     pub(crate) fn total_micros(&self) -> u64 {
         self.total_micros.load(Ordering::Relaxed)
+    }
+
+    /// Count and time per cause since open, in [`StallCause::ALL`] order.
+    pub(crate) fn totals(&self) -> Vec<StallTotal> {
+        StallCause::ALL
+            .iter()
+            .map(|&cause| StallTotal {
+                cause,
+                count: self.counts[cause.index()].load(Ordering::Relaxed),
+                micros: self.micros[cause.index()].load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// Events dropped undrained because the log was full.
@@ -182,5 +235,15 @@ mod tests {
                 .all(|e| e.cause == StallCause::TooManyLevel0Files)
         );
         assert_eq!(log.dropped(), 1);
+        let counts: Vec<_> = log.totals().iter().map(|t| (t.cause, t.count)).collect();
+        assert_eq!(
+            counts,
+            [
+                (StallCause::Level0Slowdown, 1),
+                (StallCause::TooManyMemtables, 0),
+                (StallCause::TooManyLevel0Files, LOG_CAPACITY as u64),
+            ],
+            "totals count the dropped event too"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::db::Inner;
-use crate::stall::StallLog;
+use crate::stall::{StallLog, StallTotal};
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -45,6 +45,9 @@ pub struct Stats {
     /// Stall events dropped from the log before anyone drained them
     /// ([`Db::drain_stalls`](crate::Db::drain_stalls)).
     pub stall_events_dropped: u64,
+    /// Stall count and time per cause since open, one entry per
+    /// [`StallCause::ALL`](crate::StallCause::ALL).
+    pub stalls_by_cause: Vec<StallTotal>,
     /// Table bytes added by `ingest_behind` since open.
     pub ingested_bytes: u64,
     /// Fraction of block lookups served from the block cache.
@@ -84,6 +87,7 @@ pub(crate) fn collect(inner: &Inner) -> Stats {
         },
         stall_micros: c.stalls.total_micros(),
         stall_events_dropped: c.stalls.dropped(),
+        stalls_by_cause: c.stalls.totals(),
         ingested_bytes: c.ingested_bytes.load(Ordering::Relaxed),
         block_cache_hit_rate: inner.tables.blocks().hit_rate(),
         memtable_bytes: state.mem.approximate_bytes(),

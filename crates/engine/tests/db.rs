@@ -360,6 +360,15 @@ fn writes_outrunning_flush_and_compaction_are_reported_as_stalls_with_causes() {
         stats.stall_micros, logged,
         "the total is the sum of the events"
     );
+    for total in &stats.stalls_by_cause {
+        let events: Vec<_> = stalls.iter().filter(|s| s.cause == total.cause).collect();
+        assert_eq!(total.count, events.len() as u64, "{:?}", total.cause);
+        let micros: u64 = events
+            .iter()
+            .map(|s| u64::try_from(s.duration.as_micros()).expect("short"))
+            .sum();
+        assert_eq!(total.micros, micros, "{:?}", total.cause);
+    }
     assert_eq!(stats.stall_events_dropped, 0);
     assert!(db.drain_stalls().is_empty(), "drained once");
     for i in 0..2000 {

@@ -33,6 +33,11 @@ struct LevelLabel {
     level: u32,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: &'static str,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The node's metrics.
@@ -45,6 +50,8 @@ pub struct Metrics {
     level_bytes: Family<LevelLabel, Gauge>,
     write_amplification: FloatGauge,
     stall_seconds: FloatGauge,
+    stalls_by_cause: Family<CauseLabel, Gauge>,
+    stall_seconds_by_cause: Family<CauseLabel, FloatGauge>,
     block_cache_hit_rate: FloatGauge,
     memtable_bytes: Gauge,
     read_repairs: Counter,
@@ -142,6 +149,8 @@ impl Metrics {
         let level_bytes = Family::<LevelLabel, Gauge>::default();
         let write_amplification = FloatGauge::default();
         let stall_seconds = FloatGauge::default();
+        let stalls_by_cause = Family::<CauseLabel, Gauge>::default();
+        let stall_seconds_by_cause = Family::<CauseLabel, FloatGauge>::default();
         let block_cache_hit_rate = FloatGauge::default();
         let memtable_bytes = Gauge::default();
         let (read_repairs, forwarded, replica_failures) =
@@ -314,6 +323,16 @@ impl Metrics {
             stall_seconds.clone(),
         );
         registry.register(
+            "engine_stalls",
+            "Write stalls since start by cause (level0_slowdown: a 1 ms delay; memtables_full: waiting for flush; level0_full: waiting for compaction)",
+            stalls_by_cause.clone(),
+        );
+        registry.register(
+            "engine_stall_cause_seconds",
+            "Time writers were delayed or stalled since start, by cause",
+            stall_seconds_by_cause.clone(),
+        );
+        registry.register(
             "engine_block_cache_hit_rate",
             "Block cache hit rate",
             block_cache_hit_rate.clone(),
@@ -337,6 +356,8 @@ impl Metrics {
             level_bytes,
             write_amplification,
             stall_seconds,
+            stalls_by_cause,
+            stall_seconds_by_cause,
             block_cache_hit_rate,
             memtable_bytes,
             read_repairs,
@@ -434,6 +455,17 @@ impl Metrics {
         }
         self.write_amplification.set(stats.write_amplification);
         self.stall_seconds.set(stats.stall_micros as f64 / 1e6);
+        for total in &stats.stalls_by_cause {
+            let label = CauseLabel {
+                cause: total.cause.label(),
+            };
+            self.stalls_by_cause
+                .get_or_create(&label)
+                .set(i64::try_from(total.count).unwrap_or(i64::MAX));
+            self.stall_seconds_by_cause
+                .get_or_create(&label)
+                .set(total.micros as f64 / 1e6);
+        }
         self.block_cache_hit_rate.set(stats.block_cache_hit_rate);
         self.memtable_bytes
             .set(i64::try_from(stats.memtable_bytes).unwrap_or(i64::MAX));
@@ -503,6 +535,11 @@ mod tests {
                 bytes: 4096,
             }],
             write_amplification: 2.5,
+            stalls_by_cause: vec![strata_engine::StallTotal {
+                cause: strata_engine::StallCause::TooManyMemtables,
+                count: 4,
+                micros: 1_500_000,
+            }],
             ..Stats::default()
         };
         let text = m.render(&stats);
@@ -513,6 +550,8 @@ mod tests {
             r#"strata_engine_level_files{level="0"} 3"#,
             r#"strata_engine_level_bytes{level="0"} 4096"#,
             "strata_engine_write_amplification 2.5",
+            r#"strata_engine_stalls{cause="memtables_full"} 4"#,
+            r#"strata_engine_stall_cause_seconds{cause="memtables_full"} 1.5"#,
             "strata_hints_stored_total 3",
             "strata_hints_replayed_total 0",
             "strata_hints_expired_total 0",
