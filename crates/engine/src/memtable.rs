@@ -13,7 +13,6 @@ use crossbeam_skiplist::SkipMap;
 
 use crate::key::{InternalKey, Kind, SeqNo};
 use crate::memtable_filter::KeyFilter;
-use crate::table::bloom;
 
 /// Per-entry overhead counted toward the size limit (skiplist node, lengths).
 const ENTRY_OVERHEAD: usize = 48;
@@ -42,17 +41,26 @@ impl Memtable {
         }
     }
 
-    pub(crate) fn insert(&self, seq: SeqNo, kind: Kind, user_key: &[u8], value: &[u8]) {
+    /// Inserts an entry; `user_key_hash` is [`crate::table::bloom::hash`] of the key
+    /// (computed once per write by the caller, which probes with it too).
+    pub(crate) fn insert(
+        &self,
+        seq: SeqNo,
+        kind: Kind,
+        user_key: &[u8],
+        user_key_hash: u64,
+        value: &[u8],
+    ) {
         let entry = InternalKey::with_value(user_key, seq, kind, value);
         // Before the entry: whoever can find the entry finds its bits.
-        self.filter.insert(bloom::hash(user_key));
+        self.filter.insert(user_key_hash);
         self.bytes
             .fetch_add(entry.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
         self.map.insert(entry, ());
     }
 
     /// False means no entry for the user key with this hash
-    /// ([`bloom::hash`]) is in the memtable: lookups can skip it.
+    /// ([`crate::table::bloom::hash`]) is in the memtable: lookups can skip it.
     pub(crate) fn may_contain(&self, user_key_hash: u64) -> bool {
         self.filter.may_contain(user_key_hash)
     }
@@ -87,8 +95,8 @@ impl Memtable {
 
     /// How many merge operands for `user_key` sit on top of its newest
     /// non-merge entry in this memtable, counting up to `limit`.
-    pub(crate) fn merge_chain(&self, user_key: &[u8], limit: usize) -> usize {
-        if !self.may_contain(bloom::hash(user_key)) {
+    pub(crate) fn merge_chain(&self, user_key: &[u8], user_key_hash: u64, limit: usize) -> usize {
+        if !self.may_contain(user_key_hash) {
             return 0;
         }
         let start = InternalKey::probe(&crate::key::seek_key(user_key, crate::key::MAX_SEQ));
@@ -157,13 +165,14 @@ mod tests {
     use super::*;
     use crate::iter::InternalIterator as _;
     use crate::key;
+    use crate::table::bloom;
 
     #[test]
     fn iterates_newest_version_first_and_tracks_size() {
         let mem = Arc::new(Memtable::new(1, 4096));
-        mem.insert(1, Kind::Put, b"b", b"old");
-        mem.insert(2, Kind::Put, b"b", b"new");
-        mem.insert(3, Kind::Delete, b"a", b"");
+        mem.insert(1, Kind::Put, b"b", bloom::hash(b"b"), b"old");
+        mem.insert(2, Kind::Put, b"b", bloom::hash(b"b"), b"new");
+        mem.insert(3, Kind::Delete, b"a", bloom::hash(b"a"), b"");
         assert!(mem.approximate_bytes() > 3 * ENTRY_OVERHEAD);
 
         let mut it = MemtableIter::new(mem);
@@ -187,8 +196,8 @@ mod tests {
     #[test]
     fn seek_respects_snapshot_sequence() {
         let mem = Memtable::new(1, 4096);
-        mem.insert(5, Kind::Put, b"k", b"v5");
-        mem.insert(9, Kind::Put, b"k", b"v9");
+        mem.insert(5, Kind::Put, b"k", bloom::hash(b"k"), b"v5");
+        mem.insert(9, Kind::Put, b"k", bloom::hash(b"k"), b"v9");
         let (ikey, value) = mem.seek(&key::seek_key(b"k", 7)).expect("found");
         assert_eq!(key::parse(&ikey).expect("valid").seq, 5);
         assert_eq!(value, b"v5");

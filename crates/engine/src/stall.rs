@@ -91,13 +91,12 @@ pub struct StallTotal {
     pub micros: u64,
 }
 
-/// The bounded log of events plus running totals, which stay exact when
-/// nobody drains the log.
+/// The bounded log of events plus running totals per cause, which stay
+/// exact when nobody drains the log.
 #[derive(Debug, Default)]
 pub(crate) struct StallLog {
     events: Mutex<VecDeque<StallEvent>>,
     dropped: AtomicU64,
-    total_micros: AtomicU64,
     counts: [AtomicU64; 3],
     micros: [AtomicU64; 3],
 }
@@ -106,7 +105,6 @@ impl StallLog {
     pub(crate) fn record(&self, cause: StallCause, started: Instant) {
         let duration = started.elapsed();
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        self.total_micros.fetch_add(micros, Ordering::Relaxed);
         self.counts[cause.index()].fetch_add(1, Ordering::Relaxed);
         self.micros[cause.index()].fetch_add(micros, Ordering::Relaxed);
         let mut events = self.events.lock().expect("stall log lock");
@@ -132,7 +130,10 @@ impl StallLog {
 
     /// Time writers spent delayed or stopped since open, in microseconds.
     pub(crate) fn total_micros(&self) -> u64 {
-        self.total_micros.load(Ordering::Relaxed)
+        self.micros
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .fold(0, u64::saturating_add)
     }
 
     /// Count and time per cause since open, in [`StallCause::ALL`] order.

@@ -563,7 +563,7 @@ fn main() {
                             "    writes of {} ms or more: {}, longest write {:.1} ms",
                             args.stall_ms,
                             out.slow_writes,
-                            out.longest.as_secs_f64() * 1e3
+                            r.hist.max() as f64 / 1e6
                         );
                     }
                     diagnose(&*db, args.json);

@@ -21,9 +21,8 @@ pub(crate) struct Outcome {
     pub(crate) ops: u64,
     pub(crate) elapsed: Duration,
     pub(crate) hist: Histogram<u64>,
-    /// Writes of at least the threshold, and the longest write.
+    /// Writes of at least the threshold.
     pub(crate) slow_writes: u64,
-    pub(crate) longest: Duration,
 }
 
 pub(crate) fn run(
@@ -39,7 +38,7 @@ pub(crate) fn run(
     let mut hist = histogram();
     let mut interval = histogram();
     let mut slow = Vec::new();
-    let (mut slow_writes, mut longest) = (0u64, Duration::ZERO);
+    let mut slow_writes = 0u64;
     let started = Instant::now();
     let mut next_report = report_every;
     let mut interval_ops = 0u64;
@@ -52,7 +51,6 @@ pub(crate) fn run(
         hist.saturating_record(took.as_nanos() as u64);
         interval.saturating_record(took.as_nanos() as u64);
         interval_ops += 1;
-        longest = longest.max(took);
         if took >= stall {
             slow_writes += 1;
             slow.push(SlowWrite {
@@ -101,7 +99,6 @@ pub(crate) fn run(
         elapsed: started.elapsed(),
         hist,
         slow_writes,
-        longest,
     }
 }
 

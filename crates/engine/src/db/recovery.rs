@@ -208,7 +208,7 @@ fn replay_log(path: &Path, mem: &Memtable, mode: WalRecovery) -> Result<Replayed
             break;
         };
         for (seq, kind, key, value) in entries {
-            mem.insert(seq, kind, key, value);
+            mem.insert(seq, kind, key, crate::table::bloom::hash(key), value);
             max_seq = max_seq.max(seq);
         }
         offset += (record::HEADER_LEN + payload.len()) as u64;

@@ -216,9 +216,10 @@ fn commit(inner: &Inner, batches: &[WriteBatch]) -> Result<()> {
             // A fold that fails (IO, corruption) stores the operand as
             // written, which is always correct; the error surfaces on the
             // next read of the key.
-            match fold_long_chain(inner, &mem, seq, kind, key, value) {
-                Ok(Some(merged)) => mem.insert(seq, Kind::Put, key, &merged),
-                Ok(None) | Err(_) => mem.insert(seq, kind, key, value),
+            let hash = crate::table::bloom::hash(key);
+            match fold_long_chain(inner, &mem, seq, kind, key, hash, value) {
+                Ok(Some(merged)) => mem.insert(seq, Kind::Put, key, hash, &merged),
+                Ok(None) | Err(_) => mem.insert(seq, kind, key, hash, value),
             }
         })
         .expect("own encoding decodes");
@@ -243,13 +244,14 @@ fn fold_long_chain(
     seq: crate::key::SeqNo,
     kind: Kind,
     key: &[u8],
+    key_hash: u64,
     operand: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     let limit = inner.options.max_successive_merges;
     let Some(op) = inner.options.merge_operator.as_deref() else {
         return Ok(None);
     };
-    if kind != Kind::Merge || limit == 0 || mem.merge_chain(key, limit) < limit {
+    if kind != Kind::Merge || limit == 0 || mem.merge_chain(key, key_hash, limit) < limit {
         return Ok(None);
     }
     let existing = super::read::get(inner, key, seq - 1)?;
