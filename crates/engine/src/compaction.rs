@@ -222,7 +222,7 @@ impl<'a> Output<'a> {
             let level = self.level;
             self.builder = Some((
                 number,
-                TableBuilder::create(&path, self.ctx.options, level)?,
+                TableBuilder::create(&path, self.ctx.options, level, false)?,
             ));
         }
         let (_, builder) = self.builder.as_mut().expect("just created");

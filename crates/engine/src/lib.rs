@@ -13,6 +13,7 @@ mod cache;
 mod coding;
 mod compaction;
 mod db;
+mod direct;
 mod error;
 mod filter;
 mod fs;

@@ -51,6 +51,14 @@ pub struct Options {
     /// are never compressed: their tables are rewritten soon, so compressing
     /// them costs CPU for little space. Defaults to `true`.
     pub compression: bool,
+    /// Write the tables of bulk loads ([`ingest_behind`](crate::Db::ingest_behind))
+    /// with `O_DIRECT`, past the page cache, where the file system allows
+    /// it (elsewhere they are written as usual). A bulk load is large and
+    /// read later, if at all: copying it into page-cache pages costs as
+    /// much CPU as the rest of the load, and would evict the pages reads
+    /// use. Flushes and compactions always use the page cache. Defaults to
+    /// `true`.
+    pub direct_io_for_ingest: bool,
     /// Number of level-0 files that triggers a compaction into level 1.
     /// Defaults to 4.
     pub l0_compaction_trigger: usize,
@@ -96,6 +104,7 @@ impl Default for Options {
             bloom_bits_per_key: 10,
             block_bytes: 4 << 10,
             compression: true,
+            direct_io_for_ingest: true,
             l0_compaction_trigger: 4,
             num_levels: 7,
             block_cache_bytes: 64 << 20,
@@ -170,6 +179,7 @@ mod tests {
         assert_eq!(o.bloom_bits_per_key, 10);
         assert_eq!(o.block_bytes, 4096);
         assert!(o.compression);
+        assert!(o.direct_io_for_ingest);
         assert_eq!(o.l0_compaction_trigger, 4);
         assert_eq!(o.num_levels, 7);
         assert_eq!(o.block_cache_bytes, 64 * 1024 * 1024);

@@ -22,7 +22,7 @@ pub(crate) fn write_level0(
     }
     let number = next_file.fetch_add(1, Ordering::SeqCst);
     let path = file_path(dir, FileKind::Table, number);
-    let mut builder = TableBuilder::create(&path, options, 0)?;
+    let mut builder = TableBuilder::create(&path, options, 0, false)?;
     let mut result = Ok(());
     mem.for_each(|k, v| {
         if result.is_ok() {

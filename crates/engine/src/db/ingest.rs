@@ -289,7 +289,12 @@ fn build(
     level: usize,
     entries: &[(&[u8], &[u8])],
 ) -> Result<crate::table::TableInfo> {
-    let mut builder = TableBuilder::create(path, &inner.options, level)?;
+    let mut builder = TableBuilder::create(
+        path,
+        &inner.options,
+        level,
+        inner.options.direct_io_for_ingest,
+    )?;
     let mut ikey = Vec::new();
     for (key, value) in entries {
         ikey.clear();

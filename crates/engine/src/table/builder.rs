@@ -33,10 +33,22 @@ pub(crate) struct TableBuilder {
 }
 
 impl TableBuilder {
-    /// A builder for a table on `level` (compression applies from level 2).
-    pub(crate) fn create(path: &Path, options: &crate::Options, level: usize) -> Result<Self> {
+    /// A builder for a table on `level` (compression applies from level 2),
+    /// written past the page cache when `direct` (see
+    /// [`Options::direct_io_for_ingest`](crate::Options::direct_io_for_ingest)).
+    pub(crate) fn create(
+        path: &Path,
+        options: &crate::Options,
+        level: usize,
+        direct: bool,
+    ) -> Result<Self> {
+        let file = if direct {
+            AppendFile::create_direct(path, 1 << 20)?
+        } else {
+            AppendFile::create(path, 256 << 10, 0)?
+        };
         Ok(Self {
-            file: AppendFile::create(path, 256 << 10, 0)?,
+            file,
             offset: 0,
             data: BlockBuilder::default(),
             index: BlockBuilder::default(),
