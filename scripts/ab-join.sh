@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Side-by-side streaming capacity of two or more strata-node builds: per
+# round and binary, a fresh 3-node cluster (N=3) is loaded with GIB
+# gibibytes of random 4 KiB values per replica, left to settle, and a 4th
+# node joins unthrottled; binaries alternate so that the machine's drift
+# hits them alike (docs/benchmarks.md, "Joining a node").
+#
+#   ./scripts/ab-join.sh ROUNDS GIB NODE_BINARY...
+#
+# Prints the disk's sequential write bandwidth (dd, O_DIRECT) measured
+# right before each join and the join's streaming rate. Build an older
+# commit's binary with e.g.
+#   git worktree add /tmp/old <commit> && CARGO_TARGET_DIR=/tmp/old-target \
+#     cargo build --release --manifest-path /tmp/old/Cargo.toml -p strata-node
+set -euo pipefail
+cd "$(dirname "$0")/.."
+usage="usage: ab-join.sh ROUNDS GIB NODE_BINARY..."
+ROUNDS=${1:?$usage}
+GIB=${2:?$usage}
+shift 2
+[[ $# -ge 1 ]] || { echo "$usage" >&2; exit 2; }
+VALUE=4096
+RECORDS=$((GIB * 1024 * 1024 * 1024 / VALUE))
+cargo build --release -q -p strata-cli --bin strata
+STRATA=target/release/strata
+. scripts/lib.sh
+scratch ab-join
+E=127.0.0.1:7800
+
+start_node() { # binary, index, extra flags...
+  local bin=$1 i=$2; shift 2
+  "$bin" --node-id "node-$i" --data-dir "$ROOT/node-$i" --listen "127.0.0.1:$((7800 + i))" \
+    --metrics-listen 127.0.0.1:0 --replication-factor 3 --vnodes 64 \
+    --initial-cluster node-0,node-1,node-2 --seeds 127.0.0.1:7800,127.0.0.1:7801,127.0.0.1:7802 \
+    --gossip-interval-ms 200 "$@" >"$ROOT/node-$i.out" 2>"$ROOT/node-$i.log" &
+  PIDS+=($!)
+}
+
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+  rm -rf "$ROOT"/node-*
+}
+
+# Waits (at most 300 s) until the three nodes use under 5% of a core for
+# 3 s in a row: the load's flushes and compactions are done.
+settle() {
+  local waited=0 idle=0 last now
+  cpu() { awk '{s += $14 + $15} END {print s}' "/proc/${PIDS[0]}/stat" "/proc/${PIDS[1]}/stat" "/proc/${PIDS[2]}/stat"; }
+  last=$(cpu)
+  while [ "$idle" -lt 3 ] && [ "$waited" -lt 300 ]; do
+    sleep 1; waited=$((waited + 1))
+    now=$(cpu)
+    if [ $((now - last)) -lt 5 ]; then idle=$((idle + 1)); else idle=0; fi
+    last=$now
+  done
+}
+
+printf '%-6s %-40s %8s %12s %8s\n' round binary disk stream_MiB/s share
+for round in $(seq "$ROUNDS"); do
+  for bin in "$@"; do
+    for i in 0 1 2; do start_node "$bin" "$i"; done
+    until "$STRATA" -e "$E" bench --workload ping --ops 1 --threads 1 >/dev/null 2>&1; do sleep 0.2; done
+    sleep 2
+    "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values \
+      --ops 1 --threads 32 >/dev/null
+    settle
+    disk=$(dd if=/dev/zero of="$ROOT/dd" bs=1M count=1024 oflag=direct conv=fsync 2>&1 | tail -1 |
+      awk '{r=$(NF-1); u=$NF; if (u=="GB/s") r*=1000; if (u=="kB/s") r/=1000; print r}')
+    rm -f "$ROOT/dd"
+    start_node "$bin" 3 --stream-bytes-per-sec 0
+    until "$STRATA" -e "$E" progress --node node-3 --once 2>/dev/null | grep -q "join.*succeeded"; do
+      sleep 0.5
+    done
+    rate=$("$STRATA" -e "$E" progress --node node-3 --once | grep join |
+      awk '{for (i = 1; i <= NF; i++) if ($(i+1) == "MiB/s" && $(i+2) == "over") {v = $i; gsub(/[(]/, "", v); print v}}')
+    printf '%-6s %-40s %8s %12s %7.1f%%\n' "$round" "$bin" "${disk}MB/s" "$rate" \
+      "$(awk -v r="$rate" -v d="$disk" 'BEGIN { print 100 * r * 1.048576 / d }')"
+    stop_all
+  done
+done
