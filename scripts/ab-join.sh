@@ -43,19 +43,6 @@ stop_all() {
   rm -rf "$ROOT"/node-*
 }
 
-# Waits (at most 300 s) until the three nodes use under 5% of a core for
-# 3 s in a row: the load's flushes and compactions are done.
-settle() {
-  local waited=0 idle=0 last now
-  cpu() { awk '{s += $14 + $15} END {print s}' "/proc/${PIDS[0]}/stat" "/proc/${PIDS[1]}/stat" "/proc/${PIDS[2]}/stat"; }
-  last=$(cpu)
-  while [ "$idle" -lt 3 ] && [ "$waited" -lt 300 ]; do
-    sleep 1; waited=$((waited + 1))
-    now=$(cpu)
-    if [ $((now - last)) -lt 5 ]; then idle=$((idle + 1)); else idle=0; fi
-    last=$now
-  done
-}
 
 printf '%-6s %-40s %8s %12s %8s\n' round binary disk stream_MiB/s share
 for round in $(seq "$ROUNDS"); do
@@ -65,7 +52,7 @@ for round in $(seq "$ROUNDS"); do
     sleep 2
     "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values \
       --ops 1 --threads 32 >/dev/null
-    settle
+    settle "${PIDS[@]:0:3}" >/dev/null
     disk=$(dd if=/dev/zero of="$ROOT/dd" bs=1M count=1024 oflag=direct conv=fsync 2>&1 | tail -1 |
       awk '{r=$(NF-1); u=$NF; if (u=="GB/s") r*=1000; if (u=="kB/s") r/=1000; print r}')
     rm -f "$ROOT/dd"

@@ -65,22 +65,6 @@ wait_joined() { # index
   done
 }
 
-# Waits until nodes 0-2 are idle (together under 5% of a core for 3 s in a
-# row: the load's or the last change's flushes and compactions are done),
-# at most 300 s, and says how long it took.
-settle() {
-  local waited=0 idle=0 last now
-  cpu() { awk '{s += $14 + $15} END {print s}' "/proc/${PIDS[0]}/stat" "/proc/${PIDS[1]}/stat" "/proc/${PIDS[2]}/stat"; }
-  last=$(cpu)
-  while [ "$idle" -lt 3 ] && [ "$waited" -lt 300 ]; do
-    sleep 1; waited=$((waited + 1))
-    now=$(cpu)
-    if [ $((now - last)) -lt 5 ]; then idle=$((idle + 1)); else idle=0; fi
-    last=$now
-  done
-  echo "(nodes idle after ${waited} s)"
-}
-
 remove() { # index
   echo "## removing node-$1 again (SIGKILL + removenode)"
   kill "${PIDS[$1]}"; sleep 5
@@ -92,7 +76,7 @@ remove() { # index
 }
 
 # Streaming capacity: an unthrottled join into an idle cluster.
-settle
+settle "${PIDS[@]:0:3}"
 echo "## join of node-3 (unthrottled, no foreground load)"
 start_node 3 --stream-bytes-per-sec 0
 started=$SECONDS
@@ -103,7 +87,7 @@ remove 3
 
 join() { # index, label, extra flags...
   local i=$1 label=$2; shift 2
-  settle
+  settle "${PIDS[@]:0:3}"
   echo "## join of node-$i ($label)"
   latency "before the join" 20
   start_node "$i" "$@"

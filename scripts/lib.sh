@@ -1,7 +1,7 @@
 # Sourced by the benchmark scripts: `scratch NAME` makes a temporary
 # directory ($ROOT) and an empty list of started processes ($PIDS); on exit,
 # however the script ends, the processes are killed and the directory is
-# removed.
+# removed. `settle PID...` waits for nodes to go idle.
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -13,4 +13,21 @@ scratch() {
   ROOT=$(mktemp -d "${TMPDIR:-/tmp}/strata-$1.XXXXXX")
   PIDS=()
   trap cleanup EXIT
+}
+
+# Waits until the processes PID... are idle (together under 5% of a core
+# for 3 s in a row: a load's or the last change's flushes and compactions
+# are done), at most 300 s, and says how long it took.
+settle() {
+  local waited=0 idle=0 last now stats=()
+  for pid in "$@"; do stats+=("/proc/$pid/stat"); done
+  cpu() { awk '{s += $14 + $15} END {print s}' "${stats[@]}"; }
+  last=$(cpu)
+  while [ "$idle" -lt 3 ] && [ "$waited" -lt 300 ]; do
+    sleep 1; waited=$((waited + 1))
+    now=$(cpu)
+    if [ $((now - last)) -lt 5 ]; then idle=$((idle + 1)); else idle=0; fi
+    last=$now
+  done
+  echo "(nodes idle after ${waited} s)"
 }
