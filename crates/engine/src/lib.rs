@@ -36,7 +36,7 @@ pub use error::{Error, Result};
 pub use filter::CompactionFilter;
 pub use fs::simulate_power_loss;
 pub use key::{MAX_SEQ, SeqNo};
-pub use merge::MergeOperator;
+pub use merge::{MergeOperator, merge_each};
 pub use options::{Durability, Options, WalRecovery};
 pub use stall::{StallCause, StallEvent, StallTotal};
 pub use stats::{LevelStats, Stats};

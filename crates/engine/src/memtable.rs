@@ -5,7 +5,7 @@
 //! number. A memtable is mutable until it reaches its size limit, then
 //! immutable until a background flush turns it into a level-0 table.
 
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -83,6 +83,22 @@ impl Memtable {
         self.map
             .lower_bound(Bound::Included(&target))
             .map(|e| (e.key().ikey().to_vec(), e.key().value().to_vec()))
+    }
+
+    /// Calls `f` with each entry at or after `target` in internal order
+    /// until it breaks, following the skiplist's links (one search in
+    /// all, no copies).
+    pub(crate) fn walk_from(
+        &self,
+        target: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) {
+        let target = InternalKey::probe(target);
+        for entry in self.map.range(target..) {
+            if f(entry.key().ikey(), entry.key().value()).is_break() {
+                break;
+            }
+        }
     }
 
     /// The first entry strictly after `current`.
@@ -191,6 +207,25 @@ mod tests {
                 (b"b".to_vec(), 1, b"old".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn walks_from_the_target_in_order_until_told_to_stop() {
+        let mem = Memtable::new(1, 4096);
+        for (seq, key) in [(1, b"a"), (2, b"b"), (3, b"b"), (4, b"c"), (5, b"d")] {
+            mem.insert(seq, Kind::Put, key, bloom::hash(key), b"v");
+        }
+        let mut seen = Vec::new();
+        mem.walk_from(&key::seek_key(b"b", 2), |ikey, _| {
+            let p = key::parse(ikey).expect("valid key");
+            seen.push((p.user_key.to_vec(), p.seq));
+            if p.user_key == b"c" {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(seen, vec![(b"b".to_vec(), 2), (b"c".to_vec(), 4)]);
     }
 
     #[test]

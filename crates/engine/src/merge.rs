@@ -18,20 +18,52 @@ use std::fmt::Debug;
 pub trait MergeOperator: Send + Sync + Debug + 'static {
     /// Applies `operand` to `existing`.
     fn merge(&self, key: &[u8], existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8>;
+
+    /// Applies `operands` (oldest first, never empty) to `existing` in one
+    /// call. Must return what applying them one at a time with
+    /// [`merge`](Self::merge) returns, which is what the default does
+    /// ([`merge_each`]). Every read, scan and compaction of a key with
+    /// operands calls this once, so an operator whose values cost more to
+    /// decode and encode than to combine should override it to decode
+    /// each input once and encode the result once.
+    fn merge_all(&self, key: &[u8], existing: Option<&[u8]>, operands: &[&[u8]]) -> Vec<u8> {
+        merge_each(self, key, existing, operands)
+    }
 }
 
-/// Folds `operands` (oldest first) onto `base`.
+/// Applies `operands` (oldest first) to `existing` one at a time with
+/// [`MergeOperator::merge`]: the default [`MergeOperator::merge_all`], for
+/// overrides to fall back to. With no operands, `existing` (empty if none).
+pub fn merge_each<O: MergeOperator + ?Sized>(
+    op: &O,
+    key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &[&[u8]],
+) -> Vec<u8> {
+    let Some((first, rest)) = operands.split_first() else {
+        return existing.map(<[u8]>::to_vec).unwrap_or_default();
+    };
+    let mut acc = op.merge(key, existing, first);
+    for operand in rest {
+        acc = op.merge(key, Some(&acc), operand);
+    }
+    acc
+}
+
+/// Folds `operands` (oldest first) onto `base` with one
+/// [`MergeOperator::merge_all`] call; `base` itself when there are none.
 pub(crate) fn fold(
     op: &dyn MergeOperator,
     key: &[u8],
     base: Option<&[u8]>,
     operands: impl IntoIterator<Item = impl AsRef<[u8]>>,
 ) -> Option<Vec<u8>> {
-    let mut acc: Option<Vec<u8>> = base.map(<[u8]>::to_vec);
-    for operand in operands {
-        acc = Some(op.merge(key, acc.as_deref(), operand.as_ref()));
+    let operands: Vec<_> = operands.into_iter().collect();
+    if operands.is_empty() {
+        return base.map(<[u8]>::to_vec);
     }
-    acc
+    let operands: Vec<&[u8]> = operands.iter().map(AsRef::as_ref).collect();
+    Some(op.merge_all(key, base, &operands))
 }
 
 /// Test operator: appends operands separated by commas.
@@ -52,7 +84,7 @@ impl MergeOperator for Append {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -63,5 +95,44 @@ mod tests {
         );
         assert_eq!(fold(&Append, b"k", None, [b"x"]), Some(b"x".to_vec()));
         assert_eq!(fold(&Append, b"k", None, Vec::<&[u8]>::new()), None);
+        assert_eq!(
+            fold(&Append, b"k", Some(b"a"), Vec::<&[u8]>::new()),
+            Some(b"a".to_vec())
+        );
+    }
+
+    /// Counts the calls of each method; merges like `Append`.
+    #[derive(Debug, Default)]
+    pub(crate) struct Counting {
+        pub(crate) merges: std::sync::atomic::AtomicUsize,
+        pub(crate) merge_alls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl MergeOperator for Counting {
+        fn merge(&self, key: &[u8], existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8> {
+            self.merges
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Append.merge(key, existing, operand)
+        }
+
+        fn merge_all(&self, key: &[u8], existing: Option<&[u8]>, operands: &[&[u8]]) -> Vec<u8> {
+            self.merge_alls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            merge_each(self, key, existing, operands)
+        }
+    }
+
+    #[test]
+    fn fold_hands_every_operand_to_one_merge_all_call() {
+        let op = Counting::default();
+        assert_eq!(
+            fold(&op, b"k", None, [b"a", b"b", b"c", b"d"]),
+            Some(b"a,b,c,d".to_vec())
+        );
+        assert_eq!(op.merge_alls.into_inner(), 1);
+        // The default applies the operands one at a time.
+        assert_eq!(op.merges.into_inner(), 4);
+        assert_eq!(merge_each(&Append, b"k", Some(b"x"), &[]), b"x".to_vec());
+        assert_eq!(merge_each(&Append, b"k", None, &[]), Vec::<u8>::new());
     }
 }

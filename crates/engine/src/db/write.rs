@@ -248,14 +248,14 @@ fn fold_long_chain(
     operand: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     let limit = inner.options.max_successive_merges;
-    let Some(op) = inner.options.merge_operator.as_deref() else {
-        return Ok(None);
-    };
-    if kind != Kind::Merge || limit == 0 || mem.merge_chain(key, key_hash, limit) < limit {
+    if kind != Kind::Merge
+        || limit == 0
+        || inner.options.merge_operator.is_none()
+        || mem.merge_chain(key, key_hash, limit) < limit
+    {
         return Ok(None);
     }
-    let existing = super::read::get(inner, key, seq - 1)?;
-    Ok(Some(op.merge(key, existing.as_deref(), operand)))
+    super::read::get_and_merge(inner, key, seq - 1, operand).map(Some)
 }
 
 /// Ensures the memtable can take a write: delays writes once when level 0 is

@@ -6,7 +6,8 @@
 //! every raw input, reads of the key fail with `CodecError::Quarantined`,
 //! and later merges append to it, so an operator can recover the bytes.
 
-use strata_engine::MergeOperator;
+use strata_cluster::Siblings;
+use strata_engine::{MergeOperator, merge_each};
 
 use super::codec::{decode, encode};
 use super::quarantine::quarantine;
@@ -27,6 +28,28 @@ impl MergeOperator for SiblingsMerge {
             }
             _ => quarantine(existing, operand),
         }
+    }
+
+    /// Decodes every input once and encodes the join once (a read of a key
+    /// with a chain of operands would otherwise decode and re-encode the
+    /// growing set at each step). Falls back to one merge at a time, which
+    /// builds the quarantine record, when any input does not decode.
+    fn merge_all(&self, key: &[u8], existing: Option<&[u8]>, operands: &[&[u8]]) -> Vec<u8> {
+        if let (None, [only]) = (existing, operands) {
+            return only.to_vec();
+        }
+        let mut joined = match existing.map(decode) {
+            None => Siblings::new(),
+            Some(Ok(set)) => set,
+            Some(Err(_)) => return merge_each(self, key, existing, operands),
+        };
+        for operand in operands {
+            match decode(operand) {
+                Ok(set) => joined.merge(&set),
+                Err(_) => return merge_each(self, key, existing, operands),
+            }
+        }
+        encode(&joined)
     }
 }
 
@@ -60,6 +83,34 @@ mod tests {
             SiblingsMerge.merge(b"k", None, &set("a", "1")),
             set("a", "1")
         );
+    }
+
+    #[test]
+    fn merging_all_at_once_equals_merging_one_at_a_time() {
+        let good: Vec<Vec<u8>> = ["a", "b", "a", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, node)| set(node, &i.to_string()))
+            .collect();
+        let garbage = b"\x07garbage".to_vec();
+        type Case<'a> = (Option<&'a [u8]>, Vec<&'a [u8]>);
+        let cases: Vec<Case<'_>> = vec![
+            (None, vec![&good[0]]),
+            (None, vec![&good[0], &good[1], &good[2], &good[3]]),
+            (Some(&good[3]), vec![&good[0], &good[1]]),
+            (Some(&good[0]), vec![&good[0]]),
+            (None, vec![&garbage, &good[1]]),
+            (Some(&good[0]), vec![&good[1], &garbage, &good[2]]),
+            (Some(&garbage), vec![&good[1]]),
+            (None, vec![&garbage]),
+        ];
+        for (existing, operands) in cases {
+            let all = SiblingsMerge.merge_all(b"k", existing, &operands);
+            let each = merge_each(&SiblingsMerge, b"k", existing, &operands);
+            assert_eq!(all, each, "existing {existing:?}, operands {operands:?}");
+        }
+        let all = SiblingsMerge.merge_all(b"k", None, &[&good[0], &good[1], &good[3]]);
+        assert_eq!(decode(&all).expect("decodes").versions().len(), 3);
     }
 
     #[test]
