@@ -217,7 +217,11 @@ fn commit(inner: &Inner, batches: &[WriteBatch]) -> Result<()> {
             // written, which is always correct; the error surfaces on the
             // next read of the key.
             let hash = crate::table::bloom::hash(key);
-            match fold_long_chain(inner, &mem, seq, kind, key, hash, value) {
+            let folded = match kind {
+                Kind::Merge => fold_long_chain(inner, &mem, seq, key, hash, value),
+                Kind::Put | Kind::Delete => Ok(None),
+            };
+            match folded {
                 Ok(Some(merged)) => mem.insert(seq, Kind::Put, key, hash, &merged),
                 Ok(None) | Err(_) => mem.insert(seq, kind, key, hash, value),
             }
@@ -237,19 +241,19 @@ fn commit(inner: &Inner, batches: &[WriteBatch]) -> Result<()> {
 /// key, the folded value to store as a put instead (see
 /// `Options::max_successive_merges`). Runs on the group-commit leader,
 /// which is the only writer, so the memtable cannot change meanwhile; the
-/// WAL keeps the operand, and replaying it gives the same value.
+/// WAL keeps the operand, and replaying it gives the same value. Kept out
+/// of line: puts and deletes, the common case, never come here.
+#[inline(never)]
 fn fold_long_chain(
     inner: &Inner,
     mem: &Memtable,
     seq: crate::key::SeqNo,
-    kind: Kind,
     key: &[u8],
     key_hash: u64,
     operand: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     let limit = inner.options.max_successive_merges;
-    if kind != Kind::Merge
-        || limit == 0
+    if limit == 0
         || inner.options.merge_operator.is_none()
         || mem.merge_chain(key, key_hash, limit) < limit
     {
