@@ -126,11 +126,38 @@ impl Memtable {
             .count()
     }
 
-    /// Calls `f` with every entry in internal order (for flushing).
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+    /// Calls `f` with the entries of each user key in turn (newest first),
+    /// in key order (for flushing).
+    pub(crate) fn for_each_key(&self, mut f: impl FnMut(&[MemEntry<'_>])) {
+        let mut group: Vec<MemEntry<'_>> = Vec::new();
         for entry in &self.map {
-            f(entry.key().ikey(), entry.key().value());
+            let entry = MemEntry(entry);
+            if group.first().is_some_and(|first| {
+                crate::key::user_key(first.ikey()) != crate::key::user_key(entry.ikey())
+            }) {
+                f(&group);
+                group.clear();
+            }
+            group.push(entry);
         }
+        if !group.is_empty() {
+            f(&group);
+        }
+    }
+}
+
+/// One entry of a memtable, borrowed in place.
+pub(crate) struct MemEntry<'a>(crossbeam_skiplist::map::Entry<'a, InternalKey, ()>);
+
+impl MemEntry<'_> {
+    /// The encoded internal key.
+    pub(crate) fn ikey(&self) -> &[u8] {
+        self.0.key().ikey()
+    }
+
+    /// The value stored with the key.
+    pub(crate) fn value(&self) -> &[u8] {
+        self.0.key().value()
     }
 }
 

@@ -73,9 +73,13 @@ fn flush_loop(inner: &Inner) {
 fn flush_oldest(inner: &Inner) -> Result<()> {
     let mem = inner.state().imms.last().cloned().expect("caller checked");
     let mut added = Vec::new();
-    if let Some(meta) =
-        super::flush::write_level0(&inner.dir, &inner.options, &inner.next_file, &mem)?
-    {
+    if let Some(meta) = super::flush::write_level0(
+        &inner.dir,
+        &inner.options,
+        &inner.next_file,
+        &mem,
+        inner.oldest_snapshot(),
+    )? {
         inner
             .counters
             .flush_bytes

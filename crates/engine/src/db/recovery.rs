@@ -79,7 +79,10 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
             corrupt_logs.push(path.clone());
         }
     }
-    if let Some(meta) = super::flush::write_level0(dir, &options, &next_file, &mem)? {
+    // No reader exists yet: every replayed version may collapse.
+    if let Some(meta) =
+        super::flush::write_level0(dir, &options, &next_file, &mem, crate::key::MAX_SEQ)?
+    {
         version = version.apply(&VersionEdit {
             added: vec![(0, Arc::new(meta))],
             ..VersionEdit::default()
