@@ -163,6 +163,14 @@ impl InternalKey {
     pub(crate) fn len(&self) -> usize {
         self.bytes.len()
     }
+
+    /// Whether `other` is a version of the same user key (mostly decided
+    /// by the cached head, without touching the key bytes).
+    pub(crate) fn same_user_key(&self, other: &Self) -> bool {
+        self.head == other.head
+            && self.user_len == other.user_len
+            && (self.user_len <= HEAD_LEN || user_key(self.ikey()) == user_key(other.ikey()))
+    }
 }
 
 impl Ord for InternalKey {
@@ -202,6 +210,21 @@ mod tests {
         assert_eq!(compare(&seek, &a3), Ordering::Less);
         // Seeking at the entry's own sequence number still finds it.
         assert_eq!(compare(&seek_key(b"a", 9), &a9), Ordering::Less);
+    }
+
+    #[test]
+    fn same_user_key_compares_long_keys_past_the_head() {
+        let k = |user: &[u8], seq| InternalKey::with_value(user, seq, Kind::Put, b"v");
+        let long_a = b"0123456789abcdef-tail-a";
+        let long_b = b"0123456789abcdef-tail-b";
+        assert!(k(b"a", 1).same_user_key(&k(b"a", 9)));
+        assert!(!k(b"a", 1).same_user_key(&k(b"a\0", 1)));
+        assert!(k(long_a, 1).same_user_key(&k(long_a, 2)));
+        assert!(
+            !k(long_a, 1).same_user_key(&k(long_b, 1)),
+            "same head, other tail"
+        );
+        assert!(!k(b"0123456789abcdef", 1).same_user_key(&k(long_a, 1)));
     }
 
     #[test]

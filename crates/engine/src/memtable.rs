@@ -132,9 +132,10 @@ impl Memtable {
         let mut group: Vec<MemEntry<'_>> = Vec::new();
         for entry in &self.map {
             let entry = MemEntry(entry);
-            if group.first().is_some_and(|first| {
-                crate::key::user_key(first.ikey()) != crate::key::user_key(entry.ikey())
-            }) {
+            if group
+                .first()
+                .is_some_and(|first| !first.0.key().same_user_key(entry.0.key()))
+            {
                 f(&group);
                 group.clear();
             }
