@@ -52,17 +52,16 @@ pub fn merge_each<O: MergeOperator + ?Sized>(
 
 /// Folds `operands` (oldest first) onto `base` with one
 /// [`MergeOperator::merge_all`] call; `base` itself when there are none.
-pub(crate) fn fold(
+pub(crate) fn fold<'a, T: AsRef<[u8]> + ?Sized + 'a>(
     op: &dyn MergeOperator,
     key: &[u8],
     base: Option<&[u8]>,
-    operands: impl IntoIterator<Item = impl AsRef<[u8]>>,
+    operands: impl IntoIterator<Item = &'a T>,
 ) -> Option<Vec<u8>> {
-    let operands: Vec<_> = operands.into_iter().collect();
+    let operands: Vec<&[u8]> = operands.into_iter().map(AsRef::as_ref).collect();
     if operands.is_empty() {
         return base.map(<[u8]>::to_vec);
     }
-    let operands: Vec<&[u8]> = operands.iter().map(AsRef::as_ref).collect();
     Some(op.merge_all(key, base, &operands))
 }
 
