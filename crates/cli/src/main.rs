@@ -37,11 +37,19 @@ struct Cli {
     #[arg(long, env = "STRATA_CA", global = true)]
     ca: Option<std::path::PathBuf>,
     /// Client certificate (PEM), for nodes that require one.
-    #[arg(long, env = "STRATA_CERT", global = true, requires_all = ["key", "ca"])]
+    #[arg(long, env = "STRATA_CERT", global = true, requires_all = ["cert_key", "ca"])]
     cert: Option<std::path::PathBuf>,
     /// The client certificate's key (PEM).
-    #[arg(long, env = "STRATA_KEY", global = true, requires = "cert")]
-    key: Option<std::path::PathBuf>,
+    // Its own id: `get`, `put` and `delete` have a positional `key`, and a
+    // global option of the same id made clap panic parsing them.
+    #[arg(
+        long = "key",
+        id = "cert_key",
+        env = "STRATA_KEY",
+        global = true,
+        requires = "cert"
+    )]
+    cert_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -213,7 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let tls = match &cli.ca {
         Some(ca) => Some(strata_client::TlsOptions {
             ca: read(ca)?,
-            identity: match (&cli.cert, &cli.key) {
+            identity: match (&cli.cert, &cli.cert_key) {
                 (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
                 _ => None,
             },
@@ -581,4 +589,61 @@ fn unhex(text: Option<&str>) -> anyhow::Result<Vec<u8>> {
                 .ok_or_else(|| anyhow::anyhow!("context is not hex: {text:?}"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_commands_parse_beside_the_client_certificate_key() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("strata").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        };
+        let cli = parse(&["get", "k1", "-c", "one"]);
+        assert!(
+            matches!(&cli.command, Command::Get { key, consistency }
+                if key == "k1" && consistency.as_deref() == Some("one")),
+            "{cli:?}"
+        );
+        let cli = parse(&["put", "k2", "v2", "--context", "0a"]);
+        assert!(
+            matches!(&cli.command, Command::Put { key, value, context, .. }
+                if key == "k2" && value == "v2" && context.as_deref() == Some("0a")),
+            "{cli:?}"
+        );
+        let cli = parse(&["delete", "k3"]);
+        assert!(
+            matches!(&cli.command, Command::Delete { key, .. } if key == "k3"),
+            "{cli:?}"
+        );
+        // The certificate's key and the positional key stay apart, before
+        // and after the subcommand.
+        let cli = parse(&[
+            "--ca", "ca.pem", "--cert", "me.pem", "--key", "me.key", "put", "k4", "v4",
+        ]);
+        assert_eq!(cli.cert_key.as_deref(), Some("me.key".as_ref()));
+        assert!(
+            matches!(&cli.command, Command::Put { key, .. } if key == "k4"),
+            "{cli:?}"
+        );
+        let cli = parse(&[
+            "get", "k5", "--key", "me.key", "--cert", "me.pem", "--ca", "ca.pem",
+        ]);
+        assert_eq!(cli.cert_key.as_deref(), Some("me.key".as_ref()));
+        assert!(
+            matches!(&cli.command, Command::Get { key, .. } if key == "k5"),
+            "{cli:?}"
+        );
+        // A certificate without its key is refused, not ignored.
+        assert!(Cli::try_parse_from(["strata", "--ca", "a", "--cert", "b", "ping"]).is_err());
+    }
 }

@@ -1,0 +1,76 @@
+//! The `strata` command-line tool against a real node process: the key
+//! commands a newcomer types first, their output and their exit codes.
+
+use std::process::Output;
+
+use strata_tests::{NodeProcess, workspace_binary};
+
+/// Runs `strata -e <endpoint> <args>` to completion.
+fn strata(endpoint: &str, args: &[&str]) -> Output {
+    std::process::Command::new(workspace_binary("strata"))
+        .arg("-e")
+        .arg(endpoint)
+        .args(args)
+        .env_remove("STRATA_KEY")
+        .env_remove("STRATA_CERT")
+        .env_remove("STRATA_CA")
+        .output()
+        .expect("run strata")
+}
+
+/// Stdout of a run that must succeed.
+fn ok(endpoint: &str, args: &[&str]) -> String {
+    let out = strata(endpoint, args);
+    assert!(
+        out.status.success(),
+        "strata {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The context a `get` printed.
+fn context_of(get: &str) -> &str {
+    get.lines()
+        .find_map(|l| l.strip_prefix("context: "))
+        .unwrap_or_else(|| panic!("no context in {get:?}"))
+}
+
+#[test]
+fn the_cli_puts_gets_and_deletes_with_contexts_and_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(
+        &dir.path().join("node-0"),
+        Some("strata-0"),
+        &["--replication-factor", "1"],
+    );
+    let e = &node.addr().to_string();
+
+    assert!(ok(e, &["put", "k", "v1"]).starts_with("ok (1 replicas)"));
+    ok(e, &["put", "k", "v2", "-c", "one"]);
+    let got = ok(e, &["get", "k"]);
+    assert!(
+        got.contains(": v1\n") && got.contains(": v2\n"),
+        "two writes without a context are siblings: {got}"
+    );
+    ok(e, &["put", "k", "v3", "--context", context_of(&got)]);
+    let got = ok(e, &["get", "k", "--consistency", "all"]);
+    assert_eq!(got.lines().filter(|l| l.starts_with("sibling")).count(), 1);
+    assert!(got.contains(": v3\n"), "{got}");
+    assert!(ok(e, &["delete", "k", "--context", context_of(&got)]).starts_with("deleted"));
+    assert!(ok(e, &["get", "k"]).starts_with("(not found)"));
+
+    // Bad input: a non-zero exit and a message naming the problem.
+    for (args, says) in [
+        (&["put", "", "v"][..], "key must not be empty"),
+        (&["put", "k", "v", "--context", "zz"], "context is not hex"),
+        (&["get", "k", "-c", "seven"], "unknown consistency"),
+    ] {
+        let out = strata(e, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
