@@ -646,4 +646,10 @@ mod tests {
         // A certificate without its key is refused, not ignored.
         assert!(Cli::try_parse_from(["strata", "--ca", "a", "--cert", "b", "ping"]).is_err());
     }
+
+    #[test]
+    fn bench_refuses_zero_workers() {
+        assert!(Cli::try_parse_from(["strata", "bench", "--threads", "0"]).is_err());
+        assert!(Cli::try_parse_from(["strata", "bench", "--threads", "1"]).is_ok());
+    }
 }

@@ -39,8 +39,8 @@ pub(crate) struct BenchArgs {
     /// Length of the run phase in seconds, instead of --ops.
     #[arg(long)]
     pub(crate) duration: Option<f64>,
-    /// Concurrent workers.
-    #[arg(long, default_value_t = 16)]
+    /// Concurrent workers (requests in flight).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub(crate) threads: u64,
     /// Key distribution (default: the workload's own).
     #[arg(long, value_enum)]
@@ -300,7 +300,7 @@ where
 {
     let started = Instant::now();
     let cpu_before = process_cpu();
-    let tasks: Vec<_> = (0..args.threads.max(1))
+    let tasks: Vec<_> = (0..args.threads)
         .map(|index| {
             tokio::spawn(body(Worker {
                 index,
