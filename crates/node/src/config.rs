@@ -22,8 +22,9 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./strata-data")]
     pub data_dir: PathBuf,
 
-    /// N: replicas per key.
-    #[arg(long, env = "STRATA_REPLICATION_FACTOR", default_value_t = 3)]
+    /// N: replicas per key (1 to 64).
+    #[arg(long, env = "STRATA_REPLICATION_FACTOR", default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=64))]
     pub replication_factor: u32,
 
     /// W: default write consistency (one, two, quorum, all or a count).
@@ -34,8 +35,9 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_READ_CONSISTENCY", default_value = "quorum")]
     pub read_consistency: ConsistencyLevel,
 
-    /// Virtual nodes (tokens) of this node on the ring.
-    #[arg(long, env = "STRATA_VNODES", default_value_t = 256)]
+    /// Virtual nodes (tokens) of this node on the ring (1 to 4096).
+    #[arg(long, env = "STRATA_VNODES", default_value_t = 256,
+        value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=4096), usize::from))]
     pub vnodes: usize,
 
     /// Address for the Prometheus metrics endpoint (`/metrics`).
@@ -120,7 +122,8 @@ pub struct NodeConfig {
 
     /// Milliseconds between gossip rounds. A silent node is declared down
     /// after about `phi-threshold` rounds.
-    #[arg(long, env = "STRATA_GOSSIP_INTERVAL_MS", default_value_t = 500)]
+    #[arg(long, env = "STRATA_GOSSIP_INTERVAL_MS", default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub gossip_interval_ms: u64,
 
     /// Phi-accrual failure detector threshold.
@@ -128,7 +131,8 @@ pub struct NodeConfig {
     pub phi_threshold: f64,
 
     /// Milliseconds a request waits for replicas before UNAVAILABLE.
-    #[arg(long, env = "STRATA_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    #[arg(long, env = "STRATA_REQUEST_TIMEOUT_MS", default_value_t = 2000,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub request_timeout_ms: u64,
 
     /// Fraction of reads that ask every replica (not just R) and repair
@@ -238,6 +242,27 @@ impl NodeConfig {
     /// # Errors
     /// A message naming the flags that conflict.
     pub fn validate(&self) -> Result<(), String> {
+        let n = self.replication_factor;
+        for (flag, level) in [
+            ("--write-consistency", self.write_consistency),
+            ("--read-consistency", self.read_consistency),
+        ] {
+            if let Err(e) = level.required_acks(n) {
+                return Err(format!("{flag} {level} with --replication-factor {n}: {e}"));
+            }
+        }
+        if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
+            return Err(format!(
+                "--phi-threshold must be a positive number, not {}",
+                self.phi_threshold
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.read_repair_chance) {
+            return Err(format!(
+                "--read-repair-chance is a fraction of reads, from 0 to 1, not {}",
+                self.read_repair_chance
+            ));
+        }
         if self.tls_cert.is_some() && self.internal_listen.is_none() {
             return Err(
                 "--tls-cert needs --internal-listen: the internal port is the one that requires \
@@ -368,5 +393,59 @@ mod tests {
         assert_eq!(config(0.0), 0);
         assert_eq!(config(f64::NAN), 0);
         assert_eq!(config(1e-9), 1_000_000);
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_at_start() {
+        let ok = NodeConfig::defaults().expect("defaults parse");
+        assert_eq!(ok.validate(), Ok(()));
+        let refused = |change: fn(&mut NodeConfig), names: &str| {
+            let mut c = ok.clone();
+            change(&mut c);
+            let e = c.validate().expect_err(names);
+            assert!(e.contains(names), "{e}");
+        };
+        refused(
+            |c| {
+                c.replication_factor = 1;
+                c.write_consistency = ConsistencyLevel::Two;
+            },
+            "--write-consistency",
+        );
+        refused(
+            |c| c.read_consistency = ConsistencyLevel::Replicas(4),
+            "--read-consistency",
+        );
+        refused(|c| c.phi_threshold = 0.0, "--phi-threshold");
+        refused(|c| c.phi_threshold = f64::INFINITY, "--phi-threshold");
+        refused(|c| c.read_repair_chance = 10.0, "--read-repair-chance");
+        refused(|c| c.read_repair_chance = f64::NAN, "--read-repair-chance");
+        // Relative levels fit any N.
+        let mut c = ok.clone();
+        c.replication_factor = 1;
+        c.write_consistency = ConsistencyLevel::All;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_by_the_parser() {
+        let parse = |flag: &str, value: &str| {
+            use clap::{Args as _, FromArgMatches as _};
+            let command = NodeConfig::augment_args(clap::Command::new("strata-node"));
+            command
+                .try_get_matches_from(["strata-node", flag, value])
+                .and_then(|m| NodeConfig::from_arg_matches(&m))
+        };
+        for (flag, bad, good) in [
+            ("--replication-factor", "0", "5"),
+            ("--vnodes", "0", "16"),
+            ("--vnodes", "100000", "4096"),
+            ("--gossip-interval-ms", "0", "100"),
+            ("--request-timeout-ms", "0", "1"),
+        ] {
+            assert!(parse(flag, bad).is_err(), "{flag} {bad}");
+            assert!(parse(flag, good).is_ok(), "{flag} {good}");
+        }
+        assert_eq!(parse("--vnodes", "16").expect("valid").vnodes, 16);
     }
 }
