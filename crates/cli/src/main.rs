@@ -45,6 +45,7 @@ struct Cli {
     #[arg(
         long = "key",
         id = "cert_key",
+        value_name = "KEY",
         env = "STRATA_KEY",
         global = true,
         requires = "cert"
