@@ -5,9 +5,15 @@
 //! forwarding hop), and on a routing error — the node could not be reached
 //! — refreshes the ring and tries the next candidate. Reads are also
 //! retried on a replica-side `UNAVAILABLE` or deadline. Writes are retried
-//! only when the request provably reached no coordinator (an error without
-//! Strata's `strata-node-error` marker); otherwise a retry could apply the
-//! write twice.
+//! when the request provably reached no coordinator (an error without
+//! Strata's `strata-node-error` marker), and when the node it went to gave
+//! no answer at all within the attempt's deadline (a paused or hung
+//! process: otherwise every write routed to it would fail until it came
+//! back). The retry carries the same request id, so a coordinator that
+//! already holds the write adds nothing; only if the silent node also
+//! applies it later can the key show the value twice, as two siblings
+//! that the next write with the context resolves. A node's answer,
+//! error or not, is never retried: the write may be in place.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -165,7 +171,7 @@ impl tonic::service::Interceptor for Credentials {
 enum Retry {
     /// Reads: idempotent, retried on any unavailability.
     Read,
-    /// Writes: retried only when no coordinator saw them.
+    /// Writes: retried when no coordinator saw them or none answered.
     Write,
 }
 
@@ -193,9 +199,11 @@ impl Client {
                 source,
             })?;
         let credentials = Credentials::new(options.token.as_deref())?;
-        let ring = AdminClient::with_interceptor(seed_channel.clone(), credentials.clone())
-            .get_ring(GetRingRequest {})
+        let mut admin = AdminClient::with_interceptor(seed_channel.clone(), credentials.clone());
+        let fetch = admin.get_ring(ring_request(options.timeout));
+        let ring = tokio::time::timeout(options.timeout, fetch)
             .await
+            .unwrap_or_else(|_| Err(no_answer(endpoint, options.timeout)))
             .map_err(|status| {
                 // A TLS server answering a plaintext HTTP/2 preface closes
                 // the connection: say what is likely wrong.
@@ -457,11 +465,12 @@ impl Client {
                 sources.push(channel);
             }
         }
+        let timeout = ring_timeout(self.inner.options.timeout);
         for channel in sources {
             let mut admin = self.admin_on(channel);
-            let mut request = tonic::Request::new(GetRingRequest {});
-            request.set_timeout(self.inner.options.timeout);
-            if let Ok(ring) = admin.get_ring(request).await {
+            let fetch = admin.get_ring(ring_request(timeout));
+            // A paused node accepts the connection and never answers.
+            if let Ok(Ok(ring)) = tokio::time::timeout(timeout, fetch).await {
                 *self.inner.routing.write().expect("routing lock") =
                     Arc::new(Routing::from_ring(&ring.into_inner()));
                 return true;
@@ -520,21 +529,20 @@ impl Client {
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES);
             let attempt = tokio::time::timeout(self.inner.options.timeout, call(kv)).await;
-            let status = match attempt {
+            let (status, silent) = match attempt {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) => status,
-                Err(_) => tonic::Status::deadline_exceeded(format!(
-                    "no answer from {address} within {:?}",
-                    self.inner.options.timeout
-                )),
+                Ok(Err(status)) => (status, false),
+                Err(_) => (no_answer(address, self.inner.options.timeout), true),
             };
             let reached_a_node = status.metadata().contains_key(FROM_NODE);
             let unreachable = !reached_a_node && status.code() == Code::Unavailable;
-            if unreachable {
+            // The ring may say the node is down by now: later requests
+            // then go elsewhere first.
+            if (unreachable || silent) && !self.inner.options.direct {
                 self.refresh_ring().await;
             }
             let again = match retry {
-                Retry::Write => unreachable,
+                Retry::Write => unreachable || silent,
                 Retry::Read => matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
             };
             last = Some(status);
@@ -547,6 +555,23 @@ impl Client {
             Error::Status,
         ))
     }
+}
+
+/// Deadline of one ring fetch: the ring is small and any node serves it,
+/// so a node that takes longer is skipped for the next one.
+fn ring_timeout(attempt: Duration) -> Duration {
+    attempt.min(Duration::from_secs(2))
+}
+
+fn ring_request(timeout: Duration) -> tonic::Request<GetRingRequest> {
+    let mut request = tonic::Request::new(GetRingRequest {});
+    request.set_timeout(timeout);
+    request
+}
+
+/// The error of an attempt the node never answered.
+fn no_answer(address: &str, timeout: Duration) -> tonic::Status {
+    tonic::Status::deadline_exceeded(format!("no answer from {address} within {timeout:?}"))
 }
 
 /// A random, non-zero id for one write and its retries.

@@ -1,0 +1,49 @@
+//! The ring-aware client (`strata_client`) while a node is paused: it
+//! connected when every node was up, so its ring sends a third of the keys
+//! to the paused node first. A paused process accepts connections and
+//! never answers; the client must move on to another replica, for writes
+//! as for reads, and not fail those keys for as long as the pause lasts.
+
+use std::time::Duration;
+
+use strata_client::{Client, ClientOptions, parse_consistency};
+use strata_tests::Cluster;
+use strata_tests::scenario::ARGS;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_reads_move_past_a_paused_node() {
+    let cluster = Cluster::start(3, ARGS).await;
+    let (_, seed) = cluster.running()[0];
+    let options = ClientOptions {
+        timeout: Duration::from_secs(1),
+        ..ClientOptions::default()
+    };
+    let client = Client::connect_with(&seed.to_string(), options)
+        .await
+        .expect("connect");
+    let quorum = Some(parse_consistency("quorum").expect("level"));
+    let key = |i: u32| format!("failover-{i}").into_bytes();
+    client
+        .put(key(0), b"before".to_vec(), Vec::new(), quorum)
+        .await
+        .expect("put before the pause");
+
+    cluster.pause(2);
+    // Every key, whichever node the client's ring puts first: those on
+    // node-2 get no answer within a second and go to the next replica.
+    for i in 1..=24 {
+        client
+            .put(key(i), format!("v{i}").into_bytes(), Vec::new(), quorum)
+            .await
+            .unwrap_or_else(|e| panic!("put {i} while node-2 is paused: {e}"));
+    }
+    for i in 1..=24 {
+        let got = client
+            .get(key(i), quorum)
+            .await
+            .unwrap_or_else(|e| panic!("get {i} while node-2 is paused: {e}"));
+        let values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
+        assert_eq!(values, [format!("v{i}").as_bytes()], "key {i}");
+    }
+    cluster.resume(2);
+}
