@@ -30,9 +30,10 @@ pub enum Error {
     #[error("unknown consistency {0:?}: expected one, two, quorum, all or a replica count")]
     InvalidConsistency(String),
     /// The endpoint did not speak plaintext gRPC: most likely it serves
-    /// TLS and the client was given no CA.
+    /// TLS and the client was given no CA (or it is paused: it accepted the
+    /// connection and never answered).
     #[error(
-        "{endpoint} does not answer plaintext gRPC ({detail}): does it serve TLS? then pass its CA (--ca)"
+        "{endpoint} does not answer plaintext gRPC ({detail}): does it serve TLS? then pass its CA (--ca); a paused or overloaded node that accepts connections but never answers looks the same"
     )]
     NotGrpc {
         /// The endpoint.
