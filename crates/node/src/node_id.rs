@@ -36,10 +36,10 @@ pub enum NodeIdError {
     /// The id is not a valid node id.
     #[error(transparent)]
     Invalid(#[from] strata_cluster::Error),
-    /// Reading or writing the id file failed.
-    #[error("node id file {path}: {source}")]
+    /// Reading or writing the id or incarnation file failed.
+    #[error("identity file {path}: {source}")]
     Io {
-        /// The id file.
+        /// The id or incarnation file.
         path: PathBuf,
         /// The underlying error.
         #[source]
@@ -183,5 +183,20 @@ mod tests {
             load_or_init(tempfile::tempdir().expect("tempdir").path(), Some("Bad/Id")),
             Err(NodeIdError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn the_incarnation_is_kept_and_a_damaged_one_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = incarnation(dir.path()).expect("made");
+        assert_ne!(first, 0);
+        assert_eq!(incarnation(dir.path()).expect("kept"), first);
+        fs::write(dir.path().join(INCARNATION_FILE), "not hex").expect("damage");
+        let err = incarnation(dir.path()).expect_err("damaged").to_string();
+        assert!(
+            err.contains(INCARNATION_FILE) && err.contains("hexadecimal"),
+            "{err}"
+        );
+        assert!(!err.contains("node id"), "{err}");
     }
 }
