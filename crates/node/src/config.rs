@@ -183,6 +183,20 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_TOMBSTONE_GRACE_SECS", default_value_t = 10 * 24 * 3600)]
     pub tombstone_grace_secs: u64,
 
+    /// What to do with a write-ahead log damaged in the middle (a torn
+    /// tail is always recovered): `strict` refuses to start, so nothing
+    /// acknowledged is dropped unless you decide so; `truncate` keeps the
+    /// records before the damage, renames the log to `*.corrupt` and
+    /// starts: anti-entropy repair (`strata repair`) then brings this
+    /// replica's later writes back from the other replicas.
+    #[arg(
+        long,
+        env = "STRATA_WAL_RECOVERY",
+        value_enum,
+        default_value = "strict"
+    )]
+    pub wal_recovery: WalRecoveryMode,
+
     /// Testing aid: a file of peer addresses (one per line) whose links to
     /// this node are cut, re-read every 50 ms. See `faults.rs`.
     #[arg(long, env = "STRATA_FAULT_FILE")]
@@ -213,6 +227,24 @@ pub struct NodeConfig {
     /// foreground latency.
     #[arg(long, env = "STRATA_STREAM_BYTES_PER_SEC", default_value_t = 32 << 20)]
     pub stream_bytes_per_sec: u64,
+}
+
+/// `--wal-recovery`: the engine's [`strata_engine::WalRecovery`] as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WalRecoveryMode {
+    /// Refuse to start on a damaged log.
+    Strict,
+    /// Keep what precedes the damage and start.
+    Truncate,
+}
+
+impl From<WalRecoveryMode> for strata_engine::WalRecovery {
+    fn from(mode: WalRecoveryMode) -> Self {
+        match mode {
+            WalRecoveryMode::Strict => Self::Strict,
+            WalRecoveryMode::Truncate => Self::TruncateAtCorruption,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -442,10 +474,16 @@ mod tests {
             ("--vnodes", "100000", "4096"),
             ("--gossip-interval-ms", "0", "100"),
             ("--request-timeout-ms", "0", "1"),
+            ("--wal-recovery", "skip", "truncate"),
         ] {
             assert!(parse(flag, bad).is_err(), "{flag} {bad}");
             assert!(parse(flag, good).is_ok(), "{flag} {good}");
         }
         assert_eq!(parse("--vnodes", "16").expect("valid").vnodes, 16);
+        let truncate = parse("--wal-recovery", "truncate").expect("valid");
+        assert_eq!(
+            strata_engine::WalRecovery::from(truncate.wal_recovery),
+            strata_engine::WalRecovery::TruncateAtCorruption
+        );
     }
 }

@@ -38,6 +38,15 @@ pub enum RunError {
     /// The storage engine did not open.
     #[error("opening the storage engine: {0}")]
     Storage(#[from] StorageError),
+    /// The write-ahead log is damaged in the middle: the node will not
+    /// drop acknowledged writes by itself.
+    #[error(
+        "opening the storage engine: {0}. The node does not drop acknowledged writes by itself: \
+         start it once with --wal-recovery truncate to keep what precedes the damage (then \
+         `strata repair` brings the rest back from the other replicas), or wipe the data \
+         directory and let the node join again"
+    )]
+    WalDamaged(StorageError),
     /// The hint store did not open.
     #[error("opening the hint store: {0}")]
     Hints(#[from] HintError),
@@ -125,6 +134,18 @@ impl RunningNode {
     }
 }
 
+/// A damaged log gets its own error, which says what the operator can do.
+fn storage_error(e: StorageError) -> RunError {
+    if matches!(
+        e,
+        StorageError::Engine(strata_engine::Error::WalCorruption { .. })
+    ) {
+        RunError::WalDamaged(e)
+    } else {
+        RunError::Storage(e)
+    }
+}
+
 fn flatten(joined: Result<Result<(), RunError>, tokio::task::JoinError>) -> Result<(), RunError> {
     joined.map_err(|e| RunError::Task(e.to_string()))?
 }
@@ -137,11 +158,15 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     config.validate().map_err(RunError::Config)?;
     let existing = config.data_dir.join(node_id::NODE_ID_FILE).exists();
     let id = node_id::load_or_init(&config.data_dir, config.node_id.as_deref())?;
-    let storage = Arc::new(Storage::open_with(
-        &config.data_dir.join("engine"),
-        Durability::SyncEachGroup,
-        Duration::from_secs(config.tombstone_grace_secs),
-    )?);
+    let storage = Arc::new(
+        Storage::open_with(
+            &config.data_dir.join("engine"),
+            Durability::SyncEachGroup,
+            Duration::from_secs(config.tombstone_grace_secs),
+            config.wal_recovery.into(),
+        )
+        .map_err(storage_error)?,
+    );
     let dots = DotCounter::open(&config.data_dir, id.clone())?;
     let incarnation = node_id::incarnation(&config.data_dir)?;
     let known = crate::ring_file::load(&config.data_dir, &config.cluster_id)?;
@@ -503,4 +528,75 @@ async fn serve_all(
     }
     tracing::info!("node stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_cluster::{Dot, NodeId, Siblings, Version, VersionVector};
+    use strata_engine::WalRecovery;
+
+    fn siblings(value: &str) -> Siblings {
+        Siblings::from_versions([Version {
+            dot: Dot {
+                node: NodeId::new("n1").expect("id"),
+                counter: 1,
+            },
+            context: VersionVector::new(),
+            value: Some(value.as_bytes().to_vec()),
+            timestamp_micros: 1,
+            request_id: 0,
+        }])
+    }
+
+    /// A WAL damaged in the middle: refused with what to do, then opened
+    /// with `--wal-recovery truncate` keeping what precedes the damage.
+    #[test]
+    fn a_damaged_log_is_refused_with_advice_and_truncate_keeps_the_prefix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |recovery| {
+            Storage::open_with(
+                dir.path(),
+                Durability::SyncEachGroup,
+                Duration::from_secs(3600),
+                recovery,
+            )
+        };
+        {
+            let store = open(WalRecovery::Strict).expect("open");
+            for i in 0..200 {
+                store
+                    .apply(format!("k{i:03}").as_bytes(), &siblings("v"))
+                    .expect("apply");
+            }
+        }
+        let wal = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "log"))
+            .expect("a log");
+        let mut bytes = std::fs::read(&wal).expect("read log");
+        let end = bytes.iter().rposition(|b| *b != 0).expect("records");
+        bytes[end / 2] ^= 0xff;
+        std::fs::write(&wal, &bytes).expect("damage");
+
+        let refused = storage_error(open(WalRecovery::Strict).expect_err("damaged"));
+        assert!(matches!(refused, RunError::WalDamaged(_)), "{refused:?}");
+        assert!(
+            refused.to_string().contains("--wal-recovery truncate"),
+            "{refused}"
+        );
+
+        let mode = crate::config::WalRecoveryMode::Truncate;
+        let store = open(mode.into()).expect("truncated at the damage");
+        assert_eq!(
+            store.read(b"k000").expect("read").live_values().count(),
+            1,
+            "the first write precedes the damage"
+        );
+        assert!(
+            store.read(b"k199").expect("read").is_empty(),
+            "the last write followed it"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use strata_cluster::{Siblings, Token, TokenRange, decode_engine_key, encode_engine_key};
-use strata_engine::{Db, Durability, Options};
+use strata_engine::{Db, Durability, Options, WalRecovery};
 use strata_proto::v1::{KeyVersions, KeyVersionsBatch, StoredVersions};
 
 pub use codec::{
@@ -117,11 +117,17 @@ impl Storage {
     /// # Errors
     /// Engine errors from opening the database.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StorageError> {
-        Self::open_with(dir, durability, DEFAULT_TOMBSTONE_GRACE)
+        Self::open_with(
+            dir,
+            durability,
+            DEFAULT_TOMBSTONE_GRACE,
+            WalRecovery::Strict,
+        )
     }
 
     /// Opens (or creates) the store in `dir`; compaction drops keys whose
-    /// versions are all tombstones older than `tombstone_grace`.
+    /// versions are all tombstones older than `tombstone_grace`; a log
+    /// damaged in the middle is handled as `wal_recovery` says.
     ///
     /// # Errors
     /// Engine errors from opening the database.
@@ -129,9 +135,11 @@ impl Storage {
         dir: &Path,
         durability: Durability,
         tombstone_grace: std::time::Duration,
+        wal_recovery: WalRecovery,
     ) -> Result<Self, StorageError> {
         let options = Options {
             durability,
+            wal_recovery,
             merge_operator: Some(Arc::new(SiblingsMerge)),
             max_successive_merges: MAX_MERGE_CHAIN,
             compaction_filter: Some(Arc::new(TombstoneGc {
@@ -672,6 +680,7 @@ mod tests {
             dir.path(),
             Durability::SyncEachGroup,
             std::time::Duration::from_secs(3600),
+            WalRecovery::Strict,
         )
         .expect("open");
         let now = u64::try_from(
