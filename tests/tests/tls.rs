@@ -187,10 +187,13 @@ async fn tls_and_mutual_tls_refuse_strangers_and_rotate_without_a_restart() {
     // Plaintext on a TLS port: refused, with a hint.
     let plain = connect(addr, None).await.expect_err("plaintext");
     assert!(plain.to_string().contains("does it serve TLS"), "{plain}");
-    // No client certificate where one is required.
+    // No client certificate where one is required: refused, with a hint.
+    let anonymous = connect(addr, Some(tls(&ca_file, None)))
+        .await
+        .expect_err("no client certificate");
     assert!(
-        connect(addr, Some(tls(&ca_file, None))).await.is_err(),
-        "no client certificate"
+        anonymous.to_string().contains("--cert and --key"),
+        "{anonymous}"
     );
     // Another CA's certificate, on either port.
     assert!(

@@ -214,13 +214,19 @@ impl Client {
                         status.code(),
                         Code::Internal | Code::Unknown | Code::Cancelled | Code::Unavailable
                     );
-                if options.tls.is_none() && garbled {
-                    Error::NotGrpc {
+                let detail = || status.message().to_owned();
+                match &options.tls {
+                    None if garbled => Error::NotGrpc {
                         endpoint: endpoint.to_owned(),
-                        detail: status.message().to_owned(),
-                    }
-                } else {
-                    Error::Status(status)
+                        detail: detail(),
+                    },
+                    // The server ends a TLS session whose client sent no
+                    // certificate only after the handshake, on first use.
+                    Some(tls) if garbled && tls.identity.is_none() => Error::NoClientCertificate {
+                        endpoint: endpoint.to_owned(),
+                        detail: detail(),
+                    },
+                    _ => Error::Status(status),
                 }
             })?
             .into_inner();

@@ -41,6 +41,17 @@ pub enum Error {
         /// What the transport said.
         detail: String,
     },
+    /// A TLS node ended the session of a client that presented no
+    /// certificate: most likely it requires one (`--tls-client-ca`).
+    #[error(
+        "{endpoint} ended the TLS session ({detail}): does it require a client certificate? then pass one its client CA signed (--cert and --key)"
+    )]
+    NoClientCertificate {
+        /// The endpoint.
+        endpoint: String,
+        /// What the transport said.
+        detail: String,
+    },
     /// A token that cannot travel in a header (non-ASCII or control
     /// characters). The token itself is not repeated.
     #[error("the token is not valid in an HTTP header (printable ASCII only)")]
