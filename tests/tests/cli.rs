@@ -60,6 +60,13 @@ fn the_cli_puts_gets_and_deletes_with_contexts_and_clear_errors() {
     assert!(got.contains(": v3\n"), "{got}");
     assert!(ok(e, &["delete", "k", "--context", context_of(&got)]).starts_with("deleted"));
     assert!(ok(e, &["get", "k"]).starts_with("(not found)"));
+    // Without --context, delete removes what a get shows now: here two
+    // siblings, which a delete without any context would leave in place.
+    ok(e, &["put", "k2", "a"]);
+    ok(e, &["put", "k2", "b"]);
+    assert!(ok(e, &["delete", "k2"]).starts_with("deleted"));
+    let got = ok(e, &["get", "k2"]);
+    assert!(got.starts_with("(not found)"), "{got}");
 
     // Bad input: a non-zero exit and a message naming the problem.
     for (args, says) in [

@@ -77,10 +77,13 @@ enum Command {
         #[arg(long, short)]
         consistency: Option<String>,
     },
-    /// Delete a key.
+    /// Delete a key: every value a get would show (it reads the key's
+    /// context first, unless given one).
     Delete {
         key: String,
-        /// Context from a previous get, in hex.
+        /// Context from a previous get, in hex: delete only what that get
+        /// saw. Default: the context of a get made now (a delete without
+        /// any context would be concurrent with every value, and remove none).
         #[arg(long)]
         context: Option<String>,
         /// one, two, quorum, all or a replica count. Default: the cluster's W.
@@ -282,10 +285,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             context,
             consistency,
         } => {
-            let context = unhex(context.as_deref())?;
-            let response = client
-                .delete(key.into_bytes(), context, level(consistency.as_deref())?)
-                .await?;
+            let level = level(consistency.as_deref())?;
+            let context = match context {
+                Some(hex) => unhex(Some(&hex))?,
+                None => client
+                    .get(key.clone().into_bytes(), level)
+                    .await?
+                    .context
+                    .to_vec(),
+            };
+            let response = client.delete(key.into_bytes(), context, level).await?;
             println!("deleted ({} replicas)", response.replicas_acked);
         }
         Command::Ring => print_ring(&client.ring().await?),
