@@ -301,7 +301,10 @@ impl Client {
         .await
     }
 
-    /// Deletes `key`, superseding the siblings `context` covers.
+    /// Deletes `key`, superseding the siblings `context` covers. An empty
+    /// context covers nothing: the tombstone is concurrent with every value
+    /// stored, which stays. To delete what a read returned, pass that
+    /// read's context.
     ///
     /// # Errors
     /// [`Error::Status`] from the last node tried.
