@@ -533,70 +533,21 @@ async fn serve_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_cluster::{Dot, NodeId, Siblings, Version, VersionVector};
-    use strata_engine::WalRecovery;
 
-    fn siblings(value: &str) -> Siblings {
-        Siblings::from_versions([Version {
-            dot: Dot {
-                node: NodeId::new("n1").expect("id"),
-                counter: 1,
-            },
-            context: VersionVector::new(),
-            value: Some(value.as_bytes().to_vec()),
-            timestamp_micros: 1,
-            request_id: 0,
-        }])
-    }
-
-    /// A WAL damaged in the middle: refused with what to do, then opened
-    /// with `--wal-recovery truncate` keeping what precedes the damage.
     #[test]
-    fn a_damaged_log_is_refused_with_advice_and_truncate_keeps_the_prefix() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let open = |recovery| {
-            Storage::open_with(
-                dir.path(),
-                Durability::SyncEachGroup,
-                Duration::from_secs(3600),
-                recovery,
-            )
-        };
-        {
-            let store = open(WalRecovery::Strict).expect("open");
-            for i in 0..200 {
-                store
-                    .apply(format!("k{i:03}").as_bytes(), &siblings("v"))
-                    .expect("apply");
-            }
-        }
-        let wal = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .map(|e| e.expect("entry").path())
-            .find(|p| p.extension().is_some_and(|e| e == "log"))
-            .expect("a log");
-        let mut bytes = std::fs::read(&wal).expect("read log");
-        let end = bytes.iter().rposition(|b| *b != 0).expect("records");
-        bytes[end / 2] ^= 0xff;
-        std::fs::write(&wal, &bytes).expect("damage");
-
-        let refused = storage_error(open(WalRecovery::Strict).expect_err("damaged"));
-        assert!(matches!(refused, RunError::WalDamaged(_)), "{refused:?}");
+    fn a_damaged_log_gets_the_error_that_says_what_to_do() {
+        let damaged = storage_error(StorageError::Engine(strata_engine::Error::WalCorruption {
+            path: "engine/000001.log".into(),
+            offset: 18_157,
+            reason: "record payload checksum mismatch".into(),
+        }));
+        assert!(matches!(damaged, RunError::WalDamaged(_)), "{damaged:?}");
+        let text = damaged.to_string();
         assert!(
-            refused.to_string().contains("--wal-recovery truncate"),
-            "{refused}"
+            text.contains("000001.log") && text.contains("--wal-recovery truncate"),
+            "{text}"
         );
-
-        let mode = crate::config::WalRecoveryMode::Truncate;
-        let store = open(mode.into()).expect("truncated at the damage");
-        assert_eq!(
-            store.read(b"k000").expect("read").live_values().count(),
-            1,
-            "the first write precedes the damage"
-        );
-        assert!(
-            store.read(b"k199").expect("read").is_empty(),
-            "the last write followed it"
-        );
+        let other = storage_error(StorageError::Writer("stopped".into()));
+        assert!(matches!(other, RunError::Storage(_)), "{other:?}");
     }
 }

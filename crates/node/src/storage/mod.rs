@@ -491,6 +491,55 @@ mod tests {
         }
     }
 
+    /// A WAL damaged in the middle: `Strict` refuses to open, `Truncate`
+    /// opens with what precedes the damage.
+    #[test]
+    fn a_damaged_log_is_refused_or_truncated_as_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |recovery| {
+            Storage::open_with(
+                dir.path(),
+                Durability::SyncEachGroup,
+                DEFAULT_TOMBSTONE_GRACE,
+                recovery,
+            )
+        };
+        {
+            let store = open(WalRecovery::Strict).expect("open");
+            let v = Siblings::from_versions([version("n1", 1, VersionVector::new(), "v")]);
+            for i in 0..200 {
+                store
+                    .apply(format!("k{i:03}").as_bytes(), &v)
+                    .expect("apply");
+            }
+        }
+        let wal = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "log"))
+            .expect("a log");
+        let mut bytes = std::fs::read(&wal).expect("read log");
+        let end = bytes.iter().rposition(|b| *b != 0).expect("records");
+        bytes[end / 2] ^= 0xff;
+        std::fs::write(&wal, &bytes).expect("damage");
+
+        assert!(
+            matches!(
+                open(WalRecovery::Strict),
+                Err(StorageError::Engine(
+                    strata_engine::Error::WalCorruption { .. }
+                ))
+            ),
+            "a damaged log must not open strictly"
+        );
+        let store = open(WalRecovery::TruncateAtCorruption).expect("truncated");
+        assert_eq!(store.read(b"k000").expect("read").live_values().count(), 1);
+        assert!(
+            store.read(b"k199").expect("read").is_empty(),
+            "the last write followed the damage"
+        );
+    }
+
     #[test]
     fn replica_writes_merge_into_siblings_and_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
