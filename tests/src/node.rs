@@ -104,6 +104,21 @@ impl NodeProcess {
         assert!(status.success(), "kill {signal} failed");
     }
 
+    /// Sends SIGTERM (what Kubernetes sends a pod it stops) and waits up
+    /// to `within` for the process to exit; its status, or `None` if it
+    /// is still running.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.signal("-TERM");
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// The exit status, once the process has ended by itself.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()

@@ -52,6 +52,38 @@ async fn node_process_serves_kv_and_keeps_id_and_data_after_restart() {
     assert_eq!(values, [&b"v3"[..]]);
 }
 
+/// Kubernetes stops a pod with SIGTERM: the node shuts down cleanly (exit
+/// status 0, engine closed), not as a crash, and keeps what it acknowledged.
+/// (Two runtime threads: the client's connection must answer the server's
+/// graceful goodbye while this thread waits for the exit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_node_cleanly_and_keeps_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("node-0");
+    let mut node = NodeProcess::start(&data, Some("strata-0"), SINGLE);
+    let client = Client::connect(&node.addr().to_string())
+        .await
+        .expect("connect");
+    client
+        .put(b"k".to_vec(), b"v".to_vec(), Vec::new(), None)
+        .await
+        .expect("put");
+    let status = node
+        .terminate(std::time::Duration::from_secs(8))
+        .expect("the node exits within 8 s of SIGTERM");
+    assert!(status.success(), "{status}; log:\n{}", node.log());
+    assert!(node.log().contains("SIGTERM"), "{}", node.log());
+    drop(node);
+
+    let node = NodeProcess::start(&data, None, SINGLE);
+    let client = Client::connect(&node.addr().to_string())
+        .await
+        .expect("connect");
+    let got = client.get(b"k".to_vec(), None).await.expect("get");
+    let values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
+    assert_eq!(values, [&b"v"[..]]);
+}
+
 #[tokio::test]
 async fn quorum_beyond_the_reachable_replicas_is_unavailable() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -154,9 +154,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     println!("Ctrl-C stops the cluster.");
 
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    strata_node::signal::shutdown().await;
     println!("stopping {total} nodes");
     stop_all(nodes).await;
     if args.data_dir.is_none() {

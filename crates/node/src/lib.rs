@@ -30,6 +30,7 @@ pub mod run;
 pub mod runtime;
 pub mod server;
 mod services;
+pub mod signal;
 mod status;
 pub mod storage;
 #[cfg(test)]

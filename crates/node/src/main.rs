@@ -31,11 +31,6 @@ async fn run() -> anyhow::Result<()> {
     // One machine-readable line on stdout: harnesses read the actual
     // address from it when the port was 0.
     println!("strata-node {} listening on {}", node.id, node.grpc_address);
-    node.run_until(async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
-        }
-    })
-    .await?;
+    node.run_until(strata_node::signal::shutdown()).await?;
     Ok(())
 }

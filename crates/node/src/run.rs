@@ -134,6 +134,35 @@ impl RunningNode {
     }
 }
 
+/// How long a stopping node waits for its connections to finish. A graceful
+/// HTTP/2 shutdown waits for each client to acknowledge it, and a paused or
+/// unreachable client never does; well inside the 60 s the operator gives a
+/// pod between SIGTERM and SIGKILL.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Runs `serve` to its end; once `stopping` completes, gives it at most
+/// `grace` more. `None`: abandoned (its connections close with the
+/// runtime).
+async fn drain_within<T>(
+    grace: Duration,
+    stopping: impl Future<Output = ()>,
+    serve: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(serve);
+    tokio::select! {
+        done = &mut serve => return Some(done),
+        () = stopping => {}
+    }
+    let done = tokio::time::timeout(grace, serve).await.ok();
+    if done.is_none() {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "client connections still open after the stop's grace period: closing them"
+        );
+    }
+    done
+}
+
 /// A damaged log gets its own error, which says what the operator can do.
 fn storage_error(e: StorageError) -> RunError {
     if matches!(
@@ -496,20 +525,25 @@ async fn serve_all(
     let Admins { repairer, changes } = admins;
     let cleanup_task = tokio::spawn(Arc::clone(&changes).auto_cleanup(wait(stopped.clone())));
     let schedule_task = tokio::spawn(Arc::clone(&repairer).schedule(wait(stopped.clone())));
-    let served = server::serve(
-        Arc::clone(&ctx),
-        coordinator,
-        repairer,
-        Some(changes),
-        server::Sockets {
-            grpc: listeners.grpc,
-            internal: listeners.internal,
-            tokens: listeners.tokens,
-            tls: listeners.tls,
-        },
-        wait(stopped),
+    let served = drain_within(
+        DRAIN,
+        wait(stopped.clone()),
+        server::serve(
+            Arc::clone(&ctx),
+            coordinator,
+            repairer,
+            Some(changes),
+            server::Sockets {
+                grpc: listeners.grpc,
+                internal: listeners.internal,
+                tokens: listeners.tokens,
+                tls: listeners.tls,
+            },
+            wait(stopped),
+        ),
     )
-    .await;
+    .await
+    .unwrap_or(Ok(()));
     let was_removed = *membership.removed().borrow();
     let _ = load_task.await;
     let _ = replay_task.await;
@@ -533,6 +567,27 @@ async fn serve_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_waits_for_connections_only_so_long() {
+        let never = std::future::pending::<u8>();
+        let started = tokio::time::Instant::now();
+        let stopping = tokio::time::sleep(Duration::from_secs(1));
+        assert_eq!(drain_within(DRAIN, stopping, never).await, None);
+        assert_eq!(started.elapsed(), Duration::from_secs(1) + DRAIN);
+        // A server that ends by itself (or drains in time) is waited for.
+        let serve = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            7
+        };
+        let stopping = tokio::time::sleep(Duration::from_secs(1));
+        assert_eq!(drain_within(DRAIN, stopping, serve).await, Some(7));
+        let serve = async { 8 };
+        assert_eq!(
+            drain_within(DRAIN, std::future::pending(), serve).await,
+            Some(8)
+        );
+    }
 
     #[test]
     fn a_damaged_log_gets_the_error_that_says_what_to_do() {
