@@ -408,31 +408,51 @@ fn print_ring(ring: &v1::Ring) {
 }
 
 fn print_status(status: &v1::ClusterStatus) {
+    for line in status_lines(status) {
+        println!("{line}");
+    }
+}
+
+fn status_lines(status: &v1::ClusterStatus) -> Vec<String> {
+    let mut lines = Vec::new();
     for n in &status.nodes {
-        println!(
-            "{} ({}) {} {} v{} up {}s load {:.1} MiB hints {} last repair {}",
+        let up = if n.alive { "UP" } else { "DOWN" };
+        // A node that did not answer the endpoint's status call is known
+        // only from gossip: no version, uptime or counters to show.
+        if n.version.is_empty() {
+            lines.push(format!(
+                "{} ({}) {up} {} no answer to the status call (paused, overloaded or unreachable); load {:.1} MiB as gossiped",
+                n.node_id,
+                n.grpc_address,
+                state_name(n.state),
+                mib(n.load_bytes),
+            ));
+            continue;
+        }
+        lines.push(format!(
+            "{} ({}) {up} {} v{} up {}s load {:.1} MiB hints {} last repair {}",
             n.node_id,
             n.grpc_address,
-            if n.alive { "UP" } else { "DOWN" },
             state_name(n.state),
             n.version,
             n.uptime_seconds,
             mib(n.load_bytes),
             n.hints_pending,
             ago(n.last_repair_micros)
-        );
+        ));
         if let Some(e) = &n.engine {
             let files: Vec<String> = e.levels.iter().map(|l| l.files.to_string()).collect();
-            println!(
+            lines.push(format!(
                 "  engine: files per level [{}], write-amp {:.2}, stalled {} ms, cache hit {:.0}%, memtable {:.1} MiB",
                 files.join(" "),
                 e.write_amplification,
                 e.stall_micros / 1000,
                 e.block_cache_hit_rate * 100.0,
                 mib(e.memtable_bytes)
-            );
+            ));
         }
     }
+    lines
 }
 
 async fn repair(client: &Client, no_wait: bool) -> anyhow::Result<()> {
@@ -661,5 +681,38 @@ mod tests {
     fn bench_refuses_zero_workers() {
         assert!(Cli::try_parse_from(["strata", "bench", "--threads", "0"]).is_err());
         assert!(Cli::try_parse_from(["strata", "bench", "--threads", "1"]).is_ok());
+    }
+
+    #[test]
+    fn status_says_which_nodes_did_not_answer() {
+        let answered = super::v1::NodeStatus {
+            node_id: "n0".into(),
+            grpc_address: "127.0.0.1:7400".into(),
+            alive: true,
+            version: "0.1.0".into(),
+            uptime_seconds: 42,
+            ..super::v1::NodeStatus::default()
+        };
+        let silent = super::v1::NodeStatus {
+            node_id: "n1".into(),
+            grpc_address: "127.0.0.1:7401".into(),
+            alive: true,
+            ..super::v1::NodeStatus::default()
+        };
+        let lines = super::status_lines(&super::v1::ClusterStatus {
+            nodes: vec![answered, silent],
+            ..super::v1::ClusterStatus::default()
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains("UP") && lines[0].contains("v0.1.0 up 42s"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("no answer") && !lines[1].contains(" up 0s"),
+            "{}",
+            lines[1]
+        );
     }
 }
