@@ -3,6 +3,7 @@
 //! to the paused node first. A paused process accepts connections and
 //! never answers; the client must move on to another replica, for writes
 //! as for reads, and not fail those keys for as long as the pause lasts.
+//! Admin calls to a paused endpoint must fail at the deadline, not hang.
 
 use std::time::Duration;
 
@@ -18,7 +19,12 @@ async fn writes_and_reads_move_past_a_paused_node() {
         timeout: Duration::from_secs(1),
         ..ClientOptions::default()
     };
-    let client = Client::connect_with(&seed.to_string(), options)
+    let client = Client::connect_with(&seed.to_string(), options.clone())
+        .await
+        .expect("connect");
+    // A second client whose endpoint is the node about to be paused.
+    let (_, paused_addr) = cluster.running()[2];
+    let through_paused = Client::connect_with(&paused_addr.to_string(), options.clone())
         .await
         .expect("connect");
     let quorum = Some(parse_consistency("quorum").expect("level"));
@@ -44,6 +50,26 @@ async fn writes_and_reads_move_past_a_paused_node() {
             .unwrap_or_else(|e| panic!("get {i} while node-2 is paused: {e}"));
         let values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
         assert_eq!(values, [format!("v{i}").as_bytes()], "key {i}");
+    }
+    // Admin calls to the paused endpoint fail at the attempt deadline
+    // instead of hanging.
+    for (call, result) in [
+        (
+            "ping",
+            tokio::time::timeout(Duration::from_secs(5), through_paused.ping(Vec::new()))
+                .await
+                .map(|r| r.map(drop)),
+        ),
+        (
+            "status",
+            tokio::time::timeout(Duration::from_secs(5), through_paused.cluster_status())
+                .await
+                .map(|r| r.map(drop)),
+        ),
+    ] {
+        let answer = result.unwrap_or_else(|_| panic!("{call} hung on the paused node"));
+        let err = answer.expect_err("the paused node cannot answer");
+        assert!(err.to_string().contains("no answer"), "{call}: {err}");
     }
     cluster.resume(2);
 }

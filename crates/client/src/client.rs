@@ -250,7 +250,8 @@ impl Client {
         let request = PingRequest {
             payload: payload.into(),
         };
-        Ok(self.admin().ping(request).await?.into_inner())
+        self.within(&self.inner.seed, self.admin().ping(request))
+            .await
     }
 
     /// All siblings of `key` and their context.
@@ -354,7 +355,8 @@ impl Client {
     /// # Errors
     /// [`Error::Status`] from the node.
     pub async fn ring(&self) -> Result<Ring, Error> {
-        Ok(self.admin().get_ring(GetRingRequest {}).await?.into_inner())
+        self.within(&self.inner.seed, self.admin().get_ring(GetRingRequest {}))
+            .await
     }
 
     /// Every member's status as the node sees it.
@@ -363,7 +365,8 @@ impl Client {
     /// [`Error::Status`] from the node.
     pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
         let request = GetClusterStatusRequest {};
-        Ok(self.admin().get_cluster_status(request).await?.into_inner())
+        self.within(&self.inner.seed, self.admin().get_cluster_status(request))
+            .await
     }
 
     /// Starts an anti-entropy repair of every range the endpoint node
@@ -373,7 +376,8 @@ impl Client {
     /// [`Error::Status`]: `FAILED_PRECONDITION` while a repair runs there.
     pub async fn repair(&self) -> Result<Operation, Error> {
         let request = RepairRequest { ranges: Vec::new() };
-        Ok(self.admin().repair(request).await?.into_inner())
+        self.within(&self.inner.seed, self.admin().repair(request))
+            .await
     }
 
     /// The endpoint node's operations (`id` empty: all it remembers).
@@ -385,10 +389,8 @@ impl Client {
             operation_id: id.to_owned(),
         };
         Ok(self
-            .admin()
-            .get_progress(request)
+            .within(&self.inner.seed, self.admin().get_progress(request))
             .await?
-            .into_inner()
             .operations)
     }
 
@@ -398,7 +400,8 @@ impl Client {
     /// # Errors
     /// [`Error::Status`]: `FAILED_PRECONDITION` with the reason.
     pub async fn join(&self) -> Result<Operation, Error> {
-        Ok(self.admin().join(JoinRequest {}).await?.into_inner())
+        self.within(&self.inner.seed, self.admin().join(JoinRequest {}))
+            .await
     }
 
     /// Decommissions `node` (`None`: the endpoint node): it streams its
@@ -412,7 +415,8 @@ impl Client {
         let request = DecommissionRequest {
             node_id: node.unwrap_or_default().to_owned(),
         };
-        Ok(self.admin().decommission(request).await?.into_inner())
+        self.within(&self.inner.seed, self.admin().decommission(request))
+            .await
     }
 
     /// Removes `node`, which must be down for good: the endpoint node
@@ -424,7 +428,8 @@ impl Client {
         let request = RemoveNodeRequest {
             node_id: node.to_owned(),
         };
-        Ok(self.admin().remove_node(request).await?.into_inner())
+        self.within(&self.inner.seed, self.admin().remove_node(request))
+            .await
     }
 
     /// Makes the endpoint node delete the ranges it no longer replicates.
@@ -433,7 +438,8 @@ impl Client {
     /// [`Error::Status`]: `FAILED_PRECONDITION` while a change is in
     /// progress.
     pub async fn cleanup(&self) -> Result<Operation, Error> {
-        Ok(self.admin().cleanup(CleanupRequest {}).await?.into_inner())
+        self.within(&self.inner.seed, self.admin().cleanup(CleanupRequest {}))
+            .await
     }
 
     /// Operation `id` (empty: all) as node `node_id` reports it (the node
@@ -457,11 +463,10 @@ impl Client {
         let request = GetProgressRequest {
             operation_id: id.to_owned(),
         };
+        let mut admin = self.admin_on(self.channel(&address)?);
         Ok(self
-            .admin_on(self.channel(&address)?)
-            .get_progress(request)
+            .within(&address, admin.get_progress(request))
             .await?
-            .into_inner()
             .operations)
     }
 
@@ -492,6 +497,23 @@ impl Client {
     #[must_use]
     pub fn ring_epoch(&self) -> u64 {
         self.routing().epoch
+    }
+
+    /// Awaits one admin call within the attempt deadline: a node that
+    /// accepted the connection and stopped answering (paused, hung) is an
+    /// error, not a hang.
+    async fn within<T>(
+        &self,
+        address: &str,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.inner.options.timeout, call).await {
+            Ok(answer) => Ok(answer?.into_inner()),
+            Err(_) => Err(Error::Status(no_answer(
+                address,
+                self.inner.options.timeout,
+            ))),
+        }
     }
 
     fn routing(&self) -> Arc<Routing> {
