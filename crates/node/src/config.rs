@@ -374,15 +374,17 @@ impl NodeConfig {
 mod tests {
     use super::*;
 
+    /// The settings `strata-node <flag> <value>` would run with.
+    fn parse(flag: &str, value: &str) -> Result<NodeConfig, clap::Error> {
+        use clap::{Args as _, FromArgMatches as _};
+        let command = NodeConfig::augment_args(clap::Command::new("strata-node"));
+        command
+            .try_get_matches_from(["strata-node", flag, value])
+            .and_then(|m| NodeConfig::from_arg_matches(&m))
+    }
+
     #[test]
     fn levels_parse_through_the_shared_parser() {
-        let parse = |flag: &str, value: &str| {
-            use clap::{Args as _, FromArgMatches as _};
-            let command = NodeConfig::augment_args(clap::Command::new("strata-node"));
-            command
-                .try_get_matches_from(["strata-node", flag, value])
-                .and_then(|m| NodeConfig::from_arg_matches(&m))
-        };
         let c = parse("--write-consistency", "ALL").expect("valid");
         assert_eq!(c.write_consistency, ConsistencyLevel::All);
         let c = parse("--read-consistency", "2").expect("valid");
@@ -461,13 +463,6 @@ mod tests {
 
     #[test]
     fn out_of_range_numbers_are_refused_by_the_parser() {
-        let parse = |flag: &str, value: &str| {
-            use clap::{Args as _, FromArgMatches as _};
-            let command = NodeConfig::augment_args(clap::Command::new("strata-node"));
-            command
-                .try_get_matches_from(["strata-node", flag, value])
-                .and_then(|m| NodeConfig::from_arg_matches(&m))
-        };
         for (flag, bad, good) in [
             ("--replication-factor", "0", "5"),
             ("--vnodes", "0", "16"),
