@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::filter::CompactionFilter;
-use crate::iter::{InternalIterator, MergingIterator};
+use crate::iter::{ConcatIterator, InternalIterator, MergingIterator};
 use crate::key::{self, Kind, SeqNo};
 use crate::merge::{self, MergeOperator};
 use crate::table::TableBuilder;
@@ -145,12 +145,28 @@ pub(crate) fn run(
             bytes_written: 0,
         });
     }
-    let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
     let mut bytes_read = 0;
-    for f in task.inputs.iter().chain(&task.next_inputs) {
-        // Read ahead, and keep the inputs (soon deleted) out of the cache.
-        children.push(Box::new(ctx.tables.get(f)?.iter_bulk()));
-        bytes_read += f.size;
+    let mut open = |files: &[Arc<FileMeta>]| -> Result<Vec<Box<dyn InternalIterator>>> {
+        let mut iters: Vec<Box<dyn InternalIterator>> = Vec::with_capacity(files.len());
+        for f in files {
+            // Read ahead, and keep the inputs (soon deleted) out of the cache.
+            iters.push(Box::new(ctx.tables.get(f)?.iter_bulk()));
+            bytes_read += f.size;
+        }
+        Ok(iters)
+    };
+    // Level-0 tables overlap: one child each. A deeper level's tables are
+    // disjoint: one concatenated child, so each step compares few keys.
+    let mut children = if task.level == 0 {
+        open(&task.inputs)?
+    } else {
+        vec![Box::new(ConcatIterator::new(open(&sorted(&task.inputs))?))
+            as Box<dyn InternalIterator>]
+    };
+    if !task.next_inputs.is_empty() {
+        children.push(Box::new(ConcatIterator::new(open(&sorted(
+            &task.next_inputs,
+        ))?)));
     }
     let mut input = MergingIterator::new(children);
     input.seek_to_first()?;
@@ -161,8 +177,16 @@ pub(crate) fn run(
     let mut user_key: Vec<u8> = Vec::new();
     let mut group: Vec<Entry> = Vec::new();
     loop {
-        let next_key = input.valid().then(|| key::user_key(input.key()).to_vec());
-        if next_key.as_deref() != Some(user_key.as_slice()) && !group.is_empty() {
+        // Whether the input's entry is another version of `user_key`.
+        let same = match input.valid().then(|| key::user_key(input.key())) {
+            Some(next) if !group.is_empty() => match next.cmp(user_key.as_slice()) {
+                std::cmp::Ordering::Equal => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Less => return Err(out_of_order(ctx, task)),
+            },
+            _ => false,
+        };
+        if !same && !group.is_empty() {
             let kept = collapse(
                 &user_key,
                 std::mem::take(&mut group),
@@ -173,10 +197,15 @@ pub(crate) fn run(
             );
             output.add_user_key(&user_key, &kept)?;
         }
-        let Some(next_key) = next_key else { break };
+        if !input.valid() {
+            break;
+        }
         let parsed = key::parse(input.key()).expect("table iterators yield valid keys");
+        if !same {
+            user_key.clear();
+            user_key.extend_from_slice(parsed.user_key);
+        }
         group.push((parsed.seq, parsed.kind, input.value().to_vec()));
-        user_key = next_key;
         input.next()?;
     }
     let (files, bytes_written) = output.finish()?;
@@ -188,6 +217,28 @@ pub(crate) fn run(
         bytes_read,
         bytes_written,
     })
+}
+
+/// The error for inputs whose merged keys go backwards: tables of one level
+/// above 0 overlap, which the MANIFEST must never record (a damaged one).
+fn out_of_order(ctx: &Context<'_>, task: &CompactionTask) -> crate::Error {
+    let file = task.next_inputs.first().unwrap_or(&task.inputs[0]);
+    crate::Error::corruption(
+        file_path(ctx.dir, FileKind::Table, file.number),
+        0,
+        format!(
+            "compaction inputs of levels {} and {} yield keys out of order: tables of one level overlap",
+            task.level,
+            task.output_level()
+        ),
+    )
+}
+
+/// A level's tables in key order (they do not overlap).
+fn sorted(files: &[Arc<FileMeta>]) -> Vec<Arc<FileMeta>> {
+    let mut files = files.to_vec();
+    files.sort_by(|a, b| key::compare(&a.smallest, &b.smallest));
+    files
 }
 
 /// Writes a sequence of output tables, starting a new one at a user-key
@@ -368,5 +419,94 @@ mod tests {
             vec![],
             "the folded value 'dead,x' is offered to the filter"
         );
+    }
+
+    /// A table of `keys` (each a put at `seq`) on `level`.
+    fn table(ctx: &Context<'_>, level: usize, keys: &[&str], seq: SeqNo) -> Arc<FileMeta> {
+        let number = ctx.next_file.fetch_add(1, Ordering::SeqCst);
+        let path = file_path(ctx.dir, FileKind::Table, number);
+        let mut builder = TableBuilder::create(&path, ctx.options, level, false).expect("create");
+        for k in keys {
+            builder
+                .add(&key::encode(k.as_bytes(), seq, Kind::Put), k.as_bytes())
+                .expect("add");
+        }
+        Arc::new(FileMeta::from_built(
+            number,
+            path,
+            builder.finish().expect("finish"),
+        ))
+    }
+
+    fn with_context(f: impl FnOnce(&Context<'_>)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = Options::default();
+        let next_file = AtomicU64::new(1);
+        let tables = TableCache::new(16, Arc::new(crate::cache::BlockCache::new(1 << 20)));
+        f(&Context {
+            dir: dir.path(),
+            options: &options,
+            next_file: &next_file,
+            tables: &tables,
+        });
+    }
+
+    /// Every (user key, seq) in the tables, in order.
+    fn contents(ctx: &Context<'_>, files: &[Arc<FileMeta>]) -> Vec<(String, SeqNo)> {
+        let mut out = Vec::new();
+        for f in files {
+            let mut it = ctx.tables.get(f).expect("open").iter();
+            it.seek_to_first().expect("seek");
+            while it.valid() {
+                let p = key::parse(it.key()).expect("key");
+                out.push((String::from_utf8(p.user_key.to_vec()).expect("utf8"), p.seq));
+                it.next().expect("next");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn merges_overlapping_level0_tables_into_the_disjoint_level_below() {
+        with_context(|ctx| {
+            let task = CompactionTask {
+                level: 0,
+                inputs: vec![
+                    table(ctx, 0, &["b", "m", "x"], 9),
+                    table(ctx, 0, &["a", "m", "y"], 8),
+                ],
+                // Given out of key order: the compaction sorts them.
+                next_inputs: vec![
+                    table(ctx, 1, &["n", "x", "z"], 2),
+                    table(ctx, 1, &["c", "m"], 1),
+                ],
+                bottommost: true,
+            };
+            let out = run(ctx, &task, key::MAX_SEQ).expect("compaction");
+            let added: Vec<_> = out.edit.added.iter().map(|(_, f)| Arc::clone(f)).collect();
+            let keys = ["a", "b", "c", "m", "n", "x", "y", "z"];
+            let seqs = [8, 9, 1, 9, 2, 9, 8, 2];
+            let expected: Vec<_> = keys.iter().map(ToString::to_string).zip(seqs).collect();
+            assert_eq!(contents(ctx, &added), expected);
+        });
+    }
+
+    #[test]
+    fn overlapping_tables_on_a_deeper_level_are_reported_not_merged_out_of_order() {
+        with_context(|ctx| {
+            let task = CompactionTask {
+                level: 1,
+                inputs: vec![table(ctx, 1, &["k"], 5)],
+                // A damaged MANIFEST: two level-2 tables that overlap.
+                next_inputs: vec![table(ctx, 2, &["a", "m"], 1), table(ctx, 2, &["c", "z"], 2)],
+                bottommost: true,
+            };
+            let err = run(ctx, &task, 0).expect_err("overlap must be refused");
+            assert!(
+                matches!(err, crate::Error::Corruption { .. })
+                    && err.to_string().contains("out of order"),
+                "{err}"
+            );
+        });
     }
 }
