@@ -43,6 +43,11 @@ impl WriteBatch {
     }
 
     fn push(&mut self, kind: Kind, key: &[u8], value: Option<&[u8]>) -> &mut Self {
+        // One growth per entry at most (a one-entry batch: one allocation of
+        // the right size), not one per field.
+        const VARINTS: usize = 2 * 10;
+        self.entries
+            .reserve(1 + VARINTS + key.len() + value.map_or(0, <[u8]>::len));
         self.entries.push(kind as u8);
         put_bytes(&mut self.entries, key);
         if let Some(value) = value {
