@@ -103,7 +103,9 @@ pub(crate) fn write(inner: &Inner, batch: Option<WriteBatch>) -> Result<()> {
             next.wake.notify_one();
         }
         // Outside the queue lock, so that writers keep queueing meanwhile.
-        for member in &group {
+        // The leader is not waiting: a notify costs a futex call even with
+        // no waiter, once per write for a lone writer.
+        for member in group.iter().filter(|m| !Arc::ptr_eq(m, &slot)) {
             member.wake.notify_one();
         }
         match next {
