@@ -375,3 +375,29 @@ fn writes_outrunning_flush_and_compaction_are_reported_as_stalls_with_causes() {
         assert_eq!(db.get(&key(i)).expect("get"), Some(vec![b'v'; 100]));
     }
 }
+
+/// A synced log is preallocated (its fsyncs then write no size metadata);
+/// an unsynced one (`Durability::None`) grows as written, so creating it
+/// costs no device flush.
+#[test]
+fn only_a_synced_log_is_preallocated() {
+    let wal_len = |durability| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = Options {
+            durability,
+            memtable_bytes: 1 << 20,
+            ..Options::default()
+        };
+        let db = Db::open(dir.path(), options).expect("open");
+        let len: u64 = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .map(|p| std::fs::metadata(p).expect("metadata").len())
+            .sum();
+        db.close().expect("close");
+        len
+    };
+    assert!(wal_len(strata_engine::Durability::SyncEachGroup) > 1 << 20);
+    assert_eq!(wal_len(strata_engine::Durability::None), 0);
+}
