@@ -83,6 +83,12 @@ struct Args {
     /// One JSON object per result instead of a table.
     #[arg(long)]
     json: bool,
+    /// Strata's `Options::l0_slowdown_trigger` (default: the engine's).
+    #[arg(long)]
+    l0_slowdown_trigger: Option<usize>,
+    /// Strata's `Options::l0_stop_trigger` (default: the engine's).
+    #[arg(long)]
+    l0_stop_trigger: Option<usize>,
 }
 
 /// The operations every engine offers the benchmarks.
@@ -148,7 +154,7 @@ impl Engine for Strata {
     }
 }
 
-fn open(engine: &str, dir: &Path, sync: bool) -> Arc<dyn Engine> {
+fn open(engine: &str, dir: &Path, sync: bool, args: &Args) -> Arc<dyn Engine> {
     match engine {
         "strata" => {
             let durability = if sync {
@@ -156,9 +162,14 @@ fn open(engine: &str, dir: &Path, sync: bool) -> Arc<dyn Engine> {
             } else {
                 Durability::None
             };
+            let defaults = Options::default();
             let options = Options {
                 durability,
-                ..Options::default()
+                l0_slowdown_trigger: args
+                    .l0_slowdown_trigger
+                    .unwrap_or(defaults.l0_slowdown_trigger),
+                l0_stop_trigger: args.l0_stop_trigger.unwrap_or(defaults.l0_stop_trigger),
+                ..defaults
             };
             Arc::new(Strata(Db::open(dir, options).expect("open strata")))
         }
@@ -424,7 +435,7 @@ fn main() {
                     .iter()
                     .map(|&threads| {
                         let dir = root.join(format!("fillsync{threads}"));
-                        let db = open(engine, &dir, true);
+                        let db = open(engine, &dir, true, &args);
                         let total = args.sync_num.unwrap_or((args.num / 100).max(1000));
                         let per = (total / threads as u64).max(1);
                         let wb = process_write_bytes();
@@ -449,7 +460,7 @@ fn main() {
                     .collect(),
                 "fillseq" | "fillrandom" => {
                     let dir = root.join(bench);
-                    let db = open(engine, &dir, false);
+                    let db = open(engine, &dir, false, &args);
                     let random = bench == "fillrandom";
                     let wb = process_write_bytes();
                     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -533,7 +544,7 @@ fn main() {
                 }
                 "sustained" => {
                     let dir = root.join(bench);
-                    let db = open(engine, &dir, false);
+                    let db = open(engine, &dir, false, &args);
                     if !args.json {
                         println!(
                             "sustained, {engine}: {:.1} GB of random keys, one writer",
