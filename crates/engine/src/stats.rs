@@ -58,6 +58,10 @@ pub struct Stats {
     pub immutable_memtables: usize,
     /// Sequence number of the last acknowledged write.
     pub last_sequence: u64,
+    /// Why the database refuses writes until it is reopened (a WAL append,
+    /// flush or compaction failed: a full disk, an IO error); `None` while
+    /// it accepts writes.
+    pub failure: Option<String>,
 }
 
 pub(crate) fn collect(inner: &Inner) -> Stats {
@@ -93,5 +97,6 @@ pub(crate) fn collect(inner: &Inner) -> Stats {
         memtable_bytes: state.mem.approximate_bytes(),
         immutable_memtables: state.imms.len(),
         last_sequence: inner.last_seq.load(Ordering::Relaxed),
+        failure: inner.background_error().map(|e| e.to_string()),
     }
 }

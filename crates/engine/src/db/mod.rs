@@ -383,3 +383,27 @@ impl Drop for Db {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, Error, Options};
+
+    // Stats::failure (stats.rs); here for access to the database's state.
+
+    #[test]
+    fn a_database_that_refuses_writes_says_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path(), Options::default()).expect("open");
+        db.put(b"k", b"v").expect("put");
+        assert_eq!(db.stats().failure, None);
+        let full = std::io::Error::from_raw_os_error(28);
+        db.inner
+            .set_background_error(&Error::io(dir.path().join("000001.log"))(full));
+        let failure = db.stats().failure.expect("a failure");
+        assert!(
+            failure.contains("read-only until reopened") && failure.contains("000001.log"),
+            "{failure}"
+        );
+        assert!(db.put(b"k", b"w").is_err(), "writes are refused");
+    }
+}
