@@ -450,6 +450,12 @@ fn status_lines(status: &v1::ClusterStatus) -> Vec<String> {
                 e.block_cache_hit_rate * 100.0,
                 mib(e.memtable_bytes)
             ));
+            if !e.failure.is_empty() {
+                lines.push(format!(
+                    "  STORAGE FAILED, writes refused until the node restarts: {}",
+                    e.failure
+                ));
+            }
         }
     }
     lines
@@ -713,6 +719,31 @@ mod tests {
             lines[1].contains("no answer") && !lines[1].contains(" up 0s"),
             "{}",
             lines[1]
+        );
+    }
+
+    #[test]
+    fn status_names_a_failed_store() {
+        let node = |failure: &str| super::v1::NodeStatus {
+            node_id: "n0".into(),
+            version: "0.1.0".into(),
+            alive: true,
+            engine: Some(super::v1::EngineStats {
+                failure: failure.into(),
+                ..super::v1::EngineStats::default()
+            }),
+            ..super::v1::NodeStatus::default()
+        };
+        let lines = super::status_lines(&super::v1::ClusterStatus {
+            nodes: vec![node(""), node("io error: No space left on device")],
+            ..super::v1::ClusterStatus::default()
+        });
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(!lines[1].contains("FAILED") && !lines[3].contains("FAILED"));
+        assert!(
+            lines[4].contains("STORAGE FAILED") && lines[4].contains("No space left on device"),
+            "{}",
+            lines[4]
         );
     }
 }

@@ -33,6 +33,7 @@ mod services;
 pub mod signal;
 mod status;
 pub mod storage;
+mod storage_health;
 #[cfg(test)]
 mod testing;
 pub mod throttle;

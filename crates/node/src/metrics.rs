@@ -54,6 +54,7 @@ pub struct Metrics {
     stall_seconds_by_cause: Family<CauseLabel, FloatGauge>,
     block_cache_hit_rate: FloatGauge,
     memtable_bytes: Gauge,
+    storage_failed: Gauge,
     read_repairs: Counter,
     forwarded: Counter,
     retried_writes: Counter,
@@ -153,6 +154,7 @@ impl Metrics {
         let stall_seconds_by_cause = Family::<CauseLabel, FloatGauge>::default();
         let block_cache_hit_rate = FloatGauge::default();
         let memtable_bytes = Gauge::default();
+        let storage_failed = Gauge::default();
         let (read_repairs, forwarded, replica_failures) =
             (Counter::default(), Counter::default(), Counter::default());
         let (members, members_alive) = (Gauge::default(), Gauge::default());
@@ -342,6 +344,11 @@ impl Metrics {
             "Bytes in the mutable memtable",
             memtable_bytes.clone(),
         );
+        registry.register(
+            "storage_failed",
+            "1 when the store refuses writes until the node restarts (a full disk, an IO error)",
+            storage_failed.clone(),
+        );
         let auth_denied = Family::<AuthLabels, Counter>::default();
         registry.register(
             "auth_denied",
@@ -360,6 +367,7 @@ impl Metrics {
             stall_seconds_by_cause,
             block_cache_hit_rate,
             memtable_bytes,
+            storage_failed,
             read_repairs,
             forwarded,
             retried_writes,
@@ -469,6 +477,7 @@ impl Metrics {
         self.block_cache_hit_rate.set(stats.block_cache_hit_rate);
         self.memtable_bytes
             .set(i64::try_from(stats.memtable_bytes).unwrap_or(i64::MAX));
+        self.storage_failed.set(i64::from(stats.failure.is_some()));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -488,9 +497,26 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stats = Arc::new(stats);
+    let health = Arc::clone(&stats);
     let app = axum::Router::new()
-        // For probes that cannot speak TLS (a kubelet's gRPC probe).
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        // For probes that cannot speak TLS (a kubelet's gRPC probe). A
+        // store that refuses writes until a restart fails the probe, so
+        // the liveness probe restarts the node.
+        .route(
+            "/healthz",
+            axum::routing::get(move || {
+                let health = Arc::clone(&health);
+                async move {
+                    match health().failure {
+                        None => (axum::http::StatusCode::OK, "ok".to_owned()),
+                        Some(failure) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("storage failed: {failure}"),
+                        ),
+                    }
+                }
+            }),
+        )
         .route(
             "/metrics",
             axum::routing::get(move || {
@@ -560,6 +586,7 @@ mod tests {
             "strata_repairs_completed_total 1",
             "strata_repair_last_completed_timestamp_seconds 1700000000",
             "strata_repair_ranges_pending 0",
+            "strata_storage_failed 0",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
@@ -589,6 +616,54 @@ mod tests {
         assert!(
             response.contains(r#"strata_requests_total{rpc="Get",code="Ok"} 1"#),
             "{response}"
+        );
+        stop.send(()).expect("running");
+        server.await.expect("join").expect("clean shutdown");
+    }
+
+    /// GET `path` from `addr`; the whole response.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .expect("request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("response");
+        response
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_once_the_store_refuses_writes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let source = Arc::clone(&failed);
+        let stats = move || Stats {
+            failure: source
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| "io error: No space left on device".to_owned()),
+            ..Stats::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::new(Metrics::new()), stats, async {
+            let _ = stopped.await;
+        }));
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        let response = get(addr, "/healthz").await;
+        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+        assert!(response.contains("No space left on device"), "{response}");
+        assert!(
+            get(addr, "/metrics")
+                .await
+                .contains("strata_storage_failed 1")
         );
         stop.send(()).expect("running");
         server.await.expect("join").expect("clean shutdown");

@@ -95,6 +95,12 @@ pub async fn serve(
     health.set_serving::<KvServer<KvService>>().await;
     health.set_serving::<AdminServer<AdminService>>().await;
     health.set_serving::<ReplicaServer<ReplicaService>>().await;
+    let store = Arc::clone(&ctx.storage);
+    tokio::spawn(crate::storage_health::watch(
+        health.clone(),
+        move || store.db().stats().failure,
+        stop_pipes.clone(),
+    ));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -20,6 +20,8 @@ use super::StorageError;
 const QUEUE: usize = 4096;
 /// A batch stops growing at this many bytes of keys and values.
 const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Failed batches are logged at most once per interval.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One queued merge.
 #[derive(Debug)]
@@ -51,6 +53,8 @@ pub(super) fn spawn(
 
 fn run(db: &Db, mut rx: mpsc::Receiver<Merge>) {
     let mut carried: Option<Merge> = None;
+    let mut last_report: Option<std::time::Instant> = None;
+    let mut failed_writes = 0;
     loop {
         let Some(first) = carried.take().or_else(|| rx.blocking_recv()) else {
             return;
@@ -78,7 +82,18 @@ fn run(db: &Db, mut rx: mpsc::Receiver<Merge>) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, writes = waiters.len(), "replica write batch failed");
+                // A store that failed refuses every later batch the same
+                // way (a full disk): one line per interval, not per batch.
+                failed_writes += waiters.len();
+                if last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                    tracing::error!(
+                        error = %e,
+                        writes = failed_writes,
+                        "write batches failed (repeats are summed into one line per 10 s)"
+                    );
+                    last_report = Some(std::time::Instant::now());
+                    failed_writes = 0;
+                }
                 // Every write of the batch failed with the same, typed
                 // error (engine errors are cloneable).
                 for done in waiters {
