@@ -208,8 +208,8 @@ pub struct NodeConfig {
     pub last_write_wins: bool,
 
     /// Node ids of a brand-new cluster's founding members, comma separated
-    /// (like etcd's `--initial-cluster`; on Kubernetes, the first pods'
-    /// names). Founding members with fresh data directories start as owners
+    /// (ids only, not etcd's `name=url` pairs: peers are found through
+    /// `--seeds`; on Kubernetes, the first pods' names). Founding members with fresh data directories start as owners
     /// without streaming; any other fresh node joins. Without the list, a
     /// node without seeds founds a cluster alone. Ignored by a node whose
     /// data directory records its state: it restarts as what it was.
@@ -288,6 +288,18 @@ impl NodeConfig {
                 "--phi-threshold must be a positive number, not {}",
                 self.phi_threshold
             ));
+        }
+        for member in &self.initial_cluster {
+            if let Err(e) = strata_cluster::NodeId::new(member.as_str()) {
+                // etcd's flag of the same name takes `name=url` pairs.
+                let hint = if member.contains('=') {
+                    " (it takes the founding members' --node-id values, comma separated, \
+                     not etcd's name=address pairs: peers are found through --seeds)"
+                } else {
+                    ""
+                };
+                return Err(format!("--initial-cluster: {e}{hint}"));
+            }
         }
         if !(0.0..=1.0).contains(&self.read_repair_chance) {
             return Err(format!(
@@ -479,6 +491,25 @@ mod tests {
         assert_eq!(
             strata_engine::WalRecovery::from(truncate.wal_recovery),
             strata_engine::WalRecovery::TruncateAtCorruption
+        );
+    }
+
+    #[test]
+    fn initial_cluster_takes_node_ids() {
+        let mut c = NodeConfig::defaults().expect("defaults parse");
+        c.initial_cluster = vec!["n1".into(), "node-2".into()];
+        assert_eq!(c.validate(), Ok(()));
+        c.initial_cluster = vec!["n1=127.0.0.1:8011".into()];
+        let e = c.validate().expect_err("an etcd-style pair");
+        assert!(
+            e.contains("--initial-cluster") && e.contains("name=address"),
+            "{e}"
+        );
+        c.initial_cluster = vec!["n1".into(), " n2".into()];
+        let e = c.validate().expect_err("a space");
+        assert!(
+            e.contains("--initial-cluster") && e.contains("\" n2\""),
+            "{e}"
         );
     }
 }
