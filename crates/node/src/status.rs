@@ -80,12 +80,20 @@ fn unavailable(e: &CoordinatorError, acks: u32, required: u32) -> Status {
 /// `UNAVAILABLE` (with the ack count in the message and in metadata).
 impl From<CoordinatorError> for Status {
     fn from(e: CoordinatorError) -> Self {
+        // Refused before anything was written (as after a transport
+        // failure): without FROM_NODE, forwarders and clients try the next
+        // replica.
+        if let CoordinatorError::StoreRefusesWrites = e {
+            return Status::unavailable(e.to_string());
+        }
         let mut status = match e {
             CoordinatorError::Request(e) => e.into(),
             CoordinatorError::Context(_) => Status::invalid_argument(e.to_string()),
             CoordinatorError::Unavailable { acks, required } => unavailable(&e, acks, required),
             CoordinatorError::ReplicasDown { required, .. } => unavailable(&e, 0, required),
-            CoordinatorError::NotReplica => Status::unavailable(e.to_string()),
+            CoordinatorError::NotReplica | CoordinatorError::StoreRefusesWrites => {
+                Status::unavailable(e.to_string())
+            }
             CoordinatorError::Forwarded(status) => status,
             CoordinatorError::TooManySiblings { .. } => Status::failed_precondition(e.to_string()),
             CoordinatorError::Storage(e) => e.into(),
@@ -135,6 +143,10 @@ mod tests {
         });
         assert_eq!(unavailable.code(), Code::Unavailable);
         assert!(is_from_a_node(&unavailable));
+        // Nothing written: retried elsewhere like a transport failure.
+        let refusing = Status::from(CoordinatorError::StoreRefusesWrites);
+        assert_eq!(refusing.code(), Code::Unavailable);
+        assert!(!is_from_a_node(&refusing));
         assert_eq!(
             unavailable
                 .metadata()

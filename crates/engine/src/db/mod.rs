@@ -325,6 +325,14 @@ impl Db {
         background::manual_compaction(&self.inner, start, end)
     }
 
+    /// Whether the database refuses writes until it is reopened (a WAL
+    /// append, flush or compaction failed); [`Stats::failure`] says why.
+    /// Cheap: one atomic load.
+    #[must_use]
+    pub fn refuses_writes(&self) -> bool {
+        self.inner.failed.load(Ordering::Acquire)
+    }
+
     /// Counters and per-level sizes.
     #[must_use]
     pub fn stats(&self) -> Stats {
@@ -396,6 +404,7 @@ mod tests {
         let db = Db::open(dir.path(), Options::default()).expect("open");
         db.put(b"k", b"v").expect("put");
         assert_eq!(db.stats().failure, None);
+        assert!(!db.refuses_writes());
         let full = std::io::Error::from_raw_os_error(28);
         db.inner
             .set_background_error(&Error::io(dir.path().join("000001.log"))(full));
@@ -404,6 +413,7 @@ mod tests {
             failure.contains("read-only until reopened") && failure.contains("000001.log"),
             "{failure}"
         );
+        assert!(db.refuses_writes());
         assert!(db.put(b"k", b"w").is_err(), "writes are refused");
     }
 }

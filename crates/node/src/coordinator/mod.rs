@@ -73,6 +73,12 @@ pub enum CoordinatorError {
         "this node is not a replica of the key and the request was already forwarded; ring views are converging, retry"
     )]
     NotReplica,
+    /// A write was forwarded to this replica, whose store refuses writes
+    /// until the node restarts (a full disk, an IO error).
+    #[error(
+        "this replica's store refuses writes until the node restarts (see its status) and the request was already forwarded; retry"
+    )]
+    StoreRefusesWrites,
     /// The replica a write was forwarded to answered with an error.
     #[error("{}", .0.message())]
     Forwarded(tonic::Status),

@@ -50,9 +50,19 @@ impl Coordinator {
         let view = self.ctx.view();
         let n = self.ctx.n();
         let targets = view.write_targets(token, n);
-        if !targets.iter().any(|t| t.id == self.ctx.id) {
+        let replica = targets.iter().any(|t| t.id == self.ctx.id);
+        // A replica whose store refuses writes until a restart (a full
+        // disk) must not coordinate: its failed local apply would fail the
+        // write after the others took it. Another replica coordinates, and
+        // this one gets a hint from it like any replica that fails.
+        let refusing = replica && self.ctx.storage.db().refuses_writes();
+        if !replica || refusing {
             if request.forwarded {
-                return Err(CoordinatorError::NotReplica);
+                return Err(if refusing {
+                    CoordinatorError::StoreRefusesWrites
+                } else {
+                    CoordinatorError::NotReplica
+                });
             }
             return self.forward(&view, &targets, request, required).await;
         }
@@ -303,7 +313,7 @@ impl Coordinator {
     ) -> Result<WriteOutcome, CoordinatorError> {
         // The replica coordinates within its own deadline; allow for it.
         let timeout = self.ctx.settings.request_timeout * 2;
-        for target in targets.iter().filter(|t| t.alive) {
+        for target in targets.iter().filter(|t| t.alive && t.id != self.ctx.id) {
             let Some(address) = view.node(&target.id).map(|n| n.internal_address.clone()) else {
                 continue;
             };
