@@ -602,16 +602,7 @@ mod tests {
         let server = tokio::spawn(serve(listener, metrics, Stats::default, async {
             let _ = stopped.await;
         }));
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("request");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .expect("response");
+        let response = get(addr, "/metrics").await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(
             response.contains(r#"strata_requests_total{rpc="Get",code="Ok"} 1"#),
