@@ -209,10 +209,11 @@ pub struct NodeConfig {
 
     /// Node ids of a brand-new cluster's founding members, comma separated
     /// (ids only, not etcd's `name=url` pairs: peers are found through
-    /// `--seeds`; on Kubernetes, the first pods' names). Founding members with fresh data directories start as owners
-    /// without streaming; any other fresh node joins. Without the list, a
-    /// node without seeds founds a cluster alone. Ignored by a node whose
-    /// data directory records its state: it restarts as what it was.
+    /// `--seeds`; on Kubernetes, the first pods' names). Founding members
+    /// with fresh data directories start as owners without streaming; any
+    /// other fresh node joins. Without the list, a node without seeds
+    /// founds a cluster alone. Ignored by a node whose data directory
+    /// records its state: it restarts as what it was.
     #[arg(long, env = "STRATA_INITIAL_CLUSTER", value_delimiter = ',')]
     pub initial_cluster: Vec<String>,
 

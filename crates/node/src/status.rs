@@ -83,9 +83,7 @@ impl From<CoordinatorError> for Status {
         // Refused before anything was written (as after a transport
         // failure): without FROM_NODE, forwarders and clients try the next
         // replica.
-        if let CoordinatorError::StoreRefusesWrites = e {
-            return Status::unavailable(e.to_string());
-        }
+        let from_node = !matches!(e, CoordinatorError::StoreRefusesWrites);
         let mut status = match e {
             CoordinatorError::Request(e) => e.into(),
             CoordinatorError::Context(_) => Status::invalid_argument(e.to_string()),
@@ -102,9 +100,11 @@ impl From<CoordinatorError> for Status {
             })) => Status::invalid_argument(e.to_string()),
             CoordinatorError::Dots(_) => Status::internal(e.to_string()),
         };
-        status
-            .metadata_mut()
-            .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
+        if from_node {
+            status
+                .metadata_mut()
+                .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
+        }
         status
     }
 }

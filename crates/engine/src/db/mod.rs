@@ -396,8 +396,8 @@ impl Drop for Db {
 mod tests {
     use crate::{Db, Error, Options};
 
-    // Stats::failure (stats.rs); here for access to the database's state.
-
+    /// `refuses_writes` and `Stats::failure` (stats.rs), tested here for
+    /// access to the database's state.
     #[test]
     fn a_database_that_refuses_writes_says_why() {
         let dir = tempfile::tempdir().expect("tempdir");
