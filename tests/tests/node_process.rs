@@ -6,15 +6,20 @@ use strata_tests::NodeProcess;
 
 const SINGLE: &[&str] = &["--replication-factor", "1"];
 
+/// A ring-aware client of `node`.
+async fn connect(node: &NodeProcess) -> Client {
+    Client::connect(&node.addr().to_string())
+        .await
+        .expect("connect")
+}
+
 #[tokio::test]
 async fn node_process_serves_kv_and_keeps_id_and_data_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("node-0");
 
     let node = NodeProcess::start(&data, Some("strata-0"), SINGLE);
-    let client = Client::connect(&node.addr().to_string())
-        .await
-        .expect("connect");
+    let client = connect(&node).await;
     let pong = client.ping(b"x".to_vec()).await.expect("ping");
     assert_eq!(pong.node_id, "strata-0");
 
@@ -44,9 +49,7 @@ async fn node_process_serves_kv_and_keeps_id_and_data_after_restart() {
     // Restart without --node-id: the id and the data come from the directory.
     let node = NodeProcess::start(&data, None, SINGLE);
     assert_eq!(node.node_id(), "strata-0");
-    let client = Client::connect(&node.addr().to_string())
-        .await
-        .expect("connect");
+    let client = connect(&node).await;
     let got = client.get(b"k".to_vec(), None).await.expect("get");
     let values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
     assert_eq!(values, [&b"v3"[..]]);
@@ -61,9 +64,7 @@ async fn sigterm_stops_the_node_cleanly_and_keeps_its_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("node-0");
     let mut node = NodeProcess::start(&data, Some("strata-0"), SINGLE);
-    let client = Client::connect(&node.addr().to_string())
-        .await
-        .expect("connect");
+    let client = connect(&node).await;
     client
         .put(b"k".to_vec(), b"v".to_vec(), Vec::new(), None)
         .await
@@ -76,9 +77,7 @@ async fn sigterm_stops_the_node_cleanly_and_keeps_its_data() {
     drop(node);
 
     let node = NodeProcess::start(&data, None, SINGLE);
-    let client = Client::connect(&node.addr().to_string())
-        .await
-        .expect("connect");
+    let client = connect(&node).await;
     let got = client.get(b"k".to_vec(), None).await.expect("get");
     let values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
     assert_eq!(values, [&b"v"[..]]);
@@ -89,9 +88,7 @@ async fn quorum_beyond_the_reachable_replicas_is_unavailable() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Default N = 3 while this node knows only itself: QUORUM needs 2.
     let node = NodeProcess::start(&dir.path().join("node"), Some("strata-0"), &[]);
-    let client = Client::connect(&node.addr().to_string())
-        .await
-        .expect("connect");
+    let client = connect(&node).await;
     let err = client
         .put(b"k".to_vec(), b"v".to_vec(), Vec::new(), None)
         .await
