@@ -83,6 +83,29 @@ async fn sigterm_stops_the_node_cleanly_and_keeps_its_data() {
     assert_eq!(values, [&b"v"[..]]);
 }
 
+/// Logs written to a file (a pod's log) carry no terminal escape codes;
+/// `--log-format json` writes one JSON object per line.
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_json_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(&dir.path().join("text"), Some("strata-0"), SINGLE);
+    let log = node.log();
+    assert!(log.contains("node started"), "{log}");
+    assert!(!log.contains('\x1b'), "escape codes in a log file:\n{log}");
+    drop(node);
+
+    let args = [SINGLE, &["--log-format", "json"]].concat();
+    let node = NodeProcess::start(&dir.path().join("json"), Some("strata-1"), &args);
+    let log = node.log();
+    let started = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .find(|line| line["fields"]["message"] == "node started")
+        .unwrap_or_else(|| panic!("no start line in {log}"));
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["fields"]["id"], "strata-1");
+}
+
 #[tokio::test]
 async fn quorum_beyond_the_reachable_replicas_is_unavailable() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -216,6 +216,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or_else(|_| "warn".into()),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
             .init();
         return dev::run(args).await;
     }

@@ -15,6 +15,17 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Cli {
     #[command(flatten)]
     config: NodeConfig,
+    /// Log format on stderr: `text` (colored only on a terminal; `NO_COLOR`
+    /// turns color off) or `json` (one object per line, for log
+    /// collectors). `RUST_LOG` sets the level (default `info`)
+    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -22,11 +33,21 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let Cli { config, log_format } = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let Cli { config } = Cli::parse();
+        .with_writer(std::io::stderr);
+    match log_format {
+        // Escape codes only where a terminal renders them, not in files or
+        // a pod's log.
+        LogFormat::Text => logs
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let node = strata_node::run::start(config).await?;
     // One machine-readable line on stdout: harnesses read the actual
     // address from it when the port was 0.

@@ -94,7 +94,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr);
     match args.log_format.as_str() {
         "json" => logs.json().init(),
-        "text" => logs.init(),
+        "text" => logs
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .init(),
         other => anyhow::bail!("--log-format {other}: expected text or json"),
     }
     let identity = args.identity.clone().unwrap_or_else(|| {
