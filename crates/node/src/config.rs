@@ -267,6 +267,7 @@ impl NodeConfig {
             per_target_bytes: self.max_hint_bytes_per_node,
             total_bytes: self.max_hint_bytes,
             window: std::time::Duration::from_secs(self.hint_window_secs),
+            ..crate::hints::HintLimits::default()
         }
     }
 

@@ -59,6 +59,7 @@ pub struct Metrics {
     forwarded: Counter,
     retried_writes: Counter,
     replica_failures: Counter,
+    replica_writes_shed: Counter,
     members: Gauge,
     members_alive: Gauge,
     hints: HintMetrics,
@@ -159,6 +160,12 @@ impl Metrics {
             (Counter::default(), Counter::default(), Counter::default());
         let (members, members_alive) = (Gauge::default(), Gauge::default());
         let retried_writes = Counter::default();
+        let replica_writes_shed = Counter::default();
+        registry.register(
+            "replica_writes_shed",
+            "Replica writes not sent because this node already held its bound of bytes for that replica (a replica slower than the others); each is kept as a hint instead",
+            replica_writes_shed.clone(),
+        );
         registry.register(
             "retried_writes",
             "Write retries recognized by their request id and answered without a new version",
@@ -372,6 +379,7 @@ impl Metrics {
             forwarded,
             retried_writes,
             replica_failures,
+            replica_writes_shed,
             members,
             members_alive,
             hints,
@@ -427,6 +435,12 @@ impl Metrics {
     /// Counts a failed replica request.
     pub fn replica_failed(&self) {
         self.replica_failures.inc();
+    }
+
+    /// Counts a replica write not sent because the replica's queue on this
+    /// node was full.
+    pub fn replica_write_shed(&self) {
+        self.replica_writes_shed.inc();
     }
 
     /// Sets the membership gauges.

@@ -14,6 +14,7 @@ use super::{
     encode_context, now_micros, stripe_of,
 };
 use crate::request::{required_acks, validate_key, validate_value};
+use crate::transport::ReplicaError;
 use strata_proto::metadata::{FORWARDED, is_from_a_node};
 
 /// A write as the client sent it (forwarding passes it on unchanged).
@@ -200,11 +201,15 @@ impl Coordinator {
         let counts_for = hint_for.unwrap_or(node).clone();
         let (tx, key, merged) = (tx.clone(), key.clone(), merged.clone());
         let (hint_for, hints) = (hint_for.cloned(), std::sync::Arc::clone(&self.ctx.hints));
+        let metrics = std::sync::Arc::clone(&self.ctx.metrics);
         let timeout = self.ctx.settings.request_timeout;
         tokio::spawn(async move {
             let result = target
                 .write(&key, &merged, hint_for.as_ref(), timeout)
                 .await;
+            if let Err(TargetError::Remote(ReplicaError::Overloaded { .. })) = &result {
+                metrics.replica_write_shed();
+            }
             if result.is_err() {
                 let replica = &counts_for;
                 if let Err(e) = hints.store(replica, &key, &merged).await {

@@ -14,6 +14,10 @@
 //! a long outage costs bounded disk, and the write that needed the hint
 //! fails at its consistency level instead. Hints older than the hint
 //! window expire: anti-entropy is responsible for them after that.
+//! Hints waiting for the writer thread are bounded in count and in bytes
+//! (`QUEUE`, `HintLimits::queued_bytes`): past either an append is refused at once
+//! with [`HintError::Overloaded`], so a disk slower than the hints arriving
+//! (a replica falling behind under large values) costs bounded memory.
 //!
 //! `replay.rs` delivers hints when gossip sees their target alive. It
 //! seals the target's open segment (new hints start a new one), delivers
@@ -32,7 +36,7 @@ use std::time::Duration;
 
 use strata_cluster::{NodeId, Siblings};
 use strata_proto::v1::KeyVersions;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 pub use replay::{ReplayError, ReplaySettings, replay_loop};
 pub use segment::{Damage, HintRecord, parse};
@@ -45,6 +49,8 @@ use crate::storage::version_to_proto;
 const SEGMENT_BYTES: u64 = 8 << 20;
 /// Appends waiting for the writer thread at most; more are dropped.
 const QUEUE: usize = 4096;
+/// The largest byte bound a queue's semaphore can hold.
+const MAX_ROOM: usize = 1 << 31;
 
 /// How much the store may hold and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +61,9 @@ pub struct HintLimits {
     pub total_bytes: u64,
     /// Hints older than this are dropped undelivered.
     pub window: Duration,
+    /// Encoded bytes of hints waiting for the writer thread at most; more
+    /// are dropped (4096 queued hints of 1 MiB values would be 4 GiB).
+    pub queued_bytes: usize,
 }
 
 impl Default for HintLimits {
@@ -63,6 +72,7 @@ impl Default for HintLimits {
             per_target_bytes: 256 << 20,
             total_bytes: 1 << 30,
             window: Duration::from_secs(3 * 3600),
+            queued_bytes: 64 << 20,
         }
     }
 }
@@ -86,8 +96,9 @@ pub enum HintError {
         /// Total limit.
         limit: u64,
     },
-    /// More hints are queued than the writer keeps up with.
-    #[error("hint store overloaded: {QUEUE} hints already queued")]
+    /// More hints (or bytes of hints) are queued than the writer keeps up
+    /// with.
+    #[error("hint store overloaded: more hints wait for the disk than it may queue")]
     Overloaded,
     /// The writer thread is not running.
     #[error("hint store stopped")]
@@ -191,6 +202,8 @@ pub struct HintStore {
     state: Arc<Mutex<State>>,
     metrics: HintMetrics,
     queue: Option<mpsc::Sender<Append>>,
+    /// One permit per byte the queue may still take.
+    room: Arc<Semaphore>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -276,6 +289,7 @@ impl HintStore {
             state,
             metrics,
             queue: Some(queue),
+            room: Arc::new(Semaphore::new(limits.queued_bytes.clamp(1, MAX_ROOM))),
             writer: Some(writer),
         };
         store.publish(&store.lock());
@@ -308,6 +322,18 @@ impl HintStore {
             },
         });
         let queue = self.queue.as_ref().ok_or(HintError::Stopped)?;
+        // Held until the writer thread is done with the record. A record
+        // larger than the whole bound waits for an empty queue.
+        let size = record
+            .len()
+            .clamp(1, self.limits.queued_bytes.clamp(1, MAX_ROOM));
+        let Ok(_room) = self
+            .room
+            .try_acquire_many(u32::try_from(size).unwrap_or(u32::MAX))
+        else {
+            self.metrics.dropped.inc();
+            return Err(HintError::Overloaded);
+        };
         let (done, result) = oneshot::channel();
         let append = Append {
             target: target.clone(),
@@ -575,6 +601,49 @@ mod tests {
         assert!(matches!(err, HintError::Full { .. }), "{err}");
         assert!(store.pending().1 <= 600);
         assert_eq!(metrics.dropped.get(), 2);
+    }
+
+    #[tokio::test]
+    async fn hints_past_the_queue_byte_bound_are_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let value = "v".repeat(1000);
+        let record = segment::encode(&HintRecord {
+            stored_at_micros: 1,
+            entry: KeyVersions {
+                key: b"k0".to_vec().into(),
+                versions: siblings(&value)
+                    .versions()
+                    .iter()
+                    .map(version_to_proto)
+                    .collect(),
+            },
+        });
+        let limits = HintLimits {
+            queued_bytes: 3 * record.len() + 10,
+            ..HintLimits::default()
+        };
+        let (store, metrics) = open(dir.path(), limits);
+        let b = id("node-b");
+        let hints = siblings(&value);
+        // Each first poll queues its record and holds its room until it is
+        // polled again after the writer is done.
+        let keys: Vec<String> = (0..3).map(|i| format!("k{i}")).collect();
+        let mut queued: Vec<_> = keys
+            .iter()
+            .map(|key| Box::pin(store.store(&b, key.as_bytes(), &hints)))
+            .collect();
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        for q in &mut queued {
+            assert!(q.as_mut().poll(&mut cx).is_pending());
+        }
+        let refused = store.store(&b, b"k3", &hints).await;
+        assert!(matches!(refused, Err(HintError::Overloaded)), "{refused:?}");
+        assert_eq!(metrics.dropped.get(), 1);
+        for q in queued {
+            q.await.expect("stored within the bound");
+        }
+        store.store(&b, b"k4", &hints).await.expect("room again");
+        assert_eq!(store.pending().0, 4);
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_proto::v1::{KeyVersions, KeyVersionsBatch};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 
 use super::{Pipe, ReplicaError};
 
@@ -24,16 +24,25 @@ const IN_FLIGHT: usize = 2;
 const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Writes waiting for one peer at most; callers wait beyond (backpressure).
 const QUEUE: usize = 4096;
+/// Encoded bytes of the writes queued for or in flight to one peer at most;
+/// a write beyond fails at once (see the module docs). Room for 16 full
+/// batches: far more than a peer keeping up ever has queued.
+const MAX_QUEUED_BYTES: usize = 16 * MAX_BATCH_BYTES;
 
 struct Queued {
     entry: KeyVersions,
     done: oneshot::Sender<Result<(), ReplicaError>>,
+    /// The entry's share of the byte bound, returned when its batch ends.
+    room: OwnedSemaphorePermit,
 }
 
 /// The write queue of one peer.
 #[derive(Debug)]
 pub struct Batcher {
     queue: mpsc::Sender<Queued>,
+    /// One permit per byte the queue may still take.
+    room: Arc<Semaphore>,
+    max_queued_bytes: usize,
 }
 
 impl std::fmt::Debug for Queued {
@@ -47,21 +56,51 @@ impl Batcher {
     /// `timeout` to be acknowledged. The task ends with the batcher.
     #[must_use]
     pub fn start(pipe: Arc<Pipe>, timeout: Duration) -> Self {
+        Self::with_limit(pipe, timeout, MAX_QUEUED_BYTES)
+    }
+
+    /// [`start`](Self::start) with another byte bound (for tests).
+    #[must_use]
+    pub fn with_limit(pipe: Arc<Pipe>, timeout: Duration, max_queued_bytes: usize) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(pipe, timeout, rx));
-        Self { queue }
+        let max_queued_bytes = max_queued_bytes.clamp(
+            1,
+            Semaphore::MAX_PERMITS.min(usize::try_from(u32::MAX).unwrap_or(usize::MAX)),
+        );
+        Self {
+            queue,
+            room: Arc::new(Semaphore::new(max_queued_bytes)),
+            max_queued_bytes,
+        }
     }
 
     /// Merges `entry` into the peer's store; `Ok` once the peer made it
     /// durable.
     ///
     /// # Errors
-    /// [`ReplicaError`] of the batch carrying it.
+    /// [`ReplicaError::Overloaded`] at once when the peer's queue holds too
+    /// many bytes to take this entry; otherwise [`ReplicaError`] of the
+    /// batch carrying it.
     pub async fn write(&self, entry: KeyVersions) -> Result<(), ReplicaError> {
         let stopped = || ReplicaError::StreamClosed("the replica batcher stopped".to_owned());
+        // An entry larger than the whole bound waits for an empty queue
+        // rather than never fitting.
+        let size = prost::Message::encoded_len(&entry).clamp(1, self.max_queued_bytes);
+        let room = match Arc::clone(&self.room)
+            .try_acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
+        {
+            Ok(room) => room,
+            Err(TryAcquireError::NoPermits) => {
+                return Err(ReplicaError::Overloaded {
+                    queued_bytes: self.max_queued_bytes - self.room.available_permits(),
+                });
+            }
+            Err(TryAcquireError::Closed) => return Err(stopped()),
+        };
         let (done, result) = oneshot::channel();
         self.queue
-            .send(Queued { entry, done })
+            .send(Queued { entry, done, room })
             .await
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
@@ -87,6 +126,7 @@ async fn run(pipe: Arc<Pipe>, timeout: Duration, mut rx: mpsc::Receiver<Queued>)
         let mut bytes = prost::Message::encoded_len(&first.entry);
         let mut entries = vec![first.entry];
         let mut waiters = vec![first.done];
+        let mut room = vec![first.room];
         while let Ok(next) = rx.try_recv() {
             let size = prost::Message::encoded_len(&next.entry);
             if bytes + size > MAX_BATCH_BYTES {
@@ -96,6 +136,7 @@ async fn run(pipe: Arc<Pipe>, timeout: Duration, mut rx: mpsc::Receiver<Queued>)
             bytes += size;
             entries.push(next.entry);
             waiters.push(next.done);
+            room.push(next.room);
         }
         let pipe = Arc::clone(&pipe);
         tokio::spawn(async move {
@@ -109,6 +150,7 @@ async fn run(pipe: Arc<Pipe>, timeout: Duration, mut rx: mpsc::Receiver<Queued>)
                 )
                 .await
                 .map(|_| ());
+            drop(room);
             for done in waiters {
                 let _ = done.send(result.clone());
             }
@@ -214,6 +256,51 @@ mod tests {
                 }
             );
         }
+    }
+
+    fn sized_entry(i: usize, value_bytes: usize) -> KeyVersions {
+        v1::KeyVersions {
+            key: format!("k{i}").into_bytes().into(),
+            versions: vec![v1::Version {
+                value: vec![7; value_bytes].into(),
+                ..v1::Version::default()
+            }],
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_past_the_byte_bound_fail_at_once_until_the_queue_drains() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let pipe = serve(Peer {
+            batches: Arc::clone(&batches),
+            fail: false,
+        })
+        .await;
+        // Room for three ~1 KB writes; the peer takes 50 ms per batch.
+        let size = prost::Message::encoded_len(&sized_entry(0, 1000));
+        let batcher = Batcher::with_limit(pipe, Duration::from_secs(5), 3 * size + 10);
+        // Each first poll takes its room and queues its entry.
+        let mut accepted: Vec<_> = (0..3)
+            .map(|i| Box::pin(batcher.write(sized_entry(i, 1000))))
+            .collect();
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        for w in &mut accepted {
+            assert!(w.as_mut().poll(&mut cx).is_pending());
+        }
+        let refused = batcher.write(sized_entry(3, 1000)).await;
+        assert!(
+            matches!(refused, Err(ReplicaError::Overloaded { queued_bytes }) if queued_bytes == 3 * size),
+            "{refused:?}"
+        );
+        for w in accepted {
+            w.await.expect("a write within the bound");
+        }
+        // Their batches are done: the room is back.
+        batcher
+            .write(sized_entry(4, 1000))
+            .await
+            .expect("room again once the queue drained");
+        assert_eq!(batches.lock().expect("lock").iter().sum::<usize>(), 4);
     }
 
     #[tokio::test]

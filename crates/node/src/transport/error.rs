@@ -29,6 +29,15 @@ pub enum ReplicaError {
     /// The replica answered with something that is not a valid answer.
     #[error("unreadable reply from the replica: {0}")]
     BadReply(String),
+    /// Not sent: this node already holds as many bytes of writes for the
+    /// replica as it may (the replica is slower than the others).
+    #[error(
+        "not sent: {queued_bytes} bytes of writes already wait for this replica (it is slower than the others)"
+    )]
+    Overloaded {
+        /// Bytes queued for the replica when the write was refused.
+        queued_bytes: usize,
+    },
 }
 
 impl ReplicaError {
