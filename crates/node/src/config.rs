@@ -48,6 +48,14 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_MAX_VALUE_BYTES", default_value_t = crate::request::DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: usize,
 
+    /// Bytes of client writes (Put, Delete, BatchWrite requests) this node
+    /// coordinates at once at most; a write beyond is refused at once with
+    /// RESOURCE_EXHAUSTED so that many clients writing large values cannot
+    /// exhaust the node's memory. A write larger than the limit runs alone
+    #[arg(long, env = "STRATA_MAX_WRITE_BYTES_IN_FLIGHT", default_value_t = 256 << 20,
+        value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |v| v as usize))]
+    pub max_write_bytes_in_flight: usize,
+
     /// Gossip addresses (`host:port`, UDP) of nodes to join through,
     /// comma separated. Empty: start a new cluster.
     #[arg(long, env = "STRATA_SEEDS", value_delimiter = ',')]

@@ -34,6 +34,8 @@ pub struct Settings {
     pub replication: Replication,
     /// Largest value accepted.
     pub max_value_bytes: usize,
+    /// Bytes of client writes coordinated at once at most.
+    pub max_write_bytes_in_flight: usize,
     /// How long a request may wait for replicas.
     pub request_timeout: Duration,
     /// Every this many reads, ask all replicas instead of R and repair the

@@ -10,6 +10,7 @@
 //! Topology changes land with their issue; until then their RPCs answer
 //! `UNIMPLEMENTED` naming what is missing.
 
+pub mod admission;
 pub mod auth;
 pub mod changes;
 pub mod clock;

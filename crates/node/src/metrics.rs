@@ -60,6 +60,7 @@ pub struct Metrics {
     retried_writes: Counter,
     replica_failures: Counter,
     replica_writes_shed: Counter,
+    writes_refused_overloaded: Counter,
     members: Gauge,
     members_alive: Gauge,
     hints: HintMetrics,
@@ -161,6 +162,12 @@ impl Metrics {
         let (members, members_alive) = (Gauge::default(), Gauge::default());
         let retried_writes = Counter::default();
         let replica_writes_shed = Counter::default();
+        let writes_refused_overloaded = Counter::default();
+        registry.register(
+            "writes_refused_overloaded",
+            "Client writes refused with RESOURCE_EXHAUSTED because the bytes of writes in flight reached --max-write-bytes-in-flight",
+            writes_refused_overloaded.clone(),
+        );
         registry.register(
             "replica_writes_shed",
             "Replica writes not sent because this node already held its bound of bytes for that replica (a replica slower than the others); each is kept as a hint instead",
@@ -380,6 +387,7 @@ impl Metrics {
             retried_writes,
             replica_failures,
             replica_writes_shed,
+            writes_refused_overloaded,
             members,
             members_alive,
             hints,
@@ -441,6 +449,11 @@ impl Metrics {
     /// node was full.
     pub fn replica_write_shed(&self) {
         self.replica_writes_shed.inc();
+    }
+
+    /// Counts a client write refused by the write budget.
+    pub fn write_refused_overloaded(&self) {
+        self.writes_refused_overloaded.inc();
     }
 
     /// Sets the membership gauges.

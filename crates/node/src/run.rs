@@ -375,6 +375,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
                 last_write_wins: config.last_write_wins,
             },
             max_value_bytes: config.max_value_bytes,
+            max_write_bytes_in_flight: config.max_write_bytes_in_flight,
             request_timeout,
             read_repair_period: config.read_repair_period(),
         },

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::admission::WriteBudget;
 use crate::changes::Changes;
 use crate::context::Context;
 use crate::coordinator::Coordinator;
@@ -105,9 +106,13 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let kv = KvServer::new(KvService::new(coordinator, Arc::clone(&ctx.metrics)))
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let kv = KvServer::new(KvService::new(
+        coordinator,
+        Arc::clone(&ctx.metrics),
+        WriteBudget::new(ctx.settings.max_write_bytes_in_flight),
+    ))
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let client_services = tonic::transport::Server::builder()
         .layer(crate::auth::AuthLayer::new(sockets.tokens))
         .add_service(health_service.clone())

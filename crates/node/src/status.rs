@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use strata_proto::metadata::{ACKS, FROM_NODE, REQUIRED};
 
+use crate::admission::Overloaded;
 use crate::changes::ChangeError;
 use crate::coordinator::CoordinatorError;
 use crate::dots::DotError;
@@ -74,6 +75,19 @@ fn unavailable(e: &CoordinatorError, acks: u32, required: u32) -> Status {
     metadata.insert(ACKS, acks.into());
     metadata.insert(REQUIRED, required.into());
     status
+}
+
+/// `RESOURCE_EXHAUSTED`: the node's write budget is spent; nothing was
+/// written, the client should back off. Marked as a node's answer: the
+/// cluster is busy, so forwarders and clients do not try it elsewhere.
+impl From<Overloaded> for Status {
+    fn from(e: Overloaded) -> Self {
+        let mut status = Status::resource_exhausted(e.to_string());
+        status
+            .metadata_mut()
+            .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
+        status
+    }
 }
 
 /// Coordinator failures: bad input is `INVALID_ARGUMENT`, a missed quorum

@@ -39,6 +39,7 @@ impl<'a> ContextBuilder<'a> {
                     last_write_wins: false,
                 },
                 max_value_bytes: 1024,
+                max_write_bytes_in_flight: 64 << 20,
                 request_timeout: Duration::from_secs(2),
                 read_repair_period: 1,
             },

@@ -11,6 +11,7 @@ use strata_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::admission::{Admitted, WriteBudget};
 use crate::coordinator::{Coordinator, ReadOutcome, WriteRequest, encode_context};
 use crate::metrics::Metrics;
 use crate::request::{level_of, validate_batch};
@@ -20,14 +21,30 @@ use crate::request::{level_of, validate_batch};
 pub(crate) struct KvService {
     coordinator: Arc<Coordinator>,
     metrics: Arc<Metrics>,
+    /// Client writes in flight, by bytes (`admission.rs`).
+    budget: WriteBudget,
 }
 
 impl KvService {
-    pub(crate) fn new(coordinator: Arc<Coordinator>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        coordinator: Arc<Coordinator>,
+        metrics: Arc<Metrics>,
+        budget: WriteBudget,
+    ) -> Self {
         Self {
             coordinator,
             metrics,
+            budget,
         }
+    }
+
+    /// Admits a write request of `bytes` encoded bytes, or the status that
+    /// refuses it (counted).
+    fn admit(&self, bytes: usize) -> Result<Admitted, Status> {
+        self.budget.admit(bytes).map_err(|e| {
+            self.metrics.write_refused_overloaded();
+            e.into()
+        })
     }
 
     /// Records `result` of `rpc` started at `started` and turns it into a
@@ -174,7 +191,11 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let started = Instant::now();
         let forwarded = is_forwarded(&request);
-        let result = self.put_one(request.into_inner(), None, forwarded).await;
+        let r = request.into_inner();
+        let result = match self.admit(prost::Message::encoded_len(&r)) {
+            Ok(_admitted) => self.put_one(r, None, forwarded).await,
+            Err(status) => Err(status),
+        };
         self.finish("Put", started, result)
     }
 
@@ -184,7 +205,11 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteResponse>, Status> {
         let started = Instant::now();
         let forwarded = is_forwarded(&request);
-        let result = self.delete_one(request.into_inner(), None, forwarded).await;
+        let r = request.into_inner();
+        let result = match self.admit(prost::Message::encoded_len(&r)) {
+            Ok(_admitted) => self.delete_one(r, None, forwarded).await,
+            Err(status) => Err(status),
+        };
         self.finish("Delete", started, result)
     }
 
@@ -224,6 +249,10 @@ impl Kv for KvService {
         if let Err(e) = validate_batch(r.ops.len()) {
             return self.finish("BatchWrite", started, Err(e.into()));
         }
+        let _admitted = match self.admit(prost::Message::encoded_len(&r)) {
+            Ok(admitted) => admitted,
+            Err(status) => return self.finish("BatchWrite", started, Err(status)),
+        };
         let fallback = r.consistency.as_ref();
         let chains = same_key_chains(&r.ops);
         let mut ops: Vec<Option<WriteOp>> = r.ops.into_iter().map(Some).collect();
@@ -296,6 +325,76 @@ mod tests {
                 ..PutRequest::default()
             })),
         }
+    }
+
+    fn service(dir: &std::path::Path, budget: usize) -> KvService {
+        let ctx = crate::testing::ContextBuilder::new(dir).build();
+        let dots = crate::dots::DotCounter::open(dir, ctx.id.clone()).expect("dots");
+        let metrics = Arc::clone(&ctx.metrics);
+        KvService::new(
+            Arc::new(Coordinator::new(ctx, dots)),
+            metrics,
+            WriteBudget::new(budget),
+        )
+    }
+
+    fn put_request(key: &str, value: &[u8]) -> Request<PutRequest> {
+        Request::new(PutRequest {
+            key: key.as_bytes().to_vec().into(),
+            value: value.to_vec().into(),
+            ..PutRequest::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn writes_past_the_byte_budget_are_refused_and_write_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = service(dir.path(), 1000);
+        let held = kv.budget.admit(950).expect("room");
+        let status = kv
+            .put(put_request("k", &[7; 100]))
+            .await
+            .expect_err("no room for 100 more bytes");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+        assert!(
+            status.message().contains("950 bytes of writes in flight"),
+            "{status}"
+        );
+        let batch = BatchWriteRequest {
+            ops: vec![WriteOp {
+                op: Some(write_op::Op::Put(put_request("k", &[7; 100]).into_inner())),
+            }],
+            ..BatchWriteRequest::default()
+        };
+        let status = kv
+            .batch_write(Request::new(batch))
+            .await
+            .expect_err("the batch does not fit either");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+        let got = kv
+            .get(Request::new(GetRequest {
+                key: b"k".to_vec().into(),
+                ..GetRequest::default()
+            }))
+            .await
+            .expect("get")
+            .into_inner();
+        assert!(got.siblings.is_empty(), "a refused write wrote nothing");
+
+        drop(held);
+        kv.put(put_request("k", &[7; 100]))
+            .await
+            .expect("room again");
+        assert_eq!(
+            kv.budget.in_flight(),
+            0,
+            "an answered write returns its bytes"
+        );
+        let text = kv.metrics.render(&strata_engine::Stats::default());
+        assert!(
+            text.contains("strata_writes_refused_overloaded_total 2"),
+            "{text}"
+        );
     }
 
     #[test]
