@@ -12,7 +12,7 @@ pub struct Version {
     /// superseded by this one.
     pub context: VersionVector,
     /// The value; `None` for a delete (a tombstone).
-    pub value: Option<Vec<u8>>,
+    pub value: Option<bytes::Bytes>,
     /// Coordinator wall clock, microseconds: last-write-wins order and
     /// tombstone age. Never used for causality.
     pub timestamp_micros: u64,
@@ -185,7 +185,7 @@ mod tests {
                 counter,
             },
             context: context.clone(),
-            value: Some(value.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec().into()),
             timestamp_micros: counter,
             request_id: 0,
         }

@@ -41,7 +41,7 @@ impl Coordinator {
     ) -> Result<WriteOutcome, CoordinatorError> {
         self.write(WriteRequest {
             key: key.into(),
-            value,
+            value: value.map(Into::into),
             context,
             consistency: None,
             forwarded: false,
@@ -59,7 +59,7 @@ impl Coordinator {
     ) -> Result<WriteOutcome, CoordinatorError> {
         self.write(WriteRequest {
             key: key.into(),
-            value,
+            value: value.map(Into::into),
             context,
             consistency,
             forwarded: false,

@@ -23,7 +23,7 @@ pub struct WriteRequest<'a> {
     /// The key (shared with the request message: never copied).
     pub key: Bytes,
     /// The value; `None` deletes.
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
     /// The client's opaque context (empty: none).
     pub context: &'a [u8],
     /// Requested consistency; `None` is the cluster default W.
@@ -241,7 +241,7 @@ impl Coordinator {
     fn next_version(
         &self,
         key: &[u8],
-        value: Option<Vec<u8>>,
+        value: Option<Bytes>,
         context: VersionVector,
         request_id: u64,
     ) -> Result<Siblings, CoordinatorError> {
@@ -336,7 +336,7 @@ impl Coordinator {
                         timeout,
                         PutRequest {
                             key: request.key.clone(),
-                            value: value.clone().into(),
+                            value: value.clone(),
                             context: request.context.to_vec().into(),
                             consistency: request.consistency.map(v1::Consistency::from),
                             request_id: request.request_id,

@@ -78,9 +78,11 @@ impl KvService {
             // Deletes are versions too; they are reported only through the
             // context (which covers them), not as values.
             siblings: siblings
-                .live_values()
+                .versions()
+                .iter()
+                .filter_map(|v| v.value.clone())
                 .map(|value| Sibling {
-                    value: value.to_vec().into(),
+                    value,
                     tombstone: false,
                 })
                 .collect(),
@@ -99,7 +101,7 @@ impl KvService {
             .coordinator
             .write(WriteRequest {
                 key: r.key,
-                value: Some(r.value.to_vec()),
+                value: Some(r.value),
                 context: &r.context,
                 consistency: level_of(r.consistency.as_ref().or(fallback))?,
                 forwarded,

@@ -73,7 +73,7 @@ pub fn version_to_proto(v: &Version) -> v1::Version {
     v1::Version {
         clock: Some(clock_to_proto(&v.context)),
         tombstone: v.value.is_none(),
-        value: v.value.clone().unwrap_or_default().into(),
+        value: v.value.clone().unwrap_or_default(),
         timestamp_micros: v.timestamp_micros,
         dot: Some(v1::ClockEntry {
             node_id: v.dot.node.to_string(),
@@ -97,7 +97,7 @@ pub fn version_from_proto(v: v1::Version) -> Result<Version, CodecError> {
             counter: dot.counter,
         },
         context,
-        value: (!v.tombstone).then(|| v.value.to_vec()),
+        value: (!v.tombstone).then_some(v.value),
         timestamp_micros: v.timestamp_micros,
         request_id: v.request_id,
     })
@@ -129,21 +129,38 @@ pub(super) fn is_sibling_set(stored: &[u8]) -> bool {
 /// See [`CodecError`]; never panics on any input.
 pub fn decode(bytes: &[u8]) -> Result<Siblings, CodecError> {
     match bytes.split_first() {
-        Some((&FORMAT_SIBLINGS, rest)) => {
-            let message =
-                v1::KeyVersions::decode(rest).map_err(|e| CodecError::Malformed(e.to_string()))?;
-            let versions = message
-                .versions
-                .into_iter()
-                .map(version_from_proto)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Siblings::from_versions(versions))
-        }
+        Some((&FORMAT_SIBLINGS, rest)) => siblings_of(rest),
         Some((&FORMAT_QUARANTINE, rest)) => Err(CodecError::Quarantined {
             parts: super::quarantine::quarantine_parts(rest).len(),
         }),
         other => Err(CodecError::UnknownFormat(other.map(|(b, _)| *b))),
     }
+}
+
+/// [`decode`] of a value the caller owns: the versions' values are slices
+/// of `bytes`, not copies (a 1 MB value is not copied twice per read).
+///
+/// # Errors
+/// See [`CodecError`]; never panics on any input.
+pub fn decode_owned(bytes: Vec<u8>) -> Result<Siblings, CodecError> {
+    if is_sibling_set(&bytes) {
+        siblings_of(bytes::Bytes::from(bytes).slice(1..))
+    } else {
+        decode(&bytes)
+    }
+}
+
+/// The sibling set in `message`, a `KeyVersions` without its format byte.
+/// Decoded from [`bytes::Bytes`], values share its buffer.
+fn siblings_of(message: impl bytes::Buf) -> Result<Siblings, CodecError> {
+    let message =
+        v1::KeyVersions::decode(message).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let versions = message
+        .versions
+        .into_iter()
+        .map(version_from_proto)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Siblings::from_versions(versions))
 }
 
 /// Checks that a stored value (from a peer) decodes, as [`decode`] would,
@@ -189,7 +206,7 @@ mod tests {
                     counter: 9,
                 },
                 context: context.clone(),
-                value: Some(b"value".to_vec()),
+                value: Some(bytes::Bytes::from_static(b"value")),
                 timestamp_micros: 12,
                 request_id: 77,
             },
@@ -204,7 +221,12 @@ mod tests {
                 request_id: 0,
             },
         ]);
-        assert_eq!(decode(&encode(&siblings)), Ok(siblings));
+        assert_eq!(decode(&encode(&siblings)), Ok(siblings.clone()));
+        assert_eq!(decode_owned(encode(&siblings)), Ok(siblings));
+        assert_eq!(
+            decode_owned(vec![7, 1, 2]),
+            Err(CodecError::UnknownFormat(Some(7)))
+        );
     }
 
     #[test]
@@ -233,7 +255,7 @@ mod tests {
                 counter: 1,
             },
             context: VersionVector::from_entries([(n("b"), 2, 3)]),
-            value: Some(b"v".to_vec()),
+            value: Some(bytes::Bytes::from_static(b"v")),
             timestamp_micros: 1,
             request_id: 0,
         }]));

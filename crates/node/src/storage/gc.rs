@@ -58,7 +58,7 @@ mod tests {
                 counter,
             },
             context: VersionVector::new(),
-            value: value.map(|v| v.as_bytes().to_vec()),
+            value: value.map(|v| v.as_bytes().to_vec().into()),
             timestamp_micros,
             request_id: 0,
         }

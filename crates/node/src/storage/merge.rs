@@ -68,7 +68,7 @@ mod tests {
                 counter: 1,
             },
             context: VersionVector::new(),
-            value: Some(value.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec().into()),
             timestamp_micros: 1,
             request_id: 0,
         }]))

@@ -22,8 +22,8 @@ use strata_engine::{Db, Durability, Options, WalRecovery};
 use strata_proto::v1::{KeyVersions, KeyVersionsBatch, StoredVersions};
 
 pub use codec::{
-    CodecError, clock_from_proto, clock_to_proto, decode, encode, validate, version_from_proto,
-    version_to_proto,
+    CodecError, clock_from_proto, clock_to_proto, decode, decode_owned, encode, validate,
+    version_from_proto, version_to_proto,
 };
 pub use gc::TombstoneGc;
 pub use merge::SiblingsMerge;
@@ -192,7 +192,7 @@ impl Storage {
     /// Engine errors, or [`StorageError::Codec`] for an unreadable value.
     pub fn read(&self, key: &[u8]) -> Result<Siblings, StorageError> {
         match self.db.get(&encode_engine_key(key))? {
-            Some(bytes) => Ok(decode(&bytes)?),
+            Some(bytes) => Ok(decode_owned(bytes)?),
             None => Ok(Siblings::new()),
         }
     }
@@ -485,7 +485,7 @@ mod tests {
                 counter,
             },
             context,
-            value: Some(value.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec().into()),
             timestamp_micros: counter,
             request_id: 0,
         }
