@@ -209,11 +209,28 @@ pub fn config_map(cluster: &KVCluster, founders: u32) -> ConfigMap {
         // The operator decides when a pod joins (Admin.Join).
         ("STRATA_AUTO_BOOTSTRAP".to_owned(), "false".to_owned()),
     ]);
+    let mut data = data;
+    if let Some(budget) = write_budget(spec) {
+        data.insert(
+            "STRATA_MAX_WRITE_BYTES_IN_FLIGHT".to_owned(),
+            budget.to_string(),
+        );
+    }
     ConfigMap {
         metadata: meta(cluster, format!("{}-config", name(cluster))),
         data: Some(data),
         ..ConfigMap::default()
     }
+}
+
+/// The bytes of client writes a node may hold at once, from the pods'
+/// memory limit: an eighth of it (a node's peak under a burst of large
+/// writes was ~6x the bytes admitted, docs/failures.md), between 16 MiB and
+/// 4 GiB. `None` without a limit: the node's default (256 MiB) applies.
+fn write_budget(spec: &crate::crd::KVClusterSpec) -> Option<u64> {
+    let limit = spec.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+    let bytes = crate::quantity::bytes(&limit.0)?;
+    Some((bytes / 8).clamp(16 << 20, u64::from(u32::MAX)))
 }
 
 /// The gossip cluster id: namespace and name, so two KVClusters never
@@ -587,6 +604,7 @@ fn field_env(name: &str, path: &str) -> EnvVar {
 mod tests {
     use super::*;
     use crate::KVClusterSpec;
+    use k8s_openapi::api::core::v1::ResourceRequirements;
 
     fn minimal() -> KVCluster {
         let spec: KVClusterSpec =
@@ -595,6 +613,35 @@ mod tests {
         cluster.metadata.namespace = Some("prod".to_owned());
         cluster.metadata.uid = Some("uid-1".to_owned());
         cluster
+    }
+
+    #[test]
+    fn a_memory_limit_sizes_the_nodes_write_budget() {
+        let budget = |memory: Option<&str>| {
+            let mut cluster = minimal();
+            if let Some(memory) = memory {
+                cluster.spec.resources = Some(ResourceRequirements {
+                    limits: Some(BTreeMap::from([(
+                        "memory".to_owned(),
+                        Quantity(memory.to_owned()),
+                    )])),
+                    ..ResourceRequirements::default()
+                });
+            }
+            config_map(&cluster, 3)
+                .data
+                .expect("data")
+                .get("STRATA_MAX_WRITE_BYTES_IN_FLIGHT")
+                .cloned()
+        };
+        assert_eq!(budget(None), None, "no limit: the node's default");
+        assert_eq!(budget(Some("2Gi")).as_deref(), Some("268435456"));
+        assert_eq!(budget(Some("64Mi")).as_deref(), Some("16777216"), "floor");
+        assert_eq!(
+            budget(Some("1Ti")).as_deref(),
+            Some("4294967295"),
+            "ceiling"
+        );
     }
 
     #[test]
