@@ -13,7 +13,10 @@
 //! already holds the write adds nothing; only if the silent node also
 //! applies it later can the key show the value twice, as two siblings
 //! that the next write with the context resolves. A node's answer,
-//! error or not, is never retried: the write may be in place.
+//! error or not, is never retried: the write may be in place. The one
+//! exception is an overloaded node (`RESOURCE_EXHAUSTED`: its write budget
+//! refused the request before doing anything), retried on the next
+//! replica after a backoff (`next_attempt`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -554,7 +557,11 @@ impl Client {
             candidates.push(self.inner.seed.clone());
         }
         let mut last = None;
-        for address in candidates.iter().take(self.inner.options.attempts.max(1)) {
+        // An overloaded node may be asked again after its backoff (the only
+        // replica, or all of them busy); other failures move on once.
+        let attempts = self.inner.options.attempts.max(1);
+        for tried in 0..attempts {
+            let address = &candidates[tried % candidates.len()];
             let kv =
                 KvClient::with_interceptor(self.channel(address)?, self.inner.credentials.clone())
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -572,13 +579,14 @@ impl Client {
             if (unreachable || silent) && !self.inner.options.direct {
                 self.refresh_ring().await;
             }
-            let again = match retry {
-                Retry::Write => unreachable || silent,
-                Retry::Read => matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
-            };
+            let again = next_attempt(retry, &status, silent, tried);
             last = Some(status);
-            if !again {
-                break;
+            match again {
+                Some(pause) if !pause.is_zero() && tried + 1 < attempts => {
+                    tokio::time::sleep(pause).await;
+                }
+                Some(_) if tried + 1 < candidates.len() => {}
+                _ => break,
             }
         }
         Err(last.map_or_else(
@@ -603,6 +611,36 @@ fn ring_request(timeout: Duration) -> tonic::Request<GetRingRequest> {
 /// The error of an attempt the node never answered.
 fn no_answer(address: &str, timeout: Duration) -> tonic::Status {
     tonic::Status::deadline_exceeded(format!("no answer from {address} within {timeout:?}"))
+}
+
+/// Whether a request that failed with `status` on its `attempt`-th node
+/// (from 0) goes to the next one, and after what pause. `silent`: the node
+/// gave no answer within the attempt's deadline.
+///
+/// - An overloaded node (`RESOURCE_EXHAUSTED` from a node: its write
+///   budget refused the request before doing anything) is retried after a
+///   backoff, 50 ms doubling per attempt up to 1 s, for reads and writes:
+///   backing off is what relieves it.
+/// - A write: when no coordinator saw it (an error without the node
+///   marker, a transport failure) or none answered; never after a node's
+///   answer, since the write may be in place.
+/// - A read: on any `UNAVAILABLE` or deadline.
+fn next_attempt(
+    retry: Retry,
+    status: &tonic::Status,
+    silent: bool,
+    attempt: usize,
+) -> Option<Duration> {
+    let from_node = status.metadata().contains_key(FROM_NODE);
+    if from_node && status.code() == Code::ResourceExhausted {
+        let doublings = u32::try_from(attempt).unwrap_or(u32::MAX).min(5);
+        return Some((Duration::from_millis(50) * 2u32.pow(doublings)).min(Duration::from_secs(1)));
+    }
+    let again = match retry {
+        Retry::Write => silent || (!from_node && status.code() == Code::Unavailable),
+        Retry::Read => matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+    };
+    again.then_some(Duration::ZERO)
 }
 
 /// A random, non-zero id for one write and its retries.
@@ -637,5 +675,57 @@ fn endpoint_for(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Endpoint, Er
             .tls_config(tls.config())
             .map_err(|e| invalid(format!("TLS settings: {e}"))),
         None => Ok(built),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_node(mut status: tonic::Status) -> tonic::Status {
+        status
+            .metadata_mut()
+            .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
+        status
+    }
+
+    #[test]
+    fn an_overloaded_node_is_retried_after_a_growing_backoff() {
+        let busy = from_node(tonic::Status::resource_exhausted("node overloaded"));
+        for retry in [Retry::Write, Retry::Read] {
+            let pauses: Vec<_> = (0..8)
+                .map(|n| next_attempt(retry, &busy, false, n).expect("retried"))
+                .collect();
+            assert_eq!(pauses[0], Duration::from_millis(50));
+            assert_eq!(pauses[1], Duration::from_millis(100));
+            assert_eq!(pauses[4], Duration::from_millis(800));
+            assert_eq!(pauses[7], Duration::from_secs(1), "capped");
+        }
+        // Not a node's refusal (no marker): not an overload.
+        let other = tonic::Status::resource_exhausted("message too large");
+        assert_eq!(next_attempt(Retry::Write, &other, false, 0), None);
+    }
+
+    #[test]
+    fn writes_are_retried_only_when_no_node_answered() {
+        let refused = tonic::Status::unavailable("connection refused");
+        assert_eq!(
+            next_attempt(Retry::Write, &refused, false, 0),
+            Some(Duration::ZERO)
+        );
+        let quorum = from_node(tonic::Status::unavailable("1 of 2 acks"));
+        assert_eq!(next_attempt(Retry::Write, &quorum, false, 0), None);
+        let silent = tonic::Status::deadline_exceeded("no answer");
+        assert_eq!(
+            next_attempt(Retry::Write, &silent, true, 0),
+            Some(Duration::ZERO)
+        );
+        let bad = from_node(tonic::Status::invalid_argument("key too long"));
+        assert_eq!(next_attempt(Retry::Write, &bad, false, 0), None);
+        assert_eq!(
+            next_attempt(Retry::Read, &quorum, false, 0),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(next_attempt(Retry::Read, &bad, false, 0), None);
     }
 }
