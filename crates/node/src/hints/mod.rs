@@ -15,9 +15,10 @@
 //! fails at its consistency level instead. Hints older than the hint
 //! window expire: anti-entropy is responsible for them after that.
 //! Hints waiting for the writer thread are bounded in count and in bytes
-//! (`QUEUE`, `HintLimits::queued_bytes`): past either an append is refused at once
-//! with [`HintError::Overloaded`], so a disk slower than the hints arriving
-//! (a replica falling behind under large values) costs bounded memory.
+//! (`QUEUE`, `HintLimits::queued_bytes`): past either an append is refused
+//! at once with [`HintError::Overloaded`], so a disk slower than the hints
+//! arriving (a replica falling behind under large values) costs bounded
+//! memory.
 //!
 //! `replay.rs` delivers hints when gossip sees their target alive. It
 //! seals the target's open segment (new hints start a new one), delivers
@@ -323,7 +324,7 @@ impl HintStore {
         });
         let queue = self.queue.as_ref().ok_or(HintError::Stopped)?;
         // Held until the writer thread is done with the record. A record
-        // larger than the whole bound waits for an empty queue.
+        // larger than the whole bound is taken only into an empty queue.
         let size = record
             .len()
             .clamp(1, self.limits.queued_bytes.clamp(1, MAX_ROOM));

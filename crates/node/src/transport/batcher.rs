@@ -84,8 +84,8 @@ impl Batcher {
     /// batch carrying it.
     pub async fn write(&self, entry: KeyVersions) -> Result<(), ReplicaError> {
         let stopped = || ReplicaError::StreamClosed("the replica batcher stopped".to_owned());
-        // An entry larger than the whole bound waits for an empty queue
-        // rather than never fitting.
+        // An entry larger than the whole bound is taken only into an empty
+        // queue (rather than never).
         let size = prost::Message::encoded_len(&entry).clamp(1, self.max_queued_bytes);
         let room = match Arc::clone(&self.room)
             .try_acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
