@@ -11,21 +11,18 @@
 //! coordinator. Reads are not admitted: their answer's size is unknown
 //! until read, and their requests are small.
 
-use std::sync::Arc;
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use crate::byte_budget::{ByteBudget, Share, Spent};
 
 /// Bytes of client writes a node holds at once at most.
 #[derive(Debug)]
 pub struct WriteBudget {
-    room: Arc<Semaphore>,
-    limit: usize,
+    bytes: ByteBudget,
 }
 
 /// A write admitted: its bytes return to the budget when this is dropped.
 #[derive(Debug)]
 pub struct Admitted {
-    _room: OwnedSemaphorePermit,
+    _share: Share,
 }
 
 /// A write refused because the budget is spent.
@@ -42,15 +39,22 @@ pub struct Overloaded {
     pub limit: usize,
 }
 
+impl From<Spent> for Overloaded {
+    fn from(spent: Spent) -> Self {
+        Self {
+            bytes: spent.bytes,
+            in_flight: spent.held,
+            limit: spent.limit,
+        }
+    }
+}
+
 impl WriteBudget {
-    /// A budget of `limit` bytes (at least 1).
+    /// A budget of `limit` bytes (1 to 4 GiB).
     #[must_use]
     pub fn new(limit: usize) -> Self {
-        // At most 4 GiB, so that every share is one u32 permit count.
-        let limit = limit.clamp(1, usize::try_from(u32::MAX).unwrap_or(usize::MAX));
         Self {
-            room: Arc::new(Semaphore::new(limit)),
-            limit,
+            bytes: ByteBudget::new(limit),
         }
     }
 
@@ -61,21 +65,14 @@ impl WriteBudget {
     /// # Errors
     /// [`Overloaded`] when the bytes in flight leave no room for it.
     pub fn admit(&self, bytes: usize) -> Result<Admitted, Overloaded> {
-        let share = u32::try_from(bytes.clamp(1, self.limit)).unwrap_or(u32::MAX);
-        match Arc::clone(&self.room).try_acquire_many_owned(share) {
-            Ok(permit) => Ok(Admitted { _room: permit }),
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => Err(Overloaded {
-                bytes,
-                in_flight: self.in_flight(),
-                limit: self.limit,
-            }),
-        }
+        let share = self.bytes.take(bytes)?;
+        Ok(Admitted { _share: share })
     }
 
     /// Bytes admitted and not yet released.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.limit.saturating_sub(self.room.available_permits())
+        self.bytes.held()
     }
 }
 
@@ -84,17 +81,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_are_admitted_while_their_bytes_fit_and_released_when_done() {
+    fn a_write_past_the_budget_is_refused_with_what_is_in_flight() {
         let budget = WriteBudget::new(1000);
-        let a = budget.admit(600).expect("fits");
-        let b = budget.admit(400).expect("fits exactly");
-        assert_eq!(budget.in_flight(), 1000);
-        let refused = budget.admit(1).expect_err("spent");
+        let held = budget.admit(600).expect("fits");
+        let refused = budget.admit(401).expect_err("spent");
         assert_eq!(
             refused,
             Overloaded {
-                bytes: 1,
-                in_flight: 1000,
+                bytes: 401,
+                in_flight: 600,
                 limit: 1000
             }
         );
@@ -102,23 +97,9 @@ mod tests {
             refused.to_string().contains("--max-write-bytes-in-flight"),
             "{refused}"
         );
-        drop(a);
-        assert_eq!(budget.in_flight(), 400);
-        let _c = budget.admit(600).expect("room again");
-        drop(b);
-        assert_eq!(budget.in_flight(), 600);
-    }
-
-    #[test]
-    fn a_write_larger_than_the_budget_goes_alone() {
-        let budget = WriteBudget::new(1000);
-        let small = budget.admit(10).expect("fits");
-        assert!(budget.admit(5000).is_err(), "not beside another write");
-        drop(small);
-        let big = budget.admit(5000).expect("alone");
-        assert_eq!(budget.in_flight(), 1000);
-        assert!(budget.admit(1).is_err(), "it holds the whole budget");
-        drop(big);
+        drop(held);
         assert_eq!(budget.in_flight(), 0);
+        let _admitted = budget.admit(401).expect("room again");
+        assert_eq!(budget.in_flight(), 401);
     }
 }

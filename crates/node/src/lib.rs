@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod byte_budget;
 pub mod changes;
 pub mod clock;
 pub mod config;

@@ -37,11 +37,12 @@ use std::time::Duration;
 
 use strata_cluster::{NodeId, Siblings};
 use strata_proto::v1::KeyVersions;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 pub use replay::{ReplayError, ReplaySettings, replay_loop};
 pub use segment::{Damage, HintRecord, parse};
 
+use crate::byte_budget::ByteBudget;
 use crate::clock::now_micros;
 use crate::metrics::HintMetrics;
 use crate::storage::version_to_proto;
@@ -50,8 +51,6 @@ use crate::storage::version_to_proto;
 const SEGMENT_BYTES: u64 = 8 << 20;
 /// Appends waiting for the writer thread at most; more are dropped.
 const QUEUE: usize = 4096;
-/// The largest byte bound a queue's semaphore can hold.
-const MAX_ROOM: usize = 1 << 31;
 
 /// How much the store may hold and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,8 +202,8 @@ pub struct HintStore {
     state: Arc<Mutex<State>>,
     metrics: HintMetrics,
     queue: Option<mpsc::Sender<Append>>,
-    /// One permit per byte the queue may still take.
-    room: Arc<Semaphore>,
+    /// Bytes of records queued for the writer thread.
+    queued: ByteBudget,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -290,7 +289,7 @@ impl HintStore {
             state,
             metrics,
             queue: Some(queue),
-            room: Arc::new(Semaphore::new(limits.queued_bytes.clamp(1, MAX_ROOM))),
+            queued: ByteBudget::new(limits.queued_bytes),
             writer: Some(writer),
         };
         store.publish(&store.lock());
@@ -325,13 +324,7 @@ impl HintStore {
         let queue = self.queue.as_ref().ok_or(HintError::Stopped)?;
         // Held until the writer thread is done with the record. A record
         // larger than the whole bound is taken only into an empty queue.
-        let size = record
-            .len()
-            .clamp(1, self.limits.queued_bytes.clamp(1, MAX_ROOM));
-        let Ok(_room) = self
-            .room
-            .try_acquire_many(u32::try_from(size).unwrap_or(u32::MAX))
-        else {
+        let Ok(_share) = self.queued.take(record.len()) else {
             self.metrics.dropped.inc();
             return Err(HintError::Overloaded);
         };

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_proto::v1::{KeyVersions, KeyVersionsBatch};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{Pipe, ReplicaError};
+use crate::byte_budget::{ByteBudget, Share};
 
 /// Batches in flight to one peer at most; more writes wait in the queue
 /// (and so join bigger batches).
@@ -31,18 +32,19 @@ const MAX_QUEUED_BYTES: usize = 16 * MAX_BATCH_BYTES;
 
 struct Queued {
     entry: KeyVersions,
+    /// The entry's encoded bytes.
+    size: usize,
     done: oneshot::Sender<Result<(), ReplicaError>>,
     /// The entry's share of the byte bound, returned when its batch ends.
-    room: OwnedSemaphorePermit,
+    share: Share,
 }
 
 /// The write queue of one peer.
 #[derive(Debug)]
 pub struct Batcher {
     queue: mpsc::Sender<Queued>,
-    /// One permit per byte the queue may still take.
-    room: Arc<Semaphore>,
-    max_queued_bytes: usize,
+    /// Bytes queued or in flight.
+    bytes: ByteBudget,
 }
 
 impl std::fmt::Debug for Queued {
@@ -64,14 +66,9 @@ impl Batcher {
     pub fn with_limit(pipe: Arc<Pipe>, timeout: Duration, max_queued_bytes: usize) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(pipe, timeout, rx));
-        let max_queued_bytes = max_queued_bytes.clamp(
-            1,
-            Semaphore::MAX_PERMITS.min(usize::try_from(u32::MAX).unwrap_or(usize::MAX)),
-        );
         Self {
             queue,
-            room: Arc::new(Semaphore::new(max_queued_bytes)),
-            max_queued_bytes,
+            bytes: ByteBudget::new(max_queued_bytes),
         }
     }
 
@@ -86,21 +83,21 @@ impl Batcher {
         let stopped = || ReplicaError::StreamClosed("the replica batcher stopped".to_owned());
         // An entry larger than the whole bound is taken only into an empty
         // queue (rather than never).
-        let size = prost::Message::encoded_len(&entry).clamp(1, self.max_queued_bytes);
-        let room = match Arc::clone(&self.room)
-            .try_acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
-        {
-            Ok(room) => room,
-            Err(TryAcquireError::NoPermits) => {
-                return Err(ReplicaError::Overloaded {
-                    queued_bytes: self.max_queued_bytes - self.room.available_permits(),
-                });
-            }
-            Err(TryAcquireError::Closed) => return Err(stopped()),
-        };
+        let size = prost::Message::encoded_len(&entry);
+        let share = self
+            .bytes
+            .take(size)
+            .map_err(|spent| ReplicaError::Overloaded {
+                queued_bytes: spent.held,
+            })?;
         let (done, result) = oneshot::channel();
         self.queue
-            .send(Queued { entry, done, room })
+            .send(Queued {
+                entry,
+                size,
+                done,
+                share,
+            })
             .await
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
@@ -123,20 +120,19 @@ async fn run(pipe: Arc<Pipe>, timeout: Duration, mut rx: mpsc::Receiver<Queued>)
                 None => return,
             },
         };
-        let mut bytes = prost::Message::encoded_len(&first.entry);
+        let mut bytes = first.size;
         let mut entries = vec![first.entry];
         let mut waiters = vec![first.done];
-        let mut room = vec![first.room];
+        let mut shares = vec![first.share];
         while let Ok(next) = rx.try_recv() {
-            let size = prost::Message::encoded_len(&next.entry);
-            if bytes + size > MAX_BATCH_BYTES {
+            if bytes + next.size > MAX_BATCH_BYTES {
                 carried = Some(next);
                 break;
             }
-            bytes += size;
+            bytes += next.size;
             entries.push(next.entry);
             waiters.push(next.done);
-            room.push(next.room);
+            shares.push(next.share);
         }
         let pipe = Arc::clone(&pipe);
         tokio::spawn(async move {
@@ -150,7 +146,7 @@ async fn run(pipe: Arc<Pipe>, timeout: Duration, mut rx: mpsc::Receiver<Queued>)
                 )
                 .await
                 .map(|_| ());
-            drop(room);
+            drop(shares);
             for done in waiters {
                 let _ = done.send(result.clone());
             }
