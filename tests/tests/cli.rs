@@ -81,3 +81,61 @@ fn the_cli_puts_gets_and_deletes_with_contexts_and_clear_errors() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn binary_values_go_in_from_a_file_or_stdin_and_come_out_raw() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(
+        &dir.path().join("node-0"),
+        Some("strata-0"),
+        &["--replication-factor", "1"],
+    );
+    let e = &node.addr().to_string();
+    // Every byte value, twice: not UTF-8, with NULs and newlines.
+    let value: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, &value).expect("write value file");
+
+    ok(
+        e,
+        &["put", "from-file", "--file", file.to_str().expect("utf-8")],
+    );
+    let raw = strata(e, &["get", "from-file", "--raw"]);
+    assert!(raw.status.success(), "{raw:?}");
+    assert_eq!(raw.stdout, value, "--raw writes exactly the bytes");
+    let shown = ok(e, &["get", "from-file"]);
+    assert!(
+        shown.contains("sibling 0: 0x000102"),
+        "non-UTF-8 values are shown as hex, not mangled: {shown}"
+    );
+
+    let mut put = std::process::Command::new(workspace_binary("strata"))
+        .args(["-e", e, "put", "from-stdin", "--file", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run strata");
+    std::io::Write::write_all(&mut put.stdin.take().expect("stdin"), &value).expect("write stdin");
+    assert!(put.wait().expect("put ends").success());
+    assert_eq!(strata(e, &["get", "from-stdin", "--raw"]).stdout, value);
+
+    // --raw prints one value or fails saying why.
+    ok(e, &["put", "two", "a"]);
+    ok(e, &["put", "two", "b"]);
+    for (args, says) in [
+        (&["get", "two", "--raw"][..], "2 siblings"),
+        (&["get", "missing", "--raw"], "not found"),
+        (&["put", "k"], "required"),
+        (&["put", "k", "v", "--file", "-"], "cannot be used with"),
+        (
+            &["put", "k", "--file", "/nonexistent/value"],
+            "/nonexistent/value",
+        ),
+    ] {
+        let out = strata(e, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

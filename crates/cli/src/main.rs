@@ -61,15 +61,27 @@ enum Command {
     Ping,
     /// Read a key: every sibling value and the context.
     Get {
+        /// The key (UTF-8 text).
         key: String,
+        /// Write the value's bytes to stdout and nothing else (no newline,
+        /// no context): for binary values and scripts. Fails when the key
+        /// is missing, deleted or has several siblings.
+        #[arg(long)]
+        raw: bool,
         /// one, two, quorum, all or a replica count. Default: the cluster's R.
         #[arg(long, short)]
         consistency: Option<String>,
     },
     /// Write a key.
     Put {
+        /// The key (UTF-8 text).
         key: String,
-        value: String,
+        /// The value (UTF-8 text); or give `--file`.
+        #[arg(required_unless_present = "file")]
+        value: Option<String>,
+        /// Read the value's bytes from this file instead (`-`: stdin).
+        #[arg(long, conflicts_with = "value")]
+        file: Option<std::path::PathBuf>,
         /// Context from a previous get, in hex, to supersede its siblings.
         #[arg(long)]
         context: Option<String>,
@@ -249,31 +261,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pong = client.ping(Vec::new()).await?;
             println!("pong from {} in {:?}", pong.node_id, started.elapsed());
         }
-        Command::Get { key, consistency } => {
+        Command::Get {
+            key,
+            raw,
+            consistency,
+        } => {
             let response = client
                 .get(key.into_bytes(), level(consistency.as_deref())?)
                 .await?;
+            if raw {
+                let value = raw_value(&response.siblings)?;
+                std::io::Write::write_all(&mut std::io::stdout().lock(), value)
+                    .map_err(|e| anyhow::anyhow!("writing the value to stdout: {e}"))?;
+                return Ok(());
+            }
             if response.siblings.is_empty() {
                 println!("(not found)");
             }
             for (i, sibling) in response.siblings.iter().enumerate() {
-                let value = String::from_utf8_lossy(&sibling.value);
                 let marker = if sibling.tombstone { " (deleted)" } else { "" };
-                println!("sibling {i}: {value}{marker}");
+                println!("sibling {i}: {}{marker}", printable(&sibling.value));
             }
             println!("context: {}", hex(&response.context));
         }
         Command::Put {
             key,
             value,
+            file,
             context,
             consistency,
         } => {
             let context = unhex(context.as_deref())?;
+            let value = match (value, file) {
+                (Some(value), _) => value.into_bytes(),
+                (None, Some(path)) => read_value(&path)?,
+                (None, None) => anyhow::bail!("give a value or --file"),
+            };
             let response = client
                 .put(
                     key.into_bytes(),
-                    value.into_bytes(),
+                    value,
                     context,
                     level(consistency.as_deref())?,
                 )
@@ -607,6 +634,40 @@ fn level(text: Option<&str>) -> anyhow::Result<Option<Consistency>> {
     Ok(text.map(parse_consistency).transpose()?)
 }
 
+/// The one live value of a key, for `get --raw`.
+fn raw_value(siblings: &[v1::Sibling]) -> anyhow::Result<&[u8]> {
+    match siblings {
+        [] => anyhow::bail!("not found"),
+        [only] if only.tombstone => anyhow::bail!("deleted"),
+        [only] => Ok(&only.value),
+        many => anyhow::bail!(
+            "{} siblings: --raw prints one value; `get` without --raw shows them all (a put with their context resolves them)",
+            many.len()
+        ),
+    }
+}
+
+/// A value as `get` shows it: UTF-8 text as is, other bytes as `0x` and
+/// hex (so nothing is lost in the output).
+fn printable(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) => text.to_owned(),
+        Err(_) => format!("0x{}", hex(value)),
+    }
+}
+
+/// A value from a file, or from stdin for `-`.
+fn read_value(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut value = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut value)
+            .map_err(|e| anyhow::anyhow!("reading the value from stdin: {e}"))?;
+        Ok(value)
+    } else {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -650,14 +711,14 @@ mod tests {
         };
         let cli = parse(&["get", "k1", "-c", "one"]);
         assert!(
-            matches!(&cli.command, Command::Get { key, consistency }
+            matches!(&cli.command, Command::Get { key, consistency, raw: false }
                 if key == "k1" && consistency.as_deref() == Some("one")),
             "{cli:?}"
         );
         let cli = parse(&["put", "k2", "v2", "--context", "0a"]);
         assert!(
             matches!(&cli.command, Command::Put { key, value, context, .. }
-                if key == "k2" && value == "v2" && context.as_deref() == Some("0a")),
+                if key == "k2" && value.as_deref() == Some("v2") && context.as_deref() == Some("0a")),
             "{cli:?}"
         );
         let cli = parse(&["delete", "k3"]);
