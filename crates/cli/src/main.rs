@@ -21,23 +21,35 @@ struct Cli {
         short,
         env = "STRATA_ENDPOINT",
         default_value = "127.0.0.1:7400",
-        global = true
+        global = true,
+        help_heading = "Connection"
     )]
     endpoint: String,
     /// Send every request through the endpoint node rather than to a
     /// replica of the key: for `kubectl port-forward` and other networks
     /// where only the endpoint is reachable.
-    #[arg(long, env = "STRATA_DIRECT", global = true)]
+    #[arg(
+        long,
+        env = "STRATA_DIRECT",
+        global = true,
+        help_heading = "Connection"
+    )]
     direct: bool,
     /// Bearer token for a cluster with client authentication (prefer the
     /// environment variable: a flag shows in the process list).
-    #[arg(long, env = "STRATA_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "STRATA_TOKEN",
+        global = true,
+        help_heading = "Connection",
+        hide_env_values = true
+    )]
     token: Option<String>,
     /// CA certificate (PEM) of nodes that serve TLS: connect with TLS.
-    #[arg(long, env = "STRATA_CA", global = true)]
+    #[arg(long, env = "STRATA_CA", global = true, help_heading = "Connection")]
     ca: Option<std::path::PathBuf>,
     /// Client certificate (PEM), for nodes that require one.
-    #[arg(long, env = "STRATA_CERT", global = true, requires_all = ["cert_key", "ca"])]
+    #[arg(long, env = "STRATA_CERT", global = true, help_heading = "Connection", requires_all = ["cert_key", "ca"])]
     cert: Option<std::path::PathBuf>,
     /// The client certificate's key (PEM).
     // Its own id: `get`, `put` and `delete` have a positional `key`, and a
@@ -48,6 +60,7 @@ struct Cli {
         value_name = "KEY",
         env = "STRATA_KEY",
         global = true,
+        help_heading = "Connection",
         requires = "cert"
     )]
     cert_key: Option<std::path::PathBuf>,
