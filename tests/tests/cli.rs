@@ -139,3 +139,54 @@ fn binary_values_go_in_from_a_file_or_stdin_and_come_out_raw() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn bench_loads_runs_and_reports_reads_that_found_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(
+        &dir.path().join("node-0"),
+        Some("strata-0"),
+        &["--replication-factor", "1"],
+    );
+    let e = &node.addr().to_string();
+    let bench = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["bench", "--workload", "c", "--threads", "4", "--json"];
+        args.extend_from_slice(extra);
+        ok(e, &args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("{l}: {err}")))
+            .collect()
+    };
+    let field = |lines: &[serde_json::Value], phase: &str, key: &str| {
+        lines
+            .iter()
+            .find(|l| l["phase"] == phase && l.get(key).is_some())
+            .map(|l| l[key].clone())
+    };
+
+    let lines = bench(&["--records", "50", "--ops", "200"]);
+    let count = |phase: &str, op: &str| {
+        lines
+            .iter()
+            .find(|l| l["phase"] == phase && l["op"] == op)
+            .map(|l| l["count"].clone())
+    };
+    assert_eq!(count("load", "insert"), Some(50.into()), "{lines:?}");
+    assert_eq!(count("run", "read"), Some(200.into()), "{lines:?}");
+    assert_eq!(field(&lines, "run", "missing_reads"), None, "{lines:?}");
+
+    // Twice the key space without loading it: about half the reads miss.
+    let lines = bench(&[
+        "--records",
+        "100",
+        "--ops",
+        "200",
+        "--skip-load",
+        "--distribution",
+        "uniform",
+    ]);
+    let missing = field(&lines, "run", "missing_reads")
+        .and_then(|m| m.as_u64())
+        .unwrap_or_else(|| panic!("no missing reads reported: {lines:?}"));
+    assert!((40..=160).contains(&missing), "{missing} of 200: {lines:?}");
+}

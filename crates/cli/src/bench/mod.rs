@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use strata_proto::v1::Consistency;
+use strata_proto::v1::{Consistency, GetResponse};
 
 use keys::{Chooser, Distribution, Rng, record_key};
 pub(crate) use report::Report;
@@ -80,6 +80,9 @@ pub(crate) struct PhaseStats {
     pub(crate) latencies: BTreeMap<Op, Histogram<u64>>,
     /// Error counts by gRPC code name.
     pub(crate) errors: BTreeMap<String, u64>,
+    /// Reads of a record the load phase wrote that found no value: lost
+    /// data, or records that were never loaded (`--skip-load`).
+    pub(crate) missing: u64,
     /// Wall time of the phase.
     pub(crate) elapsed: Duration,
     /// CPU time the client process used during the phase (user + system),
@@ -106,6 +109,15 @@ impl PhaseStats {
         }
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
+        }
+        self.missing += other.missing;
+    }
+
+    /// Counts a read of record `n` that found `got` (only records below
+    /// `loaded` must exist).
+    fn check_found(&mut self, n: u64, loaded: u64, got: &GetResponse) {
+        if n < loaded && !got.siblings.iter().any(|s| !s.tombstone) {
+            self.missing += 1;
         }
     }
 }
@@ -166,6 +178,7 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
         .rate
         .map(|rate| Duration::from_secs_f64(args.threads as f64 / rate.max(1e-9)));
     let workload = args.workload;
+    let loaded = args.records;
     let run = spawn_workers(client, args, move |worker| {
         let (chooser, inserted, budget) = (
             Arc::clone(&chooser),
@@ -194,28 +207,32 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
                 let count = inserted.load(Ordering::Relaxed);
                 let result = match op {
                     Op::Ping => client.ping(Vec::new()).await.map(drop),
-                    Op::Read => client
-                        .get(
-                            record_key(chooser.pick(&mut rng, count)),
-                            worker.consistency,
-                        )
-                        .await
-                        .map(drop),
+                    Op::Read => {
+                        let n = chooser.pick(&mut rng, count);
+                        client
+                            .get(record_key(n), worker.consistency)
+                            .await
+                            .map(|got| stats.check_found(n, loaded, &got))
+                    }
                     // Against a store that keeps siblings, an update reads the
                     // record's context first (as YCSB's Riak binding does):
                     // a blind write would add a sibling each time.
                     Op::Update | Op::ReadModifyWrite => {
-                        let key = record_key(chooser.pick(&mut rng, count));
+                        let n = chooser.pick(&mut rng, count);
+                        let key = record_key(n);
                         match client.get(key.clone(), worker.consistency).await {
-                            Ok(got) => client
-                                .put(
-                                    key,
-                                    make_value(value_bytes, b'y', random.then_some(&mut rng)),
-                                    got.context.to_vec(),
-                                    worker.consistency,
-                                )
-                                .await
-                                .map(drop),
+                            Ok(got) => {
+                                stats.check_found(n, loaded, &got);
+                                client
+                                    .put(
+                                        key,
+                                        make_value(value_bytes, b'y', random.then_some(&mut rng)),
+                                        got.context.to_vec(),
+                                        worker.consistency,
+                                    )
+                                    .await
+                                    .map(drop)
+                            }
                             Err(e) => Err(e),
                         }
                     }

@@ -114,6 +114,16 @@ impl Report {
                 ));
             }
         }
+        for (phase, stats) in self.phases.iter().filter(|(_, s)| s.missing > 0) {
+            let n = stats.missing;
+            if json {
+                out.push_str(&format!("{{\"workload\": \"{workload}\", \"phase\": \"{phase}\", \"missing_reads\": {n}}}\n"));
+            } else {
+                out.push_str(&format!(
+                    "{phase:<6} missing {n} reads of loaded records found no value\n"
+                ));
+            }
+        }
         for (phase, code, n) in self.errors() {
             if json {
                 out.push_str(&format!("{{\"workload\": \"{workload}\", \"phase\": \"{phase}\", \"error\": \"{code}\", \"count\": {n}}}\n"));
