@@ -7,7 +7,10 @@ scripts/check-image.sh):
 - every COPY from an earlier stage names something that stage makes:
   the builder's `cargo build` command is run here, on the host, exactly
   as written (WORKDIR /src is the repository), and every binary the
-  runtime stage copies must then exist and be executable.
+  runtime stage copies must then exist and be executable;
+- the build tools that crates' build scripts run and the rust slim image
+  lacks (it has gcc and libc6-dev only) are installed by a RUN of a build
+  stage: the host has them, so the host build above cannot tell.
 """
 
 import os
@@ -18,6 +21,21 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKDIR = "/src"
+# Crate in Cargo.lock -> the Debian package its build script needs beyond
+# the rust:*-slim base (tikv-jemalloc-sys runs jemalloc's configure and make).
+BUILD_TOOLS = {"tikv-jemalloc-sys": "make"}
+
+
+def locked_crates():
+    """Names of the packages in Cargo.lock."""
+    return set(re.findall(r'^name = "([^"]+)"$', open(os.path.join(ROOT, "Cargo.lock")).read(), re.M))
+
+
+def installs(run, package):
+    """Whether the RUN command `run` apt-installs `package` (pinned or not)."""
+    if "apt-get install" not in run:
+        return False
+    return any(w == package or w.startswith(package + "=") for w in shlex.split(run))
 
 
 def instructions(path):
@@ -112,6 +130,11 @@ def main():
                 for source in sources:
                     if not any(os.path.basename(source) in run for run in stages[origin]["runs"]):
                         problems.append(f"{name}: COPY --from={origin} {source}: no RUN of {origin} makes it")
+    crates = locked_crates()
+    build_runs = [run for name, info in stages.items() if name != final for run in info["runs"]]
+    for crate, package in sorted(BUILD_TOOLS.items()):
+        if crate in crates and not any(installs(run, package) for run in build_runs):
+            problems.append(f"{crate} needs `{package}` to build, and no build stage installs it")
     print(f"runtime stage: {copied} binaries copied, all built")
     for p in problems:
         print(f"FAIL: {p}")
