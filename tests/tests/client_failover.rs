@@ -71,5 +71,25 @@ async fn writes_and_reads_move_past_a_paused_node() {
         let err = answer.expect_err("the paused node cannot answer");
         assert!(err.to_string().contains("no answer"), "{call}: {err}");
     }
+
+    // Several endpoints: the first that answers becomes the seed, past a
+    // paused node and a closed port.
+    let (_, live) = cluster.running()[1];
+    let several = format!("{paused_addr}, 127.0.0.1:1 ,{live}");
+    let client = Client::connect_with(&several, options.clone())
+        .await
+        .unwrap_or_else(|e| panic!("connect through {several}: {e}"));
+    let pong = client.ping(Vec::new()).await.expect("ping the seed");
+    assert_eq!(pong.node_id, "node-1", "the live endpoint is the seed");
+    let err = Client::connect_with(&format!("{paused_addr},127.0.0.1:1"), options.clone())
+        .await
+        .expect_err("no endpoint answers");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("no endpoint answered")
+            && message.contains(&paused_addr.to_string())
+            && message.contains("127.0.0.1:1"),
+        "each endpoint's failure is named: {message}"
+    );
     cluster.resume(2);
 }

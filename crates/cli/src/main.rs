@@ -15,7 +15,8 @@ use strata_client::{Client, parse_consistency, v1, v1::Consistency};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Node to contact.
+    /// Node to contact (host:port); several, separated by commas, are tried
+    /// in order and the first that answers is used.
     #[arg(
         long,
         short,

@@ -180,11 +180,14 @@ enum Retry {
 
 impl Client {
     /// Connects to `endpoint` (`http://host:port`, or `host:port`) and
-    /// fetches the ring from it.
+    /// fetches the ring from it. Several endpoints separated by commas are
+    /// tried in order, and the first that answers becomes the client's
+    /// seed: a client that knows a few nodes starts while any one is up.
     ///
     /// # Errors
     /// [`Error::InvalidEndpoint`], [`Error::Connect`], or [`Error::Status`]
-    /// when the node does not serve the ring.
+    /// when the node does not serve the ring; [`Error::NoEndpointAnswered`]
+    /// when several were given and none answered.
     pub async fn connect(endpoint: &str) -> Result<Self, Error> {
         Self::connect_with(endpoint, ClientOptions::default()).await
     }
@@ -193,56 +196,46 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::connect`].
-    pub async fn connect_with(endpoint: &str, options: ClientOptions) -> Result<Self, Error> {
-        let seed_channel = endpoint_for(endpoint, options.tls.as_ref())?
-            .connect()
-            .await
-            .map_err(|source| Error::Connect {
-                endpoint: endpoint.to_owned(),
-                source,
-            })?;
+    pub async fn connect_with(endpoints: &str, options: ClientOptions) -> Result<Self, Error> {
+        let list: Vec<&str> = endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
         let credentials = Credentials::new(options.token.as_deref())?;
-        let mut admin = AdminClient::with_interceptor(seed_channel.clone(), credentials.clone());
-        let fetch = admin.get_ring(ring_request(options.timeout));
-        let ring = tokio::time::timeout(options.timeout, fetch)
-            .await
-            .unwrap_or_else(|_| Err(no_answer(endpoint, options.timeout)))
-            .map_err(|status| {
-                // A TLS server answering a plaintext HTTP/2 preface closes
-                // the connection: say what is likely wrong.
-                // Transport-level failures (no Strata node's marker, a
-                // code no service returns on purpose), not a refusal.
-                let garbled = !status.metadata().contains_key(FROM_NODE)
-                    && matches!(
-                        status.code(),
-                        Code::Internal | Code::Unknown | Code::Cancelled | Code::Unavailable
-                    );
-                let detail = || status.message().to_owned();
-                match &options.tls {
-                    None if garbled => Error::NotGrpc {
-                        endpoint: endpoint.to_owned(),
-                        detail: detail(),
-                    },
-                    // The server ends a TLS session whose client sent no
-                    // certificate only after the handshake, on first use.
-                    Some(tls) if garbled && tls.identity.is_none() => Error::NoClientCertificate {
-                        endpoint: endpoint.to_owned(),
-                        detail: detail(),
-                    },
-                    _ => Error::Status(status),
+        let mut failures = Vec::new();
+        for endpoint in &list {
+            match seed_ring(endpoint, &options, &credentials).await {
+                Ok((seed_channel, ring)) => {
+                    return Ok(Self {
+                        inner: Arc::new(Inner {
+                            seed: (*endpoint).to_owned(),
+                            seed_channel,
+                            channels: Mutex::new(HashMap::new()),
+                            routing: RwLock::new(Arc::new(Routing::from_ring(&ring))),
+                            options,
+                            credentials,
+                        }),
+                    });
                 }
-            })?
-            .into_inner();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                seed: endpoint.to_owned(),
-                seed_channel,
-                channels: Mutex::new(HashMap::new()),
-                routing: RwLock::new(Arc::new(Routing::from_ring(&ring))),
-                options,
-                credentials,
+                Err(e) => failures.push(e),
+            }
+        }
+        // One failure per endpoint tried.
+        match failures.len() {
+            0 => Err(Error::InvalidEndpoint {
+                endpoint: endpoints.to_owned(),
+                reason: "no endpoint given".to_owned(),
             }),
-        })
+            1 => Err(failures.remove(0)),
+            _ => Err(Error::NoEndpointAnswered {
+                errors: failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
     }
 
     /// Round trip to the node without touching storage.
@@ -594,6 +587,54 @@ impl Client {
             Error::Status,
         ))
     }
+}
+
+/// Connects to one seed `endpoint` and fetches its ring, within the
+/// client's timeout; errors say what is likely wrong.
+async fn seed_ring(
+    endpoint: &str,
+    options: &ClientOptions,
+    credentials: &Credentials,
+) -> Result<(Channel, Ring), Error> {
+    let seed_channel = endpoint_for(endpoint, options.tls.as_ref())?
+        .connect()
+        .await
+        .map_err(|source| Error::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    let mut admin = AdminClient::with_interceptor(seed_channel.clone(), credentials.clone());
+    let fetch = admin.get_ring(ring_request(options.timeout));
+    let ring = tokio::time::timeout(options.timeout, fetch)
+        .await
+        .unwrap_or_else(|_| Err(no_answer(endpoint, options.timeout)))
+        .map_err(|status| {
+            // A TLS server answering a plaintext HTTP/2 preface closes
+            // the connection: say what is likely wrong.
+            // Transport-level failures (no Strata node's marker, a
+            // code no service returns on purpose), not a refusal.
+            let garbled = !status.metadata().contains_key(FROM_NODE)
+                && matches!(
+                    status.code(),
+                    Code::Internal | Code::Unknown | Code::Cancelled | Code::Unavailable
+                );
+            let detail = || status.message().to_owned();
+            match &options.tls {
+                None if garbled => Error::NotGrpc {
+                    endpoint: endpoint.to_owned(),
+                    detail: detail(),
+                },
+                // The server ends a TLS session whose client sent no
+                // certificate only after the handshake, on first use.
+                Some(tls) if garbled && tls.identity.is_none() => Error::NoClientCertificate {
+                    endpoint: endpoint.to_owned(),
+                    detail: detail(),
+                },
+                _ => Error::Status(status),
+            }
+        })?
+        .into_inner();
+    Ok((seed_channel, ring))
 }
 
 /// Deadline of one ring fetch: the ring is small and any node serves it,

@@ -56,6 +56,13 @@ pub enum Error {
     /// characters). The token itself is not repeated.
     #[error("the token is not valid in an HTTP header (printable ASCII only)")]
     InvalidToken,
+    /// Several endpoints were given and none answered (each one's error,
+    /// in order).
+    #[error("no endpoint answered: {errors}")]
+    NoEndpointAnswered {
+        /// Each endpoint's error, separated by `; `.
+        errors: String,
+    },
 }
 
 impl From<tonic::Status> for Error {
