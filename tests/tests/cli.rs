@@ -30,6 +30,17 @@ fn ok(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// A node of its own (N = 1) in a temp directory, removed with it.
+fn one_node() -> (tempfile::TempDir, NodeProcess) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(
+        &dir.path().join("node-0"),
+        Some("strata-0"),
+        &["--replication-factor", "1"],
+    );
+    (dir, node)
+}
+
 /// The context a `get` printed.
 fn context_of(get: &str) -> &str {
     get.lines()
@@ -39,12 +50,8 @@ fn context_of(get: &str) -> &str {
 
 #[test]
 fn the_cli_puts_gets_and_deletes_with_contexts_and_clear_errors() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = NodeProcess::start(
-        &dir.path().join("node-0"),
-        Some("strata-0"),
-        &["--replication-factor", "1"],
-    );
+    // The directory lives as long as the node (dropped after it).
+    let (_dir, node) = one_node();
     let e = &node.addr().to_string();
 
     assert!(ok(e, &["put", "k", "v1"]).starts_with("ok (1 replicas)"));
@@ -84,12 +91,7 @@ fn the_cli_puts_gets_and_deletes_with_contexts_and_clear_errors() {
 
 #[test]
 fn binary_values_go_in_from_a_file_or_stdin_and_come_out_raw() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = NodeProcess::start(
-        &dir.path().join("node-0"),
-        Some("strata-0"),
-        &["--replication-factor", "1"],
-    );
+    let (dir, node) = one_node();
     let e = &node.addr().to_string();
     // Every byte value, twice: not UTF-8, with NULs and newlines.
     let value: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
@@ -142,12 +144,8 @@ fn binary_values_go_in_from_a_file_or_stdin_and_come_out_raw() {
 
 #[test]
 fn bench_loads_runs_and_reports_reads_that_found_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = NodeProcess::start(
-        &dir.path().join("node-0"),
-        Some("strata-0"),
-        &["--replication-factor", "1"],
-    );
+    // The directory lives as long as the node (dropped after it).
+    let (_dir, node) = one_node();
     let e = &node.addr().to_string();
     let bench = |extra: &[&str]| -> Vec<serde_json::Value> {
         let mut args = vec!["bench", "--workload", "c", "--threads", "4", "--json"];
