@@ -162,13 +162,16 @@ async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() 
     };
     let mut operator = Some(world.operator("operator-a"));
 
-    // A ten-line manifest: three nodes, volumes deleted with their nodes.
+    // A short manifest: three nodes, volumes deleted with their nodes, a
+    // memory limit (the nodes then run with the write budget, memtable and
+    // block cache sizes the operator derives from it).
     let manifest: KVCluster = serde_json::from_value(serde_json::json!({
         "apiVersion": "strata.dev/v1alpha1",
         "kind": "KVCluster",
         "metadata": { "name": "kv", "namespace": NS },
         "spec": { "image": "strata:test", "replicas": 3, "vnodes": 16,
-                  "storage": { "size": "1Gi", "retention": "Delete" } },
+                  "storage": { "size": "1Gi", "retention": "Delete" },
+                  "resources": { "limits": { "memory": "512Mi" } } },
     }))
     .expect("manifest");
     world

@@ -56,6 +56,17 @@ pub struct NodeConfig {
         value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |v| v as usize))]
     pub max_write_bytes_in_flight: usize,
 
+    /// Size of one memtable in bytes (the engine holds up to three: one
+    /// taking writes, two being flushed). Larger memtables mean fewer,
+    /// larger flushes; the memory is taken as writes arrive.
+    #[arg(long, env = "STRATA_MEMTABLE_BYTES", default_value_t = 64 << 20,
+        value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1 << 20..=1 << 30), |v| v as usize))]
+    pub memtable_bytes: usize,
+
+    /// Capacity of the engine's block cache in bytes (0: no cache).
+    #[arg(long, env = "STRATA_BLOCK_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub block_cache_bytes: u64,
+
     /// Gossip addresses (`host:port`, UDP) of nodes to join through,
     /// comma separated. Empty: start a new cluster.
     #[arg(long, env = "STRATA_SEEDS", value_delimiter = ',')]
@@ -492,11 +503,17 @@ mod tests {
             ("--gossip-interval-ms", "0", "100"),
             ("--request-timeout-ms", "0", "1"),
             ("--wal-recovery", "skip", "truncate"),
+            ("--memtable-bytes", "4096", "1048576"),
+            ("--memtable-bytes", "2147483648", "1073741824"),
+            ("--block-cache-bytes", "-1", "0"),
         ] {
             assert!(parse(flag, bad).is_err(), "{flag} {bad}");
             assert!(parse(flag, good).is_ok(), "{flag} {good}");
         }
         assert_eq!(parse("--vnodes", "16").expect("valid").vnodes, 16);
+        let sized = parse("--memtable-bytes", "8388608").expect("valid");
+        assert_eq!(sized.memtable_bytes, 8 << 20);
+        assert_eq!(sized.block_cache_bytes, 64 << 20, "the default");
         let truncate = parse("--wal-recovery", "truncate").expect("valid");
         assert_eq!(
             strata_engine::WalRecovery::from(truncate.wal_recovery),

@@ -23,7 +23,7 @@ use crate::metrics::{self, Metrics};
 use crate::node_id::{self, NodeIdError};
 use crate::repair::Repairer;
 use crate::server::{self, ServeError};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, StoreOptions};
 use crate::transport::Peers;
 
 /// Why a node could not start or stopped with an error.
@@ -191,8 +191,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         Storage::open_with(
             &config.data_dir.join("engine"),
             Durability::SyncEachGroup,
-            Duration::from_secs(config.tombstone_grace_secs),
-            config.wal_recovery.into(),
+            StoreOptions {
+                tombstone_grace: Duration::from_secs(config.tombstone_grace_secs),
+                wal_recovery: config.wal_recovery.into(),
+                memtable_bytes: config.memtable_bytes,
+                block_cache_bytes: config.block_cache_bytes,
+            },
         )
         .map_err(storage_error)?,
     );

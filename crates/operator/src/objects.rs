@@ -210,11 +210,8 @@ pub fn config_map(cluster: &KVCluster, founders: u32) -> ConfigMap {
         ("STRATA_AUTO_BOOTSTRAP".to_owned(), "false".to_owned()),
     ]);
     let mut data = data;
-    if let Some(budget) = write_budget(spec) {
-        data.insert(
-            "STRATA_MAX_WRITE_BYTES_IN_FLIGHT".to_owned(),
-            budget.to_string(),
-        );
+    for (name, bytes) in memory_settings(spec) {
+        data.insert(name.to_owned(), bytes.to_string());
     }
     ConfigMap {
         metadata: meta(cluster, format!("{}-config", name(cluster))),
@@ -223,14 +220,38 @@ pub fn config_map(cluster: &KVCluster, founders: u32) -> ConfigMap {
     }
 }
 
-/// The bytes of client writes a node may hold at once, from the pods'
-/// memory limit: an eighth of it (a node's peak under a burst of large
-/// writes was ~6x the bytes admitted, docs/failures.md), between 16 MiB and
-/// 4 GiB. `None` without a limit: the node's default (256 MiB) applies.
-fn write_budget(spec: &crate::crd::KVClusterSpec) -> Option<u64> {
-    let limit = spec.resources.as_ref()?.limits.as_ref()?.get("memory")?;
-    let bytes = crate::quantity::bytes(&limit.0)?;
-    Some((bytes / 8).clamp(16 << 20, u64::from(u32::MAX)))
+/// The node's memory settings from the pods' memory limit `L`, so that a
+/// node stays inside it (none without a limit: the node's defaults apply):
+/// - client write bytes in flight: L/8 (a node's peak under a burst of
+///   large writes was ~6x the bytes admitted, docs/failures.md), 16 MiB to
+///   4 GiB;
+/// - one memtable: L/32 (the engine holds up to three), 2 MiB to 64 MiB
+///   (the node's default);
+/// - the block cache: L/16, 4 MiB to 8 GiB.
+fn memory_settings(spec: &crate::crd::KVClusterSpec) -> Vec<(&'static str, u64)> {
+    let Some(limit) = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+        .and_then(|q| crate::quantity::bytes(&q.0))
+    else {
+        return Vec::new();
+    };
+    vec![
+        (
+            "STRATA_MAX_WRITE_BYTES_IN_FLIGHT",
+            (limit / 8).clamp(16 << 20, u64::from(u32::MAX)),
+        ),
+        (
+            "STRATA_MEMTABLE_BYTES",
+            (limit / 32).clamp(2 << 20, 64 << 20),
+        ),
+        (
+            "STRATA_BLOCK_CACHE_BYTES",
+            (limit / 16).clamp(4 << 20, 8 << 30),
+        ),
+    ]
 }
 
 /// The gossip cluster id: namespace and name, so two KVClusters never
@@ -616,8 +637,8 @@ mod tests {
     }
 
     #[test]
-    fn a_memory_limit_sizes_the_nodes_write_budget() {
-        let budget = |memory: Option<&str>| {
+    fn a_memory_limit_sizes_the_nodes_memory_settings() {
+        let settings = |memory: Option<&str>| {
             let mut cluster = minimal();
             if let Some(memory) = memory {
                 cluster.spec.resources = Some(ResourceRequirements {
@@ -628,19 +649,33 @@ mod tests {
                     ..ResourceRequirements::default()
                 });
             }
-            config_map(&cluster, 3)
-                .data
-                .expect("data")
-                .get("STRATA_MAX_WRITE_BYTES_IN_FLIGHT")
-                .cloned()
+            let data = config_map(&cluster, 3).data.expect("data");
+            [
+                "STRATA_MAX_WRITE_BYTES_IN_FLIGHT",
+                "STRATA_MEMTABLE_BYTES",
+                "STRATA_BLOCK_CACHE_BYTES",
+            ]
+            .map(|name| data.get(name).map(|v| v.parse::<u64>().expect("a number")))
         };
-        assert_eq!(budget(None), None, "no limit: the node's default");
-        assert_eq!(budget(Some("2Gi")).as_deref(), Some("268435456"));
-        assert_eq!(budget(Some("64Mi")).as_deref(), Some("16777216"), "floor");
+        const MIB: u64 = 1 << 20;
+        assert_eq!(settings(None), [None; 3], "no limit: the node's defaults");
         assert_eq!(
-            budget(Some("1Ti")).as_deref(),
-            Some("4294967295"),
-            "ceiling"
+            settings(Some("2Gi")),
+            [Some(256 * MIB), Some(64 * MIB), Some(128 * MIB)]
+        );
+        assert_eq!(
+            settings(Some("512Mi")),
+            [Some(64 * MIB), Some(16 * MIB), Some(32 * MIB)]
+        );
+        assert_eq!(
+            settings(Some("64Mi")),
+            [Some(16 * MIB), Some(2 * MIB), Some(4 * MIB)],
+            "floors"
+        );
+        assert_eq!(
+            settings(Some("1Ti")),
+            [Some(u64::from(u32::MAX)), Some(64 * MIB), Some(8192 * MIB)],
+            "ceilings"
         );
     }
 

@@ -55,6 +55,34 @@ pub const DEFAULT_TOMBSTONE_GRACE: std::time::Duration =
 /// with 16, 15-17K with 4 and 16-17K with 2 (docs/benchmarks.md).
 const MAX_MERGE_CHAIN: usize = 2;
 
+/// How a node's store is opened: what it keeps and how much memory the
+/// engine may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Compaction drops keys whose versions are all tombstones older than
+    /// this.
+    pub tombstone_grace: std::time::Duration,
+    /// What opening does with a log damaged in the middle.
+    pub wal_recovery: WalRecovery,
+    /// Size of one memtable; the engine holds up to three (one being
+    /// written, two being flushed).
+    pub memtable_bytes: usize,
+    /// Capacity of the block cache.
+    pub block_cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        let engine = Options::default();
+        Self {
+            tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
+            wal_recovery: WalRecovery::Strict,
+            memtable_bytes: engine.memtable_bytes,
+            block_cache_bytes: engine.block_cache_bytes,
+        }
+    }
+}
+
 /// One key of a range scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeEntry {
@@ -111,39 +139,33 @@ impl Drop for Storage {
 }
 
 impl Storage {
-    /// Opens (or creates) the store in `dir`, keeping tombstones for
-    /// [`DEFAULT_TOMBSTONE_GRACE`].
+    /// Opens (or creates) the store in `dir` with the default
+    /// [`StoreOptions`].
     ///
     /// # Errors
     /// Engine errors from opening the database.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StorageError> {
-        Self::open_with(
-            dir,
-            durability,
-            DEFAULT_TOMBSTONE_GRACE,
-            WalRecovery::Strict,
-        )
+        Self::open_with(dir, durability, StoreOptions::default())
     }
 
-    /// Opens (or creates) the store in `dir`; compaction drops keys whose
-    /// versions are all tombstones older than `tombstone_grace`; a log
-    /// damaged in the middle is handled as `wal_recovery` says.
+    /// Opens (or creates) the store in `dir` as `store` says.
     ///
     /// # Errors
-    /// Engine errors from opening the database.
+    /// Engine errors from opening the database (also an invalid size).
     pub fn open_with(
         dir: &Path,
         durability: Durability,
-        tombstone_grace: std::time::Duration,
-        wal_recovery: WalRecovery,
+        store: StoreOptions,
     ) -> Result<Self, StorageError> {
         let options = Options {
             durability,
-            wal_recovery,
+            wal_recovery: store.wal_recovery,
+            memtable_bytes: store.memtable_bytes,
+            block_cache_bytes: store.block_cache_bytes,
             merge_operator: Some(Arc::new(SiblingsMerge)),
             max_successive_merges: MAX_MERGE_CHAIN,
             compaction_filter: Some(Arc::new(TombstoneGc {
-                grace: tombstone_grace,
+                grace: store.tombstone_grace,
             })),
             ..Options::default()
         };
@@ -500,8 +522,10 @@ mod tests {
             Storage::open_with(
                 dir.path(),
                 Durability::SyncEachGroup,
-                DEFAULT_TOMBSTONE_GRACE,
-                recovery,
+                StoreOptions {
+                    wal_recovery: recovery,
+                    ..StoreOptions::default()
+                },
             )
         };
         {
@@ -723,13 +747,39 @@ mod tests {
     }
 
     #[test]
+    fn the_memtable_size_decides_when_writes_are_flushed() {
+        let written = |memtable_bytes| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Storage::open_with(
+                dir.path(),
+                Durability::None,
+                StoreOptions {
+                    memtable_bytes,
+                    ..StoreOptions::default()
+                },
+            )
+            .expect("open");
+            let value = "x".repeat(1000);
+            for i in 0..2000 {
+                let v = Siblings::from_versions([version("n1", i, VersionVector::new(), &value)]);
+                store.apply(format!("k{i}").as_bytes(), &v).expect("apply");
+            }
+            store.db().stats().flush_bytes_written
+        };
+        assert!(written(64 << 10) > 0, "2 MB through 64 KiB memtables flush");
+        assert_eq!(written(64 << 20), 0, "2 MB fit in one 64 MiB memtable");
+    }
+
+    #[test]
     fn compaction_drops_only_tombstones_past_the_grace_period() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Storage::open_with(
             dir.path(),
             Durability::SyncEachGroup,
-            std::time::Duration::from_secs(3600),
-            WalRecovery::Strict,
+            StoreOptions {
+                tombstone_grace: std::time::Duration::from_secs(3600),
+                ..StoreOptions::default()
+            },
         )
         .expect("open");
         let now = u64::try_from(
