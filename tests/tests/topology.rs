@@ -459,3 +459,71 @@ async fn a_node_of_another_cluster_never_merges() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Where `node` is in `via`'s ring: its gRPC address and whether it is
+/// alive.
+async fn ring_entry(via: SocketAddr, node: &str) -> Option<(String, bool)> {
+    let ring = admin(via).await.get_ring(GetRingRequest {}).await.ok()?;
+    ring.into_inner()
+        .nodes
+        .into_iter()
+        .find(|n| n.node_id == node)
+        .map(|n| (n.grpc_address, n.alive))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_under_a_running_nodes_id_stops_itself() {
+    use strata_tests::NodeProcess;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = ["--gossip-interval-ms", "100", "--replication-factor", "2"];
+    let a = NodeProcess::start(&dir.path().join("a"), Some("a"), &flags);
+    let seed = a.addr().to_string();
+    let mut joined = flags.to_vec();
+    joined.extend(["--seeds", seed.as_str()]);
+    let mut b = NodeProcess::start(&dir.path().join("b"), Some("b"), &joined);
+    let original = b.addr().to_string();
+    let via = a.addr();
+    let wait_for = |what: &'static str, want: (String, bool)| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = ring_entry(via, "b").await;
+            if seen.as_ref() == Some(&want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: b is {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait_for("joined", (original.clone(), true)).await;
+
+    // A copied config: the same id, another data directory and port.
+    let mut twin = NodeProcess::start(&dir.path().join("b-again"), Some("b"), &joined);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = twin.exited() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the twin kept running:\n{}",
+            twin.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status}");
+    let log = twin.log();
+    assert!(
+        log.contains("node b is already running at") && log.contains("--node-id"),
+        "{log}"
+    );
+    assert!(
+        b.exited().is_none(),
+        "the node that was there first keeps running"
+    );
+    assert!(
+        b.log()
+            .contains("a second process gossips under this node's id")
+    );
+    // Once the twin is gone, peers route to the running node again.
+    wait_for("after the twin stopped", (original, true)).await;
+}

@@ -278,13 +278,15 @@ pub struct ClusterView {
 impl ClusterView {
     /// Builds the view from gossip participants. A node that restarted
     /// appears under several generations until the old one is collected;
-    /// the highest generation wins.
+    /// a live one wins over dead ones, then the highest generation. (A
+    /// second process started under a running node's id is live and newer
+    /// until it stops itself; once it is gone, the running one wins again.)
     #[must_use]
     pub fn from_peers(peers: impl IntoIterator<Item = Peer>) -> Self {
         let mut latest: BTreeMap<NodeId, Peer> = BTreeMap::new();
         for peer in peers {
             match latest.get(&peer.id) {
-                Some(seen) if seen.generation >= peer.generation => {}
+                Some(seen) if (seen.alive, seen.generation) >= (peer.alive, peer.generation) => {}
                 _ => {
                     latest.insert(peer.id.clone(), peer);
                 }
@@ -499,6 +501,38 @@ mod tests {
             assert_eq!(t.alive, t.id != node(3), "{t:?}");
         }
         assert_eq!(view.read_targets(Token(42), 2).len(), 2);
+    }
+
+    #[test]
+    fn a_live_incarnation_wins_over_a_newer_dead_one() {
+        let mut twin = peer(2, 9, false);
+        twin.gossip.grpc_address = "127.0.0.1:9999".to_owned();
+        let address = |peers: Vec<Peer>| {
+            ClusterView::from_peers(peers)
+                .node(&node(2))
+                .map(|n| (n.grpc_address.clone(), n.alive))
+        };
+        let running = || ("127.0.0.1:7402".to_owned(), true);
+        assert_eq!(
+            address(vec![peer(2, 3, true), twin.clone()]),
+            Some(running())
+        );
+        assert_eq!(
+            address(vec![twin.clone(), peer(2, 3, true)]),
+            Some(running())
+        );
+        twin.alive = true;
+        assert_eq!(
+            address(vec![peer(2, 3, true), twin.clone()]),
+            Some(("127.0.0.1:9999".to_owned(), true)),
+            "both live: the newer"
+        );
+        twin.alive = false;
+        assert_eq!(
+            address(vec![peer(2, 3, false), twin]),
+            Some(("127.0.0.1:9999".to_owned(), false)),
+            "both dead: the newer"
+        );
     }
 
     #[test]

@@ -42,5 +42,6 @@ pub mod throttle;
 pub mod tls;
 pub mod topology;
 pub mod transport;
+pub mod twin;
 
 pub use config::NodeConfig;

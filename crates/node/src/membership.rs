@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::faults::{Faults, FaultyTransport};
 use crate::ring_file;
+use crate::twin::{Sighting, Twin, TwinWatch};
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{
     ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_STATE, KEY_TOKENS, KnownMembers,
@@ -74,6 +75,11 @@ pub struct Membership {
     gossiped_departures: tokio::sync::Mutex<String>,
     /// Turns true when the cluster says this incarnation was removed.
     removed: watch::Sender<bool>,
+    /// Other processes gossiping under this node's id.
+    twins: std::sync::Mutex<TwinWatch>,
+    /// Set when an older process runs under this node's id: this one
+    /// must stop.
+    twin: watch::Sender<Option<Twin>>,
 }
 
 /// The known members and whether the file still lacks a change.
@@ -155,6 +161,10 @@ impl Membership {
             removing: std::sync::Mutex::new(Vec::new()),
             gossiped_departures: tokio::sync::Mutex::new(format_departures(&me.departures)),
             removed: watch::Sender::new(false),
+            // Ten gossip rounds of a rising heartbeat: far longer than an
+            // earlier incarnation's last heartbeats take to arrive.
+            twins: std::sync::Mutex::new(TwinWatch::new(generation, config.interval * 10)),
+            twin: watch::Sender::new(None),
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -248,6 +258,7 @@ impl Membership {
     async fn refresh(&self) {
         let peers = {
             let chitchat = self.chitchat.lock().await;
+            self.watch_twins(&chitchat);
             let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
             chitchat
                 .node_states()
@@ -342,6 +353,57 @@ impl Membership {
     #[must_use]
     pub fn removed(&self) -> watch::Receiver<bool> {
         self.removed.subscribe()
+    }
+
+    /// Set when a process started earlier runs under this node's id: this
+    /// one must stop (see `twin.rs`).
+    #[must_use]
+    pub fn twin(&self) -> watch::Receiver<Option<Twin>> {
+        self.twin.subscribe()
+    }
+
+    /// Looks for other processes gossiping under this node's id in
+    /// chitchat's state and acts on the ones found.
+    fn watch_twins(&self, chitchat: &chitchat::Chitchat) {
+        let me = chitchat.self_chitchat_id();
+        let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+        let sightings: Vec<Sighting> = chitchat
+            .node_states()
+            .iter()
+            .filter(|(id, _)| id.node_id == me.node_id && *id != me)
+            .map(|(id, state)| Sighting {
+                generation: id.generation_id,
+                address: id.gossip_advertise_addr.to_string(),
+                heartbeat: u64::from(state.heartbeat()),
+                live: live.contains(id),
+            })
+            .collect();
+        if sightings.is_empty() {
+            return;
+        }
+        let twins = self
+            .twins
+            .lock()
+            .expect("twin watch")
+            .observe(std::time::Instant::now(), &sightings);
+        for twin in twins {
+            if twin.older {
+                if self.twin.borrow().is_none() {
+                    tracing::error!(
+                        node = %self.node_id,
+                        other = %twin.address,
+                        "another node with this id was running first; stopping this one                          (give each node its own --node-id)"
+                    );
+                    self.twin.send_replace(Some(twin));
+                }
+            } else {
+                tracing::error!(
+                    node = %self.node_id,
+                    other = %twin.address,
+                    "a second process gossips under this node's id; it started later and                      stops itself (give each node its own --node-id)"
+                );
+            }
+        }
     }
 
     /// Publishes the departures this node knows (the members it records as

@@ -82,6 +82,17 @@ pub enum RunError {
          wipe its data directory and start it as a new node, which joins"
     )]
     Removed,
+    /// Another process was already running under this node's id.
+    #[error(
+        "node {id} is already running at {other} (gossip address): two nodes cannot share an id; \
+         give this one its own --node-id (and a fresh data directory)"
+    )]
+    DuplicateId {
+        /// This node's id.
+        id: String,
+        /// The other process's gossip address.
+        other: String,
+    },
     /// A server task panicked.
     #[error("node task failed: {0}")]
     Task(String),
@@ -475,15 +486,18 @@ async fn serve_all(
     let wait = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    // Everything stops on a stop request, or when the cluster says this
-    // node was removed (its ranges belong to others now).
+    // Everything stops on a stop request, when the cluster says this
+    // node was removed (its ranges belong to others now), or when another
+    // process was already running under its id.
     let stopped = {
         let (halt, halted) = watch::channel(false);
         let (mut removed, stop_requested) = (membership.removed(), wait(stopped));
+        let mut twin = membership.twin();
         tokio::spawn(async move {
             tokio::select! {
                 () = stop_requested => {}
                 _ = removed.wait_for(|r| *r) => {}
+                _ = twin.wait_for(Option::is_some) => {}
             }
             let _ = halt.send(true);
         });
@@ -550,6 +564,7 @@ async fn serve_all(
     .await
     .unwrap_or(Ok(()));
     let was_removed = *membership.removed().borrow();
+    let twin = membership.twin().borrow().clone();
     let _ = load_task.await;
     let _ = replay_task.await;
     let _ = schedule_task.await;
@@ -564,6 +579,12 @@ async fn serve_all(
     drop(ctx);
     if was_removed {
         return Err(RunError::Removed);
+    }
+    if let Some(twin) = twin {
+        return Err(RunError::DuplicateId {
+            id: membership.node_id().to_string(),
+            other: twin.address,
+        });
     }
     tracing::info!("node stopped");
     Ok(())
