@@ -498,20 +498,7 @@ async fn a_second_process_under_a_running_nodes_id_stops_itself() {
 
     // A copied config: the same id, another data directory and port.
     let mut twin = NodeProcess::start(&dir.path().join("b-again"), Some("b"), &joined);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = twin.exited() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the twin kept running:\n{}",
-            twin.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(!status.success(), "{status}");
-    let log = twin.log();
+    let log = exits_by_itself(&mut twin).await;
     assert!(
         log.contains("node b is already running at") && log.contains("--node-id"),
         "{log}"
@@ -526,4 +513,57 @@ async fn a_second_process_under_a_running_nodes_id_stops_itself() {
     );
     // Once the twin is gone, peers route to the running node again.
     wait_for("after the twin stopped", (original, true)).await;
+}
+
+/// Waits (bounded) for `node` to exit by itself and returns its log.
+async fn exits_by_itself(node: &mut strata_tests::NodeProcess) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = node.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "kept running:\n{}", node.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status}");
+    node.log()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_replication_factor_stops_itself() {
+    use strata_tests::NodeProcess;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fast = ["--gossip-interval-ms", "100"];
+    let mut a = NodeProcess::start(
+        &dir.path().join("a"),
+        Some("a"),
+        &[fast[0], fast[1], "--replication-factor", "2"],
+    );
+    let seed = a.addr().to_string();
+    let mut wrong = NodeProcess::start(
+        &dir.path().join("b"),
+        Some("b"),
+        &[
+            fast[0],
+            fast[1],
+            "--replication-factor",
+            "3",
+            "--seeds",
+            &seed,
+        ],
+    );
+    let log = exits_by_itself(&mut wrong).await;
+    assert!(
+        log.contains("this node runs with --replication-factor 3 and node a")
+            && log.contains("with 2"),
+        "{log}"
+    );
+    assert!(
+        a.exited().is_none(),
+        "the node that was there first keeps running"
+    );
+    assert!(
+        a.log()
+            .contains("a node started later with another replication factor")
+    );
 }

@@ -23,6 +23,9 @@ pub const KEY_TOKENS: &str = "tokens";
 pub const KEY_STATE: &str = "state";
 /// Gossip key: bytes stored on the node's disk, decimal.
 pub const KEY_LOAD: &str = "load_bytes";
+/// Gossip key: the replication factor N the node runs with, decimal (every
+/// node of a cluster must agree on it).
+pub const KEY_REPLICATION_FACTOR: &str = "replication_factor";
 /// Gossip key: the node's incarnation (random per data directory), hex.
 pub const KEY_INCARNATION: &str = "incarnation";
 /// Gossip key: members that are leaving by removal or have left, as this

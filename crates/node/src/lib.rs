@@ -26,6 +26,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node_id;
 pub mod repair;
+pub mod replication_agreement;
 pub mod request;
 pub mod ring_file;
 pub mod run;

@@ -13,12 +13,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::faults::{Faults, FaultyTransport};
+use crate::replication_agreement::{Disagreement, PeerFactor, disagreements};
 use crate::ring_file;
 use crate::twin::{Sighting, Twin, TwinWatch};
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{
-    ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_STATE, KEY_TOKENS, KnownMembers,
-    NodeGossip, NodeId, NodeState, Peer, Token, format_departures, state_name,
+    ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_REPLICATION_FACTOR, KEY_STATE,
+    KEY_TOKENS, KnownMembers, NodeGossip, NodeId, NodeState, Peer, Token, format_departures,
+    state_name,
 };
 use tokio::sync::watch;
 
@@ -46,6 +48,18 @@ pub struct GossipConfig {
     pub key: Option<crate::gossip_auth::GossipKey>,
     /// Where the members this node knows are kept (`ring_file.rs`).
     pub data_dir: std::path::PathBuf,
+    /// The replication factor N this node runs with (gossiped: every node
+    /// must agree, `replication_agreement.rs`).
+    pub replication_factor: u32,
+}
+
+/// Why this node must stop: another node was there first and disagrees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// A process started earlier runs under this node's id.
+    Twin(Twin),
+    /// A node started earlier runs with another replication factor.
+    ReplicationFactor(Disagreement),
 }
 
 /// Why gossip could not start.
@@ -77,9 +91,14 @@ pub struct Membership {
     removed: watch::Sender<bool>,
     /// Other processes gossiping under this node's id.
     twins: std::sync::Mutex<TwinWatch>,
-    /// Set when an older process runs under this node's id: this one
-    /// must stop.
-    twin: watch::Sender<Option<Twin>>,
+    /// This process's gossip generation and replication factor.
+    generation: u64,
+    replication_factor: u32,
+    /// Peers already reported for another replication factor.
+    disagreeing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Set when a node that was there first conflicts with this one: this
+    /// one must stop.
+    conflict: watch::Sender<Option<Conflict>>,
 }
 
 /// The known members and whether the file still lacks a change.
@@ -134,9 +153,14 @@ impl Membership {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V0,
         };
+        let mut key_values = me.to_key_values();
+        key_values.push((
+            KEY_REPLICATION_FACTOR.to_owned(),
+            config.replication_factor.to_string(),
+        ));
         let handle = chitchat::spawn_chitchat(
             chitchat_config,
-            me.to_key_values(),
+            key_values,
             &FaultyTransport {
                 faults: Arc::clone(&config.faults),
                 key: config.key.clone(),
@@ -164,7 +188,10 @@ impl Membership {
             // Ten gossip rounds of a rising heartbeat: far longer than an
             // earlier incarnation's last heartbeats take to arrive.
             twins: std::sync::Mutex::new(TwinWatch::new(generation, config.interval * 10)),
-            twin: watch::Sender::new(None),
+            generation,
+            replication_factor: config.replication_factor,
+            disagreeing: std::sync::Mutex::new(std::collections::HashSet::new()),
+            conflict: watch::Sender::new(None),
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -259,6 +286,7 @@ impl Membership {
         let peers = {
             let chitchat = self.chitchat.lock().await;
             self.watch_twins(&chitchat);
+            self.check_replication_factor(&chitchat);
             let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
             chitchat
                 .node_states()
@@ -355,11 +383,66 @@ impl Membership {
         self.removed.subscribe()
     }
 
-    /// Set when a process started earlier runs under this node's id: this
-    /// one must stop (see `twin.rs`).
+    /// Set when a node started earlier conflicts with this one (the same
+    /// id: `twin.rs`; another replication factor:
+    /// `replication_agreement.rs`): this one must stop.
     #[must_use]
-    pub fn twin(&self) -> watch::Receiver<Option<Twin>> {
-        self.twin.subscribe()
+    pub fn conflict(&self) -> watch::Receiver<Option<Conflict>> {
+        self.conflict.subscribe()
+    }
+
+    /// Stops this node for `conflict` (the first one found).
+    fn stop_for(&self, conflict: Conflict) {
+        if self.conflict.borrow().is_none() {
+            self.conflict.send_replace(Some(conflict));
+        }
+    }
+
+    /// Compares this node's replication factor with the live peers' and
+    /// acts on the ones that differ.
+    fn check_replication_factor(&self, chitchat: &chitchat::Chitchat) {
+        let me = chitchat.self_chitchat_id();
+        let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+        let peers: Vec<PeerFactor> = chitchat
+            .node_states()
+            .iter()
+            .filter(|(id, _)| id.node_id != me.node_id)
+            .map(|(id, state)| PeerFactor {
+                id: id.node_id.to_string(),
+                generation: id.generation_id,
+                replication_factor: state
+                    .get(KEY_REPLICATION_FACTOR)
+                    .and_then(|n| n.parse().ok()),
+                live: live.contains(id),
+            })
+            .collect();
+        let mine = self.replication_factor;
+        for d in disagreements(mine, self.generation, &peers) {
+            if !self
+                .disagreeing
+                .lock()
+                .expect("disagreeing")
+                .insert(d.peer.clone())
+            {
+                continue;
+            }
+            if d.older {
+                tracing::error!(
+                    peer = %d.peer,
+                    theirs = d.theirs,
+                    mine,
+                    "this node's replication factor differs from the cluster's; stopping (every node must run with the same --replication-factor)"
+                );
+                self.stop_for(Conflict::ReplicationFactor(d));
+            } else {
+                tracing::error!(
+                    peer = %d.peer,
+                    theirs = d.theirs,
+                    mine,
+                    "a node started later with another replication factor; it stops itself"
+                );
+            }
+        }
     }
 
     /// Looks for other processes gossiping under this node's id in
@@ -388,19 +471,17 @@ impl Membership {
             .observe(std::time::Instant::now(), &sightings);
         for twin in twins {
             if twin.older {
-                if self.twin.borrow().is_none() {
-                    tracing::error!(
-                        node = %self.node_id,
-                        other = %twin.address,
-                        "another node with this id was running first; stopping this one                          (give each node its own --node-id)"
-                    );
-                    self.twin.send_replace(Some(twin));
-                }
+                tracing::error!(
+                    node = %self.node_id,
+                    other = %twin.address,
+                    "another node with this id was running first; stopping this one (give each node its own --node-id)"
+                );
+                self.stop_for(Conflict::Twin(twin));
             } else {
                 tracing::error!(
                     node = %self.node_id,
                     other = %twin.address,
-                    "a second process gossips under this node's id; it started later and                      stops itself (give each node its own --node-id)"
+                    "a second process gossips under this node's id; it started later and stops itself (give each node its own --node-id)"
                 );
             }
         }

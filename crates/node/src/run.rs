@@ -18,7 +18,7 @@ use crate::coordinator::Coordinator;
 use crate::dots::{DotCounter, DotError};
 use crate::faults::Faults;
 use crate::hints::{self, HintError, HintStore, ReplaySettings};
-use crate::membership::{GossipConfig, Membership, MembershipError};
+use crate::membership::{Conflict, GossipConfig, Membership, MembershipError};
 use crate::metrics::{self, Metrics};
 use crate::node_id::{self, NodeIdError};
 use crate::repair::Repairer;
@@ -92,6 +92,18 @@ pub enum RunError {
         id: String,
         /// The other process's gossip address.
         other: String,
+    },
+    /// A node started earlier runs with another replication factor.
+    #[error(
+        "this node runs with --replication-factor {mine} and node {peer}, which was running first, with {theirs}: every node of a cluster must run with the same N, and N cannot change on a live cluster"
+    )]
+    ReplicationFactor {
+        /// The other node.
+        peer: String,
+        /// Its N.
+        theirs: u32,
+        /// This node's N.
+        mine: u32,
     },
     /// A server task panicked.
     #[error("node task failed: {0}")]
@@ -318,6 +330,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
                 None => None,
             },
             data_dir: config.data_dir.clone(),
+            replication_factor: config.replication_factor,
         },
         &me,
         known,
@@ -492,12 +505,12 @@ async fn serve_all(
     let stopped = {
         let (halt, halted) = watch::channel(false);
         let (mut removed, stop_requested) = (membership.removed(), wait(stopped));
-        let mut twin = membership.twin();
+        let mut conflict = membership.conflict();
         tokio::spawn(async move {
             tokio::select! {
                 () = stop_requested => {}
                 _ = removed.wait_for(|r| *r) => {}
-                _ = twin.wait_for(Option::is_some) => {}
+                _ = conflict.wait_for(Option::is_some) => {}
             }
             let _ = halt.send(true);
         });
@@ -564,7 +577,7 @@ async fn serve_all(
     .await
     .unwrap_or(Ok(()));
     let was_removed = *membership.removed().borrow();
-    let twin = membership.twin().borrow().clone();
+    let conflict = membership.conflict().borrow().clone();
     let _ = load_task.await;
     let _ = replay_task.await;
     let _ = schedule_task.await;
@@ -580,14 +593,21 @@ async fn serve_all(
     if was_removed {
         return Err(RunError::Removed);
     }
-    if let Some(twin) = twin {
-        return Err(RunError::DuplicateId {
+    match conflict {
+        Some(Conflict::Twin(twin)) => Err(RunError::DuplicateId {
             id: membership.node_id().to_string(),
             other: twin.address,
-        });
+        }),
+        Some(Conflict::ReplicationFactor(d)) => Err(RunError::ReplicationFactor {
+            peer: d.peer,
+            theirs: d.theirs,
+            mine: d.mine,
+        }),
+        None => {
+            tracing::info!("node stopped");
+            Ok(())
+        }
     }
-    tracing::info!("node stopped");
-    Ok(())
 }
 
 #[cfg(test)]
