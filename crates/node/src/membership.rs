@@ -285,9 +285,9 @@ impl Membership {
     async fn refresh(&self) {
         let peers = {
             let chitchat = self.chitchat.lock().await;
-            self.watch_twins(&chitchat);
-            self.check_replication_factor(&chitchat);
             let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+            self.watch_twins(&chitchat, &live);
+            self.check_replication_factor(&chitchat, &live);
             chitchat
                 .node_states()
                 .iter()
@@ -400,9 +400,12 @@ impl Membership {
 
     /// Compares this node's replication factor with the live peers' and
     /// acts on the ones that differ.
-    fn check_replication_factor(&self, chitchat: &chitchat::Chitchat) {
+    fn check_replication_factor(
+        &self,
+        chitchat: &chitchat::Chitchat,
+        live: &std::collections::HashSet<&ChitchatId>,
+    ) {
         let me = chitchat.self_chitchat_id();
-        let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
         let peers: Vec<PeerFactor> = chitchat
             .node_states()
             .iter()
@@ -447,9 +450,12 @@ impl Membership {
 
     /// Looks for other processes gossiping under this node's id in
     /// chitchat's state and acts on the ones found.
-    fn watch_twins(&self, chitchat: &chitchat::Chitchat) {
+    fn watch_twins(
+        &self,
+        chitchat: &chitchat::Chitchat,
+        live: &std::collections::HashSet<&ChitchatId>,
+    ) {
         let me = chitchat.self_chitchat_id();
-        let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
         let sightings: Vec<Sighting> = chitchat
             .node_states()
             .iter()
