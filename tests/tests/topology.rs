@@ -507,10 +507,8 @@ async fn a_second_process_under_a_running_nodes_id_stops_itself() {
         b.exited().is_none(),
         "the node that was there first keeps running"
     );
-    assert!(
-        b.log()
-            .contains("a second process gossips under this node's id")
-    );
+    // (Whether b logged the twin depends on which of the two saw the
+    // other beat for a whole window first: not asserted.)
     // Once the twin is gone, peers route to the running node again.
     wait_for("after the twin stopped", (original, true)).await;
 }
@@ -562,8 +560,6 @@ async fn a_node_with_another_replication_factor_stops_itself() {
         a.exited().is_none(),
         "the node that was there first keeps running"
     );
-    assert!(
-        a.log()
-            .contains("a node started later with another replication factor")
-    );
+    // (Whether a logged it depends on b staying up long enough for a's
+    // detector to call it live: not asserted.)
 }
