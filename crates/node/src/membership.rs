@@ -91,8 +91,7 @@ pub struct Membership {
     removed: watch::Sender<bool>,
     /// Other processes gossiping under this node's id.
     twins: std::sync::Mutex<TwinWatch>,
-    /// This process's gossip generation and replication factor.
-    generation: u64,
+    /// The replication factor this node runs with.
     replication_factor: u32,
     /// Peers already reported for another replication factor.
     disagreeing: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -188,7 +187,6 @@ impl Membership {
             // Ten gossip rounds of a rising heartbeat: far longer than an
             // earlier incarnation's last heartbeats take to arrive.
             twins: std::sync::Mutex::new(TwinWatch::new(generation, config.interval * 10)),
-            generation,
             replication_factor: config.replication_factor,
             disagreeing: std::sync::Mutex::new(std::collections::HashSet::new()),
             conflict: watch::Sender::new(None),
@@ -420,7 +418,7 @@ impl Membership {
             })
             .collect();
         let mine = self.replication_factor;
-        for d in disagreements(mine, self.generation, &peers) {
+        for d in disagreements(mine, me.generation_id, &peers) {
             if !self
                 .disagreeing
                 .lock()

@@ -500,8 +500,8 @@ async fn serve_all(
         let _ = stopped.wait_for(|s| *s).await;
     };
     // Everything stops on a stop request, when the cluster says this
-    // node was removed (its ranges belong to others now), or when another
-    // process was already running under its id.
+    // node was removed (its ranges belong to others now), or when a node
+    // that was there first conflicts with it (the same id, another N).
     let stopped = {
         let (halt, halted) = watch::channel(false);
         let (mut removed, stop_requested) = (membership.removed(), wait(stopped));
