@@ -563,3 +563,49 @@ async fn a_node_with_another_replication_factor_stops_itself() {
     // (Whether a logged it depends on b staying up long enough for a's
     // detector to call it live: not asserted.)
 }
+
+/// A cleanup running on a node (an operator's, or the one each node starts
+/// by itself after a ring change) yields to a decommission of that node:
+/// the decommission starts and finishes, the cleanup stops saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decommission_is_not_refused_for_a_cleanup_running_there() {
+    use strata_proto::v1::CleanupRequest;
+    let cluster = Cluster::start(4, ARGS).await;
+    wait_for_state(&cluster, "node-3", NodeState::Normal).await;
+    let mut node3 = admin(cluster.addr(3)).await;
+    // The cleanup asks every member for its ring before it deletes
+    // anything: the decommission, sent next on the same connection,
+    // arrives while it runs.
+    let cleanup = node3
+        .cleanup(CleanupRequest {})
+        .await
+        .expect("cleanup starts")
+        .into_inner();
+    let op = node3
+        .decommission(DecommissionRequest::default())
+        .await
+        .expect("a decommission is not refused for a cleanup")
+        .into_inner();
+    assert_eq!(op.kind, OperationKind::Decommission as i32);
+    wait_for_state(&cluster, "node-3", NodeState::Left).await;
+    let op = finished_operation(cluster.addr(3), OperationKind::Decommission).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+
+    let ops = node3
+        .get_progress(GetProgressRequest {
+            operation_id: cleanup.id,
+        })
+        .await
+        .expect("progress")
+        .into_inner()
+        .operations;
+    let [cleanup] = ops.as_slice() else {
+        panic!("the cleanup is remembered: {ops:?}");
+    };
+    let stopped = cleanup.state == OperationState::Failed as i32
+        && cleanup.error.contains("stopped for a topology change");
+    assert!(
+        cleanup.state == OperationState::Succeeded as i32 || stopped,
+        "{cleanup:?}"
+    );
+}

@@ -425,10 +425,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     ));
     match boot {
         Boot::Join => {
-            let _ = changes.join();
+            let _ = changes.join().await;
         }
         Boot::Leave => {
-            let _ = changes.decommission();
+            let _ = changes.decommission().await;
         }
         Boot::Normal => changes.resume_removal().await,
         Boot::AwaitJoin | Boot::Refuse(_) => {}

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Why a cleanup ended early for a change on this node.
+const STOPPED: &str =
+    "stopped for a topology change on this node; it runs again once the ring settles";
+
 impl Changes {
     /// Deletes, in the background, the ranges this node no longer
     /// replicates.
@@ -10,24 +14,25 @@ impl Changes {
     /// # Errors
     /// [`ChangeError::Refused`] while a topology change is in progress.
     pub fn cleanup(self: &Arc<Self>) -> Result<Operation, ChangeError> {
-        if let Some(op) = self.running() {
-            return Err(ChangeError::Refused(format!(
-                "this node is running operation {} already",
-                op.id
-            )));
-        }
-        if let Some(change) = change_anywhere(&self.ctx.view()) {
-            return Err(ChangeError::Refused(format!(
+        let op = self
+            .try_begin(OperationKind::Cleanup)
+            .map_err(|running| busy(&running))?;
+        let refused = if let Some(change) = change_anywhere(&self.ctx.view()) {
+            Some(format!(
                 "a topology change is in progress ({change}); clean up once it has finished"
-            )));
-        }
-        if self.own_state() != Some(NodeState::Normal) {
-            return Err(ChangeError::Refused(
+            ))
+        } else if self.own_state() != Some(NodeState::Normal) {
+            Some(
                 "only a normal member cleans up (a joiner's streamed ranges are not foreign)"
-                    .into(),
-            ));
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            self.abandon(&op);
+            return Err(ChangeError::Refused(why));
         }
-        let op = self.begin(OperationKind::Cleanup);
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let outcome = this.cleanup_steps().await;
@@ -53,10 +58,10 @@ impl Changes {
                     || self.own_state() != Some(NodeState::Normal)
                     || change_anywhere(&view).is_some()
                     || !self.ring_agreed().await
+                    || self.try_begin(OperationKind::Cleanup).is_err()
                 {
                     continue;
                 }
-                self.begin(OperationKind::Cleanup);
                 let outcome = self.cleanup_steps().await;
                 if outcome.is_ok() {
                     cleaned = Some(fingerprint);
@@ -77,6 +82,9 @@ impl Changes {
         if !self.ring_agreed().await {
             return Err("live members do not agree on the ring yet; try again shortly".into());
         }
+        if self.stop_cleanup.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(STOPPED.into());
+        }
         let view = self.ctx.view();
         let ranges = strata_cluster::foreign_ranges(view.ring(), &self.ctx.id, self.ctx.n());
         self.update(|op| {
@@ -90,6 +98,9 @@ impl Changes {
             // A change started: stop before deleting another range (the
             // change waits for this node to stop cleaning before it
             // streams anything here).
+            if self.stop_cleanup.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(STOPPED.into());
+            }
             let now = self.ctx.view();
             if ring_fingerprint(&now) != fingerprint || change_anywhere(&now).is_some() {
                 return Err(

@@ -9,30 +9,23 @@ impl Changes {
     /// # Errors
     /// [`ChangeError::Refused`] when this node is already an owner or runs
     /// another change.
-    pub fn join(self: &Arc<Self>) -> Result<Operation, ChangeError> {
-        if let Some(op) = self.running() {
-            if op.kind == OperationKind::Join as i32 {
-                return Ok(op);
-            }
-            return Err(ChangeError::Refused(format!(
-                "this node is running operation {} already",
-                op.id
-            )));
-        }
-        match self.own_state() {
-            Some(NodeState::Normal) => {
-                return Err(ChangeError::Refused(
-                    "this node is already a normal member of the ring".into(),
-                ));
-            }
+    pub async fn join(self: &Arc<Self>) -> Result<Operation, ChangeError> {
+        let op = match self.take_slot(OperationKind::Join).await {
+            Ok(op) => op,
+            Err(running) if running.kind == OperationKind::Join as i32 => return Ok(*running),
+            Err(running) => return Err(busy(&running)),
+        };
+        let refused = match self.own_state() {
+            Some(NodeState::Normal) => Some("this node is already a normal member of the ring"),
             Some(NodeState::Leaving | NodeState::Left) => {
-                return Err(ChangeError::Refused(
-                    "this node is leaving or has left the ring".into(),
-                ));
+                Some("this node is leaving or has left the ring")
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(why) = refused {
+            self.abandon(&op);
+            return Err(ChangeError::Refused(why.into()));
         }
-        let op = self.begin(OperationKind::Join);
         let this = Arc::clone(self);
         tokio::spawn(async move { this.run_join().await });
         Ok(op)

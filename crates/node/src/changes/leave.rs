@@ -10,21 +10,20 @@ impl Changes {
     /// [`ChangeError::Refused`] with the reason: not a normal member, fewer
     /// than N normal members would remain, or another change is in
     /// progress anywhere in the cluster.
-    pub fn decommission(self: &Arc<Self>) -> Result<Operation, ChangeError> {
-        if let Some(op) = self.running() {
-            if op.kind == OperationKind::Decommission as i32 {
-                return Ok(op);
+    pub async fn decommission(self: &Arc<Self>) -> Result<Operation, ChangeError> {
+        let op = match self.take_slot(OperationKind::Decommission).await {
+            Ok(op) => op,
+            Err(running) if running.kind == OperationKind::Decommission as i32 => {
+                return Ok(*running);
             }
-            return Err(ChangeError::Refused(format!(
-                "this node is running operation {} already",
-                op.id
-            )));
+            Err(running) => return Err(busy(&running)),
+        };
+        if self.own_state() != Some(NodeState::Leaving)
+            && let Err(refused) = self.check_decommission(&self.ctx.view())
+        {
+            self.abandon(&op);
+            return Err(refused);
         }
-        let view = self.ctx.view();
-        if self.own_state() != Some(NodeState::Leaving) {
-            self.check_decommission(&view)?;
-        }
-        let op = self.begin(OperationKind::Decommission);
         let this = Arc::clone(self);
         tokio::spawn(async move { this.run_decommission().await });
         Ok(op)

@@ -10,7 +10,8 @@
 //! turns into pending owners) and in `<data_dir>/RING`, its progress in
 //! `<data_dir>/CHANGE` (`progress.rs`): a node killed mid-change resumes
 //! without streaming a finished range again. One change at a time, checked
-//! against gossiped state; two started at once are settled by id.
+//! against gossiped state; two started at once are settled by id. A node
+//! runs one operation at a time; a cleanup yields it to a change.
 //! Streaming (`stream.rs`) is throttled (`--stream-bytes-per-sec`) and
 //! reported as an `Operation` (`Admin.GetProgress`) and as `strata_stream_*`
 //! metrics.
@@ -78,6 +79,10 @@ pub enum ChangeError {
 /// Finished operations remembered for `GetProgress`.
 const REMEMBERED: usize = 16;
 
+/// How long a change waits for a cleanup running here to stop (it stops
+/// between two ranges) before it is refused.
+const CLEANUP_STOP_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs this node's topology changes.
 #[derive(Debug)]
 pub struct Changes {
@@ -89,6 +94,8 @@ pub struct Changes {
     ops: Mutex<Ops>,
     /// A cleanup is deleting ranges right now.
     cleaning: std::sync::atomic::AtomicBool,
+    /// A change on this node asks the running cleanup to stop.
+    stop_cleanup: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +123,7 @@ impl Changes {
             metrics,
             ops: Mutex::default(),
             cleaning: std::sync::atomic::AtomicBool::new(false),
+            stop_cleanup: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -155,7 +163,14 @@ impl Changes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn begin(&self, kind: OperationKind) -> Operation {
+    /// Makes a new `kind` operation the running one, or returns the one
+    /// running already; checked and set under one lock, so two requests
+    /// at once cannot both start.
+    fn try_begin(&self, kind: OperationKind) -> Result<Operation, Box<Operation>> {
+        let mut ops = self.lock();
+        if let Some(running) = &ops.running {
+            return Err(Box::new(running.clone()));
+        }
         let now = now_micros();
         let op = Operation {
             id: format!("{}-{}-{now:x}", kind_name(kind), self.ctx.id),
@@ -166,8 +181,42 @@ impl Changes {
             updated_at_micros: now,
             ..Operation::default()
         };
-        self.lock().running = Some(op.clone());
-        op
+        if kind == OperationKind::Cleanup {
+            self.stop_cleanup
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        ops.running = Some(op.clone());
+        Ok(op)
+    }
+
+    /// Makes a new topology change `kind` the running operation. A
+    /// cleanup running here yields to it: it is asked to stop and awaited
+    /// (it runs again by itself once the ring settles). Any other
+    /// operation running here is returned.
+    async fn take_slot(&self, kind: OperationKind) -> Result<Operation, Box<Operation>> {
+        let deadline = tokio::time::Instant::now() + CLEANUP_STOP_WAIT;
+        loop {
+            match self.try_begin(kind) {
+                Err(running)
+                    if running.kind == OperationKind::Cleanup as i32
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    self.stop_cleanup
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Drops `op`, claimed but refused before it started: it is not
+    /// reported as an operation that ran.
+    fn abandon(&self, op: &Operation) {
+        let mut ops = self.lock();
+        if ops.running.as_ref().is_some_and(|r| r.id == op.id) {
+            ops.running = None;
+        }
     }
 
     fn update(&self, change: impl FnOnce(&mut Operation)) {
@@ -311,6 +360,14 @@ impl Changes {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// The refusal of a change because `running` runs here.
+fn busy(running: &Operation) -> ChangeError {
+    ChangeError::Refused(format!(
+        "this node is running operation {} already",
+        running.id
+    ))
 }
 
 /// Another member's change in progress, described, if any: a member

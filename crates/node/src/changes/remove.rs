@@ -13,18 +13,32 @@ impl Changes {
     /// (decommission it instead), fewer than N normal members would
     /// remain, or another change is in progress.
     pub async fn remove_node(self: &Arc<Self>, target: &NodeId) -> Result<Operation, ChangeError> {
-        if let Some(op) = self.running() {
-            return Err(ChangeError::Refused(format!(
-                "this node is running operation {} already",
-                op.id
-            )));
+        let op = self
+            .take_slot(OperationKind::RemoveNode)
+            .await
+            .map_err(|running| busy(&running))?;
+        if let Err(refused) = self.check_removal(&self.ctx.view(), target) {
+            self.abandon(&op);
+            return Err(refused);
         }
+        let known = self.membership.known().await;
+        let incarnation = known
+            .members()
+            .find(|(id, _)| *id == target)
+            .map_or(0, |(_, m)| m.incarnation);
+        let this = Arc::clone(self);
+        let target = target.clone();
+        tokio::spawn(async move { this.run_removal(target, incarnation).await });
+        Ok(op)
+    }
+
+    /// Preconditions of removing `target`, checked against `view`.
+    fn check_removal(&self, view: &ClusterView, target: &NodeId) -> Result<(), ChangeError> {
         if *target == self.ctx.id {
             return Err(ChangeError::Refused(
                 "a node cannot remove itself; decommission it".into(),
             ));
         }
-        let view = self.ctx.view();
         let Some(node) = view.node(target) else {
             return Err(ChangeError::Refused(format!(
                 "no member {target} in the ring"
@@ -38,7 +52,7 @@ impl Changes {
         if node.state == NodeState::Left {
             return Err(ChangeError::Refused(format!("{target} has already left")));
         }
-        if let Some(change) = change_elsewhere(&view, target) {
+        if let Some(change) = change_elsewhere(view, target) {
             return Err(ChangeError::Refused(format!(
                 "another topology change is in progress ({change}); one at a time"
             )));
@@ -54,16 +68,7 @@ impl Changes {
                  would remain to hold every range"
             )));
         }
-        let known = self.membership.known().await;
-        let incarnation = known
-            .members()
-            .find(|(id, _)| *id == target)
-            .map_or(0, |(_, m)| m.incarnation);
-        let op = self.begin(OperationKind::RemoveNode);
-        let this = Arc::clone(self);
-        let target = target.clone();
-        tokio::spawn(async move { this.run_removal(target, incarnation).await });
-        Ok(op)
+        Ok(())
     }
 
     /// Resumes a removal this node was orchestrating when it stopped.
@@ -80,7 +85,9 @@ impl Changes {
             return;
         };
         tracing::info!(%target, "resuming the removal of a node");
-        self.begin(OperationKind::RemoveNode);
+        if self.try_begin(OperationKind::RemoveNode).is_err() {
+            return;
+        }
         let this = Arc::clone(self);
         tokio::spawn(async move { this.run_removal(target, incarnation).await });
     }

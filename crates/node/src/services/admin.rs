@@ -201,6 +201,7 @@ impl Admin for AdminService {
     async fn join(&self, _: Request<JoinRequest>) -> Result<Response<Operation>, Status> {
         self.changes()?
             .join()
+            .await
             .map(Response::new)
             .map_err(Status::from)
     }
@@ -214,6 +215,7 @@ impl Admin for AdminService {
             return self
                 .changes()?
                 .decommission()
+                .await
                 .map(Response::new)
                 .map_err(Status::from);
         }
