@@ -46,12 +46,21 @@ fn spawn_writer(mode: &str, dir: &Path, arg: u64) -> (Killed, std::process::Chil
 /// and returns every line it printed.
 fn run_and_kill(mode: &str, dir: &Path, first: u64, cycle: u64) -> Vec<String> {
     let (child, stdout) = spawn_writer(mode, dir, first);
+    let (first_ack, acked) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.is_empty() {
+                let _ = first_ack.send(());
+            }
+            lines.push(line);
+        }
+        lines
     });
+    // The kill lands at a varying point after the first acknowledgement,
+    // not after the start: a writer slow to start on a loaded machine
+    // would otherwise be killed before it wrote anything.
+    let _ = acked.recv_timeout(Duration::from_secs(60));
     let wait_ms = 50 + (cycle.wrapping_mul(2_654_435_761) % 300);
     std::thread::sleep(Duration::from_millis(wait_ms));
     drop(child); // SIGKILL, then reap: the pipe closes and the reader ends.
