@@ -4,6 +4,8 @@
 //! never answers; the client must move on to another replica, for writes
 //! as for reads, and not fail those keys for as long as the pause lasts.
 //! Admin calls to a paused endpoint must fail at the deadline, not hang.
+//! A node killed with requests in flight costs the client no failed
+//! request either: a connection lost mid-request is retried elsewhere.
 
 use std::time::Duration;
 
@@ -92,4 +94,61 @@ async fn writes_and_reads_move_past_a_paused_node() {
         "each endpoint's failure is named: {message}"
     );
     cluster.resume(2);
+}
+
+/// Sixteen workers write and read their own keys while node-2 is killed
+/// (SIGKILL) under them: the requests in flight to it lose their
+/// connection and go to another replica; with two of three replicas left,
+/// every request at QUORUM succeeds and every read sees its write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_requests_in_flight_fails_none_of_them() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut cluster = Cluster::start(3, ARGS).await;
+    let (_, seed) = cluster.running()[0];
+    let client = Client::connect_with(&seed.to_string(), ClientOptions::default())
+        .await
+        .expect("connect");
+    let quorum = Some(parse_consistency("quorum").expect("level"));
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let (client, done) = (client.clone(), Arc::clone(&done));
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let key = format!("killed-{w}-{i}").into_bytes();
+                    let value = format!("v{w}-{i}").into_bytes();
+                    client
+                        .put(key.clone(), value.clone(), Vec::new(), quorum)
+                        .await
+                        .map_err(|e| format!("put {w}/{i}: {e}"))?;
+                    let got = client
+                        .get(key, quorum)
+                        .await
+                        .map_err(|e| format!("get {w}/{i}: {e}"))?;
+                    let values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
+                    if values != [&value[..]] {
+                        return Err(format!("get {w}/{i} read {values:?}"));
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    // Kill it mid-run, with requests in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while done.load(Ordering::Relaxed) < 200 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.crash(2);
+    let killed_at = done.load(Ordering::Relaxed);
+    for worker in workers {
+        worker.await.expect("worker").expect("no request failed");
+    }
+    assert!(
+        killed_at < 16 * 60,
+        "the kill came while the workers ran ({killed_at} done)"
+    );
 }

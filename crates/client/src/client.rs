@@ -565,8 +565,7 @@ impl Client {
                 Ok(Err(status)) => (status, false),
                 Err(_) => (no_answer(address, self.inner.options.timeout), true),
             };
-            let reached_a_node = status.metadata().contains_key(FROM_NODE);
-            let unreachable = !reached_a_node && status.code() == Code::Unavailable;
+            let unreachable = transport_failure(&status);
             // The ring may say the node is down by now: later requests
             // then go elsewhere first.
             if (unreachable || silent) && !self.inner.options.direct {
@@ -613,11 +612,7 @@ async fn seed_ring(
             // the connection: say what is likely wrong.
             // Transport-level failures (no Strata node's marker, a
             // code no service returns on purpose), not a refusal.
-            let garbled = !status.metadata().contains_key(FROM_NODE)
-                && matches!(
-                    status.code(),
-                    Code::Internal | Code::Unknown | Code::Cancelled | Code::Unavailable
-                );
+            let garbled = transport_failure(&status);
             let detail = || status.message().to_owned();
             match &options.tls {
                 None if garbled => Error::NotGrpc {
@@ -662,10 +657,13 @@ fn no_answer(address: &str, timeout: Duration) -> tonic::Status {
 ///   budget refused the request before doing anything) is retried after a
 ///   backoff, 50 ms doubling per attempt up to 1 s, for reads and writes:
 ///   backing off is what relieves it.
-/// - A write: when no coordinator saw it (an error without the node
-///   marker, a transport failure) or none answered; never after a node's
-///   answer, since the write may be in place.
-/// - A read: on any `UNAVAILABLE` or deadline.
+/// - A write: after a transport failure (the node unreachable, or its
+///   connection lost mid-request, as when the process is killed) or no
+///   answer; never after a node's answer, which says what happened. A
+///   write whose outcome is unknown goes to the next replica under the
+///   same request id: a replica holding that version answers without
+///   making another.
+/// - A read: after a transport failure, any `UNAVAILABLE`, or a deadline.
 fn next_attempt(
     retry: Retry,
     status: &tonic::Status,
@@ -678,10 +676,25 @@ fn next_attempt(
         return Some((Duration::from_millis(50) * 2u32.pow(doublings)).min(Duration::from_secs(1)));
     }
     let again = match retry {
-        Retry::Write => silent || (!from_node && status.code() == Code::Unavailable),
-        Retry::Read => matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+        Retry::Write => silent || transport_failure(status),
+        Retry::Read => {
+            transport_failure(status)
+                || matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+        }
     };
     again.then_some(Duration::ZERO)
+}
+
+/// Whether `status` is a transport failure rather than a node's answer:
+/// no node marker, and a code the transport produces (a refused or reset
+/// connection, a stream cut off mid-response) that no service returns on
+/// purpose without the marker.
+fn transport_failure(status: &tonic::Status) -> bool {
+    !status.metadata().contains_key(FROM_NODE)
+        && matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+        )
 }
 
 /// A random, non-zero id for one write and its retries.
@@ -768,5 +781,26 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(next_attempt(Retry::Read, &bad, false, 0), None);
+    }
+
+    #[test]
+    fn a_connection_lost_mid_request_is_retried_elsewhere() {
+        // What tonic reports when the node's process dies with the
+        // request in flight.
+        let reset = tonic::Status::unknown("transport error");
+        let cut = tonic::Status::internal("h2 protocol error");
+        for status in [&reset, &cut] {
+            for retry in [Retry::Write, Retry::Read] {
+                assert_eq!(
+                    next_attempt(retry, status, false, 0),
+                    Some(Duration::ZERO),
+                    "{retry:?} after {status}"
+                );
+            }
+        }
+        // The same codes from a node are its answer.
+        let failed = from_node(tonic::Status::internal("dot reservation failed"));
+        assert_eq!(next_attempt(Retry::Write, &failed, false, 0), None);
+        assert_eq!(next_attempt(Retry::Read, &failed, false, 0), None);
     }
 }

@@ -113,6 +113,28 @@ impl Siblings {
         context
     }
 
+    /// The siblings as a client sees them: one version per client write.
+    /// A write retried through another coordinator, after its first
+    /// attempt's answer was lost (a node killed mid-request), can leave two
+    /// versions with the same request id and value; they are one write,
+    /// shown once (the smallest dot). The set itself keeps both, and its
+    /// [`context`](Self::context) covers both, so a write made with that
+    /// context supersedes both.
+    #[must_use]
+    pub fn one_per_request(&self) -> Siblings {
+        let mut shown: Vec<Version> = Vec::with_capacity(self.versions.len());
+        for v in &self.versions {
+            let duplicate = v.request_id != 0
+                && shown
+                    .iter()
+                    .any(|s| s.request_id == v.request_id && s.value == v.value);
+            if !duplicate {
+                shown.push(v.clone());
+            }
+        }
+        Siblings { versions: shown }
+    }
+
     /// Sibling values that are not deletes.
     pub fn live_values(&self) -> impl Iterator<Item = &[u8]> {
         self.versions.iter().filter_map(|v| v.value.as_deref())
@@ -193,6 +215,37 @@ mod tests {
 
     fn values(s: &Siblings) -> Vec<&[u8]> {
         s.live_values().collect()
+    }
+
+    #[test]
+    fn one_write_retried_through_two_coordinators_is_shown_once() {
+        let empty = VersionVector::new();
+        let retried = |n: u8, counter: u64, value: &str, request_id: u64| Version {
+            request_id,
+            ..write(n, counter, &empty, value)
+        };
+        let s = Siblings::from_versions([
+            retried(2, 7, "v", 41),
+            retried(1, 3, "v", 41),
+            retried(3, 1, "other", 0),
+            retried(3, 2, "other", 0),
+        ]);
+        assert_eq!(s.versions().len(), 4, "the set keeps every dot");
+        let shown = s.one_per_request();
+        assert_eq!(values(&shown), [&b"v"[..], b"other", b"other"]);
+        assert_eq!(shown.versions()[0].dot.node, node(1), "the smallest dot");
+        // The context still covers the hidden version: a write with it
+        // supersedes both.
+        let next = write(1, 4, &s.context(), "next");
+        assert_eq!(
+            values(&Siblings::from_versions(
+                [next].into_iter().chain(s.versions().iter().cloned())
+            )),
+            [&b"next"[..]]
+        );
+        // Same request id, different values: not one write.
+        let s = Siblings::from_versions([retried(1, 1, "a", 9), retried(2, 1, "b", 9)]);
+        assert_eq!(s.one_per_request().versions().len(), 2);
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl Coordinator {
         let siblings = if replication.last_write_wins {
             Siblings::from_versions(resolution.merged.last_write().cloned())
         } else {
-            resolution.merged
+            resolution.merged.one_per_request()
         };
         Ok(ReadOutcome {
             siblings,
