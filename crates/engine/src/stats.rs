@@ -56,6 +56,8 @@ pub struct Stats {
     pub memtable_bytes: usize,
     /// Immutable memtables waiting for flush.
     pub immutable_memtables: usize,
+    /// Bytes in the immutable memtables waiting for flush.
+    pub immutable_memtable_bytes: usize,
     /// Sequence number of the last acknowledged write.
     pub last_sequence: u64,
     /// Why the database refuses writes until it is reopened (a WAL append,
@@ -96,6 +98,7 @@ pub(crate) fn collect(inner: &Inner) -> Stats {
         block_cache_hit_rate: inner.tables.blocks().hit_rate(),
         memtable_bytes: state.mem.approximate_bytes(),
         immutable_memtables: state.imms.len(),
+        immutable_memtable_bytes: state.imms.iter().map(|m| m.approximate_bytes()).sum(),
         last_sequence: inner.last_seq.load(Ordering::Relaxed),
         failure: inner.background_error().map(|e| e.to_string()),
     }
