@@ -108,15 +108,17 @@ impl Changes {
                 );
             }
             let storage = Arc::clone(&self.ctx.storage);
-            let deleted = tokio::task::spawn_blocking(move || storage.delete_range(range))
+            let stop = Arc::clone(&self.stop_cleanup);
+            let deleted = tokio::task::spawn_blocking(move || storage.delete_range(range, &stop))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("deleting {range:?}: {e}"))?;
             deleted_total += deleted;
-            self.update(|op| {
-                op.ranges_done += 1;
-                op.keys_transferred += deleted;
-            });
+            self.update(|op| op.keys_transferred += deleted);
+            if self.stop_cleanup.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(STOPPED.into());
+            }
+            self.update(|op| op.ranges_done += 1);
         }
         if deleted_total > 0 {
             tracing::info!(

@@ -95,7 +95,7 @@ pub struct Changes {
     /// A cleanup is deleting ranges right now.
     cleaning: std::sync::atomic::AtomicBool,
     /// A change on this node asks the running cleanup to stop.
-    stop_cleanup: std::sync::atomic::AtomicBool,
+    stop_cleanup: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -123,7 +123,7 @@ impl Changes {
             metrics,
             ops: Mutex::default(),
             cleaning: std::sync::atomic::AtomicBool::new(false),
-            stop_cleanup: std::sync::atomic::AtomicBool::new(false),
+            stop_cleanup: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 

@@ -436,11 +436,17 @@ impl Storage {
     }
 
     /// Deletes every key of `range` (its engine keys, readable or not);
-    /// returns how many. Blocking: run it off the async workers.
+    /// returns how many. Stops early, between batches of 1000 keys, once
+    /// `stop` is set (a range can hold millions of keys). Blocking: run it
+    /// off the async workers.
     ///
     /// # Errors
     /// Engine errors.
-    pub fn delete_range(&self, range: TokenRange) -> Result<u64, StorageError> {
+    pub fn delete_range(
+        &self,
+        range: TokenRange,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<u64, StorageError> {
         let mut deleted = 0u64;
         for (lo, hi) in range.intervals() {
             let lower = lo.0.to_be_bytes();
@@ -458,6 +464,9 @@ impl Storage {
                     self.db.write(std::mem::take(&mut batch))?;
                     deleted += in_batch;
                     in_batch = 0;
+                    if stop.load(std::sync::atomic::Ordering::Acquire) {
+                        return Ok(deleted);
+                    }
                 }
             }
             if in_batch > 0 {
@@ -540,6 +549,34 @@ mod tests {
             (200_000..2_000_000).contains(&grown),
             "200 values of 1000 bytes: load grew by {grown}"
         );
+    }
+
+    /// A range delete stops between batches once asked, and deletes
+    /// everything when not.
+    #[test]
+    fn a_range_delete_stops_when_asked() {
+        use std::sync::atomic::AtomicBool;
+        use strata_cluster::{Token, TokenRange};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Storage::open(dir.path(), Durability::SyncEachGroup).expect("open");
+        let v = Siblings::from_versions([version("n1", 1, VersionVector::new(), "v")]);
+        for i in 0..2500 {
+            store
+                .apply(format!("k{i:04}").as_bytes(), &v)
+                .expect("apply");
+        }
+        let whole = TokenRange {
+            start: Token(0),
+            end: Token(0),
+        };
+        let stopped = store
+            .delete_range(whole, &AtomicBool::new(true))
+            .expect("delete");
+        assert_eq!(stopped, 1000, "one batch, then it stops");
+        let rest = store
+            .delete_range(whole, &AtomicBool::new(false))
+            .expect("delete");
+        assert_eq!(rest, 1500, "the rest");
     }
 
     /// A WAL damaged in the middle: `Strict` refuses to open, `Truncate`
