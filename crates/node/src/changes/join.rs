@@ -13,7 +13,7 @@ impl Changes {
         let op = match self.take_slot(OperationKind::Join).await {
             Ok(op) => op,
             Err(running) if running.kind == OperationKind::Join as i32 => return Ok(*running),
-            Err(running) => return Err(busy(&running)),
+            Err(running) => return Err(busy(&running, OperationKind::Join)),
         };
         let refused = match self.own_state() {
             Some(NodeState::Normal) => Some("this node is already a normal member of the ring"),

@@ -80,8 +80,10 @@ pub enum ChangeError {
 const REMEMBERED: usize = 16;
 
 /// How long a change waits for a cleanup running here to stop (it stops
-/// between two ranges) before it is refused.
-const CLEANUP_STOP_WAIT: Duration = Duration::from_secs(30);
+/// within a batch of deletes, or once its ring check returns) before it is
+/// refused: less than a client's default deadline (10 s), so the caller
+/// hears the outcome.
+const CLEANUP_STOP_WAIT: Duration = Duration::from_secs(8);
 
 /// Runs this node's topology changes.
 #[derive(Debug)]
@@ -362,12 +364,18 @@ impl Changes {
     }
 }
 
-/// The refusal of a change because `running` runs here.
-fn busy(running: &Operation) -> ChangeError {
-    ChangeError::Refused(format!(
-        "this node is running operation {} already",
-        running.id
-    ))
+/// The refusal of a `wanted` operation because `running` runs here (a
+/// cleanup still running when a change asked it to stop: `take_slot`).
+fn busy(running: &Operation, wanted: OperationKind) -> ChangeError {
+    let yields = running.kind == OperationKind::Cleanup as i32 && wanted != OperationKind::Cleanup;
+    ChangeError::Refused(if yields {
+        format!(
+            "this node's cleanup {} has not stopped yet; try again in a few seconds",
+            running.id
+        )
+    } else {
+        format!("this node is running operation {} already", running.id)
+    })
 }
 
 /// Another member's change in progress, described, if any: a member
