@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use strata_proto::metadata::FROM_NODE;
+use strata_proto::metadata::{FROM_NODE, is_transport_failure};
 use strata_proto::v1::{
     BatchGetRequest, BatchGetResponse, CleanupRequest, ClusterStatus, Consistency,
     DecommissionRequest, DeleteRequest, DeleteResponse, GetClusterStatusRequest,
@@ -565,7 +565,7 @@ impl Client {
                 Ok(Err(status)) => (status, false),
                 Err(_) => (no_answer(address, self.inner.options.timeout), true),
             };
-            let unreachable = transport_failure(&status);
+            let unreachable = is_transport_failure(&status);
             // The ring may say the node is down by now: later requests
             // then go elsewhere first.
             if (unreachable || silent) && !self.inner.options.direct {
@@ -612,7 +612,7 @@ async fn seed_ring(
             // the connection: say what is likely wrong.
             // Transport-level failures (no Strata node's marker, a
             // code no service returns on purpose), not a refusal.
-            let garbled = transport_failure(&status);
+            let garbled = is_transport_failure(&status);
             let detail = || status.message().to_owned();
             match &options.tls {
                 None if garbled => Error::NotGrpc {
@@ -676,25 +676,13 @@ fn next_attempt(
         return Some((Duration::from_millis(50) * 2u32.pow(doublings)).min(Duration::from_secs(1)));
     }
     let again = match retry {
-        Retry::Write => silent || transport_failure(status),
+        Retry::Write => silent || is_transport_failure(status),
         Retry::Read => {
-            transport_failure(status)
+            is_transport_failure(status)
                 || matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
         }
     };
     again.then_some(Duration::ZERO)
-}
-
-/// Whether `status` is a transport failure rather than a node's answer:
-/// no node marker, and a code the transport produces (a refused or reset
-/// connection, a stream cut off mid-response) that no service returns on
-/// purpose without the marker.
-fn transport_failure(status: &tonic::Status) -> bool {
-    !status.metadata().contains_key(FROM_NODE)
-        && matches!(
-            status.code(),
-            Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
-        )
 }
 
 /// A random, non-zero id for one write and its retries.

@@ -43,6 +43,24 @@ pub mod metadata {
     pub fn is_from_a_node(status: &tonic::Status) -> bool {
         status.metadata().contains_key(FROM_NODE)
     }
+
+    /// Whether `status` is a transport failure rather than a node's answer:
+    /// no node marker, and a code the transport produces (a refused or
+    /// reset connection, a stream cut off mid-response, as when the node's
+    /// process is killed) that no Strata service returns without the
+    /// marker. The request may or may not have been applied; a write is
+    /// retried elsewhere only under its request id.
+    #[must_use]
+    pub fn is_transport_failure(status: &tonic::Status) -> bool {
+        !is_from_a_node(status)
+            && matches!(
+                status.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+                    | tonic::Code::Internal
+                    | tonic::Code::Cancelled
+            )
+    }
 }
 
 /// Encoded `FileDescriptorSet` of every `strata.v1` file, for server reflection.

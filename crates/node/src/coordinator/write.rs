@@ -15,7 +15,7 @@ use super::{
 };
 use crate::request::{required_acks, validate_key, validate_value};
 use crate::transport::ReplicaError;
-use strata_proto::metadata::{FORWARDED, is_from_a_node};
+use strata_proto::metadata::{FORWARDED, is_transport_failure};
 
 /// A write as the client sent it (forwarding passes it on unchanged).
 #[derive(Debug, Clone)]
@@ -370,10 +370,12 @@ impl Coordinator {
                         acked,
                     });
                 }
-                // Only a connection failure proves nothing was written.
-                Err(status)
-                    if is_from_a_node(&status) || status.code() != tonic::Code::Unavailable =>
-                {
+                // A replica's answer says what happened. A transport
+                // failure (the replica unreachable, or killed mid-request)
+                // goes to the next replica under the same request id, as
+                // a client's retry would: a replica holding the first
+                // attempt's version answers from it.
+                Err(status) if !is_transport_failure(&status) => {
                     return Err(CoordinatorError::Forwarded(status));
                 }
                 Err(status) => {
