@@ -73,13 +73,30 @@ pub(crate) struct BenchArgs {
     pub(crate) client_threads: u64,
 }
 
+/// How often one kind of error happened, and the first one's message (a
+/// count alone does not say what went wrong).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ErrorTally {
+    pub(crate) count: u64,
+    pub(crate) first: String,
+}
+
+impl ErrorTally {
+    fn add(&mut self, count: u64, message: &str) {
+        if self.count == 0 {
+            message.clone_into(&mut self.first);
+        }
+        self.count += count;
+    }
+}
+
 /// Latencies and errors of one phase.
 #[derive(Debug, Default)]
 pub(crate) struct PhaseStats {
     /// Latency histograms in microseconds, per operation.
     pub(crate) latencies: BTreeMap<Op, Histogram<u64>>,
-    /// Error counts by gRPC code name.
-    pub(crate) errors: BTreeMap<String, u64>,
+    /// Errors by gRPC code name (or the client's own error).
+    pub(crate) errors: BTreeMap<String, ErrorTally>,
     /// Reads of a record the load phase wrote that found no value: lost
     /// data, or records that were never loaded (`--skip-load`).
     pub(crate) missing: u64,
@@ -107,8 +124,11 @@ impl PhaseStats {
                 }
             }
         }
-        for (code, n) in other.errors {
-            *self.errors.entry(code).or_default() += n;
+        for (code, tally) in other.errors {
+            self.errors
+                .entry(code)
+                .or_default()
+                .add(tally.count, &tally.first);
         }
         self.missing += other.missing;
     }
@@ -290,12 +310,12 @@ fn take(budget: &AtomicU64) -> Option<()> {
 
 fn finish(stats: &mut PhaseStats, op: Op, started: Instant, result: Result<(), Error>) {
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let code = match result {
+    let (code, message) = match result {
         Ok(()) => return stats.record(op, micros),
-        Err(Error::Status(status)) => format!("{:?}", status.code()),
-        Err(other) => other.to_string(),
+        Err(Error::Status(status)) => (format!("{:?}", status.code()), status.message().to_owned()),
+        Err(other) => (other.to_string(), String::new()),
     };
-    *stats.errors.entry(code).or_default() += 1;
+    stats.errors.entry(code).or_default().add(1, &message);
 }
 
 /// What each worker gets.

@@ -60,15 +60,16 @@ impl Report {
         out
     }
 
-    /// Errors by code, over all phases.
+    /// Errors by code, over all phases: phase, code, count and the first
+    /// error's message.
     #[must_use]
-    pub(crate) fn errors(&self) -> Vec<(&'static str, &str, u64)> {
+    pub(crate) fn errors(&self) -> Vec<(&'static str, &str, u64, &str)> {
         self.phases
             .iter()
             .flat_map(|(phase, s)| {
-                s.errors
-                    .iter()
-                    .map(move |(code, n)| (*phase, code.as_str(), *n))
+                s.errors.iter().map(move |(code, tally)| {
+                    (*phase, code.as_str(), tally.count, tally.first.as_str())
+                })
             })
             .collect()
     }
@@ -124,13 +125,76 @@ impl Report {
                 ));
             }
         }
-        for (phase, code, n) in self.errors() {
+        for (phase, code, n, first) in self.errors() {
             if json {
-                out.push_str(&format!("{{\"workload\": \"{workload}\", \"phase\": \"{phase}\", \"error\": \"{code}\", \"count\": {n}}}\n"));
-            } else {
+                out.push_str(&format!(
+                    "{{\"workload\": \"{workload}\", \"phase\": \"{phase}\", \"error\": {}, \"count\": {n}, \"first_message\": {}}}\n",
+                    json_string(code),
+                    json_string(first)
+                ));
+            } else if first.is_empty() {
                 out.push_str(&format!("{phase:<6} errors  {code}: {n}\n"));
+            } else {
+                out.push_str(&format!(
+                    "{phase:<6} errors  {code}: {n} (first: {first})\n"
+                ));
             }
         }
         out
+    }
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ErrorTally;
+    use super::*;
+
+    fn with_errors() -> Report {
+        let mut stats = PhaseStats::default();
+        stats.errors.insert(
+            "Unknown".to_owned(),
+            ErrorTally {
+                count: 8,
+                first: "transport error: \"reset\"\n".to_owned(),
+            },
+        );
+        Report {
+            workload: Workload::A,
+            threads: 16,
+            client_threads: 1,
+            phases: vec![("run", stats)],
+        }
+    }
+
+    #[test]
+    fn errors_show_their_count_and_the_first_message() {
+        let text = with_errors().render(false);
+        assert!(
+            text.contains("run    errors  Unknown: 8 (first: transport error: \"reset\"\n)"),
+            "{text}"
+        );
+        let json = with_errors().render(true);
+        assert!(
+            json.contains(
+                r#""error": "Unknown", "count": 8, "first_message": "transport error: \"reset\"\u000a"}"#
+            ),
+            "{json}"
+        );
     }
 }
