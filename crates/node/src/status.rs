@@ -95,14 +95,21 @@ impl From<Overloaded> for Status {
 impl From<CoordinatorError> for Status {
     fn from(e: CoordinatorError) -> Self {
         // Refused before anything was written (as after a transport
-        // failure): without FROM_NODE, forwarders and clients try the next
-        // replica.
-        let from_node = !matches!(e, CoordinatorError::StoreRefusesWrites);
+        // failure), or a forward no replica took: without FROM_NODE,
+        // forwarders and clients try the next replica (a write under its
+        // request id).
+        let from_node = !matches!(
+            e,
+            CoordinatorError::StoreRefusesWrites
+                | CoordinatorError::NotReplica
+                | CoordinatorError::NoReplicaTook { .. }
+        );
         let mut status = match e {
             CoordinatorError::Request(e) => e.into(),
             CoordinatorError::Context(_) => Status::invalid_argument(e.to_string()),
             CoordinatorError::Unavailable { acks, required } => unavailable(&e, acks, required),
-            CoordinatorError::ReplicasDown { required, .. } => unavailable(&e, 0, required),
+            CoordinatorError::ReplicasDown { required, .. }
+            | CoordinatorError::NoReplicaTook { required, .. } => unavailable(&e, 0, required),
             CoordinatorError::NotReplica | CoordinatorError::StoreRefusesWrites => {
                 Status::unavailable(e.to_string())
             }
@@ -158,9 +165,18 @@ mod tests {
         assert_eq!(unavailable.code(), Code::Unavailable);
         assert!(is_from_a_node(&unavailable));
         // Nothing written: retried elsewhere like a transport failure.
-        let refusing = Status::from(CoordinatorError::StoreRefusesWrites);
-        assert_eq!(refusing.code(), Code::Unavailable);
-        assert!(!is_from_a_node(&refusing));
+        for refusing in [
+            CoordinatorError::StoreRefusesWrites,
+            CoordinatorError::NotReplica,
+            CoordinatorError::NoReplicaTook {
+                tried: 2,
+                required: 2,
+            },
+        ] {
+            let refusing = Status::from(refusing);
+            assert_eq!(refusing.code(), Code::Unavailable);
+            assert!(!is_from_a_node(&refusing), "{refusing}");
+        }
         assert_eq!(
             unavailable
                 .metadata()

@@ -73,6 +73,18 @@ pub enum CoordinatorError {
         "this node is not a replica of the key and the request was already forwarded; ring views are converging, retry"
     )]
     NotReplica,
+    /// A node that is not a replica of the key forwarded a write, and no
+    /// live replica took it (each refused it unwritten, or could not be
+    /// reached).
+    #[error(
+        "no replica of the key took the forwarded write ({tried} tried; ring views may be converging); retry"
+    )]
+    NoReplicaTook {
+        /// Replicas the write was forwarded to.
+        tried: u32,
+        /// Replicas the consistency level required.
+        required: u32,
+    },
     /// A write was forwarded to this replica, whose store refuses writes
     /// until the node restarts (a full disk, an IO error).
     #[error(

@@ -318,6 +318,7 @@ impl Coordinator {
     ) -> Result<WriteOutcome, CoordinatorError> {
         // The replica coordinates within its own deadline; allow for it.
         let timeout = self.ctx.settings.request_timeout * 2;
+        let mut tried = 0;
         for target in targets.iter().filter(|t| t.alive && t.id != self.ctx.id) {
             let Some(address) = view.node(&target.id).map(|n| n.internal_address.clone()) else {
                 continue;
@@ -330,6 +331,7 @@ impl Coordinator {
                 }
             };
             self.ctx.metrics.forwarded_write();
+            tried += 1;
             let result = match &request.value {
                 Some(value) => client
                     .put(forwarded(
@@ -384,7 +386,7 @@ impl Coordinator {
                 }
             }
         }
-        Err(CoordinatorError::Unavailable { acks: 0, required })
+        Err(CoordinatorError::NoReplicaTook { tried, required })
     }
 }
 
