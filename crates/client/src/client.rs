@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use strata_proto::metadata::{FROM_NODE, is_transport_failure};
+use strata_proto::metadata::{is_from_a_node, is_transport_failure};
 use strata_proto::v1::{
     BatchGetRequest, BatchGetResponse, CleanupRequest, ClusterStatus, Consistency,
     DecommissionRequest, DeleteRequest, DeleteResponse, GetClusterStatusRequest,
@@ -670,7 +670,7 @@ fn next_attempt(
     silent: bool,
     attempt: usize,
 ) -> Option<Duration> {
-    let from_node = status.metadata().contains_key(FROM_NODE);
+    let from_node = is_from_a_node(status);
     if from_node && status.code() == Code::ResourceExhausted {
         let doublings = u32::try_from(attempt).unwrap_or(u32::MAX).min(5);
         return Some((Duration::from_millis(50) * 2u32.pow(doublings)).min(Duration::from_secs(1)));
@@ -723,6 +723,7 @@ fn endpoint_for(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Endpoint, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_proto::metadata::FROM_NODE;
 
     fn from_node(mut status: tonic::Status) -> tonic::Status {
         status

@@ -97,10 +97,9 @@ impl Changes {
         for range in ranges {
             // A change started: stop before deleting another range (the
             // change waits for this node to stop cleaning before it
-            // streams anything here).
-            if self.stop_cleanup.load(std::sync::atomic::Ordering::Acquire) {
-                return Err(STOPPED.into());
-            }
+            // streams anything here). A change on this node asks through
+            // `stop_cleanup`, checked before the first range and after
+            // each one.
             let now = self.ctx.view();
             if ring_fingerprint(&now) != fingerprint || change_anywhere(&now).is_some() {
                 return Err(
