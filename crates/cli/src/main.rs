@@ -36,6 +36,16 @@ struct Cli {
         help_heading = "Connection"
     )]
     direct: bool,
+    /// Send each Get, Put, Delete and Ping as a unary gRPC call instead of
+    /// on one stream per node (`KV.Session`); for comparing the two, or a
+    /// proxy that does not pass long-lived streams.
+    #[arg(
+        long,
+        env = "STRATA_NO_SESSIONS",
+        global = true,
+        help_heading = "Connection"
+    )]
+    no_sessions: bool,
     /// Bearer token for a cluster with client authentication (prefer the
     /// environment variable: a flag shows in the process list).
     #[arg(
@@ -266,6 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         direct: cli.direct,
         token: cli.token.clone().filter(|t| !t.is_empty()),
         tls,
+        sessions: !cli.no_sessions,
         ..strata_client::ClientOptions::default()
     };
     let client = Client::connect_with(&cli.endpoint, options).await?;

@@ -2,7 +2,8 @@
 //!
 //! [`Client`] is ring-aware: it sends each request to a replica of its key,
 //! refreshes the ring on routing errors and retries reads (`client.rs`,
-//! `routing.rs`).
+//! `routing.rs`); its Gets, Puts, Deletes and Pings share one stream per
+//! node (`session.rs`).
 //!
 //! **API boundary:** applications program against this crate and the
 //! `strata.v1` messages it re-exports, never against the node's internals.
@@ -11,6 +12,7 @@ mod client;
 mod consistency;
 mod error;
 mod routing;
+mod session;
 
 pub use client::{Client, ClientOptions, TlsOptions, new_request_id};
 pub use consistency::parse_consistency;

@@ -110,6 +110,8 @@ pub async fn serve(
         coordinator,
         Arc::clone(&ctx.metrics),
         WriteBudget::new(ctx.settings.max_write_bytes_in_flight),
+        &ctx.id.to_string(),
+        stop_pipes.clone(),
     ))
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -74,6 +74,8 @@ impl Nodes {
             direct: true,
             token: self.token.clone(),
             tls: self.tls.clone(),
+            // Admin calls only, on a client made for each: no stream.
+            sessions: false,
         };
         let work = async {
             let client = Client::connect_with(address, options).await?;

@@ -132,6 +132,31 @@ impl TokenStore {
     }
 }
 
+/// The credentials a `KV.Session` stream was opened with, checked again
+/// for each operation on it: one stream carries reads and writes, and a
+/// token revoked while it is open must stop working on it too.
+#[derive(Debug, Clone)]
+pub struct SessionCredentials {
+    store: Arc<TokenStore>,
+    authorization: Option<http::HeaderValue>,
+}
+
+impl SessionCredentials {
+    /// The gRPC path of the session's operation methods (`/strata.v1.KV/Session`).
+    pub const PATH: &'static str = "/strata.v1.KV/Session";
+
+    /// Checks one operation, named by its unary method's `path`.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` or `PERMISSION_DENIED`, as the unary call gets.
+    pub fn check(&self, path: &str) -> Result<(), Status> {
+        self.store.check(
+            path,
+            self.authorization.as_ref().map(http::HeaderValue::as_bytes),
+        )
+    }
+}
+
 /// Checks every request against a [`TokenStore`] (`None`: lets every
 /// request through, for a node without client authentication).
 #[derive(Debug, Clone)]
@@ -180,16 +205,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let Some(store) = &self.store else {
             return Box::pin(self.inner.call(request));
         };
-        let authorization = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .map(http::HeaderValue::as_bytes);
-        match store.check(request.uri().path(), authorization) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+        let authorization = request.headers().get(http::header::AUTHORIZATION);
+        match store.check(
+            request.uri().path(),
+            authorization.map(http::HeaderValue::as_bytes),
+        ) {
+            Ok(()) => {
+                if request.uri().path() == SessionCredentials::PATH {
+                    let credentials = SessionCredentials {
+                        store: Arc::clone(store),
+                        authorization: authorization.cloned(),
+                    };
+                    request.extensions_mut().insert(credentials);
+                }
+                Box::pin(self.inner.call(request))
+            }
             Err(status) => {
                 let response = status.into_http();
                 Box::pin(async move { Ok(response) })

@@ -5,5 +5,5 @@
 mod layer;
 mod tokens;
 
-pub use layer::{AuthLayer, LoadError, TokenStore};
+pub use layer::{AuthLayer, LoadError, SessionCredentials, TokenStore};
 pub use tokens::{Denied, Role, Tokens, TokensFileError, hash_token, required_role};

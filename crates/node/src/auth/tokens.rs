@@ -168,7 +168,9 @@ pub fn required_role(path: &str) -> Option<Role> {
     };
     Some(match (service, method) {
         ("grpc.health.v1.Health", _) => return None,
-        ("strata.v1.KV", "Get" | "BatchGet") => Role::Read,
+        // Any valid token opens a session; each operation on it is then
+        // checked as its unary method (`SessionCredentials`).
+        ("strata.v1.KV", "Get" | "BatchGet" | "Session") => Role::Read,
         ("strata.v1.KV", "Put" | "Delete" | "BatchWrite") => Role::Write,
         (
             "strata.v1.Admin",

@@ -6,23 +6,31 @@ use std::time::Instant;
 use futures::StreamExt as _;
 use strata_proto::v1::{
     self, BatchGetRequest, BatchGetResponse, BatchGetResult, BatchWriteRequest, BatchWriteResponse,
-    DeleteRequest, DeleteResponse, GetRequest, GetResponse, ItemError, PutRequest, PutResponse,
-    Sibling, WriteOp, WriteResult, batch_get_result, kv_server::Kv, write_op, write_result,
+    DeleteRequest, DeleteResponse, GetRequest, GetResponse, ItemError, PingRequest, PingResponse,
+    PutRequest, PutResponse, SessionReply, SessionRequest, Sibling, WriteOp, WriteResult,
+    batch_get_result, kv_server::Kv, write_op, write_result,
 };
-use tonic::{Request, Response, Status};
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::admission::{Admitted, WriteBudget};
 use crate::coordinator::{Coordinator, ReadOutcome, WriteRequest, encode_context};
 use crate::metrics::Metrics;
 use crate::request::{level_of, validate_batch};
 
-/// Coordinates client requests.
-#[derive(Debug)]
+/// Coordinates client requests. Cheap to clone: a session stream holds a
+/// clone for the operations it runs in tasks of their own.
+#[derive(Debug, Clone)]
 pub(crate) struct KvService {
     coordinator: Arc<Coordinator>,
     metrics: Arc<Metrics>,
     /// Client writes in flight, by bytes (`admission.rs`).
-    budget: WriteBudget,
+    budget: Arc<WriteBudget>,
+    /// This node's id, as a session's Ping answers it.
+    node_id: Arc<str>,
+    /// Becomes true when the server stops: open sessions end.
+    stopping: watch::Receiver<bool>,
 }
 
 impl KvService {
@@ -30,11 +38,58 @@ impl KvService {
         coordinator: Arc<Coordinator>,
         metrics: Arc<Metrics>,
         budget: WriteBudget,
+        node_id: &str,
+        stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             coordinator,
             metrics,
-            budget,
+            budget: Arc::new(budget),
+            node_id: node_id.into(),
+            stopping,
+        }
+    }
+
+    /// A unary Get, or a session's.
+    pub(super) async fn get_request(&self, r: GetRequest) -> Result<GetResponse, Status> {
+        let started = Instant::now();
+        let result = self.get_one(r.key, r.consistency.as_ref()).await;
+        self.finish("Get", started, result)
+    }
+
+    /// A unary Put, or a session's (never `forwarded`).
+    pub(super) async fn put_request(
+        &self,
+        r: PutRequest,
+        forwarded: bool,
+    ) -> Result<PutResponse, Status> {
+        let started = Instant::now();
+        let result = match self.admit(prost::Message::encoded_len(&r)) {
+            Ok(_admitted) => self.put_one(r, None, forwarded).await,
+            Err(status) => Err(status),
+        };
+        self.finish("Put", started, result)
+    }
+
+    /// A unary Delete, or a session's (never `forwarded`).
+    pub(super) async fn delete_request(
+        &self,
+        r: DeleteRequest,
+        forwarded: bool,
+    ) -> Result<DeleteResponse, Status> {
+        let started = Instant::now();
+        let result = match self.admit(prost::Message::encoded_len(&r)) {
+            Ok(_admitted) => self.delete_one(r, None, forwarded).await,
+            Err(status) => Err(status),
+        };
+        self.finish("Delete", started, result)
+    }
+
+    /// A session's Ping: the payload back and this node's id.
+    pub(super) fn ping(&self, r: PingRequest) -> PingResponse {
+        PingResponse {
+            payload: r.payload,
+            node_id: self.node_id.to_string(),
         }
     }
 
@@ -47,19 +102,18 @@ impl KvService {
         })
     }
 
-    /// Records `result` of `rpc` started at `started` and turns it into a
-    /// response.
+    /// Records `result` of `rpc` started at `started`.
     fn finish<T>(
         &self,
         rpc: &'static str,
         started: Instant,
         result: Result<T, Status>,
-    ) -> Result<Response<T>, Status> {
+    ) -> Result<T, Status> {
         let code = result
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
         self.metrics.record(rpc, code, started.elapsed());
-        result.map(Response::new)
+        result
     }
 
     async fn get_one(
@@ -184,35 +238,44 @@ fn item_error(status: &Status) -> ItemError {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        let started = Instant::now();
-        let r = request.into_inner();
-        let result = self.get_one(r.key, r.consistency.as_ref()).await;
-        self.finish("Get", started, result)
+        self.get_request(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let started = Instant::now();
         let forwarded = is_forwarded(&request);
-        let r = request.into_inner();
-        let result = match self.admit(prost::Message::encoded_len(&r)) {
-            Ok(_admitted) => self.put_one(r, None, forwarded).await,
-            Err(status) => Err(status),
-        };
-        self.finish("Put", started, result)
+        self.put_request(request.into_inner(), forwarded)
+            .await
+            .map(Response::new)
     }
 
     async fn delete(
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        let started = Instant::now();
         let forwarded = is_forwarded(&request);
-        let r = request.into_inner();
-        let result = match self.admit(prost::Message::encoded_len(&r)) {
-            Ok(_admitted) => self.delete_one(r, None, forwarded).await,
-            Err(status) => Err(status),
-        };
-        self.finish("Delete", started, result)
+        self.delete_request(request.into_inner(), forwarded)
+            .await
+            .map(Response::new)
+    }
+
+    type SessionStream = ReceiverStream<Result<SessionReply, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<SessionRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let credentials = request
+            .extensions()
+            .get::<crate::auth::SessionCredentials>()
+            .cloned();
+        Ok(Response::new(super::session::serve(
+            request.into_inner(),
+            Arc::new(self.clone()),
+            credentials,
+            self.stopping.clone(),
+        )))
     }
 
     async fn batch_get(
@@ -222,7 +285,9 @@ impl Kv for KvService {
         let started = Instant::now();
         let r = request.into_inner();
         if let Err(e) = validate_batch(r.keys.len()) {
-            return self.finish("BatchGet", started, Err(e.into()));
+            return self
+                .finish("BatchGet", started, Err(e.into()))
+                .map(Response::new);
         }
         let consistency = r.consistency.as_ref();
         let results = futures::stream::iter(r.keys)
@@ -240,6 +305,7 @@ impl Kv for KvService {
             .collect()
             .await;
         self.finish("BatchGet", started, Ok(BatchGetResponse { results }))
+            .map(Response::new)
     }
 
     async fn batch_write(
@@ -249,11 +315,17 @@ impl Kv for KvService {
         let started = Instant::now();
         let r = request.into_inner();
         if let Err(e) = validate_batch(r.ops.len()) {
-            return self.finish("BatchWrite", started, Err(e.into()));
+            return self
+                .finish("BatchWrite", started, Err(e.into()))
+                .map(Response::new);
         }
         let _admitted = match self.admit(prost::Message::encoded_len(&r)) {
             Ok(admitted) => admitted,
-            Err(status) => return self.finish("BatchWrite", started, Err(status)),
+            Err(status) => {
+                return self
+                    .finish("BatchWrite", started, Err(status))
+                    .map(Response::new);
+            }
         };
         let fallback = r.consistency.as_ref();
         let chains = same_key_chains(&r.ops);
@@ -283,6 +355,7 @@ impl Kv for KvService {
             results[i] = result;
         }
         self.finish("BatchWrite", started, Ok(BatchWriteResponse { results }))
+            .map(Response::new)
     }
 }
 
@@ -333,10 +406,13 @@ mod tests {
         let ctx = crate::testing::ContextBuilder::new(dir).build();
         let dots = crate::dots::DotCounter::open(dir, ctx.id.clone()).expect("dots");
         let metrics = Arc::clone(&ctx.metrics);
+        let id = ctx.id.to_string();
         KvService::new(
             Arc::new(Coordinator::new(ctx, dots)),
             metrics,
             WriteBudget::new(budget),
+            &id,
+            watch::channel(false).1,
         )
     }
 

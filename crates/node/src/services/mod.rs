@@ -3,6 +3,7 @@
 mod admin;
 mod kv;
 mod replica;
+mod session;
 
 pub(crate) use admin::AdminService;
 pub(crate) use kv::KvService;
