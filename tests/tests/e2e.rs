@@ -18,5 +18,6 @@ mod operator_reconciler;
 mod packaging;
 mod regression;
 mod repair;
+mod sessions;
 mod tls;
 mod topology;

@@ -940,4 +940,114 @@ mod tests {
         assert_eq!(next_attempt(Retry::Write, &failed, false, 0), None);
         assert_eq!(next_attempt(Retry::Read, &failed, false, 0), None);
     }
+
+    /// A node of an older version: unary Put works, `Session` is refused
+    /// as its router or its token policy refuses a method it does not know.
+    struct NoSessions {
+        refusal: fn() -> tonic::Status,
+    }
+
+    #[tonic::async_trait]
+    impl strata_proto::v1::kv_server::Kv for NoSessions {
+        async fn get(
+            &self,
+            _: tonic::Request<GetRequest>,
+        ) -> Result<tonic::Response<GetResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this fake"))
+        }
+
+        async fn put(
+            &self,
+            request: tonic::Request<PutRequest>,
+        ) -> Result<tonic::Response<PutResponse>, tonic::Status> {
+            Ok(tonic::Response::new(PutResponse {
+                context: request.into_inner().value,
+                replicas_acked: 1,
+            }))
+        }
+
+        async fn delete(
+            &self,
+            _: tonic::Request<DeleteRequest>,
+        ) -> Result<tonic::Response<DeleteResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this fake"))
+        }
+
+        async fn batch_get(
+            &self,
+            _: tonic::Request<BatchGetRequest>,
+        ) -> Result<tonic::Response<BatchGetResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this fake"))
+        }
+
+        async fn batch_write(
+            &self,
+            _: tonic::Request<strata_proto::v1::BatchWriteRequest>,
+        ) -> Result<tonic::Response<strata_proto::v1::BatchWriteResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this fake"))
+        }
+
+        type SessionStream = tokio_stream::wrappers::ReceiverStream<
+            Result<strata_proto::v1::SessionReply, tonic::Status>,
+        >;
+
+        async fn session(
+            &self,
+            _: tonic::Request<tonic::Streaming<strata_proto::v1::SessionRequest>>,
+        ) -> Result<tonic::Response<Self::SessionStream>, tonic::Status> {
+            Err((self.refusal)())
+        }
+    }
+
+    /// Serves `kv` on a loopback port until the test's runtime ends.
+    async fn serve(kv: NoSessions) -> Channel {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(strata_proto::v1::kv_server::KvServer::new(kv))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        endpoint_for(&address.to_string(), None)
+            .expect("endpoint")
+            .connect_lazy()
+    }
+
+    #[tokio::test]
+    async fn a_node_without_sessions_gets_unary_calls() {
+        let refusals: [fn() -> tonic::Status; 2] = [
+            || tonic::Status::unimplemented(""),
+            || tonic::Status::permission_denied("/strata.v1.KV/Session needs the admin role"),
+        ];
+        for refusal in refusals {
+            let channel = serve(NoSessions { refusal }).await;
+            let credentials = Credentials::new(None).expect("no token");
+            let session = Arc::new(Session::new(kv_client(
+                channel.clone(),
+                credentials.clone(),
+            )));
+            let put = |value: &'static [u8]| PutRequest {
+                key: b"k".to_vec().into(),
+                value: value.to_vec().into(),
+                ..PutRequest::default()
+            };
+            let lane = || Lane {
+                kv: kv_client(channel.clone(), credentials.clone()),
+                session: Some(Arc::clone(&session)),
+            };
+            let first = lane()
+                .put(put(b"first"))
+                .await
+                .expect("falls back to unary");
+            assert_eq!(&first.context[..], b"first");
+            assert!(session.is_unsupported(), "the session stays off");
+            let second = lane()
+                .put(put(b"second"))
+                .await
+                .expect("unary from the start");
+            assert_eq!(&second.context[..], b"second");
+        }
+    }
 }

@@ -226,16 +226,23 @@ async fn run(
     outgoing: ReceiverStream<SessionRequest>,
     stream: Weak<Stream>,
 ) -> Option<()> {
-    let outcome = async {
-        let mut replies = kv.session(outgoing).await?.into_inner();
-        while let Some(reply) = replies.message().await? {
-            if let Some(stream) = stream.upgrade() {
-                stream.complete(reply);
+    let outcome = match kv.session(outgoing).await {
+        Ok(replies) => {
+            let mut replies = replies.into_inner();
+            async {
+                while let Some(reply) = replies.message().await? {
+                    if let Some(stream) = stream.upgrade() {
+                        stream.complete(reply);
+                    }
+                }
+                Ok::<(), Status>(())
             }
+            .await
+            .map_err(Failed::Status)
         }
-        Ok::<(), Status>(())
-    }
-    .await;
+        Err(status) if refused_as_unknown(&status) => Err(Failed::Unsupported),
+        Err(status) => Err(Failed::Status(status)),
+    };
     let stream = stream.upgrade()?;
     let why = match outcome {
         // Requests sent and not yet read when the node stopped: nothing
@@ -243,16 +250,27 @@ async fn run(
         Ok(()) => Failed::Status(Status::unavailable(
             "the node ended the session before answering (shutting down?)",
         )),
-        Err(status) if status.code() == tonic::Code::Unimplemented && !is_from_a_node(&status) => {
-            Failed::Unsupported
-        }
-        Err(status) => {
+        Err(Failed::Status(status)) => {
             tracing::debug!(code = ?status.code(), error = %status.message(), "session stream broke");
             Failed::Status(status)
         }
+        Err(unsupported) => unsupported,
     };
     stream.close(&why);
     Some(())
+}
+
+/// Whether opening a session was refused because the node does not know
+/// the method: `UNIMPLEMENTED`, or, on a node with client authentication,
+/// `PERMISSION_DENIED` (its policy asks the admin role of methods it does
+/// not know, while any valid token may open a session on a node that has
+/// them). Nothing ran: the requests can go as unary calls.
+fn refused_as_unknown(status: &Status) -> bool {
+    !is_from_a_node(status)
+        && matches!(
+            status.code(),
+            tonic::Code::Unimplemented | tonic::Code::PermissionDenied
+        )
 }
 
 fn closed() -> Failed {

@@ -253,6 +253,8 @@ mod tests {
     fn health_is_open_and_unknown_methods_need_admin() {
         assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);
         assert_eq!(required_role("/strata.v1.KV/Frobnicate"), Some(Role::Admin));
+        // Any token opens a session; its operations are checked one by one.
+        assert_eq!(required_role("/strata.v1.KV/Session"), Some(Role::Read));
         assert_eq!(required_role("/strata.v1.Replica/Write"), Some(Role::Admin));
         assert_eq!(required_role("nonsense"), Some(Role::Admin));
         assert_eq!(
