@@ -10,8 +10,9 @@
 # across clients, as Strata's default `SyncEachGroup` does), one Strata
 # `strata-node` with N=1. Rounds alternate between the two so that the
 # machine's drift hits both alike. Each round measures:
-#   strata ping   (Admin.Ping: the node's RPC ceiling)
+#   strata ping   (Ping on the client's session stream: the node's RPC ceiling)
 #   strata put    (`strata bench` load phase: blind Puts of fresh keys)
+#   unary ping, unary put  (the same with `--no-sessions`: a gRPC call each)
 #   redis set     (`redis-benchmark -t set`, random keys, same value size)
 #   redis ping    (`redis-benchmark -t ping_mbulk`)
 # with the same number of requests in flight: `strata bench --threads` is
@@ -77,12 +78,14 @@ stop_server() {
 echo "# $(date -u +%FT%TZ), $(nproc) cores, ops=$OPS in-flight=$INFLIGHT value=${VALUE}B client-threads=$CLIENT_THREADS"
 echo "# redis: $(redis-server --version | cut -d' ' -f3), appendonly yes, appendfsync always"
 printf '%-6s %-12s %10s %8s %8s %s\n' round bench ops/s p50_ms p99_ms client_cpu
+ROWS="$ROOT/rows"
 bench_strata() {
   local round=$1 name=$2; shift 2
   local out
-  out=$("$STRATA" -e "127.0.0.1:$SPORT" bench "$@" --threads "$INFLIGHT" \
+  # shellcheck disable=SC2086 # $FLAGS is empty or one flag
+  out=$("$STRATA" -e "127.0.0.1:$SPORT" $FLAGS bench "$@" --threads "$INFLIGHT" \
     --client-threads "$CLIENT_THREADS" --value-bytes "$VALUE" --json)
-  python3 - "$round" "$name" "$out" <<'EOF'
+  python3 - "$round" "$name" "$out" <<'EOF' | tee -a "$ROWS"
 import json, sys
 round_, name, out = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = [json.loads(l) for l in out.splitlines() if l.strip()]
@@ -100,7 +103,7 @@ bench_redis() {
   local out
   out=$(redis-benchmark -p "$RPORT" -t "$test" -n "$OPS" -c "$INFLIGHT" -d "$VALUE" \
     -r 100000000 --csv 2>/dev/null)
-  python3 - "$round" "$name" "$out" <<'EOF'
+  python3 - "$round" "$name" "$out" <<'EOF' | tee -a "$ROWS"
 import csv, io, sys
 round_, name, out = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = list(csv.DictReader(io.StringIO(out)))
@@ -110,12 +113,27 @@ print(f"{round_:<6} {name:<12} {float(r['rps']):>10.0f} {float(r['p50_latency_ms
 EOF
 }
 for round in $(seq "$ROUNDS"); do
-  start_strata
-  bench_strata "$round" "strata ping" --workload ping --ops "$OPS"
-  bench_strata "$round" "strata put" --workload a --records "$OPS" --ops 0
-  stop_server
+  for FLAGS in "" --no-sessions; do
+    path=strata; [[ -n "$FLAGS" ]] && path=unary
+    start_strata
+    bench_strata "$round" "$path ping" --workload ping --ops "$OPS"
+    bench_strata "$round" "$path put" --workload a --records "$OPS" --ops 0
+    stop_server
+  done
   start_redis
   bench_redis "$round" "redis set" set
   bench_redis "$round" "redis ping" ping_mbulk
   stop_server
 done
+# Per round: Strata's Put against Redis' SET and against its own ping.
+python3 - "$ROWS" <<'EOF'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    rows.setdefault(f[0], {})[f"{f[1]} {f[2]}"] = float(f[3])
+print(f"{'round':<6} {'put/set':>8} {'put/ping':>9} {'unary put/set':>14} {'unary put/ping':>15}")
+for r, b in rows.items():
+    print(f"{r:<6} {b['strata put']/b['redis set']:>8.2f} {b['strata put']/b['strata ping']:>9.2f} "
+          f"{b['unary put']/b['redis set']:>14.2f} {b['unary put']/b['unary ping']:>15.2f}")
+EOF
