@@ -61,12 +61,26 @@ pub struct Metrics {
     replica_failures: Counter,
     replica_writes_shed: Counter,
     writes_refused_overloaded: Counter,
+    sessions_opened: Counter,
+    sessions_open: Gauge,
     members: Gauge,
     members_alive: Gauge,
     hints: HintMetrics,
     repair: RepairMetrics,
     stream: StreamMetrics,
     auth_denied: Family<AuthLabels, Counter>,
+}
+
+/// A session stream counted as open until dropped.
+#[derive(Debug)]
+pub struct OpenSession {
+    open: Gauge,
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 /// Why a request was refused by client authentication (never which
@@ -163,6 +177,17 @@ impl Metrics {
         let retried_writes = Counter::default();
         let replica_writes_shed = Counter::default();
         let writes_refused_overloaded = Counter::default();
+        let (sessions_opened, sessions_open) = (Counter::default(), Gauge::default());
+        registry.register(
+            "sessions_opened",
+            "KV.Session streams clients opened to this node",
+            sessions_opened.clone(),
+        );
+        registry.register(
+            "sessions_open",
+            "KV.Session streams open now (the node reads requests from them)",
+            sessions_open.clone(),
+        );
         registry.register(
             "writes_refused_overloaded",
             "Client writes refused with RESOURCE_EXHAUSTED because the bytes of writes in flight reached --max-write-bytes-in-flight",
@@ -388,6 +413,8 @@ impl Metrics {
             replica_failures,
             replica_writes_shed,
             writes_refused_overloaded,
+            sessions_opened,
+            sessions_open,
             members,
             members_alive,
             hints,
@@ -454,6 +481,17 @@ impl Metrics {
     /// Counts a client write refused by the write budget.
     pub fn write_refused_overloaded(&self) {
         self.writes_refused_overloaded.inc();
+    }
+
+    /// Counts a client session stream opened; the gauge of open ones falls
+    /// again when the returned guard is dropped.
+    #[must_use]
+    pub fn session_opened(&self) -> OpenSession {
+        self.sessions_opened.inc();
+        self.sessions_open.inc();
+        OpenSession {
+            open: self.sessions_open.clone(),
+        }
     }
 
     /// Sets the membership gauges.

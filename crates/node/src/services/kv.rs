@@ -85,6 +85,11 @@ impl KvService {
         self.finish("Delete", started, result)
     }
 
+    /// The node's metrics.
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// A session's Ping: the payload back and this node's id.
     pub(super) fn ping(&self, r: PingRequest) -> PingResponse {
         PingResponse {
@@ -473,6 +478,60 @@ mod tests {
             text.contains("strata_writes_refused_overloaded_total 2"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn open_sessions_are_counted_until_their_client_ends_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = service(dir.path(), 1 << 20);
+        let metrics = Arc::clone(&kv.metrics);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(v1::kv_server::KvServer::new(kv))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = v1::kv_client::KvClient::new(channel);
+        let gauge = |text: &str, name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        };
+        let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+        let mut replies = client
+            .session(ReceiverStream::new(outgoing))
+            .await
+            .expect("session")
+            .into_inner();
+        let ping = v1::SessionRequest {
+            id: 1,
+            op: Some(v1::session_request::Op::Ping(PingRequest::default())),
+        };
+        requests.send(ping).await.expect("sent");
+        let reply = replies.message().await.expect("stream").expect("reply");
+        assert_eq!(reply.id, 1);
+        let text = metrics.render(&strata_engine::Stats::default());
+        assert_eq!(gauge(&text, "strata_sessions_open"), Some(1.0), "{text}");
+        assert_eq!(
+            gauge(&text, "strata_sessions_opened_total"),
+            Some(1.0),
+            "{text}"
+        );
+
+        drop(requests);
+        assert!(
+            replies.message().await.expect("ends cleanly").is_none(),
+            "the node ends the replies after the client's requests end"
+        );
+        let text = metrics.render(&strata_engine::Stats::default());
+        assert_eq!(gauge(&text, "strata_sessions_open"), Some(0.0), "{text}");
     }
 
     #[test]

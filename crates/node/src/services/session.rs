@@ -48,14 +48,16 @@ pub(super) fn serve(
 ) -> ReceiverStream<Result<SessionReply, Status>> {
     let (replies, outgoing) = mpsc::channel(REPLIES);
     let running = Arc::new(Semaphore::new(RUNNING));
+    let open = service.metrics().session_opened();
     tokio::spawn(async move {
+        let _open = open;
         loop {
             let Ok(permit) = Arc::clone(&running).acquire_owned().await else {
                 return;
             };
             let next = tokio::select! {
                 next = incoming.message() => next,
-                _ = stopping.wait_for(|s| *s) => return,
+                () = stopped(&mut stopping) => return,
             };
             let request = match next {
                 Ok(Some(request)) => request,
@@ -89,6 +91,14 @@ pub(super) fn serve(
         }
     });
     ReceiverStream::new(outgoing)
+}
+
+/// Completes once `stopping` turns true; never when its sender went away
+/// without saying so (nothing can stop the server then).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The unary method `op` stands for, as the token policy names it.
