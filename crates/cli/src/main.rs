@@ -32,6 +32,8 @@ struct Cli {
     #[arg(
         long,
         env = "STRATA_DIRECT",
+        // From the environment: 1/true/yes/on (not 0/false/no/off/empty).
+        value_parser = clap::builder::FalseyValueParser::new(),
         global = true,
         help_heading = "Connection"
     )]
@@ -42,6 +44,8 @@ struct Cli {
     #[arg(
         long,
         env = "STRATA_NO_SESSIONS",
+        // From the environment: 1/true/yes/on (not 0/false/no/off/empty).
+        value_parser = clap::builder::FalseyValueParser::new(),
         global = true,
         help_heading = "Connection"
     )]
@@ -771,6 +775,15 @@ mod tests {
         );
         // A certificate without its key is refused, not ignored.
         assert!(Cli::try_parse_from(["strata", "--ca", "a", "--cert", "b", "ping"]).is_err());
+    }
+
+    #[test]
+    fn connection_switches_are_off_unless_given() {
+        let cli = Cli::try_parse_from(["strata", "ping"]).expect("parses");
+        assert!(!cli.no_sessions && !cli.direct, "{cli:?}");
+        let cli =
+            Cli::try_parse_from(["strata", "ping", "--no-sessions", "--direct"]).expect("parses");
+        assert!(cli.no_sessions && cli.direct, "{cli:?}");
     }
 
     #[test]
