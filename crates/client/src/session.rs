@@ -13,13 +13,13 @@
 //! (an older version) answers `UNIMPLEMENTED`; the session then says
 //! [`Failed::Unsupported`] and stays off, and callers use unary calls.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use strata_proto::metadata::is_from_a_node;
-use strata_proto::v1::{SessionReply, SessionRequest, kv_client::KvClient, session_reply};
-use tokio::sync::{mpsc, oneshot, watch};
+use strata_proto::outstanding::{Forget, Outstanding};
+use strata_proto::v1::{SessionRequest, kv_client::KvClient, session_reply};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -59,16 +59,7 @@ pub(crate) struct Session {
 #[derive(Debug)]
 struct Stream {
     requests: mpsc::Sender<SessionRequest>,
-    /// `None` once the stream has ended: no new request may wait on it.
-    pending: Mutex<Option<Pending>>,
-    /// Why the stream ended, once it has.
-    ended: watch::Sender<Option<Failed>>,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    next_id: u64,
-    waiting: HashMap<u64, oneshot::Sender<Result<Reply, Failed>>>,
+    calls: Outstanding<Reply, Failed>,
 }
 
 impl Session {
@@ -97,17 +88,13 @@ impl Session {
         let mut attempt = 0;
         let (stream, id, answer) = loop {
             let stream = self.stream();
-            let (done, answer) = oneshot::channel();
-            match stream.register(done) {
-                Some(id) => break (stream, id, answer),
+            match stream.calls.register() {
+                Some((id, answer)) => break (stream, id, answer),
                 None if attempt == 0 => attempt += 1,
-                None => return Err(stream.why()),
+                None => return Err(stream.calls.why().unwrap_or_else(closed)),
             }
         };
-        let _forget = Forget {
-            stream: &stream,
-            id,
-        };
+        let _forget = Forget::new(&stream.calls, id);
         let request = SessionRequest { id, op: Some(op) };
         let result = if stream.requests.send(request).await.is_err() {
             Err(stream.ended().await)
@@ -129,14 +116,13 @@ impl Session {
             .current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(stream) = current.as_ref().filter(|s| s.is_open()) {
+        if let Some(stream) = current.as_ref().filter(|s| s.calls.is_open()) {
             return Arc::clone(stream);
         }
         let (requests, outgoing) = mpsc::channel(QUEUE);
         let stream = Arc::new(Stream {
             requests,
-            pending: Mutex::new(Some(Pending::default())),
-            ended: watch::Sender::new(None),
+            calls: Outstanding::default(),
         });
         tokio::spawn(run(
             self.kv.clone(),
@@ -149,71 +135,9 @@ impl Session {
 }
 
 impl Stream {
-    fn lock(&self) -> MutexGuard<'_, Option<Pending>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn is_open(&self) -> bool {
-        self.lock().is_some()
-    }
-
-    /// A fresh id for a request whose reply goes to `done`; `None` when
-    /// the stream has ended.
-    fn register(&self, done: oneshot::Sender<Result<Reply, Failed>>) -> Option<u64> {
-        let mut guard = self.lock();
-        let pending = guard.as_mut()?;
-        let id = pending.next_id;
-        pending.next_id += 1;
-        pending.waiting.insert(id, done);
-        Some(id)
-    }
-
-    fn complete(&self, reply: SessionReply) {
-        let waiter = self
-            .lock()
-            .as_mut()
-            .and_then(|p| p.waiting.remove(&reply.id));
-        if let Some(done) = waiter {
-            let _ = done.send(answer(reply.result));
-        }
-    }
-
-    fn why(&self) -> Failed {
-        self.ended.borrow().clone().unwrap_or_else(closed)
-    }
-
     /// Why the stream ended, waiting for the task driving it to say so.
     async fn ended(&self) -> Failed {
-        let mut ended = self.ended.subscribe();
-        match ended.wait_for(Option::is_some).await {
-            Ok(why) => why.clone().unwrap_or_else(closed),
-            Err(_) => closed(),
-        }
-    }
-
-    /// Ends the stream: every waiting request fails with `why`.
-    fn close(&self, why: &Failed) {
-        self.ended.send_replace(Some(why.clone()));
-        let pending = self.lock().take();
-        for (_, done) in pending.into_iter().flat_map(|p| p.waiting) {
-            let _ = done.send(Err(why.clone()));
-        }
-    }
-}
-
-/// Removes a request from its stream's table when its call ends.
-struct Forget<'a> {
-    stream: &'a Stream,
-    id: u64,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = self.stream.lock().as_mut() {
-            p.waiting.remove(&self.id);
-        }
+        self.calls.ended().await.unwrap_or_else(closed)
     }
 }
 
@@ -232,7 +156,7 @@ async fn run(
             async {
                 while let Some(reply) = replies.message().await? {
                     if let Some(stream) = stream.upgrade() {
-                        stream.complete(reply);
+                        stream.calls.complete(reply.id, answer(reply.result));
                     }
                 }
                 Ok::<(), Status>(())
@@ -256,7 +180,7 @@ async fn run(
         }
         Err(unsupported) => unsupported,
     };
-    stream.close(&why);
+    stream.calls.close(&why);
     Some(())
 }
 
@@ -311,6 +235,8 @@ fn answer(result: Option<session_reply::Result>) -> Result<Reply, Failed> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use strata_proto::v1::SessionError;
 

@@ -4,10 +4,13 @@
 //! `*_server` modules for the node. [`FILE_DESCRIPTOR_SET`] backs gRPC server
 //! reflection. Hand-written helpers for the generated types are in
 //! `consistency.rs`; [`codec`] is the protobuf codec the generated code
-//! uses (malformed bodies are `INVALID_ARGUMENT`).
+//! uses (malformed bodies are `INVALID_ARGUMENT`); [`outstanding`] is the
+//! table of requests awaiting replies on a multiplexed stream, shared by
+//! the client's sessions and the node's replica pipes.
 
 pub mod codec;
 mod consistency;
+pub mod outstanding;
 
 pub use consistency::UnknownLevel;
 

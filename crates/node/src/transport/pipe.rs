@@ -10,16 +10,16 @@
 //! operation is one length-prefixed DATA frame each way, and the frames
 //! queued while the connection task was busy leave in one write.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use strata_proto::outstanding::{Forget, Outstanding};
 use strata_proto::v1::{
     ApplyBatchResponse, KeyVersionsBatch, PipeError, PipeReply, PipeRequest, ReplicaReadRequest,
     ReplicaReadResponse, pipe_reply, pipe_request,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
@@ -47,16 +47,7 @@ pub struct Pipe {
 #[derive(Debug)]
 struct Session {
     requests: mpsc::Sender<PipeRequest>,
-    /// `None` once the stream has ended: no new operation may wait on it.
-    pending: Mutex<Option<Pending>>,
-    /// Why the stream ended, once it has.
-    ended: watch::Sender<Option<ReplicaError>>,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    next_id: u64,
-    waiting: HashMap<u64, oneshot::Sender<Answer>>,
+    calls: Outstanding<pipe_reply::Result, ReplicaError>,
 }
 
 impl Pipe {
@@ -111,19 +102,15 @@ impl Pipe {
         let mut attempt = 0;
         let (session, id, answer) = loop {
             let session = self.session();
-            let (done, answer) = oneshot::channel();
-            match session.register(done) {
-                Some(id) => break (session, id, answer),
+            match session.calls.register() {
+                Some((id, answer)) => break (session, id, answer),
                 None if attempt == 0 => attempt += 1,
-                None => return Err(session.why()),
+                None => return Err(session.calls.why().unwrap_or_else(closed)),
             }
         };
         // Forgets the operation however this future ends (answered, timed
         // out, or dropped by its caller), so nothing waits forever.
-        let _forget = Forget {
-            session: &session,
-            id,
-        };
+        let _forget = Forget::new(&session.calls, id);
         let exchange = async {
             if session
                 .requests
@@ -150,7 +137,7 @@ impl Pipe {
             .session
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(session) = current.as_ref().filter(|s| s.is_open()) {
+        if let Some(session) = current.as_ref().filter(|s| s.calls.is_open()) {
             return Arc::clone(session);
         }
         tracing::debug!(
@@ -160,8 +147,7 @@ impl Pipe {
         let (requests, outgoing) = mpsc::channel(QUEUE);
         let session = Arc::new(Session {
             requests,
-            pending: Mutex::new(Some(Pending::default())),
-            ended: watch::Sender::new(None),
+            calls: Outstanding::default(),
         });
         tokio::spawn(run(
             self.channel.clone(),
@@ -174,32 +160,7 @@ impl Pipe {
 }
 
 impl Session {
-    fn lock(&self) -> MutexGuard<'_, Option<Pending>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn is_open(&self) -> bool {
-        self.lock().is_some()
-    }
-
-    /// A fresh id for an operation whose answer goes to `done`; `None`
-    /// when the stream has ended.
-    fn register(&self, done: oneshot::Sender<Answer>) -> Option<u64> {
-        let mut guard = self.lock();
-        let pending = guard.as_mut()?;
-        let id = pending.next_id;
-        pending.next_id += 1;
-        pending.waiting.insert(id, done);
-        Some(id)
-    }
-
     fn complete(&self, reply: PipeReply) {
-        let waiter = self
-            .lock()
-            .as_mut()
-            .and_then(|p| p.waiting.remove(&reply.id));
         let answer = match reply.result {
             Some(pipe_reply::Result::Error(e)) => Err(ReplicaError::Rejected {
                 code: tonic::Code::from_i32(e.code),
@@ -208,47 +169,12 @@ impl Session {
             Some(result) => Ok(result),
             None => Err(ReplicaError::BadReply("an empty reply".to_owned())),
         };
-        if let Some(done) = waiter {
-            let _ = done.send(answer);
-        }
+        self.calls.complete(reply.id, answer);
     }
 
-    /// Why the stream ended, as recorded by [`Session::close`].
-    fn why(&self) -> ReplicaError {
-        self.ended.borrow().clone().unwrap_or_else(closed)
-    }
-
-    /// Why the stream ended, waiting for the task driving it to say so
-    /// (its request queue can close a moment before it records why).
+    /// Why the stream ended, waiting for the task driving it to say so.
     async fn ended(&self) -> ReplicaError {
-        let mut ended = self.ended.subscribe();
-        match ended.wait_for(Option::is_some).await {
-            Ok(why) => why.clone().unwrap_or_else(closed),
-            Err(_) => closed(),
-        }
-    }
-
-    /// Ends the session: every waiting operation fails with `why`.
-    fn close(&self, why: &ReplicaError) {
-        self.ended.send_replace(Some(why.clone()));
-        let pending = self.lock().take();
-        for (_, done) in pending.into_iter().flat_map(|p| p.waiting) {
-            let _ = done.send(Err(why.clone()));
-        }
-    }
-}
-
-/// Removes an operation from its session's table when its call ends.
-struct Forget<'a> {
-    session: &'a Session,
-    id: u64,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = self.session.lock().as_mut() {
-            p.waiting.remove(&self.id);
-        }
+        self.calls.ended().await.unwrap_or_else(closed)
     }
 }
 
@@ -284,7 +210,7 @@ async fn run(channel: Channel, outgoing: ReceiverStream<PipeRequest>, session: W
             }
         }
     };
-    session.close(&why);
+    session.calls.close(&why);
 }
 
 fn closed() -> ReplicaError {
@@ -610,9 +536,8 @@ mod tests {
         assert_eq!(applied.applied, 3);
         // Every operation went over the first stream.
         let first = pipe.session();
-        let pending = first.lock();
-        assert_eq!(pending.as_ref().map(|p| p.next_id), Some(51));
-        assert!(pending.as_ref().is_some_and(|p| p.waiting.is_empty()));
+        assert_eq!(first.calls.issued(), Some(51));
+        assert_eq!(first.calls.waiting(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -652,11 +577,9 @@ mod tests {
         assert_eq!(read.versions.len(), 1);
         let err = slow.await.expect("task").expect_err("past its deadline");
         assert_eq!(err, ReplicaError::Timeout(Duration::from_millis(100)));
+        let session = pipe.session();
         assert!(
-            pipe.session()
-                .lock()
-                .as_ref()
-                .is_some_and(|p| p.waiting.is_empty()),
+            session.calls.is_open() && session.calls.waiting() == 0,
             "the timed-out operation is forgotten"
         );
         gate.add_permits(1);
@@ -723,12 +646,15 @@ mod tests {
         // waiting for replies that will not come.
         let first = pipe.session();
         for _ in 0..100 {
-            if !first.is_open() {
+            if !first.calls.is_open() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(!first.is_open(), "the ended stream's session is closed");
+        assert!(
+            !first.calls.is_open(),
+            "the ended stream's session is closed"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
