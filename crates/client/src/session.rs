@@ -10,8 +10,9 @@
 //! stream broke or the node ended it before answering, a status without
 //! the marker (`UNAVAILABLE` when the node ended it), which the retry
 //! rules treat as a connection lost mid-request. A node without the method
-//! (an older version) answers `UNIMPLEMENTED`; the session then says
-//! [`Failed::Unsupported`] and stays off, and callers use unary calls.
+//! (an older version) refuses to open it (`refused_as_unknown`); the
+//! session then says [`Failed::Unsupported`] and stays off, and callers
+//! use unary calls.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
