@@ -230,3 +230,40 @@ async fn a_stopping_node_ends_its_sessions() {
     );
     drop(requests);
 }
+
+/// A message the node cannot take (over the size limit) ends the stream
+/// with the reason, not silently: a client sees why its requests failed.
+#[tokio::test]
+async fn an_oversized_message_ends_the_session_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(
+        &dir.path().join("node"),
+        Some("strata-0"),
+        &["--replication-factor", "1"],
+    );
+    // Past the node's message limit (64 MiB at the default value limit).
+    let huge = vec![7u8; 65 << 20];
+    let request = SessionRequest {
+        id: 1,
+        op: Some(session_request::Op::Put(put(b"k", &huge, None))),
+    };
+    let mut replies = kv(node.addr())
+        .await
+        .max_encoding_message_size(usize::MAX)
+        .session(tokio_stream::iter([request]))
+        .await
+        .expect("the node opens a session")
+        .into_inner();
+    let end = tokio::time::timeout(Duration::from_secs(20), replies.message())
+        .await
+        .expect("the stream ends");
+    let status = end.expect_err("ends with an error, not a reply or a clean end");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "{status:?}"
+    );
+    assert!(status.message().contains("too large"), "{status:?}");
+}

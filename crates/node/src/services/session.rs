@@ -62,8 +62,12 @@ pub(super) fn serve(
             let request = match next {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
+                // A message that does not decode or is over the size
+                // limit, or the client's stream broke: the reply stream
+                // ends with that status, so a client sees why.
                 Err(status) => {
                     tracing::debug!(error = %status, "a client's session stream broke");
+                    let _ = replies.send(Err(status)).await;
                     return;
                 }
             };
