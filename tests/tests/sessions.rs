@@ -232,7 +232,8 @@ async fn a_stopping_node_ends_its_sessions() {
 }
 
 /// A message the node cannot take (over the size limit) ends the stream
-/// with the reason, not silently: a client sees why its requests failed.
+/// with the reason, not silently, after the replies of the requests it
+/// already runs: a client sees why, and what was written.
 #[tokio::test]
 async fn an_oversized_message_ends_the_session_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -243,17 +244,34 @@ async fn an_oversized_message_ends_the_session_with_the_reason() {
     );
     // Past the node's message limit (64 MiB at the default value limit).
     let huge = vec![7u8; 65 << 20];
-    let request = SessionRequest {
-        id: 1,
-        op: Some(session_request::Op::Put(put(b"k", &huge, None))),
-    };
+    let requests = [
+        SessionRequest {
+            id: 0,
+            op: Some(session_request::Op::Put(put(b"small", b"v", None))),
+        },
+        SessionRequest {
+            id: 1,
+            op: Some(session_request::Op::Put(put(b"k", &huge, None))),
+        },
+    ];
     let mut replies = kv(node.addr())
         .await
         .max_encoding_message_size(usize::MAX)
-        .session(tokio_stream::iter([request]))
+        .session(tokio_stream::iter(requests))
         .await
         .expect("the node opens a session")
         .into_inner();
+    // The request read before the bad one is answered first: it wrote.
+    let first = tokio::time::timeout(Duration::from_secs(20), replies.message())
+        .await
+        .expect("an answer")
+        .expect("the reply before the end")
+        .expect("a reply");
+    assert_eq!(first.id, 0);
+    assert!(
+        matches!(first.result, Some(session_reply::Result::Put(_))),
+        "{first:?}"
+    );
     let end = tokio::time::timeout(Duration::from_secs(20), replies.message())
         .await
         .expect("the stream ends");

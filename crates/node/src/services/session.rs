@@ -64,9 +64,14 @@ pub(super) fn serve(
                 Ok(None) => return,
                 // A message that does not decode or is over the size
                 // limit, or the client's stream broke: the reply stream
-                // ends with that status, so a client sees why.
+                // ends with that status, so a client sees why, after the
+                // replies of the requests already running (they may have
+                // written; their clients must hear how they ended).
                 Err(status) => {
                     tracing::debug!(error = %status, "a client's session stream broke");
+                    drop(permit);
+                    let all = u32::try_from(RUNNING).unwrap_or(u32::MAX);
+                    let _ = running.acquire_many(all).await;
                     let _ = replies.send(Err(status)).await;
                     return;
                 }
