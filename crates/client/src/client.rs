@@ -109,6 +109,16 @@ impl Default for ClientOptions {
     }
 }
 
+impl Link {
+    fn new(channel: Channel, credentials: &Credentials) -> Self {
+        let session = Session::new(kv_client(channel.clone(), credentials.clone()));
+        Self {
+            channel,
+            session: Arc::new(session),
+        }
+    }
+}
+
 /// A client of a Strata cluster. Cheap to clone: clones share connections
 /// and the ring.
 #[derive(Debug, Clone)]
@@ -121,9 +131,8 @@ struct Inner {
     /// The endpoint the client was created with (ping, ring and status go
     /// there; also the fallback when the ring is empty).
     seed: String,
-    seed_channel: Channel,
-    /// Sessions with the seed (ping goes there).
-    seed_session: Arc<Session>,
+    /// The connection and session to the seed (ping goes there).
+    seed_link: Link,
     links: Mutex<HashMap<String, Link>>,
     routing: RwLock<Arc<Routing>>,
     options: ClientOptions,
@@ -145,8 +154,10 @@ struct Link {
 /// is too large for one.
 #[derive(Debug)]
 struct Lane {
-    kv: KvClient<Conn>,
-    session: Option<Arc<Session>>,
+    link: Link,
+    credentials: Credentials,
+    /// Whether the client uses sessions at all.
+    sessions: bool,
 }
 
 /// Adds `authorization: Bearer <token>` to every request, when the client
@@ -232,15 +243,11 @@ impl Client {
         for endpoint in &list {
             match seed_ring(endpoint, &options, &credentials).await {
                 Ok((seed_channel, ring)) => {
-                    let seed_session = Arc::new(Session::new(kv_client(
-                        seed_channel.clone(),
-                        credentials.clone(),
-                    )));
+                    let seed_link = Link::new(seed_channel, &credentials);
                     return Ok(Self {
                         inner: Arc::new(Inner {
                             seed: (*endpoint).to_owned(),
-                            seed_channel,
-                            seed_session,
+                            seed_link,
                             links: Mutex::new(HashMap::new()),
                             routing: RwLock::new(Arc::new(Routing::from_ring(&ring))),
                             options,
@@ -276,23 +283,12 @@ impl Client {
         let request = PingRequest {
             payload: payload.into(),
         };
-        let session = &self.inner.seed_session;
-        if self.inner.options.sessions && !session.is_unsupported() {
-            let call = session.call(session::Op::Ping(request.clone()));
-            let answer = tokio::time::timeout(self.inner.options.timeout, call).await;
-            match answer {
-                Ok(Ok(session::Reply::Ping(pong))) => return Ok(pong),
-                Ok(Ok(other)) => return Err(Error::Status(wrong_reply(&other))),
-                Ok(Err(Failed::Status(status))) => return Err(Error::Status(status)),
-                Ok(Err(Failed::Unsupported)) => {}
-                Err(_) => {
-                    let timeout = self.inner.options.timeout;
-                    return Err(Error::Status(no_answer(&self.inner.seed, timeout)));
-                }
-            }
+        let lane = self.lane(self.inner.seed_link.clone());
+        let timeout = self.inner.options.timeout;
+        match tokio::time::timeout(timeout, lane.ping(request)).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(Error::Status(no_answer(&self.inner.seed, timeout))),
         }
-        self.within(&self.inner.seed, self.admin().ping(request))
-            .await
     }
 
     /// All siblings of `key` and their context.
@@ -386,7 +382,7 @@ impl Client {
         };
         self.route(&first, Retry::Read, move |lane| {
             let request = request.clone();
-            let mut kv = lane.kv;
+            let mut kv = lane.unary();
             async move { kv.batch_get(request).await.map(tonic::Response::into_inner) }
         })
         .await
@@ -515,7 +511,7 @@ impl Client {
     /// Fetches the ring again, from the seed node or any node it knows.
     /// Returns whether a node answered.
     pub async fn refresh_ring(&self) -> bool {
-        let mut sources = vec![self.inner.seed_channel.clone()];
+        let mut sources = vec![self.inner.seed_link.channel.clone()];
         for address in self.routing().addresses() {
             if let Ok(channel) = self.channel(&address) {
                 sources.push(channel);
@@ -563,7 +559,7 @@ impl Client {
     }
 
     fn admin(&self) -> AdminClient<Conn> {
-        self.admin_on(self.inner.seed_channel.clone())
+        self.admin_on(self.inner.seed_link.channel.clone())
     }
 
     fn admin_on(&self, channel: Channel) -> AdminClient<Conn> {
@@ -581,13 +577,18 @@ impl Client {
             return Ok(link.clone());
         }
         let channel = endpoint_for(address, self.inner.options.tls.as_ref())?.connect_lazy();
-        let session = Session::new(kv_client(channel.clone(), self.inner.credentials.clone()));
-        let link = Link {
-            channel,
-            session: Arc::new(session),
-        };
+        let link = Link::new(channel, &self.inner.credentials);
         links.insert(address.to_owned(), link.clone());
         Ok(link)
+    }
+
+    /// What a request to the node at the end of `link` goes through.
+    fn lane(&self, link: Link) -> Lane {
+        Lane {
+            link,
+            credentials: self.inner.credentials.clone(),
+            sessions: self.inner.options.sessions,
+        }
     }
 
     /// Sends `call` to the best candidate node for `key`, moving on to the
@@ -611,11 +612,7 @@ impl Client {
         let attempts = self.inner.options.attempts.max(1);
         for tried in 0..attempts {
             let address = &candidates[tried % candidates.len()];
-            let link = self.link(address)?;
-            let lane = Lane {
-                kv: kv_client(link.channel, self.inner.credentials.clone()),
-                session: self.inner.options.sessions.then_some(link.session),
-            };
+            let lane = self.lane(self.link(address)?);
             let attempt = tokio::time::timeout(self.inner.options.timeout, call(lane)).await;
             let (status, silent) = match attempt {
                 Ok(Ok(response)) => return Ok(response),
@@ -748,6 +745,22 @@ impl Lane {
         }
     }
 
+    async fn ping(self, request: PingRequest) -> Result<PingResponse, tonic::Status> {
+        let size = prost::Message::encoded_len(&request);
+        match self
+            .on_session(size, || session::Op::Ping(request.clone()))
+            .await
+        {
+            Some(Ok(session::Reply::Ping(response))) => Ok(response),
+            Some(Ok(other)) => Err(wrong_reply(&other)),
+            Some(Err(status)) => Err(status),
+            None => AdminClient::with_interceptor(self.link.channel, self.credentials)
+                .ping(request)
+                .await
+                .map(tonic::Response::into_inner),
+        }
+    }
+
     /// The session's answer to the request `op` makes, or `None` when it
     /// goes as a unary call (sessions off or unsupported, or `size` over
     /// the session's limit).
@@ -756,7 +769,10 @@ impl Lane {
         size: usize,
         op: impl FnOnce() -> session::Op,
     ) -> Option<Result<session::Reply, tonic::Status>> {
-        let session = self.session.as_ref()?;
+        if !self.sessions {
+            return None;
+        }
+        let session = &self.link.session;
         if size > session::MAX_REQUEST_BYTES || session.is_unsupported() {
             return None;
         }
@@ -767,8 +783,10 @@ impl Lane {
         }
     }
 
-    fn unary(&self) -> KvClient<Conn> {
-        self.kv.clone()
+    /// A unary KV client on the lane's connection: built only when the
+    /// session does not carry the request.
+    fn unary(self) -> KvClient<Conn> {
+        kv_client(self.link.channel, self.credentials)
     }
 }
 
@@ -1029,18 +1047,17 @@ mod tests {
         for refusal in refusals {
             let channel = serve(NoSessions { refusal }).await;
             let credentials = Credentials::new(None).expect("no token");
-            let session = Arc::new(Session::new(kv_client(
-                channel.clone(),
-                credentials.clone(),
-            )));
+            let link = Link::new(channel, &credentials);
+            let session = Arc::clone(&link.session);
             let put = |value: &'static [u8]| PutRequest {
                 key: b"k".to_vec().into(),
                 value: value.to_vec().into(),
                 ..PutRequest::default()
             };
             let lane = || Lane {
-                kv: kv_client(channel.clone(), credentials.clone()),
-                session: Some(Arc::clone(&session)),
+                link: link.clone(),
+                credentials: credentials.clone(),
+                sessions: true,
             };
             let first = lane()
                 .put(put(b"first"))
