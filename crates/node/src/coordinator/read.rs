@@ -65,12 +65,19 @@ impl Coordinator {
         let mut outstanding = 0usize;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // This node's own answer is read here, after the remote
+            // requests are on their way (no task, no channel).
+            let mut local = None;
             while asked < wanted {
                 let Some(t) = next.next() else { break };
                 asked += 1;
                 match Target::resolve(&t.id, &self.ctx, &view) {
                     Ok(target) => {
                         reachable.insert(t.id.clone(), target.clone());
+                        if let Target::Local(storage) = target {
+                            local = Some((t.id.clone(), storage));
+                            continue;
+                        }
                         outstanding += 1;
                         let (tx, id, key) = (tx.clone(), t.id.clone(), key.clone());
                         tokio::spawn(async move {
@@ -83,6 +90,14 @@ impl Coordinator {
                         wanted += 1;
                     }
                 }
+            }
+            if let Some((id, storage)) = local {
+                let answer = storage.read(&key).map_err(TargetError::Local);
+                if answer.is_err() {
+                    wanted += 1;
+                }
+                self.record(&mut quorum, (id, answer));
+                continue;
             }
             match quorum.progress() {
                 Progress::Reached => break,
