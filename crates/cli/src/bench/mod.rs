@@ -4,8 +4,9 @@
 //! from the workload's mix for `--ops` operations or `--duration` seconds on
 //! `--threads` concurrent workers. With `--rate`, workers send at fixed
 //! intervals and latency is measured from each operation's *intended* send
-//! time, so a stall shows up in the percentiles instead of being hidden
-//! (coordinated omission).
+//! time when the worker is late for it, so a stall shows up in the
+//! percentiles instead of being hidden (coordinated omission); a worker on
+//! schedule counts from when its timer wakes it (see [`pace`]).
 
 pub(crate) mod keys;
 mod report;
@@ -214,13 +215,8 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
                 if deadline.is_some_and(|d| Instant::now() >= d) || take(&budget).is_none() {
                     return stats;
                 }
-                // Fixed rate: latency counts from the intended send time.
                 let started = match interval {
-                    Some(interval) => {
-                        let intended = start + interval * k;
-                        tokio::time::sleep_until(intended.into()).await;
-                        intended
-                    }
+                    Some(interval) => pace(start + interval * k).await,
                     None => Instant::now(),
                 };
                 let op = workload.next_op(&mut rng);
@@ -367,6 +363,21 @@ fn process_cpu() -> Option<Duration> {
 /// utime + stime of a `/proc/PID/stat` line. They are fields 14 and 15, in
 /// clock ticks of USER_HZ (100 on Linux); the command name (field 2) may
 /// hold spaces and parentheses, so fields are counted after its last `)`.
+/// At a fixed rate, waits for an operation's `intended` send time and
+/// returns when its latency starts counting. A worker already late for it
+/// (its previous operation ran long) counts from `intended`, so that a slow
+/// server's queueing shows in the latencies (no coordinated omission); a
+/// worker that sleeps until then counts from when it wakes, so that the
+/// timer's own lateness (tokio's timer has millisecond ticks, and it wakes
+/// up to a tick late) is not charged to the server.
+async fn pace(intended: Instant) -> Instant {
+    if Instant::now() >= intended {
+        return intended;
+    }
+    tokio::time::sleep_until(intended.into()).await;
+    Instant::now()
+}
+
 fn parse_proc_stat_cpu(stat: &str) -> Option<Duration> {
     const USER_HZ: u64 = 100;
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -390,6 +401,18 @@ mod tests {
         assert_ne!(a, b, "every value is fresh");
         let distinct = a.iter().collect::<std::collections::HashSet<_>>().len();
         assert!(distinct > 200, "bytes spread over the range: {distinct}");
+    }
+
+    #[tokio::test]
+    async fn a_late_worker_counts_from_the_intended_time_a_sleeping_one_from_its_wake_up() {
+        let late = Instant::now() - Duration::from_millis(5);
+        assert_eq!(pace(late).await, late, "the server's delay is counted");
+        let ahead = Instant::now() + Duration::from_millis(3);
+        let started = pace(ahead).await;
+        assert!(
+            started > ahead,
+            "the sleep ends on a timer tick after the intended time, and the latency counts from there"
+        );
     }
 
     #[test]
