@@ -4,15 +4,21 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt as _};
 use strata_cluster::ConsistencyLevel;
 use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
-use tokio::sync::mpsc;
 
 use super::remote::{Target, TargetError};
 use super::{Coordinator, CoordinatorError, ReadOutcome, enough_up};
 use crate::request::{required_acks, validate_key};
 
 type Answer = (NodeId, Result<Siblings, TargetError>);
+/// The remote replicas' answers still to come, polled by the read itself
+/// (no task per replica) and, after the client's answer, by its
+/// background part.
+type Pending = FuturesUnordered<BoxFuture<'static, Answer>>;
 
 impl Coordinator {
     /// Reads `key` at `consistency`.
@@ -51,7 +57,7 @@ impl Coordinator {
                 .reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 .is_multiple_of(period);
-        let (tx, mut rx) = mpsc::channel::<Answer>(targets.len().max(1));
+        let mut pending = Pending::new();
         let mut reachable = HashMap::new();
         let mut asked = 0;
         let mut next = live.iter();
@@ -66,7 +72,7 @@ impl Coordinator {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // This node's own answer is read here, after the remote
-            // requests are on their way (no task, no channel).
+            // requests are on their way.
             let mut local = None;
             while asked < wanted {
                 let Some(t) = next.next() else { break };
@@ -79,10 +85,10 @@ impl Coordinator {
                             continue;
                         }
                         outstanding += 1;
-                        let (tx, id, key) = (tx.clone(), t.id.clone(), key.clone());
-                        tokio::spawn(async move {
-                            let _ = tx.send((id, target.read(key, timeout).await)).await;
-                        });
+                        let (id, key) = (t.id.clone(), key.clone());
+                        pending.push(Box::pin(
+                            async move { (id, target.read(key, timeout).await) },
+                        ));
                     }
                     Err(e) => {
                         tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
@@ -92,6 +98,15 @@ impl Coordinator {
                 }
             }
             if let Some((id, storage)) = local {
+                // A remote request goes out on its future's first poll:
+                // poll them once before the local read.
+                if let Some(Some(answer)) = pending.next().now_or_never() {
+                    outstanding -= 1;
+                    if answer.1.is_err() {
+                        wanted += 1;
+                    }
+                    self.record(&mut quorum, answer);
+                }
                 let answer = storage.read(&key).map_err(TargetError::Local);
                 if answer.is_err() {
                     wanted += 1;
@@ -106,7 +121,7 @@ impl Coordinator {
                 }
                 Progress::Pending => {}
             }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            match tokio::time::timeout_at(deadline, pending.next()).await {
                 Ok(Some(answer)) => {
                     outstanding -= 1;
                     if answer.1.is_err() {
@@ -122,7 +137,6 @@ impl Coordinator {
                 }
             }
         }
-        drop(tx);
 
         let answered = quorum.answered();
         let resolution = quorum.resolve();
@@ -142,7 +156,7 @@ impl Coordinator {
             let background = Background {
                 key: key.clone(),
                 quorum,
-                rx,
+                pending,
                 deadline,
                 repaired,
                 repaired_with: resolution.merged.clone(),
@@ -210,7 +224,7 @@ async fn repair(
 struct Background {
     key: Bytes,
     quorum: ReadQuorum,
-    rx: mpsc::Receiver<Answer>,
+    pending: Pending,
     deadline: tokio::time::Instant,
     repaired: Vec<NodeId>,
     repaired_with: Siblings,
@@ -221,7 +235,7 @@ struct Background {
 impl Background {
     async fn finish(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
         while let Ok(Some((id, answer))) =
-            tokio::time::timeout_at(self.deadline, self.rx.recv()).await
+            tokio::time::timeout_at(self.deadline, self.pending.next()).await
         {
             self.quorum.record(&id, answer.ok());
         }
