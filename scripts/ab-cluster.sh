@@ -33,13 +33,7 @@ printf '%-6s %-40s %10s %10s %16s\n' round binary ops/s read_p50 cluster_cpu_us/
 for round in $(seq "$ROUNDS"); do
   for bin in "$@"; do
     rm -rf "$ROOT/data"
-    "$bin" dev --nodes "$NODES" --base-port 7940 --data-dir "$ROOT/data" >"$ROOT/dev.log" 2>&1 &
-    DEV=$!
-    PIDS+=("$DEV")
-    for _ in $(seq 100); do
-      grep -q "Ctrl-C stops" "$ROOT/dev.log" 2>/dev/null && break
-      sleep 0.2
-    done
+    start_dev "$bin" "$NODES" 7940
     "$STRATA" -e "$E" bench --workload "$WORKLOAD" --records 20000 --ops 0 --threads 32 >/dev/null
     before=$(awk '{ print $14 + $15 }' "/proc/$DEV/stat")
     out=$("$STRATA" -e "$E" bench --workload "$WORKLOAD" --records 20000 --ops "$OPS" \

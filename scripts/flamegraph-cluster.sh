@@ -22,13 +22,7 @@ STRATA=${STRATA_BIN:-target/release/strata}
 . scripts/lib.sh
 scratch flame-cluster
 
-"$STRATA" dev --nodes 3 --base-port 7860 --data-dir "$ROOT/data" >"$ROOT/dev.log" 2>&1 &
-DEV=$!
-PIDS+=("$DEV")
-for _ in $(seq 100); do
-  grep -q "Ctrl-C stops" "$ROOT/dev.log" 2>/dev/null && break
-  sleep 0.2
-done
+start_dev "$STRATA" 3 7860
 E=127.0.0.1:7860
 "$STRATA" -e "$E" bench --workload a --records "$RECORDS" --ops 0 --threads 32 >/dev/null
 "$STRATA" -e "$E" bench --workload "$WORKLOAD" --records "$RECORDS" --ops "$OPS" --threads 32 --skip-load \

@@ -1,7 +1,9 @@
 # Sourced by the benchmark scripts: `scratch NAME` makes a temporary
 # directory ($ROOT) and an empty list of started processes ($PIDS); on exit,
 # however the script ends, the processes are killed and the directory is
-# removed. `settle PID...` waits for nodes to go idle.
+# removed. `settle PID...` waits for nodes to go idle. `start_dev BINARY
+# NODES PORT` starts a `strata dev` cluster in $ROOT and waits until it
+# serves.
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -30,4 +32,17 @@ settle() {
     last=$now
   done
   echo "(nodes idle after ${waited} s)"
+}
+
+# Starts `BINARY dev --nodes NODES --base-port PORT` with its data in
+# $ROOT/data and its log in $ROOT/dev.log, adds it to $PIDS, sets $DEV to
+# its PID and waits until it serves (at most 20 s).
+start_dev() {
+  "$1" dev --nodes "$2" --base-port "$3" --data-dir "$ROOT/data" >"$ROOT/dev.log" 2>&1 &
+  DEV=$!
+  PIDS+=("$DEV")
+  for _ in $(seq 100); do
+    grep -q "Ctrl-C stops" "$ROOT/dev.log" 2>/dev/null && break
+    sleep 0.2
+  done
 }
