@@ -133,5 +133,12 @@ mod tests {
             })
         );
         assert!(ConsistencyLevel::Replicas(4).required_acks(3).is_err());
+        // The message says what is allowed, for zero as for too many.
+        let zero = ConsistencyLevel::Replicas(0).required_acks(3).unwrap_err();
+        assert!(
+            zero.to_string()
+                .contains("must be 1 to the replication factor, 3"),
+            "{zero}"
+        );
     }
 }

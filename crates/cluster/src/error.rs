@@ -5,7 +5,7 @@
 pub enum Error {
     /// A consistency level that asks for more replicas than exist, or none.
     #[error(
-        "consistency asks for {requested} replicas but the replication factor is {replication_factor}"
+        "consistency asks for {requested} replicas; it must be 1 to the replication factor, {replication_factor}"
     )]
     ConsistencyOutOfRange {
         /// Replicas the request asked for.
