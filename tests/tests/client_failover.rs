@@ -131,6 +131,38 @@ async fn a_replica_killed_under_forwarded_writes_fails_none_of_them() {
 /// Sixteen workers put and get their own keys at QUORUM through `client`;
 /// node `victim` is killed once 200 rounds are done. Every request must
 /// succeed and every read see its own write, once.
+/// A node that sees too few of a key's replicas up refuses a write before
+/// writing anything: one cut off from its peers, as here, or one that has
+/// just restarted and not heard from them yet. Other coordinators may see
+/// more, so the client tries the next replica (which it can reach) rather
+/// than failing the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_for_too_few_replicas_up_goes_to_the_next_replica() {
+    let cluster = Cluster::start(3, ARGS).await;
+    let (_, cut_off) = cluster.running()[2];
+    let (_, other) = cluster.running()[0];
+    let client = Client::connect(&cut_off.to_string())
+        .await
+        .expect("connect");
+    cluster.partition(2);
+    cluster.wait_until_alive_among(&[2], 1).await;
+    let quorum = Some(parse_consistency("quorum").expect("level"));
+    let key = |i: u32| format!("cut-off-{i}").into_bytes();
+    for i in 0..12 {
+        client
+            .put(key(i), b"written".to_vec(), Vec::new(), quorum)
+            .await
+            .unwrap_or_else(|e| panic!("put {i}: {e}"));
+    }
+    // Written where the client's retry went: a quorum of the others.
+    let reader = Client::connect(&other.to_string()).await.expect("connect");
+    for i in 0..12 {
+        let got = reader.get(key(i), quorum).await.expect("get");
+        let values: Vec<&[u8]> = got.siblings.iter().map(|s| &s.value[..]).collect();
+        assert_eq!(values, [&b"written"[..]], "key {i}");
+    }
+}
+
 async fn through_a_kill(cluster: &mut Cluster, client: &Client, victim: usize) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -108,13 +108,20 @@ async fn each_operation_answers_as_its_unary_call_by_id() {
             panic!("request {id} fails: {:?}", replies[&id]);
         };
         assert_eq!(carried, &as_carried(&status), "request {id}");
-        assert!(carried.metadata.contains_key(FROM_NODE), "{carried:?}");
     }
+    // Too few replicas up (one node, N=3): refused unwritten, so without
+    // the node marker (a client may try another coordinator), with the
+    // counts.
     let session_reply::Result::Error(quorum) = &replies[&11] else {
         unreachable!("checked above");
     };
     assert_eq!(quorum.code, tonic::Code::Unavailable as i32);
     assert!(quorum.metadata.contains_key(REQUIRED), "{quorum:?}");
+    assert!(!quorum.metadata.contains_key(FROM_NODE), "{quorum:?}");
+    let session_reply::Result::Error(invalid) = &replies[&12] else {
+        unreachable!("checked above");
+    };
+    assert!(invalid.metadata.contains_key(FROM_NODE), "{invalid:?}");
     let session_reply::Result::Ping(pong) = &replies[&13] else {
         panic!("a Ping's reply: {:?}", replies[&13]);
     };

@@ -97,12 +97,15 @@ impl From<CoordinatorError> for Status {
         // Refused before anything was written (as after a transport
         // failure), or a forward no replica took: without FROM_NODE,
         // forwarders and clients try the next replica (a write under its
-        // request id).
+        // request id). Too few replicas up is such a refusal: another
+        // coordinator may see more of them (this one may have just
+        // restarted and not heard from its peers yet).
         let from_node = !matches!(
             e,
             CoordinatorError::StoreRefusesWrites
                 | CoordinatorError::NotReplica
                 | CoordinatorError::NoReplicaTook { .. }
+                | CoordinatorError::ReplicasDown { .. }
         );
         let mut status = match e {
             CoordinatorError::Request(e) => e.into(),
@@ -170,6 +173,11 @@ mod tests {
             CoordinatorError::NotReplica,
             CoordinatorError::NoReplicaTook {
                 tried: 2,
+                required: 2,
+            },
+            CoordinatorError::ReplicasDown {
+                up: 1,
+                replicas: 3,
                 required: 2,
             },
         ] {
