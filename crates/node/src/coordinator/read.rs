@@ -68,7 +68,6 @@ impl Coordinator {
         } else {
             required as usize
         };
-        let mut outstanding = 0usize;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // This node's own answer is read here, after the remote
@@ -80,11 +79,10 @@ impl Coordinator {
                 match Target::resolve(&t.id, &self.ctx, &view) {
                     Ok(target) => {
                         reachable.insert(t.id.clone(), target.clone());
-                        if let Target::Local(storage) = target {
-                            local = Some((t.id.clone(), storage));
+                        if matches!(target, Target::Local(_)) {
+                            local = Some((t.id.clone(), target));
                             continue;
                         }
-                        outstanding += 1;
                         let (id, key) = (t.id.clone(), key.clone());
                         pending.push(Box::pin(
                             async move { (id, target.read(key, timeout).await) },
@@ -97,21 +95,15 @@ impl Coordinator {
                     }
                 }
             }
-            if let Some((id, storage)) = local {
+            if let Some((id, target)) = local {
                 // A remote request goes out on its future's first poll:
                 // poll them once before the local read.
                 if let Some(Some(answer)) = pending.next().now_or_never() {
-                    outstanding -= 1;
-                    if answer.1.is_err() {
-                        wanted += 1;
-                    }
-                    self.record(&mut quorum, answer);
+                    wanted += self.record(&mut quorum, answer);
                 }
-                let answer = storage.read(&key).map_err(TargetError::Local);
-                if answer.is_err() {
-                    wanted += 1;
-                }
-                self.record(&mut quorum, (id, answer));
+                // No await point inside: the engine read runs right here.
+                let answer = target.read(key.clone(), timeout).await;
+                wanted += self.record(&mut quorum, (id, answer));
                 continue;
             }
             match quorum.progress() {
@@ -122,13 +114,7 @@ impl Coordinator {
                 Progress::Pending => {}
             }
             match tokio::time::timeout_at(deadline, pending.next()).await {
-                Ok(Some(answer)) => {
-                    outstanding -= 1;
-                    if answer.1.is_err() {
-                        wanted += 1;
-                    }
-                    self.record(&mut quorum, answer);
-                }
+                Ok(Some(answer)) => wanted += self.record(&mut quorum, answer),
                 Ok(None) | Err(_) => {
                     return Err(CoordinatorError::Unavailable {
                         acks: quorum.answered(),
@@ -152,7 +138,7 @@ impl Coordinator {
             )
             .await;
         }
-        if outstanding > 0 || repaired.len() < resolution.stale.len() {
+        if !pending.is_empty() || repaired.len() < resolution.stale.len() {
             let background = Background {
                 key: key.clone(),
                 quorum,
@@ -180,12 +166,16 @@ impl Coordinator {
         })
     }
 
-    fn record(&self, quorum: &mut ReadQuorum, (id, answer): Answer) {
+    /// Counts one replica's answer; returns how many more replicas to ask
+    /// for it (one when it failed).
+    fn record(&self, quorum: &mut ReadQuorum, (id, answer): Answer) -> usize {
+        let failed = answer.is_err();
         if let Err(e) = &answer {
             self.ctx.metrics.replica_failed();
             tracing::debug!(replica = %id, error = %e, "replica read failed");
         }
         quorum.record(&id, answer.ok());
+        usize::from(failed)
     }
 
     /// Writes `merged` to `stale` replicas and waits for them (bounded).
