@@ -171,6 +171,14 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
         wait_for_state(&cluster, leaver, NodeState::Left).await;
         let op = finished_operation(cluster.addr(index), OperationKind::Decommission).await;
         assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+        // Asked again, a node that has left says so.
+        let again = admin(cluster.addr(index))
+            .await
+            .decommission(DecommissionRequest::default())
+            .await
+            .expect_err("it has left");
+        assert_eq!(again.code(), Code::FailedPrecondition, "{again}");
+        assert!(again.message().contains("already left"), "{again}");
         for list in &lists {
             let others: Vec<SocketAddr> = cluster
                 .running()

@@ -31,13 +31,21 @@ impl Changes {
 
     /// Preconditions of a decommission, checked against `view`.
     fn check_decommission(&self, view: &ClusterView) -> Result<(), ChangeError> {
-        match view.node(&self.ctx.id).map(|n| n.state) {
-            Some(NodeState::Normal) => {}
-            other => {
-                return Err(ChangeError::Refused(format!(
-                    "only a normal member can be decommissioned; this node is {other:?}"
-                )));
+        let not_normal = match view.node(&self.ctx.id).map(|n| n.state) {
+            Some(NodeState::Normal) => None,
+            Some(NodeState::Left) => {
+                Some("it has already left the ring (its decommission finished)")
             }
+            Some(NodeState::Joining) => {
+                Some("it is still joining; decommission it once it is normal")
+            }
+            Some(NodeState::Leaving) => Some("it is leaving already"),
+            None => Some("it is not a member of the ring"),
+        };
+        if let Some(why) = not_normal {
+            return Err(ChangeError::Refused(format!(
+                "only a normal member can be decommissioned, and this node is not: {why}"
+            )));
         }
         if let Some(change) = change_elsewhere(view, &self.ctx.id) {
             return Err(ChangeError::Refused(format!(
