@@ -8,6 +8,7 @@ mod dev;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use strata_client::{Client, parse_consistency, v1, v1::Consistency};
 
@@ -162,7 +163,11 @@ enum Command {
     /// surviving replicas to their new owners (run through any live node).
     Removenode {
         /// The node to remove; it must be down.
-        node: String,
+        #[arg(required_unless_present = "node_flag", conflicts_with = "node_flag")]
+        node: Option<String>,
+        /// The same, as a flag (as `decommission` and `progress` take it).
+        #[arg(long = "node", id = "node_flag", value_name = "NODE")]
+        node_flag: Option<String>,
         /// Start it and return without waiting.
         #[arg(long)]
         no_wait: bool,
@@ -374,7 +379,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 follow(&client, &op.node_id, &op.id).await?;
             }
         }
-        Command::Removenode { node, no_wait } => {
+        Command::Removenode {
+            node,
+            node_flag,
+            no_wait,
+        } => {
+            let node = node
+                .or(node_flag)
+                .context("removenode needs the node to remove")?;
             let op = client.remove_node(&node).await?;
             started(&op);
             if !no_wait {
@@ -624,7 +636,12 @@ async fn follow(client: &Client, node: &str, id: &str) -> anyhow::Result<()> {
     let tty = std::io::stdout().is_terminal();
     let mut last_line = std::time::Instant::now();
     loop {
-        let ops = client.progress_of(node, id).await?;
+        let ops = client.progress_of(node, id).await.with_context(|| {
+            format!(
+                "lost contact with {node} while following {id} (a change resumes by itself \
+                 when its node restarts: `strata progress --node {node}` follows it again)"
+            )
+        })?;
         let Some(op) = ops.into_iter().next() else {
             anyhow::bail!("{node} no longer knows operation {id}");
         };
@@ -775,6 +792,25 @@ mod tests {
         );
         // A certificate without its key is refused, not ignored.
         assert!(Cli::try_parse_from(["strata", "--ca", "a", "--cert", "b", "ping"]).is_err());
+    }
+
+    #[test]
+    fn removenode_takes_the_node_as_an_argument_or_as_node() {
+        for args in [
+            ["strata", "removenode", "n5"].as_slice(),
+            ["strata", "removenode", "--node", "n5"].as_slice(),
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let Command::Removenode {
+                node, node_flag, ..
+            } = cli.command
+            else {
+                panic!("{args:?} is not removenode");
+            };
+            assert_eq!(node.or(node_flag).as_deref(), Some("n5"), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["strata", "removenode"]).is_err());
+        assert!(Cli::try_parse_from(["strata", "removenode", "n5", "--node", "n6"]).is_err());
     }
 
     #[test]

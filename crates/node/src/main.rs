@@ -28,8 +28,21 @@ enum LogFormat {
     Json,
 }
 
-fn main() -> anyhow::Result<()> {
-    strata_node::runtime::build()?.block_on(run())
+fn main() -> std::process::ExitCode {
+    let outcome = match strata_node::runtime::build() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with its causes, and no backtrace even under
+            // RUST_BACKTRACE: a refusal to start is a message for the
+            // operator, not a crash.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run() -> anyhow::Result<()> {
