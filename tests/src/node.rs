@@ -31,9 +31,38 @@ impl NodeProcess {
     /// unexpected first line; the panic message includes its log.
     #[must_use]
     pub fn start(data_dir: &Path, node_id: Option<&str>, args: &[&str]) -> Self {
+        Self::spawn(
+            Command::new(workspace_binary("strata-node")),
+            data_dir,
+            node_id,
+            args,
+        )
+    }
+
+    /// [`NodeProcess::start`] under an open-file limit of `open_files`
+    /// (soft and hard, set by `ulimit -n` in a shell that then runs the
+    /// node in its place).
+    ///
+    /// # Panics
+    /// As [`NodeProcess::start`].
+    #[must_use]
+    pub fn start_with_open_files(
+        data_dir: &Path,
+        node_id: Option<&str>,
+        args: &[&str],
+        open_files: u32,
+    ) -> Self {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""))
+            .arg(workspace_binary("strata-node"));
+        Self::spawn(command, data_dir, node_id, args)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, node_id: Option<&str>, args: &[&str]) -> Self {
         let log_path = data_dir.with_extension("log");
         let log = std::fs::File::create(&log_path).expect("create node log");
-        let mut command = Command::new(workspace_binary("strata-node"));
         command
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -77,6 +106,12 @@ impl NodeProcess {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The node's process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The id the node reported.

@@ -7,6 +7,7 @@ mod batches;
 mod cli;
 mod client_failover;
 mod cluster;
+mod connections;
 mod dev;
 mod faults;
 mod gossip_key;

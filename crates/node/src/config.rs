@@ -56,6 +56,15 @@ pub struct NodeConfig {
         value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |v| v as usize))]
     pub max_write_bytes_in_flight: usize,
 
+    /// Open gRPC connections (clients and other nodes) at most; one beyond
+    /// is closed as soon as it is accepted, and its client tries another
+    /// node. Default: the open-file limit (raised to its hard limit at
+    /// start) less 1,536 files kept for the store, at least a quarter of
+    /// the limit. The client port leaves 256 of them to the internal port
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS",
+        value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |v| v as usize))]
+    pub max_connections: Option<usize>,
+
     /// Size of one memtable in bytes (the engine holds up to three: one
     /// taking writes, two being flushed). Larger memtables mean fewer,
     /// larger flushes; the memory is taken as writes arrive.

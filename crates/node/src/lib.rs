@@ -16,6 +16,7 @@ pub mod byte_budget;
 pub mod changes;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod coordinator;
 pub mod dots;

@@ -63,12 +63,27 @@ pub struct Metrics {
     writes_refused_overloaded: Counter,
     sessions_opened: Counter,
     sessions_open: Gauge,
+    connections_open: Gauge,
+    connections_refused: Counter,
+    accept_failures: Counter,
     members: Gauge,
     members_alive: Gauge,
     hints: HintMetrics,
     repair: RepairMetrics,
     stream: StreamMetrics,
     auth_denied: Family<AuthLabels, Counter>,
+}
+
+/// A connection counted as open until dropped.
+#[derive(Debug)]
+pub struct OpenConnection {
+    open: Gauge,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 /// A session stream counted as open until dropped.
@@ -187,6 +202,23 @@ impl Metrics {
             "sessions_open",
             "KV.Session streams open now (the node reads requests from them)",
             sessions_open.clone(),
+        );
+        let (connections_open, connections_refused, accept_failures) =
+            (Gauge::default(), Counter::default(), Counter::default());
+        registry.register(
+            "connections_open",
+            "gRPC connections (clients and other nodes) open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed as soon as they were accepted because --max-connections were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "accept_failures",
+            "Failed accepts of new connections other than one connection's own (out of file descriptors or memory); accepting pauses 100 ms after each",
+            accept_failures.clone(),
         );
         registry.register(
             "writes_refused_overloaded",
@@ -415,6 +447,9 @@ impl Metrics {
             writes_refused_overloaded,
             sessions_opened,
             sessions_open,
+            connections_open,
+            connections_refused,
+            accept_failures,
             members,
             members_alive,
             hints,
@@ -481,6 +516,26 @@ impl Metrics {
     /// Counts a client write refused by the write budget.
     pub fn write_refused_overloaded(&self) {
         self.writes_refused_overloaded.inc();
+    }
+
+    /// Counts a connection accepted; the gauge of open ones falls again
+    /// when the returned guard is dropped.
+    #[must_use]
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection {
+            open: self.connections_open.clone(),
+        }
+    }
+
+    /// Counts a connection closed at once for the connection cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Counts a failed accept (not one connection's own error).
+    pub fn accept_failed(&self) {
+        self.accept_failures.inc();
     }
 
     /// Counts a client session stream opened; the gauge of open ones falls

@@ -249,6 +249,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         return Err(RunError::Config(format!("node {id}: {why}")));
     }
     tracing::info!(%id, ?boot, "starting");
+    let max_connections = max_connections(config.max_connections);
     let bind = |addr: SocketAddr| move |source| RunError::Bind { addr, source };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -453,6 +454,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             tokens,
             tls: tls.clone(),
             metrics: metrics_listener,
+            max_connections,
         },
         replay,
         stopped,
@@ -485,6 +487,35 @@ struct Listeners {
     /// TLS for both sockets.
     tls: Option<crate::tls::NodeTls>,
     metrics: tokio::net::TcpListener,
+    /// Open connections on `grpc` and `internal` together at most.
+    max_connections: usize,
+}
+
+/// The connection cap: `asked`, or what the open-file limit leaves once
+/// raised to its hard limit. Says so when the limit is too low for the
+/// store.
+fn max_connections(asked: Option<usize>) -> usize {
+    let open_files = match crate::connections::raise_open_file_limit() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            None
+        }
+    };
+    if let Some(limit) = open_files
+        && limit < 2 * crate::connections::RESERVED_FILES
+    {
+        tracing::warn!(
+            limit,
+            "the open-file limit is low: the store may keep {} files open; raise it \
+             (ulimit -n, systemd LimitNOFILE, the container runtime's nofile)",
+            crate::connections::RESERVED_FILES
+        );
+    }
+    let default = open_files.map_or(4_096, crate::connections::default_max_connections);
+    let max = asked.unwrap_or(default);
+    tracing::info!(max, open_files, "connection cap");
+    max
 }
 
 async fn serve_all(
@@ -570,6 +601,7 @@ async fn serve_all(
                 internal: listeners.internal,
                 tokens: listeners.tokens,
                 tls: listeners.tls,
+                max_connections: listeners.max_connections,
             },
             wait(stopped),
         ),

@@ -7,11 +7,11 @@ use strata_proto::v1::{
     admin_server::AdminServer, kv_server::KvServer, replica_server::ReplicaServer,
 };
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::admission::WriteBudget;
 use crate::changes::Changes;
+use crate::connections::{ConnectionCap, PEER_ROOM, incoming};
 use crate::context::Context;
 use crate::coordinator::Coordinator;
 use crate::repair::Repairer;
@@ -44,6 +44,8 @@ pub struct Sockets {
     pub tokens: Option<Arc<crate::auth::TokenStore>>,
     /// TLS for both sockets (`None`: plaintext).
     pub tls: Option<crate::tls::NodeTls>,
+    /// Open connections on both sockets together at most.
+    pub max_connections: usize,
 }
 
 /// Serves every Strata service, `grpc.health.v1.Health` and server
@@ -121,13 +123,11 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(kv.clone())
         .add_service(AdminServer::from_arc(Arc::clone(&admin)));
-    // No Nagle: small responses would otherwise wait for delayed ACKs
-    // (a 40 ms tail measured with `strata bench --workload ping`).
-    let incoming = |listener| TcpIncoming::from(listener).with_nodelay(Some(true));
+    let cap = ConnectionCap::new(sockets.max_connections, Arc::clone(&ctx.metrics));
     match (sockets.internal, sockets.tls) {
         (None, _) => Ok(client_services
             .add_service(replica)
-            .serve_with_incoming_shutdown(incoming(sockets.grpc), stopped(stop_pipes))
+            .serve_with_incoming_shutdown(incoming(sockets.grpc, cap), stopped(stop_pipes))
             .await?),
         (Some(internal), tls) => {
             // Node to node: Replica, Admin, and KV for forwarded writes
@@ -137,22 +137,24 @@ pub async fn serve(
                 .add_service(replica)
                 .add_service(AdminServer::from_arc(admin))
                 .add_service(kv);
+            // Clients leave room under the cap for other nodes.
+            let client_cap = cap.leaving(PEER_ROOM);
             let (client, internal) = match tls {
                 None => tokio::join!(
                     client_services.serve_with_incoming_shutdown(
-                        incoming(sockets.grpc),
+                        incoming(sockets.grpc, client_cap),
                         stopped(stop_pipes.clone())
                     ),
                     internal_services
-                        .serve_with_incoming_shutdown(incoming(internal), stopped(stop_pipes)),
+                        .serve_with_incoming_shutdown(incoming(internal, cap), stopped(stop_pipes)),
                 ),
                 Some(tls) => tokio::join!(
                     client_services.serve_with_incoming_shutdown(
-                        crate::tls::incoming(sockets.grpc, tls.client_port),
+                        crate::tls::incoming(sockets.grpc, tls.client_port, client_cap),
                         stopped(stop_pipes.clone())
                     ),
                     internal_services.serve_with_incoming_shutdown(
-                        crate::tls::incoming(internal, tls.internal_port),
+                        crate::tls::incoming(internal, tls.internal_port, cap),
                         stopped(stop_pipes)
                     ),
                 ),
@@ -196,6 +198,7 @@ mod tests {
             internal: None,
             tokens: None,
             tls: None,
+            max_connections: 64,
         };
         let server = tokio::spawn(serve(ctx, coordinator, repairer, None, sockets, async {
             let _ = stopped.await;

@@ -445,29 +445,25 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// Connections accepted on `listener` that completed a TLS handshake, as
-/// tonic's incoming stream. Handshakes run concurrently (a slow one holds
-/// up no other); failed ones are logged at debug and dropped.
+/// Connections accepted on `listener` under `cap` that completed a TLS
+/// handshake, as tonic's incoming stream. Handshakes run concurrently (a
+/// slow one holds up no other); failed ones are logged at debug and
+/// dropped.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
-) -> tokio_stream::wrappers::ReceiverStream<io::Result<tokio_rustls::server::TlsStream<TcpStream>>>
-{
+    cap: crate::connections::ConnectionCap,
+) -> tokio_stream::wrappers::ReceiverStream<
+    io::Result<tokio_rustls::server::TlsStream<crate::connections::Counted>>,
+> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
+                accepted = crate::connections::accept(&listener, &cap) => accepted,
                 () = tx.closed() => return,
             };
-            let _ = stream.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
