@@ -325,3 +325,85 @@ async fn five_nodes_serve_every_key_through_every_node() {
         );
     }
 }
+
+/// The nodes `via` sees alive, by id.
+async fn alive_seen_by(via: std::net::SocketAddr) -> Vec<String> {
+    let Ok(ring) = strata_tests::cluster::admin(via)
+        .await
+        .get_ring(v1::GetRingRequest {})
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut alive: Vec<String> = ring
+        .into_inner()
+        .nodes
+        .into_iter()
+        .filter(|n| n.alive)
+        .map(|n| n.node_id)
+        .collect();
+    alive.sort();
+    alive
+}
+
+/// Every node seeded only with node-a's gossip address; all three stop,
+/// and node-b and node-c start again while node-a stays down: they find
+/// each other at the gossip addresses their membership file recorded
+/// (with the seed alone they never would) and serve QUORUM writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_restarted_while_their_seeds_are_down_find_each_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = ["node-a", "node-b", "node-c"];
+    let gossip: Vec<String> = ids
+        .iter()
+        .map(|_| format!("127.0.0.1:{}", strata_tests::two_ports::free_port()))
+        .collect();
+    let start = |i: usize| {
+        let args = [
+            "--gossip-interval-ms",
+            "100",
+            "--gossip-listen",
+            gossip[i].as_str(),
+            "--seeds",
+            gossip[0].as_str(),
+            "--initial-cluster",
+            "node-a,node-b,node-c",
+        ];
+        strata_tests::NodeProcess::start(&dir.path().join(ids[i]), Some(ids[i]), &args)
+    };
+    let wait_for = |nodes: &[&strata_tests::NodeProcess], expected: Vec<&str>| {
+        let (nodes, expected): (Vec<_>, Vec<String>) = (
+            nodes.iter().map(|n| n.addr()).collect(),
+            expected.into_iter().map(str::to_owned).collect(),
+        );
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for addr in nodes {
+                loop {
+                    let seen = alive_seen_by(addr).await;
+                    if seen == expected {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{addr} sees {seen:?} alive, not {expected:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
+    let nodes: Vec<_> = (0..3).map(start).collect();
+    wait_for(&nodes.iter().collect::<Vec<_>>(), ids.to_vec()).await;
+    drop(nodes);
+
+    let (b, c) = (start(1), start(2));
+    wait_for(&[&b, &c], vec!["node-b", "node-c"]).await;
+    let written = kv(b.addr())
+        .await
+        .put(put("after", b"v", &[], ConsistencyLevel::Quorum))
+        .await
+        .expect("a QUORUM write with two of three up")
+        .into_inner();
+    assert_eq!(written.replicas_acked, 2);
+}

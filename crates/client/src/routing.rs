@@ -24,6 +24,7 @@ impl Routing {
                 gossip: NodeGossip {
                     grpc_address: n.grpc_address.clone(),
                     internal_address: String::new(),
+                    gossip_address: String::new(),
                     tokens: n.tokens.iter().copied().map(Token).collect(),
                     state: match v1::NodeState::try_from(n.state) {
                         Ok(v1::NodeState::Joining) => NodeState::Joining,

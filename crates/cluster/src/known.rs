@@ -28,6 +28,10 @@ pub struct MemberRecord {
     pub grpc_address: String,
     /// `host:port` of its internal gRPC server (empty: none apart).
     pub internal_address: String,
+    /// `host:port` of its gossip (UDP; empty: unknown). A restarted node
+    /// gossips with the members it knows besides its seeds, so members
+    /// find each other while the seeds are down.
+    pub gossip_address: String,
     /// Its tokens.
     pub tokens: Vec<Token>,
     /// Its state.
@@ -116,6 +120,7 @@ impl KnownMembers {
             let record = MemberRecord {
                 grpc_address: peer.gossip.grpc_address.clone(),
                 internal_address: peer.gossip.internal_address.clone(),
+                gossip_address: peer.gossip.gossip_address.clone(),
                 tokens: peer.gossip.tokens.clone(),
                 state: peer.gossip.state,
                 incarnation: peer.gossip.incarnation,
@@ -188,6 +193,7 @@ impl KnownMembers {
                 gossip: NodeGossip {
                     grpc_address: record.grpc_address.clone(),
                     internal_address: record.internal_address.clone(),
+                    gossip_address: record.gossip_address.clone(),
                     tokens: record.tokens.clone(),
                     state: record.state,
                     load_bytes: 0,
@@ -228,8 +234,13 @@ impl KnownMembers {
                 },
                 m.incarnation
             );
-            if !m.internal_address.is_empty() {
-                let _ = write!(body, " {}", m.internal_address);
+            // Likewise the gossip address, after the internal one ("-"
+            // when there is none).
+            if !m.internal_address.is_empty() || !m.gossip_address.is_empty() {
+                let _ = write!(body, " {}", dash(&m.internal_address));
+            }
+            if !m.gossip_address.is_empty() {
+                let _ = write!(body, " {}", m.gossip_address);
             }
             body.push('\n');
         }
@@ -276,7 +287,27 @@ impl KnownMembers {
             // Files written before incarnations were kept lack the field:
             // unknown (0); the internal address is there only when the
             // member has one.
-            let (kind, id, address, state, tokens, incarnation, internal) = match fields[..] {
+            let (kind, id, address, state, tokens, incarnation, internal, gossip) = match fields[..]
+            {
+                [
+                    kind,
+                    id,
+                    address,
+                    state,
+                    tokens,
+                    incarnation,
+                    internal,
+                    gossip,
+                ] => (
+                    kind,
+                    id,
+                    address,
+                    state,
+                    tokens,
+                    Some(incarnation),
+                    internal,
+                    gossip,
+                ),
                 [kind, id, address, state, tokens, incarnation, internal] => (
                     kind,
                     id,
@@ -285,11 +316,14 @@ impl KnownMembers {
                     tokens,
                     Some(incarnation),
                     internal,
+                    "",
                 ),
                 [kind, id, address, state, tokens, incarnation] => {
-                    (kind, id, address, state, tokens, Some(incarnation), "")
+                    (kind, id, address, state, tokens, Some(incarnation), "", "")
                 }
-                [kind, id, address, state, tokens] => (kind, id, address, state, tokens, None, ""),
+                [kind, id, address, state, tokens] => {
+                    (kind, id, address, state, tokens, None, "", "")
+                }
                 _ => {
                     return Err(malformed(
                         n,
@@ -326,7 +360,12 @@ impl KnownMembers {
                 id,
                 MemberRecord {
                     grpc_address,
-                    internal_address: internal.to_owned(),
+                    internal_address: if internal == "-" {
+                        String::new()
+                    } else {
+                        internal.to_owned()
+                    },
+                    gossip_address: gossip.to_owned(),
                     tokens,
                     state,
                     incarnation,
@@ -362,6 +401,12 @@ mod tests {
                     format!("10.0.0.{i}:7401")
                 } else {
                     String::new()
+                },
+                // Some are known by their gossip address, some are not.
+                gossip_address: if i.is_multiple_of(3) {
+                    String::new()
+                } else {
+                    format!("10.0.0.{i}:7402")
                 },
                 tokens: tokens_for(&node(i), 8),
                 state,
@@ -485,7 +530,7 @@ mod tests {
     fn files_round_trip_and_damage_is_an_error() {
         let mut known = KnownMembers::new("prod-1");
         known.observe(
-            &(0..3)
+            &(0..4)
                 .map(|i| peer(i, 1, NodeState::Normal, true))
                 .collect::<Vec<_>>(),
         );
@@ -500,6 +545,16 @@ mod tests {
                 && known.members().any(|(_, m)| m.internal_address.is_empty()),
             "both kinds of member are in the file"
         );
+        // Every mix of internal and gossip address (6, 7 and 8 fields).
+        for (internal, gossip) in [(false, false), (true, false), (false, true), (true, true)] {
+            assert!(
+                known
+                    .members()
+                    .any(|(_, m)| m.internal_address.is_empty() != internal
+                        && m.gossip_address.is_empty() != gossip),
+                "internal {internal}, gossip {gossip}"
+            );
+        }
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
@@ -508,6 +563,22 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(KnownMembers::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_file_written_before_gossip_addresses_were_kept_reads() {
+        let body = format!(
+            "{MAGIC}\ncluster c\nmember n1 10.0.0.1:7400 normal 1,2 5 10.0.0.1:7401\n\
+             member n2 10.0.0.2:7400 normal 3 6\n"
+        );
+        let sum = xxhash_rust::xxh3::xxh3_64(body.as_bytes());
+        let file = format!("{body}checksum {sum:016x}\n");
+        let known = KnownMembers::decode(file.as_bytes()).expect("decodes");
+        let members: Vec<_> = known.members().collect();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[0].1.internal_address, "10.0.0.1:7401");
+        assert!(members.iter().all(|(_, m)| m.gossip_address.is_empty()));
+        assert!(members[1].1.internal_address.is_empty());
     }
 
     proptest! {

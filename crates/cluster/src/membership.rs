@@ -70,6 +70,9 @@ pub struct NodeGossip {
     /// `host:port` of its internal gRPC server (`Replica`); empty when it
     /// serves everything on `grpc_address`.
     pub internal_address: String,
+    /// `host:port` its gossip listens on (UDP), from gossip's own node id
+    /// rather than a published value; empty when unknown.
+    pub gossip_address: String,
     /// Its virtual-node tokens.
     pub tokens: Vec<Token>,
     /// Its place in topology changes.
@@ -149,6 +152,7 @@ impl NodeGossip {
         Ok(Self {
             grpc_address: address.ok_or(GossipError::Missing(KEY_GRPC_ADDRESS))?,
             internal_address,
+            gossip_address: String::new(),
             tokens: tokens.ok_or(GossipError::Missing(KEY_TOKENS))?,
             state: state.ok_or(GossipError::Missing(KEY_STATE))?,
             load_bytes: load.unwrap_or(0),
@@ -402,6 +406,7 @@ mod tests {
             } else {
                 String::new()
             },
+            gossip_address: String::new(),
             tokens: tokens_for(&node(i), 16),
             state: NodeState::Normal,
             load_bytes: u64::from(i) * 1000,

@@ -245,6 +245,7 @@ impl Membership {
         let gossip = NodeGossip {
             grpc_address: String::new(),
             internal_address: String::new(),
+            gossip_address: String::new(),
             tokens: tokens.to_vec(),
             state,
             load_bytes: 0,
@@ -292,11 +293,14 @@ impl Membership {
                 .filter_map(|(id, state)| {
                     let node = NodeId::new(&*id.node_id).ok()?;
                     match NodeGossip::from_key_values(state.key_values()) {
-                        Ok(gossip) => Some(Peer {
+                        Ok(mut gossip) => Some(Peer {
                             alive: live.contains(id),
                             id: node,
                             generation: id.generation_id,
-                            gossip,
+                            gossip: {
+                                gossip.gossip_address = id.gossip_advertise_addr.to_string();
+                                gossip
+                            },
                         }),
                         Err(e) => {
                             tracing::debug!(node = %id.node_id, error = %e, "ignoring incomplete gossip state");

@@ -115,6 +115,7 @@ mod tests {
             gossip: NodeGossip {
                 grpc_address: "127.0.0.1:7400".into(),
                 internal_address: String::new(),
+                gossip_address: String::new(),
                 tokens: tokens_for(&id, 4),
                 state: NodeState::Normal,
                 load_bytes: 0,

@@ -307,6 +307,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let me = NodeGossip {
         grpc_address: grpc_address.clone(),
         internal_address: internal_address.clone().unwrap_or_default(),
+        gossip_address: String::new(),
         tokens,
         state,
         load_bytes: storage.load_bytes(),
@@ -318,7 +319,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             node_id: id.clone(),
             listen: gossip_listen,
             advertise: gossip_address,
-            seeds: config.seeds.clone(),
+            seeds: gossip_seeds(&config.seeds, &known, &id),
             cluster_id: config.cluster_id.clone(),
             interval: Duration::from_millis(config.gossip_interval_ms.max(10)),
             phi_threshold: config.phi_threshold,
@@ -475,6 +476,28 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
 struct Admins {
     repairer: Arc<Repairer>,
     changes: Arc<Changes>,
+}
+
+/// Where gossip looks for the cluster: the configured seeds, then every
+/// member this node knew (not itself, not one that left) at the gossip
+/// address it last had. Without the latter, nodes restarted while every
+/// seed is down would never find each other.
+fn gossip_seeds(
+    configured: &[String],
+    known: &strata_cluster::KnownMembers,
+    me: &strata_cluster::NodeId,
+) -> Vec<String> {
+    let mut seeds = configured.to_vec();
+    for (id, member) in known.members() {
+        if id != me
+            && member.state != NodeState::Left
+            && !member.gossip_address.is_empty()
+            && !seeds.contains(&member.gossip_address)
+        {
+            seeds.push(member.gossip_address.clone());
+        }
+    }
+    seeds
 }
 
 /// The sockets a node serves on.

@@ -25,6 +25,7 @@ impl Topology {
             gossip: NodeGossip {
                 grpc_address: String::new(),
                 internal_address: String::new(),
+                gossip_address: String::new(),
                 tokens: tokens_for(node, vnodes),
                 state: NodeState::Normal,
                 load_bytes: 0,

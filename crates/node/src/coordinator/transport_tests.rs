@@ -49,6 +49,7 @@ fn net_with(nodes: usize, n: u32, down: &[usize], joining: &[usize], read_all: b
             gossip: NodeGossip {
                 grpc_address: format!("memory-{i}"),
                 internal_address: String::new(),
+                gossip_address: String::new(),
                 tokens: tokens_for(id, 16),
                 state: if joining.contains(&i) {
                     NodeState::Joining
