@@ -480,8 +480,10 @@ struct Admins {
 
 /// Where gossip looks for the cluster: the configured seeds, then every
 /// member this node knew (not itself, not one that left) at the gossip
-/// address it last had. Without the latter, nodes restarted while every
-/// seed is down would never find each other.
+/// address it last had, and at its gRPC host name with that gossip port
+/// (on Kubernetes a restarted pod keeps its DNS name but not its IP).
+/// Without these, nodes restarted while every seed is down would never
+/// find each other.
 fn gossip_seeds(
     configured: &[String],
     known: &strata_cluster::KnownMembers,
@@ -489,12 +491,19 @@ fn gossip_seeds(
 ) -> Vec<String> {
     let mut seeds = configured.to_vec();
     for (id, member) in known.members() {
-        if id != me
-            && member.state != NodeState::Left
-            && !member.gossip_address.is_empty()
-            && !seeds.contains(&member.gossip_address)
-        {
-            seeds.push(member.gossip_address.clone());
+        if id == me || member.state == NodeState::Left || member.gossip_address.is_empty() {
+            continue;
+        }
+        let by_name = member
+            .gossip_address
+            .parse::<SocketAddr>()
+            .ok()
+            .zip(member.grpc_address.rsplit_once(':'))
+            .map(|(gossip, (host, _))| format!("{host}:{}", gossip.port()));
+        for seed in std::iter::once(member.gossip_address.clone()).chain(by_name) {
+            if !seeds.contains(&seed) {
+                seeds.push(seed);
+            }
         }
     }
     seeds
@@ -668,6 +677,57 @@ async fn serve_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gossip_seeds_add_known_members_by_address_and_by_name() {
+        use strata_cluster::{KnownMembers, NodeGossip, NodeId, Peer};
+        let peer = |id: &str, state, grpc: &str, gossip: &str| Peer {
+            id: NodeId::new(id).expect("id"),
+            generation: 1,
+            gossip: NodeGossip {
+                grpc_address: grpc.to_owned(),
+                internal_address: String::new(),
+                gossip_address: gossip.to_owned(),
+                tokens: Vec::new(),
+                state,
+                load_bytes: 0,
+                incarnation: 1,
+                departures: Vec::new(),
+            },
+            alive: true,
+        };
+        let mut known = KnownMembers::new("c");
+        known.observe(&[
+            peer(
+                "kv-0",
+                NodeState::Normal,
+                "kv-0.peers:7400",
+                "10.0.0.1:7401",
+            ),
+            peer(
+                "kv-1",
+                NodeState::Normal,
+                "kv-1.peers:7400",
+                "10.0.0.2:7401",
+            ),
+            peer("kv-2", NodeState::Left, "kv-2.peers:7400", "10.0.0.3:7401"),
+            peer(
+                "kv-3",
+                NodeState::Normal,
+                "127.0.0.1:7400",
+                "127.0.0.1:7402",
+            ),
+            peer("kv-4", NodeState::Joining, "kv-4.peers:7400", ""),
+        ]);
+        let me = NodeId::new("kv-1").expect("id");
+        let seeds = gossip_seeds(&["kv-0.peers:7401".to_owned()], &known, &me);
+        assert_eq!(
+            seeds,
+            ["kv-0.peers:7401", "10.0.0.1:7401", "127.0.0.1:7402"],
+            "configured first; not itself, not a member that left, not an unknown address; \
+             no duplicates"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_stop_waits_for_connections_only_so_long() {
