@@ -284,53 +284,22 @@ impl KnownMembers {
         let mut members = BTreeMap::new();
         for (n, line) in lines {
             let fields: Vec<&str> = line.split(' ').collect();
-            // Files written before incarnations were kept lack the field:
-            // unknown (0); the internal address is there only when the
-            // member has one.
-            let (kind, id, address, state, tokens, incarnation, internal, gossip) = match fields[..]
-            {
-                [
-                    kind,
-                    id,
-                    address,
-                    state,
-                    tokens,
-                    incarnation,
-                    internal,
-                    gossip,
-                ] => (
-                    kind,
-                    id,
-                    address,
-                    state,
-                    tokens,
-                    Some(incarnation),
-                    internal,
-                    gossip,
-                ),
-                [kind, id, address, state, tokens, incarnation, internal] => (
-                    kind,
-                    id,
-                    address,
-                    state,
-                    tokens,
-                    Some(incarnation),
-                    internal,
-                    "",
-                ),
-                [kind, id, address, state, tokens, incarnation] => {
-                    (kind, id, address, state, tokens, Some(incarnation), "", "")
-                }
-                [kind, id, address, state, tokens] => {
-                    (kind, id, address, state, tokens, None, "", "")
-                }
-                _ => {
-                    return Err(malformed(
-                        n,
-                        "expected `member <id> <address> <state> <tokens> <incarnation>`",
-                    ));
-                }
+            // Files written before incarnations were kept lack the field
+            // (unknown: 0); the internal address is there only when the
+            // member has one or a gossip address follows ("-": none), and
+            // the gossip address only when known.
+            let Some(&[kind, id, address, state, tokens]) =
+                fields.first_chunk::<5>().filter(|_| fields.len() <= 8)
+            else {
+                return Err(malformed(
+                    n,
+                    "expected `member <id> <address> <state> <tokens> <incarnation>`",
+                ));
             };
+            let optional = &fields[5..];
+            let incarnation = optional.first().copied();
+            let internal = optional.get(1).copied().unwrap_or("");
+            let gossip = optional.get(2).copied().unwrap_or("");
             let incarnation = match incarnation {
                 Some(hex) => u64::from_str_radix(hex, 16)
                     .map_err(|_| malformed(n, "unreadable incarnation"))?,
