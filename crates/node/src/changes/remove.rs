@@ -13,7 +13,7 @@ impl Changes {
     /// (decommission it instead), fewer than N normal members would
     /// remain, or another change is in progress.
     pub async fn remove_node(self: &Arc<Self>, target: &NodeId) -> Result<Operation, ChangeError> {
-        let op = self
+        let mut op = self
             .take_slot(OperationKind::RemoveNode)
             .await
             .map_err(|running| busy(&running, OperationKind::RemoveNode))?;
@@ -21,6 +21,14 @@ impl Changes {
             self.abandon(&op);
             return Err(refused);
         }
+        // Named after the node removed, not this one that runs it (which
+        // `node_id` says): `removenode-n1-...` read as n1 being removed.
+        op.id = format!(
+            "{}-{target}-{:x}",
+            kind_name(OperationKind::RemoveNode),
+            op.started_at_micros
+        );
+        self.update(|running| running.id.clone_from(&op.id));
         let known = self.membership.known().await;
         let incarnation = known
             .members()
