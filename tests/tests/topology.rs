@@ -621,3 +621,54 @@ async fn a_decommission_is_not_refused_for_a_cleanup_running_there() {
         "{cleanup:?}"
     );
 }
+
+/// A founding member loses its data directory and starts again under the
+/// same id and flags (`--initial-cluster` still names it): it does not
+/// serve its ranges empty but joins again under its tokens and streams
+/// them back, then reads at ONE through it find every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_founder_whose_data_directory_is_lost_streams_its_ranges_back() {
+    let mut cluster = Cluster::start(3, ARGS).await;
+    let keys = load(cluster.addr(0), 600, 128).await;
+    cluster.crash(2);
+    cluster.wipe(2);
+    cluster.start_again(2);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut missing = 0;
+        for key in &keys {
+            missing += usize::from(stored_versions(cluster.addr(2), key).await.is_empty());
+        }
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-2 still lacks {missing} of {} keys",
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let op = finished_operation(cluster.addr(2), OperationKind::Join).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    assert_eq!(op.keys_transferred, keys.len() as u64, "{op:?}");
+    wait_for_state(&cluster, "node-2", NodeState::Normal).await;
+    let one = Some(strata_proto::v1::Consistency {
+        level: Some(strata_proto::v1::consistency::Level::Named(
+            strata_proto::v1::ConsistencyLevel::One as i32,
+        )),
+    });
+    for key in keys.iter().take(50) {
+        let got = strata_tests::cluster::kv(cluster.addr(2))
+            .await
+            .get(strata_proto::v1::GetRequest {
+                key: key.as_bytes().to_vec().into(),
+                consistency: one,
+            })
+            .await
+            .expect("get at ONE")
+            .into_inner();
+        assert_eq!(got.siblings.len(), 1, "{key} at ONE through node-2");
+    }
+}

@@ -23,6 +23,7 @@ pub mod dots;
 pub mod faults;
 pub mod gossip_auth;
 pub mod hints;
+pub mod lost_data;
 pub mod membership;
 pub mod metrics;
 pub mod node_id;

@@ -367,6 +367,31 @@ impl Membership {
         self.known.lock().await.members.clone()
     }
 
+    /// What earlier processes under this node's id that are gone (older
+    /// generations gossip still remembers, not live: a live one is a twin,
+    /// `twin.rs`) published, oldest first.
+    pub async fn earlier_lives(&self) -> Vec<NodeGossip> {
+        let chitchat = self.chitchat.lock().await;
+        let me = chitchat.self_chitchat_id().clone();
+        let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+        let mut lives: Vec<(u64, NodeGossip)> = chitchat
+            .node_states()
+            .iter()
+            .filter(|(id, _)| {
+                id.node_id == me.node_id
+                    && id.generation_id < me.generation_id
+                    && !live.contains(id)
+            })
+            .filter_map(|(id, state)| {
+                NodeGossip::from_key_values(state.key_values())
+                    .ok()
+                    .map(|gossip| (id.generation_id, gossip))
+            })
+            .collect();
+        lives.sort_by_key(|(generation, _)| *generation);
+        lives.into_iter().map(|(_, gossip)| gossip).collect()
+    }
+
     /// Gossips that `departure.id` is being removed (or was): every node
     /// moves that incarnation to the departure's state.
     pub async fn depart(&self, departure: Departure) {

@@ -231,6 +231,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         .find(|(member, _)| **member == id)
         .map(|(_, record)| record.clone());
     let recorded = own_record.as_ref().map(|r| r.state);
+    // A data directory this node has no record of itself in: a first
+    // start, or a lost one (`lost_data.rs`).
+    let own_state_is_new = recorded.is_none() && !existing;
     // A join interrupted after it claimed its tokens keeps them: its
     // pending writes must keep coming (as hints while it was down).
     let claimed = own_record
@@ -425,6 +428,22 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         config.data_dir.clone(),
         config.stream_settings(),
     ));
+    if matches!(boot, Boot::Normal) && own_state_is_new {
+        let (membership, changes, mut stopped) = (
+            Arc::clone(&membership),
+            Arc::clone(&changes),
+            stop.subscribe(),
+        );
+        tokio::spawn(crate::lost_data::watch(
+            membership,
+            changes,
+            id.clone(),
+            incarnation,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ));
+    }
     match boot {
         Boot::Join => {
             let _ = changes.join().await;

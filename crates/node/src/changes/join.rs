@@ -31,6 +31,23 @@ impl Changes {
         Ok(op)
     }
 
+    /// Joins again a ring this node is a normal member of, under the same
+    /// tokens: it becomes a pending owner of its own ranges, streams them
+    /// from the other replicas and turns normal again. For a member whose
+    /// data directory was lost (`lost_data.rs`).
+    ///
+    /// # Errors
+    /// [`ChangeError::Refused`] when another change runs here.
+    pub async fn rejoin(self: &Arc<Self>) -> Result<Operation, ChangeError> {
+        let op = self
+            .take_slot(OperationKind::Join)
+            .await
+            .map_err(|running| busy(&running, OperationKind::Join))?;
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run_join().await });
+        Ok(op)
+    }
+
     async fn run_join(self: Arc<Self>) {
         let outcome = self.join_steps().await;
         if let Err(e) = &outcome {
