@@ -215,13 +215,6 @@ impl KnownMembers {
             // An address never contains spaces; an empty one is "-". The
             // internal address is written only when there is one, so a
             // file without it reads the same in older versions.
-            let dash = |a: &str| {
-                if a.is_empty() {
-                    "-".to_owned()
-                } else {
-                    a.to_owned()
-                }
-            };
             let _ = write!(
                 body,
                 "member {id} {} {} {} {:x}",
@@ -320,20 +313,12 @@ impl KnownMembers {
                     .collect::<Result<_, _>>()
                     .map_err(|_| malformed(n, "unreadable token"))?
             };
-            let grpc_address = if address == "-" {
-                String::new()
-            } else {
-                address.to_owned()
-            };
+            let grpc_address = undash(address);
             members.insert(
                 id,
                 MemberRecord {
                     grpc_address,
-                    internal_address: if internal == "-" {
-                        String::new()
-                    } else {
-                        internal.to_owned()
-                    },
+                    internal_address: undash(internal),
                     gossip_address: gossip.to_owned(),
                     tokens,
                     state,
@@ -345,6 +330,20 @@ impl KnownMembers {
             cluster_id,
             members,
         })
+    }
+}
+
+/// An address as the file writes it: "-" for none.
+fn dash(address: &str) -> &str {
+    if address.is_empty() { "-" } else { address }
+}
+
+/// An address as the file writes it, read back.
+fn undash(field: &str) -> String {
+    if field == "-" {
+        String::new()
+    } else {
+        field.to_owned()
     }
 }
 

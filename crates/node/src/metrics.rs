@@ -74,27 +74,25 @@ pub struct Metrics {
     auth_denied: Family<AuthLabels, Counter>,
 }
 
-/// A connection counted as open until dropped.
+/// One of something open (a connection, a session stream), counted in its
+/// gauge until dropped.
 #[derive(Debug)]
-pub struct OpenConnection {
-    open: Gauge,
+pub struct Open {
+    gauge: Gauge,
 }
 
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.open.dec();
+impl Open {
+    fn count(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self {
+            gauge: gauge.clone(),
+        }
     }
 }
 
-/// A session stream counted as open until dropped.
-#[derive(Debug)]
-pub struct OpenSession {
-    open: Gauge,
-}
-
-impl Drop for OpenSession {
+impl Drop for Open {
     fn drop(&mut self) {
-        self.open.dec();
+        self.gauge.dec();
     }
 }
 
@@ -521,11 +519,8 @@ impl Metrics {
     /// Counts a connection accepted; the gauge of open ones falls again
     /// when the returned guard is dropped.
     #[must_use]
-    pub fn connection_opened(&self) -> OpenConnection {
-        self.connections_open.inc();
-        OpenConnection {
-            open: self.connections_open.clone(),
-        }
+    pub fn connection_opened(&self) -> Open {
+        Open::count(&self.connections_open)
     }
 
     /// Counts a connection closed at once for the connection cap.
@@ -541,12 +536,9 @@ impl Metrics {
     /// Counts a client session stream opened; the gauge of open ones falls
     /// again when the returned guard is dropped.
     #[must_use]
-    pub fn session_opened(&self) -> OpenSession {
+    pub fn session_opened(&self) -> Open {
         self.sessions_opened.inc();
-        self.sessions_open.inc();
-        OpenSession {
-            open: self.sessions_open.clone(),
-        }
+        Open::count(&self.sessions_open)
     }
 
     /// Sets the membership gauges.
