@@ -633,11 +633,33 @@ async fn a_founder_whose_data_directory_is_lost_streams_its_ranges_back() {
     cluster.crash(2);
     cluster.wipe(2);
     cluster.start_again(2);
+    streamed_back(&cluster, &keys).await;
+}
 
+/// The same after a restart of the whole cluster: gossip no longer
+/// remembers node-2's earlier process, but the others' `RING` files
+/// record its incarnation, so they tell it its data is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_founder_wiped_while_the_whole_cluster_was_down_streams_its_ranges_back() {
+    let mut cluster = Cluster::start(3, ARGS).await;
+    let keys = load(cluster.addr(0), 600, 128).await;
+    for i in 0..3 {
+        cluster.crash(i);
+    }
+    cluster.wipe(2);
+    cluster.start_again(0);
+    cluster.start_again(1);
+    cluster.start_again(2);
+    streamed_back(&cluster, &keys).await;
+}
+
+/// Waits until node-2 holds every key again, by a join that streamed
+/// them all, and serves them at ONE.
+async fn streamed_back(cluster: &Cluster, keys: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut missing = 0;
-        for key in &keys {
+        for key in keys {
             missing += usize::from(stored_versions(cluster.addr(2), key).await.is_empty());
         }
         if missing == 0 {
@@ -653,7 +675,7 @@ async fn a_founder_whose_data_directory_is_lost_streams_its_ranges_back() {
     let op = finished_operation(cluster.addr(2), OperationKind::Join).await;
     assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
     assert_eq!(op.keys_transferred, keys.len() as u64, "{op:?}");
-    wait_for_state(&cluster, "node-2", NodeState::Normal).await;
+    wait_for_state(cluster, "node-2", NodeState::Normal).await;
     let one = Some(strata_proto::v1::Consistency {
         level: Some(strata_proto::v1::consistency::Level::Named(
             strata_proto::v1::ConsistencyLevel::One as i32,

@@ -38,6 +38,11 @@ pub struct MemberRecord {
     pub state: NodeState,
     /// Its incarnation (0: unknown).
     pub incarnation: u64,
+    /// This incarnation took the ranges of an earlier one as a normal
+    /// member, without joining: it started from a new data directory (the
+    /// old one was lost or wiped) and lacks their data. Kept, and gossiped
+    /// ([`KnownMembers::lost_data`]), until it joins to stream them back.
+    pub lost_data: bool,
 }
 
 /// Why a membership file could not be read.
@@ -117,20 +122,23 @@ impl KnownMembers {
         }
         let mut changed = false;
         for (id, peer) in &latest {
-            let record = MemberRecord {
+            let mut record = MemberRecord {
                 grpc_address: peer.gossip.grpc_address.clone(),
                 internal_address: peer.gossip.internal_address.clone(),
                 gossip_address: peer.gossip.gossip_address.clone(),
                 tokens: peer.gossip.tokens.clone(),
                 state: peer.gossip.state,
                 incarnation: peer.gossip.incarnation,
+                lost_data: false,
             };
-            if let Some(known) = self.members.get(*id)
+            let before = self.members.get(*id);
+            if let Some(known) = before
                 && known.state == NodeState::Left
                 && known.incarnation == record.incarnation
             {
                 continue;
             }
+            record.lost_data = before.is_some_and(|known| lost_data(known, &record));
             if self.members.get(*id) != Some(&record) {
                 self.members.insert((*id).clone(), record);
                 changed = true;
@@ -150,6 +158,19 @@ impl KnownMembers {
             }
         }
         changed
+    }
+
+    /// Members whose current incarnation lacks the data of the one before
+    /// it (see [`MemberRecord::lost_data`]), with that incarnation: what
+    /// this node tells the cluster, so the member itself learns it even
+    /// when gossip has long forgotten its earlier process.
+    #[must_use]
+    pub fn lost_data(&self) -> Vec<(NodeId, u64)> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.lost_data)
+            .map(|(id, m)| (id.clone(), m.incarnation))
+            .collect()
     }
 
     /// Departures to gossip: every member recorded `Left`.
@@ -227,13 +248,20 @@ impl KnownMembers {
                 },
                 m.incarnation
             );
-            // Likewise the gossip address, after the internal one ("-"
-            // when there is none).
-            if !m.internal_address.is_empty() || !m.gossip_address.is_empty() {
-                let _ = write!(body, " {}", dash(&m.internal_address));
-            }
-            if !m.gossip_address.is_empty() {
-                let _ = write!(body, " {}", m.gossip_address);
+            // Likewise the gossip address and the lost-data mark after it,
+            // each "-" when empty and written only when a later one is
+            // not.
+            let optional = [
+                dash(&m.internal_address),
+                dash(&m.gossip_address),
+                if m.lost_data { LOST_DATA } else { "-" },
+            ];
+            let written = optional
+                .iter()
+                .rposition(|f| *f != "-")
+                .map_or(0, |i| i + 1);
+            for field in &optional[..written] {
+                let _ = write!(body, " {field}");
             }
             body.push('\n');
         }
@@ -278,11 +306,11 @@ impl KnownMembers {
         for (n, line) in lines {
             let fields: Vec<&str> = line.split(' ').collect();
             // Files written before incarnations were kept lack the field
-            // (unknown: 0); the internal address is there only when the
-            // member has one or a gossip address follows ("-": none), and
-            // the gossip address only when known.
+            // (unknown: 0); the internal address, gossip address and
+            // lost-data mark follow only up to the last that is not empty
+            // ("-": none).
             let Some(&[kind, id, address, state, tokens]) =
-                fields.first_chunk::<5>().filter(|_| fields.len() <= 8)
+                fields.first_chunk::<5>().filter(|_| fields.len() <= 9)
             else {
                 return Err(malformed(
                     n,
@@ -292,7 +320,12 @@ impl KnownMembers {
             let optional = &fields[5..];
             let incarnation = optional.first().copied();
             let internal = optional.get(1).copied().unwrap_or("");
-            let gossip = optional.get(2).copied().unwrap_or("");
+            let gossip = optional.get(2).copied().unwrap_or("-");
+            let lost_data = match optional.get(3).copied() {
+                None | Some("-") => false,
+                Some(LOST_DATA) => true,
+                Some(_) => return Err(malformed(n, "unreadable lost-data mark")),
+            };
             let incarnation = match incarnation {
                 Some(hex) => u64::from_str_radix(hex, 16)
                     .map_err(|_| malformed(n, "unreadable incarnation"))?,
@@ -319,10 +352,11 @@ impl KnownMembers {
                 MemberRecord {
                     grpc_address,
                     internal_address: undash(internal),
-                    gossip_address: gossip.to_owned(),
+                    gossip_address: undash(gossip),
                     tokens,
                     state,
                     incarnation,
+                    lost_data,
                 },
             );
         }
@@ -331,6 +365,27 @@ impl KnownMembers {
             members,
         })
     }
+}
+
+/// The file's lost-data mark (see [`MemberRecord::lost_data`]).
+const LOST_DATA: &str = "lost-data";
+
+/// Whether `new`, replacing the record `known` of the same member, lacks
+/// data it should hold: a new incarnation that took over as a normal
+/// member from one that owned ranges (or was taking them) rather than
+/// joining, or the same incarnation, still normal, already marked so.
+fn lost_data(known: &MemberRecord, new: &MemberRecord) -> bool {
+    if new.state != NodeState::Normal {
+        // Joining streams the ranges; leaving or left gives them up.
+        return false;
+    }
+    if known.incarnation == new.incarnation {
+        return known.lost_data;
+    }
+    known.incarnation != 0
+        && new.incarnation != 0
+        && known.state != NodeState::Left
+        && !known.tokens.is_empty()
 }
 
 /// An address as the file writes it: "-" for none.
@@ -495,6 +550,59 @@ mod tests {
     }
 
     #[test]
+    fn a_new_incarnation_that_takes_over_as_normal_has_lost_its_data() {
+        let mut known = KnownMembers::new("c");
+        let everyone: Vec<Peer> = (0..3)
+            .map(|i| peer(i, 1, NodeState::Normal, true))
+            .collect();
+        known.observe(&everyone);
+        assert!(known.lost_data().is_empty(), "founders lose nothing");
+        // The same incarnation restarted (its directory intact): nothing.
+        assert!(!known.observe(&[peer(2, 2, NodeState::Normal, true)]));
+        assert!(known.lost_data().is_empty());
+        // A new directory booted normal under the same id and tokens.
+        let mut wiped = peer(2, 3, NodeState::Normal, true);
+        wiped.gossip.incarnation = 999;
+        assert!(known.observe(std::slice::from_ref(&wiped)));
+        assert_eq!(known.lost_data(), vec![(node(2), 999)]);
+        // Kept across the file and while it stays normal.
+        let reread = KnownMembers::decode(&known.encode()).expect("decodes");
+        assert_eq!(reread.lost_data(), vec![(node(2), 999)]);
+        wiped.gossip.load_bytes = 77;
+        wiped.gossip.grpc_address = "10.0.0.9:7400".into();
+        known.observe(std::slice::from_ref(&wiped));
+        assert_eq!(known.lost_data(), vec![(node(2), 999)]);
+        // Joining again streams the ranges back: the mark goes, and does
+        // not come back once it is normal again.
+        wiped.gossip.state = NodeState::Joining;
+        assert!(known.observe(std::slice::from_ref(&wiped)));
+        assert!(known.lost_data().is_empty());
+        wiped.gossip.state = NodeState::Normal;
+        known.observe(std::slice::from_ref(&wiped));
+        assert!(known.lost_data().is_empty());
+        // A new incarnation joining, or one after a member that left or
+        // never owned tokens, lacks nothing.
+        let mut joiner = peer(1, 4, NodeState::Joining, true);
+        joiner.gossip.incarnation = 1000;
+        known.observe(&[joiner]);
+        assert!(known.lost_data().is_empty());
+        let mut left = KnownMembers::new("c");
+        left.observe(&[peer(0, 1, NodeState::Left, false)]);
+        let mut tokenless = peer(1, 1, NodeState::Normal, true);
+        tokenless.gossip.tokens.clear();
+        left.observe(&[tokenless]);
+        let mut back = [
+            peer(0, 2, NodeState::Normal, true),
+            peer(1, 2, NodeState::Normal, true),
+        ];
+        for p in &mut back {
+            p.gossip.incarnation += 100;
+        }
+        left.observe(&back);
+        assert!(left.lost_data().is_empty());
+    }
+
+    #[test]
     fn files_round_trip_and_damage_is_an_error() {
         let mut known = KnownMembers::new("prod-1");
         known.observe(
@@ -506,6 +614,12 @@ mod tests {
         joining.gossip.grpc_address = String::new();
         joining.gossip.tokens = Vec::new();
         known.observe(&[joining]);
+        // And one that lost its data, with neither address after it.
+        let mut wiped = peer(3, 2, NodeState::Normal, true);
+        wiped.gossip.incarnation = 99;
+        wiped.gossip.gossip_address = String::new();
+        known.observe(&[wiped]);
+        assert_eq!(known.lost_data().len(), 1);
         let bytes = known.encode();
         assert_eq!(KnownMembers::decode(&bytes), Ok(known.clone()));
         assert!(

@@ -31,6 +31,11 @@ pub const KEY_INCARNATION: &str = "incarnation";
 /// Gossip key: members that are leaving by removal or have left, as this
 /// node knows them: `id:incarnation:state` entries, comma separated.
 pub const KEY_DEPARTURES: &str = "departures";
+/// Gossip key: members whose current incarnation started without the
+/// data of the one before it, as this node recorded them:
+/// `id:incarnation` entries, comma separated. Read only by the member
+/// named, which then joins again to stream its ranges back.
+pub const KEY_LOST_DATA: &str = "lost_data";
 
 /// A member leaving or gone, as a node tells the others: how a removal
 /// (of a node that cannot gossip for itself) spreads, and how a node that
@@ -194,6 +199,32 @@ fn parse_departures(value: &str) -> Result<Vec<Departure>, GossipError> {
         })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| unreadable(KEY_DEPARTURES, value))
+}
+
+/// `id:incarnation` entries, comma separated.
+#[must_use]
+pub fn format_lost_data(members: &[(NodeId, u64)]) -> String {
+    members
+        .iter()
+        .map(|(id, incarnation)| format!("{id}:{incarnation:x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads [`format_lost_data`]'s output; unreadable entries are skipped (a
+/// peer's damaged value must not hide the others).
+#[must_use]
+pub fn parse_lost_data(value: &str) -> Vec<(NodeId, u64)> {
+    value
+        .split(',')
+        .filter_map(|entry| {
+            let (id, incarnation) = entry.split_once(':')?;
+            Some((
+                NodeId::new(id).ok()?,
+                u64::from_str_radix(incarnation, 16).ok()?,
+            ))
+        })
+        .collect()
 }
 
 fn unreadable(key: &'static str, value: &str) -> GossipError {
@@ -442,6 +473,17 @@ mod tests {
                     .expect("parses");
             assert_eq!(back, g);
         }
+    }
+
+    #[test]
+    fn lost_data_marks_round_trip_and_a_damaged_entry_hides_no_other() {
+        let marks = vec![(node(1), 0xabc), (node(2), u64::MAX)];
+        assert_eq!(parse_lost_data(&format_lost_data(&marks)), marks);
+        assert!(parse_lost_data("").is_empty());
+        assert_eq!(
+            parse_lost_data("n1:zz,,n2,:5,n3:1f:2,n4:1f"),
+            vec![(node(4), 0x1f)]
+        );
     }
 
     #[test]

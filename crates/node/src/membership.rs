@@ -18,9 +18,9 @@ use crate::ring_file;
 use crate::twin::{Sighting, Twin, TwinWatch};
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{
-    ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_REPLICATION_FACTOR, KEY_STATE,
-    KEY_TOKENS, KnownMembers, NodeGossip, NodeId, NodeState, Peer, Token, format_departures,
-    state_name,
+    ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_LOST_DATA, KEY_REPLICATION_FACTOR,
+    KEY_STATE, KEY_TOKENS, KnownMembers, NodeGossip, NodeId, NodeState, Peer, Token,
+    format_departures, format_lost_data, parse_lost_data, state_name,
 };
 use tokio::sync::watch;
 
@@ -85,8 +85,9 @@ pub struct Membership {
     /// Removals this node runs: departures it gossips for a member that
     /// cannot speak for itself.
     removing: std::sync::Mutex<Vec<Departure>>,
-    /// What this node last gossiped as departures.
-    gossiped_departures: tokio::sync::Mutex<String>,
+    /// What this node last gossiped as departures and as members that
+    /// lost their data.
+    gossiped: tokio::sync::Mutex<(String, String)>,
     /// Turns true when the cluster says this incarnation was removed.
     removed: watch::Sender<bool>,
     /// Other processes gossiping under this node's id.
@@ -182,7 +183,7 @@ impl Membership {
             }),
             own: std::sync::Mutex::new((me.state, me.incarnation)),
             removing: std::sync::Mutex::new(Vec::new()),
-            gossiped_departures: tokio::sync::Mutex::new(format_departures(&me.departures)),
+            gossiped: tokio::sync::Mutex::new((format_departures(&me.departures), String::new())),
             removed: watch::Sender::new(false),
             // Ten gossip rounds of a rising heartbeat: far longer than an
             // earlier incarnation's last heartbeats take to arrive.
@@ -358,7 +359,7 @@ impl Membership {
         let completed = known.members.complete(peers);
         let snapshot = known.members.clone();
         drop(known);
-        self.publish_departures(&snapshot).await;
+        self.publish_records(&snapshot).await;
         completed
     }
 
@@ -367,29 +368,27 @@ impl Membership {
         self.known.lock().await.members.clone()
     }
 
-    /// What earlier processes under this node's id that are gone (older
-    /// generations gossip still remembers, not live: a live one is a twin,
-    /// `twin.rs`) published, oldest first.
-    pub async fn earlier_lives(&self) -> Vec<NodeGossip> {
+    /// The live members that recorded this node's incarnation as having
+    /// started without its predecessor's data (`MemberRecord::lost_data`):
+    /// its data directory was lost or wiped.
+    pub async fn lost_data_reported_by(&self) -> Vec<NodeId> {
+        let (_, incarnation) = *self.own.lock().expect("own state");
         let chitchat = self.chitchat.lock().await;
         let me = chitchat.self_chitchat_id().clone();
         let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
-        let mut lives: Vec<(u64, NodeGossip)> = chitchat
+        chitchat
             .node_states()
             .iter()
-            .filter(|(id, _)| {
-                id.node_id == me.node_id
-                    && id.generation_id < me.generation_id
-                    && !live.contains(id)
+            .filter(|(id, _)| id.node_id != me.node_id && live.contains(id))
+            .filter(|(_, state)| {
+                state.get(KEY_LOST_DATA).is_some_and(|value| {
+                    parse_lost_data(value)
+                        .iter()
+                        .any(|(id, i)| *id == self.node_id && *i == incarnation)
+                })
             })
-            .filter_map(|(id, state)| {
-                NodeGossip::from_key_values(state.key_values())
-                    .ok()
-                    .map(|gossip| (id.generation_id, gossip))
-            })
-            .collect();
-        lives.sort_by_key(|(generation, _)| *generation);
-        lives.into_iter().map(|(_, gossip)| gossip).collect()
+            .filter_map(|(id, _)| NodeId::new(&*id.node_id).ok())
+            .collect()
     }
 
     /// Gossips that `departure.id` is being removed (or was): every node
@@ -520,23 +519,24 @@ impl Membership {
         }
     }
 
-    /// Publishes the departures this node knows (the members it records as
-    /// left, plus the removals it runs) when they changed.
-    async fn publish_departures(&self, known: &KnownMembers) {
+    /// Publishes what this node's records tell the others, when it
+    /// changed: the departures it knows (the members it records as left,
+    /// plus the removals it runs) and the members that lost their data.
+    async fn publish_records(&self, known: &KnownMembers) {
         let mut departures = known.departures();
         for d in self.removing.lock().expect("removing").iter() {
             departures.retain(|k| k.id != d.id);
             departures.push(d.clone());
         }
-        let value = format_departures(&departures);
-        let mut gossiped = self.gossiped_departures.lock().await;
-        if *gossiped != value {
-            self.chitchat
-                .lock()
-                .await
-                .self_node_state()
-                .set(KEY_DEPARTURES, value.clone());
-            *gossiped = value;
+        let departures = format_departures(&departures);
+        let lost_data = format_lost_data(&known.lost_data());
+        let mut gossiped = self.gossiped.lock().await;
+        if gossiped.0 != departures || gossiped.1 != lost_data {
+            let mut chitchat = self.chitchat.lock().await;
+            let state = chitchat.self_node_state();
+            state.set(KEY_DEPARTURES, departures.clone());
+            state.set(KEY_LOST_DATA, lost_data.clone());
+            *gossiped = (departures, lost_data);
         }
     }
 }
