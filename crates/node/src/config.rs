@@ -299,6 +299,64 @@ impl NodeConfig {
         }
     }
 
+    /// Settings that work but fail requests until more nodes join: for a
+    /// node starting a cluster (no members recorded yet), with fewer
+    /// founding members than replicas per key. Logged at start.
+    #[must_use]
+    pub fn start_warnings(&self) -> Vec<String> {
+        let n = self.replication_factor;
+        let mut founders: Vec<&str> = self.initial_cluster.iter().map(String::as_str).collect();
+        founders.sort_unstable();
+        founders.dedup();
+        let (members, how) = match founders.len() {
+            0 if self.seeds.is_empty() => (
+                1,
+                "no --seeds and no --initial-cluster: this node starts a cluster on its own"
+                    .to_owned(),
+            ),
+            0 => return Vec::new(),
+            k => (
+                u32::try_from(k).unwrap_or(u32::MAX),
+                format!(
+                    "--initial-cluster names {k} founding member{}",
+                    if k == 1 { "" } else { "s" }
+                ),
+            ),
+        };
+        if members >= n {
+            return Vec::new();
+        }
+        let mut failing = Vec::new();
+        for (flag, level) in [
+            ("--write-consistency", self.write_consistency),
+            ("--read-consistency", self.read_consistency),
+        ] {
+            if let Ok(required) = level.required_acks(n)
+                && required > members
+            {
+                failing.push(format!("{flag} {level} needs {required}"));
+            }
+        }
+        let consequence = if failing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; requests at the default consistency fail until then ({})",
+                failing.join(", ")
+            )
+        };
+        let single = if members == 1 {
+            " (for a single-node cluster, --replication-factor 1)"
+        } else {
+            ""
+        };
+        vec![format!(
+            "{how}, with --replication-factor {n}: each key has {members} replica(s) until {} \
+             more node(s) join{consequence}{single}",
+            n - members
+        )]
+    }
+
     /// Checks settings that only make sense together.
     ///
     /// # Errors
@@ -501,6 +559,37 @@ mod tests {
         c.replication_factor = 1;
         c.write_consistency = ConsistencyLevel::All;
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn fewer_founders_than_replicas_is_warned_about() {
+        let mut c = NodeConfig::defaults().expect("defaults parse");
+        // N=3, W=R=QUORUM (2).
+        c.initial_cluster = vec!["a".into(), "b".into(), "c".into()];
+        assert!(c.start_warnings().is_empty());
+        c.initial_cluster = vec!["a".into(), "a".into()];
+        let warned = c.start_warnings();
+        assert_eq!(warned.len(), 1);
+        assert!(
+            warned[0].contains("names 1 founding member,")
+                && warned[0].contains("--write-consistency quorum needs 2")
+                && warned[0].contains("--replication-factor 1"),
+            "{warned:?}"
+        );
+        c.initial_cluster = vec!["a".into(), "b".into()];
+        let warned = c.start_warnings();
+        assert!(
+            warned[0].contains("until 1 more") && !warned[0].contains("fail"),
+            "two of three replicas meet QUORUM: {warned:?}"
+        );
+        // A node that joins through seeds, or a single-node cluster.
+        c.initial_cluster.clear();
+        c.seeds = vec!["127.0.0.1:7401".into()];
+        assert!(c.start_warnings().is_empty());
+        c.seeds.clear();
+        assert!(c.start_warnings()[0].contains("on its own"));
+        c.replication_factor = 1;
+        assert!(c.start_warnings().is_empty());
     }
 
     #[test]

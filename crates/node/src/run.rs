@@ -230,6 +230,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         .members()
         .find(|(member, _)| **member == id)
         .map(|(_, record)| record.clone());
+    if known.is_empty() {
+        for warning in config.start_warnings() {
+            tracing::warn!("{warning}");
+        }
+    }
     let recorded = own_record.as_ref().map(|r| r.state);
     // A data directory this node has no record of itself in: a first
     // start, or a lost one (`lost_data.rs`).

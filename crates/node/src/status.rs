@@ -185,6 +185,17 @@ mod tests {
             assert_eq!(refusing.code(), Code::Unavailable);
             assert!(!is_from_a_node(&refusing), "{refusing}");
         }
+        // Too few replicas up, or too few members for N: each says which.
+        let down = |up, replicas| {
+            CoordinatorError::ReplicasDown {
+                up,
+                replicas,
+                required: 2,
+            }
+            .to_string()
+        };
+        assert!(down(1, 3).contains("only 1 of the key's 3 are up"));
+        assert!(down(1, 1).contains("fewer members than the replication factor"));
         assert_eq!(
             unavailable
                 .metadata()

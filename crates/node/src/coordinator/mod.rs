@@ -56,9 +56,7 @@ pub enum CoordinatorError {
     },
     /// Too few of the key's replicas are up to try: failed before any
     /// replica was contacted, so nothing was written.
-    #[error(
-        "consistency needs {required} replicas but only {up} of the key's {replicas} are up; nothing was written"
-    )]
+    #[error("{}", replicas_down(*.up, *.replicas, *.required))]
     ReplicasDown {
         /// Replicas gossip believes alive.
         up: u32,
@@ -183,6 +181,24 @@ fn enough_up(
         });
     }
     Ok(up)
+}
+
+/// [`CoordinatorError::ReplicasDown`]'s message: a key with fewer
+/// replicas than required is a ring with fewer members than N, not a
+/// node being down.
+fn replicas_down(up: u32, replicas: u32, required: u32) -> String {
+    if replicas < required {
+        format!(
+            "consistency needs {required} replicas but the key has only {replicas}: the ring has \
+             fewer members than the replication factor (more nodes must join, or use a lower \
+             consistency); no replica was asked, so nothing was written"
+        )
+    } else {
+        format!(
+            "consistency needs {required} replicas but only {up} of the key's {replicas} are up; \
+             no replica was asked, so nothing was written"
+        )
+    }
 }
 
 fn count(n: usize) -> u32 {
