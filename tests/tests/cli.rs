@@ -188,3 +188,71 @@ fn bench_loads_runs_and_reports_reads_that_found_nothing() {
         .unwrap_or_else(|| panic!("no missing reads reported: {lines:?}"));
     assert!((40..=160).contains(&missing), "{missing} of 200: {lines:?}");
 }
+
+#[test]
+fn a_bench_cut_short_by_ctrl_c_reports_what_it_measured() {
+    let (_dir, node) = one_node();
+    let child = std::process::Command::new(workspace_binary("strata"))
+        .args(["-e", &node.addr().to_string()])
+        .args(["bench", "--workload", "ping", "--duration", "120"])
+        .args(["--threads", "2", "--rate", "200", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn strata bench");
+    // Killed on drop, so a failing test leaves no bench behind.
+    struct Guard(Option<std::process::Child>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(child) = &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut guard = Guard(Some(child));
+    let pid = guard
+        .0
+        .as_ref()
+        .map(std::process::Child::id)
+        .expect("child");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while guard
+        .0
+        .as_mut()
+        .and_then(|c| c.try_wait().expect("try_wait"))
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bench still running 20 s after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = guard
+        .0
+        .take()
+        .expect("child")
+        .wait_with_output()
+        .expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {stdout}", out.status);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let pings = lines
+        .iter()
+        .find(|l| l["phase"] == "run" && l["op"] == "ping")
+        .and_then(|l| l["count"].as_u64())
+        .unwrap_or_else(|| panic!("no ping line: {lines:?}"));
+    // About 400 at 200/s for 2 s; far fewer than the 24,000 of the full run.
+    assert!((50..5_000).contains(&pings), "{pings} pings: {lines:?}");
+    assert!(lines.iter().any(|l| l["interrupted"] == true), "{lines:?}");
+}

@@ -14,7 +14,7 @@ pub(crate) mod workload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -37,7 +37,8 @@ pub(crate) struct BenchArgs {
     /// Operations in the run phase (default 10000 unless --duration).
     #[arg(long)]
     pub(crate) ops: Option<u64>,
-    /// Length of the run phase in seconds, instead of --ops.
+    /// Length of the run phase in seconds, instead of --ops. Ctrl-C ends
+    /// either phase early and reports what was measured.
     #[arg(long)]
     pub(crate) duration: Option<f64>,
     /// Concurrent workers (requests in flight).
@@ -150,18 +151,20 @@ impl PhaseStats {
 pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Error> {
     let mut report = Report::new(args);
     let (value_bytes, random) = (args.value_bytes, args.random_values);
+    let stop = interrupted();
     if !args.skip_load && args.workload != Workload::Ping {
         let next = Arc::new(AtomicU64::new(0));
         let records = args.records;
+        let stop = Arc::clone(&stop);
         let load = spawn_workers(client, args, move |worker| {
-            let next = Arc::clone(&next);
+            let (next, stop) = (Arc::clone(&next), Arc::clone(&stop));
             async move {
                 let mut stats = PhaseStats::default();
                 let client = worker.client;
                 let mut rng = Rng::new(0x10ad ^ (worker.index + 1).wrapping_mul(0x9e37_79b9));
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= records {
+                    if n >= records || stop.load(Ordering::Relaxed) {
                         return stats;
                     }
                     let started = Instant::now();
@@ -180,6 +183,10 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
         })
         .await?;
         report.add("load", load);
+    }
+    if stop.load(Ordering::Relaxed) {
+        report.interrupted();
+        return Ok(report);
     }
 
     let distribution = args
@@ -200,11 +207,13 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
         .map(|rate| Duration::from_secs_f64(args.threads as f64 / rate.max(1e-9)));
     let workload = args.workload;
     let loaded = args.records;
+    let stopped = Arc::clone(&stop);
     let run = spawn_workers(client, args, move |worker| {
-        let (chooser, inserted, budget) = (
+        let (chooser, inserted, budget, stop) = (
             Arc::clone(&chooser),
             Arc::clone(&inserted),
             Arc::clone(&budget),
+            Arc::clone(&stopped),
         );
         async move {
             let mut stats = PhaseStats::default();
@@ -212,7 +221,10 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
             let mut rng = Rng::new(0x5eed ^ (worker.index + 1).wrapping_mul(0x9e37_79b9));
             let start = Instant::now();
             for k in 0u32.. {
-                if deadline.is_some_and(|d| Instant::now() >= d) || take(&budget).is_none() {
+                if deadline.is_some_and(|d| Instant::now() >= d)
+                    || stop.load(Ordering::Relaxed)
+                    || take(&budget).is_none()
+                {
                     return stats;
                 }
                 let started = match interval {
@@ -278,7 +290,29 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
     })
     .await?;
     report.add("run", run);
+    if stop.load(Ordering::Relaxed) {
+        report.interrupted();
+    }
     Ok(report)
+}
+
+/// Turns true at the first Ctrl-C or SIGTERM: the workers stop after the
+/// operation they are on and the report shows what was measured (a long
+/// `--duration` run cut short still reports). A second one exits at once.
+fn interrupted() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    tokio::spawn(async move {
+        strata_node::signal::shutdown().await;
+        eprintln!(
+            "interrupted: stopping after the requests in flight and reporting what was measured \
+             (again to exit at once)"
+        );
+        flag.store(true, Ordering::Relaxed);
+        strata_node::signal::shutdown().await;
+        std::process::exit(130);
+    });
+    stop
 }
 
 /// A value of `len` bytes: random from `rng` when given, else `fill`.

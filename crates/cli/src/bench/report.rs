@@ -10,6 +10,8 @@ pub(crate) struct Report {
     threads: u64,
     client_threads: u64,
     phases: Vec<(&'static str, PhaseStats)>,
+    /// A signal cut the last phase short.
+    interrupted: bool,
 }
 
 /// One line of the report.
@@ -34,7 +36,13 @@ impl Report {
             threads: args.threads,
             client_threads: args.client_threads,
             phases: Vec::new(),
+            interrupted: false,
         }
+    }
+
+    /// Marks the last phase as cut short by a signal.
+    pub(super) fn interrupted(&mut self) {
+        self.interrupted = true;
     }
 
     pub(super) fn add(&mut self, phase: &'static str, stats: PhaseStats) {
@@ -81,8 +89,14 @@ impl Report {
         let workload = format!("{:?}", self.workload).to_lowercase();
         if !json {
             out.push_str(&format!(
-                "workload {workload}, {} workers\n{:<6} {:<7} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8}\n",
-                self.threads, "phase", "op", "count", "ops/sec", "p50 us", "p95 us", "p99 us", "p99.9 us"
+                "workload {workload}, {} workers{}\n{:<6} {:<7} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8}\n",
+                self.threads,
+                if self.interrupted {
+                    " (interrupted: the last phase was cut short)"
+                } else {
+                    ""
+                },
+                "phase", "op", "count", "ops/sec", "p50 us", "p95 us", "p99 us", "p99.9 us"
             ));
         }
         for l in self.lines() {
@@ -140,6 +154,12 @@ impl Report {
                 ));
             }
         }
+        if json && self.interrupted {
+            let phase = self.phases.last().map_or("load", |(p, _)| *p);
+            out.push_str(&format!(
+                "{{\"workload\": \"{workload}\", \"phase\": \"{phase}\", \"interrupted\": true}}\n"
+            ));
+        }
         out
     }
 }
@@ -179,7 +199,28 @@ mod tests {
             threads: 16,
             client_threads: 1,
             phases: vec![("run", stats)],
+            interrupted: false,
         }
+    }
+
+    #[test]
+    fn a_run_cut_short_says_so() {
+        let mut report = with_errors();
+        assert!(!report.render(false).contains("interrupted"));
+        assert!(!report.render(true).contains("interrupted"));
+        report.interrupted();
+        assert!(
+            report.render(false).starts_with(
+                "workload a, 16 workers (interrupted: the last phase was cut short)\n"
+            ),
+            "{}",
+            report.render(false)
+        );
+        assert!(
+            report
+                .render(true)
+                .ends_with("{\"workload\": \"a\", \"phase\": \"run\", \"interrupted\": true}\n")
+        );
     }
 
     #[test]
