@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use strata_proto::v1::{
-    DecommissionRequest, GetProgressRequest, GetRingRequest, NodeState, OperationKind,
+    DecommissionRequest, GetProgressRequest, GetRingRequest, JoinRequest, NodeState, OperationKind,
     OperationState,
 };
 use strata_tests::Cluster;
@@ -633,7 +633,7 @@ async fn a_founder_whose_data_directory_is_lost_streams_its_ranges_back() {
     cluster.crash(2);
     cluster.wipe(2);
     cluster.start_again(2);
-    streamed_back(&cluster, &keys).await;
+    streamed_back(&cluster, 2, &keys).await;
 }
 
 /// The same after a restart of the whole cluster: gossip no longer
@@ -650,39 +650,64 @@ async fn a_founder_wiped_while_the_whole_cluster_was_down_streams_its_ranges_bac
     cluster.start_again(0);
     cluster.start_again(1);
     cluster.start_again(2);
-    streamed_back(&cluster, &keys).await;
+    streamed_back(&cluster, 2, &keys).await;
 }
 
-/// Waits until node-2 holds every key again, by a join that streamed
+/// A node beyond the founders, started with `--auto-bootstrap false` and
+/// joined when asked (as the operator runs pods), whose volume is lost:
+/// it starts tokenless, waiting to be asked to join, and the others tell
+/// it that it owned ranges; it joins by itself and streams them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_node_whose_volume_is_lost_joins_again_by_itself() {
+    let mut args = ARGS.to_vec();
+    args.extend(["--auto-bootstrap", "false"]);
+    // Two founders and N = 3: once node-2 joins, every node holds every key.
+    let mut cluster = Cluster::start(2, &args).await;
+    let joiner = cluster.add();
+    admin(cluster.addr(joiner))
+        .await
+        .join(JoinRequest {})
+        .await
+        .expect("join starts");
+    wait_for_state(&cluster, "node-2", NodeState::Normal).await;
+    let keys = load(cluster.addr(0), 600, 128).await;
+    cluster.crash(2);
+    cluster.wipe(2);
+    cluster.start_again(2);
+    streamed_back(&cluster, 2, &keys).await;
+}
+
+/// Waits until node `i` holds every key again, by a join that streamed
 /// them all, and serves them at ONE.
-async fn streamed_back(cluster: &Cluster, keys: &[String]) {
+async fn streamed_back(cluster: &Cluster, i: usize, keys: &[String]) {
+    let name = format!("node-{i}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut missing = 0;
         for key in keys {
-            missing += usize::from(stored_versions(cluster.addr(2), key).await.is_empty());
+            missing += usize::from(stored_versions(cluster.addr(i), key).await.is_empty());
         }
         if missing == 0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "node-2 still lacks {missing} of {} keys",
+            "{name} still lacks {missing} of {} keys",
             keys.len()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let op = finished_operation(cluster.addr(2), OperationKind::Join).await;
+    let op = finished_operation(cluster.addr(i), OperationKind::Join).await;
     assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
     assert_eq!(op.keys_transferred, keys.len() as u64, "{op:?}");
-    wait_for_state(cluster, "node-2", NodeState::Normal).await;
+    wait_for_state(cluster, &name, NodeState::Normal).await;
     let one = Some(strata_proto::v1::Consistency {
         level: Some(strata_proto::v1::consistency::Level::Named(
             strata_proto::v1::ConsistencyLevel::One as i32,
         )),
     });
     for key in keys.iter().take(50) {
-        let got = strata_tests::cluster::kv(cluster.addr(2))
+        let got = strata_tests::cluster::kv(cluster.addr(i))
             .await
             .get(strata_proto::v1::GetRequest {
                 key: key.as_bytes().to_vec().into(),
@@ -691,6 +716,6 @@ async fn streamed_back(cluster: &Cluster, keys: &[String]) {
             .await
             .expect("get at ONE")
             .into_inner();
-        assert_eq!(got.siblings.len(), 1, "{key} at ONE through node-2");
+        assert_eq!(got.siblings.len(), 1, "{key} at ONE through {name}");
     }
 }

@@ -38,9 +38,10 @@ pub struct MemberRecord {
     pub state: NodeState,
     /// Its incarnation (0: unknown).
     pub incarnation: u64,
-    /// This incarnation took the ranges of an earlier one as a normal
-    /// member, without joining: it started from a new data directory (the
-    /// old one was lost or wiped) and lacks their data. Kept, and gossiped
+    /// This incarnation follows one that owned ranges, and took them over
+    /// as a normal member without streaming (or waits to be told to join):
+    /// it started from a new data directory (the old one was lost or
+    /// wiped) and lacks their data. Kept, and gossiped
     /// ([`KnownMembers::lost_data`]), until it joins to stream them back.
     pub lost_data: bool,
 }
@@ -371,12 +372,16 @@ impl KnownMembers {
 const LOST_DATA: &str = "lost-data";
 
 /// Whether `new`, replacing the record `known` of the same member, lacks
-/// data it should hold: a new incarnation that took over as a normal
-/// member from one that owned ranges (or was taking them) rather than
-/// joining, or the same incarnation, still normal, already marked so.
+/// data it should hold: a new incarnation, after one that owned ranges (or
+/// was taking them), that took them over as a normal member without
+/// streaming, or that waits tokenless to be told to join (a pod beyond the
+/// founders, `--auto-bootstrap false`); or the same incarnation, still
+/// so, already marked.
 fn lost_data(known: &MemberRecord, new: &MemberRecord) -> bool {
-    if new.state != NodeState::Normal {
-        // Joining streams the ranges; leaving or left gives them up.
+    let waiting = new.state == NodeState::Joining && new.tokens.is_empty();
+    if new.state != NodeState::Normal && !waiting {
+        // Joining with tokens streams the ranges; leaving or left gives
+        // them up.
         return false;
     }
     if known.incarnation == new.incarnation {
@@ -580,6 +585,16 @@ mod tests {
         wiped.gossip.state = NodeState::Normal;
         known.observe(std::slice::from_ref(&wiped));
         assert!(known.lost_data().is_empty());
+        // Nor while it waits, tokenless, to be told to join (a node
+        // started with --auto-bootstrap false): it must join.
+        let mut waiting = peer(2, 5, NodeState::Joining, true);
+        waiting.gossip.incarnation = 1001;
+        waiting.gossip.tokens.clear();
+        known.observe(std::slice::from_ref(&waiting));
+        assert_eq!(known.lost_data(), vec![(node(2), 1001)]);
+        waiting.gossip.tokens = tokens_for(&node(2), 8);
+        known.observe(std::slice::from_ref(&waiting));
+        assert!(known.lost_data().is_empty(), "joining with tokens streams");
         // A new incarnation joining, or one after a member that left or
         // never owned tokens, lacks nothing.
         let mut joiner = peer(1, 4, NodeState::Joining, true);

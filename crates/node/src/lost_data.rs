@@ -1,9 +1,11 @@
-//! A founding member that starts with a new, empty data directory after
-//! an earlier process under its id owned ranges (its disk was lost or
-//! wiped, and `--initial-cluster` still names it): it boots normal, as
+//! A node that starts with a new, empty data directory after an earlier
+//! process under its id owned ranges (its disk was lost or wiped). A
+//! founding member (`--initial-cluster` still names it) boots normal, as
 //! founders do, so it would serve its ranges empty until the scheduled
 //! repair (a Merkle repair of an empty replica measured 0.1 MiB/s: every
-//! leaf differs). Instead it says so and joins again under the same tokens
+//! leaf differs); one started with `--auto-bootstrap false` (a pod beyond
+//! the founders) waits for a join nobody asks for, its ranges held by one
+//! replica fewer. Instead it says so and joins again under the same tokens
 //! (`Changes::rejoin`): a pending owner of its own ranges, serving no
 //! reads, streaming them from the other replicas, then normal.
 //!

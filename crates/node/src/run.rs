@@ -433,7 +433,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         config.data_dir.clone(),
         config.stream_settings(),
     ));
-    if matches!(boot, Boot::Normal) && own_state_is_new {
+    if matches!(boot, Boot::Normal | Boot::AwaitJoin) && own_state_is_new {
         let (membership, changes, mut stopped) = (
             Arc::clone(&membership),
             Arc::clone(&changes),

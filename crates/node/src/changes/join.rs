@@ -31,10 +31,11 @@ impl Changes {
         Ok(op)
     }
 
-    /// Joins again a ring this node is a normal member of, under the same
-    /// tokens: it becomes a pending owner of its own ranges, streams them
-    /// from the other replicas and turns normal again. For a member whose
-    /// data directory was lost (`lost_data.rs`).
+    /// Joins again, under the same tokens, a ring this node is a member
+    /// of (normal, or waiting tokenless for a join): it becomes a pending
+    /// owner of its own ranges, streams them from the other replicas and
+    /// turns normal. For a member whose data directory was lost
+    /// (`lost_data.rs`).
     ///
     /// # Errors
     /// [`ChangeError::Refused`] when another change runs here.
