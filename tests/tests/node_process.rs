@@ -163,3 +163,34 @@ async fn a_direct_client_works_where_only_the_endpoint_is_reachable() {
     assert_eq!(got.siblings.len(), 1);
     assert_eq!(&got.siblings[0].value[..], b"v");
 }
+
+/// A damaged file in the data directory stops the start with one line
+/// that names the file and says what is wrong, once.
+#[test]
+fn a_damaged_identity_file_refuses_the_start_in_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("node-0");
+    drop(NodeProcess::start(&data, Some("strata-0"), SINGLE));
+    std::fs::write(data.join("INCARNATION"), "not hex").expect("damage");
+    let out = std::process::Command::new(strata_tests::workspace_binary("strata-node"))
+        .args(["--data-dir", data.to_str().expect("utf-8 path")])
+        .args(["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .args(SINGLE)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run strata-node");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(line.contains("INCARNATION"), "{line}");
+    assert_eq!(
+        line.matches("not a hexadecimal incarnation").count(),
+        1,
+        "{line}"
+    );
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+}

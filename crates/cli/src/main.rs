@@ -230,7 +230,8 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line for the user; no backtrace even if RUST_BACKTRACE is set.
-            eprintln!("error: {e:#}");
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("error: {}", strata_node::error_line::error_line(e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -20,6 +20,7 @@ pub mod connections;
 pub mod context;
 pub mod coordinator;
 pub mod dots;
+pub mod error_line;
 pub mod faults;
 pub mod gossip_auth;
 pub mod hints;

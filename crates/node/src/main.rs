@@ -39,7 +39,8 @@ fn main() -> std::process::ExitCode {
             // One line with its causes, and no backtrace even under
             // RUST_BACKTRACE: a refusal to start is a message for the
             // operator, not a crash.
-            eprintln!("error: {e:#}");
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("error: {}", strata_node::error_line::error_line(e));
             std::process::ExitCode::FAILURE
         }
     }
