@@ -35,7 +35,11 @@ pub enum DotError {
     #[error(transparent)]
     Refused(#[from] strata_cluster::Error),
     /// The file holds something other than a number.
-    #[error("dot reservation file {path} is corrupt: {content:?}")]
+    #[error(
+        "dot reservation file {path} is corrupt: {content:?}; delete it to start this node's \
+         counter at the wall clock in microseconds, as for a new node (safe unless this \
+         machine's clock was set back since the node first started)"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -191,9 +195,9 @@ mod tests {
     fn a_corrupt_reservation_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(FILE), "not a number").expect("write");
-        assert!(matches!(
-            DotCounter::open(dir.path(), node()),
-            Err(DotError::Corrupt { .. })
-        ));
+        let refused = DotCounter::open(dir.path(), node()).expect_err("corrupt");
+        assert!(matches!(refused, DotError::Corrupt { .. }));
+        // It says how to go on.
+        assert!(refused.to_string().contains("delete it"), "{refused}");
     }
 }
