@@ -16,7 +16,7 @@ use strata_client::{Client, parse_consistency, v1, v1::Consistency};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Node to contact (host:port); several, separated by commas, are tried
+    /// Node to contact (host:port, or host for port 7400); several, separated by commas, are tried
     /// in order and the first that answers is used.
     #[arg(
         long,

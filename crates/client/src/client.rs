@@ -215,8 +215,8 @@ enum Retry {
 }
 
 impl Client {
-    /// Connects to `endpoint` (`http://host:port`, or `host:port`) and
-    /// fetches the ring from it. Several endpoints separated by commas are
+    /// Connects to `endpoint` (`http://host:port`, `host:port`, or `host`
+    /// for port [`DEFAULT_PORT`]) and fetches the ring from it. Several endpoints separated by commas are
     /// tried in order, and the first that answers becomes the client's
     /// seed: a client that knows a few nodes starts while any one is up.
     ///
@@ -864,6 +864,20 @@ pub fn new_request_id() -> u64 {
     hasher.finish().max(1)
 }
 
+/// The port a node's gRPC server listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7400;
+
+/// `host:port` as given, or `host` with [`DEFAULT_PORT`] (without it the
+/// URI's scheme would pick port 80 or 443, where no node listens).
+fn with_default_port(bare: &str) -> std::borrow::Cow<'_, str> {
+    match format!("http://{bare}").parse::<tonic::transport::Uri>() {
+        Ok(uri) if uri.port().is_none() && uri.host().is_some_and(|h| !h.is_empty()) => {
+            std::borrow::Cow::Owned(format!("{bare}:{DEFAULT_PORT}"))
+        }
+        _ => std::borrow::Cow::Borrowed(bare),
+    }
+}
+
 fn endpoint_for(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Endpoint, Error> {
     let bare = endpoint
         .strip_prefix("http://")
@@ -874,7 +888,8 @@ fn endpoint_for(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Endpoint, Er
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let built = Endpoint::from_shared(format!("{scheme}://{bare}"))
+    let with_port = with_default_port(bare);
+    let built = Endpoint::from_shared(format!("{scheme}://{with_port}"))
         .map_err(|e| invalid(e.to_string()))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
@@ -895,6 +910,21 @@ fn endpoint_for(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Endpoint, Er
 mod tests {
     use super::*;
     use strata_proto::metadata::FROM_NODE;
+
+    #[test]
+    fn an_endpoint_without_a_port_gets_the_nodes_default() {
+        for (given, used) in [
+            ("db-0.kv", "db-0.kv:7400"),
+            ("127.0.0.1", "127.0.0.1:7400"),
+            ("[::1]", "[::1]:7400"),
+            ("db-0.kv:9000", "db-0.kv:9000"),
+            ("[::1]:9000", "[::1]:9000"),
+        ] {
+            assert_eq!(with_default_port(given), used);
+        }
+        let endpoint = endpoint_for("http://127.0.0.1", None).expect("valid");
+        assert_eq!(endpoint.uri().port_u16(), Some(7400));
+    }
 
     fn from_node(mut status: tonic::Status) -> tonic::Status {
         status

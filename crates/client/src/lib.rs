@@ -14,7 +14,7 @@ mod error;
 mod routing;
 mod session;
 
-pub use client::{Client, ClientOptions, TlsOptions, new_request_id};
+pub use client::{Client, ClientOptions, DEFAULT_PORT, TlsOptions, new_request_id};
 pub use consistency::parse_consistency;
 pub use error::Error;
 pub use strata_proto::v1;
