@@ -15,8 +15,10 @@
 //! - DNS: seed addresses `<pod>.<service>.<ns>.svc:<port>` are rewritten to
 //!   the pod's IP.
 //!
-//! A claim's directory is removed when the claim is deleted. Dropping the
-//! kubelet kills every process.
+//! A claim's directory is removed when the claim is deleted, and a claim
+//! deleted and created again (same name, new uid) is a new, empty volume
+//! when its pod next starts: a lost disk. Dropping the kubelet kills every
+//! process.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -59,6 +61,8 @@ pub struct Kubelet {
     prefix: (u8, u8),
     ips: BTreeMap<String, Ipv4Addr>,
     pods: HashMap<String, Running>,
+    /// The claim uid each volume directory was made for.
+    volumes: HashMap<String, String>,
 }
 
 impl Kubelet {
@@ -84,6 +88,7 @@ impl Kubelet {
             prefix: (a, b),
             ips: BTreeMap::new(),
             pods: HashMap::new(),
+            volumes: HashMap::new(),
         }
     }
 
@@ -383,6 +388,21 @@ impl Kubelet {
         }
         let claim = format!("data-{name}");
         let data_dir = self.volume(&claim);
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let claim_uid = claims
+            .get_opt(&claim)
+            .await?
+            .and_then(|c| c.uid())
+            .unwrap_or_default();
+        if self
+            .volumes
+            .insert(claim.clone(), claim_uid.clone())
+            .is_some_and(|before| before != claim_uid)
+        {
+            // Another claim under the same name: a new volume.
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
         std::fs::create_dir_all(&data_dir).expect("volume directory");
         resolved.push(("STRATA_DATA_DIR".into(), data_dir.display().to_string()));
         resolved.extend(self.extra_env.iter().cloned());

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use strata_operator::KVCluster;
 use strata_operator::crd::KVClusterStatus;
@@ -237,6 +237,70 @@ async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() 
     let before = clients.history.writes().len();
     clients.until_attempted(before, 30).await;
     println!("5 nodes at {:.1} s", started.elapsed().as_secs_f64());
+
+    // kv-4's volume is lost (claim and pod deleted): it comes back empty,
+    // waiting tokenless for a join the operator does not ask for outside
+    // a change; the other nodes tell it that it owned ranges, and it
+    // joins again by itself.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    let old_uid = world.pods.get("kv-4").await.expect("kv-4").uid();
+    claims
+        .delete("data-kv-4", &DeleteParams::default())
+        .await
+        .expect("delete claim data-kv-4");
+    world
+        .pods
+        .delete("kv-4", &DeleteParams::default())
+        .await
+        .expect("delete pod kv-4");
+    let kv4 = five[4];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // The new pod's process: a Join it ran by itself, finished.
+        let pod = world.pods.get_opt("kv-4").await.expect("get kv-4");
+        let new_and_ready = pod.as_ref().is_some_and(|p| {
+            p.uid() != old_uid
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        let joined = if new_and_ready {
+            match strata_tests::cluster::admin(kv4)
+                .await
+                .get_progress(strata_proto::v1::GetProgressRequest::default())
+                .await
+            {
+                Ok(progress) => progress.into_inner().operations.into_iter().find(|o| {
+                    o.kind == strata_proto::v1::OperationKind::Join as i32
+                        && o.state == strata_proto::v1::OperationState::Succeeded as i32
+                }),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        if let Some(join) = joined {
+            assert!(join.keys_transferred > 0, "{join:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kv-4 did not stream its ranges back; pod {:?}\n{}",
+            pod.map(|p| p.uid()),
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    world
+        .wait_for("5 nodes normal again", Duration::from_secs(60), |s| {
+            settled(s, 5)
+        })
+        .await;
+    println!(
+        "kv-4's lost volume refilled at {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // 5 -> 3: clients move to the nodes that stay first.
     for list in &lists {
