@@ -169,7 +169,10 @@ impl KnownMembers {
     pub fn lost_data(&self) -> Vec<(NodeId, u64)> {
         self.members
             .iter()
-            .filter(|(_, m)| m.lost_data)
+            // A departure (a removal) may have moved a marked member on.
+            .filter(|(_, m)| {
+                m.lost_data && matches!(m.state, NodeState::Normal | NodeState::Joining)
+            })
             .map(|(id, m)| (id.clone(), m.incarnation))
             .collect()
     }
