@@ -719,3 +719,85 @@ async fn streamed_back(cluster: &Cluster, i: usize, keys: &[String]) {
         assert_eq!(got.siblings.len(), 1, "{key} at ONE through {name}");
     }
 }
+
+/// Ctrl-C on `strata join` stops following the join, not the join: the
+/// CLI says it goes on and how to follow it again (exit status 130), and
+/// the node is still streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_following_a_join_not_the_join() {
+    // Slow streaming (2 KB/s of ~75 KB): the join runs for half a minute.
+    let mut args = ARGS.to_vec();
+    args.extend([
+        "--auto-bootstrap",
+        "false",
+        "--stream-bytes-per-sec",
+        "2000",
+    ]);
+    let mut cluster = Cluster::start(3, &args).await;
+    load(cluster.addr(0), 600, 128).await;
+    let joiner = cluster.add();
+    let child = std::process::Command::new(strata_tests::workspace_binary("strata"))
+        .args(["-e", &cluster.addr(joiner).to_string(), "join"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn strata join");
+    // Killed on drop, so a failing test leaves no CLI behind.
+    struct Guard(Option<std::process::Child>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(child) = &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut guard = Guard(Some(child));
+    let pid = guard
+        .0
+        .as_ref()
+        .map(std::process::Child::id)
+        .expect("child");
+    // Following: the join is running on the node.
+    join_progress(cluster.addr(joiner), 1).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard
+        .0
+        .as_mut()
+        .and_then(|c| c.try_wait().expect("try_wait"))
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "strata join still following");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = guard
+        .0
+        .take()
+        .expect("child")
+        .wait_with_output()
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("it goes on on node-3") && stderr.contains("strata progress --node node-3"),
+        "{stderr}"
+    );
+    let ops = admin(cluster.addr(joiner))
+        .await
+        .get_progress(GetProgressRequest::default())
+        .await
+        .expect("progress")
+        .into_inner()
+        .operations;
+    assert!(
+        ops.iter()
+            .any(|o| o.kind == OperationKind::Join as i32
+                && o.state == OperationState::Running as i32),
+        "the join goes on: {ops:?}"
+    );
+}

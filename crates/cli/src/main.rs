@@ -630,9 +630,32 @@ fn describe(op: &v1::Operation) -> String {
     )
 }
 
+/// Follows operation `id` on node `node` until it ends ([`follow_to_end`]).
+/// Ctrl-C stops following, not the operation: it runs on the node, and
+/// the message says so and how to follow it again (exit status 130).
+async fn follow(client: &Client, node: &str, id: &str) -> anyhow::Result<()> {
+    tokio::select! {
+        outcome = follow_to_end(client, node, id) => outcome,
+        interrupted = tokio::signal::ctrl_c() => {
+            if interrupted.is_err() {
+                // No handler: Ctrl-C ends the process as by default.
+                return follow_to_end(client, node, id).await;
+            }
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                println!();
+            }
+            eprintln!(
+                "stopped following {id}; it goes on on {node} (`strata progress --node {node}` \
+                 follows it again)"
+            );
+            std::process::exit(130);
+        }
+    }
+}
+
 /// Polls operation `id` on node `node` until it ends: a progress bar
 /// redrawn in place on a terminal, a line every few seconds otherwise.
-async fn follow(client: &Client, node: &str, id: &str) -> anyhow::Result<()> {
+async fn follow_to_end(client: &Client, node: &str, id: &str) -> anyhow::Result<()> {
     use std::io::{IsTerminal as _, Write as _};
     let tty = std::io::stdout().is_terminal();
     let mut last_line = std::time::Instant::now();
