@@ -7,17 +7,28 @@ use std::path::Path;
 
 use crate::NodeProcess;
 
-/// A port free right now on 127.0.0.1 (TCP; a node also binds it for
-/// gossip over UDP).
+/// A port free right now on 127.0.0.1 for TCP and UDP (a node binds it
+/// for both), below Linux's ephemeral range (32768 and up): a port the OS
+/// hands out for "port 0" is also what other tests' outgoing connections
+/// draw from, and one of them took such a port before the node bound it
+/// ("Address already in use", seen once in CI).
 ///
 /// # Panics
-/// When no port can be bound.
+/// When no port can be bound after many tries.
 #[must_use]
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    use std::hash::{BuildHasher as _, Hasher as _};
+    for _ in 0..1000 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 20_000 + u16::try_from(hasher.finish() % 12_000).expect("below 12000");
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// Nodes `node-0 .. node-{n-1}` founding one cluster (N = 3), each in
