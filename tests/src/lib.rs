@@ -19,6 +19,7 @@ pub mod apiserver;
 mod binary;
 pub mod cluster;
 pub mod history;
+pub mod interrupt;
 pub mod kubelet;
 mod node;
 pub mod operator;

@@ -192,55 +192,14 @@ fn bench_loads_runs_and_reports_reads_that_found_nothing() {
 #[test]
 fn a_bench_cut_short_by_ctrl_c_reports_what_it_measured() {
     let (_dir, node) = one_node();
-    let child = std::process::Command::new(workspace_binary("strata"))
-        .args(["-e", &node.addr().to_string()])
-        .args(["bench", "--workload", "ping", "--duration", "120"])
-        .args(["--threads", "2", "--rate", "200", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn strata bench");
-    // Killed on drop, so a failing test leaves no bench behind.
-    struct Guard(Option<std::process::Child>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if let Some(child) = &mut self.0 {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-    let mut guard = Guard(Some(child));
-    let pid = guard
-        .0
-        .as_ref()
-        .map(std::process::Child::id)
-        .expect("child");
+    let mut bench = strata_tests::interrupt::Interruptible::spawn(
+        std::process::Command::new(workspace_binary("strata"))
+            .args(["-e", &node.addr().to_string()])
+            .args(["bench", "--workload", "ping", "--duration", "120"])
+            .args(["--threads", "2", "--rate", "200", "--json"]),
+    );
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while guard
-        .0
-        .as_mut()
-        .and_then(|c| c.try_wait().expect("try_wait"))
-        .is_none()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bench still running 20 s after Ctrl-C"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = guard
-        .0
-        .take()
-        .expect("child")
-        .wait_with_output()
-        .expect("output");
+    let out = bench.interrupt(std::time::Duration::from_secs(20));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}: {stdout}", out.status);
     let lines: Vec<serde_json::Value> = stdout

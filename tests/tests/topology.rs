@@ -736,51 +736,16 @@ async fn ctrl_c_stops_following_a_join_not_the_join() {
     let mut cluster = Cluster::start(3, &args).await;
     load(cluster.addr(0), 600, 128).await;
     let joiner = cluster.add();
-    let child = std::process::Command::new(strata_tests::workspace_binary("strata"))
-        .args(["-e", &cluster.addr(joiner).to_string(), "join"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn strata join");
-    // Killed on drop, so a failing test leaves no CLI behind.
-    struct Guard(Option<std::process::Child>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if let Some(child) = &mut self.0 {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-    let mut guard = Guard(Some(child));
-    let pid = guard
-        .0
-        .as_ref()
-        .map(std::process::Child::id)
-        .expect("child");
+    let mut join = strata_tests::interrupt::Interruptible::spawn(
+        std::process::Command::new(strata_tests::workspace_binary("strata")).args([
+            "-e",
+            &cluster.addr(joiner).to_string(),
+            "join",
+        ]),
+    );
     // Following: the join is running on the node.
     join_progress(cluster.addr(joiner), 1).await;
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while guard
-        .0
-        .as_mut()
-        .and_then(|c| c.try_wait().expect("try_wait"))
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "strata join still following");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let out = guard
-        .0
-        .take()
-        .expect("child")
-        .wait_with_output()
-        .expect("output");
+    let out = join.interrupt(Duration::from_secs(10));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
