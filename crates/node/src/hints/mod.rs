@@ -25,6 +25,11 @@
 //! sealed segments oldest first and deletes each once delivered. A damaged
 //! segment is delivered up to the damage, then renamed `*.corrupt` and
 //! logged; it never stops the node.
+//!
+//! One delivery at a time ([`HintStore::delivery`]): the replay, a
+//! decommission handing its hints over and expiry each take sealed
+//! segments, read them and delete them, so two at once would read a file
+//! the other just deleted (a decommission under faults failed so).
 
 mod replay;
 mod segment;
@@ -205,6 +210,8 @@ pub struct HintStore {
     /// Bytes of records queued for the writer thread.
     queued: ByteBudget,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Held by whoever takes sealed segments to deliver or expire them.
+    delivering: tokio::sync::Mutex<()>,
 }
 
 impl Drop for HintStore {
@@ -291,6 +298,7 @@ impl HintStore {
             queue: Some(queue),
             queued: ByteBudget::new(limits.queued_bytes),
             writer: Some(writer),
+            delivering: tokio::sync::Mutex::new(()),
         };
         store.publish(&store.lock());
         Ok(store)
@@ -360,6 +368,14 @@ impl HintStore {
             .map(|(id, t)| (id.clone(), t.segments().map(|s| s.records).sum()))
             .filter(|(_, n)| *n > 0)
             .collect()
+    }
+
+    /// Waits for the sole right to take sealed segments (to deliver,
+    /// hand over or expire them) and holds it until the guard drops: a
+    /// segment [`HintStore::seal`] returned to the holder is read and
+    /// removed by it alone.
+    pub async fn delivery(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.delivering.lock().await
     }
 
     /// Seals `target`'s open segment (later hints go to a new one) and
@@ -638,6 +654,28 @@ mod tests {
         }
         store.store(&b, b"k4", &hints).await.expect("room again");
         assert_eq!(store.pending().0, 4);
+    }
+
+    #[tokio::test]
+    async fn one_delivery_at_a_time_so_a_segment_is_taken_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = open(dir.path(), HintLimits::default());
+        let b = id("node-b");
+        store.store(&b, b"k", &siblings("v")).await.expect("store");
+        let first = store.delivery().await;
+        let sealed = store.seal(&b);
+        assert_eq!(sealed.len(), 1);
+        // A second taker (a decommission handing hints over while the
+        // replay delivers them) waits for the first to finish...
+        let mut second = Box::pin(store.delivery());
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        store.finish(&b, &sealed[0].path, SegmentFate::Delivered);
+        drop(first);
+        // ...and then finds nothing left to take, not a deleted file.
+        let _second = second.await;
+        assert!(store.seal(&b).is_empty());
+        assert!(store.targets().is_empty());
     }
 
     #[tokio::test]

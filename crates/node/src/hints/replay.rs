@@ -59,8 +59,11 @@ pub async fn replay_loop(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let expiring = Arc::clone(&store);
-            let _ = tokio::task::spawn_blocking(move || expiring.expire(now_micros())).await;
+            {
+                let _delivery = store.delivery().await;
+                let expiring = Arc::clone(&store);
+                let _ = tokio::task::spawn_blocking(move || expiring.expire(now_micros())).await;
+            }
             for (target, held) in store.targets() {
                 let view = topology.view();
                 let Some(address) = view
@@ -78,7 +81,10 @@ pub async fn replay_loop(
                     target: &target,
                     address: &address,
                 };
-                match replay_target(&to, settings).await {
+                let delivery = store.delivery().await;
+                let replayed = replay_target(&to, settings).await;
+                drop(delivery);
+                match replayed {
                     Ok(delivered) => {
                         tracing::info!(%target, delivered, "hints replayed");
                     }
