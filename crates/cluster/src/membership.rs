@@ -295,6 +295,9 @@ pub struct NodeInfo {
     pub alive: bool,
     /// Its tokens.
     pub tokens: Vec<Token>,
+    /// The incarnation of its data directory (0: not known): a new one
+    /// means a node that lost its data and joined again.
+    pub incarnation: u64,
 }
 
 /// A replica of a key: who, and whether requests should be sent to it.
@@ -351,6 +354,7 @@ impl ClusterView {
                         load_bytes: p.gossip.load_bytes,
                         alive: p.alive,
                         tokens: p.gossip.tokens,
+                        incarnation: p.gossip.incarnation,
                     },
                 )
             })

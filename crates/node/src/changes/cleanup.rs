@@ -195,7 +195,12 @@ fn ring_summary(
     out
 }
 
-/// Changes whenever a member, state or token changes.
+/// Changes whenever a member, state, token or incarnation changes. The
+/// incarnation matters: a member that lost its data joins again under the
+/// same tokens, so the ring after its join equals the ring before, yet
+/// while it joined the next members took its ranges' writes, which only a
+/// cleanup removes (the samples every 5 s may also miss a short join
+/// entirely).
 fn ring_fingerprint(view: &ClusterView) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -203,6 +208,46 @@ fn ring_fingerprint(view: &ClusterView) -> u64 {
         id.hash(&mut hasher);
         n.state.hash(&mut hasher);
         n.tokens.hash(&mut hasher);
+        n.incarnation.hash(&mut hasher);
     }
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_cluster::{NodeGossip, Peer, tokens_for};
+
+    use super::*;
+
+    fn member(id: &str, incarnation: u64) -> Peer {
+        let id = NodeId::new(id).expect("id");
+        Peer {
+            gossip: NodeGossip {
+                grpc_address: String::new(),
+                internal_address: String::new(),
+                gossip_address: String::new(),
+                tokens: tokens_for(&id, 8),
+                state: NodeState::Normal,
+                load_bytes: 0,
+                incarnation,
+                departures: Vec::new(),
+            },
+            id,
+            generation: 1,
+            alive: true,
+        }
+    }
+
+    fn ring(b_incarnation: u64) -> ClusterView {
+        ClusterView::from_peers([member("node-a", 7), member("node-b", b_incarnation)])
+    }
+
+    #[test]
+    fn a_member_that_lost_its_data_and_joined_again_calls_for_a_cleanup() {
+        // The same members, states and tokens: only node-b's data
+        // directory is new. The members that took its writes while it
+        // joined again must clean up, so the fingerprint differs.
+        assert_eq!(ring_fingerprint(&ring(3)), ring_fingerprint(&ring(3)));
+        assert_ne!(ring_fingerprint(&ring(3)), ring_fingerprint(&ring(4)));
+    }
 }
