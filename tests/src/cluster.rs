@@ -108,6 +108,15 @@ impl Cluster {
         }
     }
 
+    /// Cuts node `from`'s links to the `to` nodes at `from` only: its
+    /// requests to them fail and it drops gossip to and from them, while
+    /// their requests to it still arrive (an asymmetric fault). Replaces
+    /// whatever `from` had cut before.
+    pub fn cut_one_way(&self, from: usize, to: &[usize]) {
+        let cut: Vec<String> = to.iter().map(|&j| self.addr(j).to_string()).collect();
+        std::fs::write(self.fault_file(from), cut.join("\n")).expect("write fault file");
+    }
+
     /// Kills node `i` (SIGKILL) without waiting for anyone to notice (the
     /// others may be cut off from it).
     pub fn crash(&mut self, i: usize) {
@@ -173,6 +182,12 @@ impl Cluster {
     /// Resumes node `i` (SIGCONT).
     pub fn resume(&self, i: usize) {
         self.nodes[i].as_ref().expect("node is running").resume();
+    }
+
+    /// Node `i`'s log so far (also of a crashed node: the file stays).
+    #[must_use]
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.data_dir(i).with_extension("log")).unwrap_or_default()
     }
 
     /// Deletes stopped node `i`'s data directory: a lost disk.

@@ -56,17 +56,29 @@ impl Clients {
     /// Starts one client per endpoint list.
     #[must_use]
     pub fn start(endpoints: &[Endpoints], workload: Workload) -> Self {
+        let each: Vec<(Endpoints, Workload)> = endpoints
+            .iter()
+            .map(|e| (Arc::clone(e), workload))
+            .collect();
+        Self::start_each(&each)
+    }
+
+    /// Starts one client per endpoint list, each with its own workload,
+    /// recording into one history (a write by one client may supersede
+    /// another's).
+    #[must_use]
+    pub fn start_each(clients: &[(Endpoints, Workload)]) -> Self {
         let history = Arc::new(History::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks = endpoints
+        let tasks = clients
             .iter()
             .enumerate()
-            .map(|(id, e)| {
+            .map(|(id, (e, workload))| {
                 spawn_client(
                     id,
                     Arc::clone(e),
                     Arc::clone(&history),
-                    workload,
+                    *workload,
                     Arc::clone(&stop),
                 )
             })

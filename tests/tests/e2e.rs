@@ -13,6 +13,7 @@ mod faults;
 mod gossip_key;
 mod hints;
 mod listeners;
+mod nemesis;
 mod node_process;
 mod operator;
 mod operator_reconciler;
