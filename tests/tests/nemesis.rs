@@ -1,8 +1,10 @@
-//! A seeded random fault schedule on five real node processes (N=3):
+//! Seeded random fault schedules on real node processes (N=3):
 //! isolations, majority/minority splits, one-way cuts, crashes with
-//! restarts and pauses, one at a time, while clients write at QUORUM and
-//! at ONE. Ends like every scenario: heal, hint replay, repair, equal
-//! Merkle roots, and no acknowledged write lost.
+//! restarts, pauses, a pause and an isolation at once, and lost data
+//! directories, while clients write at QUORUM (and at ONE, except with lost
+//! disks). Each ends like every scenario: heal, hint replay, repair, equal
+//! Merkle roots, every key on exactly its replicas, and no acknowledged
+//! write lost (docs/failures.md, "Random fault schedules").
 //!
 //! `STRATA_NEMESIS_SEED` and `STRATA_NEMESIS_EVENTS` run another schedule
 //! (the defaults are what CI runs); the schedule is printed as it goes.
@@ -81,13 +83,14 @@ impl Nemesis {
         }
     }
 
-    /// Injects one fault among `nodes` for 2-7 s, heals it, then waits 1-3 s.
+    /// Injects a fault among `nodes` for 2-7 s (one, or a pause and an
+    /// isolation at once), heals it, then waits 1-3 s.
     async fn strike(&mut self, cluster: &mut Cluster, nodes: &[usize]) {
         let lasting = self.dice.seconds(2, 7);
         let at = self.started.elapsed().as_secs_f64();
         let order = self.dice.shuffled(nodes);
         let i = order[0];
-        match self.dice.below(if self.wipes { 6 } else { 5 }) {
+        match self.dice.below(if self.wipes { 7 } else { 6 }) {
             0 => {
                 println!("{at:5.1} s: node-{i} isolated for {lasting:.1?}");
                 cluster.partition(i);
@@ -112,7 +115,15 @@ impl Nemesis {
                 cluster.start_again(i);
                 self.point_clients_at(&running_addrs(cluster));
             }
-            5 if self.never_crash != Some(i) => {
+            5 => {
+                let j = order[1];
+                println!("{at:5.1} s: node-{i} paused and node-{j} isolated for {lasting:.1?}");
+                cluster.pause(i);
+                cluster.partition(j);
+                tokio::time::sleep(lasting).await;
+                cluster.resume(i);
+            }
+            6 if self.never_crash != Some(i) => {
                 println!("{at:5.1} s: node-{i} loses its data directory, down for {lasting:.1?}");
                 cluster.crash(i);
                 cluster.wipe(i);
@@ -234,7 +245,7 @@ async fn finish(cluster: &Cluster, clients: Clients, scenario: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_random_fault_schedule_loses_no_acknowledged_write() {
-    let seed = env_or("STRATA_NEMESIS_SEED", 20_261_202);
+    let seed = env_or("STRATA_NEMESIS_SEED", 5);
     let events = env_or("STRATA_NEMESIS_EVENTS", 12);
     let mut cluster = Cluster::start(5, ARGS).await;
     let (clients, lists) = start_clients(&cluster);
@@ -255,7 +266,7 @@ async fn a_random_fault_schedule_loses_no_acknowledged_write() {
 /// Lost data directories among the faults, every client at QUORUM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_faults_with_lost_disks_lose_no_quorum_write() {
-    let seed = env_or("STRATA_NEMESIS_SEED", 20_261_204);
+    let seed = env_or("STRATA_NEMESIS_SEED", 11);
     let events = env_or("STRATA_NEMESIS_EVENTS", 10);
     let mut cluster = Cluster::start(5, ARGS).await;
     let all = running_addrs(&cluster);
