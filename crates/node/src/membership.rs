@@ -77,6 +77,8 @@ pub struct Membership {
     chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
     view: RwLock<Arc<ClusterView>>,
     epoch: AtomicU64,
+    /// Counts changes of a member, state, token set or incarnation.
+    ring_changes: AtomicU64,
     stop: watch::Sender<bool>,
     /// Every member known (durable); the view is completed with it.
     known: tokio::sync::Mutex<Known>,
@@ -175,6 +177,7 @@ impl Membership {
             handle: tokio::sync::Mutex::new(Some(handle)),
             view: RwLock::new(Arc::new(ClusterView::default())),
             epoch: AtomicU64::new(0),
+            ring_changes: AtomicU64::new(0),
             stop,
             known: tokio::sync::Mutex::new(Known {
                 members: known,
@@ -223,6 +226,15 @@ impl Membership {
     #[must_use]
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Increases whenever a member, its state, its tokens or its
+    /// incarnation changes (not liveness or addresses): what makes data
+    /// move between nodes. Every view is counted, so a change that began
+    /// and ended between two looks is still seen.
+    #[must_use]
+    pub fn ring_changes(&self) -> u64 {
+        self.ring_changes.load(Ordering::Acquire)
     }
 
     /// This node's id.
@@ -326,6 +338,9 @@ impl Membership {
             );
         }
         let mut current = self.view.write().expect("view lock");
+        if !same_ring(&current, &view) {
+            self.ring_changes.fetch_add(1, Ordering::AcqRel);
+        }
         if !same_routing(&current, &view) {
             for (id, node) in view.nodes() {
                 let before = current.node(id).map(|n| n.alive);
@@ -542,6 +557,17 @@ impl Membership {
 }
 
 /// Equal for routing: load changes constantly and does not count.
+/// Whether two views hold the same members in the same states, with the
+/// same tokens and incarnations.
+fn same_ring(a: &ClusterView, b: &ClusterView) -> bool {
+    let key = |v: &ClusterView| {
+        v.nodes()
+            .map(|(id, n)| (id.clone(), n.state, n.tokens.clone(), n.incarnation))
+            .collect::<Vec<_>>()
+    };
+    key(a) == key(b)
+}
+
 fn same_routing(a: &ClusterView, b: &ClusterView) -> bool {
     let key = |v: &ClusterView| {
         v.nodes()
@@ -558,4 +584,50 @@ fn same_routing(a: &ClusterView, b: &ClusterView) -> bool {
             .collect::<Vec<_>>()
     };
     key(a) == key(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_cluster::{NodeGossip, Peer, tokens_for};
+
+    use super::*;
+
+    fn view(b_state: NodeState, b_alive: bool, b_incarnation: u64) -> ClusterView {
+        let member = |id: &str, state, alive, incarnation| {
+            let id = NodeId::new(id).expect("id");
+            Peer {
+                gossip: NodeGossip {
+                    grpc_address: format!("{id}:7400"),
+                    internal_address: String::new(),
+                    gossip_address: String::new(),
+                    tokens: tokens_for(&id, 8),
+                    state,
+                    load_bytes: 0,
+                    incarnation,
+                    departures: Vec::new(),
+                },
+                id,
+                generation: 1,
+                alive,
+            }
+        };
+        ClusterView::from_peers([
+            member("node-a", NodeState::Normal, true, 7),
+            member("node-b", b_state, b_alive, b_incarnation),
+        ])
+    }
+
+    #[test]
+    fn the_ring_changes_with_states_and_incarnations_not_with_liveness() {
+        let normal = view(NodeState::Normal, true, 3);
+        assert!(same_ring(&normal, &view(NodeState::Normal, false, 3)));
+        assert!(!same_routing(&normal, &view(NodeState::Normal, false, 3)));
+        // node-b lost its data: a new incarnation, joining again under the
+        // same tokens, then normal again. Each step counts.
+        assert!(!same_ring(&normal, &view(NodeState::Normal, true, 4)));
+        assert!(!same_ring(
+            &view(NodeState::Normal, true, 4),
+            &view(NodeState::Joining, true, 4)
+        ));
+    }
 }

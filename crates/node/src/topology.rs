@@ -45,6 +45,16 @@ impl Topology {
         }
     }
 
+    /// Increases when a member, state, token set or incarnation changes
+    /// (see `Membership::ring_changes`).
+    #[must_use]
+    pub fn ring_changes(&self) -> u64 {
+        match self {
+            Self::Gossip(m) => m.ring_changes(),
+            Self::Fixed(_) => 0,
+        }
+    }
+
     /// Increases when the view changes.
     #[must_use]
     pub fn epoch(&self) -> u64 {

@@ -43,13 +43,20 @@ impl Changes {
 
     /// Cleans up by itself whenever the ring has changed and every live
     /// member routes with it (nothing changing anywhere), until `stop`.
+    ///
+    /// "Changed" counts every view gossip produced
+    /// (`Topology::ring_changes`), not a comparison of two samples: a
+    /// member that lost its data joins again under its old tokens, so the
+    /// ring after its join can equal the ring at the last cleanup (even
+    /// with its new incarnation, when that cleanup ran in the moment before
+    /// the join), while the next members took its ranges' writes meanwhile.
     pub async fn auto_cleanup(self: Arc<Self>, stop: impl Future<Output = ()>) {
         let work = async {
             let mut cleaned: Option<u64> = None;
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
+                let fingerprint = self.ctx.topology.ring_changes();
                 let view = self.ctx.view();
-                let fingerprint = ring_fingerprint(&view);
                 // Only a normal member: a node waiting to claim its tokens
                 // (a joiner resuming after a restart) owns nothing yet but
                 // holds what it already streamed.
