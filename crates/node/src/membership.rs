@@ -556,7 +556,6 @@ impl Membership {
     }
 }
 
-/// Equal for routing: load changes constantly and does not count.
 /// Whether two views hold the same members in the same states, with the
 /// same tokens and incarnations.
 fn same_ring(a: &ClusterView, b: &ClusterView) -> bool {
@@ -568,6 +567,7 @@ fn same_ring(a: &ClusterView, b: &ClusterView) -> bool {
     key(a) == key(b)
 }
 
+/// Equal for routing: load changes constantly and does not count.
 fn same_routing(a: &ClusterView, b: &ClusterView) -> bool {
     let key = |v: &ClusterView| {
         v.nodes()
