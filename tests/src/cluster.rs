@@ -283,6 +283,25 @@ impl Cluster {
         self.wait_until_alive(alive).await;
     }
 
+    /// Whether every running node's ring shows `node` in `state` (a node
+    /// that does not answer counts as not seeing it).
+    pub async fn all_see_state(&self, node: &str, state: v1::NodeState) -> bool {
+        for (_, addr) in self.running() {
+            let seen = match admin(addr).await.get_ring(GetRingRequest {}).await {
+                Ok(ring) => ring
+                    .into_inner()
+                    .nodes
+                    .iter()
+                    .any(|n| n.node_id == node && n.state == state as i32),
+                Err(_) => false,
+            };
+            if !seen {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Waits until every running node's ring shows exactly `alive` live
     /// members at the running nodes' current addresses.
     ///

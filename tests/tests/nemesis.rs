@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_proto::v1::{
-    ConsistencyLevel, DecommissionRequest, GetProgressRequest, GetRingRequest, NodeState,
-    Operation, OperationKind, OperationState,
+    ConsistencyLevel, DecommissionRequest, GetProgressRequest, NodeState, Operation, OperationKind,
+    OperationState,
 };
 use strata_tests::Cluster;
 use strata_tests::cluster::{admin, stored_versions};
@@ -211,20 +211,25 @@ async fn rejoined(addr: SocketAddr) -> Operation {
     }
 }
 
-/// Three clients at QUORUM and one at ONE, all nodes in each one's list.
-fn start_clients(cluster: &Cluster) -> (Clients, Vec<Endpoints>) {
+/// Four clients, each with every node in its list: three at QUORUM and
+/// the fourth at ONE, or at QUORUM too when `with_one` is false.
+fn start_clients(cluster: &Cluster, with_one: bool) -> (Clients, Vec<Endpoints>) {
     let all = running_addrs(cluster);
     let lists: Vec<Endpoints> = (0..4).map(|_| endpoints(&all)).collect();
-    let one = Workload {
-        read: ConsistencyLevel::One,
-        write: ConsistencyLevel::One,
-        ..quorum()
+    let fourth = if with_one {
+        Workload {
+            read: ConsistencyLevel::One,
+            write: ConsistencyLevel::One,
+            ..quorum()
+        }
+    } else {
+        quorum()
     };
     let clients = Clients::start_each(&[
         (Arc::clone(&lists[0]), quorum()),
         (Arc::clone(&lists[1]), quorum()),
         (Arc::clone(&lists[2]), quorum()),
-        (Arc::clone(&lists[3]), one),
+        (Arc::clone(&lists[3]), fourth),
     ]);
     (clients, lists)
 }
@@ -243,48 +248,34 @@ async fn finish(cluster: &Cluster, clients: Clients, scenario: &str) {
     report(scenario, &history.check(&finals), converged);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_random_fault_schedule_loses_no_acknowledged_write() {
-    let seed = env_or("STRATA_NEMESIS_SEED", 5);
-    let events = env_or("STRATA_NEMESIS_EVENTS", 12);
+/// `events` faults on 5 nodes, with lost disks among them when `wipes`
+/// (every client at QUORUM then), and the settle-and-check ending.
+async fn random_schedule(seed: u64, events: u64, wipes: bool) {
     let mut cluster = Cluster::start(5, ARGS).await;
-    let (clients, lists) = start_clients(&cluster);
+    let (clients, lists) = start_clients(&cluster, !wipes);
     clients.until_attempted(0, 20).await;
     let mut nemesis = Nemesis::new(seed, lists);
+    nemesis.wipes = wipes;
     let nodes: Vec<usize> = (0..5).collect();
     for _ in 0..events {
         nemesis.strike(&mut cluster, &nodes).await;
     }
-    finish(
-        &cluster,
-        clients,
-        &format!("nemesis (seed {seed}, {events} events)"),
-    )
-    .await;
+    let lost = if wipes { " with lost disks" } else { "" };
+    let scenario = format!("nemesis{lost} (seed {seed}, {events} events)");
+    finish(&cluster, clients, &scenario).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_fault_schedule_loses_no_acknowledged_write() {
+    let seed = env_or("STRATA_NEMESIS_SEED", 5);
+    random_schedule(seed, env_or("STRATA_NEMESIS_EVENTS", 12), false).await;
 }
 
 /// Lost data directories among the faults, every client at QUORUM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_faults_with_lost_disks_lose_no_quorum_write() {
     let seed = env_or("STRATA_NEMESIS_SEED", 11);
-    let events = env_or("STRATA_NEMESIS_EVENTS", 10);
-    let mut cluster = Cluster::start(5, ARGS).await;
-    let all = running_addrs(&cluster);
-    let lists: Vec<Endpoints> = (0..4).map(|_| endpoints(&all)).collect();
-    let clients = Clients::start(&lists, quorum());
-    clients.until_attempted(0, 20).await;
-    let mut nemesis = Nemesis::new(seed, lists);
-    nemesis.wipes = true;
-    let nodes: Vec<usize> = (0..5).collect();
-    for _ in 0..events {
-        nemesis.strike(&mut cluster, &nodes).await;
-    }
-    finish(
-        &cluster,
-        clients,
-        &format!("nemesis with lost disks (seed {seed}, {events} events)"),
-    )
-    .await;
+    random_schedule(seed, env_or("STRATA_NEMESIS_EVENTS", 10), true).await;
 }
 
 /// A join and then a decommission, each while the faults go on (the
@@ -294,7 +285,7 @@ async fn a_join_and_a_decommission_under_random_faults_lose_no_acknowledged_writ
     let seed = env_or("STRATA_NEMESIS_SEED", 20_261_203);
     let events = env_or("STRATA_NEMESIS_EVENTS", 6);
     let mut cluster = Cluster::start(4, ARGS).await;
-    let (clients, lists) = start_clients(&cluster);
+    let (clients, lists) = start_clients(&cluster, true);
     clients.until_attempted(0, 20).await;
     let mut nemesis = Nemesis::new(seed, lists);
 
@@ -355,22 +346,11 @@ async fn a_join_and_a_decommission_under_random_faults_lose_no_acknowledged_writ
 /// minutes.
 async fn reaches_state(cluster: &Cluster, node: &str, state: NodeState) -> bool {
     let deadline = Instant::now() + Duration::from_secs(180);
-    while Instant::now() < deadline {
-        let mut all = true;
-        for (_, addr) in cluster.running() {
-            all &= match admin(addr).await.get_ring(GetRingRequest {}).await {
-                Ok(ring) => ring
-                    .into_inner()
-                    .nodes
-                    .iter()
-                    .any(|n| n.node_id == node && n.state == state as i32),
-                Err(_) => false,
-            };
-        }
-        if all {
-            return true;
+    while !cluster.all_see_state(node, state).await {
+        if Instant::now() >= deadline {
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    false
+    true
 }

@@ -19,22 +19,7 @@ use tonic::Code;
 /// `state`.
 async fn wait_for_state(cluster: &Cluster, node: &str, state: NodeState) {
     let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let mut all = true;
-        for (_, addr) in cluster.running() {
-            let seen = match admin(addr).await.get_ring(GetRingRequest {}).await {
-                Ok(ring) => ring
-                    .into_inner()
-                    .nodes
-                    .iter()
-                    .any(|n| n.node_id == node && n.state == state as i32),
-                Err(_) => false,
-            };
-            all &= seen;
-        }
-        if all {
-            return;
-        }
+    while !cluster.all_see_state(node, state).await {
         assert!(
             Instant::now() < deadline,
             "{node} did not reach {state:?} everywhere within 90 s"
