@@ -576,6 +576,18 @@ pub async fn kv(addr: SocketAddr) -> KvClient<Channel> {
     KvClient::new(channel(addr).await).max_decoding_message_size(64 << 20)
 }
 
+/// The operations one node runs and remembers (`Admin.GetProgress`).
+///
+/// # Errors
+/// The node's status when it does not answer.
+pub async fn operations(addr: SocketAddr) -> Result<Vec<v1::Operation>, tonic::Status> {
+    admin(addr)
+        .await
+        .get_progress(GetProgressRequest::default())
+        .await
+        .map(|r| r.into_inner().operations)
+}
+
 /// The admin service of one node.
 pub async fn admin(addr: SocketAddr) -> AdminClient<Channel> {
     AdminClient::new(channel(addr).await)

@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_proto::v1::{
-    ConsistencyLevel, DecommissionRequest, GetProgressRequest, NodeState, Operation, OperationKind,
-    OperationState,
+    ConsistencyLevel, DecommissionRequest, NodeState, Operation, OperationKind, OperationState,
 };
 use strata_tests::Cluster;
-use strata_tests::cluster::{admin, stored_versions};
+use strata_tests::cluster::{admin, operations, stored_versions};
 use strata_tests::scenario::{ARGS, Clients, endpoints, keys, quorum, report, set, settle};
 use strata_tests::workload::{Endpoints, Workload};
 
@@ -193,11 +192,8 @@ async fn cleaned_up(cluster: &Cluster) {
 async fn rejoined(addr: SocketAddr) -> Operation {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(progress) = admin(addr)
-            .await
-            .get_progress(GetProgressRequest::default())
-            .await
-            && let Some(op) = progress.into_inner().operations.into_iter().find(|o| {
+        if let Ok(ops) = operations(addr).await
+            && let Some(op) = ops.into_iter().find(|o| {
                 o.kind == OperationKind::Join as i32 && o.state == OperationState::Succeeded as i32
             })
         {
@@ -317,11 +313,7 @@ async fn a_join_and_a_decommission_under_random_faults_lose_no_acknowledged_writ
         nemesis.strike(&mut cluster, &nodes).await;
     }
     if !reaches_state(&cluster, &format!("node-{leaver}"), NodeState::Left).await {
-        let ops = admin(cluster.addr(leaver))
-            .await
-            .get_progress(GetProgressRequest::default())
-            .await
-            .map(|r| r.into_inner().operations);
+        let ops = operations(cluster.addr(leaver)).await;
         let log = cluster.log(leaver);
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         panic!(

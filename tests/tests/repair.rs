@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use strata_proto::v1::{
-    Consistency, ConsistencyLevel, DeleteRequest, GetNodeStatusRequest, GetProgressRequest,
-    GetRequest, PutRequest, RepairRequest,
+    Consistency, ConsistencyLevel, DeleteRequest, GetNodeStatusRequest, GetRequest, PutRequest,
+    RepairRequest,
 };
 use strata_tests::cluster::{admin, kv, stored_versions};
 use strata_tests::{Cluster, workspace_binary};
@@ -156,13 +156,9 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
         .expect("status")
         .into_inner();
     assert!(status.last_repair_micros > 0);
-    let operations = admin(c)
+    let operations = strata_tests::cluster::operations(c)
         .await
-        .get_progress(GetProgressRequest::default())
-        .await
-        .expect("progress")
-        .into_inner()
-        .operations;
+        .expect("progress");
     assert_eq!(operations.len(), 1);
     assert!(operations[0].keys_transferred >= 60, "{:?}", operations[0]);
     let mut node = admin(a).await;

@@ -11,7 +11,7 @@ use strata_proto::v1::{
     OperationState,
 };
 use strata_tests::Cluster;
-use strata_tests::cluster::{admin, stored_versions};
+use strata_tests::cluster::{admin, operations, stored_versions};
 use strata_tests::scenario::{ARGS, Clients, endpoints, keys, quorum, report, set, settle};
 use tonic::Code;
 
@@ -32,13 +32,7 @@ async fn wait_for_state(cluster: &Cluster, node: &str, state: NodeState) {
 async fn finished_operation(addr: SocketAddr, kind: OperationKind) -> strata_proto::v1::Operation {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let ops = admin(addr)
-            .await
-            .get_progress(GetProgressRequest::default())
-            .await
-            .expect("progress")
-            .into_inner()
-            .operations;
+        let ops = operations(addr).await.expect("progress");
         if let Some(op) = ops.into_iter().find(|o| {
             o.kind == kind as i32
                 && o.state != OperationState::Running as i32
@@ -264,14 +258,8 @@ async fn join_progress(addr: SocketAddr, ranges: u64) -> strata_proto::v1::Opera
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;
     loop {
-        if let Ok(progress) = admin(addr)
-            .await
-            .get_progress(GetProgressRequest::default())
-            .await
-        {
-            let join = progress
-                .into_inner()
-                .operations
+        if let Ok(ops) = operations(addr).await {
+            let join = ops
                 .into_iter()
                 .find(|o| o.kind == OperationKind::Join as i32);
             if let Some(op) = &join
@@ -737,13 +725,7 @@ async fn ctrl_c_stops_following_a_join_not_the_join() {
         stderr.contains("it goes on on node-3") && stderr.contains("strata progress --node node-3"),
         "{stderr}"
     );
-    let ops = admin(cluster.addr(joiner))
-        .await
-        .get_progress(GetProgressRequest::default())
-        .await
-        .expect("progress")
-        .into_inner()
-        .operations;
+    let ops = operations(cluster.addr(joiner)).await.expect("progress");
     assert!(
         ops.iter()
             .any(|o| o.kind == OperationKind::Join as i32
