@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use strata_proto::v1::{
-    DecommissionRequest, GetProgressRequest, GetRingRequest, JoinRequest, NodeState, OperationKind,
-    OperationState,
+    ConsistencyLevel, DecommissionRequest, GetProgressRequest, GetRingRequest, JoinRequest,
+    NodeState, OperationKind, OperationState,
 };
 use strata_tests::Cluster;
 use strata_tests::cluster::{admin, operations, stored_versions};
@@ -198,9 +198,17 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
 /// Writes `count` keys of `value_bytes` each through `addr` at ALL, in
 /// batches, so a join has something to stream.
 async fn load(addr: SocketAddr, count: usize, value_bytes: usize) -> Vec<String> {
-    use strata_proto::v1::{
-        BatchWriteRequest, Consistency, ConsistencyLevel, PutRequest, WriteOp, write_op,
-    };
+    load_at(addr, count, value_bytes, ConsistencyLevel::All).await
+}
+
+/// [`load`] at `level`: every write acknowledged.
+async fn load_at(
+    addr: SocketAddr,
+    count: usize,
+    value_bytes: usize,
+    level: ConsistencyLevel,
+) -> Vec<String> {
+    use strata_proto::v1::{BatchWriteRequest, Consistency, PutRequest, WriteOp, write_op};
     let keys: Vec<String> = (0..count).map(|i| format!("bulk-{i:06}")).collect();
     for chunk in keys.chunks(500) {
         let ops = chunk
@@ -217,7 +225,7 @@ async fn load(addr: SocketAddr, count: usize, value_bytes: usize) -> Vec<String>
             .await
             .batch_write(BatchWriteRequest {
                 ops,
-                consistency: Some(Consistency::named(ConsistencyLevel::All)),
+                consistency: Some(Consistency::named(level)),
             })
             .await
             .expect("batch")
@@ -650,6 +658,106 @@ async fn a_joined_node_whose_volume_is_lost_joins_again_by_itself() {
     streamed_back(&cluster, 2, &keys).await;
 }
 
+/// Four nodes, N = 3, no hints, read repair or anti-entropy to heal
+/// anything: node-1 is down while keys are written at QUORUM (so a key
+/// node-1 and node-2 both replicate is on node-2 and one other node
+/// only), then node-2 loses its data directory and node-1 comes back.
+/// Returns the keys, once node-2 started again.
+async fn lose_a_disk_after_writes_missed_a_replica(args: &[&str]) -> (Cluster, Vec<String>) {
+    let mut args = args.to_vec();
+    args.extend(["--max-hint-bytes", "0", "--read-repair-chance", "0"]);
+    let mut cluster = Cluster::start(4, &args).await;
+    cluster.crash(1);
+    let keys = load_at(cluster.addr(0), 400, 128, ConsistencyLevel::Quorum).await;
+    cluster.crash(2);
+    cluster.wipe(2);
+    cluster.start_again(1);
+    cluster.wait_until_alive(3).await;
+    cluster.start_again(2);
+    (cluster, keys)
+}
+
+/// How many running nodes store `key`.
+async fn copies(cluster: &Cluster, key: &str) -> usize {
+    let mut held = 0;
+    for (_, addr) in cluster.running() {
+        held += usize::from(!stored_versions(addr, key).await.is_empty());
+    }
+    held
+}
+
+/// A node that lost its data copies each range back from every other
+/// replica, not from one: every acknowledged write is on two nodes again,
+/// including those the lost copy and one other replica held. (As a plain
+/// joiner it copied from the member taking its place among the current
+/// replicas, which never held the range: such writes stayed on one node.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_data_gets_every_write_back_from_every_other_replica() {
+    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(ARGS).await;
+    let op = finished_operation(cluster.addr(2), OperationKind::Join).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    wait_for_state(&cluster, "node-2", NodeState::Normal).await;
+    let mut single = Vec::new();
+    for key in &keys {
+        if copies(&cluster, key).await < 2 {
+            single.push(key.clone());
+        }
+    }
+    assert_eq!(single, Vec::<String>::new(), "keys left on one node");
+}
+
+/// While a node that lost its data copies its ranges back, QUORUM reads
+/// go to the other replicas and find every write: it is not read, and the
+/// member after it on the ring (which never held its ranges) is not read
+/// in its stead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_reads_find_every_write_while_a_lost_node_copies_its_ranges_back() {
+    let mut args = ARGS.to_vec();
+    // About 100 KB to copy back at 4 KB/s: half a minute.
+    args.extend(["--stream-bytes-per-sec", "4000"]);
+    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(&args).await;
+    let running = || async {
+        operations(cluster.addr(2)).await.is_ok_and(|ops| {
+            ops.iter().any(|o| {
+                o.kind == OperationKind::Join as i32 && o.state == OperationState::Running as i32
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running().await {
+        assert!(Instant::now() < deadline, "node-2 never started its rejoin");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut missed = Vec::new();
+    for (n, key) in keys.iter().enumerate() {
+        // Through every node, node-2 included.
+        let through = cluster.addr([2, 3, 0, 1][n % 4]);
+        let got = strata_tests::cluster::kv(through)
+            .await
+            .get(strata_proto::v1::GetRequest {
+                key: key.as_bytes().to_vec().into(),
+                consistency: Some(strata_proto::v1::Consistency::named(
+                    ConsistencyLevel::Quorum,
+                )),
+            })
+            .await
+            .expect("a QUORUM read while a replica rejoins")
+            .into_inner();
+        if got.siblings.is_empty() {
+            missed.push(key.clone());
+        }
+    }
+    assert_eq!(
+        missed,
+        Vec::<String>::new(),
+        "QUORUM reads that missed a write"
+    );
+    assert!(
+        running().await,
+        "the reads ran while node-2 copied its ranges back"
+    );
+}
+
 /// Waits until node `i` holds every key again, by a join that streamed
 /// them all, and serves them at ONE.
 async fn streamed_back(cluster: &Cluster, i: usize, keys: &[String]) {
@@ -672,7 +780,8 @@ async fn streamed_back(cluster: &Cluster, i: usize, keys: &[String]) {
     }
     let op = finished_operation(cluster.addr(i), OperationKind::Join).await;
     assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
-    assert_eq!(op.keys_transferred, keys.len() as u64, "{op:?}");
+    // Three nodes, N = 3: each key copied from both other replicas.
+    assert_eq!(op.keys_transferred, 2 * keys.len() as u64, "{op:?}");
     wait_for_state(cluster, &name, NodeState::Normal).await;
     let one = Some(strata_proto::v1::Consistency {
         level: Some(strata_proto::v1::consistency::Level::Named(

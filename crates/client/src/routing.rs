@@ -35,6 +35,7 @@ impl Routing {
                     load_bytes: n.load_bytes,
                     incarnation: 0,
                     departures: Vec::new(),
+                    rejoin: strata_cluster::Rejoin::None,
                 },
                 alive: n.alive,
             })

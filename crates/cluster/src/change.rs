@@ -77,6 +77,39 @@ pub fn transfers(ring: &Ring, n: usize) -> Vec<Transfer> {
     out
 }
 
+/// What `member`, joining again under its own tokens after losing its
+/// data, copies back: every range it replicates in `ring` (where it keeps
+/// its place: [`crate::NodeInfo::rejoining`]), from every other replica of
+/// the range, since a write acknowledged by W replicas, the lost copy
+/// among them, may now be on one of the others only. Adjacent ranges with
+/// the same sources merged; a range with no other replica (N = 1) has
+/// nothing to copy back.
+#[must_use]
+pub fn rejoin_transfers(ring: &Ring, member: &NodeId, n: usize) -> Vec<Transfer> {
+    let mut out: Vec<Transfer> = Vec::new();
+    for TokenRange { start, end } in ranges(ring) {
+        let replicas = ring.placement(end, n).replicas;
+        if !replicas.contains(member) {
+            continue;
+        }
+        let sources: Vec<NodeId> = replicas.into_iter().filter(|r| r != member).collect();
+        if sources.is_empty() {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.range.end == start && last.sources == sources => {
+                last.range.end = end;
+            }
+            _ => out.push(Transfer {
+                range: TokenRange { start, end },
+                to: member.clone(),
+                sources,
+            }),
+        }
+    }
+    out
+}
+
 /// The ranges `node` neither replicates now nor will after the change in
 /// progress: what it may delete once every member routes with `ring`
 /// (cleanup after a join). Adjacent ranges are merged.
@@ -152,8 +185,60 @@ mod tests {
         assert!(transfers(&ring, 3).is_empty());
     }
 
+    /// Why a member that lost its data cannot simply join again: as a
+    /// pending owner of its own ranges, the next member takes its place
+    /// among the current replicas and is the first source, yet never held
+    /// those ranges.
+    #[test]
+    fn a_plain_join_under_lost_tokens_copies_from_a_member_without_the_data() {
+        let normal = Ring::new((0..4).map(|i| member(i, NodeState::Normal)));
+        let mut joining: Vec<Member> = (0..4).map(|i| member(i, NodeState::Normal)).collect();
+        joining[2].state = NodeState::Joining;
+        let from_outsider = transfers(&Ring::new(joining), 3)
+            .iter()
+            .filter(|t| {
+                let before = normal.placement(t.range.end, 3).replicas;
+                !before.contains(&t.sources[0])
+            })
+            .count();
+        assert!(from_outsider > 0, "some range's first source never held it");
+        // Kept in place, it copies each range from the replicas that did.
+        for t in rejoin_transfers(&normal, &node(2), 3) {
+            let before = normal.placement(t.range.end, 3).replicas;
+            assert!(before.contains(&node(2)), "{t:?}");
+            assert_eq!(t.sources.len(), 2, "{t:?}");
+            assert!(t.sources.iter().all(|s| before.contains(s)), "{t:?}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// A member that lost its data copies back exactly the ranges it
+        /// replicates, each from all of its other replicas.
+        #[test]
+        fn a_rejoin_copies_every_range_it_replicates_from_every_other_replica(
+            size in 1usize..7,
+            n in 1usize..4,
+            who in 0usize..7,
+            probes in proptest::collection::vec(any::<u64>(), 64),
+        ) {
+            let ring = Ring::new((0..size).map(|i| member(i, NodeState::Normal)));
+            let me = node(who % size);
+            let moves = rejoin_transfers(&ring, &me, n);
+            for t in probes.iter().copied().map(Token) {
+                let replicas = ring.placement(t, n).replicas;
+                let others: Vec<NodeId> = replicas.iter().filter(|r| **r != me).cloned().collect();
+                let covering: Vec<&Transfer> = moves.iter().filter(|m| m.range.contains(t)).collect();
+                if replicas.contains(&me) && !others.is_empty() {
+                    prop_assert_eq!(covering.len(), 1, "{:?}", t);
+                    prop_assert_eq!(&covering[0].sources, &others);
+                    prop_assert_eq!(&covering[0].to, &me);
+                } else {
+                    prop_assert!(covering.is_empty(), "{:?}", t);
+                }
+            }
+        }
 
         /// A node deletes exactly the ranges it owns neither now nor after.
         #[test]

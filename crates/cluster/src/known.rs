@@ -139,7 +139,10 @@ impl KnownMembers {
             {
                 continue;
             }
-            record.lost_data = before.is_some_and(|known| lost_data(known, &record));
+            // A member that got its ranges back says so, which also clears
+            // the mark of a member that missed its rejoin.
+            record.lost_data = peer.gossip.rejoin != crate::Rejoin::Done
+                && before.is_some_and(|known| lost_data(known, &record));
             if self.members.get(*id) != Some(&record) {
                 self.members.insert((*id).clone(), record);
                 changed = true;
@@ -224,6 +227,7 @@ impl KnownMembers {
                     load_bytes: 0,
                     incarnation: record.incarnation,
                     departures: Vec::new(),
+                    rejoin: crate::Rejoin::None,
                 },
                 alive: false,
             });
@@ -444,6 +448,7 @@ mod tests {
                 load_bytes: 5,
                 incarnation: u64::from(i) + 1,
                 departures: Vec::new(),
+                rejoin: crate::Rejoin::None,
             },
             alive,
         }
@@ -588,6 +593,18 @@ mod tests {
         wiped.gossip.state = NodeState::Normal;
         known.observe(std::slice::from_ref(&wiped));
         assert!(known.lost_data().is_empty());
+        // A member that missed all of that (down meanwhile) sees the new
+        // incarnation normal: it says its ranges are back, so no mark.
+        let mut missed = KnownMembers::new("c");
+        missed.observe(&everyone);
+        wiped.gossip.rejoin = crate::Rejoin::Done;
+        missed.observe(std::slice::from_ref(&wiped));
+        assert!(missed.lost_data().is_empty());
+        let mut missed = KnownMembers::new("c");
+        missed.observe(&everyone);
+        wiped.gossip.rejoin = crate::Rejoin::None;
+        missed.observe(std::slice::from_ref(&wiped));
+        assert_eq!(missed.lost_data(), vec![(node(2), 999)], "without it");
         // Nor while it waits, tokenless, to be told to join (a node
         // started with --auto-bootstrap false): it must join.
         let mut waiting = peer(2, 5, NodeState::Joining, true);

@@ -27,16 +27,16 @@ mod token;
 mod versions;
 
 pub use boot::{Boot, BootFacts, boot};
-pub use change::{Transfer, completed, foreign_ranges, transfers};
+pub use change::{Transfer, completed, foreign_ranges, rejoin_transfers, transfers};
 pub use consistency::ConsistencyLevel;
 pub use error::Error;
 pub use ids::NodeId;
 pub use known::{KnownMembers, KnownMembersError, MemberRecord};
 pub use membership::{
     ClusterView, Departure, GossipError, KEY_DEPARTURES, KEY_GRPC_ADDRESS, KEY_INCARNATION,
-    KEY_INTERNAL_ADDRESS, KEY_LOAD, KEY_LOST_DATA, KEY_REPLICATION_FACTOR, KEY_STATE, KEY_TOKENS,
-    NodeGossip, NodeInfo, Peer, ReplicaTarget, format_departures, format_lost_data,
-    parse_lost_data, state_name,
+    KEY_INTERNAL_ADDRESS, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN, KEY_REPLICATION_FACTOR, KEY_STATE,
+    KEY_TOKENS, NodeGossip, NodeInfo, Peer, Rejoin, ReplicaTarget, format_departures,
+    format_lost_data, parse_lost_data, parse_rejoin, rejoin_name, rejoining, state_name,
 };
 pub use merkle::{Hash, MAX_DEPTH, MerkleTree, differing_children, key_hash};
 pub use quorum::{Progress, ReadQuorum, ReadResolution, WriteQuorum, write_acknowledged};

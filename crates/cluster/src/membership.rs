@@ -36,6 +36,24 @@ pub const KEY_DEPARTURES: &str = "departures";
 /// `id:incarnation` entries, comma separated. Read only by the member
 /// named, which then joins again to stream its ranges back.
 pub const KEY_LOST_DATA: &str = "lost_data";
+/// Gossip key: `running` while the node joins again under its own tokens
+/// after losing its data, `done` once its ranges are back; absent for a
+/// node whose data directory was never lost.
+pub const KEY_REJOIN: &str = "rejoin";
+
+/// Where a member whose data directory was lost stands in getting its
+/// ranges back ([`KEY_REJOIN`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Rejoin {
+    /// It never lost its data (or does not know yet).
+    #[default]
+    None,
+    /// It joins again under its own tokens, copying its ranges back from
+    /// every other replica.
+    Running,
+    /// Its ranges are back: it is a replica like any other.
+    Done,
+}
 
 /// A member leaving or gone, as a node tells the others: how a removal
 /// (of a node that cannot gossip for itself) spreads, and how a node that
@@ -88,6 +106,8 @@ pub struct NodeGossip {
     pub incarnation: u64,
     /// Members it knows are being removed or have left.
     pub departures: Vec<Departure>,
+    /// Whether it is getting lost data back, or has.
+    pub rejoin: Rejoin,
 }
 
 impl NodeGossip {
@@ -121,6 +141,9 @@ impl NodeGossip {
                 self.internal_address.clone(),
             ));
         }
+        if let Some(rejoin) = rejoin_name(self.rejoin) {
+            values.push((KEY_REJOIN.to_owned(), rejoin.to_owned()));
+        }
         values
     }
 
@@ -135,6 +158,7 @@ impl NodeGossip {
         let (mut address, mut tokens, mut state, mut load) = (None, None, None, None);
         let (mut incarnation, mut departures) = (0, Vec::new());
         let mut internal_address = String::new();
+        let mut rejoin = Rejoin::None;
         for (key, value) in key_values {
             match key {
                 KEY_GRPC_ADDRESS => address = Some(value.to_owned()),
@@ -151,6 +175,9 @@ impl NodeGossip {
                         .map_err(|_| unreadable(KEY_INCARNATION, value))?;
                 }
                 KEY_DEPARTURES => departures = parse_departures(value)?,
+                KEY_REJOIN => {
+                    rejoin = parse_rejoin(value).ok_or_else(|| unreadable(KEY_REJOIN, value))?;
+                }
                 _ => {}
             }
         }
@@ -163,7 +190,29 @@ impl NodeGossip {
             load_bytes: load.unwrap_or(0),
             incarnation,
             departures,
+            rejoin,
         })
+    }
+}
+
+/// How [`Rejoin`] is gossiped (and written in the node's `REJOIN` file):
+/// nothing for [`Rejoin::None`].
+#[must_use]
+pub fn rejoin_name(rejoin: Rejoin) -> Option<&'static str> {
+    match rejoin {
+        Rejoin::None => None,
+        Rejoin::Running => Some("running"),
+        Rejoin::Done => Some("done"),
+    }
+}
+
+/// Reads [`rejoin_name`]'s output.
+#[must_use]
+pub fn parse_rejoin(value: &str) -> Option<Rejoin> {
+    match value {
+        "running" => Some(Rejoin::Running),
+        "done" => Some(Rejoin::Done),
+        _ => None,
     }
 }
 
@@ -266,6 +315,23 @@ pub(crate) fn parse_state(value: &str) -> Option<NodeState> {
     })
 }
 
+/// Whether a member that says `gossip` is getting lost data back (see
+/// [`NodeInfo::rejoining`]): it says so while it streams its ranges back,
+/// and before it starts, members recorded its incarnation as having lost
+/// its data (`marked`) while it still serves as a normal member. A member
+/// with no tokens owns nothing either way.
+#[must_use]
+pub fn rejoining(gossip: &NodeGossip, marked: bool) -> bool {
+    if gossip.tokens.is_empty() {
+        return false;
+    }
+    match gossip.rejoin {
+        Rejoin::Running => matches!(gossip.state, NodeState::Normal | NodeState::Joining),
+        Rejoin::Done => false,
+        Rejoin::None => marked && gossip.state == NodeState::Normal,
+    }
+}
+
 /// One gossip participant as the failure detector sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -298,6 +364,10 @@ pub struct NodeInfo {
     /// The incarnation of its data directory (0: not known): a new one
     /// means a node that lost its data and joined again.
     pub incarnation: u64,
+    /// It lost its data and is getting its ranges back (or is about to):
+    /// it keeps its place among their replicas and takes their writes,
+    /// but answers no reads until they are back ([`rejoining`]).
+    pub rejoining: bool,
 }
 
 /// A replica of a key: who, and whether requests should be sent to it.
@@ -324,6 +394,15 @@ impl ClusterView {
     /// until it stops itself; once it is gone, the running one wins again.)
     #[must_use]
     pub fn from_peers(peers: impl IntoIterator<Item = Peer>) -> Self {
+        Self::with_lost_data(peers, &[])
+    }
+
+    /// [`ClusterView::from_peers`], where `lost` names the incarnations
+    /// recorded as having lost their data (this node's records and the
+    /// live members' [`KEY_LOST_DATA`]): such a member is
+    /// [`NodeInfo::rejoining`] until its ranges are back.
+    #[must_use]
+    pub fn with_lost_data(peers: impl IntoIterator<Item = Peer>, lost: &[(NodeId, u64)]) -> Self {
         let mut latest: BTreeMap<NodeId, Peer> = BTreeMap::new();
         for peer in peers {
             match latest.get(&peer.id) {
@@ -333,14 +412,11 @@ impl ClusterView {
                 }
             }
         }
-        let ring = Ring::new(latest.values().map(|p| Member {
-            id: p.id.clone(),
-            tokens: p.gossip.tokens.clone(),
-            state: p.gossip.state,
-        }));
-        let nodes = latest
+        let nodes: BTreeMap<NodeId, NodeInfo> = latest
             .into_iter()
             .map(|(id, p)| {
+                let marked = lost.contains(&(id.clone(), p.gossip.incarnation));
+                let rejoining = rejoining(&p.gossip, marked);
                 (
                     id,
                     NodeInfo {
@@ -355,10 +431,23 @@ impl ClusterView {
                         alive: p.alive,
                         tokens: p.gossip.tokens,
                         incarnation: p.gossip.incarnation,
+                        rejoining,
                     },
                 )
             })
             .collect();
+        // A rejoining member keeps its place: were it a pending owner, the
+        // next member (which never held its ranges) would be read in its
+        // stead.
+        let ring = Ring::new(nodes.iter().map(|(id, n)| Member {
+            id: id.clone(),
+            tokens: n.tokens.clone(),
+            state: if n.rejoining {
+                NodeState::Normal
+            } else {
+                n.state
+            },
+        }));
         Self { ring, nodes }
     }
 
@@ -393,13 +482,15 @@ impl ClusterView {
     }
 
     /// Where a read of `token` goes: the current replicas only (pending
-    /// owners are still streaming and may lack data).
+    /// owners are still streaming and may lack data), less rejoining ones
+    /// (their data is gone until it streams back).
     #[must_use]
     pub fn read_targets(&self, token: Token, n: usize) -> Vec<ReplicaTarget> {
         self.ring
             .placement(token, n)
             .replicas
             .into_iter()
+            .filter(|id| !self.nodes.get(id).is_some_and(|n| n.rejoining))
             .map(|id| self.target(id))
             .collect()
     }
@@ -451,6 +542,7 @@ mod tests {
                 incarnation: 7,
                 state: NodeState::Left,
             }],
+            rejoin: Rejoin::None,
         }
     }
 
@@ -465,8 +557,17 @@ mod tests {
 
     #[test]
     fn gossip_round_trips_through_key_values() {
-        // With an internal address (3) and without (2: not even published).
-        for g in [gossip(3), gossip(2)] {
+        // With an internal address (3) and without (2: not even published);
+        // a rejoin's state is published only once there is one.
+        let mut rejoined = gossip(1);
+        rejoined.rejoin = Rejoin::Done;
+        assert!(
+            gossip(1)
+                .to_key_values()
+                .iter()
+                .all(|(k, _)| k != KEY_REJOIN)
+        );
+        for g in [gossip(3), gossip(2), rejoined] {
             let kvs = g.to_key_values();
             assert_eq!(
                 kvs.iter().any(|(k, _)| k == KEY_INTERNAL_ADDRESS),
@@ -476,6 +577,80 @@ mod tests {
                 NodeGossip::from_key_values(kvs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .expect("parses");
             assert_eq!(back, g);
+        }
+    }
+
+    #[test]
+    fn an_unknown_rejoin_state_is_refused() {
+        let mut kvs = gossip(2).to_key_values();
+        kvs.push((KEY_REJOIN.to_owned(), "half".to_owned()));
+        assert_eq!(
+            NodeGossip::from_key_values(kvs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            Err(GossipError::Unreadable {
+                key: KEY_REJOIN,
+                value: "half".to_owned()
+            })
+        );
+    }
+
+    /// A member that lost its data keeps its place among its ranges'
+    /// replicas (the next member is not read in its stead) and takes
+    /// writes, but is read from only once its ranges are back: while
+    /// members have marked it and it still says normal, while it says it
+    /// rejoins, not once it says done.
+    #[test]
+    fn a_member_that_lost_its_data_takes_writes_but_no_reads_until_it_is_back() {
+        let members = |lost: Peer| [peer(1, 1, true), peer(2, 1, true), lost, peer(4, 1, true)];
+        let intact = ClusterView::from_peers(members(peer(3, 1, true)));
+        let rejoins = |gossip: NodeGossip, marked: bool| {
+            let lost = Peer {
+                gossip,
+                ..peer(3, 1, true)
+            };
+            let marks = if marked {
+                vec![(node(3), lost.gossip.incarnation)]
+            } else {
+                Vec::new()
+            };
+            ClusterView::with_lost_data(members(lost), &marks)
+        };
+        let mut running = gossip(3);
+        running.rejoin = Rejoin::Running;
+        let mut streaming = running.clone();
+        streaming.state = NodeState::Joining;
+        let mut done = gossip(3);
+        done.rejoin = Rejoin::Done;
+        let mut tokenless = gossip(3);
+        tokenless.tokens.clear();
+        tokenless.state = NodeState::Joining;
+        for (gossip, marked, expect) in [
+            (gossip(3), false, false),
+            (gossip(3), true, true),
+            (running, false, true),
+            (streaming, false, true),
+            (done.clone(), false, false),
+            (done, true, false),
+            (tokenless, true, false),
+        ] {
+            let view = rejoins(gossip.clone(), marked);
+            assert_eq!(
+                view.node(&node(3)).map(|n| n.rejoining),
+                Some(expect),
+                "{gossip:?} marked {marked}"
+            );
+            if !expect {
+                continue;
+            }
+            for t in (0..64u64).map(|k| Token(k.wrapping_mul(0x9e37_79b9_7f4a_7c15))) {
+                let before = intact.ring().placement(t, 3).replicas;
+                let reads: Vec<NodeId> =
+                    view.read_targets(t, 3).into_iter().map(|r| r.id).collect();
+                let writes: Vec<NodeId> =
+                    view.write_targets(t, 3).into_iter().map(|r| r.id).collect();
+                assert_eq!(writes, before, "{t:?}");
+                let others: Vec<NodeId> = before.into_iter().filter(|r| *r != node(3)).collect();
+                assert_eq!(reads, others, "{t:?}");
+            }
         }
     }
 

@@ -18,9 +18,10 @@ use crate::ring_file;
 use crate::twin::{Sighting, Twin, TwinWatch};
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{
-    ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_LOST_DATA, KEY_REPLICATION_FACTOR,
-    KEY_STATE, KEY_TOKENS, KnownMembers, NodeGossip, NodeId, NodeState, Peer, Token,
-    format_departures, format_lost_data, parse_lost_data, state_name,
+    ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN,
+    KEY_REPLICATION_FACTOR, KEY_STATE, KEY_TOKENS, KnownMembers, NodeGossip, NodeId, NodeState,
+    Peer, Rejoin, Token, format_departures, format_lost_data, parse_lost_data, rejoin_name,
+    state_name,
 };
 use tokio::sync::watch;
 
@@ -255,6 +256,16 @@ impl Membership {
     /// Publishes this node's state and tokens, and makes the change
     /// durable and visible in this node's own view before returning.
     pub async fn announce(&self, state: NodeState, tokens: &[Token]) {
+        self.publish(state, tokens, None).await;
+    }
+
+    /// [`Membership::announce`], with where this node stands in getting
+    /// its lost data back, published at the same time.
+    pub async fn announce_rejoin(&self, state: NodeState, tokens: &[Token], rejoin: Rejoin) {
+        self.publish(state, tokens, Some(rejoin)).await;
+    }
+
+    async fn publish(&self, state: NodeState, tokens: &[Token], rejoin: Option<Rejoin>) {
         let gossip = NodeGossip {
             grpc_address: String::new(),
             internal_address: String::new(),
@@ -264,6 +275,7 @@ impl Membership {
             load_bytes: 0,
             incarnation: 0,
             departures: Vec::new(),
+            rejoin: strata_cluster::Rejoin::None,
         };
         {
             let mut chitchat = self.chitchat.lock().await;
@@ -273,11 +285,15 @@ impl Membership {
                     node.set(key, value);
                 }
             }
+            if let Some(name) = rejoin.and_then(rejoin_name) {
+                node.set(KEY_REJOIN, name);
+            }
         }
         self.own.lock().expect("own state").0 = state;
         tracing::info!(
             state = state_name(state),
             tokens = tokens.len(),
+            rejoin = rejoin.and_then(rejoin_name).unwrap_or("-"),
             "announced"
         );
         self.refresh().await;
@@ -295,11 +311,22 @@ impl Membership {
 
     /// Rebuilds the view from chitchat's state.
     async fn refresh(&self) {
+        let mut lost: Vec<(NodeId, u64)>;
         let peers = {
             let chitchat = self.chitchat.lock().await;
             let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
             self.watch_twins(&chitchat, &live);
             self.check_replication_factor(&chitchat, &live);
+            // What the live members recorded as having lost its data:
+            // every node routes around such a member alike, the member
+            // itself included, even before its own records would say so.
+            lost = chitchat
+                .node_states()
+                .iter()
+                .filter(|(id, _)| live.contains(id))
+                .filter_map(|(_, state)| state.get(KEY_LOST_DATA))
+                .flat_map(parse_lost_data)
+                .collect();
             chitchat
                 .node_states()
                 .iter()
@@ -323,8 +350,11 @@ impl Membership {
                 })
                 .collect::<Vec<_>>()
         };
-        let peers = self.remember(peers).await;
-        let view = ClusterView::from_peers(peers);
+        let (peers, recorded) = self.remember(peers).await;
+        lost.extend(recorded);
+        lost.sort_unstable();
+        lost.dedup();
+        let view = ClusterView::with_lost_data(peers, &lost);
         let (own_state, _) = *self.own.lock().expect("own state");
         if view
             .node(&self.node_id)
@@ -357,8 +387,9 @@ impl Membership {
 impl Membership {
     /// Records what gossip says in the durable member list (written before
     /// the view using it is published) and returns `peers` completed with
-    /// every known member gossip does not hear, as down.
-    async fn remember(&self, peers: Vec<Peer>) -> Vec<Peer> {
+    /// every known member gossip does not hear, as down, and the members
+    /// recorded as having lost their data.
+    async fn remember(&self, peers: Vec<Peer>) -> (Vec<Peer>, Vec<(NodeId, u64)>) {
         let mut known = self.known.lock().await;
         if known.members.observe(&peers) {
             known.unsaved = true;
@@ -375,7 +406,7 @@ impl Membership {
         let snapshot = known.members.clone();
         drop(known);
         self.publish_records(&snapshot).await;
-        completed
+        (completed, snapshot.lost_data())
     }
 
     /// Every member this node knows, with its last known state.
@@ -557,11 +588,19 @@ impl Membership {
 }
 
 /// Whether two views hold the same members in the same states, with the
-/// same tokens and incarnations.
+/// same tokens and incarnations, rejoining or not alike.
 fn same_ring(a: &ClusterView, b: &ClusterView) -> bool {
     let key = |v: &ClusterView| {
         v.nodes()
-            .map(|(id, n)| (id.clone(), n.state, n.tokens.clone(), n.incarnation))
+            .map(|(id, n)| {
+                (
+                    id.clone(),
+                    n.state,
+                    n.tokens.clone(),
+                    n.incarnation,
+                    n.rejoining,
+                )
+            })
             .collect::<Vec<_>>()
     };
     key(a) == key(b)
@@ -579,6 +618,7 @@ fn same_routing(a: &ClusterView, b: &ClusterView) -> bool {
                     n.state,
                     n.alive,
                     n.tokens.clone(),
+                    n.rejoining,
                 )
             })
             .collect::<Vec<_>>()
@@ -605,6 +645,7 @@ mod tests {
                     load_bytes: 0,
                     incarnation,
                     departures: Vec::new(),
+                    rejoin: strata_cluster::Rejoin::None,
                 },
                 id,
                 generation: 1,

@@ -121,6 +121,7 @@ mod tests {
                 load_bytes: 0,
                 incarnation: 1,
                 departures: Vec::new(),
+                rejoin: strata_cluster::Rejoin::None,
             },
             alive: true,
         }]);

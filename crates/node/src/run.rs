@@ -47,6 +47,14 @@ pub enum RunError {
          directory and let the node join again"
     )]
     WalDamaged(StorageError),
+    /// `<data_dir>/REJOIN` could not be read.
+    #[error("reading {path}: {source}")]
+    Rejoin {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The hint store did not open.
     #[error("opening the hint store: {0}")]
     Hints(#[from] HintError),
@@ -224,6 +232,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         .map_err(storage_error)?,
     );
     let dots = DotCounter::open(&config.data_dir, id.clone())?;
+    let rejoin =
+        crate::changes::load_rejoin(&config.data_dir).map_err(|source| RunError::Rejoin {
+            path: config.data_dir.join("REJOIN"),
+            source,
+        })?;
     let incarnation = node_id::incarnation(&config.data_dir)?;
     let known = crate::ring_file::load(&config.data_dir, &config.cluster_id)?;
     let own_record = known
@@ -321,6 +334,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         load_bytes: storage.load_bytes(),
         incarnation,
         departures: known.departures(),
+        rejoin,
     };
     let membership = Membership::start(
         GossipConfig {
@@ -433,7 +447,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         config.data_dir.clone(),
         config.stream_settings(),
     ));
-    if matches!(boot, Boot::Normal | Boot::AwaitJoin) && own_state_is_new {
+    let unsure = matches!(boot, Boot::Normal | Boot::AwaitJoin) && own_state_is_new;
+    if unsure || rejoin == strata_cluster::Rejoin::Running {
         let (membership, changes, mut stopped) = (
             Arc::clone(&membership),
             Arc::clone(&changes),
@@ -442,7 +457,6 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         tokio::spawn(crate::lost_data::watch(
             membership,
             changes,
-            id.clone(),
             incarnation,
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -717,6 +731,7 @@ mod tests {
                 load_bytes: 0,
                 incarnation: 1,
                 departures: Vec::new(),
+                rejoin: strata_cluster::Rejoin::None,
             },
             alive: true,
         };

@@ -31,6 +31,7 @@ impl Topology {
                 load_bytes: 0,
                 incarnation: 1,
                 departures: Vec::new(),
+                rejoin: strata_cluster::Rejoin::None,
             },
             alive: true,
         }])))

@@ -213,6 +213,7 @@ fn ring_fingerprint(view: &ClusterView) -> u64 {
         n.state.hash(&mut hasher);
         n.tokens.hash(&mut hasher);
         n.incarnation.hash(&mut hasher);
+        n.rejoining.hash(&mut hasher);
     }
     hasher.finish()
 }
@@ -235,6 +236,7 @@ mod tests {
                 load_bytes: 0,
                 incarnation,
                 departures: Vec::new(),
+                rejoin: strata_cluster::Rejoin::None,
             },
             id,
             generation: 1,

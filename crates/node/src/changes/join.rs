@@ -27,7 +27,7 @@ impl Changes {
             return Err(ChangeError::Refused(why.into()));
         }
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.run_join().await });
+        tokio::spawn(async move { this.run_join(false).await });
         Ok(op)
     }
 
@@ -45,22 +45,55 @@ impl Changes {
             .await
             .map_err(|running| busy(&running, OperationKind::Join))?;
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.run_join().await });
+        tokio::spawn(async move { this.run_join(true).await });
         Ok(op)
     }
 
-    async fn run_join(self: Arc<Self>) {
-        let outcome = self.join_steps().await;
+    /// Where this data directory stands in getting a lost one's ranges
+    /// back (`rejoin_file.rs`).
+    ///
+    /// # Errors
+    /// The `REJOIN` file cannot be read.
+    pub fn rejoin_state(&self) -> std::io::Result<Rejoin> {
+        rejoin_file::load(&self.data_dir)
+    }
+
+    async fn run_join(self: Arc<Self>, lost: bool) {
+        let outcome = self.join_steps(lost).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "join failed");
         }
         self.finish(outcome);
     }
 
-    async fn join_steps(&self) -> Result<(), String> {
+    /// A join, or (`lost`, recorded as running, or marked by the members)
+    /// a rejoin after lost data: then the node keeps its place among its
+    /// ranges' replicas, copies each range back from every other replica
+    /// (`rejoin_transfers`), and says so in gossip (`Rejoin`) until done.
+    async fn join_steps(&self, lost: bool) -> Result<(), String> {
         let me = self.ctx.id.clone();
         let tokens = tokens_for(&me, self.settings.vnodes);
         let op_id = self.running().map(|o| o.id).unwrap_or_default();
+        let recorded =
+            rejoin_file::load(&self.data_dir).map_err(|e| format!("rejoin file: {e}"))?;
+        let rejoin = match recorded {
+            Rejoin::Running => true,
+            Rejoin::Done => false,
+            Rejoin::None => lost || !self.membership.lost_data_reported_by().await.is_empty(),
+        };
+        if rejoin {
+            rejoin_file::save(&self.data_dir, Rejoin::Running)
+                .map_err(|e| format!("rejoin file: {e}"))?;
+            let own = self
+                .ctx
+                .view()
+                .node(&me)
+                .map(|n| (n.state, n.tokens.clone()));
+            let (state, held) = own.unwrap_or((NodeState::Joining, Vec::new()));
+            self.membership
+                .announce_rejoin(state, &held, Rejoin::Running)
+                .await;
+        }
         let mut progress = Progress::open(&self.data_dir, "join", &op_id)
             .map_err(|e| format!("progress file: {e}"))?;
         self.update(|op| op.id.clone_from(&progress.id));
@@ -84,23 +117,29 @@ impl Changes {
             op.error.clear();
         });
         let view = self.ctx.view();
-        let mine: Vec<Transfer> = transfers(view.ring(), self.ctx.n())
-            .into_iter()
-            .filter(|t| t.to == me)
-            .collect();
-        self.stream_all(&mine, &mut progress, |t| {
+        let (mine, copies) = if rejoin {
+            (
+                rejoin_transfers(view.ring(), &me, self.ctx.n()),
+                Copies::Every,
+            )
+        } else {
+            let mine = transfers(view.ring(), self.ctx.n())
+                .into_iter()
+                .filter(|t| t.to == me)
+                .collect();
+            (mine, Copies::First)
+        };
+        self.stream_all(&mine, &mut progress, copies, |t| {
             let view = self.ctx.view();
-            let sources: Vec<Source> = t
+            let sources: Sources = t
                 .sources
                 .iter()
                 .filter(|s| **s != me)
                 .filter_map(|s| {
-                    view.node(s)
-                        .filter(|n| n.alive)
-                        .map(|n| n.internal_address.clone())
+                    let address = view.node(s).filter(|n| n.alive)?.internal_address.clone();
+                    let channel = self.ctx.peers.channel(&address).ok()?;
+                    Some((s.clone(), Source::Remote(channel)))
                 })
-                .filter_map(|address| self.ctx.peers.channel(&address).ok())
-                .map(Source::Remote)
                 .collect();
             let sink = Sink::Local(Arc::clone(&self.ctx.storage));
             (
@@ -114,6 +153,19 @@ impl Changes {
         // Done once every live member routes reads here too.
         self.wait_until_routed(|state, _| state == NodeState::Normal)
             .await;
+        if rejoin {
+            // Normal first, then done: a crash between the two repeats the
+            // copy rather than serving a range before it is back.
+            rejoin_file::save(&self.data_dir, Rejoin::Done)
+                .map_err(|e| format!("rejoin file: {e}"))?;
+            self.membership
+                .announce_rejoin(NodeState::Normal, &tokens, Rejoin::Done)
+                .await;
+            tracing::info!(
+                ranges = mine.len(),
+                "this node's ranges are back; it serves reads again"
+            );
+        }
         progress
             .remove()
             .map_err(|e| format!("progress file: {e}"))?;

@@ -96,7 +96,7 @@ impl Changes {
         self.update(|op| op.state = OperationState::Running as i32);
         let view = self.ctx.view();
         let moves = transfers(view.ring(), self.ctx.n());
-        self.stream_all(&moves, &mut progress, |t| {
+        self.stream_all(&moves, &mut progress, Copies::First, |t| {
             let view = self.ctx.view();
             let sink = view
                 .node(&t.to)
@@ -105,7 +105,7 @@ impl Changes {
                 .map(Sink::Remote);
             let source = Source::Local(Arc::clone(&self.ctx.storage));
             (
-                vec![source],
+                vec![(self.ctx.id.clone(), source)],
                 sink.into_iter().collect(),
                 "the member gaining the range is down; waiting for it",
             )

@@ -21,6 +21,7 @@ mod cleanup;
 mod join;
 mod leave;
 mod progress;
+mod rejoin_file;
 mod remove;
 mod stream;
 
@@ -30,7 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_cluster::{
-    ClusterView, Departure, NodeId, NodeState, Siblings, Transfer, tokens_for, transfers,
+    ClusterView, Departure, NodeId, NodeState, Rejoin, Siblings, Transfer, rejoin_transfers,
+    tokens_for, transfers,
 };
 use strata_proto::v1::{
     GetRingRequest, Operation, OperationKind, OperationState, admin_client::AdminClient,
@@ -47,6 +49,8 @@ use crate::transport::RemoteReplica;
 
 pub use stream::{Copied, StreamError};
 
+pub(crate) use rejoin_file::load as load_rejoin;
+
 use futures::StreamExt as _;
 use progress::Progress;
 use stream::{Sink, Source, copy_range};
@@ -54,6 +58,26 @@ use stream::{Sink, Source, copy_range};
 /// Ranges streamed at once: hides each range's fixed costs (opening the
 /// stream, the last run's fsyncs) and spreads the work over cores.
 const PARALLEL_RANGES: usize = 4;
+
+/// How long a rejoin waits for a source that is down or failing, once
+/// another source of the range was copied, before it goes on without it
+/// (for that range and every later one, until it answers again).
+const SOURCE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Which of a transfer's sources are copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copies {
+    /// The first that answers: a join, decommission or removal, where the
+    /// owner losing the range comes first (consistent range movement).
+    First,
+    /// Every one: a rejoin after lost data, where a write may survive on
+    /// one of the other replicas only.
+    Every,
+}
+
+/// A transfer's sources as `ends` resolves them: the reachable ones, by
+/// id.
+type Sources = Vec<(NodeId, Source)>;
 
 /// How changes stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +290,8 @@ impl Changes {
         &self,
         moves: &[Transfer],
         progress: &mut Progress,
-        ends: impl Fn(&Transfer) -> (Vec<Source>, Vec<Sink>, &'static str),
+        copies: Copies,
+        ends: impl Fn(&Transfer) -> (Sources, Vec<Sink>, &'static str),
     ) -> Result<(), String> {
         let total = moves.len();
         let done_before = moves.iter().filter(|t| progress.is_done(t)).count();
@@ -283,6 +308,7 @@ impl Changes {
             op.ranges_resumed = done_before as u64;
         });
         let throttle = Mutex::new(Throttle::new(self.settings.bytes_per_second));
+        let down = Mutex::new(std::collections::HashMap::new());
         let streaming = std::time::Instant::now();
         let mut left = total - done_before;
         self.metrics
@@ -290,13 +316,20 @@ impl Changes {
             .set(i64::try_from(left).unwrap_or(i64::MAX));
         let pending: Vec<&Transfer> = moves.iter().filter(|t| !progress.is_done(t)).collect();
         let mut queue = pending.into_iter();
-        let mut copies = futures::stream::FuturesUnordered::new();
+        let (ends, throttle, down) = (&ends, &throttle, &down);
+        let copy = |transfer| async move {
+            match copies {
+                Copies::First => self.stream_one(transfer, ends, throttle).await,
+                Copies::Every => self.stream_every(transfer, ends, throttle, down).await,
+            }
+        };
+        let mut running = futures::stream::FuturesUnordered::new();
         for transfer in queue.by_ref().take(PARALLEL_RANGES) {
-            copies.push(self.stream_one(transfer, &ends, &throttle));
+            running.push(copy(transfer));
         }
-        while let Some(transfer) = copies.next().await {
+        while let Some(transfer) = running.next().await {
             if let Some(next) = queue.next() {
-                copies.push(self.stream_one(next, &ends, &throttle));
+                running.push(copy(next));
             }
             progress
                 .finish(transfer)
@@ -321,7 +354,7 @@ impl Changes {
     async fn stream_one<'t>(
         &self,
         transfer: &'t Transfer,
-        ends: &impl Fn(&Transfer) -> (Vec<Source>, Vec<Sink>, &'static str),
+        ends: &impl Fn(&Transfer) -> (Sources, Vec<Sink>, &'static str),
         throttle: &Mutex<Throttle>,
     ) -> &'t Transfer {
         loop {
@@ -331,27 +364,9 @@ impl Changes {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             };
-            for source in &sources {
-                let mut report = |copied: Copied| {
-                    self.metrics.keys.inc_by(copied.keys);
-                    self.metrics.bytes.inc_by(copied.bytes);
-                    self.update(|op| {
-                        op.keys_transferred += copied.keys;
-                        op.bytes_transferred += copied.bytes;
-                    });
-                };
-                match copy_range(
-                    transfer.range,
-                    source,
-                    sink,
-                    throttle,
-                    self.settings.batch_bytes,
-                    self.settings.timeout,
-                    &mut report,
-                )
-                .await
-                {
-                    Ok(_) => return transfer,
+            for (_, source) in &sources {
+                match self.copy_one(transfer, source, sink, throttle).await {
+                    Ok(()) => return transfer,
                     Err(e) => {
                         tracing::warn!(range = ?transfer.range, to = %transfer.to, error = %e,
                             "streaming a range failed; trying another source");
@@ -361,6 +376,105 @@ impl Changes {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Streams one transfer from each of its sources ([`Copies::Every`]),
+    /// waiting for one that is down or failing; once another was copied,
+    /// a source down for [`SOURCE_PATIENCE`] (`down`: since when, shared
+    /// by the change's transfers) is left out, with a warning: what only
+    /// it holds comes back by repair.
+    async fn stream_every<'t>(
+        &self,
+        transfer: &'t Transfer,
+        ends: &impl Fn(&Transfer) -> (Sources, Vec<Sink>, &'static str),
+        throttle: &Mutex<Throttle>,
+        down: &Mutex<std::collections::HashMap<NodeId, std::time::Instant>>,
+    ) -> &'t Transfer {
+        let mut copied: Vec<NodeId> = Vec::new();
+        loop {
+            let (sources, sinks, none) = ends(transfer);
+            if let Some(sink) = sinks.first() {
+                for (id, source) in &sources {
+                    if copied.contains(id) {
+                        continue;
+                    }
+                    match self.copy_one(transfer, source, sink, throttle).await {
+                        Ok(()) => {
+                            copied.push(id.clone());
+                            down.lock().expect("down sources").remove(id);
+                        }
+                        Err(e) => {
+                            tracing::warn!(range = ?transfer.range, source = %id, error = %e,
+                                "copying a range back failed; retrying");
+                        }
+                    }
+                }
+            }
+            let now = std::time::Instant::now();
+            let missing: Vec<&NodeId> = transfer
+                .sources
+                .iter()
+                .filter(|s| !copied.contains(s))
+                .collect();
+            let waiting_for: Vec<&NodeId> = {
+                let mut down = down.lock().expect("down sources");
+                missing
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        let since = *down.entry((*id).clone()).or_insert(now);
+                        copied.is_empty() || now.duration_since(since) < SOURCE_PATIENCE
+                    })
+                    .collect()
+            };
+            if waiting_for.is_empty() {
+                if !missing.is_empty() {
+                    tracing::warn!(range = ?transfer.range, without = ?missing,
+                        "copied a range back without replicas down for over a minute; \
+                         run `strata repair` on this node once they are back");
+                }
+                return transfer;
+            }
+            let names: Vec<&str> = waiting_for.iter().map(|id| id.as_str()).collect();
+            self.waiting(&if sinks.is_empty() {
+                none.to_owned()
+            } else {
+                format!(
+                    "waiting to copy a range from {} (down or failing)",
+                    names.join(", ")
+                )
+            });
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Copies `transfer`'s range from `source` into `sink`, counted.
+    async fn copy_one(
+        &self,
+        transfer: &Transfer,
+        source: &Source,
+        sink: &Sink,
+        throttle: &Mutex<Throttle>,
+    ) -> Result<(), StreamError> {
+        let mut report = |copied: Copied| {
+            self.metrics.keys.inc_by(copied.keys);
+            self.metrics.bytes.inc_by(copied.bytes);
+            self.update(|op| {
+                op.keys_transferred += copied.keys;
+                op.bytes_transferred += copied.bytes;
+            });
+        };
+        copy_range(
+            transfer.range,
+            source,
+            sink,
+            throttle,
+            self.settings.batch_bytes,
+            self.settings.timeout,
+            &mut report,
+        )
+        .await
+        .map(|_| ())
     }
 }
 

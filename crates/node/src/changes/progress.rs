@@ -110,7 +110,7 @@ fn key(t: &Transfer) -> (u64, u64, NodeId) {
     (t.range.start.0, t.range.end.0, t.to.clone())
 }
 
-fn write_synced(path: &Path, bytes: &[u8], append: bool) -> std::io::Result<()> {
+pub(super) fn write_synced(path: &Path, bytes: &[u8], append: bool) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)

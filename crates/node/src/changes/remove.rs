@@ -128,23 +128,24 @@ impl Changes {
         self.update(|op| op.state = OperationState::Running as i32);
         let view = self.ctx.view();
         let moves = transfers(view.ring(), self.ctx.n());
-        self.stream_all(&moves, &mut progress, |t| {
+        self.stream_all(&moves, &mut progress, Copies::First, |t| {
             let view = self.ctx.view();
             let endpoint = |id: &NodeId| {
                 view.node(id)
                     .filter(|n| n.alive)
                     .and_then(|n| self.ctx.peers.channel(&n.internal_address).ok())
             };
-            let sources: Vec<Source> = t
+            let sources: Sources = t
                 .sources
                 .iter()
                 .filter(|s| *s != target)
                 .filter_map(|s| {
-                    if *s == me {
+                    let source = if *s == me {
                         Some(Source::Local(Arc::clone(&self.ctx.storage)))
                     } else {
                         endpoint(s).map(Source::Remote)
-                    }
+                    };
+                    source.map(|source| (s.clone(), source))
                 })
                 .collect();
             let sink = if t.to == me {

@@ -59,6 +59,7 @@ fn net_with(nodes: usize, n: u32, down: &[usize], joining: &[usize], read_all: b
                 load_bytes: 0,
                 incarnation: 1,
                 departures: Vec::new(),
+                rejoin: strata_cluster::Rejoin::None,
             },
             alive: !down.contains(&i),
         },
