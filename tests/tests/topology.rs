@@ -758,6 +758,60 @@ async fn quorum_reads_find_every_write_while_a_lost_node_copies_its_ranges_back(
     );
 }
 
+/// From its first moment up, a node that lost its data coordinates no
+/// QUORUM read with itself among the replicas: a read through it is
+/// refused (too few of the others seen up yet) or finds the write. It
+/// knows it lost its data from gossip's memory of its earlier process,
+/// before any member's mark comes back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_reads_through_a_node_that_lost_its_data_never_miss_from_its_start() {
+    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(ARGS).await;
+    let mut client = strata_tests::cluster::kv(cluster.addr(2)).await;
+    let (mut found, mut refused, mut missed) = (0, 0, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut rejoin_seen = false;
+    for key in keys.iter().cycle() {
+        let read = client
+            .get(strata_proto::v1::GetRequest {
+                key: key.as_bytes().to_vec().into(),
+                consistency: Some(strata_proto::v1::Consistency::named(
+                    ConsistencyLevel::Quorum,
+                )),
+            })
+            .await;
+        match read {
+            Ok(got) if got.get_ref().siblings.is_empty() => missed.push(key.clone()),
+            Ok(_) => found += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                refused += 1;
+            }
+        }
+        if (found + refused + missed.len()) % 50 == 0 {
+            // Read on until its rejoin has begun and 200 reads through it
+            // were answered.
+            rejoin_seen = rejoin_seen
+                || operations(cluster.addr(2))
+                    .await
+                    .is_ok_and(|ops| ops.iter().any(|o| o.kind == OperationKind::Join as i32));
+            if (rejoin_seen && found >= 200) || Instant::now() > deadline {
+                break;
+            }
+        }
+    }
+    println!("through node-2 from its start: {found} found, {refused} refused");
+    assert!(rejoin_seen, "node-2 never began its rejoin");
+    assert_eq!(
+        missed,
+        Vec::<String>::new(),
+        "QUORUM reads that missed a write"
+    );
+    assert!(
+        found >= 200,
+        "only {found} reads through node-2 were answered"
+    );
+}
+
 /// Waits until node `i` holds every key again, by a join that streamed
 /// them all, and serves them at ONE.
 async fn streamed_back(cluster: &Cluster, i: usize, keys: &[String]) {

@@ -464,15 +464,20 @@ fn print_ring(ring: &v1::Ring) {
         );
     }
     println!(
-        "{:<20} {:<22} {:<8} {:>6} {:>10} {:>6}",
+        "{:<20} {:<22} {:<9} {:>6} {:>10} {:>6}",
         "node", "address", "state", "tokens", "load MiB", "alive"
     );
     for n in &ring.nodes {
         println!(
-            "{:<20} {:<22} {:<8} {:>6} {:>10.1} {:>6}",
+            "{:<20} {:<22} {:<9} {:>6} {:>10.1} {:>6}",
             n.node_id,
             n.grpc_address,
-            state_name(n.state),
+            // Copying lost data back: written to, not read from.
+            if n.rejoining {
+                "rejoining"
+            } else {
+                state_name(n.state)
+            },
             n.tokens.len(),
             mib(n.load_bytes),
             n.alive

@@ -35,7 +35,12 @@ impl Routing {
                     load_bytes: n.load_bytes,
                     incarnation: 0,
                     departures: Vec::new(),
-                    rejoin: strata_cluster::Rejoin::None,
+                    // Read from the other replicas first, as coordinators do.
+                    rejoin: if n.rejoining {
+                        strata_cluster::Rejoin::Running
+                    } else {
+                        strata_cluster::Rejoin::None
+                    },
                 },
                 alive: n.alive,
             })
@@ -108,6 +113,7 @@ mod tests {
                             .collect(),
                         load_bytes: 0,
                         alive: alive[i],
+                        rejoining: false,
                     }
                 })
                 .collect(),
@@ -146,5 +152,14 @@ mod tests {
         let order = Routing::from_ring(&ring(alive)).candidates(b"key");
         assert_eq!(order[0], replicas[1]);
         assert_eq!(order.last(), Some(&replicas[0]));
+
+        // The first replica copying lost data back: not read first, and
+        // still a replica (the next node does not take its place).
+        let mut rejoining = ring([true; 4]);
+        rejoining.nodes[first_down].rejoining = true;
+        let order = Routing::from_ring(&rejoining).candidates(b"key");
+        assert_eq!(order[0], replicas[1]);
+        assert!(!order[..1].contains(&replicas[0]), "{order:?}");
+        assert_eq!(order.len(), 4);
     }
 }

@@ -14,7 +14,9 @@
 //! file, marks a new incarnation that took its predecessor's ranges as a
 //! normal member (`MemberRecord::lost_data`), and gossips the mark until
 //! that incarnation joins. So it is recognised however long it was away,
-//! as long as one member that knew it is up. From the mark on, every node
+//! as long as one member that knew it is up. A member marks it as soon as
+//! it hears its state, so the mark comes back to it with the first gossip
+//! that tells it its peers are alive. From the mark on, every node
 //! (this one too) keeps it among its ranges' replicas for writes and reads
 //! from the others (`NodeInfo::rejoining`); it says so itself (`rejoin`
 //! in gossip, `<data_dir>/REJOIN`) from the start of the rejoin until its
@@ -55,12 +57,12 @@ pub async fn watch(
                 Ok(Rejoin::Done) => return,
                 Ok(Rejoin::Running) => {}
                 Ok(Rejoin::None) => {
-                    let witnesses = membership.lost_data_reported_by().await;
-                    if witnesses.is_empty() {
+                    if !membership.lost_data_marked() {
                         continue;
                     }
                     if !told {
                         told = true;
+                        let witnesses = membership.lost_data_reported_by().await;
                         tracing::error!(
                             incarnation = format_args!("{incarnation:x}"),
                             reported_by = ?witnesses.iter().map(NodeId::as_str).collect::<Vec<_>>(),

@@ -80,6 +80,9 @@ pub struct Membership {
     epoch: AtomicU64,
     /// Counts changes of a member, state, token set or incarnation.
     ring_changes: AtomicU64,
+    /// This node's incarnation is recorded as having lost its data (see
+    /// [`Membership::lost_data_marked`]).
+    lost_data: std::sync::atomic::AtomicBool,
     stop: watch::Sender<bool>,
     /// Every member known (durable); the view is completed with it.
     known: tokio::sync::Mutex<Known>,
@@ -179,6 +182,7 @@ impl Membership {
             view: RwLock::new(Arc::new(ClusterView::default())),
             epoch: AtomicU64::new(0),
             ring_changes: AtomicU64::new(0),
+            lost_data: std::sync::atomic::AtomicBool::new(false),
             stop,
             known: tokio::sync::Mutex::new(Known {
                 members: known,
@@ -350,8 +354,13 @@ impl Membership {
                 })
                 .collect::<Vec<_>>()
         };
+        let (_, incarnation) = *self.own.lock().expect("own state");
         let (peers, recorded) = self.remember(peers).await;
         lost.extend(recorded);
+        self.lost_data.store(
+            lost.contains(&(self.node_id.clone(), incarnation)),
+            Ordering::Release,
+        );
         lost.sort_unstable();
         lost.dedup();
         let view = ClusterView::with_lost_data(peers, &lost);
@@ -412,6 +421,15 @@ impl Membership {
     /// Every member this node knows, with its last known state.
     pub async fn known(&self) -> KnownMembers {
         self.known.lock().await.members.clone()
+    }
+
+    /// Whether a live member recorded this node's incarnation as lacking
+    /// the data of an earlier one (see
+    /// [`Membership::lost_data_reported_by`]). Every node's view then
+    /// reads from its ranges' other replicas (`NodeInfo::rejoining`).
+    #[must_use]
+    pub fn lost_data_marked(&self) -> bool {
+        self.lost_data.load(Ordering::Acquire)
     }
 
     /// The live members that recorded this node's incarnation as having

@@ -79,7 +79,7 @@ impl Changes {
         let rejoin = match recorded {
             Rejoin::Running => true,
             Rejoin::Done => false,
-            Rejoin::None => lost || !self.membership.lost_data_reported_by().await.is_empty(),
+            Rejoin::None => lost || self.membership.lost_data_marked(),
         };
         if rejoin {
             rejoin_file::save(&self.data_dir, Rejoin::Running)

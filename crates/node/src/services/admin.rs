@@ -150,6 +150,7 @@ impl Admin for AdminService {
                     tokens,
                     load_bytes: node.load_bytes,
                     alive: node.alive,
+                    rejoining: node.rejoining,
                 }
             })
             .collect();
