@@ -661,9 +661,12 @@ async fn a_joined_node_whose_volume_is_lost_joins_again_by_itself() {
 /// Four nodes, N = 3, no hints, read repair or anti-entropy to heal
 /// anything: node-1 is down while keys are written at QUORUM (so a key
 /// node-1 and node-2 both replicate is on node-2 and one other node
-/// only), then node-2 loses its data directory and node-1 comes back.
-/// Returns the keys, once node-2 started again.
-async fn lose_a_disk_after_writes_missed_a_replica(args: &[&str]) -> (Cluster, Vec<String>) {
+/// only), then node-2 loses its data directory and node-1 comes back
+/// (when `bring_back`). Returns the keys, once node-2 started again.
+async fn lose_a_disk_after_writes_missed_a_replica(
+    args: &[&str],
+    bring_back: bool,
+) -> (Cluster, Vec<String>) {
     let mut args = args.to_vec();
     args.extend(["--max-hint-bytes", "0", "--read-repair-chance", "0"]);
     let mut cluster = Cluster::start(4, &args).await;
@@ -671,8 +674,10 @@ async fn lose_a_disk_after_writes_missed_a_replica(args: &[&str]) -> (Cluster, V
     let keys = load_at(cluster.addr(0), 400, 128, ConsistencyLevel::Quorum).await;
     cluster.crash(2);
     cluster.wipe(2);
-    cluster.start_again(1);
-    cluster.wait_until_alive(3).await;
+    if bring_back {
+        cluster.start_again(1);
+        cluster.wait_until_alive(3).await;
+    }
     cluster.start_again(2);
     (cluster, keys)
 }
@@ -693,7 +698,7 @@ async fn copies(cluster: &Cluster, key: &str) -> usize {
 /// replicas, which never held the range: such writes stayed on one node.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_lost_its_data_gets_every_write_back_from_every_other_replica() {
-    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(ARGS).await;
+    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(ARGS, true).await;
     let op = finished_operation(cluster.addr(2), OperationKind::Join).await;
     assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
     wait_for_state(&cluster, "node-2", NodeState::Normal).await;
@@ -706,6 +711,30 @@ async fn a_node_that_lost_its_data_gets_every_write_back_from_every_other_replic
     assert_eq!(single, Vec::<String>::new(), "keys left on one node");
 }
 
+/// A replica that stays down does not hold a rejoin up for good: once
+/// `--rejoin-source-wait-secs` passed, ranges are copied back from the
+/// replicas that are up, with a warning, and every key is on two nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_goes_on_without_a_replica_that_stays_down() {
+    let mut args = ARGS.to_vec();
+    args.extend(["--rejoin-source-wait-secs", "2"]);
+    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(&args, false).await;
+    let op = finished_operation(cluster.addr(2), OperationKind::Join).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    let mut single = Vec::new();
+    for key in &keys {
+        if copies(&cluster, key).await < 2 {
+            single.push(key.clone());
+        }
+    }
+    assert_eq!(single, Vec::<String>::new(), "keys left on one node");
+    let log = cluster.log(2);
+    assert!(
+        log.contains("copied a range back without replicas down for longer than"),
+        "{log}"
+    );
+}
+
 /// While a node that lost its data copies its ranges back, QUORUM reads
 /// go to the other replicas and find every write: it is not read, and the
 /// member after it on the ring (which never held its ranges) is not read
@@ -715,7 +744,7 @@ async fn quorum_reads_find_every_write_while_a_lost_node_copies_its_ranges_back(
     let mut args = ARGS.to_vec();
     // About 100 KB to copy back at 4 KB/s: half a minute.
     args.extend(["--stream-bytes-per-sec", "4000"]);
-    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(&args).await;
+    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(&args, true).await;
     let running = || async {
         operations(cluster.addr(2)).await.is_ok_and(|ops| {
             ops.iter().any(|o| {
@@ -765,7 +794,7 @@ async fn quorum_reads_find_every_write_while_a_lost_node_copies_its_ranges_back(
 /// before any member's mark comes back to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_reads_through_a_node_that_lost_its_data_never_miss_from_its_start() {
-    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(ARGS).await;
+    let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(ARGS, true).await;
     let mut client = strata_tests::cluster::kv(cluster.addr(2)).await;
     let (mut found, mut refused, mut missed) = (0, 0, Vec::new());
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -256,6 +256,13 @@ pub struct NodeConfig {
     /// foreground latency.
     #[arg(long, env = "STRATA_STREAM_BYTES_PER_SEC", default_value_t = 32 << 20)]
     pub stream_bytes_per_sec: u64,
+
+    /// Seconds a node copying its lost data back from every other replica
+    /// waits for one that is down, once another copy of a range is in,
+    /// before it goes on without it (what only that replica holds comes
+    /// back by `strata repair` once it is up).
+    #[arg(long, env = "STRATA_REJOIN_SOURCE_WAIT_SECS", default_value_t = 60)]
+    pub rejoin_source_wait_secs: u64,
 }
 
 /// `--wal-recovery`: the engine's [`strata_engine::WalRecovery`] as a flag.
@@ -448,6 +455,7 @@ impl NodeConfig {
             batch_bytes: 1 << 20,
             timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)) * 10,
             vnodes: self.vnodes,
+            source_patience: std::time::Duration::from_secs(self.rejoin_source_wait_secs),
         }
     }
 

@@ -59,11 +59,6 @@ use stream::{Sink, Source, copy_range};
 /// stream, the last run's fsyncs) and spreads the work over cores.
 const PARALLEL_RANGES: usize = 4;
 
-/// How long a rejoin waits for a source that is down or failing, once
-/// another source of the range was copied, before it goes on without it
-/// (for that range and every later one, until it answers again).
-const SOURCE_PATIENCE: Duration = Duration::from_secs(60);
-
 /// Which of a transfer's sources are copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Copies {
@@ -90,6 +85,11 @@ pub struct StreamSettings {
     pub timeout: Duration,
     /// Tokens this node claims.
     pub vnodes: usize,
+    /// How long a rejoin waits for a source that is down or failing, once
+    /// another source of the range was copied, before it goes on without
+    /// it (for that range and every later one, until it answers again):
+    /// `--rejoin-source-wait-secs`.
+    pub source_patience: Duration,
 }
 
 /// Why a change cannot start.
@@ -380,7 +380,7 @@ impl Changes {
 
     /// Streams one transfer from each of its sources ([`Copies::Every`]),
     /// waiting for one that is down or failing; once another was copied,
-    /// a source down for [`SOURCE_PATIENCE`] (`down`: since when, shared
+    /// a source down for `source_patience` (`down`: since when, shared
     /// by the change's transfers) is left out, with a warning: what only
     /// it holds comes back by repair.
     async fn stream_every<'t>(
@@ -423,14 +423,16 @@ impl Changes {
                     .copied()
                     .filter(|id| {
                         let since = *down.entry((*id).clone()).or_insert(now);
-                        copied.is_empty() || now.duration_since(since) < SOURCE_PATIENCE
+                        copied.is_empty()
+                            || now.duration_since(since) < self.settings.source_patience
                     })
                     .collect()
             };
             if waiting_for.is_empty() {
                 if !missing.is_empty() {
                     tracing::warn!(range = ?transfer.range, without = ?missing,
-                        "copied a range back without replicas down for over a minute; \
+                        "copied a range back without replicas down for longer than \
+                         --rejoin-source-wait-secs; \
                          run `strata repair` on this node once they are back");
                 }
                 return transfer;
