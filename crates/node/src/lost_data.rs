@@ -15,8 +15,9 @@
 //! normal member (`MemberRecord::lost_data`), and gossips the mark until
 //! that incarnation joins. So it is recognised however long it was away,
 //! as long as one member that knew it is up. A member marks it as soon as
-//! it hears its state, so the mark comes back to it with the first gossip
-//! that tells it its peers are alive. From the mark on, every node
+//! it hears its state; in every run so far the mark came back before this
+//! node's detector called its peers alive (docs/topology.md). From the
+//! mark on, every node
 //! (this one too) keeps it among its ranges' replicas for writes and reads
 //! from the others (`NodeInfo::rejoining`); it says so itself (`rejoin`
 //! in gossip, `<data_dir>/REJOIN`) from the start of the rejoin until its
