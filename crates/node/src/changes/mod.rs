@@ -25,10 +25,10 @@ mod rejoin_file;
 mod remove;
 mod stream;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_cluster::{
     ClusterView, Departure, NodeId, NodeState, Rejoin, Siblings, Transfer, rejoin_transfers,
@@ -68,6 +68,23 @@ enum Copies {
     /// Every one: a rejoin after lost data, where a write may survive on
     /// one of the other replicas only.
     Every,
+}
+
+/// A rejoin's source that failed: since when, and whether the rejoin
+/// has said it goes on without it.
+#[derive(Debug, Clone, Copy)]
+struct DownSource {
+    since: Instant,
+    left_out: bool,
+}
+
+impl DownSource {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            left_out: false,
+        }
+    }
 }
 
 /// A transfer's sources as `ends` resolves them: the reachable ones, by
@@ -308,8 +325,8 @@ impl Changes {
             op.ranges_resumed = done_before as u64;
         });
         let throttle = Mutex::new(Throttle::new(self.settings.bytes_per_second));
-        let down = Mutex::new(std::collections::HashMap::new());
-        let streaming = std::time::Instant::now();
+        let down = Mutex::new(HashMap::new());
+        let streaming = Instant::now();
         let mut left = total - done_before;
         self.metrics
             .ranges_pending
@@ -380,15 +397,16 @@ impl Changes {
 
     /// Streams one transfer from each of its sources ([`Copies::Every`]),
     /// waiting for one that is down or failing; once another was copied,
-    /// a source down for `source_patience` (`down`: since when, shared
-    /// by the change's transfers) is left out, with a warning: what only
-    /// it holds comes back by repair.
+    /// a source down for `source_patience` is left out: what only it
+    /// holds comes back by repair. `down` is shared by the change's
+    /// transfers, so each source that fails is reported once, and once
+    /// more when it is left out, not once per range.
     async fn stream_every<'t>(
         &self,
         transfer: &'t Transfer,
         ends: &impl Fn(&Transfer) -> (Sources, Vec<Sink>, &'static str),
         throttle: &Mutex<Throttle>,
-        down: &Mutex<std::collections::HashMap<NodeId, std::time::Instant>>,
+        down: &Mutex<HashMap<NodeId, DownSource>>,
     ) -> &'t Transfer {
         let mut copied: Vec<NodeId> = Vec::new();
         loop {
@@ -398,19 +416,25 @@ impl Changes {
                     if copied.contains(id) {
                         continue;
                     }
-                    match self.copy_one(transfer, source, sink, throttle).await {
+                    let result = self.copy_one(transfer, source, sink, throttle).await;
+                    let mut down = down.lock().expect("down sources");
+                    match result {
                         Ok(()) => {
                             copied.push(id.clone());
-                            down.lock().expect("down sources").remove(id);
+                            down.remove(id);
                         }
                         Err(e) => {
-                            tracing::warn!(range = ?transfer.range, source = %id, error = %e,
-                                "copying a range back failed; retrying");
+                            if !down.contains_key(id) {
+                                tracing::warn!(source = %id, error = %e,
+                                    "copying ranges back from a replica failed; \
+                                     waiting for it");
+                                down.insert(id.clone(), DownSource::new());
+                            }
                         }
                     }
                 }
             }
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             let missing: Vec<&NodeId> = transfer
                 .sources
                 .iter()
@@ -418,23 +442,23 @@ impl Changes {
                 .collect();
             let waiting_for: Vec<&NodeId> = {
                 let mut down = down.lock().expect("down sources");
-                missing
-                    .iter()
-                    .copied()
-                    .filter(|id| {
-                        let since = *down.entry((*id).clone()).or_insert(now);
-                        copied.is_empty()
-                            || now.duration_since(since) < self.settings.source_patience
-                    })
-                    .collect()
+                let mut waiting_for = Vec::new();
+                for &id in &missing {
+                    let source = down.entry(id.clone()).or_insert_with(DownSource::new);
+                    if copied.is_empty()
+                        || now.duration_since(source.since) < self.settings.source_patience
+                    {
+                        waiting_for.push(id);
+                    } else if !std::mem::replace(&mut source.left_out, true) {
+                        tracing::warn!(source = %id,
+                            "copying ranges back without a replica down for longer than \
+                             --rejoin-source-wait-secs; \
+                             run `strata repair` on this node once it is back");
+                    }
+                }
+                waiting_for
             };
             if waiting_for.is_empty() {
-                if !missing.is_empty() {
-                    tracing::warn!(range = ?transfer.range, without = ?missing,
-                        "copied a range back without replicas down for longer than \
-                         --rejoin-source-wait-secs; \
-                         run `strata repair` on this node once they are back");
-                }
                 return transfer;
             }
             let names: Vec<&str> = waiting_for.iter().map(|id| id.as_str()).collect();
