@@ -111,7 +111,11 @@ impl Changes {
             )
         })
         .await?;
-        self.hand_over_hints().await?;
+        hand_over_all(&self.ctx, self.settings.timeout, |waiting| match waiting {
+            Some(why) => self.waiting(why),
+            None => self.update(|op| op.error.clear()),
+        })
+        .await?;
         self.membership.announce(NodeState::Left, &tokens).await;
         // Done once every live member routes without this node.
         self.wait_until_routed(|state, _| state == NodeState::Left)
@@ -122,126 +126,4 @@ impl Changes {
         tracing::info!(ranges = moves.len(), "left the ring");
         Ok(())
     }
-
-    /// Delivers every hint this node holds: to its target when it is up,
-    /// otherwise to a live member that keeps it as a hint for the target.
-    /// A delivery that fails (the receiver went down or is cut off) is
-    /// retried every half second with the next candidate, the reason shown
-    /// in the operation, as a range waits for its receiver; only a segment
-    /// that cannot be read fails the decommission.
-    async fn hand_over_hints(&self) -> Result<(), String> {
-        let store: &Arc<HintStore> = &self.ctx.hints;
-        for (target, _) in store.targets() {
-            for attempt in 0usize.. {
-                // The replay may be delivering this target's segments right
-                // now: take them only once it is done with them.
-                let delivery = store.delivery().await;
-                match self.hand_over_target(&target, attempt).await {
-                    Ok(()) => break,
-                    Err(HandOver::Unreadable(e)) => return Err(e),
-                    Err(HandOver::Undelivered(e)) => {
-                        drop(delivery);
-                        tracing::warn!(%target, error = %e, "handing over hints failed; retrying");
-                        self.waiting(&format!("handing over hints for {target} (retrying): {e}"));
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            }
-            self.update(|op| op.error.clear());
-        }
-        Ok(())
-    }
-
-    /// Delivers `target`'s sealed segments, each deleted once delivered
-    /// (renamed `*.corrupt` past damage, as the replay does). A target that
-    /// is down gets its hints kept by a live normal member: the
-    /// `attempt`-th candidate, so a retry tries another.
-    async fn hand_over_target(&self, target: &NodeId, attempt: usize) -> Result<(), HandOver> {
-        let store: &Arc<HintStore> = &self.ctx.hints;
-        let view = self.ctx.view();
-        let (to, hint_for) = match view.node(target).filter(|n| n.alive) {
-            Some(n) => (
-                RemoteReplica {
-                    id: target.clone(),
-                    address: n.internal_address.clone(),
-                },
-                None,
-            ),
-            None => {
-                let candidates: Vec<_> = view
-                    .nodes()
-                    .filter(|(id, n)| {
-                        **id != self.ctx.id
-                            && *id != target
-                            && n.alive
-                            && n.state == NodeState::Normal
-                    })
-                    .collect();
-                if candidates.is_empty() {
-                    tracing::warn!(%target, "no live member can take this node's hints; anti-entropy will repair");
-                    return Ok(());
-                }
-                let (id, n) = candidates[attempt % candidates.len()];
-                (
-                    RemoteReplica {
-                        id: id.clone(),
-                        address: n.internal_address.clone(),
-                    },
-                    Some(target),
-                )
-            }
-        };
-        let sealing = Arc::clone(store);
-        let sealed_for = target.clone();
-        let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_for))
-            .await
-            .map_err(|e| HandOver::Unreadable(e.to_string()))?;
-        for segment in segments {
-            let path = segment.path.clone();
-            let (records, damage) = tokio::task::spawn_blocking(move || HintStore::read(&path))
-                .await
-                .map_err(|e| HandOver::Unreadable(e.to_string()))?
-                .map_err(|e| {
-                    HandOver::Unreadable(format!("reading {}: {e}", segment.path.display()))
-                })?;
-            for record in records {
-                let versions = record
-                    .entry
-                    .versions
-                    .into_iter()
-                    .map(version_from_proto)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| HandOver::Unreadable(e.to_string()))?;
-                self.ctx
-                    .transport
-                    .write(
-                        &to,
-                        &record.entry.key,
-                        &Siblings::from_versions(versions),
-                        hint_for,
-                        self.settings.timeout,
-                    )
-                    .await
-                    .map_err(|e| HandOver::Undelivered(format!("to {}: {e}", to.id)))?;
-            }
-            let fate = if let Some(damage) = damage {
-                tracing::error!(segment = %segment.path.display(), offset = damage.offset,
-                    reason = %damage.reason, "damaged hint segment: handed over the hints before the damage, setting it aside");
-                SegmentFate::Damaged
-            } else {
-                SegmentFate::Delivered
-            };
-            store.finish(target, &segment.path, fate);
-        }
-        Ok(())
-    }
-}
-
-/// Why handing over a target's hints stopped.
-enum HandOver {
-    /// A segment (or a record in it) could not be read: retrying would not
-    /// help.
-    Unreadable(String),
-    /// The receiver did not take them: retried.
-    Undelivered(String),
 }

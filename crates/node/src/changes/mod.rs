@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use strata_cluster::{
-    ClusterView, Departure, NodeId, NodeState, Rejoin, Siblings, Transfer, rejoin_transfers,
-    tokens_for, transfers,
+    ClusterView, Departure, NodeId, NodeState, Rejoin, Transfer, rejoin_transfers, tokens_for,
+    transfers,
 };
 use strata_proto::v1::{
     GetRingRequest, Operation, OperationKind, OperationState, admin_client::AdminClient,
@@ -40,12 +40,10 @@ use strata_proto::v1::{
 
 use crate::clock::now_micros;
 use crate::context::Context;
-use crate::hints::{HintStore, SegmentFate};
+use crate::hints::hand_over_all;
 use crate::membership::Membership;
 use crate::metrics::StreamMetrics;
-use crate::storage::version_from_proto;
 use crate::throttle::Throttle;
-use crate::transport::RemoteReplica;
 
 pub use stream::{Copied, StreamError};
 

@@ -31,6 +31,7 @@
 //! segments, read them and delete them, so two at once would read a file
 //! the other just deleted (a decommission under faults failed so).
 
+mod hand_over;
 mod replay;
 mod segment;
 mod writer;
@@ -44,6 +45,7 @@ use strata_cluster::{NodeId, Siblings};
 use strata_proto::v1::KeyVersions;
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use hand_over::hand_over_all;
 pub use replay::{ReplayError, ReplaySettings, replay_loop};
 pub use segment::{Damage, HintRecord, parse};
 

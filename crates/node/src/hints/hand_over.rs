@@ -1,0 +1,365 @@
+//! Handing over every hint this node holds before it leaves the ring (the
+//! last step of a decommission): each target's hints go to the target when
+//! gossip sees it up, otherwise to a live normal member that keeps them as
+//! hints for it. A delivery that fails (the receiver went down or is cut
+//! off), or finds no live member to take them, is retried with the next
+//! candidate; only a segment that cannot be read stops the hand-over.
+
+use std::time::Duration;
+
+use strata_cluster::{NodeId, NodeState, Siblings};
+
+use super::{HintStore, SegmentFate};
+use crate::context::Context;
+use crate::storage::version_from_proto;
+use crate::transport::RemoteReplica;
+
+/// Time between attempts to hand over a target's hints.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Why handing over a target's hints stopped.
+#[derive(Debug)]
+enum HandOver {
+    /// A segment (or a record in it) could not be read: retrying would not
+    /// help.
+    Unreadable(String),
+    /// The receiver did not take them: retried.
+    Undelivered(String),
+}
+
+/// Delivers every hint `ctx` holds, each write bounded by `timeout`,
+/// retrying a failed delivery every [`RETRY`] until it is taken.
+/// `status` is told why it waits (`Some`) and when a target is done
+/// (`None`).
+///
+/// # Errors
+/// A segment that cannot be read (its hints stay on disk).
+pub(crate) async fn hand_over_all(
+    ctx: &Context,
+    timeout: Duration,
+    mut status: impl FnMut(Option<&str>),
+) -> Result<(), String> {
+    for (target, _) in ctx.hints.targets() {
+        for attempt in 0usize.. {
+            // The replay may be delivering this target's segments right
+            // now: take them only once it is done with them.
+            let delivery = ctx.hints.delivery().await;
+            match hand_over_target(ctx, &target, attempt, timeout).await {
+                Ok(()) => break,
+                Err(HandOver::Unreadable(e)) => return Err(e),
+                Err(HandOver::Undelivered(e)) => {
+                    drop(delivery);
+                    tracing::warn!(%target, error = %e, "handing over hints failed; retrying");
+                    status(Some(&format!(
+                        "handing over hints for {target} (retrying): {e}"
+                    )));
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+        status(None);
+    }
+    Ok(())
+}
+
+/// Delivers `target`'s sealed segments, each deleted once delivered
+/// (renamed `*.corrupt` past damage, as the replay does). A target that
+/// is down gets its hints kept by a live normal member: the
+/// `attempt`-th candidate, so a retry tries another.
+async fn hand_over_target(
+    ctx: &Context,
+    target: &NodeId,
+    attempt: usize,
+    timeout: Duration,
+) -> Result<(), HandOver> {
+    let store = &ctx.hints;
+    let view = ctx.view();
+    let (to, hint_for) = match view.node(target).filter(|n| n.alive) {
+        Some(n) => (
+            RemoteReplica {
+                id: target.clone(),
+                address: n.internal_address.clone(),
+            },
+            None,
+        ),
+        None => {
+            let candidates: Vec<_> = view
+                .nodes()
+                .filter(|(id, n)| {
+                    **id != ctx.id && *id != target && n.alive && n.state == NodeState::Normal
+                })
+                .collect();
+            if candidates.is_empty() {
+                // Waited for, as a range waits for its receiver: leaving
+                // now could lose a write only this node holds.
+                return Err(HandOver::Undelivered(
+                    "the target is down and no live member can take them".into(),
+                ));
+            }
+            let (id, n) = candidates[attempt % candidates.len()];
+            (
+                RemoteReplica {
+                    id: id.clone(),
+                    address: n.internal_address.clone(),
+                },
+                Some(target),
+            )
+        }
+    };
+    let sealing = std::sync::Arc::clone(store);
+    let sealed_for = target.clone();
+    let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_for))
+        .await
+        .map_err(|e| HandOver::Unreadable(e.to_string()))?;
+    for segment in segments {
+        let path = segment.path.clone();
+        let (records, damage) = tokio::task::spawn_blocking(move || HintStore::read(&path))
+            .await
+            .map_err(|e| HandOver::Unreadable(e.to_string()))?
+            .map_err(|e| {
+                HandOver::Unreadable(format!("reading {}: {e}", segment.path.display()))
+            })?;
+        for record in records {
+            let versions = record
+                .entry
+                .versions
+                .into_iter()
+                .map(version_from_proto)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| HandOver::Unreadable(e.to_string()))?;
+            ctx.transport
+                .write(
+                    &to,
+                    &record.entry.key,
+                    &Siblings::from_versions(versions),
+                    hint_for,
+                    timeout,
+                )
+                .await
+                .map_err(|e| HandOver::Undelivered(format!("to {}: {e}", to.id)))?;
+        }
+        let fate = if let Some(damage) = damage {
+            tracing::error!(segment = %segment.path.display(), offset = damage.offset,
+                reason = %damage.reason, "damaged hint segment: handed over the hints before the damage, setting it aside");
+            SegmentFate::Damaged
+        } else {
+            SegmentFate::Delivered
+        };
+        store.finish(target, &segment.path, fate);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use strata_cluster::{ClusterView, Dot, NodeGossip, Peer, Version, VersionVector, tokens_for};
+
+    use super::*;
+    use crate::context::Topology;
+    use crate::hints::HintLimits;
+    use crate::metrics::HintMetrics;
+    use crate::storage::Storage;
+    use crate::testing::ContextBuilder;
+    use crate::transport::memory::{Link, MemoryTransport};
+
+    fn id(i: usize) -> NodeId {
+        NodeId::new(format!("node-{i}")).expect("id")
+    }
+
+    fn siblings(value: &str) -> Siblings {
+        Siblings::from_versions([Version {
+            dot: Dot {
+                node: id(9),
+                counter: 1,
+            },
+            context: VersionVector::new(),
+            value: Some(value.as_bytes().to_vec().into()),
+            timestamp_micros: 1,
+            request_id: 0,
+        }])
+    }
+
+    fn open_hints(dir: &Path) -> HintStore {
+        HintStore::open(dir, HintLimits::default(), HintMetrics::default()).expect("hints")
+    }
+
+    /// Node 0 hands over (leaving); nodes 1.. live in the in-memory
+    /// transport, those in `down` down in gossip's view.
+    struct Net {
+        dir: tempfile::TempDir,
+        transport: Arc<MemoryTransport>,
+    }
+
+    impl Net {
+        fn new(nodes: usize) -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let transport = Arc::new(MemoryTransport::default());
+            for i in 1..nodes {
+                let home = dir.path().join(format!("node-{i}"));
+                let storage = Storage::open(
+                    &home.join("engine"),
+                    strata_engine::Durability::SyncEachGroup,
+                )
+                .expect("storage");
+                transport.add(
+                    &id(i),
+                    Arc::new(storage),
+                    Arc::new(open_hints(&home.join("hints"))),
+                );
+            }
+            Self { dir, transport }
+        }
+
+        fn home(&self) -> std::path::PathBuf {
+            self.dir.path().join("node-0")
+        }
+
+        /// Stores `keys` hints for node `target` in node 0's hint store
+        /// (closed again, so a test may damage its segment).
+        async fn hints_for(&self, target: usize, keys: std::ops::Range<usize>) {
+            let store = open_hints(&self.home().join("hints"));
+            for k in keys {
+                store
+                    .store(&id(target), format!("key-{k}").as_bytes(), &siblings("v"))
+                    .await
+                    .expect("store");
+            }
+        }
+
+        /// Node 0's context: `nodes` members, node 0 leaving, those in
+        /// `down` down.
+        fn node0(&self, nodes: usize, down: &[usize]) -> Arc<Context> {
+            let view = ClusterView::from_peers((0..nodes).map(|i| Peer {
+                id: id(i),
+                generation: 0,
+                gossip: NodeGossip {
+                    grpc_address: String::new(),
+                    internal_address: format!("memory-{i}"),
+                    gossip_address: String::new(),
+                    tokens: tokens_for(&id(i), 16),
+                    state: if i == 0 {
+                        NodeState::Leaving
+                    } else {
+                        NodeState::Normal
+                    },
+                    load_bytes: 0,
+                    incarnation: 1,
+                    departures: Vec::new(),
+                    rejoin: strata_cluster::Rejoin::None,
+                },
+                alive: !down.contains(&i),
+            }));
+            ContextBuilder::new(&self.home())
+                .id(&id(0))
+                .factor(3)
+                .topology(Topology::Fixed(Arc::new(view)))
+                .transport(Arc::clone(&self.transport) as _)
+                .build()
+        }
+
+        /// Keys node `i` stores itself.
+        fn stored(&self, i: usize, keys: std::ops::Range<usize>) -> usize {
+            let storage = self.transport.storage(&id(i));
+            keys.filter(|k| {
+                !storage
+                    .read(format!("key-{k}").as_bytes())
+                    .expect("read")
+                    .versions()
+                    .is_empty()
+            })
+            .count()
+        }
+    }
+
+    /// Runs a hand-over for at most `within`: its outcome (`None` when
+    /// still running then) and what it reported.
+    async fn hand_over(
+        ctx: &Context,
+        within: Duration,
+    ) -> (Option<Result<(), String>>, Vec<Option<String>>) {
+        let mut said = Vec::new();
+        let outcome = tokio::time::timeout(
+            within,
+            hand_over_all(ctx, Duration::from_millis(200), |why| {
+                said.push(why.map(str::to_owned));
+            }),
+        )
+        .await
+        .ok();
+        (outcome, said)
+    }
+
+    #[tokio::test]
+    async fn hints_go_to_their_target_or_past_a_failing_member_to_the_next() {
+        let net = Net::new(4);
+        net.hints_for(2, 0..5).await;
+        net.hints_for(3, 5..25).await;
+        // node-3 is down: its hints go to a live member, node-1 first,
+        // which cannot be reached.
+        net.transport.set_link(&id(1), Link::Down);
+        let ctx = net.node0(4, &[3]);
+
+        let (outcome, said) = hand_over(&ctx, Duration::from_secs(10)).await;
+        assert_eq!(outcome, Some(Ok(())));
+        assert!(ctx.hints.targets().is_empty(), "{:?}", ctx.hints.targets());
+        // node-2 is up: its hints are written to it.
+        assert_eq!(net.stored(2, 0..5), 5);
+        // node-3's are kept for it by node-2, the member after the one that
+        // failed; none reached node-1.
+        assert_eq!(net.transport.hints(&id(2)).targets(), [(id(3), 20)]);
+        assert!(net.transport.hints(&id(1)).targets().is_empty());
+        assert_eq!(net.transport.served(&id(1)), (0, 0));
+        let retried: Vec<&String> = said.iter().flatten().collect();
+        assert_eq!(retried.len(), 1, "{said:?}");
+        assert!(
+            retried[0].starts_with("handing over hints for node-3 (retrying): to node-1:"),
+            "{said:?}"
+        );
+        // Each target's end is reported, clearing the retry.
+        assert_eq!(said.last(), Some(&None));
+    }
+
+    #[tokio::test]
+    async fn with_no_member_to_take_them_hints_are_kept_and_the_hand_over_waits() {
+        let net = Net::new(3);
+        net.hints_for(2, 0..3).await;
+        // node-2 (the target) and node-1 (the only other member) are down.
+        let ctx = net.node0(3, &[1, 2]);
+        let (outcome, said) = hand_over(&ctx, Duration::from_millis(1500)).await;
+        assert_eq!(outcome, None, "gave up: {said:?}");
+        assert_eq!(ctx.hints.targets(), [(id(2), 3)]);
+        assert!(
+            said.iter()
+                .flatten()
+                .any(|s| s.contains("no live member can take them")),
+            "{said:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_segment_hands_over_what_precedes_the_damage_and_is_set_aside() {
+        let net = Net::new(3);
+        net.hints_for(2, 0..4).await;
+        let dir = net.home().join("hints").join("node-2");
+        let segment = std::fs::read_dir(&dir)
+            .expect("dir")
+            .next()
+            .expect("one segment")
+            .expect("entry")
+            .path();
+        let mut bytes = std::fs::read(&segment).expect("read");
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0xFF;
+        std::fs::write(&segment, bytes).expect("write");
+        let ctx = net.node0(3, &[]);
+
+        let (outcome, _) = hand_over(&ctx, Duration::from_secs(10)).await;
+        assert_eq!(outcome, Some(Ok(())));
+        assert_eq!(net.stored(2, 0..4), 3, "the records before the damage");
+        assert!(segment.with_extension("corrupt").exists());
+        assert!(ctx.hints.targets().is_empty());
+    }
+}
