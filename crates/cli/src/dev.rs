@@ -37,6 +37,9 @@ pub(crate) struct DevArgs {
     /// Resolve concurrent writes by timestamp instead of keeping siblings.
     #[arg(long)]
     last_write_wins: bool,
+    /// Count only a key's own replicas toward W (no sloppy quorum).
+    #[arg(long)]
+    strict_quorum: bool,
 }
 
 /// Runs the cluster until Ctrl-C.
@@ -96,6 +99,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             cluster_id: "strata-dev".to_owned(),
             gossip_interval_ms: 200,
             last_write_wins: args.last_write_wins,
+            strict_quorum: args.strict_quorum,
             // Every dev node founds the cluster: none streams at start.
             initial_cluster: (0..args.nodes).map(|j| format!("node-{j}")).collect(),
             ..defaults.clone()
@@ -132,11 +136,16 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 
     println!(
-        "strata dev: {total} nodes, N={factor} W={} R={}{}, data in {}",
+        "strata dev: {total} nodes, N={factor} W={} R={}{}{}, data in {}",
         args.write_consistency,
         args.read_consistency,
         if args.last_write_wins {
             ", last write wins"
+        } else {
+            ""
+        },
+        if args.strict_quorum {
+            ", strict quorums"
         } else {
             ""
         },

@@ -459,8 +459,15 @@ fn mib(bytes: u64) -> f64 {
 fn print_ring(ring: &v1::Ring) {
     if let Some(r) = &ring.replication {
         println!(
-            "N={} W={} R={}",
-            r.replication_factor, r.write_quorum, r.read_quorum
+            "N={} W={} R={}{}",
+            r.replication_factor,
+            r.write_quorum,
+            r.read_quorum,
+            if r.strict_quorum {
+                " (strict quorums)"
+            } else {
+                ""
+            }
         );
     }
     println!(

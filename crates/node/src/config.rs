@@ -235,6 +235,16 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_LAST_WRITE_WINS")]
     pub last_write_wins: bool,
 
+    /// Count only a key's own replicas toward W. By default (Dynamo's
+    /// sloppy quorum) a down replica's write goes to a stand-in whose ack
+    /// counts: writes stay available through a partition, but a QUORUM
+    /// read may miss them until the hints arrive. Strict: a write with
+    /// fewer than W replicas up fails, and with W + R > N every read sees
+    /// every acknowledged write (hints are still kept for down replicas).
+    /// Should be the same on every node of a cluster.
+    #[arg(long, env = "STRATA_STRICT_QUORUM")]
+    pub strict_quorum: bool,
+
     /// Node ids of a brand-new cluster's founding members, comma separated
     /// (ids only, not etcd's `name=url` pairs: peers are found through
     /// `--seeds`; on Kubernetes, the first pods' names). Founding members

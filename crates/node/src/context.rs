@@ -25,6 +25,8 @@ pub struct Replication {
     pub read: ConsistencyLevel,
     /// Resolve concurrent writes by timestamp instead of keeping siblings.
     pub last_write_wins: bool,
+    /// Only the key's own replicas count toward W: no stand-in acks.
+    pub strict_quorum: bool,
 }
 
 /// How this node serves requests.

@@ -425,6 +425,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
                 write: config.write_consistency,
                 read: config.read_consistency,
                 last_write_wins: config.last_write_wins,
+                strict_quorum: config.strict_quorum,
             },
             max_value_bytes: config.max_value_bytes,
             max_write_bytes_in_flight: config.max_write_bytes_in_flight,

@@ -37,6 +37,7 @@ impl<'a> ContextBuilder<'a> {
                     write: ConsistencyLevel::Quorum,
                     read: ConsistencyLevel::Quorum,
                     last_write_wins: false,
+                    strict_quorum: false,
                 },
                 max_value_bytes: 1024,
                 max_write_bytes_in_flight: 64 << 20,
@@ -58,6 +59,11 @@ impl<'a> ContextBuilder<'a> {
 
     pub(crate) fn last_write_wins(mut self, on: bool) -> Self {
         self.settings.replication.last_write_wins = on;
+        self
+    }
+
+    pub(crate) fn strict_quorum(mut self, on: bool) -> Self {
+        self.settings.replication.strict_quorum = on;
         self
     }
 

@@ -172,6 +172,12 @@ pub struct ConsistencySpec {
     /// Defaults to false.
     #[serde(default)]
     pub last_write_wins: bool,
+    /// Count only a key's own replicas toward W (no sloppy-quorum
+    /// stand-ins): writes fail with fewer than W replicas up, and with
+    /// W + R > N every read sees every acknowledged write. Defaults to
+    /// false.
+    #[serde(default)]
+    pub strict_quorum: bool,
 }
 
 impl Default for ConsistencySpec {
@@ -181,6 +187,7 @@ impl Default for ConsistencySpec {
             write_quorum: default_quorum(),
             read_quorum: default_quorum(),
             last_write_wins: false,
+            strict_quorum: false,
         }
     }
 }

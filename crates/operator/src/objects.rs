@@ -195,6 +195,10 @@ pub fn config_map(cluster: &KVCluster, founders: u32) -> ConfigMap {
             "STRATA_LAST_WRITE_WINS".to_owned(),
             c.last_write_wins.to_string(),
         ),
+        (
+            "STRATA_STRICT_QUORUM".to_owned(),
+            c.strict_quorum.to_string(),
+        ),
         ("STRATA_VNODES".to_owned(), spec.vnodes.to_string()),
         (
             "STRATA_HINT_WINDOW_SECS".to_owned(),

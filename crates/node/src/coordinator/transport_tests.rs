@@ -40,6 +40,22 @@ fn net(nodes: usize, n: u32, down: &[usize], read_all: bool) -> Net {
 
 /// As [`net`], with the nodes in `joining` joining the ring.
 fn net_with(nodes: usize, n: u32, down: &[usize], joining: &[usize], read_all: bool) -> Net {
+    build_net(nodes, n, down, joining, read_all, false)
+}
+
+/// As [`net`], with only replicas' own acks counting toward W.
+fn strict_net(nodes: usize, n: u32, down: &[usize]) -> Net {
+    build_net(nodes, n, down, &[], false, true)
+}
+
+fn build_net(
+    nodes: usize,
+    n: u32,
+    down: &[usize],
+    joining: &[usize],
+    read_all: bool,
+    strict: bool,
+) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let ids: Vec<NodeId> = (0..nodes).map(id).collect();
     let view = Arc::new(ClusterView::from_peers(ids.iter().enumerate().map(
@@ -86,6 +102,7 @@ fn net_with(nodes: usize, n: u32, down: &[usize], joining: &[usize], read_all: b
         .factor(n)
         .timeout(TIMEOUT)
         .read_repair_period(u32::from(read_all))
+        .strict_quorum(strict)
         .topology(Topology::Fixed(Arc::clone(&view)))
         .transport(Arc::clone(&transport) as _)
         .build();
@@ -258,6 +275,72 @@ async fn a_replica_gossip_sees_down_is_replaced_by_a_stand_in_holding_its_hint()
     );
     assert!(net.stored(stand_in_index, &key).is_empty());
     assert_eq!(net.transport.served(&net.ids[down]), (0, 0));
+}
+
+/// A key node 0 replicates on a 5-node ring with N = 3, and its two other
+/// replicas.
+fn key_with_replicas() -> (Vec<u8>, [usize; 2]) {
+    let probe = net(5, 3, &[], false);
+    (0..1000)
+        .find_map(|i| {
+            let key = format!("key-{i}").into_bytes();
+            let targets = probe.view.write_targets(Token::of(&key), 3);
+            let ids: Vec<&NodeId> = targets.iter().map(|t| &t.id).collect();
+            if !ids.contains(&&probe.ids[0]) {
+                return None;
+            }
+            let others: Vec<usize> = (1..5).filter(|&d| ids.contains(&&probe.ids[d])).collect();
+            Some((key, [others[0], others[1]]))
+        })
+        .expect("some key fits")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_strict_quorums_only_replicas_count_and_no_stand_in_is_written() {
+    let (key, [a, b]) = key_with_replicas();
+
+    // Two of three replicas down: a sloppy quorum is met by stand-ins, a
+    // strict one fails before anything is written.
+    let sloppy = net(5, 3, &[a, b], false);
+    let acked = sloppy
+        .put(&key, "v", ConsistencyLevel::Quorum)
+        .await
+        .expect("stand-ins count");
+    assert!(acked >= 2, "{acked}");
+    let strict = strict_net(5, 3, &[a, b]);
+    let err = strict
+        .put(&key, "v", ConsistencyLevel::Quorum)
+        .await
+        .expect_err("one replica up");
+    assert!(
+        matches!(
+            err,
+            CoordinatorError::ReplicasDown {
+                up: 1,
+                replicas: 3,
+                required: 2
+            }
+        ),
+        "{err}"
+    );
+    assert!(strict.stored(0, &key).is_empty(), "nothing written");
+    for i in 1..5 {
+        assert_eq!(strict.transport.served(&strict.ids[i]), (0, 0), "node {i}");
+    }
+
+    // One down: the two replicas up make the quorum; no stand-in is
+    // asked, and this node keeps the down replica's hint.
+    let strict = strict_net(5, 3, &[a]);
+    let acked = strict
+        .put(&key, "v", ConsistencyLevel::Quorum)
+        .await
+        .expect("two replicas up");
+    assert_eq!(acked, 2);
+    assert_eq!(strict.stored(b, &key), [b"v".to_vec()]);
+    for i in (1..5).filter(|&i| i != b) {
+        assert_eq!(strict.transport.served(&strict.ids[i]), (0, 0), "node {i}");
+    }
+    assert!(strict.hint_kept_for(a).await, "a hint for the down replica");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

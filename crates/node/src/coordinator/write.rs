@@ -70,13 +70,16 @@ impl Coordinator {
 
         // Sloppy quorum: each down replica's write goes to the next live
         // node past the preference list, which holds it as a hint and
-        // counts toward W. Not at W = N: ALL promises every replica itself.
+        // counts toward W. Not at W = N: ALL promises every replica itself;
+        // nor with strict quorums, where only the replicas count (this node
+        // keeps the down ones' hints).
         let down: Vec<NodeId> = targets
             .iter()
             .filter(|t| !t.alive)
             .map(|t| t.id.clone())
             .collect();
-        let stand_ins = if required as usize >= n || down.is_empty() {
+        let strict = self.ctx.settings.replication.strict_quorum;
+        let stand_ins = if required as usize >= n || down.is_empty() || strict {
             Vec::new()
         } else {
             view.stand_ins(token, &targets, down.len())

@@ -57,6 +57,7 @@ impl AdminService {
             write_quorum: level_count(r.write, r.factor),
             read_quorum: level_count(r.read, r.factor),
             last_write_wins: r.last_write_wins,
+            strict_quorum: r.strict_quorum,
         }
     }
 
