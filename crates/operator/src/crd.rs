@@ -336,5 +336,6 @@ mod tests {
             (3, 2, 2)
         );
         assert!(!spec.consistency.last_write_wins);
+        assert!(!spec.consistency.strict_quorum, "sloppy quorums by default");
     }
 }

@@ -684,6 +684,20 @@ mod tests {
     }
 
     #[test]
+    fn the_consistency_settings_reach_every_node() {
+        let settings = |strict: bool| {
+            let mut cluster = minimal();
+            cluster.spec.consistency.strict_quorum = strict;
+            cluster.spec.consistency.write_quorum = 3;
+            let data = config_map(&cluster, 3).data.expect("data");
+            ["STRATA_STRICT_QUORUM", "STRATA_WRITE_CONSISTENCY"]
+                .map(|name| data.get(name).cloned().unwrap_or_default())
+        };
+        assert_eq!(settings(false), ["false", "3"]);
+        assert_eq!(settings(true), ["true", "3"]);
+    }
+
+    #[test]
     fn the_statefulset_runs_restricted_non_root_pods_named_as_node_ids() {
         let cluster = minimal();
         let sts = statefulset(&cluster, 3, &config_map(&cluster, 3));
