@@ -475,14 +475,26 @@ fn no_flipped_byte_anywhere_in_a_table_gives_a_wrong_answer() {
     assert_eq!(undetected, Vec::<usize>::new(), "flips no read noticed");
 }
 
-/// Copies every file of `from` into a new temporary directory.
-fn copy_of(from: &Path) -> tempfile::TempDir {
-    let to = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
+/// Opens a copy of the database in `template` whose file `name` (there
+/// `pristine`) has its byte at `offset` flipped; the copy lives as long as
+/// the returned directory.
+fn open_flipped(
+    template: &Path,
+    name: &std::ffi::OsStr,
+    pristine: &[u8],
+    offset: usize,
+    options: Options,
+) -> (tempfile::TempDir, Result<Db, Error>) {
+    let copy = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(template).expect("read dir") {
         let path = entry.expect("entry").path();
-        std::fs::copy(&path, to.path().join(path.file_name().expect("name"))).expect("copy");
+        std::fs::copy(&path, copy.path().join(path.file_name().expect("name"))).expect("copy");
     }
-    to
+    let mut damaged = pristine.to_vec();
+    damaged[offset] ^= 0x5a;
+    std::fs::write(copy.path().join(name), &damaged).expect("write");
+    let db = Db::open(copy.path(), options);
+    (copy, db)
 }
 
 /// Every single-byte flip in a WAL's records, or just past them, either
@@ -516,11 +528,8 @@ fn no_flipped_byte_in_a_wal_opens_with_wrong_or_reordered_data() {
     let end = usize::try_from(data_end(&wal)).expect("small");
     let (mut refused, mut short) = (0, 0);
     for offset in 0..end + 16 {
-        let attempt = copy_of(template.path());
-        let mut damaged = pristine.clone();
-        damaged[offset] ^= 0x5a;
-        std::fs::write(attempt.path().join(&name), &damaged).expect("write");
-        let db = match Db::open(attempt.path(), options()) {
+        let (_copy, db) = open_flipped(template.path(), &name, &pristine, offset, options());
+        let db = match db {
             Ok(db) => db,
             Err(Error::WalCorruption { .. }) => {
                 refused += 1;
@@ -573,11 +582,8 @@ fn no_flipped_byte_in_a_manifest_opens_with_missing_or_wrong_data() {
     let pristine = std::fs::read(&manifest).expect("read");
     let mut refused = 0;
     for offset in 0..pristine.len() {
-        let attempt = copy_of(template.path());
-        let mut damaged = pristine.clone();
-        damaged[offset] ^= 0x5a;
-        std::fs::write(attempt.path().join(&name), &damaged).expect("write");
-        let db = match Db::open(attempt.path(), options()) {
+        let (_copy, db) = open_flipped(template.path(), &name, &pristine, offset, options());
+        let db = match db {
             Ok(db) => db,
             Err(Error::Corruption { .. }) => {
                 refused += 1;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_cluster::{ConsistencyLevel, NodeId};
+use strata_cluster::{ConsistencyLevel, NodeGossip, NodeId, NodeState, Peer, Rejoin, tokens_for};
 
 use crate::context::{Context, Replication, Settings, Topology};
 use crate::hints::{HintLimits, HintStore};
@@ -121,5 +121,26 @@ impl<'a> ContextBuilder<'a> {
             metrics,
             settings: self.settings,
         })
+    }
+}
+
+/// A member for a fixed test view: 16 tokens, both addresses `address`
+/// (the in-memory transport resolves members by id).
+pub(crate) fn member(id: &NodeId, address: &str, state: NodeState, alive: bool) -> Peer {
+    Peer {
+        id: id.clone(),
+        generation: 0,
+        gossip: NodeGossip {
+            grpc_address: address.to_owned(),
+            internal_address: address.to_owned(),
+            gossip_address: String::new(),
+            tokens: tokens_for(id, 16),
+            state,
+            load_bytes: 0,
+            incarnation: 1,
+            departures: Vec::new(),
+            rejoin: Rejoin::None,
+        },
+        alive,
     }
 }

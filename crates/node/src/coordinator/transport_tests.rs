@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_cluster::{
-    ClusterView, ConsistencyLevel, NodeGossip, NodeId, NodeState, Peer, Token, tokens_for,
-};
+use strata_cluster::{ClusterView, ConsistencyLevel, NodeId, NodeState, Token};
 
 use super::fixtures::{on, values};
 use super::{Coordinator, CoordinatorError};
@@ -14,7 +12,7 @@ use crate::context::Topology;
 use crate::hints::{HintLimits, HintStore};
 use crate::metrics::HintMetrics;
 use crate::storage::Storage;
-use crate::testing::ContextBuilder;
+use crate::testing::{ContextBuilder, member};
 use crate::transport::memory::{Link, MemoryTransport};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -59,25 +57,13 @@ fn build_net(
     let dir = tempfile::tempdir().expect("tempdir");
     let ids: Vec<NodeId> = (0..nodes).map(id).collect();
     let view = Arc::new(ClusterView::from_peers(ids.iter().enumerate().map(
-        |(i, id)| Peer {
-            id: id.clone(),
-            generation: 0,
-            gossip: NodeGossip {
-                grpc_address: format!("memory-{i}"),
-                internal_address: String::new(),
-                gossip_address: String::new(),
-                tokens: tokens_for(id, 16),
-                state: if joining.contains(&i) {
-                    NodeState::Joining
-                } else {
-                    NodeState::Normal
-                },
-                load_bytes: 0,
-                incarnation: 1,
-                departures: Vec::new(),
-                rejoin: strata_cluster::Rejoin::None,
-            },
-            alive: !down.contains(&i),
+        |(i, id)| {
+            let state = if joining.contains(&i) {
+                NodeState::Joining
+            } else {
+                NodeState::Normal
+            };
+            member(id, &format!("memory-{i}"), state, !down.contains(&i))
         },
     )));
     let transport = Arc::new(MemoryTransport::default());
@@ -233,22 +219,9 @@ async fn too_few_answers_by_the_deadline_is_unavailable_with_the_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_gossip_sees_down_is_replaced_by_a_stand_in_holding_its_hint() {
-    // Four nodes, N = 3: find a key node 0 replicates, whose other
-    // replicas include node `down`, and mark that node down.
-    let probe = net(4, 3, &[], false);
-    let (key, down) = (0..1000)
-        .find_map(|i| {
-            let key = format!("key-{i}").into_bytes();
-            let targets = probe.view.write_targets(Token::of(&key), 3);
-            let ids: Vec<&NodeId> = targets.iter().map(|t| &t.id).collect();
-            if !ids.contains(&&probe.ids[0]) {
-                return None;
-            }
-            let down = (1..4).find(|&d| ids.contains(&&probe.ids[d]))?;
-            Some((key, down))
-        })
-        .expect("some key fits");
-    drop(probe);
+    // Four nodes, N = 3: a key node 0 replicates, with node `down` among
+    // its other replicas, marked down.
+    let (key, [down, _]) = key_with_replicas(4);
     let net = net(4, 3, &[down], false);
     let targets = net.view.write_targets(Token::of(&key), 3);
     let stand_in = net.view.stand_ins(Token::of(&key), &targets, 1)[0].clone();
@@ -277,10 +250,10 @@ async fn a_replica_gossip_sees_down_is_replaced_by_a_stand_in_holding_its_hint()
     assert_eq!(net.transport.served(&net.ids[down]), (0, 0));
 }
 
-/// A key node 0 replicates on a 5-node ring with N = 3, and its two other
-/// replicas.
-fn key_with_replicas() -> (Vec<u8>, [usize; 2]) {
-    let probe = net(5, 3, &[], false);
+/// A key node 0 replicates on a ring of `nodes` with N = 3, and its two
+/// other replicas.
+fn key_with_replicas(nodes: usize) -> (Vec<u8>, [usize; 2]) {
+    let probe = net(nodes, 3, &[], false);
     (0..1000)
         .find_map(|i| {
             let key = format!("key-{i}").into_bytes();
@@ -289,7 +262,9 @@ fn key_with_replicas() -> (Vec<u8>, [usize; 2]) {
             if !ids.contains(&&probe.ids[0]) {
                 return None;
             }
-            let others: Vec<usize> = (1..5).filter(|&d| ids.contains(&&probe.ids[d])).collect();
+            let others: Vec<usize> = (1..nodes)
+                .filter(|&d| ids.contains(&&probe.ids[d]))
+                .collect();
             Some((key, [others[0], others[1]]))
         })
         .expect("some key fits")
@@ -297,7 +272,7 @@ fn key_with_replicas() -> (Vec<u8>, [usize; 2]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_strict_quorums_only_replicas_count_and_no_stand_in_is_written() {
-    let (key, [a, b]) = key_with_replicas();
+    let (key, [a, b]) = key_with_replicas(5);
 
     // Two of three replicas down: a sloppy quorum is met by stand-ins, a
     // strict one fails before anything is written.

@@ -155,14 +155,14 @@ mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
-    use strata_cluster::{ClusterView, Dot, NodeGossip, Peer, Version, VersionVector, tokens_for};
+    use strata_cluster::{ClusterView, Dot, Version, VersionVector};
 
     use super::*;
     use crate::context::Topology;
     use crate::hints::HintLimits;
     use crate::metrics::HintMetrics;
     use crate::storage::Storage;
-    use crate::testing::ContextBuilder;
+    use crate::testing::{ContextBuilder, member};
     use crate::transport::memory::{Link, MemoryTransport};
 
     fn id(i: usize) -> NodeId {
@@ -232,25 +232,13 @@ mod tests {
         /// Node 0's context: `nodes` members, node 0 leaving, those in
         /// `down` down.
         fn node0(&self, nodes: usize, down: &[usize]) -> Arc<Context> {
-            let view = ClusterView::from_peers((0..nodes).map(|i| Peer {
-                id: id(i),
-                generation: 0,
-                gossip: NodeGossip {
-                    grpc_address: String::new(),
-                    internal_address: format!("memory-{i}"),
-                    gossip_address: String::new(),
-                    tokens: tokens_for(&id(i), 16),
-                    state: if i == 0 {
-                        NodeState::Leaving
-                    } else {
-                        NodeState::Normal
-                    },
-                    load_bytes: 0,
-                    incarnation: 1,
-                    departures: Vec::new(),
-                    rejoin: strata_cluster::Rejoin::None,
-                },
-                alive: !down.contains(&i),
+            let view = ClusterView::from_peers((0..nodes).map(|i| {
+                let state = if i == 0 {
+                    NodeState::Leaving
+                } else {
+                    NodeState::Normal
+                };
+                member(&id(i), &format!("memory-{i}"), state, !down.contains(&i))
             }));
             ContextBuilder::new(&self.home())
                 .id(&id(0))
