@@ -352,6 +352,21 @@ fn manifest_of(dir: &Path) -> PathBuf {
     dir.join(current.trim_end())
 }
 
+/// A database in `dir`, closed, whose 100 keys were written and flushed
+/// three times (`v0-*`, `v1-*`, then `v2-*`): three tables, a MANIFEST
+/// with three edits after its snapshot.
+fn flushed_three_times(dir: &Path) {
+    let db = Db::open(dir, options()).expect("open");
+    for round in 0..3 {
+        for i in 0..100 {
+            db.put(&key(i), format!("v{round}-{i}").as_bytes())
+                .expect("put");
+        }
+        db.flush().expect("flush");
+    }
+    db.close().expect("close");
+}
+
 /// Regression (outside torture test): a MANIFEST that lost its newest edits
 /// used to open, delete the newer tables as garbage and serve old values.
 /// Now it is corruption, and nothing is deleted.
@@ -359,15 +374,7 @@ fn manifest_of(dir: &Path) -> PathBuf {
 fn manifest_that_lost_edits_already_acted_on_refuses_to_open_and_deletes_nothing() {
     for (name, compact) in [("flush", false), ("compaction", true)] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(dir.path(), options()).expect("open");
-        for round in 0..3 {
-            for i in 0..100 {
-                db.put(&key(i), format!("v{round}-{i}").as_bytes())
-                    .expect("put");
-            }
-            db.flush().expect("flush");
-        }
-        db.close().expect("close");
+        flushed_three_times(dir.path());
         if compact {
             // A fresh MANIFEST (one snapshot naming three L0 tables), then
             // the compaction's edits, which retire and delete those tables.
@@ -566,17 +573,7 @@ fn no_flipped_byte_in_a_wal_opens_with_wrong_or_reordered_data() {
 #[test]
 fn no_flipped_byte_in_a_manifest_opens_with_missing_or_wrong_data() {
     let template = tempfile::tempdir().expect("tempdir");
-    {
-        let db = Db::open(template.path(), options()).expect("open");
-        for round in 0..3 {
-            for i in 0..100 {
-                db.put(&key(i), format!("v{round}-{i}").as_bytes())
-                    .expect("put");
-            }
-            db.flush().expect("flush");
-        }
-        db.close().expect("close");
-    }
+    flushed_three_times(template.path());
     let manifest = manifest_of(template.path());
     let name = manifest.file_name().expect("name").to_owned();
     let pristine = std::fs::read(&manifest).expect("read");
