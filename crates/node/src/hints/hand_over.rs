@@ -49,7 +49,12 @@ pub(crate) async fn hand_over_all(
                 Err(HandOver::Unreadable(e)) => return Err(e),
                 Err(HandOver::Undelivered(e)) => {
                     drop(delivery);
-                    tracing::warn!(%target, error = %e, "handing over hints failed; retrying");
+                    // Logged at attempts 0, 1, 2, 4, 8...: a hand-over may
+                    // wait long for a member to take the hints.
+                    if attempt == 0 || attempt.is_power_of_two() {
+                        tracing::warn!(%target, attempt, error = %e,
+                            "handing over hints failed; retrying");
+                    }
                     status(Some(&format!(
                         "handing over hints for {target} (retrying): {e}"
                     )));
