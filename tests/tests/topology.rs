@@ -195,6 +195,116 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
     println!("scenario took {:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// Three new nodes started at the same moment (a scale-out from 3 to 6
+/// done by hand, each starting with a partial view of the cluster) join
+/// one after another under QUORUM load without losing a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_started_at_once_all_join_without_losing_a_write() {
+    let mut cluster = Cluster::start(3, ARGS).await;
+    let bulk = load(cluster.addr(0), 300, 64).await;
+    let (lists, clients) = quorum_clients(&cluster).await;
+    let joiners: Vec<usize> = (0..3).map(|_| cluster.add()).collect();
+    joined_one_after_another(&cluster, &joiners, &bulk, &lists, clients).await;
+}
+
+/// Three joins asked of three waiting nodes at the same moment (each
+/// checks for other changes before the others' claims arrive): one goes
+/// on, the others step back and go on after it; none streams from a ring
+/// where another joiner is still pending, so each ends up holding what it
+/// replicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_joins_asked_at_once_settle_who_goes_first_without_losing_a_write() {
+    let mut args = ARGS.to_vec();
+    args.extend(["--auto-bootstrap", "false"]);
+    let mut cluster = Cluster::start(3, &args).await;
+    let bulk = load(cluster.addr(0), 300, 64).await;
+    let (lists, clients) = quorum_clients(&cluster).await;
+    let joiners: Vec<usize> = (0..3).map(|_| cluster.add()).collect();
+    cluster.wait_until_alive(6).await;
+    let ask = |i: usize| {
+        let addr = cluster.addr(i);
+        async move { admin(addr).await.join(JoinRequest {}).await }
+    };
+    let asked = tokio::join!(ask(joiners[0]), ask(joiners[1]), ask(joiners[2]));
+    for answer in [asked.0, asked.1, asked.2] {
+        answer.expect("a join starts");
+    }
+    joined_one_after_another(&cluster, &joiners, &bulk, &lists, clients).await;
+}
+
+/// Recording QUORUM clients over the cluster's nodes, once they run.
+async fn quorum_clients(cluster: &Cluster) -> (Vec<strata_tests::workload::Endpoints>, Clients) {
+    let lists: Vec<_> = (0..3).map(|_| endpoints(&running_addrs(cluster))).collect();
+    let clients = Clients::start(&lists, quorum());
+    clients.until_attempted(0, 60).await;
+    (lists, clients)
+}
+
+/// Waits until the `joiners` are normal, checks each streamed what it
+/// replicates of `bulk`, then (after more load through every node) that
+/// the old owners cleaned up, no QUORUM read was stale and no
+/// acknowledged write was lost.
+async fn joined_one_after_another(
+    cluster: &Cluster,
+    joiners: &[usize],
+    bulk: &[String],
+    lists: &[strata_tests::workload::Endpoints],
+    clients: Clients,
+) {
+    for &index in joiners {
+        wait_for_state(cluster, &format!("node-{index}"), NodeState::Normal).await;
+    }
+    for &index in joiners {
+        let name = format!("node-{index}");
+        let op = finished_operation(cluster.addr(index), OperationKind::Join).await;
+        assert_eq!(op.state, OperationState::Succeeded as i32, "{name}: {op:?}");
+        assert_eq!(op.ranges_done, op.ranges_total, "{name}: {op:?}");
+        assert!(
+            joiner_holds(cluster, &name, index, bulk).await > 0,
+            "{name} replicates some of the loaded keys"
+        );
+    }
+    for list in lists {
+        set(list, &running_addrs(cluster));
+    }
+    let before = clients.history.writes().len();
+    clients.until_attempted(before, 30).await;
+
+    // Nothing changing: the old owners clean up, and each key is on
+    // exactly its three replicas.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut extra = Vec::new();
+        for key in bulk.iter().step_by(10).chain(keys().iter()) {
+            let mut holders = 0;
+            for (_, addr) in cluster.running() {
+                holders += usize::from(!stored_versions(addr, key).await.is_empty());
+            }
+            if holders > 3 {
+                extra.push((key.clone(), holders));
+            }
+        }
+        if extra.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not cleaned up: {extra:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let history = clients.stop().await;
+    let converged = settle(cluster, Instant::now()).await;
+    let verdict = history.check(&cluster.final_values(keys(), 3).await);
+    report(
+        &format!(
+            "3 -> {} with joins at once under QUORUM load",
+            3 + joiners.len()
+        ),
+        &verdict,
+        converged,
+    );
+    assert_eq!(verdict.stale_reads, [], "stale QUORUM reads");
+}
+
 /// Writes `count` keys of `value_bytes` each through `addr` at ALL, in
 /// batches, so a join has something to stream.
 async fn load(addr: SocketAddr, count: usize, value_bytes: usize) -> Vec<String> {

@@ -1,4 +1,5 @@
-//! Waiting until every live member routes with a node's new state.
+//! Waiting until every live member routes with a node's new state, and
+//! until the changes started at the same time have settled which goes on.
 
 use super::*;
 
@@ -67,6 +68,28 @@ impl Changes {
             }
             self.waiting(&format!(
                 "waiting for every live member to see {me}'s new state"
+            ));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Once `node`'s change is routed everywhere, the changes claimed at
+    /// the same moment (each checked before the other's claim arrived)
+    /// settle which goes on: `Err(rival)` when `node`'s must step back
+    /// (`rival`), else waits until no other member shows a change it can
+    /// step back from, so that the ranges computed next come from a ring
+    /// with this change alone in it.
+    pub(super) async fn settle_rivals(&self, node: &NodeId) -> Result<(), NodeId> {
+        loop {
+            let view = self.ctx.view();
+            if let Some(rival) = rival(&view, node) {
+                return Err(rival);
+            }
+            let Some(change) = live_change_elsewhere(&view, node) else {
+                return Ok(());
+            };
+            self.waiting(&format!(
+                "waiting for a change started at the same time to step back: {change}"
             ));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

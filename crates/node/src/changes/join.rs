@@ -174,10 +174,14 @@ impl Changes {
     }
 
     /// Claims `tokens` as a joiner once no other change is in progress
-    /// and every live member routes with them; two joiners racing settle
-    /// it by id (the larger one steps back and tries again).
+    /// and every live member routes with them. Two changes claimed at
+    /// once settle it by `rival`: the one that steps back tries again.
     async fn claim(&self, me: &NodeId, tokens: &[strata_cluster::Token]) {
         loop {
+            // A fresh node's first views are partial: hear the cluster
+            // (every live member knows the same members) before looking
+            // for changes in it.
+            self.wait_until_routed(|_, _| true).await;
             let view = self.ctx.view();
             if let Some(change) = change_elsewhere(&view, me) {
                 self.waiting(&format!("waiting for another change to finish: {change}"));
@@ -187,8 +191,8 @@ impl Changes {
             self.membership.announce(NodeState::Joining, tokens).await;
             self.wait_until_routed(|state, has_tokens| state == NodeState::Joining && has_tokens)
                 .await;
-            if let Some(rival) = rival(&self.ctx.view(), me) {
-                tracing::warn!(%rival, "another node claimed tokens at the same time; stepping back");
+            if let Err(rival) = self.settle_rivals(me).await {
+                tracing::warn!(%rival, "another change was claimed at the same time; stepping back");
                 self.membership.announce(NodeState::Joining, &[]).await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;

@@ -85,8 +85,8 @@ impl Changes {
         self.wait_until_routed(|state, _| state == NodeState::Leaving)
             .await;
         // Two changes started at once (each checked before the other's
-        // state arrived): the smaller id goes on, the other steps back.
-        if let Some(rival) = rival(&self.ctx.view(), &me) {
+        // state arrived): one goes on, the other steps back.
+        if let Err(rival) = self.settle_rivals(&me).await {
             self.membership.announce(NodeState::Normal, &tokens).await;
             let _ = progress.remove();
             return Err(format!(

@@ -18,6 +18,7 @@
 
 mod agreement;
 mod cleanup;
+mod in_progress;
 mod join;
 mod leave;
 mod progress;
@@ -44,6 +45,7 @@ use crate::hints::hand_over_all;
 use crate::membership::Membership;
 use crate::metrics::StreamMetrics;
 use crate::throttle::Throttle;
+use in_progress::{change_anywhere, change_elsewhere, live_change_elsewhere, rival};
 
 pub use stream::{Copied, StreamError};
 
@@ -514,42 +516,6 @@ fn busy(running: &Operation, wanted: OperationKind) -> ChangeError {
     } else {
         format!("this node is running operation {} already", running.id)
     })
-}
-
-/// Another member's change in progress, described, if any: a member
-/// joining with tokens (one waiting tokenless for `Admin.Join` is not a
-/// change yet) or leaving.
-fn change_elsewhere(view: &ClusterView, me: &NodeId) -> Option<String> {
-    changes(view)
-        .find(|(id, _)| *id != me)
-        .map(|(_, change)| change)
-}
-
-/// Any member's change in progress, described.
-fn change_anywhere(view: &ClusterView) -> Option<String> {
-    changes(view).next().map(|(_, change)| change)
-}
-
-/// Every member's change in progress, described: a member joining with
-/// tokens (one waiting tokenless for `Admin.Join` is not a change yet) or
-/// leaving.
-fn changes(view: &ClusterView) -> impl Iterator<Item = (&NodeId, String)> + '_ {
-    view.nodes().filter_map(|(id, n)| match n.state {
-        NodeState::Joining if !n.tokens.is_empty() => Some((id, format!("{id} is joining"))),
-        NodeState::Leaving => Some((id, format!("{id} is leaving"))),
-        _ => None,
-    })
-}
-
-/// A member with a smaller id than `me` that is changing too: the change
-/// that goes on when two start at once.
-fn rival(view: &ClusterView, me: &NodeId) -> Option<NodeId> {
-    view.nodes()
-        .filter(|(id, _)| *id < me)
-        .find(|(_, n)| {
-            (n.state == NodeState::Joining && !n.tokens.is_empty()) || n.state == NodeState::Leaving
-        })
-        .map(|(id, _)| id.clone())
 }
 
 fn proto_state(state: i32) -> NodeState {

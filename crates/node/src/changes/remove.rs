@@ -125,6 +125,15 @@ impl Changes {
         self.membership.depart(depart(NodeState::Leaving)).await;
         self.wait_until_seen(target, |state, _| state == NodeState::Leaving)
             .await;
+        // A change claimed at the same moment steps back for a removal (a
+        // down node cannot step back), or finishes first if it had gone
+        // past that point.
+        while let Some(change) = live_change_elsewhere(&self.ctx.view(), target) {
+            self.waiting(&format!(
+                "waiting for a change started at the same time to step back or finish: {change}"
+            ));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         self.update(|op| op.state = OperationState::Running as i32);
         let view = self.ctx.view();
         let moves = transfers(view.ring(), self.ctx.n());
