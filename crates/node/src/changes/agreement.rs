@@ -13,13 +13,30 @@ impl Changes {
         self.wait_until_seen(&self.ctx.id.clone(), routed).await;
     }
 
+    /// Waits until this node has heard the cluster: every live member
+    /// knows it and the same members as this node's view (a fresh node's
+    /// first views are partial). A member cleaning up does not hold this
+    /// up: the change about to be claimed stops the cleanup.
+    pub(super) async fn wait_until_heard(&self) {
+        self.agree(&self.ctx.id.clone(), |_, _| true, false).await;
+    }
+
     /// Waits until every live member's ring shows `node` in a state that
     /// `routed(state, has_tokens)` accepts, with the same members as this
-    /// node's view.
+    /// node's view, and none is cleaning up.
     pub(super) async fn wait_until_seen(
         &self,
         node: &NodeId,
         routed: impl Fn(NodeState, bool) -> bool,
+    ) {
+        self.agree(node, routed, true).await;
+    }
+
+    async fn agree(
+        &self,
+        node: &NodeId,
+        routed: impl Fn(NodeState, bool) -> bool,
+        not_cleaning: bool,
     ) {
         let me = node.to_string();
         loop {
@@ -44,7 +61,7 @@ impl Changes {
                     .ok()
                     .is_some_and(|ring| {
                         let ring = ring.into_inner();
-                        if ring.cleaning {
+                        if not_cleaning && ring.cleaning {
                             return false;
                         }
                         let nodes = ring.nodes;

@@ -179,9 +179,8 @@ impl Changes {
     async fn claim(&self, me: &NodeId, tokens: &[strata_cluster::Token]) {
         loop {
             // A fresh node's first views are partial: hear the cluster
-            // (every live member knows the same members) before looking
-            // for changes in it.
-            self.wait_until_routed(|_, _| true).await;
+            // before looking for changes in it.
+            self.wait_until_heard().await;
             let view = self.ctx.view();
             if let Some(change) = change_elsewhere(&view, me) {
                 self.waiting(&format!("waiting for another change to finish: {change}"));
