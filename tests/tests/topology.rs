@@ -699,6 +699,45 @@ async fn a_node_with_another_replication_factor_stops_itself() {
     // detector to call it live: not asserted.)
 }
 
+/// Two nodes that coordinate writes differently (one with
+/// `--strict-quorum` and `--last-write-wins`) both keep serving, and each
+/// says which peer differs and how: the flags are per coordinator, and a
+/// rolling restart that changes them passes through such a mix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_different_write_policies_say_so_and_keep_serving() {
+    use strata_tests::NodeProcess;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let common = ["--gossip-interval-ms", "100", "--replication-factor", "2"];
+    let mut a = NodeProcess::start(&dir.path().join("a"), Some("a"), &common);
+    let seed = a.addr().to_string();
+    let mut args = common.to_vec();
+    args.extend(["--seeds", &seed, "--strict-quorum", "--last-write-wins"]);
+    let mut b = NodeProcess::start(&dir.path().join("b"), Some("b"), &args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let said = |log: &str, peer: &str, theirs: &str| {
+        log.lines().any(|l| {
+            l.contains("another policy")
+                && l.contains(&format!("peer={peer}"))
+                && l.contains(theirs)
+        })
+    };
+    while !(said(&a.log(), "b", "last-write-wins strict-quorum")
+        && said(&b.log(), "a", "siblings sloppy-quorum"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no warning within 30 s:\n{}\n---\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        a.exited().is_none() && b.exited().is_none(),
+        "both keep serving"
+    );
+}
+
 /// A cleanup running on a node (an operator's, or the one each node starts
 /// by itself after a ring change) yields to a decommission of that node:
 /// the decommission starts and finishes, the cleanup stops saying why.

@@ -26,6 +26,10 @@ pub const KEY_LOAD: &str = "load_bytes";
 /// Gossip key: the replication factor N the node runs with, decimal (every
 /// node of a cluster must agree on it).
 pub const KEY_REPLICATION_FACTOR: &str = "replication_factor";
+/// Gossip key: how the node coordinates writes (`last-write-wins` or
+/// `siblings`, then `strict-quorum` or `sloppy-quorum`), for peers to warn
+/// about a cluster whose nodes differ.
+pub const KEY_WRITE_POLICY: &str = "write_policy";
 /// Gossip key: the node's incarnation (random per data directory), hex.
 pub const KEY_INCARNATION: &str = "incarnation";
 /// Gossip key: members that are leaving by removal or have left, as this

@@ -13,15 +13,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::faults::{Faults, FaultyTransport};
-use crate::replication_agreement::{Disagreement, PeerFactor, disagreements};
+use crate::replication_agreement::{Disagreement, PeerFactor, disagreements, policy_differences};
 use crate::ring_file;
 use crate::twin::{Sighting, Twin, TwinWatch};
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{
     ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN,
-    KEY_REPLICATION_FACTOR, KEY_STATE, KEY_TOKENS, KnownMembers, NodeGossip, NodeId, NodeState,
-    Peer, Rejoin, Token, format_departures, format_lost_data, parse_lost_data, rejoin_name,
-    state_name,
+    KEY_REPLICATION_FACTOR, KEY_STATE, KEY_TOKENS, KEY_WRITE_POLICY, KnownMembers, NodeGossip,
+    NodeId, NodeState, Peer, Rejoin, Token, format_departures, format_lost_data, parse_lost_data,
+    rejoin_name, state_name,
 };
 use tokio::sync::watch;
 
@@ -52,6 +52,8 @@ pub struct GossipConfig {
     /// The replication factor N this node runs with (gossiped: every node
     /// must agree, `replication_agreement.rs`).
     pub replication_factor: u32,
+    /// This node's write policy (gossiped; peers report a difference).
+    pub write_policy: String,
 }
 
 /// Why this node must stop: another node was there first and disagrees.
@@ -102,6 +104,10 @@ pub struct Membership {
     replication_factor: u32,
     /// Peers already reported for another replication factor.
     disagreeing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// This node's write policy.
+    write_policy: String,
+    /// Peers and their write policies already reported as differing.
+    other_policies: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Set when a node that was there first conflicts with this one: this
     /// one must stop.
     conflict: watch::Sender<Option<Conflict>>,
@@ -164,6 +170,7 @@ impl Membership {
             KEY_REPLICATION_FACTOR.to_owned(),
             config.replication_factor.to_string(),
         ));
+        key_values.push((KEY_WRITE_POLICY.to_owned(), config.write_policy.clone()));
         let handle = chitchat::spawn_chitchat(
             chitchat_config,
             key_values,
@@ -198,6 +205,8 @@ impl Membership {
             twins: std::sync::Mutex::new(TwinWatch::new(generation, config.interval * 10)),
             replication_factor: config.replication_factor,
             disagreeing: std::sync::Mutex::new(std::collections::HashSet::new()),
+            write_policy: config.write_policy.clone(),
+            other_policies: std::sync::Mutex::new(std::collections::HashSet::new()),
             conflict: watch::Sender::new(None),
         });
         membership.refresh().await;
@@ -489,7 +498,8 @@ impl Membership {
     }
 
     /// Compares this node's replication factor with the live peers' and
-    /// acts on the ones that differ.
+    /// acts on the ones that differ; reports (once) the live peers that
+    /// coordinate writes with another policy.
     fn check_replication_factor(
         &self,
         chitchat: &chitchat::Chitchat,
@@ -506,9 +516,27 @@ impl Membership {
                 replication_factor: state
                     .get(KEY_REPLICATION_FACTOR)
                     .and_then(|n| n.parse().ok()),
+                write_policy: state.get(KEY_WRITE_POLICY).map(str::to_owned),
                 live: live.contains(id),
             })
             .collect();
+        for (peer, theirs) in policy_differences(&self.write_policy, &peers) {
+            let new = self
+                .other_policies
+                .lock()
+                .expect("other policies")
+                .insert((peer.to_owned(), theirs.to_owned()));
+            if new {
+                tracing::warn!(
+                    peer = %peer,
+                    theirs = %theirs,
+                    mine = %self.write_policy,
+                    "a node coordinates writes with another policy (--last-write-wins, \
+                     --strict-quorum): each request follows its coordinator's, so give every \
+                     node the same flags"
+                );
+            }
+        }
         let mine = self.replication_factor;
         for d in disagreements(mine, me.generation_id, &peers) {
             if !self

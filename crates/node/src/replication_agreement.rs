@@ -7,6 +7,11 @@
 //! Each node gossips its N. Between two live nodes that disagree, the one
 //! started later (the higher gossip generation) is the misconfigured one:
 //! it stops with an error naming the other; the older one logs it.
+//!
+//! Each node also gossips its write policy (`--last-write-wins`,
+//! `--strict-quorum`). Those are per coordinator and a rolling restart
+//! that changes them passes through a mixed cluster, so a difference is
+//! only reported, once per peer and policy, not acted on.
 
 /// A live peer's replication factor as gossip shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +22,8 @@ pub struct PeerFactor {
     pub generation: u64,
     /// The N it gossips (`None`: a node that does not publish it).
     pub replication_factor: Option<u32>,
+    /// The write policy it gossips (`None`: not published).
+    pub write_policy: Option<String>,
     /// The failure detector's verdict.
     pub live: bool,
 }
@@ -58,6 +65,35 @@ pub fn disagreements(mine: u32, generation: u64, peers: &[PeerFactor]) -> Vec<Di
     found.into_iter().map(|(_, d)| d).collect()
 }
 
+/// The write policy a node with these settings gossips.
+#[must_use]
+pub fn write_policy(last_write_wins: bool, strict_quorum: bool) -> String {
+    let conflicts = if last_write_wins {
+        "last-write-wins"
+    } else {
+        "siblings"
+    };
+    let quorum = if strict_quorum {
+        "strict-quorum"
+    } else {
+        "sloppy-quorum"
+    };
+    format!("{conflicts} {quorum}")
+}
+
+/// The live peers whose write policy differs from `mine`, with theirs.
+#[must_use]
+pub fn policy_differences<'a>(mine: &str, peers: &'a [PeerFactor]) -> Vec<(&'a str, &'a str)> {
+    peers
+        .iter()
+        .filter(|p| p.live)
+        .filter_map(|p| {
+            let theirs = p.write_policy.as_deref().filter(|w| *w != mine)?;
+            Some((p.id.as_str(), theirs))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +103,7 @@ mod tests {
             id: id.to_owned(),
             generation,
             replication_factor: n,
+            write_policy: None,
             live,
         }
     }
@@ -98,5 +135,29 @@ mod tests {
             ]
         );
         assert!(disagreements(3, 10, &peers[..3]).is_empty());
+    }
+
+    #[test]
+    fn live_peers_with_another_write_policy_are_reported_with_theirs() {
+        let mine = write_policy(false, true);
+        assert_eq!(mine, "siblings strict-quorum");
+        let with = |id: &str, policy: Option<String>, live: bool| PeerFactor {
+            write_policy: policy,
+            ..peer(id, 1, Some(3), live)
+        };
+        let peers = [
+            with("same", Some(mine.clone()), true),
+            with("lww", Some(write_policy(true, true)), true),
+            with("sloppy", Some(write_policy(false, false)), true),
+            with("down", Some(write_policy(true, false)), false),
+            with("silent", None, true),
+        ];
+        assert_eq!(
+            policy_differences(&mine, &peers),
+            [
+                ("lww", "last-write-wins strict-quorum"),
+                ("sloppy", "siblings sloppy-quorum")
+            ]
+        );
     }
 }

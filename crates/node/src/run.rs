@@ -355,6 +355,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             },
             data_dir: config.data_dir.clone(),
             replication_factor: config.replication_factor,
+            write_policy: crate::replication_agreement::write_policy(
+                config.last_write_wins,
+                config.strict_quorum,
+            ),
         },
         &me,
         known,

@@ -55,7 +55,7 @@ pub enum CoordinatorError {
         required: u32,
     },
     /// Too few of the key's replicas are up to try: failed before any
-    /// replica was contacted, so nothing was written.
+    /// replica was contacted, so nothing was read or written.
     #[error("{}", replicas_down(*.up, *.replicas, *.required))]
     ReplicasDown {
         /// Replicas gossip believes alive.
@@ -191,12 +191,12 @@ fn replicas_down(up: u32, replicas: u32, required: u32) -> String {
         format!(
             "consistency needs {required} replicas but the key has only {replicas}: the ring has \
              fewer members than the replication factor (more nodes must join, or use a lower \
-             consistency); no replica was asked, so nothing was written"
+             consistency); no replica was asked, so nothing was read or written"
         )
     } else {
         format!(
             "consistency needs {required} replicas but only {up} of the key's {replicas} are up; \
-             no replica was asked, so nothing was written"
+             no replica was asked, so nothing was read or written"
         )
     }
 }
