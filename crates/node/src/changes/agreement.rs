@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// What [`Changes::agree`] waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Every live member knows this node and the same members.
+    Heard,
+    /// That, the node in an accepted state everywhere, and no member
+    /// cleaning up.
+    Seen,
+}
+
 impl Changes {
     /// Waits until every live member's ring shows this node in a state
     /// that `routed(state, has_tokens)` accepts, and the same members as
@@ -18,7 +28,8 @@ impl Changes {
     /// first views are partial). A member cleaning up does not hold this
     /// up: the change about to be claimed stops the cleanup.
     pub(super) async fn wait_until_heard(&self) {
-        self.agree(&self.ctx.id.clone(), |_, _| true, false).await;
+        self.agree(&self.ctx.id.clone(), |_, _| true, Until::Heard)
+            .await;
     }
 
     /// Waits until every live member's ring shows `node` in a state that
@@ -29,15 +40,14 @@ impl Changes {
         node: &NodeId,
         routed: impl Fn(NodeState, bool) -> bool,
     ) {
-        self.agree(node, routed, true).await;
+        self.agree(node, routed, Until::Seen).await;
     }
 
-    async fn agree(
-        &self,
-        node: &NodeId,
-        routed: impl Fn(NodeState, bool) -> bool,
-        not_cleaning: bool,
-    ) {
+    /// Polls every live member's ring until each has the same members as
+    /// this node's view and `node` in a state `routed` accepts (and, for
+    /// [`Until::Seen`], is not cleaning up), saying what it waits for in
+    /// the running operation.
+    async fn agree(&self, node: &NodeId, routed: impl Fn(NodeState, bool) -> bool, until: Until) {
         let me = node.to_string();
         loop {
             let view = self.ctx.view();
@@ -61,7 +71,7 @@ impl Changes {
                     .ok()
                     .is_some_and(|ring| {
                         let ring = ring.into_inner();
-                        if not_cleaning && ring.cleaning {
+                        if until == Until::Seen && ring.cleaning {
                             return false;
                         }
                         let nodes = ring.nodes;
@@ -83,9 +93,13 @@ impl Changes {
             if agreed {
                 return;
             }
-            self.waiting(&format!(
-                "waiting for every live member to see {me}'s new state"
-            ));
+            self.waiting(&match until {
+                Until::Seen => format!("waiting for every live member to see {me}'s new state"),
+                Until::Heard => {
+                    "waiting to hear from every live member, each knowing the same members"
+                        .to_owned()
+                }
+            });
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
