@@ -13,6 +13,7 @@ use strata_proto::v1::{
 use strata_tests::Cluster;
 use strata_tests::cluster::{admin, operations, stored_versions};
 use strata_tests::scenario::{ARGS, Clients, endpoints, keys, quorum, report, set, settle};
+use strata_tests::workload::Endpoints;
 use tonic::Code;
 
 /// Waits (bounded) until every running node's ring shows `node` in
@@ -104,25 +105,7 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
 
     // Five nodes, nothing changing: the old owners clean up, and each key
     // is on exactly its three replicas.
-    let written: Vec<String> = keys();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut extra = Vec::new();
-        for key in &written {
-            let mut holders = 0;
-            for (_, addr) in cluster.running() {
-                holders += usize::from(!stored_versions(addr, key).await.is_empty());
-            }
-            if holders > 3 {
-                extra.push((key.clone(), holders));
-            }
-        }
-        if extra.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not cleaned up: {extra:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    cleaned_up(&cluster, &keys(), Duration::from_secs(60)).await;
 
     for (leaver, index) in [("node-4", 4), ("node-3", 3)] {
         // Asked through another node, which forwards it.
@@ -215,13 +198,7 @@ async fn three_nodes_started_at_once_all_join_without_losing_a_write() {
 /// replicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_joins_asked_at_once_settle_who_goes_first_without_losing_a_write() {
-    let mut args = ARGS.to_vec();
-    args.extend(["--auto-bootstrap", "false"]);
-    let mut cluster = Cluster::start(3, &args).await;
-    let bulk = load(cluster.addr(0), 300, 64).await;
-    let (lists, clients) = quorum_clients(&cluster).await;
-    let joiners: Vec<usize> = (0..3).map(|_| cluster.add()).collect();
-    cluster.wait_until_alive(6).await;
+    let (cluster, bulk, (lists, clients), joiners) = with_waiting_joiners(3, 3).await;
     let ask = |i: usize| {
         let addr = cluster.addr(i);
         async move { admin(addr).await.join(JoinRequest {}).await }
@@ -241,13 +218,8 @@ async fn three_joins_asked_at_once_settle_who_goes_first_without_losing_a_write(
 /// the policy itself is unit-tested in `changes/in_progress.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_and_a_decommission_asked_at_once_go_one_after_the_other() {
-    let mut args = ARGS.to_vec();
-    args.extend(["--auto-bootstrap", "false"]);
-    let mut cluster = Cluster::start(4, &args).await;
-    let bulk = load(cluster.addr(0), 300, 64).await;
-    let (lists, clients) = quorum_clients(&cluster).await;
-    let joiner = cluster.add();
-    cluster.wait_until_alive(5).await;
+    let (mut cluster, bulk, (lists, clients), joiners) = with_waiting_joiners(4, 1).await;
+    let joiner = joiners[0];
     let (joined, left) = tokio::join!(
         async { admin(cluster.addr(joiner)).await.join(JoinRequest {}).await },
         async {
@@ -272,8 +244,25 @@ async fn a_join_and_a_decommission_asked_at_once_go_one_after_the_other() {
     joined_one_after_another(&cluster, &[joiner], &bulk, &lists, clients, scenario).await;
 }
 
+/// `founders` nodes holding 300 keys written at ALL, recording QUORUM
+/// clients on them, and `joiners` more started with `--auto-bootstrap
+/// false`, alive and waiting for a join.
+async fn with_waiting_joiners(
+    founders: usize,
+    joiners: usize,
+) -> (Cluster, Vec<String>, (Vec<Endpoints>, Clients), Vec<usize>) {
+    let mut args = ARGS.to_vec();
+    args.extend(["--auto-bootstrap", "false"]);
+    let mut cluster = Cluster::start(founders, &args).await;
+    let bulk = load(cluster.addr(0), 300, 64).await;
+    let clients = quorum_clients(&cluster).await;
+    let added: Vec<usize> = (0..joiners).map(|_| cluster.add()).collect();
+    cluster.wait_until_alive(founders + joiners).await;
+    (cluster, bulk, clients, added)
+}
+
 /// Recording QUORUM clients over the cluster's nodes, once they run.
-async fn quorum_clients(cluster: &Cluster) -> (Vec<strata_tests::workload::Endpoints>, Clients) {
+async fn quorum_clients(cluster: &Cluster) -> (Vec<Endpoints>, Clients) {
     let lists: Vec<_> = (0..3).map(|_| endpoints(&running_addrs(cluster))).collect();
     let clients = Clients::start(&lists, quorum());
     clients.until_attempted(0, 60).await;
@@ -288,7 +277,7 @@ async fn joined_one_after_another(
     cluster: &Cluster,
     joiners: &[usize],
     bulk: &[String],
-    lists: &[strata_tests::workload::Endpoints],
+    lists: &[Endpoints],
     clients: Clients,
     scenario: &str,
 ) {
@@ -311,30 +300,41 @@ async fn joined_one_after_another(
     let before = clients.history.writes().len();
     clients.until_attempted(before, 30).await;
 
-    // Nothing changing: no key has fewer than three copies, the old
-    // owners clean up, and then each is on exactly its three replicas.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let mut extra = Vec::new();
-        for key in bulk.iter().step_by(5).chain(keys().iter()) {
-            let holders = copies(cluster, key).await;
-            assert!(holders >= 3, "{key} has {holders} copies");
-            if holders > 3 {
-                extra.push((key.clone(), holders));
-            }
-        }
-        if extra.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not cleaned up: {extra:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // Nothing changing: the old owners clean up, and then each key is on
+    // exactly its three replicas, none on fewer.
+    let sample: Vec<String> = bulk.iter().step_by(5).cloned().chain(keys()).collect();
+    let holders = cleaned_up(cluster, &sample, Duration::from_secs(90)).await;
+    let short: Vec<_> = sample
+        .iter()
+        .zip(&holders)
+        .filter(|(_, h)| **h < 3)
+        .collect();
+    assert_eq!(short, [], "keys with fewer than three copies");
 
     let history = clients.stop().await;
     let converged = settle(cluster, Instant::now()).await;
     let verdict = history.check(&cluster.final_values(keys(), 3).await);
     report(scenario, &verdict, converged);
     assert_eq!(verdict.stale_reads, [], "stale QUORUM reads");
+}
+
+/// Waits (bounded by `within`) until no key of `keys` is on more than
+/// three running nodes (the old owners cleaned up); returns each key's
+/// holders then.
+async fn cleaned_up(cluster: &Cluster, keys: &[String], within: Duration) -> Vec<usize> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut holders = Vec::with_capacity(keys.len());
+        for key in keys {
+            holders.push(copies(cluster, key).await);
+        }
+        let extra: Vec<_> = keys.iter().zip(&holders).filter(|(_, h)| **h > 3).collect();
+        if extra.is_empty() {
+            return holders;
+        }
+        assert!(Instant::now() < deadline, "not cleaned up: {extra:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Writes `count` keys of `value_bytes` each through `addr` at ALL, in
