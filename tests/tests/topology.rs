@@ -544,6 +544,49 @@ async fn removenode_rereplicates_a_dead_nodes_ranges_and_the_node_cannot_return(
     assert_eq!(node3.state, NodeState::Left as i32);
 }
 
+/// Two dead nodes removed at the same moment through two nodes: the
+/// smaller id's removal goes first and the other waits for it, and every
+/// key ends up on all three survivors (5 nodes, N = 3: a key may lose two
+/// of its copies with the dead nodes, and the two removals together must
+/// bring it back to three). (Before the wait each removal usually saw the
+/// other's departure before it computed its ranges, and this passed too;
+/// the wait makes that order certain: `changes/in_progress.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_removals_asked_at_once_leave_every_key_with_three_copies() {
+    use strata_proto::v1::RemoveNodeRequest;
+    let mut cluster = Cluster::start(5, ARGS).await;
+    let keys = load(cluster.addr(0), 600, 64).await;
+    cluster.kill(3).await;
+    cluster.kill(4).await;
+    let remove = |via: usize, node: &str| {
+        let addr = cluster.addr(via);
+        let node_id = node.to_owned();
+        async move {
+            admin(addr)
+                .await
+                .remove_node(RemoveNodeRequest { node_id })
+                .await
+        }
+    };
+    let (first, second) = tokio::join!(remove(0, "node-4"), remove(1, "node-3"));
+    first.expect("node-4's removal starts");
+    second.expect("node-3's removal starts");
+    wait_for_state(&cluster, "node-3", NodeState::Left).await;
+    wait_for_state(&cluster, "node-4", NodeState::Left).await;
+    for via in [0, 1] {
+        let op = finished_operation(cluster.addr(via), OperationKind::RemoveNode).await;
+        assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    }
+    let mut short = Vec::new();
+    for key in &keys {
+        let held = copies(&cluster, key).await;
+        if held < 3 {
+            short.push((key.clone(), held));
+        }
+    }
+    assert_eq!(short, [], "keys with fewer than three copies");
+}
+
 /// Nodes of different clusters never merge: a node with another
 /// `--cluster-id` seeded with a member is ignored by gossip both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

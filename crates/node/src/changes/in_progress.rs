@@ -48,6 +48,20 @@ pub(super) fn live_change_elsewhere(view: &ClusterView, me: &NodeId) -> Option<S
         .map(|(_, change)| change)
 }
 
+/// What the removal of down member `target` waits for before it works out
+/// what to copy, described: a live member's change (it steps back for the
+/// removal, or finishes if it had gone past that point), or the change of
+/// another down member with a smaller id (another removal, which cannot
+/// step back either: the smaller id goes first, and this one computes its
+/// ranges from the ring that removal leaves).
+pub(super) fn removal_waits_for(view: &ClusterView, target: &NodeId) -> Option<String> {
+    live_change_elsewhere(view, target).or_else(|| {
+        changes(view)
+            .find(|(id, _)| *id < target && view.node(id).is_some_and(|n| !n.alive))
+            .map(|(_, change)| format!("{change}, a down member of a smaller id, goes first"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +140,32 @@ mod tests {
         assert_eq!(change_elsewhere(&v, &id("node-4")), None);
         assert_eq!(change_anywhere(&v).as_deref(), Some("node-4 is joining"));
         assert_eq!(live_change_elsewhere(&v, &id("node-4")), None);
+    }
+
+    #[test]
+    fn of_two_removals_the_smaller_id_goes_first_and_live_changes_are_waited_for() {
+        let two = view(
+            &[
+                ("node-5", NodeState::Leaving, false),
+                ("node-8", NodeState::Leaving, false),
+            ],
+            &[],
+        );
+        assert_eq!(removal_waits_for(&two, &id("node-5")), None);
+        assert_eq!(
+            removal_waits_for(&two, &id("node-8")).as_deref(),
+            Some("node-5 is leaving, a down member of a smaller id, goes first")
+        );
+        let with_joiner = view(
+            &[
+                ("node-4", NodeState::Joining, true),
+                ("node-5", NodeState::Leaving, false),
+            ],
+            &[],
+        );
+        assert_eq!(
+            removal_waits_for(&with_joiner, &id("node-5")).as_deref(),
+            Some("node-4 is joining")
+        );
     }
 }

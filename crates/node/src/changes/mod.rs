@@ -45,7 +45,9 @@ use crate::hints::hand_over_all;
 use crate::membership::Membership;
 use crate::metrics::StreamMetrics;
 use crate::throttle::Throttle;
-use in_progress::{change_anywhere, change_elsewhere, live_change_elsewhere, rival};
+use in_progress::{
+    change_anywhere, change_elsewhere, live_change_elsewhere, removal_waits_for, rival,
+};
 
 pub use stream::{Copied, StreamError};
 

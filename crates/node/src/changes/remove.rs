@@ -125,12 +125,12 @@ impl Changes {
         self.membership.depart(depart(NodeState::Leaving)).await;
         self.wait_until_seen(target, |state, _| state == NodeState::Leaving)
             .await;
-        // A change claimed at the same moment steps back for a removal (a
-        // down node cannot step back), or finishes first if it had gone
-        // past that point.
-        while let Some(change) = live_change_elsewhere(&self.ctx.view(), target) {
+        // A live change claimed at the same moment steps back for a
+        // removal (a down node cannot step back) or finishes first; of two
+        // removals, the smaller id goes first.
+        while let Some(change) = removal_waits_for(&self.ctx.view(), target) {
             self.waiting(&format!(
-                "waiting for a change started at the same time to step back or finish: {change}"
+                "waiting for another change to step back or finish: {change}"
             ));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
