@@ -329,7 +329,7 @@ impl Membership {
             let chitchat = self.chitchat.lock().await;
             let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
             self.watch_twins(&chitchat, &live);
-            self.check_replication_factor(&chitchat, &live);
+            self.check_peer_settings(&chitchat, &live);
             // What the live members recorded as having lost its data:
             // every node routes around such a member alike, the member
             // itself included, even before its own records would say so.
@@ -500,7 +500,7 @@ impl Membership {
     /// Compares this node's replication factor with the live peers' and
     /// acts on the ones that differ; reports (once) the live peers that
     /// coordinate writes with another policy.
-    fn check_replication_factor(
+    fn check_peer_settings(
         &self,
         chitchat: &chitchat::Chitchat,
         live: &std::collections::HashSet<&ChitchatId>,

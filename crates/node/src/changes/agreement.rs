@@ -20,7 +20,7 @@ impl Changes {
     /// pending writes, and the ranges computed here are the ranges the
     /// others route by (a fresh node's first views are partial).
     pub(super) async fn wait_until_routed(&self, routed: impl Fn(NodeState, bool) -> bool) {
-        self.wait_until_seen(&self.ctx.id.clone(), routed).await;
+        self.wait_until_seen(&self.ctx.id, routed).await;
     }
 
     /// Waits until this node has heard the cluster: every live member
@@ -28,8 +28,7 @@ impl Changes {
     /// first views are partial). A member cleaning up does not hold this
     /// up: the change about to be claimed stops the cleanup.
     pub(super) async fn wait_until_heard(&self) {
-        self.agree(&self.ctx.id.clone(), |_, _| true, Until::Heard)
-            .await;
+        self.agree(&self.ctx.id, |_, _| true, Until::Heard).await;
     }
 
     /// Waits until every live member's ring shows `node` in a state that

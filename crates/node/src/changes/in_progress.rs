@@ -1,31 +1,18 @@
 //! The changes in progress a view shows, and which of two changes
 //! claimed at the same moment goes on (pure policy over a view).
 
-use strata_cluster::{ClusterView, NodeId, NodeState};
+use strata_cluster::{ClusterView, NodeId, NodeInfo, NodeState};
 
 /// Another member's change in progress, described, if any: a member
 /// joining with tokens (one waiting tokenless for `Admin.Join` is not a
 /// change yet) or leaving.
 pub(super) fn change_elsewhere(view: &ClusterView, me: &NodeId) -> Option<String> {
-    changes(view)
-        .find(|(id, _)| *id != me)
-        .map(|(_, change)| change)
+    changes(view).find(|(id, _)| *id != me).map(describe)
 }
 
 /// Any member's change in progress, described.
 pub(super) fn change_anywhere(view: &ClusterView) -> Option<String> {
-    changes(view).next().map(|(_, change)| change)
-}
-
-/// Every member's change in progress, described: a member joining with
-/// tokens (one waiting tokenless for `Admin.Join` is not a change yet) or
-/// leaving.
-fn changes(view: &ClusterView) -> impl Iterator<Item = (&NodeId, String)> + '_ {
-    view.nodes().filter_map(|(id, n)| match n.state {
-        NodeState::Joining if !n.tokens.is_empty() => Some((id, format!("{id} is joining"))),
-        NodeState::Leaving => Some((id, format!("{id} is leaving"))),
-        _ => None,
-    })
+    changes(view).next().map(describe)
 }
 
 /// The change that goes on instead of `me`'s when two started at once:
@@ -34,18 +21,16 @@ fn changes(view: &ClusterView) -> impl Iterator<Item = (&NodeId, String)> + '_ {
 /// the one of the smaller id.
 pub(super) fn rival(view: &ClusterView, me: &NodeId) -> Option<NodeId> {
     changes(view)
-        .map(|(id, _)| id)
-        .filter(|id| *id != me)
-        .find(|id| *id < me || view.node(id).is_some_and(|n| !n.alive))
-        .cloned()
+        .find(|(id, n)| *id != me && (*id < me || !n.alive))
+        .map(|(id, _)| id.clone())
 }
 
 /// Another member's change that can step back (the member is up), if
 /// any, described.
 pub(super) fn live_change_elsewhere(view: &ClusterView, me: &NodeId) -> Option<String> {
     changes(view)
-        .find(|(id, _)| *id != me && view.node(id).is_some_and(|n| n.alive))
-        .map(|(_, change)| change)
+        .find(|(id, n)| *id != me && n.alive)
+        .map(describe)
 }
 
 /// What the removal of down member `target` waits for before it works out
@@ -57,9 +42,32 @@ pub(super) fn live_change_elsewhere(view: &ClusterView, me: &NodeId) -> Option<S
 pub(super) fn removal_waits_for(view: &ClusterView, target: &NodeId) -> Option<String> {
     live_change_elsewhere(view, target).or_else(|| {
         changes(view)
-            .find(|(id, _)| *id < target && view.node(id).is_some_and(|n| !n.alive))
-            .map(|(_, change)| format!("{change}, a down member of a smaller id, goes first"))
+            .find(|(id, n)| *id < target && !n.alive)
+            .map(|change| {
+                format!(
+                    "{}, a down member of a smaller id, goes first",
+                    describe(change)
+                )
+            })
     })
+}
+
+/// Every member with a change in progress: joining with tokens (one
+/// waiting tokenless for `Admin.Join` is not a change yet) or leaving.
+fn changes(view: &ClusterView) -> impl Iterator<Item = (&NodeId, &NodeInfo)> {
+    view.nodes().filter(|(_, n)| match n.state {
+        NodeState::Joining => !n.tokens.is_empty(),
+        NodeState::Leaving => true,
+        _ => false,
+    })
+}
+
+fn describe((id, n): (&NodeId, &NodeInfo)) -> String {
+    if n.state == NodeState::Leaving {
+        format!("{id} is leaving")
+    } else {
+        format!("{id} is joining")
+    }
 }
 
 #[cfg(test)]
