@@ -340,18 +340,20 @@ async fn cleaned_up(cluster: &Cluster, keys: &[String], within: Duration) -> Vec
 /// Writes `count` keys of `value_bytes` each through `addr` at ALL, in
 /// batches, so a join has something to stream.
 async fn load(addr: SocketAddr, count: usize, value_bytes: usize) -> Vec<String> {
-    load_at(addr, count, value_bytes, ConsistencyLevel::All).await
+    load_at(addr, "bulk", count, value_bytes, ConsistencyLevel::All).await
 }
 
-/// [`load`] at `level`: every write acknowledged.
+/// [`load`] at `level`, keys named `<prefix>-NNNNNN`: every write
+/// acknowledged.
 async fn load_at(
     addr: SocketAddr,
+    prefix: &str,
     count: usize,
     value_bytes: usize,
     level: ConsistencyLevel,
 ) -> Vec<String> {
     use strata_proto::v1::{BatchWriteRequest, Consistency, PutRequest, WriteOp, write_op};
-    let keys: Vec<String> = (0..count).map(|i| format!("bulk-{i:06}")).collect();
+    let keys: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:06}")).collect();
     for chunk in keys.chunks(500) {
         let ops = chunk
             .iter()
@@ -471,15 +473,20 @@ async fn a_killed_joiner_resumes_and_a_killed_source_is_replaced() {
 }
 
 /// A node gone for good is removed from a live node: its ranges are copied
-/// from the surviving replicas to their new owners, every key ends on N
-/// replicas, and the removed node, started again with its old data,
-/// refuses to serve. A removal of a live node, or below N, is refused.
+/// from the surviving replicas to their new owners, the hints held for it
+/// go to their keys' replicas, every key ends on N replicas, and the
+/// removed node, started again with its old data, refuses to serve. A
+/// removal of a live node, or below N, is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removenode_rereplicates_a_dead_nodes_ranges_and_the_node_cannot_return() {
     use strata_proto::v1::RemoveNodeRequest;
     let mut cluster = Cluster::start(4, ARGS).await;
-    let keys = load(cluster.addr(0), 1500, 256).await;
+    let mut keys = load(cluster.addr(0), 1500, 256).await;
     cluster.kill(3).await;
+    // Written while node-3 is down: its copies are hints on the others.
+    keys.extend(load_at(cluster.addr(0), "later", 300, 64, ConsistencyLevel::Quorum).await);
+    let held = cluster.hints_pending().await;
+    assert!(held > 0, "hints for node-3");
 
     let refused = admin(cluster.addr(0))
         .await
@@ -508,6 +515,22 @@ async fn removenode_rereplicates_a_dead_nodes_ranges_and_the_node_cannot_return(
     assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
     assert_eq!(op.id, started, "the id it was started under");
     assert!(op.ranges_total > 0 && op.keys_transferred > 0, "{op:?}");
+
+    // Hints for a node that has left go to their keys' replicas, not
+    // wait out the hint window (10 minutes here) for a node that will
+    // never take them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending = cluster.hints_pending().await;
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} of {held} hints still held for node-3"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Every key is on the three remaining nodes, which agree.
     let values = cluster.final_values(keys.clone(), 3).await;
@@ -895,7 +918,7 @@ async fn lose_a_disk_after_writes_missed_a_replica(
     args.extend(["--max-hint-bytes", "0", "--read-repair-chance", "0"]);
     let mut cluster = Cluster::start(4, &args).await;
     cluster.crash(1);
-    let keys = load_at(cluster.addr(0), 400, 128, ConsistencyLevel::Quorum).await;
+    let keys = load_at(cluster.addr(0), "bulk", 400, 128, ConsistencyLevel::Quorum).await;
     cluster.crash(2);
     cluster.wipe(2);
     if bring_back {

@@ -623,10 +623,7 @@ async fn serve_all(
         halted
     };
     let replay_task = tokio::spawn(hints::replay_loop(
-        ctx.id.clone(),
-        ctx.topology.clone(),
-        Arc::clone(&ctx.peers),
-        Arc::clone(&ctx.hints),
+        Arc::clone(&ctx),
         replay,
         wait(stopped.clone()),
     ));

@@ -1,7 +1,8 @@
 //! Handing over every hint this node holds before it leaves the ring (the
 //! last step of a decommission): each target's hints go to the target when
 //! gossip sees it up, otherwise to a live normal member that keeps them as
-//! hints for it. A delivery that fails (the receiver went down or is cut
+//! hints for it; a target that has left itself gets none, its hints go to
+//! their keys' replicas (`departed.rs`). A delivery that fails (the receiver went down or is cut
 //! off), or finds no live member to take them, is retried with the next
 //! candidate; only a segment that cannot be read stops the hand-over.
 
@@ -9,9 +10,11 @@ use std::time::Duration;
 
 use strata_cluster::{NodeId, NodeState, Siblings};
 
+use super::departed::{self, RedirectError, has_left};
 use super::{HintStore, SegmentFate};
 use crate::context::Context;
 use crate::storage::version_from_proto;
+use crate::throttle::Throttle;
 use crate::transport::RemoteReplica;
 
 /// Time between attempts to hand over a target's hints.
@@ -79,6 +82,15 @@ async fn hand_over_target(
 ) -> Result<(), HandOver> {
     let store = &ctx.hints;
     let view = ctx.view();
+    if has_left(&view, target) {
+        // Not to another member as hints for it: nobody would take them.
+        let mut unpaced = Throttle::new(0);
+        return match departed::redirect(ctx, target, &mut unpaced, timeout).await {
+            Ok(_) => Ok(()),
+            Err(RedirectError::Unreadable(e)) => Err(HandOver::Unreadable(e)),
+            Err(RedirectError::Undelivered(e)) => Err(HandOver::Undelivered(e)),
+        };
+    }
     let (to, hint_for) = match view.node(target).filter(|n| n.alive) {
         Some(n) => (
             RemoteReplica {
@@ -237,12 +249,22 @@ mod tests {
         /// Node 0's context: `nodes` members, node 0 leaving, those in
         /// `down` down.
         fn node0(&self, nodes: usize, down: &[usize]) -> Arc<Context> {
+            self.node0_with(nodes, &[(0, NodeState::Leaving)], down)
+        }
+
+        /// Node 0's context: `nodes` members, normal unless `states`
+        /// says otherwise, those in `down` down.
+        fn node0_with(
+            &self,
+            nodes: usize,
+            states: &[(usize, NodeState)],
+            down: &[usize],
+        ) -> Arc<Context> {
             let view = ClusterView::from_peers((0..nodes).map(|i| {
-                let state = if i == 0 {
-                    NodeState::Leaving
-                } else {
-                    NodeState::Normal
-                };
+                let state = states
+                    .iter()
+                    .find(|(n, _)| *n == i)
+                    .map_or(NodeState::Normal, |(_, s)| *s);
                 member(&id(i), &format!("memory-{i}"), state, !down.contains(&i))
             }));
             ContextBuilder::new(&self.home())
@@ -256,15 +278,52 @@ mod tests {
         /// Keys node `i` stores itself.
         fn stored(&self, i: usize, keys: std::ops::Range<usize>) -> usize {
             let storage = self.transport.storage(&id(i));
-            keys.filter(|k| {
-                !storage
-                    .read(format!("key-{k}").as_bytes())
-                    .expect("read")
-                    .versions()
-                    .is_empty()
-            })
-            .count()
+            keys.filter(|k| holds(&storage, *k)).count()
         }
+
+        /// For each key, the nodes that hold it (node 0 is `ctx`'s own
+        /// store), of `nodes`.
+        fn holders(
+            &self,
+            ctx: &Context,
+            nodes: usize,
+            keys: std::ops::Range<usize>,
+        ) -> Vec<Vec<NodeId>> {
+            keys.map(|k| {
+                (0..nodes)
+                    .filter(|&i| {
+                        let storage = if i == 0 {
+                            Arc::clone(&ctx.storage)
+                        } else {
+                            self.transport.storage(&id(i))
+                        };
+                        holds(&storage, k)
+                    })
+                    .map(id)
+                    .collect()
+            })
+            .collect()
+        }
+    }
+
+    fn holds(storage: &Storage, k: usize) -> bool {
+        !storage
+            .read(format!("key-{k}").as_bytes())
+            .expect("read")
+            .versions()
+            .is_empty()
+    }
+
+    /// The nodes that should hold each of `keys`: their live replicas on
+    /// the ring, less leaving and left members.
+    fn receivers_of(ctx: &Context, keys: std::ops::Range<usize>) -> Vec<Vec<NodeId>> {
+        let view = ctx.view();
+        keys.map(|k| {
+            let mut ids = super::departed::receivers(&view, format!("key-{k}").as_bytes(), 3);
+            ids.sort();
+            ids
+        })
+        .collect()
     }
 
     /// Runs a hand-over for at most `within`: its outcome (`None` when
@@ -354,5 +413,91 @@ mod tests {
         assert_eq!(net.stored(2, 0..4), 3, "the records before the damage");
         assert!(segment.with_extension("corrupt").exists());
         assert!(ctx.hints.targets().is_empty());
+    }
+    #[tokio::test]
+    async fn a_departed_target_s_hints_go_to_their_keys_replicas_not_to_it() {
+        let net = Net::new(6);
+        net.hints_for(5, 0..40).await;
+        // node-0 is leaving; node-5 has left (its process still answers:
+        // before, it was handed its hints and they ended in a store nobody
+        // reads); node-4 is down.
+        let ctx = net.node0_with(6, &[(0, NodeState::Leaving), (5, NodeState::Left)], &[4]);
+
+        let (outcome, _) = hand_over(&ctx, Duration::from_secs(10)).await;
+        assert_eq!(outcome, Some(Ok(())));
+        assert!(ctx.hints.targets().is_empty(), "{:?}", ctx.hints.targets());
+        assert_eq!(net.stored(5, 0..40), 0, "none went to the departed node");
+        assert_eq!(net.transport.served(&id(5)), (0, 0));
+        let expected = receivers_of(&ctx, 0..40);
+        assert!(expected.iter().all(|r| !r.is_empty()));
+        assert!(
+            expected
+                .iter()
+                .flatten()
+                .all(|r| ![0, 4, 5].map(id).contains(r)),
+            "neither the leaving, the down nor the departed node: {expected:?}"
+        );
+        assert_eq!(net.holders(&ctx, 6, 0..40), expected);
+        // Nothing kept as hints for it elsewhere either.
+        for i in 1..5 {
+            assert!(net.transport.hints(&id(i)).targets().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_replay_sends_a_departed_member_s_hints_to_every_live_replica_including_itself() {
+        let net = Net::new(5);
+        net.hints_for(4, 0..40).await;
+        net.hints_for(3, 40..45).await;
+        // node-4 has left and still runs; node-3 is down: its own hints
+        // wait for it.
+        let ctx = net.node0_with(5, &[(4, NodeState::Left)], &[3]);
+        let settings = super::super::ReplaySettings {
+            interval: Duration::from_millis(20),
+            bytes_per_second: 0,
+            batch_bytes: 1 << 20,
+            timeout: Duration::from_millis(500),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let replay = tokio::spawn(super::super::replay_loop(
+            Arc::clone(&ctx),
+            settings,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while ctx.hints.targets().iter().any(|(t, _)| *t == id(4)) {
+            assert!(tokio::time::Instant::now() < deadline, "still held");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(());
+        replay.await.expect("replay");
+
+        assert_eq!(net.stored(4, 0..40), 0, "none went to the departed node");
+        let expected = receivers_of(&ctx, 0..40);
+        assert!(
+            expected.iter().any(|r| r.contains(&id(0))),
+            "some keys are this node's own: {expected:?}"
+        );
+        assert_eq!(net.holders(&ctx, 5, 0..40), expected);
+        assert_eq!(ctx.hints.targets(), [(id(3), 5)], "the down node's wait");
+    }
+
+    #[tokio::test]
+    async fn a_departed_target_s_hints_wait_while_no_replica_of_their_key_is_up() {
+        let net = Net::new(4);
+        net.hints_for(3, 0..3).await;
+        // node-3 has left; node-0 is leaving and the others are down.
+        let ctx = net.node0_with(4, &[(0, NodeState::Leaving), (3, NodeState::Left)], &[1, 2]);
+        let (outcome, said) = hand_over(&ctx, Duration::from_millis(1500)).await;
+        assert_eq!(outcome, None, "gave up: {said:?}");
+        assert_eq!(ctx.hints.targets(), [(id(3), 3)]);
+        assert!(
+            said.iter()
+                .flatten()
+                .any(|s| s.contains("no replica of a key it held is up")),
+            "{said:?}"
+        );
     }
 }

@@ -24,13 +24,16 @@
 //! seals the target's open segment (new hints start a new one), delivers
 //! sealed segments oldest first and deletes each once delivered. A damaged
 //! segment is delivered up to the damage, then renamed `*.corrupt` and
-//! logged; it never stops the node.
+//! logged; it never stops the node. Hints for a member that has left the
+//! ring go to their keys' current replicas instead (`departed.rs`), both
+//! in the replay and in a decommission's hand-over.
 //!
 //! One delivery at a time ([`HintStore::delivery`]): the replay, a
 //! decommission handing its hints over and expiry each take sealed
 //! segments, read them and delete them, so two at once would read a file
 //! the other just deleted (a decommission under faults failed so).
 
+mod departed;
 mod hand_over;
 mod replay;
 mod segment;
@@ -45,6 +48,7 @@ use strata_cluster::{NodeId, Siblings};
 use strata_proto::v1::KeyVersions;
 use tokio::sync::{mpsc, oneshot};
 
+pub use departed::RedirectError;
 pub(crate) use hand_over::hand_over_all;
 pub use replay::{ReplayError, ReplaySettings, replay_loop};
 pub use segment::{Damage, HintRecord, parse};

@@ -1,5 +1,7 @@
 //! Delivering hints: a background loop that, every interval, expires old
-//! hints and replays the rest to targets gossip sees alive, throttled.
+//! hints and replays the rest to targets gossip sees alive, throttled
+//! (and those of a target that has left to their keys' replicas:
+//! `departed.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,10 +9,11 @@ use std::time::Duration;
 use strata_cluster::NodeId;
 use strata_proto::v1::{DeliverHintsRequest, KeyVersions};
 
+use super::departed::{self, RedirectError, has_left};
 use super::{HintStore, SegmentFate};
 use crate::clock::now_micros;
+use crate::context::Context;
 use crate::throttle::Throttle;
-use crate::topology::Topology;
 use crate::transport::{Peers, ReplicaError, replica_client};
 
 /// Why a replay to one target stopped (it is retried at the next tick).
@@ -30,6 +33,10 @@ pub enum ReplayError {
     /// A blocking task of the replay failed.
     #[error("hint replay task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The hints of a member that has left did not all reach their keys'
+    /// replicas.
+    #[error("delivering a departed member's hints: {0}")]
+    Departed(#[from] RedirectError),
 }
 
 /// How hints are replayed.
@@ -47,25 +54,34 @@ pub struct ReplaySettings {
 
 /// Runs until `stop` completes.
 pub async fn replay_loop(
-    me: NodeId,
-    topology: Topology,
-    peers: Arc<Peers>,
-    store: Arc<HintStore>,
+    ctx: Arc<Context>,
     settings: ReplaySettings,
     stop: impl Future<Output = ()>,
 ) {
     let work = async {
+        let store = &ctx.hints;
         let mut tick = tokio::time::interval(settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             {
                 let _delivery = store.delivery().await;
-                let expiring = Arc::clone(&store);
+                let expiring = Arc::clone(store);
                 let _ = tokio::task::spawn_blocking(move || expiring.expire(now_micros())).await;
             }
             for (target, held) in store.targets() {
-                let view = topology.view();
+                let view = ctx.view();
+                if has_left(&view, &target) {
+                    tracing::info!(%target, hints = held,
+                        "target has left the ring: delivering its hints to their keys' replicas");
+                    let delivery = store.delivery().await;
+                    let mut throttle = Throttle::new(settings.bytes_per_second);
+                    let redirected =
+                        departed::redirect(&ctx, &target, &mut throttle, settings.timeout).await;
+                    drop(delivery);
+                    report(&target, redirected.map_err(ReplayError::from));
+                    continue;
+                }
                 let Some(address) = view
                     .node(&target)
                     .filter(|n| n.alive && !n.internal_address.is_empty())
@@ -75,29 +91,30 @@ pub async fn replay_loop(
                 };
                 tracing::info!(%target, hints = held, "target is alive: replaying hints");
                 let to = Delivery {
-                    me: &me,
-                    peers: &peers,
-                    store: &store,
+                    me: &ctx.id,
+                    peers: &ctx.peers,
+                    store,
                     target: &target,
                     address: &address,
                 };
                 let delivery = store.delivery().await;
                 let replayed = replay_target(&to, settings).await;
                 drop(delivery);
-                match replayed {
-                    Ok(delivered) => {
-                        tracing::info!(%target, delivered, "hints replayed");
-                    }
-                    Err(e) => {
-                        tracing::warn!(%target, error = %e, "hint replay stopped; retrying later");
-                    }
-                }
+                report(&target, replayed);
             }
         }
     };
     tokio::select! {
         () = work => {}
         () = stop => {}
+    }
+}
+
+/// Logs how a pass over one target's hints ended.
+fn report(target: &NodeId, outcome: Result<u64, ReplayError>) {
+    match outcome {
+        Ok(delivered) => tracing::info!(%target, delivered, "hints replayed"),
+        Err(e) => tracing::warn!(%target, error = %e, "hint replay stopped; retrying later"),
     }
 }
 
