@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use strata_cluster::{MAX_DEPTH, NodeId, Siblings, Token, TokenRange};
+use strata_cluster::{MAX_DEPTH, NodeId, NodeState, Siblings, Token, TokenRange};
 
 use strata_proto::v1::{
     self, ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, KeyVersions,
@@ -16,7 +16,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::context::Context;
+use crate::context::{Context, Topology};
 use crate::hints::HintStore;
 use crate::repair::Repairer;
 use crate::storage::{Storage, version_from_proto, version_to_proto};
@@ -40,6 +40,8 @@ impl ReplicaService {
     ) -> Self {
         Self {
             ops: Arc::new(StoreOps {
+                id: ctx.id.clone(),
+                topology: ctx.topology.clone(),
                 storage: Arc::clone(&ctx.storage),
             }),
             hints: Arc::clone(&ctx.hints),
@@ -53,12 +55,32 @@ impl ReplicaService {
 /// unary calls and the pipe have in common.
 #[derive(Debug)]
 struct StoreOps {
+    id: NodeId,
+    topology: Topology,
     storage: Arc<Storage>,
 }
 
 impl StoreOps {
+    /// Refuses writes once this node has left the ring: its store is no
+    /// replica of anything then, and a sender that counted the write (a
+    /// coordinator, a hint replay, a hand-over whose view is behind)
+    /// would lose the copy it meant to make. Refused, the sender treats
+    /// the node as any failed replica (a hint, which then goes to the
+    /// key's replicas: `hints/departed.rs`).
+    fn taking_writes(&self) -> Result<(), Status> {
+        let view = self.topology.view();
+        match view.node(&self.id) {
+            Some(me) if me.state == NodeState::Left => Err(Status::failed_precondition(format!(
+                "{} has left the ring and takes no writes; its keys have other replicas",
+                self.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Merges every entry into the store; the writer thread batches them.
     async fn apply_all(&self, entries: Vec<KeyVersions>) -> Result<u32, Status> {
+        self.taking_writes()?;
         let mut parsed = Vec::with_capacity(entries.len());
         for entry in entries {
             crate::request::validate_key(&entry.key)?;
@@ -140,6 +162,7 @@ impl Replica for ReplicaService {
     ) -> Result<Response<ReplicaWriteResponse>, Status> {
         let r = request.into_inner();
         crate::request::validate_key(&r.key)?;
+        self.ops.taking_writes()?;
         let siblings = siblings_from(r.versions)?;
         if r.hint_for.is_empty() {
             self.ops.storage.apply_queued(&r.key, &siblings).await?;
@@ -256,9 +279,105 @@ impl Replica for ReplicaService {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use strata_cluster::{ClusterView, Dot, VersionVector};
     use strata_proto::v1::StoredVersions;
 
     use super::*;
+    use crate::repair::RepairSettings;
+    use crate::testing::{ContextBuilder, member};
+
+    /// This node (`strata-0`) in `state`, with its replica service.
+    fn service(dir: &std::path::Path, state: NodeState) -> (Arc<Context>, ReplicaService) {
+        let me = NodeId::new("strata-0").expect("id");
+        let view = ClusterView::from_peers([member(&me, "memory-0", state, true)]);
+        let ctx = ContextBuilder::new(dir)
+            .topology(Topology::Fixed(Arc::new(view)))
+            .build();
+        let repairer = Arc::new(Repairer::new(
+            Arc::clone(&ctx),
+            RepairSettings {
+                depth: 4,
+                bytes_per_second: 0,
+                interval: None,
+                timeout: Duration::from_secs(1),
+            },
+        ));
+        let service = ReplicaService::new(&ctx, repairer, watch::channel(false).1);
+        (ctx, service)
+    }
+
+    fn entry(key: &str) -> KeyVersions {
+        let version = strata_cluster::Version {
+            dot: Dot {
+                node: NodeId::new("strata-9").expect("id"),
+                counter: 1,
+            },
+            context: VersionVector::new(),
+            value: Some(b"v".to_vec().into()),
+            timestamp_micros: 1,
+            request_id: 0,
+        };
+        KeyVersions {
+            key: key.as_bytes().to_vec().into(),
+            versions: vec![version_to_proto(&version)],
+        }
+    }
+
+    fn write(key: &str, hint_for: &str) -> Request<ReplicaWriteRequest> {
+        let e = entry(key);
+        Request::new(ReplicaWriteRequest {
+            key: e.key,
+            versions: e.versions,
+            hint_for: hint_for.to_owned(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_node_that_has_left_takes_no_writes_hints_or_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, left) = service(dir.path(), NodeState::Left);
+        let refusals = [
+            left.write(write("a", "")).await.map(drop),
+            left.write(write("b", "strata-1")).await.map(drop),
+            left.deliver_hints(Request::new(DeliverHintsRequest {
+                from_node_id: "strata-1".into(),
+                entries: vec![entry("c")],
+            }))
+            .await
+            .map(drop),
+            left.apply_batch(Request::new(KeyVersionsBatch {
+                entries: vec![entry("d")],
+                stored: Vec::new(),
+            }))
+            .await
+            .map(drop),
+        ];
+        for refused in refusals {
+            let status = refused.expect_err("refused");
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+            assert!(status.message().contains("has left the ring"), "{status}");
+        }
+        for key in ["a", "c", "d"] {
+            assert!(
+                ctx.storage
+                    .read(key.as_bytes())
+                    .expect("read")
+                    .versions()
+                    .is_empty()
+            );
+        }
+        assert!(ctx.hints.targets().is_empty());
+
+        // The same node, normal, takes them.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, normal) = service(dir.path(), NodeState::Normal);
+        normal.write(write("a", "")).await.expect("a write");
+        normal.write(write("b", "strata-1")).await.expect("a hint");
+        assert_eq!(ctx.storage.read(b"a").expect("read").versions().len(), 1);
+        assert_eq!(ctx.hints.targets().len(), 1);
+    }
 
     #[test]
     fn apply_batch_refuses_stored_form_keys_instead_of_dropping_them() {
