@@ -21,6 +21,7 @@ pub(crate) struct ContextBuilder<'a> {
     id: NodeId,
     topology: Option<Topology>,
     transport: Option<Arc<dyn ReplicaTransport>>,
+    hint_limits: HintLimits,
     settings: Settings,
 }
 
@@ -31,6 +32,7 @@ impl<'a> ContextBuilder<'a> {
             id: NodeId::new("strata-0").expect("id"),
             topology: None,
             transport: None,
+            hint_limits: HintLimits::default(),
             settings: Settings {
                 replication: Replication {
                     factor: 1,
@@ -82,6 +84,11 @@ impl<'a> ContextBuilder<'a> {
         self
     }
 
+    pub(crate) fn hint_window(mut self, window: Duration) -> Self {
+        self.hint_limits.window = window;
+        self
+    }
+
     pub(crate) fn transport(mut self, transport: Arc<dyn ReplicaTransport>) -> Self {
         self.transport = Some(transport);
         self
@@ -99,7 +106,7 @@ impl<'a> ContextBuilder<'a> {
         let hints = Arc::new(
             HintStore::open(
                 &self.dir.join("hints"),
-                HintLimits::default(),
+                self.hint_limits,
                 metrics.hints(),
             )
             .expect("open hints"),

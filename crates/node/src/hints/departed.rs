@@ -4,11 +4,10 @@
 //! and a decommissioned process that still runs would store them where
 //! nothing reads them. So each hint goes to the replicas its key has now,
 //! as an ordinary replica write (a merge: safe to repeat), and its segment
-//! is deleted once every hint in it was taken. The copy the hint stood
-//! for lands where reads look, instead of sitting on this node's disk
-//! until the hint window ends. Expired hints are dropped, as the replay
-//! drops them (anti-entropy's after the window: a late one could bring a
-//! deleted key back).
+//! is deleted once every hint in it was taken (`take.rs`, which drops
+//! expired hints as the replay does). The copy the hint stood for lands
+//! where reads look, instead of sitting on this node's disk until the
+//! hint window ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +16,8 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use strata_cluster::{ClusterView, NodeId, NodeState, Siblings, Token};
 
-use super::{HintRecord, HintStore, SegmentFate};
-use crate::clock::now_micros;
+use super::HintRecord;
 use crate::context::Context;
-use crate::storage::version_from_proto;
 use crate::throttle::Throttle;
 use crate::transport::RemoteReplica;
 
@@ -81,36 +78,25 @@ pub(crate) async fn redirect(
     timeout: Duration,
 ) -> Result<u64, RedirectError> {
     let store = &ctx.hints;
-    let sealing = Arc::clone(store);
-    let sealed_for = target.clone();
-    let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_for))
-        .await
-        .map_err(|e| RedirectError::Unreadable(e.to_string()))?;
     let mut delivered = 0;
-    for segment in segments {
-        let path = segment.path.clone();
-        let (records, damage) = tokio::task::spawn_blocking(move || HintStore::read(&path))
+    for segment in store
+        .sealed(target)
+        .await
+        .map_err(RedirectError::Unreadable)?
+    {
+        let (records, damage) = store
+            .live_hints(&segment)
             .await
-            .map_err(|e| RedirectError::Unreadable(e.to_string()))?
-            .map_err(|e| {
-                RedirectError::Unreadable(format!("reading {}: {e}", segment.path.display()))
-            })?;
-        let now = now_micros();
-        let (expired, live): (Vec<_>, Vec<_>) = records
-            .into_iter()
-            .partition(|r| store.is_expired(r.stored_at_micros, now));
-        let taken = deliver(ctx, live, throttle, timeout).await?;
+            .map_err(RedirectError::Unreadable)?;
+        let taken = deliver(ctx, records, throttle, timeout).await?;
         store.metrics().replayed.inc_by(taken);
         delivered += taken;
-        store.metrics().expired.inc_by(expired.len() as u64);
-        let fate = if let Some(damage) = damage {
-            tracing::error!(segment = %segment.path.display(), offset = damage.offset,
-                reason = %damage.reason, "damaged hint segment: delivered the hints before the damage to their keys' replicas, setting it aside");
-            SegmentFate::Damaged
-        } else {
-            SegmentFate::Delivered
-        };
-        store.finish(target, &segment.path, fate);
+        store.taken(
+            target,
+            &segment,
+            damage,
+            "delivered to their keys' replicas",
+        );
     }
     Ok(delivered)
 }
@@ -129,15 +115,10 @@ async fn deliver(
     let mut batches: Vec<(Vec<Write>, u64)> = vec![(Vec::new(), 0)];
     for record in records {
         let bytes = prost::Message::encoded_len(&record.entry) as u64;
-        let key = record.entry.key;
-        let versions = record
-            .entry
-            .versions
-            .into_iter()
-            .map(version_from_proto)
-            .collect::<Result<Vec<_>, _>>()
+        let (key, siblings) = record
+            .into_write()
             .map_err(|e| RedirectError::Unreadable(e.to_string()))?;
-        let siblings = Arc::new(Siblings::from_versions(versions));
+        let siblings = Arc::new(siblings);
         let receivers = receivers(&view, &key, ctx.n());
         if receivers.is_empty() {
             return Err(RedirectError::Undelivered(

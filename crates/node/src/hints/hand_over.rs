@@ -8,12 +8,10 @@
 
 use std::time::Duration;
 
-use strata_cluster::{NodeId, NodeState, Siblings};
+use strata_cluster::{NodeId, NodeState};
 
 use super::departed::{self, RedirectError, has_left};
-use super::{HintStore, SegmentFate};
 use crate::context::Context;
-use crate::storage::version_from_proto;
 use crate::throttle::Throttle;
 use crate::transport::RemoteReplica;
 
@@ -71,7 +69,9 @@ pub(crate) async fn hand_over_all(
 }
 
 /// Delivers `target`'s sealed segments, each deleted once delivered
-/// (renamed `*.corrupt` past damage, as the replay does). A target that
+/// (renamed `*.corrupt` past damage, as the replay does: `take.rs`;
+/// expired hints are dropped, not handed on to start a new window). A
+/// target that
 /// is down gets its hints kept by a live normal member: the
 /// `attempt`-th candidate, so a retry tries another.
 async fn hand_over_target(
@@ -123,46 +123,21 @@ async fn hand_over_target(
             )
         }
     };
-    let sealing = std::sync::Arc::clone(store);
-    let sealed_for = target.clone();
-    let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_for))
-        .await
-        .map_err(|e| HandOver::Unreadable(e.to_string()))?;
-    for segment in segments {
-        let path = segment.path.clone();
-        let (records, damage) = tokio::task::spawn_blocking(move || HintStore::read(&path))
+    for segment in store.sealed(target).await.map_err(HandOver::Unreadable)? {
+        let (records, damage) = store
+            .live_hints(&segment)
             .await
-            .map_err(|e| HandOver::Unreadable(e.to_string()))?
-            .map_err(|e| {
-                HandOver::Unreadable(format!("reading {}: {e}", segment.path.display()))
-            })?;
+            .map_err(HandOver::Unreadable)?;
         for record in records {
-            let versions = record
-                .entry
-                .versions
-                .into_iter()
-                .map(version_from_proto)
-                .collect::<Result<Vec<_>, _>>()
+            let (key, siblings) = record
+                .into_write()
                 .map_err(|e| HandOver::Unreadable(e.to_string()))?;
             ctx.transport
-                .write(
-                    &to,
-                    &record.entry.key,
-                    &Siblings::from_versions(versions),
-                    hint_for,
-                    timeout,
-                )
+                .write(&to, &key, &siblings, hint_for, timeout)
                 .await
                 .map_err(|e| HandOver::Undelivered(format!("to {}: {e}", to.id)))?;
         }
-        let fate = if let Some(damage) = damage {
-            tracing::error!(segment = %segment.path.display(), offset = damage.offset,
-                reason = %damage.reason, "damaged hint segment: handed over the hints before the damage, setting it aside");
-            SegmentFate::Damaged
-        } else {
-            SegmentFate::Delivered
-        };
-        store.finish(target, &segment.path, fate);
+        store.taken(target, &segment, damage, "handed over");
     }
     Ok(())
 }
@@ -172,11 +147,11 @@ mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
-    use strata_cluster::{ClusterView, Dot, Version, VersionVector};
+    use strata_cluster::{ClusterView, Dot, Siblings, Version, VersionVector};
 
     use super::*;
     use crate::context::Topology;
-    use crate::hints::HintLimits;
+    use crate::hints::{HintLimits, HintStore};
     use crate::metrics::HintMetrics;
     use crate::storage::Storage;
     use crate::testing::{ContextBuilder, member};
@@ -499,5 +474,36 @@ mod tests {
                 .any(|s| s.contains("no replica of a key it held is up")),
             "{said:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn expired_hints_are_dropped_not_handed_on_to_start_a_new_window() {
+        let net = Net::new(3);
+        net.hints_for(1, 0..3).await;
+        net.hints_for(2, 3..6).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let view = ClusterView::from_peers((0..3).map(|i| {
+            let state = if i == 0 {
+                NodeState::Leaving
+            } else {
+                NodeState::Normal
+            };
+            // node-2 is down: its hints would be kept by node-1 for it.
+            member(&id(i), &format!("memory-{i}"), state, i != 2)
+        }));
+        let ctx = ContextBuilder::new(&net.home())
+            .id(&id(0))
+            .factor(3)
+            .topology(Topology::Fixed(Arc::new(view)))
+            .transport(Arc::clone(&net.transport) as _)
+            .hint_window(Duration::from_millis(10))
+            .build();
+
+        let (outcome, _) = hand_over(&ctx, Duration::from_secs(10)).await;
+        assert_eq!(outcome, Some(Ok(())));
+        assert!(ctx.hints.targets().is_empty());
+        assert_eq!(net.stored(1, 0..6), 0, "nothing written to node-1");
+        assert!(net.transport.hints(&id(1)).targets().is_empty(), "nor kept");
+        assert_eq!(ctx.hints.metrics().expired.get(), 6);
     }
 }

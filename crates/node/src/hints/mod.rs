@@ -37,6 +37,7 @@ mod departed;
 mod hand_over;
 mod replay;
 mod segment;
+mod take;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};

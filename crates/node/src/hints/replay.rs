@@ -9,8 +9,8 @@ use std::time::Duration;
 use strata_cluster::NodeId;
 use strata_proto::v1::{DeliverHintsRequest, KeyVersions};
 
+use super::HintStore;
 use super::departed::{self, RedirectError, has_left};
-use super::{HintStore, SegmentFate};
 use crate::clock::now_micros;
 use crate::context::Context;
 use crate::throttle::Throttle;
@@ -22,17 +22,9 @@ pub enum ReplayError {
     /// The target could not be reached or refused the hints.
     #[error("DeliverHints: {0}")]
     Replica(#[from] ReplicaError),
-    /// A sealed segment could not be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The segment.
-        path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A blocking task of the replay failed.
-    #[error("hint replay task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    /// A sealed segment could not be read, or a blocking task failed.
+    #[error("{0}")]
+    Unreadable(String),
     /// The hints of a member that has left did not all reach their keys'
     /// replicas.
     #[error("delivering a departed member's hints: {0}")]
@@ -129,28 +121,22 @@ struct Delivery<'a> {
 }
 
 async fn replay_target(to: &Delivery<'_>, settings: ReplaySettings) -> Result<u64, ReplayError> {
-    let (store, target) = (to.store, to.target);
-    let sealing = Arc::clone(store);
-    let sealed_target = target.clone();
-    let segments = tokio::task::spawn_blocking(move || sealing.seal(&sealed_target)).await?;
+    let store = to.store;
     let mut client = replica_client(to.peers.channel(to.address)?);
     let mut throttle = Throttle::new(settings.bytes_per_second);
     let mut delivered = 0;
-    for segment in segments {
-        let path = segment.path.clone();
-        let (records, damage) = tokio::task::spawn_blocking(move || HintStore::read(&path))
-            .await?
-            .map_err(|source| ReplayError::Read {
-                path: segment.path.clone(),
-                source,
-            })?;
-        let now = now_micros();
-        let (expired, live): (Vec<_>, Vec<_>) = records
-            .into_iter()
-            .partition(|r| store.is_expired(r.stored_at_micros, now));
+    for segment in store
+        .sealed(to.target)
+        .await
+        .map_err(ReplayError::Unreadable)?
+    {
+        let (records, damage) = store
+            .live_hints(&segment)
+            .await
+            .map_err(ReplayError::Unreadable)?;
         // Batches of about `batch_bytes`, each delivered, counted and paced.
         let mut batches: Vec<(Vec<KeyVersions>, usize)> = Vec::new();
-        for record in live {
+        for record in records {
             let bytes = prost::Message::encoded_len(&record.entry);
             match batches.last_mut() {
                 Some((entries, size)) if *size < settings.batch_bytes => {
@@ -175,21 +161,7 @@ async fn replay_target(to: &Delivery<'_>, settings: ReplaySettings) -> Result<u6
             delivered += count;
             throttle.consume(bytes as u64).await;
         }
-        let expired = expired.len() as u64;
-        store.metrics().expired.inc_by(expired);
-        let fate = match damage {
-            None => SegmentFate::Delivered,
-            Some(damage) => {
-                tracing::error!(segment = %segment.path.display(), offset = damage.offset,
-                    reason = %damage.reason, "damaged hint segment: delivered the hints before the damage, setting it aside");
-                SegmentFate::Damaged
-            }
-        };
-        let (finishing, finished_target) = (Arc::clone(store), target.clone());
-        tokio::task::spawn_blocking(move || {
-            finishing.finish(&finished_target, &segment.path, fate);
-        })
-        .await?;
+        store.taken(to.target, &segment, damage, "delivered");
     }
     Ok(delivered)
 }
