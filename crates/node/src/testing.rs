@@ -104,12 +104,8 @@ impl<'a> ContextBuilder<'a> {
             .expect("open storage"),
         );
         let hints = Arc::new(
-            HintStore::open(
-                &self.dir.join("hints"),
-                self.hint_limits,
-                metrics.hints(),
-            )
-            .expect("open hints"),
+            HintStore::open(&self.dir.join("hints"), self.hint_limits, metrics.hints())
+                .expect("open hints"),
         );
         let timeout = self.settings.request_timeout;
         let peers = Arc::new(Peers::new(timeout.min(Duration::from_secs(1)), timeout));

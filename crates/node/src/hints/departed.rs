@@ -91,12 +91,9 @@ pub(crate) async fn redirect(
         let taken = deliver(ctx, records, throttle, timeout).await?;
         store.metrics().replayed.inc_by(taken);
         delivered += taken;
-        store.taken(
-            target,
-            &segment,
-            damage,
-            "delivered to their keys' replicas",
-        );
+        store
+            .taken(target, segment, damage, "delivered to their keys' replicas")
+            .await;
     }
     Ok(delivered)
 }

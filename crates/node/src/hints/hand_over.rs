@@ -137,7 +137,7 @@ async fn hand_over_target(
                 .await
                 .map_err(|e| HandOver::Undelivered(format!("to {}: {e}", to.id)))?;
         }
-        store.taken(target, &segment, damage, "handed over");
+        store.taken(target, segment, damage, "handed over").await;
     }
     Ok(())
 }

@@ -161,7 +161,7 @@ async fn replay_target(to: &Delivery<'_>, settings: ReplaySettings) -> Result<u6
             delivered += count;
             throttle.consume(bytes as u64).await;
         }
-        store.taken(to.target, &segment, damage, "delivered");
+        store.taken(to.target, segment, damage, "delivered").await;
     }
     Ok(delivered)
 }

@@ -58,11 +58,11 @@ impl HintStore {
 
     /// `segment`'s hints were taken: deletes it, or sets it aside when it
     /// is damaged (logged; `went` says where the hints before the damage
-    /// went).
-    pub(crate) fn taken(
-        &self,
+    /// went), on the blocking pool.
+    pub(crate) async fn taken(
+        self: &Arc<Self>,
         target: &NodeId,
-        segment: &SealedSegment,
+        segment: SealedSegment,
         damage: Option<Damage>,
         went: &str,
     ) {
@@ -73,7 +73,14 @@ impl HintStore {
         } else {
             SegmentFate::Delivered
         };
-        self.finish(target, &segment.path, fate);
+        let (store, target) = (Arc::clone(self), target.clone());
+        let finished = tokio::task::spawn_blocking(move || {
+            store.finish(&target, &segment.path, fate);
+        })
+        .await;
+        if let Err(e) = finished {
+            tracing::warn!(error = %e, "finishing a hint segment failed; it is delivered again later");
+        }
     }
 }
 
