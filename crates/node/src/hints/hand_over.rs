@@ -2,9 +2,10 @@
 //! last step of a decommission): each target's hints go to the target when
 //! gossip sees it up, otherwise to a live normal member that keeps them as
 //! hints for it; a target that has left itself gets none, its hints go to
-//! their keys' replicas (`departed.rs`). A delivery that fails (the receiver went down or is cut
-//! off), or finds no live member to take them, is retried with the next
-//! candidate; only a segment that cannot be read stops the hand-over.
+//! their keys' replicas (`departed.rs`). A delivery that fails (the
+//! receiver went down or is cut off), or finds no live member to take
+//! them, is retried with the next candidate; only a segment that cannot
+//! be read stops the hand-over.
 
 use std::time::Duration;
 
@@ -71,8 +72,7 @@ pub(crate) async fn hand_over_all(
 /// Delivers `target`'s sealed segments, each deleted once delivered
 /// (renamed `*.corrupt` past damage, as the replay does: `take.rs`;
 /// expired hints are dropped, not handed on to start a new window). A
-/// target that
-/// is down gets its hints kept by a live normal member: the
+/// target that is down gets its hints kept by a live normal member: the
 /// `attempt`-th candidate, so a retry tries another.
 async fn hand_over_target(
     ctx: &Context,
