@@ -19,7 +19,7 @@
 //! consistency cannot be met fails fast, before anything is written.
 
 mod read;
-mod remote;
+pub(crate) mod remote;
 mod write;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! One replica operation, local or over the network, as a future the
-//! coordinator fans out.
+//! coordinator fans out (and the redirect of a departed member's hints,
+//! `hints/departed.rs`, writes through).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use crate::transport::{RemoteReplica, ReplicaError, ReplicaTransport};
 
 /// Where a replica operation runs.
 #[derive(Clone)]
-pub(super) enum Target {
+pub(crate) enum Target {
     /// This node: straight to the engine.
     Local(Arc<Storage>),
     /// Another node, through the transport.
@@ -23,7 +24,7 @@ pub(super) enum Target {
 /// What a replica operation on this node can fail with, as the
 /// coordinator reports it (a local failure or a remote one).
 #[derive(Debug, Clone, thiserror::Error)]
-pub(super) enum TargetError {
+pub(crate) enum TargetError {
     /// The local store failed.
     #[error("local replica: {0}")]
     Local(StorageError),
@@ -39,7 +40,7 @@ pub(super) enum TargetError {
 impl Target {
     /// Resolves `node` for the coordinator of `ctx`: itself, or the address
     /// gossip published for it.
-    pub(super) fn resolve(
+    pub(crate) fn resolve(
         node: &NodeId,
         ctx: &Context,
         view: &ClusterView,
@@ -63,7 +64,7 @@ impl Target {
 
     /// Merges `siblings` into the replica's set for `key`; with
     /// `hint_for`, asks a stand-in to hold them as a hint for that replica.
-    pub(super) async fn write(
+    pub(crate) async fn write(
         self,
         key: &[u8],
         siblings: &Siblings,

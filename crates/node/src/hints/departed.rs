@@ -18,8 +18,8 @@ use strata_cluster::{ClusterView, NodeId, NodeState, Siblings, Token};
 
 use super::HintRecord;
 use crate::context::Context;
+use crate::coordinator::remote::Target;
 use crate::throttle::Throttle;
-use crate::transport::RemoteReplica;
 
 /// Replica writes in flight at once.
 const IN_FLIGHT: usize = 32;
@@ -109,71 +109,52 @@ async fn deliver(
 ) -> Result<u64, RedirectError> {
     let view = ctx.view();
     let count = records.len() as u64;
-    let mut batches: Vec<(Vec<Write>, u64)> = vec![(Vec::new(), 0)];
+    let (mut batch, mut bytes) = (Vec::new(), 0);
     for record in records {
-        let bytes = prost::Message::encoded_len(&record.entry) as u64;
+        let size = prost::Message::encoded_len(&record.entry) as u64;
         let (key, siblings) = record
             .into_write()
             .map_err(|e| RedirectError::Unreadable(e.to_string()))?;
-        let siblings = Arc::new(siblings);
         let receivers = receivers(&view, &key, ctx.n());
         if receivers.is_empty() {
             return Err(RedirectError::Undelivered(
                 "no replica of a key it held is up".into(),
             ));
         }
+        let siblings = Arc::new(siblings);
         for id in receivers {
-            let (writes, size) = match batches.last_mut() {
-                Some(last) if last.1 < BATCH_BYTES => last,
-                _ => {
-                    batches.push((Vec::new(), 0));
-                    batches.last_mut().expect("just pushed")
-                }
-            };
-            writes.push((id, key.clone(), Arc::clone(&siblings)));
-            *size += bytes;
+            batch.push((id, key.clone(), Arc::clone(&siblings)));
+            bytes += size;
+        }
+        if bytes >= BATCH_BYTES {
+            write_all(ctx, &view, std::mem::take(&mut batch), timeout).await?;
+            throttle.consume(std::mem::take(&mut bytes)).await;
         }
     }
-    for (writes, bytes) in batches {
-        futures::stream::iter(writes)
-            .map(|(id, key, siblings)| write(ctx, &view, id, key, siblings, timeout))
-            .buffer_unordered(IN_FLIGHT)
-            .try_for_each(|()| async { Ok(()) })
-            .await?;
-        throttle.consume(bytes).await;
-    }
+    write_all(ctx, &view, batch, timeout).await?;
+    throttle.consume(bytes).await;
     Ok(count)
 }
 
-/// One hint's key and value, for one receiver.
-type Write = (NodeId, Bytes, Arc<Siblings>);
-
-/// Merges `siblings` into `id`'s replica of `key` (this node's own store
-/// when it is the receiver).
-async fn write(
+/// Merges each hint into its receiver's replica of the key (this node's
+/// own store when it is the receiver), [`IN_FLIGHT`] at a time.
+async fn write_all(
     ctx: &Context,
     view: &ClusterView,
-    id: NodeId,
-    key: Bytes,
-    siblings: Arc<Siblings>,
+    writes: Vec<(NodeId, Bytes, Arc<Siblings>)>,
     timeout: Duration,
 ) -> Result<(), RedirectError> {
-    if id == ctx.id {
-        return ctx
-            .storage
-            .apply_queued(&key, &siblings)
-            .await
-            .map_err(|e| RedirectError::Undelivered(format!("this node: {e}")));
-    }
-    let to = RemoteReplica {
-        address: view
-            .node(&id)
-            .map(|n| n.internal_address.clone())
-            .unwrap_or_default(),
-        id,
-    };
-    ctx.transport
-        .write(&to, &key, &siblings, None, timeout)
+    futures::stream::iter(writes)
+        .map(|(id, key, siblings)| async move {
+            let undelivered =
+                |e: &dyn std::fmt::Display| RedirectError::Undelivered(format!("to {id}: {e}"));
+            let target = Target::resolve(&id, ctx, view).map_err(|e| undelivered(&e))?;
+            target
+                .write(&key, &siblings, None, timeout)
+                .await
+                .map_err(|e| undelivered(&e))
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_for_each(|()| async { Ok(()) })
         .await
-        .map_err(|e| RedirectError::Undelivered(format!("to {}: {e}", to.id)))
 }
