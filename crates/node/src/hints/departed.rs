@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use strata_cluster::{ClusterView, NodeId, NodeState, Siblings, Token};
 
-use super::HintRecord;
+use super::{HintRecord, TakeError};
 use crate::context::Context;
 use crate::coordinator::remote::Target;
 use crate::throttle::Throttle;
@@ -25,19 +25,6 @@ use crate::throttle::Throttle;
 const IN_FLIGHT: usize = 32;
 /// Bytes of hints written between two checks of the pace.
 const BATCH_BYTES: u64 = 1 << 20;
-
-/// Why redirecting a departed member's hints stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RedirectError {
-    /// A segment (or a record in it) could not be read: retrying would
-    /// not help; the segment stays on disk.
-    #[error("{0}")]
-    Unreadable(String),
-    /// A replica did not take a hint, or a key had no replica up: the
-    /// segment stays and is tried again.
-    #[error("{0}")]
-    Undelivered(String),
-}
 
 /// Whether hints held for `target` should go to their keys' replicas
 /// instead of to it.
@@ -70,24 +57,20 @@ pub(crate) fn receivers(view: &ClusterView, key: &[u8], n: usize) -> Vec<NodeId>
 /// Returns how many hints were delivered.
 ///
 /// # Errors
-/// [`RedirectError`]; segments not finished stay on disk.
+/// [`TakeError`]; segments not finished stay on disk.
 pub(crate) async fn redirect(
     ctx: &Context,
     target: &NodeId,
     throttle: &mut Throttle,
     timeout: Duration,
-) -> Result<u64, RedirectError> {
+) -> Result<u64, TakeError> {
     let store = &ctx.hints;
     let mut delivered = 0;
-    for segment in store
-        .sealed(target)
-        .await
-        .map_err(RedirectError::Unreadable)?
-    {
+    for segment in store.sealed(target).await.map_err(TakeError::Unreadable)? {
         let (records, damage) = store
             .live_hints(&segment)
             .await
-            .map_err(RedirectError::Unreadable)?;
+            .map_err(TakeError::Unreadable)?;
         let taken = deliver(ctx, records, throttle, timeout).await?;
         store.metrics().replayed.inc_by(taken);
         delivered += taken;
@@ -106,7 +89,7 @@ async fn deliver(
     records: Vec<HintRecord>,
     throttle: &mut Throttle,
     timeout: Duration,
-) -> Result<u64, RedirectError> {
+) -> Result<u64, TakeError> {
     let view = ctx.view();
     let count = records.len() as u64;
     let (mut batch, mut bytes) = (Vec::new(), 0);
@@ -114,10 +97,10 @@ async fn deliver(
         let size = prost::Message::encoded_len(&record.entry) as u64;
         let (key, siblings) = record
             .into_write()
-            .map_err(|e| RedirectError::Unreadable(e.to_string()))?;
+            .map_err(|e| TakeError::Unreadable(e.to_string()))?;
         let receivers = receivers(&view, &key, ctx.n());
         if receivers.is_empty() {
-            return Err(RedirectError::Undelivered(
+            return Err(TakeError::Undelivered(
                 "no replica of a key it held is up".into(),
             ));
         }
@@ -143,11 +126,11 @@ async fn write_all(
     view: &ClusterView,
     writes: Vec<(NodeId, Bytes, Arc<Siblings>)>,
     timeout: Duration,
-) -> Result<(), RedirectError> {
+) -> Result<(), TakeError> {
     futures::stream::iter(writes)
         .map(|(id, key, siblings)| async move {
             let undelivered =
-                |e: &dyn std::fmt::Display| RedirectError::Undelivered(format!("to {id}: {e}"));
+                |e: &dyn std::fmt::Display| TakeError::Undelivered(format!("to {id}: {e}"));
             let target = Target::resolve(&id, ctx, view).map_err(|e| undelivered(&e))?;
             target
                 .write(&key, &siblings, None, timeout)

@@ -11,23 +11,14 @@ use std::time::Duration;
 
 use strata_cluster::{NodeId, NodeState};
 
-use super::departed::{self, RedirectError, has_left};
+use super::TakeError;
+use super::departed::{self, has_left};
 use crate::context::Context;
 use crate::throttle::Throttle;
 use crate::transport::RemoteReplica;
 
 /// Time between attempts to hand over a target's hints.
 const RETRY: Duration = Duration::from_millis(500);
-
-/// Why handing over a target's hints stopped.
-#[derive(Debug)]
-enum HandOver {
-    /// A segment (or a record in it) could not be read: retrying would not
-    /// help.
-    Unreadable(String),
-    /// The receiver did not take them: retried.
-    Undelivered(String),
-}
 
 /// Delivers every hint `ctx` holds, each write bounded by `timeout`,
 /// retrying a failed delivery every [`RETRY`] until it is taken.
@@ -48,8 +39,8 @@ pub(crate) async fn hand_over_all(
             let delivery = ctx.hints.delivery().await;
             match hand_over_target(ctx, &target, attempt, timeout).await {
                 Ok(()) => break,
-                Err(HandOver::Unreadable(e)) => return Err(e),
-                Err(HandOver::Undelivered(e)) => {
+                Err(TakeError::Unreadable(e)) => return Err(e),
+                Err(TakeError::Undelivered(e)) => {
                     drop(delivery);
                     // Logged at attempts 0, 1, 2, 4, 8...: a hand-over may
                     // wait long for a member to take the hints.
@@ -79,17 +70,15 @@ async fn hand_over_target(
     target: &NodeId,
     attempt: usize,
     timeout: Duration,
-) -> Result<(), HandOver> {
+) -> Result<(), TakeError> {
     let store = &ctx.hints;
     let view = ctx.view();
     if has_left(&view, target) {
         // Not to another member as hints for it: nobody would take them.
         let mut unpaced = Throttle::new(0);
-        return match departed::redirect(ctx, target, &mut unpaced, timeout).await {
-            Ok(_) => Ok(()),
-            Err(RedirectError::Unreadable(e)) => Err(HandOver::Unreadable(e)),
-            Err(RedirectError::Undelivered(e)) => Err(HandOver::Undelivered(e)),
-        };
+        return departed::redirect(ctx, target, &mut unpaced, timeout)
+            .await
+            .map(drop);
     }
     let (to, hint_for) = match view.node(target).filter(|n| n.alive) {
         Some(n) => (
@@ -109,7 +98,7 @@ async fn hand_over_target(
             if candidates.is_empty() {
                 // Waited for, as a range waits for its receiver: leaving
                 // now could lose a write only this node holds.
-                return Err(HandOver::Undelivered(
+                return Err(TakeError::Undelivered(
                     "the target is down and no live member can take them".into(),
                 ));
             }
@@ -123,19 +112,19 @@ async fn hand_over_target(
             )
         }
     };
-    for segment in store.sealed(target).await.map_err(HandOver::Unreadable)? {
+    for segment in store.sealed(target).await.map_err(TakeError::Unreadable)? {
         let (records, damage) = store
             .live_hints(&segment)
             .await
-            .map_err(HandOver::Unreadable)?;
+            .map_err(TakeError::Unreadable)?;
         for record in records {
             let (key, siblings) = record
                 .into_write()
-                .map_err(|e| HandOver::Unreadable(e.to_string()))?;
+                .map_err(|e| TakeError::Unreadable(e.to_string()))?;
             ctx.transport
                 .write(&to, &key, &siblings, hint_for, timeout)
                 .await
-                .map_err(|e| HandOver::Undelivered(format!("to {}: {e}", to.id)))?;
+                .map_err(|e| TakeError::Undelivered(format!("to {}: {e}", to.id)))?;
         }
         store.taken(target, segment, damage, "handed over").await;
     }

@@ -49,10 +49,10 @@ use strata_cluster::{NodeId, Siblings};
 use strata_proto::v1::KeyVersions;
 use tokio::sync::{mpsc, oneshot};
 
-pub use departed::RedirectError;
 pub(crate) use hand_over::hand_over_all;
 pub use replay::{ReplayError, ReplaySettings, replay_loop};
 pub use segment::{Damage, HintRecord, parse};
+pub use take::TakeError;
 
 use crate::byte_budget::ByteBudget;
 use crate::clock::now_micros;

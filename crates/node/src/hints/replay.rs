@@ -10,7 +10,8 @@ use strata_cluster::NodeId;
 use strata_proto::v1::{DeliverHintsRequest, KeyVersions};
 
 use super::HintStore;
-use super::departed::{self, RedirectError, has_left};
+use super::TakeError;
+use super::departed::{self, has_left};
 use crate::clock::now_micros;
 use crate::context::Context;
 use crate::throttle::Throttle;
@@ -22,13 +23,10 @@ pub enum ReplayError {
     /// The target could not be reached or refused the hints.
     #[error("DeliverHints: {0}")]
     Replica(#[from] ReplicaError),
-    /// A sealed segment could not be read, or a blocking task failed.
+    /// A segment could not be read, or (for a member that has left) a
+    /// replica of a key did not take its hint.
     #[error("{0}")]
-    Unreadable(String),
-    /// The hints of a member that has left did not all reach their keys'
-    /// replicas.
-    #[error("delivering a departed member's hints: {0}")]
-    Departed(#[from] RedirectError),
+    Take(#[from] TakeError),
 }
 
 /// How hints are replayed.
@@ -128,12 +126,12 @@ async fn replay_target(to: &Delivery<'_>, settings: ReplaySettings) -> Result<u6
     for segment in store
         .sealed(to.target)
         .await
-        .map_err(ReplayError::Unreadable)?
+        .map_err(TakeError::Unreadable)?
     {
         let (records, damage) = store
             .live_hints(&segment)
             .await
-            .map_err(ReplayError::Unreadable)?;
+            .map_err(TakeError::Unreadable)?;
         // Batches of about `batch_bytes`, each delivered, counted and paced.
         let mut batches: Vec<(Vec<KeyVersions>, usize)> = Vec::new();
         for record in records {

@@ -18,6 +18,19 @@ use super::{Damage, HintRecord, HintStore, SealedSegment, SegmentFate};
 use crate::clock::now_micros;
 use crate::storage::{CodecError, version_from_proto};
 
+/// Why taking a target's hints stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    /// A segment (or a record in it) could not be read: retrying would
+    /// not help; the segment stays on disk.
+    #[error("{0}")]
+    Unreadable(String),
+    /// A receiver did not take a hint, or there was none to take it: the
+    /// segment stays and is tried again.
+    #[error("{0}")]
+    Undelivered(String),
+}
+
 impl HintStore {
     /// Seals `target`'s open segment and returns its sealed ones, oldest
     /// first, on the blocking pool.
