@@ -170,7 +170,10 @@ mod tests {
     /// Node 0 hands over (leaving); nodes 1.. live in the in-memory
     /// transport, those in `down` down in gossip's view.
     struct Net {
-        dir: tempfile::TempDir,
+        /// Every node's directory, removed with it.
+        _dir: tempfile::TempDir,
+        /// Node 0's data directory.
+        home: std::path::PathBuf,
         transport: Arc<MemoryTransport>,
     }
 
@@ -191,17 +194,18 @@ mod tests {
                     Arc::new(open_hints(&home.join("hints"))),
                 );
             }
-            Self { dir, transport }
-        }
-
-        fn home(&self) -> std::path::PathBuf {
-            self.dir.path().join("node-0")
+            let home = dir.path().join("node-0");
+            Self {
+                _dir: dir,
+                home,
+                transport,
+            }
         }
 
         /// Stores `keys` hints for node `target` in node 0's hint store
         /// (closed again, so a test may damage its segment).
         async fn hints_for(&self, target: usize, keys: std::ops::Range<usize>) {
-            let store = open_hints(&self.home().join("hints"));
+            let store = open_hints(&self.home.join("hints"));
             for k in keys {
                 store
                     .store(&id(target), format!("key-{k}").as_bytes(), &siblings("v"))
@@ -224,6 +228,16 @@ mod tests {
             states: &[(usize, NodeState)],
             down: &[usize],
         ) -> Arc<Context> {
+            self.builder(nodes, states, down).build()
+        }
+
+        /// [`Net::node0_with`], still to be built.
+        fn builder(
+            &self,
+            nodes: usize,
+            states: &[(usize, NodeState)],
+            down: &[usize],
+        ) -> ContextBuilder<'_> {
             let view = ClusterView::from_peers((0..nodes).map(|i| {
                 let state = states
                     .iter()
@@ -231,12 +245,11 @@ mod tests {
                     .map_or(NodeState::Normal, |(_, s)| *s);
                 member(&id(i), &format!("memory-{i}"), state, !down.contains(&i))
             }));
-            ContextBuilder::new(&self.home())
+            ContextBuilder::new(&self.home)
                 .id(&id(0))
                 .factor(3)
                 .topology(Topology::Fixed(Arc::new(view)))
                 .transport(Arc::clone(&self.transport) as _)
-                .build()
         }
 
         /// Keys node `i` stores itself.
@@ -308,6 +321,15 @@ mod tests {
         (outcome, said)
     }
 
+    /// A hand-over still running after 1.5 s, holding `held` (a target's
+    /// hints) and saying `why` it waits.
+    async fn still_waiting(ctx: &Context, held: (NodeId, u64), why: &str) {
+        let (outcome, said) = hand_over(ctx, Duration::from_millis(1500)).await;
+        assert_eq!(outcome, None, "gave up: {said:?}");
+        assert_eq!(ctx.hints.targets(), [held]);
+        assert!(said.iter().flatten().any(|s| s.contains(why)), "{said:?}");
+    }
+
     #[tokio::test]
     async fn hints_go_to_their_target_or_past_a_failing_member_to_the_next() {
         let net = Net::new(4);
@@ -344,22 +366,14 @@ mod tests {
         net.hints_for(2, 0..3).await;
         // node-2 (the target) and node-1 (the only other member) are down.
         let ctx = net.node0(3, &[1, 2]);
-        let (outcome, said) = hand_over(&ctx, Duration::from_millis(1500)).await;
-        assert_eq!(outcome, None, "gave up: {said:?}");
-        assert_eq!(ctx.hints.targets(), [(id(2), 3)]);
-        assert!(
-            said.iter()
-                .flatten()
-                .any(|s| s.contains("no live member can take them")),
-            "{said:?}"
-        );
+        still_waiting(&ctx, (id(2), 3), "no live member can take them").await;
     }
 
     #[tokio::test]
     async fn a_damaged_segment_hands_over_what_precedes_the_damage_and_is_set_aside() {
         let net = Net::new(3);
         net.hints_for(2, 0..4).await;
-        let dir = net.home().join("hints").join("node-2");
+        let dir = net.home.join("hints").join("node-2");
         let segment = std::fs::read_dir(&dir)
             .expect("dir")
             .next()
@@ -454,15 +468,7 @@ mod tests {
         net.hints_for(3, 0..3).await;
         // node-3 has left; node-0 is leaving and the others are down.
         let ctx = net.node0_with(4, &[(0, NodeState::Leaving), (3, NodeState::Left)], &[1, 2]);
-        let (outcome, said) = hand_over(&ctx, Duration::from_millis(1500)).await;
-        assert_eq!(outcome, None, "gave up: {said:?}");
-        assert_eq!(ctx.hints.targets(), [(id(3), 3)]);
-        assert!(
-            said.iter()
-                .flatten()
-                .any(|s| s.contains("no replica of a key it held is up")),
-            "{said:?}"
-        );
+        still_waiting(&ctx, (id(3), 3), "no replica of a key it held is up").await;
     }
 
     #[tokio::test]
@@ -471,20 +477,9 @@ mod tests {
         net.hints_for(1, 0..3).await;
         net.hints_for(2, 3..6).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let view = ClusterView::from_peers((0..3).map(|i| {
-            let state = if i == 0 {
-                NodeState::Leaving
-            } else {
-                NodeState::Normal
-            };
-            // node-2 is down: its hints would be kept by node-1 for it.
-            member(&id(i), &format!("memory-{i}"), state, i != 2)
-        }));
-        let ctx = ContextBuilder::new(&net.home())
-            .id(&id(0))
-            .factor(3)
-            .topology(Topology::Fixed(Arc::new(view)))
-            .transport(Arc::clone(&net.transport) as _)
+        // node-2 is down: its hints would be kept by node-1 for it.
+        let ctx = net
+            .builder(3, &[(0, NodeState::Leaving)], &[2])
             .hint_window(Duration::from_millis(10))
             .build();
 
