@@ -1,6 +1,7 @@
 //! Authenticated gossip: nodes sharing `--gossip-key-file` form a cluster;
 //! a process with another key, or none, is never heard: it cannot join
-//! the ring (and so cannot tell anyone a node is dead).
+//! the ring (and so cannot tell anyone a node is dead). Nor is one with
+//! another `--cluster-id`. Each side says which setting differs.
 
 use std::time::Duration;
 
@@ -33,16 +34,78 @@ async fn only_nodes_with_the_key_are_heard() {
         NodeProcess::start(
             &dir.path().join("stranger-key"),
             Some("stranger-key"),
-            &["--seeds", &seeds, "--gossip-key-file", &other_arg],
+            &[
+                "--seeds",
+                &seeds,
+                "--gossip-key-file",
+                &other_arg,
+                "--gossip-interval-ms",
+                "100",
+            ],
         ),
         NodeProcess::start(
             &dir.path().join("stranger-none"),
             Some("stranger-none"),
-            &["--seeds", &seeds],
+            &["--seeds", &seeds, "--gossip-interval-ms", "100"],
+        ),
+        NodeProcess::start(
+            &dir.path().join("stranger-cluster"),
+            Some("stranger-cluster"),
+            &[
+                "--seeds",
+                &seeds,
+                "--gossip-key-file",
+                &key_arg,
+                "--cluster-id",
+                "elsewhere",
+                "--gossip-interval-ms",
+                "100",
+            ],
         ),
     ];
-    // Many gossip rounds (100 ms each) later, nobody has heard of them.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every side says what differs: the members that another key (or
+    // none) and another cluster id knock; each stranger that it hears no
+    // one (after 40 rounds of 100 ms), and the one with the key but another
+    // cluster id that the members refuse its id.
+    let said = |log: &str, what: &str| log.contains(what);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let members_told = (0..3).all(|i| {
+            let log = cluster.log(i);
+            said(&log, "it has another --gossip-key-file, or none")
+                && said(
+                    &log,
+                    "a peer gossips for cluster \"elsewhere\", this node for \"strata\"",
+                )
+        });
+        let strangers_told = strangers
+            .iter()
+            .all(|s| said(&s.log(), "no other member heard for"))
+            && said(
+                &strangers[2].log(),
+                "it belongs to another cluster than \"elsewhere\" (--cluster-id)",
+            );
+        if members_told && strangers_told {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every side said what differs; member log:\n{}\nstranger logs:\n{}\n{}\n{}",
+            cluster.log(0),
+            strangers[0].log(),
+            strangers[1].log(),
+            strangers[2].log(),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Said once a minute per peer, not for every datagram (chitchat's own
+    // warning came twice a gossip round).
+    let refusals = strangers[2]
+        .log()
+        .matches("belongs to another cluster")
+        .count();
+    assert_eq!(refusals, 3, "one per member it seeds from");
+    assert!(!strangers[2].log().contains("wrong cluster"));
     for (_, addr) in cluster.running() {
         let ring = admin(addr)
             .await

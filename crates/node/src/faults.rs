@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
 
-use crate::gossip_auth::{GossipKey, SealedUdp};
+use crate::gossip_auth::SealedUdp;
 
 /// The set of peer addresses this node cannot reach.
 #[derive(Debug, Default)]
@@ -81,8 +81,8 @@ impl Faults {
 pub struct FaultyTransport {
     /// What is cut.
     pub faults: Arc<Faults>,
-    /// The shared gossip key, if gossip is authenticated.
-    pub key: Option<GossipKey>,
+    /// The gossip underneath (sealed with the shared key, if any).
+    pub inner: SealedUdp,
 }
 
 struct FaultySocket {
@@ -94,11 +94,7 @@ struct FaultySocket {
 impl Transport for FaultyTransport {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
         Ok(Box::new(FaultySocket {
-            inner: SealedUdp {
-                key: self.key.clone(),
-            }
-            .open(listen_addr)
-            .await?,
+            inner: self.inner.open(listen_addr).await?,
             faults: Arc::clone(&self.faults),
         }))
     }

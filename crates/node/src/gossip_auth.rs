@@ -16,12 +16,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-
+use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::ChitchatEnvelope;
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport, UdpTransport};
 use ring::hmac;
+
+use crate::gossip_health::{GossipHealth, Rejection};
 
 /// Largest UDP payload (IPv4).
 const MAX_DATAGRAM: usize = 65_507;
@@ -108,11 +110,14 @@ impl GossipKey {
 pub struct SealedUdp {
     /// The shared key (`None`: plain datagrams).
     pub key: Option<GossipKey>,
+    /// Where a datagram the key does not open is reported.
+    pub health: Arc<GossipHealth>,
 }
 
 struct SealedSocket {
     socket: tokio::net::UdpSocket,
     key: Option<GossipKey>,
+    health: Arc<GossipHealth>,
     codec: Codec,
     recv_buf: Box<[u8]>,
 }
@@ -190,6 +195,7 @@ impl Transport for SealedUdp {
         Ok(Box::new(SealedSocket {
             socket,
             key: self.key.clone(),
+            health: Arc::clone(&self.health),
             codec: Codec::new().await?,
             recv_buf: vec![0; MAX_DATAGRAM].into_boxed_slice(),
         }))
@@ -243,7 +249,7 @@ impl Socket for SealedSocket {
             };
             let datagram = &self.recv_buf[..received];
             let Some(payload) = self.key.as_ref().and_then(|k| k.open(datagram)) else {
-                tracing::debug!(from = %from_addr, "gossip datagram without a valid tag; dropped");
+                self.health.record(Rejection::Unauthenticated, from_addr);
                 continue;
             };
             let payload = payload.to_vec();

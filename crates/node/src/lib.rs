@@ -23,6 +23,7 @@ pub mod dots;
 pub mod error_line;
 pub mod faults;
 pub mod gossip_auth;
+pub mod gossip_health;
 pub mod hints;
 pub mod lost_data;
 pub mod membership;

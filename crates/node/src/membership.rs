@@ -13,6 +13,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::faults::{Faults, FaultyTransport};
+use crate::gossip_auth::SealedUdp;
+use crate::gossip_health::{Gated, GossipHealth};
 use crate::replication_agreement::{Disagreement, PeerFactor, disagreements, policy_differences};
 use crate::ring_file;
 use crate::twin::{Sighting, Twin, TwinWatch};
@@ -54,6 +56,8 @@ pub struct GossipConfig {
     pub replication_factor: u32,
     /// This node's write policy (gossiped; peers report a difference).
     pub write_policy: String,
+    /// Where gossip from peers this node does not gossip with is counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Why this node must stop: another node was there first and disagrees.
@@ -111,6 +115,12 @@ pub struct Membership {
     /// Set when a node that was there first conflicts with this one: this
     /// one must stop.
     conflict: watch::Sender<Option<Conflict>>,
+    /// Reports gossip that does not flow: refused peers, no peer at all.
+    health: Arc<GossipHealth>,
+    /// The gossip addresses this node starts from.
+    seeds: Vec<String>,
+    /// Time between gossip rounds.
+    interval: Duration,
 }
 
 /// The known members and whether the file still lacks a change.
@@ -171,12 +181,22 @@ impl Membership {
             config.replication_factor.to_string(),
         ));
         key_values.push((KEY_WRITE_POLICY.to_owned(), config.write_policy.clone()));
+        let health = Arc::new(GossipHealth::new(
+            &config.cluster_id,
+            Arc::clone(&config.metrics),
+        ));
         let handle = chitchat::spawn_chitchat(
             chitchat_config,
             key_values,
-            &FaultyTransport {
-                faults: Arc::clone(&config.faults),
-                key: config.key.clone(),
+            &Gated {
+                inner: FaultyTransport {
+                    faults: Arc::clone(&config.faults),
+                    inner: SealedUdp {
+                        key: config.key.clone(),
+                        health: Arc::clone(&health),
+                    },
+                },
+                health: Arc::clone(&health),
             },
         )
         .await
@@ -208,6 +228,9 @@ impl Membership {
             write_policy: config.write_policy.clone(),
             other_policies: std::sync::Mutex::new(std::collections::HashSet::new()),
             conflict: watch::Sender::new(None),
+            health,
+            seeds: config.seeds.clone(),
+            interval: config.interval,
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -328,6 +351,9 @@ impl Membership {
         let peers = {
             let chitchat = self.chitchat.lock().await;
             let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+            // `live` holds this node too.
+            self.health
+                .heard(live.len() > 1, &self.seeds, self.interval);
             self.watch_twins(&chitchat, &live);
             self.check_peer_settings(&chitchat, &live);
             // What the live members recorded as having lost its data:

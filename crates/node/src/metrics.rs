@@ -34,6 +34,11 @@ struct LevelLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabel {
     cause: &'static str,
 }
@@ -72,6 +77,7 @@ pub struct Metrics {
     repair: RepairMetrics,
     stream: StreamMetrics,
     auth_denied: Family<AuthLabels, Counter>,
+    gossip_rejected: Family<ReasonLabel, Counter>,
 }
 
 /// One of something open (a connection, a session stream), counted in its
@@ -424,6 +430,12 @@ impl Metrics {
             "Client requests refused by token authentication, by reason",
             auth_denied.clone(),
         );
+        let gossip_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "gossip_rejected",
+            "Gossip datagrams from peers this node does not gossip with, by reason: cluster_id_refused (a peer refused this node's --cluster-id), other_cluster (a peer's SYN named another cluster id), unauthenticated (not sealed with this node's --gossip-key-file)",
+            gossip_rejected.clone(),
+        );
         Self {
             registry,
             requests,
@@ -454,6 +466,7 @@ impl Metrics {
             repair,
             stream,
             auth_denied,
+            gossip_rejected,
         }
     }
 
@@ -498,6 +511,14 @@ impl Metrics {
             "permission_denied"
         };
         self.auth_denied.get_or_create(&AuthLabels { reason }).inc();
+    }
+
+    /// Counts gossip from a peer this node does not gossip with
+    /// (`gossip_health.rs`).
+    pub fn gossip_rejected(&self, reason: &'static str) {
+        self.gossip_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Counts a failed replica request.

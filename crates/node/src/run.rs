@@ -336,6 +336,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         departures: known.departures(),
         rejoin,
     };
+    let metrics = Arc::new(Metrics::new());
     let membership = Membership::start(
         GossipConfig {
             node_id: id.clone(),
@@ -359,12 +360,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
                 config.last_write_wins,
                 config.strict_quorum,
             ),
+            metrics: Arc::clone(&metrics),
         },
         &me,
         known,
     )
     .await?;
-    let metrics = Arc::new(Metrics::new());
     let tokens = match &config.auth_tokens_file {
         Some(path) => Some(Arc::new(
             crate::auth::TokenStore::load(path, Arc::clone(&metrics))
