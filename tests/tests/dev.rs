@@ -1,6 +1,6 @@
 //! `strata dev` — the README's run command — starts a working cluster,
-//! serves quorum requests, and stops cleanly on Ctrl-C (SIGINT), removing
-//! its temporary data.
+//! serves quorum requests, grows by the `strata-node` command it prints,
+//! and stops cleanly on Ctrl-C (SIGINT), removing its temporary data.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -87,6 +87,49 @@ async fn strata_dev_runs_a_cluster_and_stops_on_ctrl_c() {
     assert_eq!(put.replicas_acked, 3);
     let ring = client.ring().await.expect("ring");
     assert_eq!(ring.nodes.iter().filter(|n| n.alive).count(), 3);
+
+    // The printed command adds a fourth node (in a directory of the test's
+    // own instead of the one printed), which joins the ring.
+    let grow = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("add a node: strata-node "))
+        .unwrap_or_else(|| panic!("no add-a-node line: {banner:?}"));
+    let node_dir = tempfile::tempdir().expect("tempdir");
+    let mut args: Vec<String> = grow.split_whitespace().map(str::to_owned).collect();
+    let at = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .expect("--data-dir")
+        + 1;
+    args[at] = node_dir.path().join("node-3").display().to_string();
+    let node_log = std::fs::File::create(node_dir.path().join("node-3.log")).expect("log");
+    let _added = Guard(
+        Command::new(workspace_binary("strata-node"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(node_log)
+            .spawn()
+            .expect("spawn the added node"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ring = client.ring().await.expect("ring");
+        let normal = ring
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.state == strata_proto::v1::NodeState::Normal as i32)
+            .count();
+        if normal == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the added node did not join: {ring:?}; its log:\n{}",
+            std::fs::read_to_string(node_dir.path().join("node-3.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Ctrl-C: the cluster stops and removes its temporary directory.
     let status = Command::new("kill")

@@ -10,6 +10,12 @@ use strata_cluster::ConsistencyLevel;
 use strata_node::NodeConfig;
 use strata_node::run::RunningNode;
 
+/// The dev cluster's id: a node started by hand joins it only with this.
+const CLUSTER_ID: &str = "strata-dev";
+
+/// Gossip rounds of the dev cluster, in milliseconds.
+const GOSSIP_INTERVAL_MS: u64 = 200;
+
 /// Arguments of `strata dev`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DevArgs {
@@ -96,8 +102,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             tls_client_ca: None,
             tls_peer_name: None,
             advertise_host: None,
-            cluster_id: "strata-dev".to_owned(),
-            gossip_interval_ms: 200,
+            cluster_id: CLUSTER_ID.to_owned(),
+            gossip_interval_ms: GOSSIP_INTERVAL_MS,
             last_write_wins: args.last_write_wins,
             strict_quorum: args.strict_quorum,
             // Every dev node founds the cluster: none streams at start.
@@ -161,6 +167,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         "try: strata -e {} put hello world && strata -e {} get hello",
         nodes[0].grpc_address, nodes[0].grpc_address
     );
+    println!(
+        "add a node: {}",
+        grow_command(&args, factor, &nodes[0].gossip_address.to_string())
+    );
     println!("Ctrl-C stops the cluster.");
 
     strata_node::signal::shutdown().await;
@@ -170,6 +180,34 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("removed {}", root.display());
     }
     Ok(())
+}
+
+/// The `strata-node` command line that adds the next node to this cluster:
+/// every setting a member must share with the others (cluster id,
+/// replication factor, write policy, consistency defaults), the next ports,
+/// and a data directory outside the cluster's, which Ctrl-C removes.
+fn grow_command(args: &DevArgs, factor: u32, seed: &str) -> String {
+    let i = u32::from(args.nodes);
+    let port = |offset: u32| u32::from(args.base_port) + offset + i;
+    let data_dir = std::env::temp_dir().join(format!("strata-dev-node-{i}"));
+    let mut command = format!(
+        "strata-node --node-id node-{i} --listen 127.0.0.1:{} --metrics-listen 127.0.0.1:{} \
+         --data-dir {} --seeds {seed} --cluster-id {CLUSTER_ID} --gossip-interval-ms \
+         {GOSSIP_INTERVAL_MS} --replication-factor {factor} --write-consistency {} \
+         --read-consistency {}",
+        port(0),
+        port(2000),
+        data_dir.display(),
+        args.write_consistency,
+        args.read_consistency,
+    );
+    if args.last_write_wins {
+        command.push_str(" --last-write-wins");
+    }
+    if args.strict_quorum {
+        command.push_str(" --strict-quorum");
+    }
+    command
 }
 
 async fn stop_all(nodes: Vec<RunningNode>) {
