@@ -14,8 +14,9 @@
 //! - [`GossipHealth::record`] counts every rejection in
 //!   `strata_gossip_rejected_total{reason}` and warns at most once a minute
 //!   per peer and reason, naming the setting that differs;
-//! - [`GossipHealth::heard`], called on every membership refresh, warns
-//!   while a node with seeds has heard no other member for a while.
+//! - [`GossipHealth::observe`], called on every membership refresh, warns
+//!   while a node that should hear other members ([`isolated`]) has heard
+//!   none for a while.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
 use chitchat::{ChitchatEnvelope, ChitchatMessage};
+
+use strata_cluster::{ClusterView, NodeId, NodeState};
 
 use crate::metrics::Metrics;
 
@@ -80,7 +83,7 @@ pub const WARN_EVERY: Duration = Duration::from_secs(60);
 /// flood of spoofed sources costs at most more log lines, not memory).
 const MAX_WARNED: usize = 256;
 
-/// Gossip rounds alone before a node with seeds says it hears no one.
+/// Gossip rounds isolated before a node says it hears no one.
 pub const ALONE_ROUNDS: u32 = 40;
 
 /// Gossip rounds between those warnings.
@@ -90,6 +93,17 @@ pub const ALONE_WARN_ROUNDS: u32 = 120;
 #[must_use]
 pub fn due(last: Option<Instant>, now: Instant, every: Duration) -> bool {
     last.is_none_or(|t| now.saturating_duration_since(t) >= every)
+}
+
+/// Whether `me` hears no other member although it should: it knows of a
+/// member that has not left, or it has yet to join (a node that founded a
+/// cluster of its own, or is the last one left, is alone by design).
+#[must_use]
+pub fn isolated(view: &ClusterView, me: &NodeId) -> bool {
+    let others = || view.nodes().filter(|(id, _)| *id != me);
+    let expects_company = others().any(|(_, n)| n.state != NodeState::Left)
+        || view.node(me).is_none_or(|n| n.state != NodeState::Normal);
+    expects_company && !others().any(|(_, n)| n.alive)
 }
 
 /// Whether a node alone since `since`, last warned about it at `warned`,
@@ -160,21 +174,20 @@ impl GossipHealth {
         warned.insert(key, now);
     }
 
-    /// Called on every membership refresh with whether another member is
-    /// live; `seeds` are the gossip addresses this node starts from (none:
-    /// a node alone by design) and `round` the gossip interval. Warns after
-    /// [`ALONE_ROUNDS`] rounds without a member, and every
-    /// [`ALONE_WARN_ROUNDS`] after that.
-    pub fn heard(&self, other_member_live: bool, seeds: &[String], round: Duration) {
+    /// Called on every membership refresh with whether this node is
+    /// [`isolated`]; `seeds` are the gossip addresses it starts from and
+    /// `round` the gossip interval. Warns after [`ALONE_ROUNDS`] rounds
+    /// isolated, and every [`ALONE_WARN_ROUNDS`] after that.
+    pub fn observe(&self, isolated: bool, seeds: &[String], round: Duration) {
         let now = Instant::now();
         let mut alone = self.alone.lock().expect("gossip isolation");
-        if other_member_live {
+        if !isolated {
             alone.since = None;
             alone.warned = None;
             return;
         }
         let since = *alone.since.get_or_insert(now);
-        if seeds.is_empty() || !alone_warning_due(since, alone.warned, now, round) {
+        if !alone_warning_due(since, alone.warned, now, round) {
             return;
         }
         alone.warned = Some(now);
@@ -283,6 +296,30 @@ mod tests {
         assert!(alone_warning_due(start, None, at(40), round));
         assert!(!alone_warning_due(start, Some(at(40)), at(159), round));
         assert!(alone_warning_due(start, Some(at(40)), at(160), round));
+    }
+
+    #[test]
+    fn a_node_is_isolated_when_it_hears_no_member_it_expects() {
+        use crate::testing::member;
+        let id = |s: &str| NodeId::new(s).expect("id");
+        let (me, other) = (id("me"), id("other"));
+        let view = |mine: NodeState, theirs: Option<(NodeState, bool)>| {
+            let mut peers = vec![member(&me, "me:1", mine, true)];
+            if let Some((state, alive)) = theirs {
+                peers.push(member(&other, "other:1", state, alive));
+            }
+            ClusterView::from_peers(peers)
+        };
+        use NodeState::{Joining, Left, Normal};
+        // A member it knows is down, or a joiner that hears no one.
+        assert!(isolated(&view(Normal, Some((Normal, false))), &me));
+        assert!(isolated(&view(Joining, None), &me));
+        // Hearing one, or alone by design: a cluster of one, the last
+        // member left.
+        assert!(!isolated(&view(Normal, Some((Normal, true))), &me));
+        assert!(!isolated(&view(Joining, Some((Normal, true))), &me));
+        assert!(!isolated(&view(Normal, None), &me));
+        assert!(!isolated(&view(Normal, Some((Left, false))), &me));
     }
 
     #[test]

@@ -351,9 +351,6 @@ impl Membership {
         let peers = {
             let chitchat = self.chitchat.lock().await;
             let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
-            // `live` holds this node too.
-            self.health
-                .heard(live.len() > 1, &self.seeds, self.interval);
             self.watch_twins(&chitchat, &live);
             self.check_peer_settings(&chitchat, &live);
             // What the live members recorded as having lost its data:
@@ -399,6 +396,11 @@ impl Membership {
         lost.sort_unstable();
         lost.dedup();
         let view = ClusterView::with_lost_data(peers, &lost);
+        self.health.observe(
+            crate::gossip_health::isolated(&view, &self.node_id),
+            &self.seeds,
+            self.interval,
+        );
         let (own_state, _) = *self.own.lock().expect("own state");
         if view
             .node(&self.node_id)
