@@ -679,6 +679,14 @@ async fn seed_ring(
                     endpoint: endpoint.to_owned(),
                     detail: detail(),
                 },
+                // Every Strata node serves GetRing: a refusal without a
+                // node's marker comes from something else.
+                _ if status.code() == tonic::Code::Unimplemented && !is_from_a_node(&status) => {
+                    Error::NotStrata {
+                        endpoint: endpoint.to_owned(),
+                        detail: detail(),
+                    }
+                }
                 _ => Error::Status(status),
             }
         })?
@@ -1054,6 +1062,14 @@ mod tests {
 
     /// Serves `kv` on a loopback port until the test's runtime ends.
     async fn serve(kv: NoSessions) -> Channel {
+        let address = serve_at(kv).await;
+        endpoint_for(&address.to_string(), None)
+            .expect("endpoint")
+            .connect_lazy()
+    }
+
+    /// Serves `kv` alone (no `Admin`) and returns its loopback address.
+    async fn serve_at(kv: NoSessions) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -1063,9 +1079,23 @@ mod tests {
                 .add_service(strata_proto::v1::kv_server::KvServer::new(kv))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
-        endpoint_for(&address.to_string(), None)
-            .expect("endpoint")
-            .connect_lazy()
+        address
+    }
+
+    #[tokio::test]
+    async fn a_server_without_strata_s_admin_service_is_named_as_not_a_node() {
+        let address = serve_at(NoSessions {
+            refusal: || tonic::Status::unimplemented(""),
+        })
+        .await;
+        let error = Client::connect(&address.to_string())
+            .await
+            .expect_err("not a node");
+        assert!(
+            matches!(&error, Error::NotStrata { endpoint, .. } if *endpoint == address.to_string()),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("--listen port"), "{error}");
     }
 
     #[tokio::test]

@@ -41,6 +41,18 @@ pub enum Error {
         /// What the transport said.
         detail: String,
     },
+    /// The endpoint answers, but not as a Strata node: another gRPC
+    /// server (no `strata.v1.Admin`), or HTTP without gRPC (a node's
+    /// metrics port answers 404).
+    #[error(
+        "{endpoint} is not a Strata node's gRPC port ({detail}): a node serves clients on its --listen port (7400 by default), not on its metrics port"
+    )]
+    NotStrata {
+        /// The endpoint.
+        endpoint: String,
+        /// What it answered.
+        detail: String,
+    },
     /// A TLS node ended the session of a client that presented no
     /// certificate: most likely it requires one (`--tls-client-ca`).
     #[error(
