@@ -79,8 +79,11 @@ impl Rejection {
 /// How often one peer's rejections of one kind are logged.
 pub const WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Peers remembered for rate limiting before the memory starts over (a
-/// flood of spoofed sources costs at most more log lines, not memory).
+/// Rejections logged in all per [`WARN_EVERY`]: a flood from spoofed
+/// sources costs a few lines, not one per source.
+const MAX_WARNINGS_PER_PERIOD: usize = 16;
+
+/// Peers remembered for rate limiting before the memory starts over.
 const MAX_WARNED: usize = 256;
 
 /// Gossip rounds isolated before a node says it hears no one.
@@ -119,13 +122,44 @@ pub fn alone_warning_due(
         && due(warned, now, round * ALONE_WARN_ROUNDS)
 }
 
+/// Which rejections are logged: once per [`WARN_EVERY`] per peer and
+/// reason, and at most [`MAX_WARNINGS_PER_PERIOD`] in all per period.
+#[derive(Debug, Default)]
+struct Warnings {
+    by_peer: HashMap<(Rejection, SocketAddr), Instant>,
+    period: Option<Instant>,
+    in_period: usize,
+}
+
+impl Warnings {
+    /// Whether `key`'s rejection is logged at `now` (and, if so, noted).
+    fn admit(&mut self, key: (Rejection, SocketAddr), now: Instant) -> bool {
+        if !due(self.by_peer.get(&key).copied(), now, WARN_EVERY) {
+            return false;
+        }
+        if due(self.period, now, WARN_EVERY) {
+            self.period = Some(now);
+            self.in_period = 0;
+        }
+        if self.in_period >= MAX_WARNINGS_PER_PERIOD {
+            return false;
+        }
+        self.in_period += 1;
+        if self.by_peer.len() >= MAX_WARNED {
+            self.by_peer.clear();
+        }
+        self.by_peer.insert(key, now);
+        true
+    }
+}
+
 /// Gossip rejections and isolation, counted and reported (see the module
 /// documentation).
 #[derive(Debug)]
 pub struct GossipHealth {
     cluster_id: String,
     metrics: Arc<Metrics>,
-    warned: Mutex<HashMap<(Rejection, SocketAddr), Instant>>,
+    warnings: Mutex<Warnings>,
     alone: Mutex<Alone>,
 }
 
@@ -143,7 +177,7 @@ impl GossipHealth {
         Self {
             cluster_id: cluster_id.to_owned(),
             metrics,
-            warned: Mutex::new(HashMap::new()),
+            warnings: Mutex::new(Warnings::default()),
             alone: Mutex::new(Alone {
                 since: Some(Instant::now()),
                 warned: None,
@@ -158,20 +192,18 @@ impl GossipHealth {
     }
 
     /// Counts `rejection` of gossip from `peer`, and logs it unless the same
-    /// was logged for `peer` within [`WARN_EVERY`].
+    /// was logged for `peer` within [`WARN_EVERY`] (or too many others were).
     pub fn record(&self, rejection: Rejection, peer: SocketAddr) {
         self.metrics.gossip_rejected(rejection.label());
-        let now = Instant::now();
-        let mut warned = self.warned.lock().expect("gossip warnings");
-        let key = (rejection, peer);
-        if !due(warned.get(&key).copied(), now, WARN_EVERY) {
-            return;
+        let explanation = rejection.explain(&self.cluster_id);
+        let admitted = self
+            .warnings
+            .lock()
+            .expect("gossip warnings")
+            .admit((rejection, peer), Instant::now());
+        if admitted {
+            tracing::warn!(%peer, "{explanation}");
         }
-        if warned.len() >= MAX_WARNED {
-            warned.clear();
-        }
-        tracing::warn!(%peer, "{}", key.0.explain(&self.cluster_id));
-        warned.insert(key, now);
     }
 
     /// Called on every membership refresh with whether this node is
@@ -286,6 +318,23 @@ mod tests {
         assert!(due(Some(now), now + every, every));
         // A clock read before `last` (another thread's) is not due.
         assert!(!due(Some(now + every), now, every));
+    }
+
+    #[test]
+    fn rejections_are_logged_once_a_minute_per_peer_and_sixteen_in_all() {
+        let mut warnings = Warnings::default();
+        let now = Instant::now();
+        let peer = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let key = |port| (Rejection::Unauthenticated, peer(port));
+        assert!(warnings.admit(key(1), now));
+        assert!(!warnings.admit(key(1), now + Duration::from_secs(59)));
+        // Another reason from the same peer is news.
+        assert!(warnings.admit((Rejection::RefusedOurClusterId, peer(1)), now));
+        let admitted = (2..40).filter(|p| warnings.admit(key(*p), now)).count();
+        assert_eq!(admitted, MAX_WARNINGS_PER_PERIOD - 2);
+        let later = now + WARN_EVERY;
+        assert!(warnings.admit(key(1), later));
+        assert!(warnings.admit(key(39), later), "a new period");
     }
 
     #[test]
