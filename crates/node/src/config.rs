@@ -101,7 +101,8 @@ pub struct NodeConfig {
     /// a Secret). Set: every gossip datagram is authenticated (HMAC-SHA256)
     /// and one without a valid tag is dropped, so a process without the
     /// key can neither join nor mark a node dead. Every node of a cluster
-    /// needs the same key.
+    /// needs the same key. To rotate it, several keys, one per line: the
+    /// first seals this node's gossip and any of them opens a peer's.
     #[arg(long, env = "STRATA_GOSSIP_KEY_FILE")]
     pub gossip_key_file: Option<PathBuf>,
 

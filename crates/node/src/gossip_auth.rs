@@ -30,13 +30,18 @@ const MAX_DATAGRAM: usize = 65_507;
 /// Bytes of the tag appended to each datagram.
 const TAG_LEN: usize = 32;
 
-/// The shared gossip key.
+/// The shared gossip key: the key that seals this node's datagrams, and
+/// every key a datagram may be sealed with (the sealing key first). More
+/// than one during a rotation (docs/security.md): each node accepts the old
+/// and the new key while some seal with one and some with the other.
 #[derive(Clone)]
-pub struct GossipKey(hmac::Key);
+pub struct GossipKey {
+    keys: Vec<hmac::Key>,
+}
 
 impl std::fmt::Debug for GossipKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GossipKey(<redacted>)")
+        write!(f, "GossipKey(<{} redacted>)", self.keys.len())
     }
 }
 
@@ -52,56 +57,98 @@ pub enum GossipKeyError {
         #[source]
         source: std::io::Error,
     },
+    /// It holds no key.
+    #[error(
+        "the gossip key file {path} is empty; put a key in it (e.g. `head -c 32 /dev/urandom | base64`)"
+    )]
+    Empty {
+        /// The file.
+        path: String,
+    },
     /// Too short to be a secret.
     #[error(
-        "the gossip key in {path} has {len} bytes; use at least 16 (e.g. `head -c 32 /dev/urandom | base64`)"
+        "the gossip key on line {line} of {path} has {len} bytes; use at least 16 (e.g. `head -c 32 /dev/urandom | base64`)"
     )]
     TooShort {
         /// The file.
         path: String,
+        /// The key's line, from 1.
+        line: usize,
         /// Its length after trimming whitespace.
         len: usize,
     },
 }
 
+/// Fewest bytes of a key.
+const MIN_KEY_BYTES: usize = 16;
+
 impl GossipKey {
-    /// A key from `secret`'s bytes.
+    /// One key from `secret`'s bytes.
     #[must_use]
     pub fn new(secret: &[u8]) -> Self {
-        Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
+        Self::ring(secret, &[])
     }
 
-    /// Reads the key from `path` (surrounding whitespace ignored).
+    /// Seals with `seal` and opens what it or any of `also` sealed.
+    #[must_use]
+    pub fn ring(seal: &[u8], also: &[&[u8]]) -> Self {
+        Self {
+            keys: std::iter::once(seal)
+                .chain(also.iter().copied())
+                .map(|s| hmac::Key::new(hmac::HMAC_SHA256, s))
+                .collect(),
+        }
+    }
+
+    /// Reads the keys from `path`, one per line (surrounding whitespace and
+    /// blank lines ignored): the first seals this node's datagrams, and a
+    /// datagram sealed with any of them is accepted.
     ///
     /// # Errors
-    /// [`GossipKeyError`].
+    /// [`GossipKeyError`] when the file cannot be read, holds no key, or
+    /// a key is shorter than 16 bytes.
     pub fn load(path: &Path) -> Result<Self, GossipKeyError> {
         let bytes = std::fs::read(path).map_err(|source| GossipKeyError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        let secret = bytes.trim_ascii();
-        if secret.len() < 16 {
-            return Err(GossipKeyError::TooShort {
-                path: path.display().to_string(),
-                len: secret.len(),
-            });
+        let mut secrets = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            let secret = line.trim_ascii();
+            if secret.is_empty() {
+                continue;
+            }
+            if secret.len() < MIN_KEY_BYTES {
+                return Err(GossipKeyError::TooShort {
+                    path: path.display().to_string(),
+                    line: i + 1,
+                    len: secret.len(),
+                });
+            }
+            secrets.push(secret);
         }
-        Ok(Self::new(secret))
+        match secrets.split_first() {
+            Some((seal, also)) => Ok(Self::ring(seal, also)),
+            None => Err(GossipKeyError::Empty {
+                path: path.display().to_string(),
+            }),
+        }
     }
 
-    /// `payload` followed by its tag.
+    /// `payload` followed by its tag under the sealing key.
     fn seal(&self, payload: &mut Vec<u8>) {
-        let tag = hmac::sign(&self.0, payload);
+        let tag = hmac::sign(&self.keys[0], payload);
         payload.extend_from_slice(tag.as_ref());
     }
 
-    /// The payload of `datagram` if its tag is valid.
+    /// The payload of `datagram` if its tag is valid under any key.
     fn open<'a>(&self, datagram: &'a [u8]) -> Option<&'a [u8]> {
         let split = datagram.len().checked_sub(TAG_LEN)?;
         let (payload, tag) = datagram.split_at(split);
-        hmac::verify(&self.0, payload, tag).ok()?;
-        Some(payload)
+        self.keys
+            .iter()
+            .any(|key| hmac::verify(key, payload, tag).is_ok())
+            .then_some(payload)
     }
 }
 
@@ -295,6 +342,72 @@ mod tests {
         assert_eq!(key.open(&tampered), None, "a changed byte");
         assert_eq!(key.open(b"chitchat bytes"), None, "no tag");
         assert_eq!(key.open(b""), None, "empty");
+    }
+
+    #[test]
+    fn a_key_ring_seals_with_its_first_key_and_opens_with_any() {
+        let (old, new) = (
+            &b"0123456789abcdef-old-key"[..],
+            &b"0123456789abcdef-new-key"[..],
+        );
+        let sealed = |key: &GossipKey| {
+            let mut datagram = b"chitchat bytes".to_vec();
+            key.seal(&mut datagram);
+            datagram
+        };
+        let (only_old, only_new) = (GossipKey::new(old), GossipKey::new(new));
+        let (old_first, new_first) = (GossipKey::ring(old, &[new]), GossipKey::ring(new, &[old]));
+        // Rotation step 2: nodes sealing with either key hear each other.
+        for (a, b) in [(&old_first, &new_first), (&new_first, &old_first)] {
+            assert!(b.open(&sealed(a)).is_some());
+        }
+        // Step 1 (old first) is heard by the nodes not yet changed...
+        assert!(only_old.open(&sealed(&old_first)).is_some());
+        // ...and step 3 (new only) by the nodes of step 2.
+        assert!(new_first.open(&sealed(&only_new)).is_some());
+        assert!(old_first.open(&sealed(&only_new)).is_some());
+        // A node that never had the new key does not hear it.
+        assert!(only_old.open(&sealed(&new_first)).is_none());
+    }
+
+    #[test]
+    fn a_key_file_holds_one_key_per_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(
+            &path,
+            "\n0123456789abcdef-new-key\n\n  0123456789abcdef-old-key \n",
+        )
+        .expect("write");
+        let ring = GossipKey::load(&path).expect("two keys");
+        let from_new = {
+            let mut d = b"x".to_vec();
+            GossipKey::new(b"0123456789abcdef-new-key").seal(&mut d);
+            d
+        };
+        let mut from_ring = b"x".to_vec();
+        ring.seal(&mut from_ring);
+        assert_eq!(from_ring, from_new, "the first key seals");
+        assert!(ring.open(&from_new).is_some());
+        assert!(
+            GossipKey::new(b"0123456789abcdef-old-key")
+                .open(&from_ring)
+                .is_none()
+        );
+        std::fs::write(&path, "0123456789abcdef-new-key\nshort\n").expect("write");
+        assert!(matches!(
+            GossipKey::load(&path),
+            Err(GossipKeyError::TooShort {
+                line: 2,
+                len: 5,
+                ..
+            })
+        ));
+        std::fs::write(&path, " \n\n").expect("write");
+        assert!(matches!(
+            GossipKey::load(&path),
+            Err(GossipKeyError::Empty { .. })
+        ));
     }
 
     #[test]

@@ -98,7 +98,8 @@ pub struct SecuritySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_secret: Option<String>,
     /// Secret with key `key`: the shared gossip key (at least 16 bytes).
-    /// Set: gossip from anything without the key is ignored.
+    /// Set: gossip from anything without the key is ignored. During a
+    /// rotation, several keys, one per line: the first seals, any opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gossip_key_secret: Option<String>,
     /// TLS Secret with keys `tls.crt`, `tls.key` and `ca.crt` (what
