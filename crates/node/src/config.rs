@@ -327,7 +327,7 @@ impl NodeConfig {
         founders.sort_unstable();
         founders.dedup();
         let (members, how) = match founders.len() {
-            0 if self.seeds.is_empty() => (
+            0 if self.seed_list().is_empty() => (
                 1,
                 "no --seeds and no --initial-cluster: this node starts a cluster on its own"
                     .to_owned(),
@@ -375,6 +375,18 @@ impl NodeConfig {
         )]
     }
 
+    /// `--seeds` without blank entries: `STRATA_SEEDS=""` (or a trailing
+    /// comma) means no seed, not a seed named "".
+    #[must_use]
+    pub fn seed_list(&self) -> Vec<String> {
+        self.seeds
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Checks settings that only make sense together.
     ///
     /// # Errors
@@ -405,6 +417,14 @@ impl NodeConfig {
                     ""
                 };
                 return Err(format!("--initial-cluster: {e}{hint}"));
+            }
+        }
+        for seed in &self.seed_list() {
+            if !is_host_port(seed) {
+                return Err(format!(
+                    "--seeds: {seed:?} is not host:port (a node's gossip address, UDP, e.g. \
+                     10.0.0.1:7400 or kv-0.kv-peers:7401)"
+                ));
             }
         }
         if !(0.0..=1.0).contains(&self.read_repair_chance) {
@@ -489,9 +509,44 @@ impl NodeConfig {
     }
 }
 
+/// Whether `address` is `host:port` with a non-empty host (a name, an IPv4
+/// address or a bracketed IPv6 one) and a port from 1 to 65535.
+fn is_host_port(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_are_host_port_pairs() {
+        let mut c = NodeConfig::defaults().expect("defaults parse");
+        for good in ["10.0.0.1:7400", "kv-0.kv-peers:7401", "[::1]:7400"] {
+            c.seeds = vec![good.to_owned()];
+            assert_eq!(c.validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "garbage:xx",
+            "10.0.0.1",
+            ":7400",
+            "host:0",
+            "host:70000",
+            "h :1",
+        ] {
+            c.seeds = vec![bad.to_owned()];
+            let e = c.validate().expect_err(bad);
+            assert!(e.contains("--seeds") && e.contains("host:port"), "{e}");
+        }
+        // Blank entries are no seeds.
+        c.seeds = vec![String::new(), " 10.0.0.1:7400 ".to_owned(), " ".to_owned()];
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.seed_list(), ["10.0.0.1:7400"]);
+    }
 
     /// The settings `strata-node <flag> <value>` would run with.
     fn parse(flag: &str, value: &str) -> Result<NodeConfig, clap::Error> {
