@@ -152,18 +152,101 @@ impl GossipKey {
     }
 }
 
+/// The gossip key file, re-read when it changes (Kubernetes updates a
+/// mounted Secret in place): a key rotates without restarts. A file that no
+/// longer loads keeps the previous keys, logged.
+pub struct KeyFile {
+    path: std::path::PathBuf,
+    current: std::sync::RwLock<Loaded>,
+}
+
+/// The keys last loaded, the file's modification time then, and when the
+/// file was last looked at.
+struct Loaded {
+    key: Arc<GossipKey>,
+    modified: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile").field("path", &self.path).finish()
+    }
+}
+
+/// How often the key file is looked at (a `stat`; it is read only when its
+/// modification time changed).
+const KEY_FILE_CHECK: Duration = Duration::from_secs(1);
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl KeyFile {
+    /// Loads `path` (see [`GossipKey::load`]).
+    ///
+    /// # Errors
+    /// [`GossipKeyError`]: a node with a bad key file does not start.
+    pub fn load(path: &Path) -> Result<Self, GossipKeyError> {
+        let modified = modified(path);
+        let key = GossipKey::load(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            current: std::sync::RwLock::new(Loaded {
+                key: Arc::new(key),
+                modified,
+                checked: std::time::Instant::now(),
+            }),
+        })
+    }
+
+    /// The current keys, re-read first if the file changed.
+    #[must_use]
+    pub fn current(&self) -> Arc<GossipKey> {
+        self.current_at(std::time::Instant::now())
+    }
+
+    /// [`KeyFile::current`] at `now`: the file is looked at once per
+    /// [`KEY_FILE_CHECK`].
+    fn current_at(&self, now: std::time::Instant) -> Arc<GossipKey> {
+        {
+            let current = self.current.read().expect("gossip key lock");
+            if now.saturating_duration_since(current.checked) < KEY_FILE_CHECK {
+                return Arc::clone(&current.key);
+            }
+        }
+        let mut current = self.current.write().expect("gossip key lock");
+        current.checked = now;
+        let modified = modified(&self.path);
+        if modified != current.modified {
+            current.modified = modified;
+            match GossipKey::load(&self.path) {
+                Ok(key) => {
+                    tracing::info!(file = %self.path.display(), keys = key.keys.len(), "gossip keys reloaded");
+                    current.key = Arc::new(key);
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "the gossip key file changed but does not load; keeping the previous keys"
+                ),
+            }
+        }
+        Arc::clone(&current.key)
+    }
+}
+
 /// Gossip over UDP, sealed with a key when there is one.
 #[derive(Debug, Clone)]
 pub struct SealedUdp {
-    /// The shared key (`None`: plain datagrams).
-    pub key: Option<GossipKey>,
+    /// The shared key's file (`None`: plain datagrams).
+    pub key: Option<Arc<KeyFile>>,
     /// Where a datagram the key does not open is reported.
     pub health: Arc<GossipHealth>,
 }
 
 struct SealedSocket {
     socket: tokio::net::UdpSocket,
-    key: Option<GossipKey>,
+    key: Option<Arc<KeyFile>>,
     health: Arc<GossipHealth>,
     codec: Codec,
     recv_buf: Box<[u8]>,
@@ -268,7 +351,7 @@ impl Socket for SealedSocket {
             }
         };
         if let Some(key) = &self.key {
-            key.seal(&mut datagram);
+            key.current().seal(&mut datagram);
         }
         // (A socket without a key is chitchat's own UDP socket: see `open`.)
         if datagram.len() > MAX_DATAGRAM {
@@ -295,7 +378,8 @@ impl Socket for SealedSocket {
                 Err(e) => return Err(e.into()),
             };
             let datagram = &self.recv_buf[..received];
-            let Some(payload) = self.key.as_ref().and_then(|k| k.open(datagram)) else {
+            let key = self.key.as_ref().map(|k| k.current());
+            let Some(payload) = key.as_ref().and_then(|k| k.open(datagram)) else {
                 self.health.record(Rejection::Unauthenticated, from_addr);
                 continue;
             };
@@ -408,6 +492,50 @@ mod tests {
             GossipKey::load(&path),
             Err(GossipKeyError::Empty { .. })
         ));
+    }
+
+    #[test]
+    fn the_key_file_is_re_read_when_it_changes_and_a_bad_one_is_not_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        let write = |text: &str, age: u64| {
+            std::fs::write(&path, text).expect("write");
+            // Set apart from the previous write even on a coarse clock.
+            let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + age);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(when))
+                .expect("set mtime");
+        };
+        let seals = |key: &GossipKey| {
+            let mut d = b"x".to_vec();
+            key.seal(&mut d);
+            d
+        };
+        let (old, new) = ("0123456789abcdef-old-key", "0123456789abcdef-new-key");
+        write(old, 0);
+        let file = KeyFile::load(&path).expect("load");
+        let start = std::time::Instant::now();
+        assert_eq!(
+            seals(&file.current_at(start)),
+            seals(&GossipKey::new(old.as_bytes()))
+        );
+        write(&format!("{new}\n{old}\n"), 10);
+        // Looked at once a second.
+        let soon = start + KEY_FILE_CHECK / 2;
+        assert_eq!(
+            seals(&file.current_at(soon)),
+            seals(&GossipKey::new(old.as_bytes()))
+        );
+        let later = start + KEY_FILE_CHECK * 2;
+        let ring = file.current_at(later);
+        assert_eq!(seals(&ring), seals(&GossipKey::new(new.as_bytes())));
+        assert!(ring.open(&seals(&GossipKey::new(old.as_bytes()))).is_some());
+        // A file that does not load keeps the keys in use.
+        write("short\n", 20);
+        let kept = file.current_at(later + KEY_FILE_CHECK * 2);
+        assert_eq!(seals(&kept), seals(&GossipKey::new(new.as_bytes())));
     }
 
     #[test]

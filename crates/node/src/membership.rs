@@ -48,7 +48,7 @@ pub struct GossipConfig {
     /// Links cut by fault injection (tests).
     pub faults: Arc<Faults>,
     /// Gossip's shared key (`None`: unauthenticated gossip).
-    pub key: Option<crate::gossip_auth::GossipKey>,
+    pub key: Option<Arc<crate::gossip_auth::KeyFile>>,
     /// Where the members this node knows are kept (`ring_file.rs`).
     pub data_dir: std::path::PathBuf,
     /// The replication factor N this node runs with (gossiped: every node

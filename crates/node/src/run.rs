@@ -349,7 +349,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             faults: Arc::clone(&faults),
             key: match &config.gossip_key_file {
                 Some(path) => Some(
-                    crate::gossip_auth::GossipKey::load(path)
+                    crate::gossip_auth::KeyFile::load(path)
+                        .map(Arc::new)
                         .map_err(|e| RunError::Config(e.to_string()))?,
                 ),
                 None => None,
