@@ -102,7 +102,8 @@ pub struct NodeConfig {
     /// and one without a valid tag is dropped, so a process without the
     /// key can neither join nor mark a node dead. Every node of a cluster
     /// needs the same key. To rotate it, several keys, one per line: the
-    /// first seals this node's gossip and any of them opens a peer's.
+    /// first seals this node's gossip and any of them opens a peer's. The
+    /// file is re-read when it changes.
     #[arg(long, env = "STRATA_GOSSIP_KEY_FILE")]
     pub gossip_key_file: Option<PathBuf>,
 

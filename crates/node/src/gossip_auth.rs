@@ -4,7 +4,9 @@
 //! the key can neither join the ring nor tell anyone a node is dead: its
 //! datagrams never reach chitchat. (A recorded datagram replayed later
 //! carries only versions the receivers already have.) Without a key,
-//! datagrams are plain chitchat, as before.
+//! datagrams are plain chitchat, as before. The file may hold several keys
+//! (the first seals, any opens) and is re-read when it changes, so a key
+//! rotates without restarts (docs/security.md).
 //!
 //! chitchat does not expose its wire encoding, only `Socket`s that carry
 //! envelopes. So each sealed socket keeps a private codec: a chitchat UDP

@@ -99,7 +99,8 @@ pub struct SecuritySpec {
     pub auth_secret: Option<String>,
     /// Secret with key `key`: the shared gossip key (at least 16 bytes).
     /// Set: gossip from anything without the key is ignored. During a
-    /// rotation, several keys, one per line: the first seals, any opens.
+    /// rotation, several keys, one per line: the first seals, any opens;
+    /// nodes re-read the Secret when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gossip_key_secret: Option<String>,
     /// TLS Secret with keys `tls.crt`, `tls.key` and `ca.crt` (what
