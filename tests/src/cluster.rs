@@ -266,6 +266,17 @@ impl Cluster {
             .collect()
     }
 
+    /// The running nodes' addresses as a `--seeds` value (each node's
+    /// gossip address is its gRPC address).
+    #[must_use]
+    pub fn seeds(&self) -> String {
+        self.running()
+            .iter()
+            .map(|(_, a)| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Kills node `i` (SIGKILL) and waits until the others see it down.
     pub async fn kill(&mut self, i: usize) {
         drop(self.nodes[i].take());
