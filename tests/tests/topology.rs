@@ -993,6 +993,10 @@ async fn quorum_reads_find_every_write_while_a_lost_node_copies_its_ranges_back(
     // About 100 KB to copy back at 4 KB/s: half a minute.
     args.extend(["--stream-bytes-per-sec", "4000"]);
     let (cluster, keys) = lose_a_disk_after_writes_missed_a_replica(&args, true).await;
+    // Reads through node-2 need it to have heard the others alive: a node
+    // just started counts a member it has not heard yet as down (on a
+    // loaded machine that took longer than the reads below once).
+    cluster.wait_until_alive(4).await;
     let running = || async {
         operations(cluster.addr(2)).await.is_ok_and(|ops| {
             ops.iter().any(|o| {
