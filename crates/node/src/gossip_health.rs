@@ -282,8 +282,10 @@ impl Socket for GatedSocket {
                 ChitchatMessage::Syn { cluster_id, .. }
                     if cluster_id.as_str() != self.health.cluster_id() =>
                 {
-                    self.health
-                        .record(Rejection::OtherCluster(cluster_id.clone()), from);
+                    // A peer's bytes: at most 64 characters of it are kept
+                    // and logged.
+                    let theirs: String = cluster_id.chars().take(64).collect();
+                    self.health.record(Rejection::OtherCluster(theirs), from);
                     // What chitchat answers, so that the peer learns it too.
                     let refusal = ChitchatEnvelope {
                         version: outcome.envelope.version,
