@@ -604,6 +604,19 @@ pub async fn admin(addr: SocketAddr) -> AdminClient<Channel> {
     AdminClient::new(channel(addr).await)
 }
 
+/// The ring node `addr` serves (`Admin.GetRing`).
+///
+/// # Panics
+/// When the call fails.
+pub async fn ring_at(addr: SocketAddr) -> v1::Ring {
+    admin(addr)
+        .await
+        .get_ring(GetRingRequest {})
+        .await
+        .expect("ring")
+        .into_inner()
+}
+
 /// The versions node `addr` itself stores for `key` (no coordinator
 /// merge; empty if it holds none).
 ///

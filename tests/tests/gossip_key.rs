@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use strata_proto::v1::GetRingRequest;
-use strata_tests::cluster::admin;
+use strata_tests::cluster::ring_at;
 use strata_tests::{Cluster, NodeProcess};
 
 #[tokio::test]
@@ -102,12 +101,7 @@ async fn only_nodes_with_the_key_are_heard() {
     assert_eq!(refusals, 3, "one per member it seeds from");
     assert!(!strangers[2].log().contains("wrong cluster"));
     for (_, addr) in cluster.running() {
-        let ring = admin(addr)
-            .await
-            .get_ring(GetRingRequest {})
-            .await
-            .expect("ring")
-            .into_inner();
+        let ring = ring_at(addr).await;
         let ids: Vec<&str> = ring.nodes.iter().map(|n| n.node_id.as_str()).collect();
         assert_eq!(ids, ["node-0", "node-1", "node-2"], "{addr}");
         assert!(ring.nodes.iter().all(|n| n.alive), "{ring:?}");
@@ -119,12 +113,7 @@ async fn only_nodes_with_the_key_are_heard() {
 
 /// `stranger`'s ring holds itself alone.
 async fn assert_hears_no_one(stranger: &NodeProcess) {
-    let ring = admin(stranger.addr())
-        .await
-        .get_ring(GetRingRequest {})
-        .await
-        .expect("ring")
-        .into_inner();
+    let ring = ring_at(stranger.addr()).await;
     let ids: Vec<&str> = ring.nodes.iter().map(|n| n.node_id.as_str()).collect();
     assert_eq!(ids, [stranger.node_id()], "a stranger hears no one");
 }

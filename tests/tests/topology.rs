@@ -11,7 +11,7 @@ use strata_proto::v1::{
     NodeState, OperationKind, OperationState,
 };
 use strata_tests::Cluster;
-use strata_tests::cluster::{admin, operations, stored_versions};
+use strata_tests::cluster::{admin, operations, ring_at, stored_versions};
 use strata_tests::scenario::{ARGS, Clients, endpoints, keys, quorum, report, set, settle};
 use strata_tests::workload::Endpoints;
 use tonic::Code;
@@ -553,12 +553,7 @@ async fn removenode_rereplicates_a_dead_nodes_ranges_and_the_node_cannot_return(
     let log = cluster.wait_for_exit(3).await;
     assert!(log.contains("wipe its data directory"), "{log}");
     // And the ring still routes without it.
-    let ring = admin(cluster.addr(0))
-        .await
-        .get_ring(GetRingRequest {})
-        .await
-        .expect("ring")
-        .into_inner();
+    let ring = ring_at(cluster.addr(0)).await;
     let node3 = ring
         .nodes
         .iter()
@@ -646,12 +641,7 @@ async fn a_node_of_another_cluster_never_merges() {
                 "the stranger joined the cluster's view"
             );
         }
-        let ring = admin(stranger.addr())
-            .await
-            .get_ring(GetRingRequest {})
-            .await
-            .expect("ring")
-            .into_inner();
+        let ring = ring_at(stranger.addr()).await;
         assert_eq!(
             ring.nodes.len(),
             1,
