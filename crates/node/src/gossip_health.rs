@@ -133,8 +133,8 @@ struct Warnings {
 
 impl Warnings {
     /// Whether `key`'s rejection is logged at `now` (and, if so, noted).
-    fn admit(&mut self, key: (Rejection, SocketAddr), now: Instant) -> bool {
-        if !due(self.by_peer.get(&key).copied(), now, WARN_EVERY) {
+    fn admit(&mut self, key: &(Rejection, SocketAddr), now: Instant) -> bool {
+        if !due(self.by_peer.get(key).copied(), now, WARN_EVERY) {
             return false;
         }
         if due(self.period, now, WARN_EVERY) {
@@ -148,7 +148,7 @@ impl Warnings {
         if self.by_peer.len() >= MAX_WARNED {
             self.by_peer.clear();
         }
-        self.by_peer.insert(key, now);
+        self.by_peer.insert(key.clone(), now);
         true
     }
 }
@@ -159,6 +159,10 @@ impl Warnings {
 pub struct GossipHealth {
     cluster_id: String,
     metrics: Arc<Metrics>,
+    /// The gossip addresses this node starts from, named when it is alone.
+    seeds: Vec<String>,
+    /// Time between gossip rounds.
+    round: Duration,
     warnings: Mutex<Warnings>,
     alone: Mutex<Alone>,
 }
@@ -171,12 +175,15 @@ struct Alone {
 }
 
 impl GossipHealth {
-    /// Reports for a node of `cluster_id`, counting in `metrics`.
+    /// Reports for a node of `cluster_id` that starts from `seeds` and
+    /// gossips every `round`, counting in `metrics`.
     #[must_use]
-    pub fn new(cluster_id: &str, metrics: Arc<Metrics>) -> Self {
+    pub fn new(cluster_id: &str, seeds: &[String], round: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             cluster_id: cluster_id.to_owned(),
             metrics,
+            seeds: seeds.to_vec(),
+            round,
             warnings: Mutex::new(Warnings::default()),
             alone: Mutex::new(Alone {
                 since: Some(Instant::now()),
@@ -195,22 +202,21 @@ impl GossipHealth {
     /// was logged for `peer` within [`WARN_EVERY`] (or too many others were).
     pub fn record(&self, rejection: Rejection, peer: SocketAddr) {
         self.metrics.gossip_rejected(rejection.label());
-        let explanation = rejection.explain(&self.cluster_id);
+        let key = (rejection, peer);
         let admitted = self
             .warnings
             .lock()
             .expect("gossip warnings")
-            .admit((rejection, peer), Instant::now());
+            .admit(&key, Instant::now());
         if admitted {
-            tracing::warn!(%peer, "{explanation}");
+            tracing::warn!(%peer, "{}", key.0.explain(&self.cluster_id));
         }
     }
 
     /// Called on every membership refresh with whether this node is
-    /// [`isolated`]; `seeds` are the gossip addresses it starts from and
-    /// `round` the gossip interval. Warns after [`ALONE_ROUNDS`] rounds
-    /// isolated, and every [`ALONE_WARN_ROUNDS`] after that.
-    pub fn observe(&self, isolated: bool, seeds: &[String], round: Duration) {
+    /// [`isolated`]. Warns after [`ALONE_ROUNDS`] rounds isolated, and every
+    /// [`ALONE_WARN_ROUNDS`] after that.
+    pub fn observe(&self, isolated: bool) {
         let now = Instant::now();
         let mut alone = self.alone.lock().expect("gossip isolation");
         if !isolated {
@@ -219,12 +225,12 @@ impl GossipHealth {
             return;
         }
         let since = *alone.since.get_or_insert(now);
-        if !alone_warning_due(since, alone.warned, now, round) {
+        if !alone_warning_due(since, alone.warned, now, self.round) {
             return;
         }
         alone.warned = Some(now);
         tracing::warn!(
-            seeds = %seeds.join(","),
+            seeds = %self.seeds.join(","),
             "no other member heard for {} s: if they run, check that the seeds are their \
              gossip addresses (UDP) and that --cluster-id ({:?}) and --gossip-key-file \
              match theirs; gossip they refuse is logged and counted in \
@@ -328,15 +334,15 @@ mod tests {
         let now = Instant::now();
         let peer = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let key = |port| (Rejection::Unauthenticated, peer(port));
-        assert!(warnings.admit(key(1), now));
-        assert!(!warnings.admit(key(1), now + Duration::from_secs(59)));
+        assert!(warnings.admit(&key(1), now));
+        assert!(!warnings.admit(&key(1), now + Duration::from_secs(59)));
         // Another reason from the same peer is news.
-        assert!(warnings.admit((Rejection::RefusedOurClusterId, peer(1)), now));
-        let admitted = (2..40).filter(|p| warnings.admit(key(*p), now)).count();
+        assert!(warnings.admit(&(Rejection::RefusedOurClusterId, peer(1)), now));
+        let admitted = (2..40).filter(|p| warnings.admit(&key(*p), now)).count();
         assert_eq!(admitted, MAX_WARNINGS_PER_PERIOD - 2);
         let later = now + WARN_EVERY;
-        assert!(warnings.admit(key(1), later));
-        assert!(warnings.admit(key(39), later), "a new period");
+        assert!(warnings.admit(&key(1), later));
+        assert!(warnings.admit(&key(39), later), "a new period");
     }
 
     #[test]
@@ -424,7 +430,12 @@ mod tests {
         };
         let gated = Gated {
             inner: transport.clone(),
-            health: Arc::new(GossipHealth::new(cluster_id, Arc::clone(&metrics))),
+            health: Arc::new(GossipHealth::new(
+                cluster_id,
+                &[],
+                Duration::from_millis(20),
+                Arc::clone(&metrics),
+            )),
         };
         let handle = chitchat::spawn_chitchat(config, Vec::new(), &gated)
             .await

@@ -117,10 +117,6 @@ pub struct Membership {
     conflict: watch::Sender<Option<Conflict>>,
     /// Reports gossip that does not flow: refused peers, no peer at all.
     health: Arc<GossipHealth>,
-    /// The gossip addresses this node starts from.
-    seeds: Vec<String>,
-    /// Time between gossip rounds.
-    interval: Duration,
 }
 
 /// The known members and whether the file still lacks a change.
@@ -183,6 +179,8 @@ impl Membership {
         key_values.push((KEY_WRITE_POLICY.to_owned(), config.write_policy.clone()));
         let health = Arc::new(GossipHealth::new(
             &config.cluster_id,
+            &config.seeds,
+            config.interval,
             Arc::clone(&config.metrics),
         ));
         let handle = chitchat::spawn_chitchat(
@@ -229,8 +227,6 @@ impl Membership {
             other_policies: std::sync::Mutex::new(std::collections::HashSet::new()),
             conflict: watch::Sender::new(None),
             health,
-            seeds: config.seeds.clone(),
-            interval: config.interval,
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -396,11 +392,8 @@ impl Membership {
         lost.sort_unstable();
         lost.dedup();
         let view = ClusterView::with_lost_data(peers, &lost);
-        self.health.observe(
-            crate::gossip_health::isolated(&view, &self.node_id),
-            &self.seeds,
-            self.interval,
-        );
+        self.health
+            .observe(crate::gossip_health::isolated(&view, &self.node_id));
         let (own_state, _) = *self.own.lock().expect("own state");
         if view
             .node(&self.node_id)

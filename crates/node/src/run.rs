@@ -258,12 +258,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         .filter(|r| r.state == NodeState::Joining)
         .map(|r| r.tokens)
         .unwrap_or_default();
+    let seeds = config.seed_list();
     let boot = strata_cluster::boot(BootFacts {
         recorded,
         existing,
         initial_member: config.initial_cluster.iter().any(|m| m == id.as_str()),
         initial_list: !config.initial_cluster.is_empty(),
-        has_seeds: !config.seed_list().is_empty(),
+        has_seeds: !seeds.is_empty(),
         auto_bootstrap: config.auto_bootstrap,
     });
     if let Boot::Refuse(why) = &boot {
@@ -342,7 +343,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             node_id: id.clone(),
             listen: gossip_listen,
             advertise: gossip_address,
-            seeds: gossip_seeds(&config.seed_list(), &known, &id),
+            seeds: gossip_seeds(&seeds, &known, &id),
             cluster_id: config.cluster_id.clone(),
             interval: Duration::from_millis(config.gossip_interval_ms.max(10)),
             phi_threshold: config.phi_threshold,
@@ -486,7 +487,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let metrics_address = metrics_listener
         .local_addr()
         .map_err(bind(config.metrics_listen))?;
-    tracing::info!(%id, %grpc_address, internal = ?internal_address, gossip = %gossip_address, seeds = ?config.seed_list(),
+    tracing::info!(%id, %grpc_address, internal = ?internal_address, gossip = %gossip_address, seeds = ?seeds,
         metrics = %metrics::describe(metrics_address), data_dir = %config.data_dir.display(), "node started");
 
     let task = tokio::spawn(serve_all(
