@@ -194,7 +194,19 @@ async fn the_gossip_key_rotates_without_a_split() {
         Some("stranger-retired"),
         &["--seeds", &seeds, "--gossip-key-file", &stale_arg],
     );
-    // Twenty gossip rounds of the cluster's.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once every member has refused its gossip, it still hears no one.
+    let refused = format!(
+        "not sealed with this node's key: it has another --gossip-key-file, or none; every member needs the same key peer={}",
+        stranger.addr()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(0..3).all(|i| cluster.log(i).contains(&refused)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the members never refused the retired key: {}",
+            cluster.log(0)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_hears_no_one(&stranger).await;
 }
