@@ -24,6 +24,7 @@ pub mod error_line;
 pub mod faults;
 pub mod gossip_auth;
 pub mod gossip_health;
+pub mod gossip_settle;
 pub mod hints;
 pub mod lost_data;
 pub mod membership;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::faults::{Faults, FaultyTransport};
 use crate::gossip_auth::SealedUdp;
 use crate::gossip_health::{Gated, GossipHealth};
+use crate::gossip_settle::Settle;
 use crate::replication_agreement::{Disagreement, PeerFactor, disagreements, policy_differences};
 use crate::ring_file;
 use crate::twin::{Sighting, Twin, TwinWatch};
@@ -117,6 +118,8 @@ pub struct Membership {
     conflict: watch::Sender<Option<Conflict>>,
     /// Reports gossip that does not flow: refused peers, no peer at all.
     health: Arc<GossipHealth>,
+    /// Opens once this node hears the members it knows after its start.
+    settle: Settle,
 }
 
 /// The known members and whether the file still lacks a change.
@@ -227,6 +230,7 @@ impl Membership {
             other_policies: std::sync::Mutex::new(std::collections::HashSet::new()),
             conflict: watch::Sender::new(None),
             health,
+            settle: Settle::new(config.interval),
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -253,6 +257,13 @@ impl Membership {
     #[must_use]
     pub fn view(&self) -> Arc<ClusterView> {
         Arc::clone(&self.view.read().expect("view lock"))
+    }
+
+    /// Whether gossip has settled since this node started (see
+    /// `gossip_settle.rs`).
+    #[must_use]
+    pub fn settle(&self) -> &Settle {
+        &self.settle
     }
 
     /// Increases whenever the view changes.
@@ -419,7 +430,12 @@ impl Membership {
             }
             self.epoch.fetch_add(1, Ordering::AcqRel);
         }
-        *current = Arc::new(view);
+        let view = Arc::new(view);
+        *current = Arc::clone(&view);
+        drop(current);
+        // After the view is published: a request the latch releases reads
+        // this view or a later one.
+        self.settle.observe(&view, &self.node_id);
     }
 }
 

@@ -56,6 +56,28 @@ impl Topology {
         }
     }
 
+    /// Waits, `at_most`, for gossip to settle after this node's start
+    /// (`gossip_settle.rs`) or for a view that is `enough`; a fixed view
+    /// has settled.
+    pub async fn wait_settled(
+        &self,
+        at_most: std::time::Duration,
+        enough: impl Fn(&ClusterView) -> bool,
+    ) {
+        if let Self::Gossip(m) = self {
+            m.settle().wait(at_most, || enough(&m.view())).await;
+        }
+    }
+
+    /// Whether gossip has settled since this node started.
+    #[must_use]
+    pub fn settled(&self) -> bool {
+        match self {
+            Self::Gossip(m) => m.settle().is_open(),
+            Self::Fixed(_) => true,
+        }
+    }
+
     /// Increases when the view changes.
     #[must_use]
     pub fn epoch(&self) -> u64 {

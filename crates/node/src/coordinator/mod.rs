@@ -25,7 +25,7 @@ mod write;
 use std::sync::Arc;
 
 use prost::Message as _;
-use strata_cluster::{ReplicaTarget, Siblings};
+use strata_cluster::{ClusterView, ReplicaTarget, Siblings};
 use strata_proto::v1;
 
 use crate::clock::now_micros;
@@ -160,6 +160,29 @@ impl Coordinator {
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
     }
+
+    /// The view to serve a request on. Until gossip has settled after this
+    /// node's start (`gossip_settle.rs`), a request for which `enough`
+    /// finds too few live replicas in the view waits (at most the request
+    /// timeout) for a view that has them or for gossip to settle, and
+    /// takes the view as it is then: the replicas it has not heard yet are
+    /// most likely up.
+    async fn settled_view(&self, enough: impl Fn(&ClusterView) -> bool) -> Arc<ClusterView> {
+        let view = self.ctx.view();
+        if self.ctx.topology.settled() || enough(&view) {
+            return view;
+        }
+        self.ctx
+            .topology
+            .wait_settled(self.ctx.settings.request_timeout, &enough)
+            .await;
+        self.ctx.view()
+    }
+}
+
+/// Whether at least `required` of `targets` are up.
+fn up_to(targets: &[ReplicaTarget], required: u32) -> bool {
+    count(targets.iter().filter(|t| t.alive).count()) >= required
 }
 
 /// How many of `targets` are up, or [`CoordinatorError::ReplicasDown`]

@@ -11,7 +11,7 @@ use strata_cluster::ConsistencyLevel;
 use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
 
 use super::remote::{Target, TargetError};
-use super::{Coordinator, CoordinatorError, ReadOutcome, enough_up};
+use super::{Coordinator, CoordinatorError, ReadOutcome, enough_up, up_to};
 use crate::request::{required_acks, validate_key};
 
 type Answer = (NodeId, Result<Siblings, TargetError>);
@@ -43,8 +43,11 @@ impl Coordinator {
         let settings = self.ctx.settings;
         let replication = settings.replication;
         let required = required_acks(consistency, replication.read, replication.factor)?;
-        let view = self.ctx.view();
-        let targets = view.read_targets(Token::of(&key), self.ctx.n());
+        let (token, n) = (Token::of(&key), self.ctx.n());
+        let view = self
+            .settled_view(|v| up_to(&v.read_targets(token, n), required))
+            .await;
+        let targets = view.read_targets(token, n);
         let mut quorum = ReadQuorum::new(required, enough_up(&targets, 0, required)?);
 
         let timeout = settings.request_timeout;

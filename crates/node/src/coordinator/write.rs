@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::remote::{Target, TargetError};
 use super::{
     Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, count, decode_context,
-    encode_context, now_micros, stripe_of,
+    encode_context, now_micros, stripe_of, up_to,
 };
 use crate::request::{required_acks, validate_key, validate_value};
 use crate::transport::ReplicaError;
@@ -48,8 +48,10 @@ impl Coordinator {
         let required = required_acks(request.consistency, replication.write, replication.factor)?;
         let token = Token::of(&request.key);
         let context = decode_context(token, request.context)?;
-        let view = self.ctx.view();
         let n = self.ctx.n();
+        let view = self
+            .settled_view(|v| up_to(&v.write_targets(token, n), required))
+            .await;
         let targets = view.write_targets(token, n);
         let replica = targets.iter().any(|t| t.id == self.ctx.id);
         // A replica whose store refuses writes until a restart (a full
