@@ -62,6 +62,7 @@ pub struct Metrics {
     storage_failed: Gauge,
     read_repairs: Counter,
     forwarded: Counter,
+    waited_for_gossip: Counter,
     retried_writes: Counter,
     replica_failures: Counter,
     replica_writes_shed: Counter,
@@ -194,6 +195,7 @@ impl Metrics {
             (Counter::default(), Counter::default(), Counter::default());
         let (members, members_alive) = (Gauge::default(), Gauge::default());
         let retried_writes = Counter::default();
+        let waited_for_gossip = Counter::default();
         let replica_writes_shed = Counter::default();
         let writes_refused_overloaded = Counter::default();
         let (sessions_opened, sessions_open) = (Counter::default(), Gauge::default());
@@ -248,6 +250,12 @@ impl Metrics {
             "forwarded_writes",
             "Writes this node forwarded to a replica of the key",
             forwarded.clone(),
+        );
+        registry.register(
+            "requests_waited_for_gossip",
+            "Requests that found too few of their replicas alive just after this node started and \
+             waited for gossip to settle instead of failing",
+            waited_for_gossip.clone(),
         );
         registry.register(
             "replica_request_failures",
@@ -451,6 +459,7 @@ impl Metrics {
             storage_failed,
             read_repairs,
             forwarded,
+            waited_for_gossip,
             retried_writes,
             replica_failures,
             replica_writes_shed,
@@ -496,6 +505,11 @@ impl Metrics {
     /// Counts a write forwarded to a replica.
     pub fn forwarded_write(&self) {
         self.forwarded.inc();
+    }
+
+    /// Counts a request that waited for gossip to settle.
+    pub fn waited_for_gossip(&self) {
+        self.waited_for_gossip.inc();
     }
 
     /// Counts a retried write recognized by its request id.

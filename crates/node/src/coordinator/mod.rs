@@ -172,6 +172,7 @@ impl Coordinator {
         if self.ctx.topology.settled() || enough(&view) {
             return view;
         }
+        self.ctx.metrics.waited_for_gossip();
         self.ctx
             .topology
             .wait_settled(self.ctx.settings.request_timeout, &enough)
