@@ -89,6 +89,39 @@ fn the_cli_puts_gets_and_deletes_with_contexts_and_clear_errors() {
     }
 }
 
+/// A reader that stops early (`strata get k | head -1`, a pager quit
+/// early) ends the CLI quietly with success, whatever it prints: before,
+/// `println!` panicked on the closed pipe.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    let (dir, node) = one_node();
+    let e = &node.addr().to_string();
+    let file = dir.path().join("big");
+    std::fs::write(&file, vec![b'x'; 1 << 20]).expect("write value file");
+    ok(e, &["put", "big", "--file", file.to_str().expect("utf-8")]);
+    for args in [
+        &["get", "big"][..],
+        &["get", "big", "--raw"],
+        &["ring"],
+        &["status"],
+    ] {
+        let mut child = std::process::Command::new(workspace_binary("strata"))
+            .args(["-e", e])
+            .args(args)
+            .env_remove("STRATA_KEY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run strata");
+        // No reader is left before it writes: its first write fails.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("strata ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {}: {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn binary_values_go_in_from_a_file_or_stdin_and_come_out_raw() {
     let (dir, node) = one_node();

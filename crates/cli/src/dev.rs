@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::output::outln_lossy;
 use anyhow::Context as _;
 use strata_cluster::ConsistencyLevel;
 use strata_node::NodeConfig;
@@ -141,7 +142,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    println!(
+    outln_lossy!(
         "strata dev: {total} nodes, N={factor} W={} R={}{}{}, data in {}",
         args.write_consistency,
         args.read_consistency,
@@ -158,26 +159,30 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         root.display()
     );
     for n in &nodes {
-        println!(
+        outln_lossy!(
             "  {:<8} grpc {:<16} gossip {}/udp  metrics http://{}/metrics",
-            n.id, n.grpc_address, n.gossip_address, n.metrics_address
+            n.id,
+            n.grpc_address,
+            n.gossip_address,
+            n.metrics_address
         );
     }
-    println!(
+    outln_lossy!(
         "try: strata -e {} put hello world && strata -e {} get hello",
-        nodes[0].grpc_address, nodes[0].grpc_address
+        nodes[0].grpc_address,
+        nodes[0].grpc_address
     );
-    println!(
+    outln_lossy!(
         "add a node: {}",
         grow_command(&args, factor, &nodes[0].gossip_address.to_string())
     );
-    println!("Ctrl-C stops the cluster.");
+    outln_lossy!("Ctrl-C stops the cluster.");
 
     strata_node::signal::shutdown().await;
-    println!("stopping {total} nodes");
+    outln_lossy!("stopping {total} nodes");
     stop_all(nodes).await;
     if args.data_dir.is_none() {
-        println!("removed {}", root.display());
+        outln_lossy!("removed {}", root.display());
     }
     Ok(())
 }

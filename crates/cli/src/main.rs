@@ -2,6 +2,7 @@
 
 mod bench;
 mod dev;
+mod output;
 
 // jemalloc, as in `strata-node`: `strata dev` runs whole nodes in this
 // process, and glibc malloc serializes their cross-thread frees.
@@ -10,6 +11,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use output::{out, outln};
 use strata_client::{Client, parse_consistency, v1, v1::Consistency};
 
 /// Talk to a Strata cluster.
@@ -247,8 +249,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
             .map_err(|_| anyhow::anyhow!("no system randomness"))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        println!("token: {token}");
-        println!(
+        outln!("token: {token}");
+        outln!(
             "tokens file line: {role} {}",
             strata_node::auth::hash_token(&token)
         );
@@ -294,7 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ping => {
             let started = std::time::Instant::now();
             let pong = client.ping(Vec::new()).await?;
-            println!("pong from {} in {:?}", pong.node_id, started.elapsed());
+            outln!("pong from {} in {:?}", pong.node_id, started.elapsed());
         }
         Command::Get {
             key,
@@ -306,18 +308,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             if raw {
                 let value = raw_value(&response.siblings)?;
-                std::io::Write::write_all(&mut std::io::stdout().lock(), value)
-                    .map_err(|e| anyhow::anyhow!("writing the value to stdout: {e}"))?;
+                output::write_bytes(value);
                 return Ok(());
             }
             if response.siblings.is_empty() {
-                println!("(not found)");
+                outln!("(not found)");
             }
             for (i, sibling) in response.siblings.iter().enumerate() {
                 let marker = if sibling.tombstone { " (deleted)" } else { "" };
-                println!("sibling {i}: {}{marker}", printable(&sibling.value));
+                outln!("sibling {i}: {}{marker}", printable(&sibling.value));
             }
-            println!("context: {}", hex(&response.context));
+            outln!("context: {}", hex(&response.context));
         }
         Command::Put {
             key,
@@ -340,7 +341,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     level(consistency.as_deref())?,
                 )
                 .await?;
-            println!(
+            outln!(
                 "ok ({} replicas), context: {}",
                 response.replicas_acked,
                 hex(&response.context)
@@ -361,7 +362,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .to_vec(),
             };
             let response = client.delete(key.into_bytes(), context, level).await?;
-            println!("deleted ({} replicas)", response.replicas_acked);
+            outln!("deleted ({} replicas)", response.replicas_acked);
         }
         Command::Ring => print_ring(&client.ring().await?),
         Command::Status => print_status(&client.cluster_status().await?),
@@ -409,10 +410,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let operations = client.progress_of(&node, "").await?;
             if operations.is_empty() {
-                println!("no operations on {node}");
+                outln!("no operations on {node}");
             }
             for op in &operations {
-                println!("{}", describe(op));
+                outln!("{}", describe(op));
             }
             let running = operations.iter().find(|o| {
                 o.state == v1::OperationState::Running as i32
@@ -424,7 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => {
             let report = bench::run(&client, &args).await?;
-            print!("{}", report.render(args.json));
+            out!("{}", report.render(args.json));
         }
         Command::Dev(_) | Command::TokenNew { .. } => unreachable!("handled above"),
     }
@@ -458,7 +459,7 @@ fn mib(bytes: u64) -> f64 {
 
 fn print_ring(ring: &v1::Ring) {
     if let Some(r) = &ring.replication {
-        println!(
+        outln!(
             "N={} W={} R={}{}",
             r.replication_factor,
             r.write_quorum,
@@ -470,12 +471,17 @@ fn print_ring(ring: &v1::Ring) {
             }
         );
     }
-    println!(
+    outln!(
         "{:<20} {:<22} {:<9} {:>6} {:>10} {:>6}",
-        "node", "address", "state", "tokens", "load MiB", "alive"
+        "node",
+        "address",
+        "state",
+        "tokens",
+        "load MiB",
+        "alive"
     );
     for n in &ring.nodes {
-        println!(
+        outln!(
             "{:<20} {:<22} {:<9} {:>6} {:>10.1} {:>6}",
             n.node_id,
             n.grpc_address,
@@ -494,7 +500,7 @@ fn print_ring(ring: &v1::Ring) {
 
 fn print_status(status: &v1::ClusterStatus) {
     for line in status_lines(status) {
-        println!("{line}");
+        outln!("{line}");
     }
 }
 
@@ -548,9 +554,11 @@ fn status_lines(status: &v1::ClusterStatus) -> Vec<String> {
 
 async fn repair(client: &Client, no_wait: bool) -> anyhow::Result<()> {
     let started = client.repair().await?;
-    println!(
+    outln!(
         "repair {} started on {}: {} ranges",
-        started.id, started.node_id, started.ranges_total
+        started.id,
+        started.node_id,
+        started.ranges_total
     );
     if no_wait {
         return Ok(());
@@ -571,13 +579,13 @@ async fn repair(client: &Client, no_wait: bool) -> anyhow::Result<()> {
         );
         match v1::OperationState::try_from(op.state) {
             Ok(v1::OperationState::Succeeded) => {
-                println!("done: {line}");
+                outln!("done: {line}");
                 return Ok(());
             }
             Ok(v1::OperationState::Failed) => {
                 anyhow::bail!("repair failed after {line}: {}", op.error);
             }
-            _ => println!("{line}"),
+            _ => outln!("{line}"),
         }
     }
 }
@@ -594,7 +602,7 @@ fn kind_name(kind: i32) -> &'static str {
 }
 
 fn started(op: &v1::Operation) {
-    println!("{} {} started on {}", kind_name(op.kind), op.id, op.node_id);
+    outln!("{} {} started on {}", kind_name(op.kind), op.id, op.node_id);
 }
 
 /// One line: kind, id, state, ranges, bytes, rate and ETA.
@@ -654,7 +662,7 @@ async fn follow(client: &Client, node: &str, id: &str) -> anyhow::Result<()> {
                 return follow_to_end(client, node, id).await;
             }
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                println!();
+                outln!();
             }
             eprintln!(
                 "stopped following {id}; it goes on on {node} (`strata progress --node {node}` \
@@ -668,7 +676,7 @@ async fn follow(client: &Client, node: &str, id: &str) -> anyhow::Result<()> {
 /// Polls operation `id` on node `node` until it ends: a progress bar
 /// redrawn in place on a terminal, a line every few seconds otherwise.
 async fn follow_to_end(client: &Client, node: &str, id: &str) -> anyhow::Result<()> {
-    use std::io::{IsTerminal as _, Write as _};
+    use std::io::IsTerminal as _;
     let tty = std::io::stdout().is_terminal();
     let mut last_line = std::time::Instant::now();
     loop {
@@ -693,15 +701,14 @@ async fn follow_to_end(client: &Client, node: &str, id: &str) -> anyhow::Result<
             let bar: String = (0..width)
                 .map(|i| if i < filled { '#' } else { '.' })
                 .collect();
-            print!("\r\x1b[2K[{bar}] {}", describe(&op));
-            let _ = std::io::stdout().flush();
+            out!("\r\x1b[2K[{bar}] {}", describe(&op));
         } else if done || last_line.elapsed() >= std::time::Duration::from_secs(2) {
-            println!("{}", describe(&op));
+            outln!("{}", describe(&op));
             last_line = std::time::Instant::now();
         }
         if done {
             if tty {
-                println!();
+                outln!();
             }
             if op.state == v1::OperationState::Failed as i32 {
                 anyhow::bail!("{} failed: {}", kind_name(op.kind), op.error);
