@@ -12,6 +12,7 @@
 //! Cassandra waits for gossip to settle before it serves clients for the
 //! same reason.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use strata_cluster::{ClusterView, NodeId, NodeState};
@@ -43,7 +44,10 @@ pub fn settled(view: &ClusterView, me: &NodeId) -> bool {
 pub struct Settle {
     started: Instant,
     window: Duration,
-    open: watch::Sender<bool>,
+    /// Read by every request: an atomic, not a lock.
+    open: AtomicBool,
+    /// Bumped at every view observed while closed, and when it opens.
+    views: watch::Sender<()>,
 }
 
 impl Settle {
@@ -54,57 +58,61 @@ impl Settle {
         Self {
             started: Instant::now(),
             window: round * SETTLE_ROUNDS,
-            open: watch::Sender::new(false),
+            open: AtomicBool::new(false),
+            views: watch::Sender::new(()),
         }
     }
 
     /// Takes the view `me` just published: opens the latch when it has
     /// heard every member it expects, or when the window has passed, and
-    /// says which in the log.
+    /// says which in the log (once).
     pub fn observe(&self, view: &ClusterView, me: &NodeId) {
         if self.is_open() {
             return;
         }
-        // Waiters look at every view while the latch is closed: one may
-        // have what its request needs already.
-        self.open.send_replace(false);
         let waited = self.started.elapsed();
-        if settled(view, me) {
-            tracing::info!(
-                members = view.nodes().filter(|(_, n)| n.alive).count(),
-                waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-                "gossip settled: this node hears every member it knows"
-            );
-        } else if waited >= self.window {
-            let missing: Vec<String> = view
-                .nodes()
-                .filter(|(id, n)| *id != me && n.state != NodeState::Left && !n.alive)
-                .map(|(id, _)| id.to_string())
-                .collect();
-            tracing::info!(
-                not_heard = %missing.join(","),
-                waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-                "gossip settle window passed: requests no longer wait for members not heard \
-                 since the start"
-            );
-        } else {
-            return;
+        let heard_all = settled(view, me);
+        if (heard_all || waited >= self.window) && !self.open.swap(true, Ordering::AcqRel) {
+            let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+            if heard_all {
+                tracing::info!(
+                    members = view.nodes().filter(|(_, n)| n.alive).count(),
+                    waited_ms,
+                    "gossip settled: this node hears every member it knows"
+                );
+            } else {
+                let missing: Vec<String> = view
+                    .nodes()
+                    .filter(|(id, n)| *id != me && n.state != NodeState::Left && !n.alive)
+                    .map(|(id, _)| id.to_string())
+                    .collect();
+                tracing::info!(
+                    not_heard = %missing.join(","),
+                    waited_ms,
+                    "gossip settle window passed: requests no longer wait for members not \
+                     heard since the start"
+                );
+            }
         }
-        self.open.send_replace(true);
+        // Waiters look at every view while the latch is closed (one may
+        // have what its request needs already) and see it open.
+        self.views.send_replace(());
     }
 
     /// Whether requests no longer wait.
     #[must_use]
     pub fn is_open(&self) -> bool {
-        *self.open.borrow()
+        self.open.load(Ordering::Acquire)
     }
 
     /// Waits until the latch opens or `enough` holds (asked again at
     /// every view observed), `at_most`.
     pub async fn wait(&self, at_most: Duration, enough: impl Fn() -> bool) {
-        let mut views = self.open.subscribe();
+        // Subscribed before looking: a view observed after the look wakes
+        // this waiter.
+        let mut views = self.views.subscribe();
         let _ = tokio::time::timeout(at_most, async {
-            while !*views.borrow_and_update() && !enough() {
+            while !self.is_open() && !enough() {
                 if views.changed().await.is_err() {
                     return;
                 }
