@@ -560,6 +560,7 @@ async fn removenode_rereplicates_a_dead_nodes_ranges_and_the_node_cannot_return(
         .find(|n| n.node_id == "node-3")
         .expect("known");
     assert_eq!(node3.state, NodeState::Left as i32);
+    assert!(node3.tokens.is_empty(), "a member that left owns no tokens");
 }
 
 /// Two dead nodes removed at the same moment through two nodes: the

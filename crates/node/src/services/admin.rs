@@ -142,7 +142,13 @@ impl Admin for AdminService {
         let nodes = view
             .nodes()
             .map(|(id, node)| {
-                let mut tokens: Vec<u64> = node.tokens.iter().map(|t| t.0).collect();
+                // A member that left keeps gossiping its last tokens, but
+                // owns none of them.
+                let mut tokens: Vec<u64> = if node.state == strata_cluster::NodeState::Left {
+                    Vec::new()
+                } else {
+                    node.tokens.iter().map(|t| t.0).collect()
+                };
                 tokens.sort_unstable();
                 RingNode {
                     node_id: id.to_string(),
