@@ -31,8 +31,13 @@ fn base_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strata_dev_runs_a_cluster_and_stops_on_ctrl_c() {
     let base = base_port();
+    // `strata dev` makes its directory under TMPDIR: one the test owns, so
+    // a failed run (the guard's SIGKILL skips the cluster's own cleanup)
+    // leaves nothing behind either.
+    let tmp = tempfile::tempdir().expect("tempdir");
     let child = Command::new(workspace_binary("strata"))
         .args(["dev", "--nodes", "3", "--base-port", &base.to_string()])
+        .env("TMPDIR", tmp.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -66,6 +71,7 @@ async fn strata_dev_runs_a_cluster_and_stops_on_ctrl_c() {
         .next()
         .expect("data dir")
         .to_owned();
+    assert!(std::path::Path::new(&data_dir).starts_with(tmp.path()));
     assert!(std::path::Path::new(&data_dir).exists());
     for i in 0..3u16 {
         assert!(
