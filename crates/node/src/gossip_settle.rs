@@ -23,11 +23,16 @@ use tokio::sync::watch;
 /// the failure detector convicts a silent member in fewer).
 pub const SETTLE_ROUNDS: u32 = 20;
 
-/// Whether `me` hears every member in `view` that has not left, and, if it
-/// has yet to become a normal member itself, at least one: nothing it
+/// Whether `me` hears every member in `view` that has not left, knows of
+/// every one of `founders` (a new cluster's `--initial-cluster`: before
+/// gossip brings them, a founder's view holds only itself), and, if it has
+/// yet to become a normal member itself, hears at least one: nothing it
 /// expects to hear is still missing.
 #[must_use]
-pub fn settled(view: &ClusterView, me: &NodeId) -> bool {
+pub fn settled(view: &ClusterView, me: &NodeId, founders: &[NodeId]) -> bool {
+    if founders.iter().any(|f| view.node(f).is_none()) {
+        return false;
+    }
     let mut others = view
         .nodes()
         .filter(|(id, n)| *id != me && n.state != NodeState::Left)
@@ -44,6 +49,8 @@ pub fn settled(view: &ClusterView, me: &NodeId) -> bool {
 pub struct Settle {
     started: Instant,
     window: Duration,
+    /// `--initial-cluster`'s other members.
+    founders: Vec<NodeId>,
     /// Read by every request: an atomic, not a lock.
     open: AtomicBool,
     /// Bumped at every view observed while closed, and when it opens.
@@ -51,13 +58,15 @@ pub struct Settle {
 }
 
 impl Settle {
-    /// A closed latch for a node starting now with gossip rounds of
-    /// `round`.
+    /// A closed latch for node `me` starting now with gossip rounds of
+    /// `round`, in a cluster founded by `founders` (`--initial-cluster`,
+    /// possibly empty).
     #[must_use]
-    pub fn new(round: Duration) -> Self {
+    pub fn new(round: Duration, me: &NodeId, founders: &[NodeId]) -> Self {
         Self {
             started: Instant::now(),
             window: round * SETTLE_ROUNDS,
+            founders: founders.iter().filter(|f| *f != me).cloned().collect(),
             open: AtomicBool::new(false),
             views: watch::Sender::new(()),
         }
@@ -71,7 +80,7 @@ impl Settle {
             return;
         }
         let waited = self.started.elapsed();
-        let heard_all = settled(view, me);
+        let heard_all = settled(view, me, &self.founders);
         if (heard_all || waited >= self.window) && !self.open.swap(true, Ordering::AcqRel) {
             let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
             if heard_all {
@@ -81,11 +90,17 @@ impl Settle {
                     "gossip settled: this node hears every member it knows"
                 );
             } else {
-                let missing: Vec<String> = view
+                let mut missing: Vec<String> = view
                     .nodes()
                     .filter(|(id, n)| *id != me && n.state != NodeState::Left && !n.alive)
                     .map(|(id, _)| id.to_string())
                     .collect();
+                missing.extend(
+                    self.founders
+                        .iter()
+                        .filter(|f| view.node(f).is_none())
+                        .map(ToString::to_string),
+                );
                 tracing::info!(
                     not_heard = %missing.join(","),
                     waited_ms,
@@ -97,6 +112,14 @@ impl Settle {
         // Waiters look at every view while the latch is closed (one may
         // have what its request needs already) and see it open.
         self.views.send_replace(());
+    }
+
+    /// Whether a request may be served on `view`: the latch is open, or
+    /// `view` knows every founder and is `enough` for the request (a view
+    /// without a founder is a ring still forming: its replicas for a key
+    /// may not be the key's).
+    pub fn may_serve(&self, view: &ClusterView, enough: impl FnOnce(&ClusterView) -> bool) -> bool {
+        self.is_open() || (self.founders.iter().all(|f| view.node(f).is_some()) && enough(view))
     }
 
     /// Whether requests no longer wait.
@@ -144,7 +167,7 @@ mod tests {
     fn settled_once_every_member_that_has_not_left_is_heard() {
         use NodeState::{Joining, Leaving, Left, Normal};
         let me = id("me");
-        let settled = |v: &ClusterView| settled(v, &me);
+        let settled = |v: &ClusterView| settled(v, &me, &[]);
         assert!(!settled(&view(
             Normal,
             &[("a", Normal, true), ("b", Normal, false)]
@@ -166,12 +189,35 @@ mod tests {
         assert!(!settled(&view(Joining, &[])));
         assert!(!settled(&view(Joining, &[("a", Left, false)])));
         assert!(settled(&view(Joining, &[("a", Normal, true)])));
+        // A founder of a new cluster waits for the other founders to be
+        // known and heard; one that left later is not waited for.
+        let founders = [id("a"), id("b")];
+        assert!(!super::settled(
+            &view(Normal, &[("a", Normal, true)]),
+            &me,
+            &founders
+        ));
+        assert!(!super::settled(
+            &view(Normal, &[("a", Normal, true), ("b", Normal, false)]),
+            &me,
+            &founders
+        ));
+        assert!(super::settled(
+            &view(Normal, &[("a", Normal, true), ("b", Normal, true)]),
+            &me,
+            &founders
+        ));
+        assert!(super::settled(
+            &view(Normal, &[("a", Normal, true), ("b", Left, false)]),
+            &me,
+            &founders
+        ));
     }
 
     #[tokio::test]
     async fn the_latch_opens_when_gossip_settles_and_stays_open() {
         let me = id("me");
-        let settle = Settle::new(Duration::from_secs(3600));
+        let settle = Settle::new(Duration::from_secs(3600), &id("me"), &[]);
         settle.observe(
             &view(NodeState::Normal, &[("a", NodeState::Normal, false)]),
             &me,
@@ -196,10 +242,34 @@ mod tests {
         assert!(settle.is_open());
     }
 
+    #[test]
+    fn a_request_is_served_on_a_view_that_knows_every_founder_and_is_enough() {
+        use NodeState::Normal;
+        let me = id("me");
+        let settle = Settle::new(
+            Duration::from_secs(3600),
+            &me,
+            &[me.clone(), id("a"), id("b")],
+        );
+        let partial = view(Normal, &[("a", Normal, true)]);
+        let whole = view(Normal, &[("a", Normal, true), ("b", Normal, false)]);
+        // A ring still forming is never enough: its replicas for a key may
+        // not be the key's.
+        assert!(!settle.may_serve(&partial, |_| true));
+        assert!(settle.may_serve(&whole, |_| true));
+        assert!(!settle.may_serve(&whole, |_| false));
+        settle.observe(
+            &view(Normal, &[("a", Normal, true), ("b", Normal, true)]),
+            &me,
+        );
+        assert!(settle.is_open());
+        assert!(settle.may_serve(&partial, |_| false));
+    }
+
     #[tokio::test]
     async fn the_latch_opens_after_the_window_with_members_still_unheard() {
         let me = id("me");
-        let settle = Settle::new(Duration::ZERO);
+        let settle = Settle::new(Duration::ZERO, &id("me"), &[]);
         settle.observe(
             &view(NodeState::Normal, &[("a", NodeState::Normal, false)]),
             &me,
@@ -209,7 +279,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_ends_at_its_bound() {
-        let settle = Settle::new(Duration::from_secs(3600));
+        let settle = Settle::new(Duration::from_secs(3600), &id("me"), &[]);
         let started = tokio::time::Instant::now();
         settle.wait(Duration::from_secs(2), || false).await;
         assert_eq!(started.elapsed(), Duration::from_secs(2));
@@ -219,7 +289,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wait_ends_at_the_first_view_that_is_enough() {
         let me = id("me");
-        let settle = std::sync::Arc::new(Settle::new(Duration::from_secs(3600)));
+        let settle = std::sync::Arc::new(Settle::new(Duration::from_secs(3600), &id("me"), &[]));
         let enough = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let waiter = tokio::spawn({
             let (settle, enough) = (

@@ -59,6 +59,9 @@ pub struct GossipConfig {
     pub write_policy: String,
     /// Where gossip from peers this node does not gossip with is counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `--initial-cluster`: the founders a new cluster's member waits to
+    /// hear before its requests stop waiting (`gossip_settle.rs`).
+    pub founders: Vec<NodeId>,
 }
 
 /// Why this node must stop: another node was there first and disagrees.
@@ -230,7 +233,7 @@ impl Membership {
             other_policies: std::sync::Mutex::new(std::collections::HashSet::new()),
             conflict: watch::Sender::new(None),
             health,
-            settle: Settle::new(config.interval),
+            settle: Settle::new(config.interval, &config.node_id, &config.founders),
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);

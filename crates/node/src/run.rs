@@ -363,6 +363,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
                 config.strict_quorum,
             ),
             metrics: Arc::clone(&metrics),
+            founders: config
+                .initial_cluster
+                .iter()
+                .filter_map(|f| NodeId::new(f).ok())
+                .collect(),
         },
         &me,
         known,

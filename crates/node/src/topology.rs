@@ -56,25 +56,29 @@ impl Topology {
         }
     }
 
-    /// Waits, `at_most`, for gossip to settle after this node's start
-    /// (`gossip_settle.rs`) or for a view that is `enough`; a fixed view
-    /// has settled.
-    pub async fn wait_settled(
+    /// Whether a request for which `enough` says whether a view has the
+    /// live replicas it needs may be served on `view` now: gossip has
+    /// settled since this node started, or `view` knows every founder and
+    /// is enough (`gossip_settle.rs`). A fixed view always may.
+    pub fn may_serve(&self, view: &ClusterView, enough: impl Fn(&ClusterView) -> bool) -> bool {
+        match self {
+            Self::Gossip(m) => m.settle().may_serve(view, enough),
+            Self::Fixed(_) => true,
+        }
+    }
+
+    /// Waits, `at_most`, until [`Topology::may_serve`] holds for the
+    /// current view.
+    pub async fn wait_to_serve(
         &self,
         at_most: std::time::Duration,
         enough: impl Fn(&ClusterView) -> bool,
     ) {
         if let Self::Gossip(m) = self {
-            m.settle().wait(at_most, || enough(&m.view())).await;
-        }
-    }
-
-    /// Whether gossip has settled since this node started.
-    #[must_use]
-    pub fn settled(&self) -> bool {
-        match self {
-            Self::Gossip(m) => m.settle().is_open(),
-            Self::Fixed(_) => true,
+            let settle = m.settle();
+            settle
+                .wait(at_most, || settle.may_serve(&m.view(), &enough))
+                .await;
         }
     }
 

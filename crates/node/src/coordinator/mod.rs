@@ -163,19 +163,19 @@ impl Coordinator {
 
     /// The view to serve a request on. Until gossip has settled after this
     /// node's start (`gossip_settle.rs`), a request for which `enough`
-    /// finds too few live replicas in the view waits (at most the request
-    /// timeout) for a view that has them or for gossip to settle, and
-    /// takes the view as it is then: the replicas it has not heard yet are
-    /// most likely up.
+    /// finds too few live replicas in the view, or whose view lacks a
+    /// founder of the cluster, waits (at most the request timeout) for a
+    /// view that has them or for gossip to settle, and takes the view as
+    /// it is then: the replicas it has not heard yet are most likely up.
     async fn settled_view(&self, enough: impl Fn(&ClusterView) -> bool) -> Arc<ClusterView> {
         let view = self.ctx.view();
-        if self.ctx.topology.settled() || enough(&view) {
+        if self.ctx.topology.may_serve(&view, &enough) {
             return view;
         }
         self.ctx.metrics.waited_for_gossip();
         self.ctx
             .topology
-            .wait_settled(self.ctx.settings.request_timeout, &enough)
+            .wait_to_serve(self.ctx.settings.request_timeout, &enough)
             .await;
         self.ctx.view()
     }
