@@ -466,8 +466,8 @@ async fn a_restarted_node_serves_quorum_requests_at_once() {
 /// and one other refused at once ("only 1 of the key's 2 are up"), or,
 /// worse, wrote at QUORUM to the replicas of that partial ring, which
 /// later reads of the whole ring did not ask. Five founders, N = 3: keys
-/// are written through node-b from the moment it starts, while the last
-/// three are still starting, then read at QUORUM through node-a.
+/// are written through node-b from the moment it starts, before the last
+/// three start, then read at QUORUM through node-a.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_cluster_serves_quorum_requests_as_soon_as_its_founders_start() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -507,6 +507,15 @@ async fn a_new_cluster_serves_quorum_requests_as_soon_as_its_founders_start() {
             assert!(written.replicas_acked >= 2, "{key}: {written:?}");
         }
     });
+    // node-b hears node-a: a ring of two, enough for QUORUM in numbers.
+    // The writes must wait for the other founders all the same.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive_seen_by(b.addr()).await != ["node-a", "node-b"] {
+        assert!(Instant::now() < deadline, "node-b never heard node-a");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!writes.is_finished(), "written on a ring of two");
     let rest: Vec<_> = (2..ids.len()).map(start).collect();
     writes.await.expect("writes");
     let mut reader = kv(a.addr()).await;
