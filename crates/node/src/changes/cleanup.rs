@@ -188,12 +188,18 @@ impl Drop for Cleaning<'_> {
     }
 }
 
-/// Members with their states and sorted tokens, sorted by id.
+/// Members with their states and sorted tokens, sorted by id. A member
+/// that left owns no tokens whatever it last gossiped (`GetRing` reports
+/// none; a node of an earlier version, its last ones): the rings agree
+/// either way.
 fn ring_summary(
     nodes: impl Iterator<Item = (String, NodeState, Vec<u64>)>,
 ) -> Vec<(String, NodeState, Vec<u64>)> {
     let mut out: Vec<(String, NodeState, Vec<u64>)> = nodes
         .map(|(id, state, mut tokens)| {
+            if state == NodeState::Left {
+                tokens.clear();
+            }
             tokens.sort_unstable();
             (id, state, tokens)
         })
@@ -255,5 +261,22 @@ mod tests {
         // so a cleanup under way stops.
         assert_eq!(ring_fingerprint(&ring(3)), ring_fingerprint(&ring(3)));
         assert_ne!(ring_fingerprint(&ring(3)), ring_fingerprint(&ring(4)));
+    }
+
+    #[test]
+    fn rings_agree_whether_a_member_that_left_shows_its_last_tokens_or_none() {
+        let entry = |state, tokens: &[u64]| ("node-a".to_owned(), state, tokens.to_vec());
+        assert_eq!(
+            ring_summary([entry(NodeState::Left, &[3, 1])].into_iter()),
+            ring_summary([entry(NodeState::Left, &[])].into_iter())
+        );
+        assert_ne!(
+            ring_summary([entry(NodeState::Normal, &[3, 1])].into_iter()),
+            ring_summary([entry(NodeState::Normal, &[])].into_iter())
+        );
+        assert_eq!(
+            ring_summary([entry(NodeState::Normal, &[3, 1])].into_iter()),
+            ring_summary([entry(NodeState::Normal, &[1, 3])].into_iter())
+        );
     }
 }
