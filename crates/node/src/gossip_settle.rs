@@ -4,13 +4,16 @@
 //! down until gossip hears it, and the failure detector needs a few rounds
 //! to hear them: a request arriving in the first second after a restart
 //! found its key's other replicas "down" and failed with UNAVAILABLE
-//! although they were up. Now such a request (only one that would fail for
-//! want of live replicas; the rest never wait) waits until gossip has
-//! settled: this node hears every member it knows that has not left
+//! although they were up. A new cluster's founder knows only itself until
+//! gossip brings the other founders, and a ring of the founders it has
+//! heard so far places keys on the wrong replicas. Now a request that
+//! would fail for want of live replicas, or whose view lacks a founder,
+//! waits (the rest never do) until its view has what it needs
+//! ([`Settle::may_serve`]) or gossip has settled: this node hears every
+//! member it knows that has not left and knows every founder
 //! ([`settled`]), or [`SETTLE_ROUNDS`] gossip rounds have passed since the
-//! start, whichever comes first, and at most the request's own timeout.
-//! Cassandra waits for gossip to settle before it serves clients for the
-//! same reason.
+//! start; at most the request's own timeout. Cassandra waits for gossip
+//! to settle before it serves clients for the same reason.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

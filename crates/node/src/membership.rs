@@ -262,8 +262,8 @@ impl Membership {
         Arc::clone(&self.view.read().expect("view lock"))
     }
 
-    /// Whether gossip has settled since this node started (see
-    /// `gossip_settle.rs`).
+    /// The latch that opens once gossip has settled after this node's
+    /// start (`gossip_settle.rs`).
     #[must_use]
     pub fn settle(&self) -> &Settle {
         &self.settle
