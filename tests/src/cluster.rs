@@ -123,6 +123,17 @@ impl Cluster {
         drop(self.nodes[i].take());
     }
 
+    /// Stops node `i` as Kubernetes does (SIGTERM) and returns its exit
+    /// status.
+    ///
+    /// # Panics
+    /// When it has not exited 30 seconds later.
+    pub fn stop(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut node = self.nodes[i].take().expect("node is running");
+        node.terminate(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("node-{i} did not stop within 30 s of SIGTERM"))
+    }
+
     /// Starts crashed node `i` again on its data directory, without waiting
     /// for the cluster to agree (it may be cut off). Its fault file still
     /// applies from its first packet.

@@ -531,3 +531,41 @@ async fn a_new_cluster_serves_quorum_requests_as_soon_as_its_founders_start() {
     assert!(b.log().contains("gossip settled"), "{}", b.log());
     drop(rest);
 }
+
+/// A node stopped with SIGTERM (how Kubernetes stops a pod) tells its peers
+/// before it goes: each takes it as down at once and says so, instead of
+/// routing to it until the failure detector has heard seconds of silence;
+/// started again (a new gossip generation), it is alive again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_is_taken_as_down_at_once() {
+    let mut cluster = Cluster::start(3, N3).await;
+    let status = cluster.stop(2);
+    assert!(status.success(), "{status}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..2 {
+        loop {
+            let told = cluster
+                .log(i)
+                .lines()
+                .any(|l| l.contains("a member announced its stop") && l.contains("node-2"));
+            if told {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node-{i} was not told:\n{}",
+                cluster.log(i)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    cluster.wait_until_alive(2).await;
+    cluster.restart(2).await;
+    let written = kv(cluster.addr(0))
+        .await
+        .put(put("back", b"v", &[], ConsistencyLevel::All))
+        .await
+        .expect("an ALL write once node-2 is back")
+        .into_inner();
+    assert_eq!(written.replicas_acked, 3);
+}

@@ -215,11 +215,20 @@ fn grow_command(args: &DevArgs, factor: u32, seed: &str) -> String {
     command
 }
 
+/// Stops every node at once (each gives its peers a moment's notice).
 async fn stop_all(nodes: Vec<RunningNode>) {
-    for node in nodes {
-        let id = node.id.clone();
-        if let Err(e) = node.stop().await {
-            eprintln!("{id} stopped with an error: {e}");
+    let stops: Vec<_> = nodes
+        .into_iter()
+        .map(|node| {
+            let id = node.id.clone();
+            (id, tokio::spawn(node.stop()))
+        })
+        .collect();
+    for (id, stop) in stops {
+        match stop.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("{id} stopped with an error: {e}"),
+            Err(e) => eprintln!("{id} stopped with an error: {e}"),
         }
     }
 }

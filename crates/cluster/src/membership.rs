@@ -44,6 +44,11 @@ pub const KEY_LOST_DATA: &str = "lost_data";
 /// after losing its data, `done` once its ranges are back; absent for a
 /// node whose data directory was never lost.
 pub const KEY_REJOIN: &str = "rejoin";
+/// Gossip key: present once the node has begun a graceful stop (SIGTERM):
+/// its peers take it as down at once instead of after the failure
+/// detector's seconds of silence. A restart is a new gossip generation,
+/// without it.
+pub const KEY_STOPPING: &str = "stopping";
 
 /// Where a member whose data directory was lost stands in getting its
 /// ranges back ([`KEY_REJOIN`]).

@@ -22,9 +22,9 @@ use crate::twin::{Sighting, Twin, TwinWatch};
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{
     ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN,
-    KEY_REPLICATION_FACTOR, KEY_STATE, KEY_TOKENS, KEY_WRITE_POLICY, KnownMembers, NodeGossip,
-    NodeId, NodeState, Peer, Rejoin, Token, format_departures, format_lost_data, parse_lost_data,
-    rejoin_name, state_name,
+    KEY_REPLICATION_FACTOR, KEY_STATE, KEY_STOPPING, KEY_TOKENS, KEY_WRITE_POLICY, KnownMembers,
+    NodeGossip, NodeId, NodeState, Peer, Rejoin, Token, format_departures, format_lost_data,
+    parse_lost_data, rejoin_name, state_name,
 };
 use tokio::sync::watch;
 
@@ -63,6 +63,10 @@ pub struct GossipConfig {
     /// hear before its requests stop waiting (`gossip_settle.rs`).
     pub founders: Vec<NodeId>,
 }
+
+/// Gossip rounds a stopping node keeps gossiping after it announced its
+/// stop, for the news to reach its peers.
+pub const STOP_NOTICE_ROUNDS: u32 = 2;
 
 /// Why this node must stop: another node was there first and disagrees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +127,10 @@ pub struct Membership {
     health: Arc<GossipHealth>,
     /// Opens once this node hears the members it knows after its start.
     settle: Settle,
+    /// Peers' gossip generations already logged as stopping.
+    stopping_seen: std::sync::Mutex<std::collections::HashSet<ChitchatId>>,
+    /// Time between gossip rounds.
+    round: Duration,
 }
 
 /// The known members and whether the file still lacks a change.
@@ -234,6 +242,8 @@ impl Membership {
             conflict: watch::Sender::new(None),
             health,
             settle: Settle::new(config.interval, &config.node_id, &config.founders),
+            stopping_seen: std::sync::Mutex::new(std::collections::HashSet::new()),
+            round: config.interval,
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -345,6 +355,21 @@ impl Membership {
         self.refresh().await;
     }
 
+    /// Tells peers this node is stopping (a graceful stop) and gives the
+    /// news [`STOP_NOTICE_ROUNDS`] gossip rounds (at most 2 s) to spread:
+    /// they take it as down from then on, not after the failure detector's
+    /// timeout. This node's own view is unchanged: it serves what still
+    /// reaches it until it stops.
+    pub async fn announce_stopping(&self) {
+        self.chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(KEY_STOPPING, "1");
+        tracing::info!("announced this node's stop to its peers");
+        tokio::time::sleep((self.round * STOP_NOTICE_ROUNDS).min(Duration::from_secs(2))).await;
+    }
+
     /// Leaves gossip: peers will see this node's heartbeats stop.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
@@ -373,6 +398,7 @@ impl Membership {
                 .filter_map(|(_, state)| state.get(KEY_LOST_DATA))
                 .flat_map(parse_lost_data)
                 .collect();
+            let stopping = self.note_stopping(&chitchat);
             chitchat
                 .node_states()
                 .iter()
@@ -380,7 +406,7 @@ impl Membership {
                     let node = NodeId::new(&*id.node_id).ok()?;
                     match NodeGossip::from_key_values(state.key_values()) {
                         Ok(mut gossip) => Some(Peer {
-                            alive: live.contains(id),
+                            alive: live.contains(id) && !stopping.contains(id),
                             id: node,
                             generation: id.generation_id,
                             gossip: {
@@ -443,6 +469,31 @@ impl Membership {
 }
 
 impl Membership {
+    /// The peers (gossip generations) that announced a graceful stop, each
+    /// logged the first time it is seen.
+    fn note_stopping(
+        &self,
+        chitchat: &chitchat::Chitchat,
+    ) -> std::collections::HashSet<ChitchatId> {
+        let stopping: std::collections::HashSet<ChitchatId> = chitchat
+            .node_states()
+            .iter()
+            .filter(|(id, state)| {
+                *id.node_id != *self.node_id.as_str() && state.get(KEY_STOPPING).is_some()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut seen = self.stopping_seen.lock().expect("stopping peers");
+        for id in &stopping {
+            if seen.insert(id.clone()) {
+                tracing::info!(node = %id.node_id, "a member announced its stop: down from now");
+            }
+        }
+        // Forget generations gossip no longer carries.
+        seen.retain(|id| stopping.contains(id));
+        stopping
+    }
+
     /// Records what gossip says in the durable member list (written before
     /// the view using it is published) and returns `peers` completed with
     /// every known member gossip does not hear, as down, and the members

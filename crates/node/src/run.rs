@@ -160,6 +160,9 @@ impl RunningNode {
     /// # Errors
     /// The server's error, if it failed.
     pub async fn stop(self) -> Result<(), RunError> {
+        if let crate::topology::Topology::Gossip(membership) = &self.ctx.topology {
+            membership.announce_stopping().await;
+        }
         let _ = self.stop.send(true);
         flatten(self.task.await)
     }
