@@ -181,11 +181,6 @@ impl Coordinator {
     }
 }
 
-/// Whether at least `required` of `targets` are up.
-fn up_to(targets: &[ReplicaTarget], required: u32) -> bool {
-    count(targets.iter().filter(|t| t.alive).count()) >= required
-}
-
 /// How many of `targets` are up, or [`CoordinatorError::ReplicasDown`]
 /// when that is fewer than `required`: the request fails before any
 /// replica is contacted. Quorums count only the replicas that are up.

@@ -11,7 +11,7 @@ use strata_cluster::ConsistencyLevel;
 use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
 
 use super::remote::{Target, TargetError};
-use super::{Coordinator, CoordinatorError, ReadOutcome, enough_up, up_to};
+use super::{Coordinator, CoordinatorError, ReadOutcome, enough_up};
 use crate::request::{required_acks, validate_key};
 
 type Answer = (NodeId, Result<Siblings, TargetError>);
@@ -45,7 +45,7 @@ impl Coordinator {
         let required = required_acks(consistency, replication.read, replication.factor)?;
         let (token, n) = (Token::of(&key), self.ctx.n());
         let view = self
-            .settled_view(|v| up_to(&v.read_targets(token, n), required))
+            .settled_view(|v| enough_up(&v.read_targets(token, n), 0, required).is_ok())
             .await;
         let targets = view.read_targets(token, n);
         let mut quorum = ReadQuorum::new(required, enough_up(&targets, 0, required)?);

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::remote::{Target, TargetError};
 use super::{
     Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, count, decode_context,
-    encode_context, now_micros, stripe_of, up_to,
+    encode_context, enough_up, now_micros, stripe_of,
 };
 use crate::request::{required_acks, validate_key, validate_value};
 use crate::transport::ReplicaError;
@@ -50,7 +50,7 @@ impl Coordinator {
         let context = decode_context(token, request.context)?;
         let n = self.ctx.n();
         let view = self
-            .settled_view(|v| up_to(&v.write_targets(token, n), required))
+            .settled_view(|v| enough_up(&v.write_targets(token, n), 0, required).is_ok())
             .await;
         let targets = view.write_targets(token, n);
         let replica = targets.iter().any(|t| t.id == self.ctx.id);
