@@ -150,6 +150,9 @@ impl Settle {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
     use super::*;
     use crate::testing::member;
 
@@ -292,26 +295,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wait_ends_at_the_first_view_that_is_enough() {
         let me = id("me");
-        let settle = std::sync::Arc::new(Settle::new(Duration::from_secs(3600), &id("me"), &[]));
-        let enough = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let settle = Arc::new(Settle::new(Duration::from_secs(3600), &id("me"), &[]));
+        let enough = Arc::new(AtomicBool::new(false));
         let waiter = tokio::spawn({
-            let (settle, enough) = (
-                std::sync::Arc::clone(&settle),
-                std::sync::Arc::clone(&enough),
-            );
+            let (settle, enough) = (Arc::clone(&settle), Arc::clone(&enough));
             async move {
                 let started = tokio::time::Instant::now();
                 settle
-                    .wait(Duration::from_secs(60), || {
-                        enough.load(std::sync::atomic::Ordering::SeqCst)
-                    })
+                    .wait(Duration::from_secs(60), || enough.load(Ordering::SeqCst))
                     .await;
                 started.elapsed()
             }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         // One member heard of two: enough for the request, not settled.
-        enough.store(true, std::sync::atomic::Ordering::SeqCst);
+        enough.store(true, Ordering::SeqCst);
         let partial = view(
             NodeState::Normal,
             &[
