@@ -20,8 +20,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_proto::metadata::{is_from_a_node, is_transport_failure};
 use strata_proto::v1::{
@@ -38,6 +39,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::Error;
 use crate::routing::Routing;
 use crate::session::{self, Failed, Session};
+use crate::suspects::Suspects;
 
 /// Largest message the client sends or accepts.
 const MAX_MESSAGE_BYTES: usize = 128 << 20;
@@ -109,6 +111,18 @@ impl Default for ClientOptions {
     }
 }
 
+impl Inner {
+    /// Milliseconds since the client was created.
+    fn age_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A ring older than this is fetched again (in the background) by the
+/// next request: liveness changes and joins reach the client without an
+/// error first.
+const RING_MAX_AGE_MS: u64 = 5_000;
+
 impl Link {
     fn new(channel: Channel, credentials: &Credentials) -> Self {
         let session = Session::new(kv_client(channel.clone(), credentials.clone()));
@@ -135,6 +149,12 @@ struct Inner {
     seed_link: Link,
     links: Mutex<HashMap<String, Link>>,
     routing: RwLock<Arc<Routing>>,
+    /// When `routing` was last fetched, in milliseconds since `born`.
+    routed_at_ms: AtomicU64,
+    /// Whether a ring fetch runs in the background.
+    refreshing: AtomicBool,
+    born: Instant,
+    suspects: Suspects,
     options: ClientOptions,
     credentials: Credentials,
 }
@@ -250,6 +270,10 @@ impl Client {
                             seed_link,
                             links: Mutex::new(HashMap::new()),
                             routing: RwLock::new(Arc::new(Routing::from_ring(&ring))),
+                            routed_at_ms: AtomicU64::new(0),
+                            refreshing: AtomicBool::new(false),
+                            born: Instant::now(),
+                            suspects: Suspects::default(),
                             options,
                             credentials,
                         }),
@@ -286,7 +310,7 @@ impl Client {
         let lane = self.lane(self.inner.seed_link.clone());
         let timeout = self.inner.options.timeout;
         match tokio::time::timeout(timeout, lane.ping(request)).await {
-            Ok(answer) => Ok(answer?),
+            Ok(answer) => Ok(answer.map_err(|s| at_node(s, &self.inner.seed))?),
             Err(_) => Err(Error::Status(no_answer(&self.inner.seed, timeout))),
         }
     }
@@ -508,27 +532,66 @@ impl Client {
             .operations)
     }
 
-    /// Fetches the ring again, from the seed node or any node it knows.
-    /// Returns whether a node answered.
+    /// Fetches the ring again, from the seed node or any node it knows
+    /// (nodes that just failed a request last). Returns whether a node
+    /// answered.
     pub async fn refresh_ring(&self) -> bool {
-        let mut sources = vec![self.inner.seed_link.channel.clone()];
-        for address in self.routing().addresses() {
-            if let Ok(channel) = self.channel(&address) {
-                sources.push(channel);
-            }
-        }
+        let mut addresses = vec![self.inner.seed.clone()];
+        addresses.extend(
+            self.routing()
+                .addresses()
+                .into_iter()
+                .filter(|a| *a != self.inner.seed),
+        );
+        self.inner.suspects.last(&mut addresses, Instant::now());
         let timeout = ring_timeout(self.inner.options.timeout);
-        for channel in sources {
+        for address in addresses {
+            let channel = if address == self.inner.seed {
+                self.inner.seed_link.channel.clone()
+            } else {
+                match self.channel(&address) {
+                    Ok(channel) => channel,
+                    Err(_) => continue,
+                }
+            };
             let mut admin = self.admin_on(channel);
             let fetch = admin.get_ring(ring_request(timeout));
             // A paused node accepts the connection and never answers.
             if let Ok(Ok(ring)) = tokio::time::timeout(timeout, fetch).await {
                 *self.inner.routing.write().expect("routing lock") =
                     Arc::new(Routing::from_ring(&ring.into_inner()));
+                self.inner
+                    .routed_at_ms
+                    .store(self.inner.age_ms(), Ordering::Relaxed);
                 return true;
             }
         }
         false
+    }
+
+    /// Starts a ring fetch in the background unless one is running: the
+    /// request that asks does not wait for it.
+    fn refresh_ring_soon(&self) {
+        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.clone();
+        tokio::spawn(async move {
+            client.refresh_ring().await;
+            client.inner.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// The addresses of the nodes a request for `key` is sent to, in the
+    /// order they are tried: the key's replicas that the ring holds alive,
+    /// then other live nodes (which forward), then replicas believed
+    /// down; nodes that failed a request in the last few seconds go last.
+    /// Empty when the ring is (requests then go to the seed endpoint).
+    #[must_use]
+    pub fn nodes_for(&self, key: &[u8]) -> Vec<String> {
+        let mut candidates = self.routing().candidates(key);
+        self.inner.suspects.last(&mut candidates, Instant::now());
+        candidates
     }
 
     /// The ring epoch of the last refresh (as reported by the node).
@@ -546,7 +609,7 @@ impl Client {
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, Error> {
         match tokio::time::timeout(self.inner.options.timeout, call).await {
-            Ok(answer) => Ok(answer?.into_inner()),
+            Ok(answer) => Ok(answer.map_err(|s| at_node(s, address))?.into_inner()),
             Err(_) => Err(Error::Status(no_answer(
                 address,
                 self.inner.options.timeout,
@@ -601,7 +664,12 @@ impl Client {
         let mut candidates = if self.inner.options.direct {
             Vec::new()
         } else {
-            self.routing().candidates(key)
+            if self.inner.age_ms()
+                > self.inner.routed_at_ms.load(Ordering::Relaxed) + RING_MAX_AGE_MS
+            {
+                self.refresh_ring_soon();
+            }
+            self.nodes_for(key)
         };
         if candidates.is_empty() {
             candidates.push(self.inner.seed.clone());
@@ -615,15 +683,19 @@ impl Client {
             let lane = self.lane(self.link(address)?);
             let attempt = tokio::time::timeout(self.inner.options.timeout, call(lane)).await;
             let (status, silent) = match attempt {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(status)) => (status, false),
+                Ok(Ok(response)) => {
+                    self.inner.suspects.clear(address);
+                    return Ok(response);
+                }
+                Ok(Err(status)) => (at_node(status, address), false),
                 Err(_) => (no_answer(address, self.inner.options.timeout), true),
             };
             let unreachable = is_transport_failure(&status);
-            // The ring may say the node is down by now: later requests
-            // then go elsewhere first.
+            // Later requests try this node last until the ring (fetched
+            // again now, without waiting) says whether it is down.
             if (unreachable || silent) && !self.inner.options.direct {
-                self.refresh_ring().await;
+                self.inner.suspects.mark(address, Instant::now());
+                self.refresh_ring_soon();
             }
             let again = next_attempt(retry, &status, silent, tried);
             last = Some(status);
@@ -818,6 +890,25 @@ fn ring_request(timeout: Duration) -> tonic::Request<GetRingRequest> {
     request
 }
 
+/// A failure of the connection to `address` (no node marker) says which
+/// node and what the transport saw: tonic's message alone is often just
+/// "http2 error". A node's own answer is returned as it is.
+fn at_node(status: tonic::Status, address: &str) -> tonic::Status {
+    if is_from_a_node(&status) {
+        return status;
+    }
+    let mut detail = status.message().to_owned();
+    let mut source = std::error::Error::source(&status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !detail.contains(&cause_text) {
+            detail = format!("{detail}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    tonic::Status::new(status.code(), format!("{address}: {detail}"))
+}
+
 /// The error of an attempt the node never answered.
 fn no_answer(address: &str, timeout: Duration) -> tonic::Status {
     tonic::Status::deadline_exceeded(format!("no answer from {address} within {timeout:?}"))
@@ -904,8 +995,8 @@ fn endpoint_for(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Endpoint, Er
         // A connection whose peer vanished without a reset (a partition,
         // a powered-off host) fails within ~15 s instead of holding a
         // session's requests until each times out.
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(1));
     match tls {
         Some(tls) => built
             .tls_config(tls.config())

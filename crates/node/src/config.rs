@@ -165,6 +165,13 @@ pub struct NodeConfig {
         value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub request_timeout_ms: u64,
 
+    /// Milliseconds a read waits for the replicas it asked before it asks
+    /// one more (a paused or slow replica then costs a read this, not the
+    /// request timeout); 0 turns it off.
+    #[arg(long, env = "STRATA_SPECULATIVE_RETRY_MS", default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub speculative_retry_ms: u64,
+
     /// Fraction of reads that ask every replica (not just R) and repair
     /// the stale ones; the rest ask R replicas, this node first.
     #[arg(long, env = "STRATA_READ_REPAIR_CHANCE", default_value_t = 0.1)]
@@ -489,6 +496,13 @@ impl NodeConfig {
             vnodes: self.vnodes,
             source_patience: std::time::Duration::from_secs(self.rejoin_source_wait_secs),
         }
+    }
+
+    /// `speculative_retry_ms` as a delay (`None`: off).
+    #[must_use]
+    pub fn speculative_retry(&self) -> Option<std::time::Duration> {
+        (self.speculative_retry_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.speculative_retry_ms))
     }
 
     /// `read_repair_chance` as "every k-th read" (0: never).

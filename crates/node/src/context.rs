@@ -44,6 +44,11 @@ pub struct Settings {
     /// stale ones (Cassandra's read-repair chance as a period): 1 = every
     /// read, 0 = never.
     pub read_repair_period: u32,
+    /// A read still waiting for a replica this long after it started asks
+    /// one more live replica, when there is one (Cassandra's speculative
+    /// retry): a paused or slow replica costs the read this delay instead
+    /// of `request_timeout`. `None`: never.
+    pub speculative_retry: Option<Duration>,
 }
 
 /// The shared state of one node.

@@ -65,6 +65,7 @@ pub struct Metrics {
     waited_for_gossip: Counter,
     retried_writes: Counter,
     replica_failures: Counter,
+    speculative_reads: Counter,
     replica_writes_shed: Counter,
     writes_refused_overloaded: Counter,
     sessions_opened: Counter,
@@ -196,6 +197,7 @@ impl Metrics {
         let (members, members_alive) = (Gauge::default(), Gauge::default());
         let retried_writes = Counter::default();
         let waited_for_gossip = Counter::default();
+        let speculative_reads = Counter::default();
         let replica_writes_shed = Counter::default();
         let writes_refused_overloaded = Counter::default();
         let (sessions_opened, sessions_open) = (Counter::default(), Gauge::default());
@@ -256,6 +258,12 @@ impl Metrics {
             "Requests that found too few of their replicas alive just after this node started and \
              waited for gossip to settle instead of failing",
             waited_for_gossip.clone(),
+        );
+        registry.register(
+            "speculative_reads",
+            "Reads that asked one more replica because one asked had not answered within \
+             --speculative-retry-ms",
+            speculative_reads.clone(),
         );
         registry.register(
             "replica_request_failures",
@@ -462,6 +470,7 @@ impl Metrics {
             waited_for_gossip,
             retried_writes,
             replica_failures,
+            speculative_reads,
             replica_writes_shed,
             writes_refused_overloaded,
             sessions_opened,
@@ -533,6 +542,11 @@ impl Metrics {
         self.gossip_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Counts a read that asked one more replica for a slow one.
+    pub fn speculative_read(&self) {
+        self.speculative_reads.inc();
     }
 
     /// Counts a failed replica request.

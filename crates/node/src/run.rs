@@ -446,6 +446,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             max_write_bytes_in_flight: config.max_write_bytes_in_flight,
             request_timeout,
             read_repair_period: config.read_repair_period(),
+            speculative_retry: config.speculative_retry(),
         },
     });
     let coordinator = Arc::new(Coordinator::new(Arc::clone(&ctx), dots));

@@ -45,6 +45,7 @@ impl<'a> ContextBuilder<'a> {
                 max_write_bytes_in_flight: 64 << 20,
                 request_timeout: Duration::from_secs(2),
                 read_repair_period: 1,
+                speculative_retry: None,
             },
         }
     }
@@ -71,6 +72,11 @@ impl<'a> ContextBuilder<'a> {
 
     pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.request_timeout = timeout;
+        self
+    }
+
+    pub(crate) fn speculative_retry(mut self, after: Option<Duration>) -> Self {
+        self.settings.speculative_retry = after;
         self
     }
 

@@ -24,7 +24,9 @@ impl Coordinator {
     /// Reads `key` at `consistency`.
     ///
     /// R live replicas are asked (this node first), and another for each
-    /// that fails; every `read_repair_period`-th read asks all of them. The
+    /// that fails, and one more when they have not all answered after
+    /// `speculative_retry`; every `read_repair_period`-th read asks all of
+    /// them. The
     /// answer goes out after R replied. Read repair: when the answers
     /// differ, the merged set is written to the stale replicas — before
     /// answering when R > 1 (so a value read at QUORUM is then held by a
@@ -71,7 +73,11 @@ impl Coordinator {
         } else {
             required as usize
         };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        // Once per read: a replica that has not answered by then brings in
+        // one more live replica, if there is one.
+        let mut speculate_at = settings.speculative_retry.map(|after| start + after);
         loop {
             // This node's own answer is read here, after the remote
             // requests are on their way.
@@ -116,8 +122,17 @@ impl Coordinator {
                 }
                 Progress::Pending => {}
             }
-            match tokio::time::timeout_at(deadline, pending.next()).await {
+            let until = match speculate_at {
+                Some(at) if asked < live.len() && at < deadline => at,
+                _ => deadline,
+            };
+            match tokio::time::timeout_at(until, pending.next()).await {
                 Ok(Some(answer)) => wanted += self.record(&mut quorum, answer),
+                Err(_) if until < deadline => {
+                    speculate_at = None;
+                    wanted += 1;
+                    self.ctx.metrics.speculative_read();
+                }
                 Ok(None) | Err(_) => {
                     return Err(CoordinatorError::Unavailable {
                         acks: quorum.answered(),

@@ -38,12 +38,12 @@ fn net(nodes: usize, n: u32, down: &[usize], read_all: bool) -> Net {
 
 /// As [`net`], with the nodes in `joining` joining the ring.
 fn net_with(nodes: usize, n: u32, down: &[usize], joining: &[usize], read_all: bool) -> Net {
-    build_net(nodes, n, down, joining, read_all, false)
+    build_net(nodes, n, down, joining, read_all, false, None)
 }
 
 /// As [`net`], with only replicas' own acks counting toward W.
 fn strict_net(nodes: usize, n: u32, down: &[usize]) -> Net {
-    build_net(nodes, n, down, &[], false, true)
+    build_net(nodes, n, down, &[], false, true, None)
 }
 
 fn build_net(
@@ -53,6 +53,7 @@ fn build_net(
     joining: &[usize],
     read_all: bool,
     strict: bool,
+    speculate: Option<Duration>,
 ) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let ids: Vec<NodeId> = (0..nodes).map(id).collect();
@@ -89,6 +90,7 @@ fn build_net(
         .timeout(TIMEOUT)
         .read_repair_period(u32::from(read_all))
         .strict_quorum(strict)
+        .speculative_retry(speculate)
         .topology(Topology::Fixed(Arc::clone(&view)))
         .transport(Arc::clone(&transport) as _)
         .build();
@@ -361,6 +363,51 @@ async fn a_read_asks_r_replicas_and_one_more_for_each_failure() {
         assert_eq!(read.answered, 2);
     }
     assert!(net.transport.served(&net.ids[2]).0 >= 4);
+}
+
+/// A replica that does not answer (a paused process gossip has not
+/// convicted yet) costs a read the speculative delay, not the request
+/// timeout: the read asks the third replica. Without speculation the read
+/// waits for the slow replica and asks no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_asks_one_more_replica_when_one_it_asked_is_silent() {
+    // The slow replica: silent beyond the timeout, or answering just
+    // inside it (so the read without speculation succeeds).
+    for (speculate, delay) in [
+        (Some(Duration::from_millis(30)), Duration::from_secs(10)),
+        (None, TIMEOUT - Duration::from_millis(50)),
+    ] {
+        let net = build_net(3, 3, &[], &[], false, false, speculate);
+        net.put(b"k", "v", ConsistencyLevel::All)
+            .await
+            .expect("all");
+        // The remote replica a QUORUM read asks first is the slow one.
+        let targets = net.view.read_targets(Token::of(b"k"), 3);
+        let remote = |skip: usize| {
+            let id = &targets
+                .iter()
+                .filter(|t| t.id != net.ids[0])
+                .nth(skip)
+                .expect("remote")
+                .id;
+            net.ids.iter().position(|x| x == id).expect("known")
+        };
+        let (slow, other) = (remote(0), remote(1));
+        net.transport.set_link(&net.ids[slow], Link::Delay(delay));
+        let read = net
+            .coordinator
+            .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum))
+            .await
+            .expect("quorum read");
+        assert_eq!(values(&read), [&b"v"[..]]);
+        assert_eq!(read.answered, 2);
+        let asked_other = net.transport.served(&net.ids[other]).0;
+        assert_eq!(
+            asked_other,
+            usize::from(speculate.is_some()),
+            "{speculate:?}"
+        );
+    }
 }
 
 /// The pending-write rule: while node 3 joins and takes over a key from a
