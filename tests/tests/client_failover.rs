@@ -239,6 +239,46 @@ async fn a_paused_node_costs_requests_seconds_not_the_client_deadline() {
     }
 }
 
+/// A client that learned a node was down (from the ring) sends it requests
+/// again once it is back, without an error to prompt it: the client
+/// fetches the ring again every few seconds. Otherwise a node restarted
+/// after a failure would coordinate none of its keys' requests for as long
+/// as the client lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sends_requests_to_a_node_again_once_it_is_back() {
+    let cluster = Cluster::start(3, ARGS).await;
+    let (_, seed) = cluster.running()[0];
+    let back = cluster.addr(2).to_string();
+    let client = Client::connect(&seed.to_string()).await.expect("connect");
+    let quorum = Some(parse_consistency("quorum").expect("level"));
+    let key = (0..64)
+        .map(|i| format!("back-{i}").into_bytes())
+        .find(|k| client.nodes_for(k).first() == Some(&back))
+        .expect("some key's first replica is node-2");
+
+    cluster.pause(2);
+    cluster.wait_until_alive_among(&[0, 1], 2).await;
+    assert!(client.refresh_ring().await, "the seed answers");
+    let order = client.nodes_for(&key);
+    assert_eq!(order.last(), Some(&back), "down: tried last: {order:?}");
+    cluster.resume(2);
+    cluster.wait_until_alive(3).await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client.nodes_for(&key).first() != Some(&back) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never took node-2 back: {:?}",
+            client.nodes_for(&key)
+        );
+        client
+            .put(key.clone(), b"v".to_vec(), Vec::new(), quorum)
+            .await
+            .expect("put");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A node that sees too few of a key's replicas up refuses a write before
 /// writing anything: one cut off from its peers, as here, or one that has
 /// just restarted and not heard from them yet. Other coordinators may see
