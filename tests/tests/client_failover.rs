@@ -271,10 +271,7 @@ async fn a_client_sends_requests_to_a_node_again_once_it_is_back() {
             "the client never took node-2 back: {:?}",
             client.nodes_for(&key)
         );
-        client
-            .put(key.clone(), b"v".to_vec(), Vec::new(), quorum)
-            .await
-            .expect("put");
+        client.get(key.clone(), quorum).await.expect("get");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
