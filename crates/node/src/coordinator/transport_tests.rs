@@ -38,23 +38,36 @@ fn net(nodes: usize, n: u32, down: &[usize], read_all: bool) -> Net {
 
 /// As [`net`], with the nodes in `joining` joining the ring.
 fn net_with(nodes: usize, n: u32, down: &[usize], joining: &[usize], read_all: bool) -> Net {
-    build_net(nodes, n, down, joining, read_all, false, None)
+    let knobs = Knobs {
+        read_all,
+        ..Knobs::default()
+    };
+    build_net(nodes, n, down, joining, knobs)
 }
 
 /// As [`net`], with only replicas' own acks counting toward W.
 fn strict_net(nodes: usize, n: u32, down: &[usize]) -> Net {
-    build_net(nodes, n, down, &[], false, true, None)
+    let knobs = Knobs {
+        strict: true,
+        ..Knobs::default()
+    };
+    build_net(nodes, n, down, &[], knobs)
 }
 
-fn build_net(
-    nodes: usize,
-    n: u32,
-    down: &[usize],
-    joining: &[usize],
+/// How the coordinating node serves requests.
+#[derive(Debug, Clone, Copy, Default)]
+struct Knobs {
+    /// Every read asks every replica.
     read_all: bool,
+    /// Only replicas' own acks count toward W.
     strict: bool,
+    /// `Settings::speculative_retry`.
     speculate: Option<Duration>,
-) -> Net {
+    /// The request timeout, [`TIMEOUT`] unless given.
+    timeout: Option<Duration>,
+}
+
+fn build_net(nodes: usize, n: u32, down: &[usize], joining: &[usize], knobs: Knobs) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let ids: Vec<NodeId> = (0..nodes).map(id).collect();
     let view = Arc::new(ClusterView::from_peers(ids.iter().enumerate().map(
@@ -87,10 +100,10 @@ fn build_net(
     let ctx = ContextBuilder::new(&home)
         .id(&ids[0])
         .factor(n)
-        .timeout(TIMEOUT)
-        .read_repair_period(u32::from(read_all))
-        .strict_quorum(strict)
-        .speculative_retry(speculate)
+        .timeout(knobs.timeout.unwrap_or(TIMEOUT))
+        .read_repair_period(u32::from(knobs.read_all))
+        .strict_quorum(knobs.strict)
+        .speculative_retry(knobs.speculate)
         .topology(Topology::Fixed(Arc::clone(&view)))
         .transport(Arc::clone(&transport) as _)
         .build();
@@ -371,13 +384,20 @@ async fn a_read_asks_r_replicas_and_one_more_for_each_failure() {
 /// waits for the slow replica and asks no one else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_asks_one_more_replica_when_one_it_asked_is_silent() {
-    // The slow replica: silent beyond the timeout, or answering just
-    // inside it (so the read without speculation succeeds).
+    let timeout = Duration::from_secs(30);
+    // The slow replica: silent for the whole timeout (the read must not
+    // wait for it), or answering soon (so the read without speculation
+    // succeeds without asking anyone else).
     for (speculate, delay) in [
-        (Some(Duration::from_millis(30)), Duration::from_secs(10)),
-        (None, TIMEOUT - Duration::from_millis(50)),
+        (Some(Duration::from_millis(30)), timeout),
+        (None, Duration::from_millis(200)),
     ] {
-        let net = build_net(3, 3, &[], &[], false, false, speculate);
+        let knobs = Knobs {
+            speculate,
+            timeout: Some(timeout),
+            ..Knobs::default()
+        };
+        let net = build_net(3, 3, &[], &[], knobs);
         net.put(b"k", "v", ConsistencyLevel::All)
             .await
             .expect("all");
@@ -396,8 +416,11 @@ async fn a_read_asks_one_more_replica_when_one_it_asked_is_silent() {
         net.transport.set_link(&net.ids[slow], Link::Delay(delay));
         let read = net
             .coordinator
-            .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum))
+            .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum));
+        // Bounded far below the silent replica's 30 s.
+        let read = tokio::time::timeout(Duration::from_secs(10), read)
             .await
+            .unwrap_or_else(|_| panic!("the read waited for the silent replica: {speculate:?}"))
             .expect("quorum read");
         assert_eq!(values(&read), [&b"v"[..]]);
         assert_eq!(read.answered, 2);
