@@ -153,7 +153,7 @@ async fn a_paused_node_costs_requests_seconds_not_the_client_deadline() {
         timeout: Duration::from_secs(60),
         ..ClientOptions::default()
     };
-    let client = Client::connect_with(&seed.to_string(), options)
+    let client = Client::connect_with(&seed.to_string(), options.clone())
         .await
         .expect("connect");
     let quorum = Some(parse_consistency("quorum").expect("level"));
@@ -214,6 +214,14 @@ async fn a_paused_node_costs_requests_seconds_not_the_client_deadline() {
         order.last(),
         Some(&paused),
         "node-2 is tried last: {order:?}"
+    );
+    // A client given only the paused node is told why it cannot start.
+    let err = Client::connect_with(&paused, options.clone())
+        .await
+        .expect_err("the paused node cannot be a seed");
+    assert!(
+        matches!(err, strata_client::Error::Silent { .. }),
+        "a paused seed is named as such: {err}"
     );
 
     cluster.resume(2);

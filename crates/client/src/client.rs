@@ -739,8 +739,11 @@ async fn seed_ring(
             // Transport-level failures (no Strata node's marker, a
             // code no service returns on purpose), not a refusal.
             let garbled = is_transport_failure(&status);
-            let detail = || status.message().to_owned();
+            let detail = || with_causes(&status);
             match &options.tls {
+                _ if garbled && is_silence(&detail()) => Error::Silent {
+                    endpoint: endpoint.to_owned(),
+                },
                 None if garbled => Error::NotGrpc {
                     endpoint: endpoint.to_owned(),
                     detail: detail(),
@@ -897,8 +900,14 @@ fn at_node(status: tonic::Status, address: &str) -> tonic::Status {
     if is_from_a_node(&status) {
         return status;
     }
+    let detail = with_causes(&status);
+    tonic::Status::new(status.code(), format!("{address}: {detail}"))
+}
+
+/// A status's message followed by its error's causes.
+fn with_causes(status: &tonic::Status) -> String {
     let mut detail = status.message().to_owned();
-    let mut source = std::error::Error::source(&status);
+    let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !detail.contains(&cause_text) {
@@ -906,7 +915,13 @@ fn at_node(status: tonic::Status, address: &str) -> tonic::Status {
         }
         source = cause.source();
     }
-    tonic::Status::new(status.code(), format!("{address}: {detail}"))
+    detail
+}
+
+/// Whether a transport failure is the connection's keep-alive giving up:
+/// the node accepted the connection and stopped answering.
+fn is_silence(detail: &str) -> bool {
+    detail.contains("keep-alive timed out")
 }
 
 /// The error of an attempt the node never answered.

@@ -41,6 +41,16 @@ pub enum Error {
         /// What the transport said.
         detail: String,
     },
+    /// The endpoint accepted the connection and then answered nothing,
+    /// not even the connection's keep-alive ping: a paused, hung or
+    /// badly overloaded process.
+    #[error(
+        "{endpoint} accepted the connection but did not answer (HTTP/2 keep-alive timed out): is the node paused, hung or overloaded?"
+    )]
+    Silent {
+        /// The endpoint.
+        endpoint: String,
+    },
     /// The endpoint answers, but not as a Strata node: another gRPC
     /// server (no `strata.v1.Admin`), or HTTP without gRPC (a node's
     /// metrics port answers 404).
