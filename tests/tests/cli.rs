@@ -222,6 +222,69 @@ fn bench_loads_runs_and_reports_reads_that_found_nothing() {
     assert!((40..=160).contains(&missing), "{missing} of 200: {lines:?}");
 }
 
+/// A long bench says how it is going while it runs: a progress line on
+/// stderr every `--status-interval` seconds, for each phase; stdout (the
+/// report) stays as it was, and 0 turns the lines off.
+#[test]
+fn a_bench_prints_progress_lines_while_it_runs() {
+    let (_dir, node) = one_node();
+    let e = &node.addr().to_string();
+    let args = [
+        "bench",
+        "--workload",
+        "a",
+        "--records",
+        "2000",
+        "--threads",
+        "2",
+        "--rate",
+        "400",
+        "--duration",
+        "3.5",
+        "--json",
+    ];
+    let out = strata(e, &[&args[..], &["--status-interval", "1"]].concat());
+    assert!(out.status.success(), "{}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("run ") && l.ends_with(" errors"))
+        .collect();
+    assert!(progress.len() >= 3, "a line a second: {stderr}");
+    // About 400 ops/s, each line over the last second.
+    let rates: Vec<u64> = progress
+        .iter()
+        .map(|l| {
+            let rate = l.split(" ops, ").nth(1).and_then(|r| r.split(' ').next());
+            rate.and_then(|r| r.replace(',', "").parse().ok())
+                .unwrap_or_else(|| panic!("no rate in {l:?}"))
+        })
+        .collect();
+    assert!(
+        rates.iter().all(|r| (100..=1_000).contains(r)),
+        "rates near 400/s: {progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|l| l.contains("over the last 1 s, 0 errors")),
+        "{progress:?}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|err| panic!("stdout is the report only: {line}: {err}"));
+    }
+
+    let quiet = strata(
+        e,
+        &[&args[..], &["--status-interval", "0", "--skip-load"]].concat(),
+    );
+    assert!(quiet.status.success(), "{}", quiet.status);
+    let stderr = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!stderr.contains(" errors"), "no progress lines: {stderr}");
+}
+
 #[test]
 fn a_bench_cut_short_by_ctrl_c_reports_what_it_measured() {
     let (_dir, node) = one_node();

@@ -10,6 +10,7 @@
 
 pub(crate) mod keys;
 mod report;
+mod status;
 pub(crate) mod workload;
 
 use std::collections::BTreeMap;
@@ -73,6 +74,10 @@ pub(crate) struct BenchArgs {
     /// client that saturates its core is visible.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub(crate) client_threads: u64,
+    /// Seconds between progress lines on stderr (operations so far, the
+    /// recent rate, errors); 0: none.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) status_interval: u64,
 }
 
 /// How often one kind of error happened, and the first one's message (a
@@ -156,11 +161,11 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
         let next = Arc::new(AtomicU64::new(0));
         let records = args.records;
         let stop = Arc::clone(&stop);
-        let load = spawn_workers(client, args, move |worker| {
+        let load = spawn_workers(client, args, "load", move |worker| {
             let (next, stop) = (Arc::clone(&next), Arc::clone(&stop));
             async move {
                 let mut stats = PhaseStats::default();
-                let client = worker.client;
+                let (client, tally) = (worker.client, worker.tally);
                 let mut rng = Rng::new(0x10ad ^ (worker.index + 1).wrapping_mul(0x9e37_79b9));
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
@@ -177,7 +182,7 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
                         )
                         .await
                         .map(drop);
-                    finish(&mut stats, Op::Insert, started, result);
+                    finish(&mut stats, &tally, Op::Insert, started, result);
                 }
             }
         })
@@ -208,7 +213,7 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
     let workload = args.workload;
     let loaded = args.records;
     let stopped = Arc::clone(&stop);
-    let run = spawn_workers(client, args, move |worker| {
+    let run = spawn_workers(client, args, "run", move |worker| {
         let (chooser, inserted, budget, stop) = (
             Arc::clone(&chooser),
             Arc::clone(&inserted),
@@ -217,7 +222,7 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
         );
         async move {
             let mut stats = PhaseStats::default();
-            let client = worker.client;
+            let (client, tally) = (worker.client, worker.tally);
             let mut rng = Rng::new(0x5eed ^ (worker.index + 1).wrapping_mul(0x9e37_79b9));
             let start = Instant::now();
             for k in 0u32.. {
@@ -283,7 +288,7 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
                         client.batch_get(keys, worker.consistency).await.map(drop)
                     }
                 };
-                finish(&mut stats, op, started, result);
+                finish(&mut stats, &tally, op, started, result);
             }
             stats
         }
@@ -338,7 +343,14 @@ fn take(budget: &AtomicU64) -> Option<()> {
         .map(drop)
 }
 
-fn finish(stats: &mut PhaseStats, op: Op, started: Instant, result: Result<(), Error>) {
+fn finish(
+    stats: &mut PhaseStats,
+    tally: &status::Tally,
+    op: Op,
+    started: Instant,
+    result: Result<(), Error>,
+) {
+    tally.count(result.is_err());
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let (code, message) = match result {
         Ok(()) => return stats.record(op, micros),
@@ -353,12 +365,15 @@ struct Worker {
     index: u64,
     client: Client,
     consistency: Option<Consistency>,
+    /// The phase's operations so far, for its progress lines.
+    tally: Arc<status::Tally>,
 }
 
 /// Runs `threads` workers to completion and merges their stats.
 async fn spawn_workers<F, Fut>(
     client: &Client,
     args: &BenchArgs,
+    phase: &'static str,
     body: F,
 ) -> Result<PhaseStats, Error>
 where
@@ -367,12 +382,18 @@ where
 {
     let started = Instant::now();
     let cpu_before = process_cpu();
+    let tally = Arc::new(status::Tally::default());
+    let progress = (args.status_interval > 0).then(|| {
+        let every = Duration::from_secs(args.status_interval);
+        AbortOnDrop(status::spawn(phase, Arc::clone(&tally), every))
+    });
     let tasks: Vec<_> = (0..args.threads)
         .map(|index| {
             tokio::spawn(body(Worker {
                 index,
                 client: client.clone(),
                 consistency: args.consistency,
+                tally: Arc::clone(&tally),
             }))
         })
         .collect();
@@ -381,11 +402,22 @@ where
         let stats = task.await.map_err(|e| Error::Worker(e.to_string()))?;
         total.merge(stats);
     }
+    drop(progress);
     total.elapsed = started.elapsed();
     total.client_cpu = process_cpu()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
     Ok(total)
+}
+
+/// Ends a background task when dropped (the progress lines stop with
+/// their phase, also when a worker fails).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// CPU time (user + system) this process has used, from `/proc/self/stat`
