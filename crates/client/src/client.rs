@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use strata_proto::metadata::{is_from_a_node, is_transport_failure};
+use strata_proto::metadata::{is_from_a_node, is_refusal, is_transport_failure};
 use strata_proto::v1::{
     BatchGetRequest, BatchGetResponse, CleanupRequest, ClusterStatus, Consistency,
     DecommissionRequest, DeleteRequest, DeleteResponse, GetClusterStatusRequest,
@@ -690,15 +690,17 @@ impl Client {
                 Ok(Err(status)) => (at_node(status, address), false),
                 Err(_) => (no_answer(address, self.inner.options.timeout), true),
             };
-            let unreachable = is_transport_failure(&status);
-            // Later requests try this node last until the ring (fetched
-            // again now, without waiting) says whether it is down.
-            if (unreachable || silent) && !self.inner.options.direct {
+            // The connection failed or the node said nothing: later
+            // requests try it last until the ring (fetched again now,
+            // without waiting) says whether it is down. A node's refusal
+            // is an answer: the node is up.
+            let lost = silent || (is_transport_failure(&status) && !is_refusal(&status));
+            if lost && !self.inner.options.direct {
                 self.inner.suspects.mark(address, Instant::now());
                 self.refresh_ring_soon();
             }
             let again = next_attempt(retry, &status, silent, tried);
-            last = Some(status);
+            last = Some(reported(last, status, lost));
             match again {
                 Some(pause) if !pause.is_zero() && tried + 1 < attempts => {
                     tokio::time::sleep(pause).await;
@@ -709,7 +711,7 @@ impl Client {
         }
         Err(last.map_or_else(
             || Error::Status(tonic::Status::unavailable("no node to send the request to")),
-            Error::Status,
+            |(status, _)| Error::Status(status),
         ))
     }
 }
@@ -893,6 +895,22 @@ fn ring_request(timeout: Duration) -> tonic::Request<GetRingRequest> {
     request
 }
 
+/// The failure a request reports if no later attempt succeeds, given the
+/// one so far and an attempt's `status` (`lost`: the connection failed or
+/// the node said nothing): the latest, unless it is a lost connection and
+/// a node answered before. "Only 1 of the key's 3 replicas are up" says
+/// more about why than "keep-alive timed out" on the next node does.
+fn reported(
+    so_far: Option<(tonic::Status, bool)>,
+    status: tonic::Status,
+    lost: bool,
+) -> (tonic::Status, bool) {
+    match so_far {
+        Some(answered) if lost && !answered.1 => answered,
+        _ => (status, lost),
+    }
+}
+
 /// A failure of the connection to `address` (no node marker) says which
 /// node and what the transport saw: tonic's message alone is often just
 /// "http2 error". A node's own answer is returned as it is.
@@ -901,7 +919,11 @@ fn at_node(status: tonic::Status, address: &str) -> tonic::Status {
         return status;
     }
     let detail = with_causes(&status);
-    tonic::Status::new(status.code(), format!("{address}: {detail}"))
+    tonic::Status::with_metadata(
+        status.code(),
+        format!("{address}: {detail}"),
+        status.metadata().clone(),
+    )
 }
 
 /// A status's message followed by its error's causes.
@@ -1045,6 +1067,42 @@ mod tests {
             .metadata_mut()
             .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
         status
+    }
+
+    #[test]
+    fn a_nodes_answer_is_reported_over_a_later_lost_connection() {
+        let refusal = {
+            let mut status = tonic::Status::unavailable("only 1 of the key's 3 are up");
+            status.metadata_mut().insert(
+                strata_proto::metadata::REFUSED,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            status
+        };
+        let lost = || tonic::Status::unavailable("keep-alive timed out");
+        let first = reported(None, lost(), true);
+        assert_eq!(first.0.message(), "keep-alive timed out");
+        let answered = reported(Some(first), refusal.clone(), false);
+        assert_eq!(answered.0.message(), refusal.message());
+        let kept = reported(Some(answered), lost(), true);
+        assert_eq!(kept.0.message(), refusal.message(), "the answer stays");
+        let newer = reported(Some(kept), tonic::Status::unavailable("1 of 2"), false);
+        assert_eq!(newer.0.message(), "1 of 2", "a later answer replaces it");
+    }
+
+    #[test]
+    fn a_transport_failure_names_the_node_and_keeps_its_metadata() {
+        let mut refusal = tonic::Status::unavailable("not a replica of the key");
+        refusal.metadata_mut().insert(
+            strata_proto::metadata::REFUSED,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        let named = at_node(refusal, "10.0.0.7:7400");
+        assert_eq!(named.message(), "10.0.0.7:7400: not a replica of the key");
+        assert!(is_refusal(&named), "still a refusal: {named:?}");
+        assert!(is_transport_failure(&named), "still retried elsewhere");
+        let answer = from_node(tonic::Status::unavailable("1 of 2 acknowledged"));
+        assert_eq!(at_node(answer, "x").message(), "1 of 2 acknowledged");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 
-use strata_proto::metadata::{ACKS, FROM_NODE, REQUIRED};
+use strata_proto::metadata::{ACKS, FROM_NODE, REFUSED, REQUIRED};
 
 use crate::admission::Overloaded;
 use crate::changes::ChangeError;
@@ -124,11 +124,10 @@ impl From<CoordinatorError> for Status {
             })) => Status::invalid_argument(e.to_string()),
             CoordinatorError::Dots(_) => Status::internal(e.to_string()),
         };
-        if from_node {
-            status
-                .metadata_mut()
-                .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
-        }
+        let marker = if from_node { FROM_NODE } else { REFUSED };
+        status
+            .metadata_mut()
+            .insert(marker, tonic::metadata::MetadataValue::from_static("1"));
         status
     }
 }
@@ -137,7 +136,7 @@ impl From<CoordinatorError> for Status {
 mod tests {
     use super::*;
     use crate::storage::CodecError;
-    use strata_proto::metadata::is_from_a_node;
+    use strata_proto::metadata::{is_from_a_node, is_refusal, is_transport_failure};
 
     #[test]
     fn errors_map_to_specific_codes() {
@@ -184,7 +183,10 @@ mod tests {
             let refusing = Status::from(refusing);
             assert_eq!(refusing.code(), Code::Unavailable);
             assert!(!is_from_a_node(&refusing), "{refusing}");
+            assert!(is_transport_failure(&refusing), "retried: {refusing}");
+            assert!(is_refusal(&refusing), "but the node answered: {refusing}");
         }
+        assert!(!is_refusal(&unavailable));
         // Too few replicas up, or too few members for N: each says which.
         let down = |up, replicas| {
             CoordinatorError::ReplicasDown {

@@ -39,12 +39,25 @@ pub mod metadata {
     /// On a request a node forwards to a replica of the key: the receiver
     /// coordinates it and never forwards it again.
     pub const FORWARDED: &str = "strata-forwarded";
+    /// On a node's refusal that did nothing and that another node may not
+    /// give (too few of the key's replicas up as this node sees them, a
+    /// store refusing writes, not a replica of the key): sent without
+    /// [`FROM_NODE`], so it is retried elsewhere like a transport failure,
+    /// but it says the node is up and answering.
+    pub const REFUSED: &str = "strata-refused";
 
     /// Whether `status` was produced by a Strata node (see [`FROM_NODE`]),
     /// rather than by the transport (nothing reached a node).
     #[must_use]
     pub fn is_from_a_node(status: &tonic::Status) -> bool {
         status.metadata().contains_key(FROM_NODE)
+    }
+
+    /// Whether `status` is a node's refusal (see [`REFUSED`]): the node
+    /// is up; the request may do better elsewhere.
+    #[must_use]
+    pub fn is_refusal(status: &tonic::Status) -> bool {
+        status.metadata().contains_key(REFUSED)
     }
 
     /// Whether `status` is a transport failure rather than a node's answer:
