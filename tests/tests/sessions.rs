@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use strata_proto::metadata::{ACKS, FROM_NODE, REQUIRED};
+use strata_proto::metadata::{ACKS, FROM_NODE, REFUSED, REQUIRED};
 use strata_proto::v1::{
     Consistency, ConsistencyLevel, DeleteRequest, GetRequest, PingRequest, PutRequest,
     SessionError, SessionRequest, session_reply, session_request,
@@ -61,7 +61,7 @@ fn put(key: &[u8], value: &[u8], consistency: Option<Consistency>) -> PutRequest
 
 /// The unary call's status as a session carries it.
 fn as_carried(status: &tonic::Status) -> SessionError {
-    let metadata = [FROM_NODE, ACKS, REQUIRED]
+    let metadata = [FROM_NODE, REFUSED, ACKS, REQUIRED]
         .into_iter()
         .filter_map(|key| {
             let value = status.metadata().get(key)?.to_str().ok()?;
@@ -110,14 +110,15 @@ async fn each_operation_answers_as_its_unary_call_by_id() {
         assert_eq!(carried, &as_carried(&status), "request {id}");
     }
     // Too few replicas up (one node, N=3): refused unwritten, so without
-    // the node marker (a client may try another coordinator), with the
-    // counts.
+    // the node marker (a client may try another coordinator) but marked
+    // as a refusal (the node is up), with the counts.
     let session_reply::Result::Error(quorum) = &replies[&11] else {
         unreachable!("checked above");
     };
     assert_eq!(quorum.code, tonic::Code::Unavailable as i32);
     assert!(quorum.metadata.contains_key(REQUIRED), "{quorum:?}");
     assert!(!quorum.metadata.contains_key(FROM_NODE), "{quorum:?}");
+    assert!(quorum.metadata.contains_key(REFUSED), "{quorum:?}");
     let session_reply::Result::Error(invalid) = &replies[&12] else {
         unreachable!("checked above");
     };
