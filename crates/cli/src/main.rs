@@ -869,6 +869,9 @@ mod tests {
     fn bench_refuses_zero_workers() {
         assert!(Cli::try_parse_from(["strata", "bench", "--threads", "0"]).is_err());
         assert!(Cli::try_parse_from(["strata", "bench", "--threads", "1"]).is_ok());
+        let interval = |v: &str| Cli::try_parse_from(["strata", "bench", "--status-interval", v]);
+        assert!(interval("0").is_ok() && interval("86400").is_ok());
+        assert!(interval("86401").is_err() && interval("-1").is_err());
     }
 
     #[test]

@@ -118,6 +118,15 @@ impl Inner {
     }
 }
 
+/// Clears a flag when dropped.
+struct Reset<'a>(&'a AtomicBool);
+
+impl Drop for Reset<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// A ring older than this is fetched again (in the background) by the
 /// next request: liveness changes and joins reach the client without an
 /// error first.
@@ -577,8 +586,10 @@ impl Client {
         }
         let client = self.clone();
         tokio::spawn(async move {
+            // Reset also if the task is dropped before it finishes (its
+            // runtime shutting down): later requests may start another.
+            let _done = Reset(&client.inner.refreshing);
             client.refresh_ring().await;
-            client.inner.refreshing.store(false, Ordering::Release);
         });
     }
 

@@ -76,7 +76,7 @@ pub(crate) struct BenchArgs {
     pub(crate) client_threads: u64,
     /// Seconds between progress lines on stderr (operations so far, the
     /// recent rate, errors); 0: none.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub(crate) status_interval: u64,
 }
 

@@ -26,8 +26,7 @@ impl Coordinator {
     /// R live replicas are asked (this node first), and another for each
     /// that fails, and one more when they have not all answered after
     /// `speculative_retry`; every `read_repair_period`-th read asks all of
-    /// them. The
-    /// answer goes out after R replied. Read repair: when the answers
+    /// them. The answer goes out after R replied. Read repair: when the answers
     /// differ, the merged set is written to the stale replicas — before
     /// answering when R > 1 (so a value read at QUORUM is then held by a
     /// quorum: monotonic quorum reads), and in the background otherwise;
