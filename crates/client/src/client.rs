@@ -1,9 +1,11 @@
 //! A ring-aware client of a Strata cluster.
 //!
-//! The client fetches the ring from the node it was given, sends each
-//! request to a live replica of its key (the replica coordinates it: no
-//! forwarding hop), and on a routing error — the node could not be reached
-//! — refreshes the ring and tries the next candidate. Reads are also
+//! The client fetches the ring from the node it was given (and again every
+//! few seconds, in the background), sends each request to a live replica
+//! of its key (the replica coordinates it: no forwarding hop), and on a
+//! routing error — the node could not be reached, or went silent (its
+//! connection's HTTP/2 keep-alive fails within ~2 s) — tries the next
+//! candidate and tries that node last for a while (`suspects.rs`). Reads are also
 //! retried on a replica-side `UNAVAILABLE` or deadline. Writes are retried
 //! when the request provably reached no coordinator (an error without
 //! Strata's `strata-node-error` marker), and when the node it went to gave
