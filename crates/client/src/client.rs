@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -113,13 +113,6 @@ impl Default for ClientOptions {
     }
 }
 
-impl Inner {
-    /// Milliseconds since the client was created.
-    fn age_ms(&self) -> u64 {
-        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
 /// Clears a flag when dropped.
 struct Reset<'a>(&'a AtomicBool);
 
@@ -132,7 +125,7 @@ impl Drop for Reset<'_> {
 /// A ring older than this is fetched again (in the background) by the
 /// next request: liveness changes and joins reach the client without an
 /// error first.
-const RING_MAX_AGE_MS: u64 = 5_000;
+const RING_MAX_AGE: Duration = Duration::from_secs(5);
 
 impl Link {
     fn new(channel: Channel, credentials: &Credentials) -> Self {
@@ -159,12 +152,10 @@ struct Inner {
     /// The connection and session to the seed (ping goes there).
     seed_link: Link,
     links: Mutex<HashMap<String, Link>>,
-    routing: RwLock<Arc<Routing>>,
-    /// When `routing` was last fetched, in milliseconds since `born`.
-    routed_at_ms: AtomicU64,
+    /// The routing and when its ring was fetched.
+    routing: RwLock<(Arc<Routing>, Instant)>,
     /// Whether a ring fetch runs in the background.
     refreshing: AtomicBool,
-    born: Instant,
     suspects: Suspects,
     options: ClientOptions,
     credentials: Credentials,
@@ -280,10 +271,11 @@ impl Client {
                             seed: (*endpoint).to_owned(),
                             seed_link,
                             links: Mutex::new(HashMap::new()),
-                            routing: RwLock::new(Arc::new(Routing::from_ring(&ring))),
-                            routed_at_ms: AtomicU64::new(0),
+                            routing: RwLock::new((
+                                Arc::new(Routing::from_ring(&ring)),
+                                Instant::now(),
+                            )),
                             refreshing: AtomicBool::new(false),
-                            born: Instant::now(),
                             suspects: Suspects::default(),
                             options,
                             credentials,
@@ -569,11 +561,10 @@ impl Client {
             let fetch = admin.get_ring(ring_request(timeout));
             // A paused node accepts the connection and never answers.
             if let Ok(Ok(ring)) = tokio::time::timeout(timeout, fetch).await {
-                *self.inner.routing.write().expect("routing lock") =
-                    Arc::new(Routing::from_ring(&ring.into_inner()));
-                self.inner
-                    .routed_at_ms
-                    .store(self.inner.age_ms(), Ordering::Relaxed);
+                *self.inner.routing.write().expect("routing lock") = (
+                    Arc::new(Routing::from_ring(&ring.into_inner())),
+                    Instant::now(),
+                );
                 return true;
             }
         }
@@ -631,7 +622,7 @@ impl Client {
     }
 
     fn routing(&self) -> Arc<Routing> {
-        Arc::clone(&self.inner.routing.read().expect("routing lock"))
+        Arc::clone(&self.inner.routing.read().expect("routing lock").0)
     }
 
     fn admin(&self) -> AdminClient<Conn> {
@@ -677,9 +668,8 @@ impl Client {
         let mut candidates = if self.inner.options.direct {
             Vec::new()
         } else {
-            if self.inner.age_ms()
-                > self.inner.routed_at_ms.load(Ordering::Relaxed) + RING_MAX_AGE_MS
-            {
+            let fetched = self.inner.routing.read().expect("routing lock").1;
+            if fetched.elapsed() > RING_MAX_AGE {
                 self.refresh_ring_soon();
             }
             self.nodes_for(key)
