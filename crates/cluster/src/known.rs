@@ -310,6 +310,7 @@ impl KnownMembers {
             Some((_, line)) if line.starts_with("cluster ") => line["cluster ".len()..].to_owned(),
             _ => return Err(malformed(2, "expected `cluster <id>`")),
         };
+        crate::check_cluster_id(&cluster_id).map_err(|reason| malformed(2, reason))?;
         let mut members = BTreeMap::new();
         for (n, line) in lines {
             let fields: Vec<&str> = line.split(' ').collect();
@@ -327,7 +328,7 @@ impl KnownMembers {
             };
             let optional = &fields[5..];
             let incarnation = optional.first().copied();
-            let internal = optional.get(1).copied().unwrap_or("");
+            let internal = optional.get(1).copied().unwrap_or("-");
             let gossip = optional.get(2).copied().unwrap_or("-");
             let lost_data = match optional.get(3).copied() {
                 None | Some("-") => false,
@@ -354,13 +355,15 @@ impl KnownMembers {
                     .collect::<Result<_, _>>()
                     .map_err(|_| malformed(n, "unreadable token"))?
             };
-            let grpc_address = undash(address);
+            let read = |field| undash(field).map_err(|reason| malformed(n, reason));
+            let (grpc_address, internal_address) = (read(address)?, read(internal)?);
+            let gossip_address = read(gossip)?;
             members.insert(
                 id,
                 MemberRecord {
                     grpc_address,
-                    internal_address: undash(internal),
-                    gossip_address: undash(gossip),
+                    internal_address,
+                    gossip_address,
                     tokens,
                     state,
                     incarnation,
@@ -406,11 +409,11 @@ fn dash(address: &str) -> &str {
 }
 
 /// An address as the file writes it, read back.
-fn undash(field: &str) -> String {
+fn undash(field: &str) -> Result<String, &'static str> {
     if field == "-" {
-        String::new()
+        Ok(String::new())
     } else {
-        field.to_owned()
+        crate::check_address(field).map(|()| field.to_owned())
     }
 }
 
@@ -696,6 +699,31 @@ mod tests {
         assert_eq!(members[0].1.internal_address, "10.0.0.1:7401");
         assert!(members.iter().all(|(_, m)| m.gossip_address.is_empty()));
         assert!(members[1].1.internal_address.is_empty());
+    }
+
+    /// Found by `fuzz/fuzz_targets/membership_file.rs`: a cluster id
+    /// ending in a carriage return decoded without it, so the file read
+    /// back named another cluster than the one that wrote it.
+    #[test]
+    fn a_file_holds_only_what_reads_back_the_same() {
+        let file = |body: String| {
+            let sum = xxhash_rust::xxh3::xxh3_64(body.as_bytes());
+            format!("{body}checksum {sum:016x}\n")
+        };
+        for bad in [
+            format!("{MAGIC}\ncluster c\r"),
+            format!("{MAGIC}\ncluster a b\n"),
+            format!("{MAGIC}\ncluster \n"),
+            format!("{MAGIC}\ncluster c\nmember n1 10.0.0.1\x07:7400 normal 1 5\n"),
+            format!("{MAGIC}\ncluster c\nmember n1 10.0.0.1:7400 normal 1 5 ::1:7401\n"),
+            format!("{MAGIC}\ncluster c\nmember n1 10.0.0.1:7400 normal 1 5 - host\n"),
+        ] {
+            let decoded = KnownMembers::decode(file(bad.clone()).as_bytes());
+            assert!(
+                matches!(decoded, Err(KnownMembersError::Malformed { line: 2.., .. })),
+                "{bad:?}: {decoded:?}"
+            );
+        }
     }
 
     proptest! {

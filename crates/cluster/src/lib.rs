@@ -13,6 +13,7 @@
 //! Time and transport are passed in by the caller (`strata-node`), so every
 //! decision here is unit tested without a network.
 
+mod address;
 mod boot;
 mod change;
 mod consistency;
@@ -26,6 +27,7 @@ mod ring;
 mod token;
 mod versions;
 
+pub use address::{MAX_CLUSTER_ID_LEN, check_address, check_cluster_id, check_host, host_of};
 pub use boot::{Boot, BootFacts, boot};
 pub use change::{Transfer, completed, foreign_ranges, rejoin_transfers, transfers};
 pub use consistency::ConsistencyLevel;

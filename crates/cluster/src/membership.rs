@@ -170,8 +170,19 @@ impl NodeGossip {
         let mut rejoin = Rejoin::None;
         for (key, value) in key_values {
             match key {
-                KEY_GRPC_ADDRESS => address = Some(value.to_owned()),
-                KEY_INTERNAL_ADDRESS => value.clone_into(&mut internal_address),
+                // Addresses go into every member's `RING` file and
+                // become connection URIs: one token of host and port.
+                KEY_GRPC_ADDRESS => {
+                    crate::check_address(value).map_err(|_| unreadable(KEY_GRPC_ADDRESS, value))?;
+                    address = Some(value.to_owned());
+                }
+                KEY_INTERNAL_ADDRESS => {
+                    if !value.is_empty() {
+                        crate::check_address(value)
+                            .map_err(|_| unreadable(KEY_INTERNAL_ADDRESS, value))?;
+                    }
+                    value.clone_into(&mut internal_address);
+                }
                 KEY_TOKENS => tokens = Some(parse_tokens(value)?),
                 KEY_STATE => {
                     state = Some(parse_state(value).ok_or_else(|| unreadable(KEY_STATE, value))?);
@@ -715,6 +726,23 @@ mod tests {
             state,
             Err(GossipError::Unreadable { key: KEY_STATE, .. })
         ));
+        // An address that would break every member's `RING` file.
+        for (key, value) in [
+            (KEY_GRPC_ADDRESS, "10.0.0.5 fe80::1:7400"),
+            (KEY_INTERNAL_ADDRESS, "host\n:7401"),
+        ] {
+            let mut kvs = vec![
+                (KEY_GRPC_ADDRESS, "a:1"),
+                (KEY_TOKENS, ""),
+                (KEY_STATE, "normal"),
+            ];
+            kvs.push((key, value));
+            let address = NodeGossip::from_key_values(kvs);
+            assert!(
+                matches!(address, Err(GossipError::Unreadable { key: k, .. }) if k == key),
+                "{address:?}"
+            );
+        }
     }
 
     #[test]

@@ -409,6 +409,16 @@ impl NodeConfig {
                 return Err(format!("{flag} {level} with --replication-factor {n}: {e}"));
             }
         }
+        if let Err(reason) = strata_cluster::check_cluster_id(&self.cluster_id) {
+            return Err(format!("--cluster-id {:?}: {reason}", self.cluster_id));
+        }
+        if let Some(host) = self.advertised_host()
+            && let Err(reason) = strata_cluster::check_host(&host)
+        {
+            return Err(format!(
+                "--advertise-host {host:?}: {reason}; give one host name or IP address"
+            ));
+        }
         if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
             return Err(format!(
                 "--phi-threshold must be a positive number, not {}",
@@ -428,7 +438,7 @@ impl NodeConfig {
             }
         }
         for seed in &self.seed_list() {
-            if !is_host_port(seed) {
+            if strata_cluster::check_address(seed).is_err() {
                 return Err(format!(
                     "--seeds: {seed:?} is not host:port (a node's gossip address, UDP, e.g. \
                      10.0.0.1:7400 or kv-0.kv-peers:7401)"
@@ -498,6 +508,17 @@ impl NodeConfig {
         }
     }
 
+    /// `--advertise-host` as the host of an address: an IPv6 address in
+    /// brackets.
+    #[must_use]
+    pub fn advertised_host(&self) -> Option<String> {
+        let host = self.advertise_host.as_ref()?;
+        Some(
+            host.parse()
+                .map_or_else(|_| host.clone(), strata_cluster::host_of),
+        )
+    }
+
     /// `speculative_retry_ms` as a delay (`None`: off).
     #[must_use]
     pub fn speculative_retry(&self) -> Option<std::time::Duration> {
@@ -522,16 +543,6 @@ impl NodeConfig {
             period
         }
     }
-}
-
-/// Whether `address` is `host:port` with a non-empty host (a name, an IPv4
-/// address or a bracketed IPv6 one) and a port from 1 to 65535.
-fn is_host_port(address: &str) -> bool {
-    address.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty()
-            && !host.contains(char::is_whitespace)
-            && port.parse::<u16>().is_ok_and(|p| p > 0)
-    })
 }
 
 #[cfg(test)]
@@ -561,6 +572,33 @@ mod tests {
         c.seeds = vec![String::new(), " 10.0.0.1:7400 ".to_owned(), " ".to_owned()];
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.seed_list(), ["10.0.0.1:7400"]);
+    }
+
+    #[test]
+    fn cluster_ids_and_advertised_hosts_fit_one_field_of_the_ring_file() {
+        let mut c = NodeConfig::defaults().expect("defaults parse");
+        for bad in ["", "prod kv", "prod\r"] {
+            c.cluster_id = bad.to_owned();
+            let e = c.validate().expect_err(bad);
+            assert!(e.contains("--cluster-id"), "{e}");
+        }
+        c.cluster_id = "prod.kv".to_owned();
+        // `hostname -i` on a host with two addresses.
+        for bad in ["10.0.0.5 fe80::1", "", "host\n", "[oops]"] {
+            c.advertise_host = Some(bad.to_owned());
+            let e = c.validate().expect_err(bad);
+            assert!(e.contains("--advertise-host"), "{e}");
+        }
+        for (good, host) in [
+            ("kv-0.kv-peers.default.svc", "kv-0.kv-peers.default.svc"),
+            ("10.0.0.5", "10.0.0.5"),
+            ("fe80::1", "[fe80::1]"),
+            ("[fe80::1]", "[fe80::1]"),
+        ] {
+            c.advertise_host = Some(good.to_owned());
+            assert_eq!(c.validate(), Ok(()), "{good}");
+            assert_eq!(c.advertised_host().as_deref(), Some(host));
+        }
     }
 
     /// The settings `strata-node <flag> <value>` would run with.

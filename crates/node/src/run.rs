@@ -280,14 +280,14 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         .await
         .map_err(bind(config.listen))?;
     let addr = listener.local_addr().map_err(bind(config.listen))?;
-    let host = match &config.advertise_host {
-        Some(host) => host.clone(),
+    let host = match config.advertised_host() {
+        Some(host) => host,
         None if addr.ip().is_unspecified() => {
             return Err(RunError::Advertise(format!(
                 "listening on {addr}: set --advertise-host to the address other nodes reach this one at"
             )));
         }
-        None => addr.ip().to_string(),
+        None => strata_cluster::host_of(addr.ip()),
     };
     let grpc_address = format!("{host}:{}", addr.port());
     let internal = match config.internal_listen {
