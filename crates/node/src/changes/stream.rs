@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::bytes::Bytes;
-use strata_cluster::{Siblings, TokenRange, encode_engine_key};
+use strata_cluster::{TokenRange, encode_engine_key};
 use strata_proto::v1::{self, KeyVersionsBatch, StreamRangeRequest};
 use tonic::transport::Channel;
 
-use crate::storage::{Storage, StorageError, encode, validate, version_from_proto};
+use crate::storage::{Storage, StorageError, encode, siblings_from_proto, validate};
 use crate::throttle::Throttle;
 use crate::transport::{ReplicaError, replica_client};
 
@@ -130,13 +130,9 @@ impl Runs {
         // From a node that predates the stored form.
         for entry in batch.entries {
             crate::request::validate_key(&entry.key).map_err(|e| bad(e.to_string()))?;
-            let versions = entry
-                .versions
-                .into_iter()
-                .map(version_from_proto)
-                .collect::<Result<Vec<_>, _>>()
+            let versions = siblings_from_proto(entry.versions)
                 .map_err(|e| bad(format!("unreadable versions: {e}")))?;
-            let value = encode(&Siblings::from_versions(versions));
+            let value = encode(&versions);
             self.push(encode_engine_key(&entry.key), value.into());
         }
         Ok(())

@@ -16,7 +16,7 @@ use strata_cluster::{NodeId, Siblings};
 
 use super::{Damage, HintRecord, HintStore, SealedSegment, SegmentFate};
 use crate::clock::now_micros;
-use crate::storage::{CodecError, version_from_proto};
+use crate::storage::{CodecError, siblings_from_proto};
 
 /// Why taking a target's hints stopped.
 #[derive(Debug, thiserror::Error)]
@@ -103,12 +103,6 @@ impl HintRecord {
     /// # Errors
     /// A version that does not decode.
     pub(crate) fn into_write(self) -> Result<(Bytes, Siblings), CodecError> {
-        let versions = self
-            .entry
-            .versions
-            .into_iter()
-            .map(version_from_proto)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((self.entry.key, Siblings::from_versions(versions)))
+        Ok((self.entry.key, siblings_from_proto(self.entry.versions)?))
     }
 }

@@ -14,7 +14,7 @@ use strata_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::storage::{RangeEntry, Storage, StorageError, version_from_proto, version_to_proto};
+use crate::storage::{RangeEntry, Storage, StorageError, siblings_from_proto, version_to_proto};
 use crate::throttle::Throttle;
 use crate::transport::{ReplicaError, replica_client};
 
@@ -196,13 +196,9 @@ async fn merge_leaves(
         let bytes = prost::Message::encoded_len(&batch) as u64;
         outcome.bytes += bytes;
         for entry in batch.entries {
-            let versions = entry
-                .versions
-                .into_iter()
-                .map(version_from_proto)
-                .collect::<Result<Vec<_>, _>>()
+            let versions = siblings_from_proto(entry.versions)
                 .map_err(|e| bad_reply("StreamRange", format!("unreadable versions: {e}")))?;
-            remote.insert(entry.key.to_vec(), Siblings::from_versions(versions));
+            remote.insert(entry.key.to_vec(), versions);
         }
         throttle.consume(bytes).await;
     }

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::context::{Context, Topology};
 use crate::hints::HintStore;
 use crate::repair::Repairer;
-use crate::storage::{Storage, version_from_proto, version_to_proto};
+use crate::storage::{Storage, siblings_from_proto, version_to_proto};
 use crate::transport::{PipeHandler, serve_pipe};
 
 /// Serves other nodes: replica reads and writes, hints, repair, streaming.
@@ -143,11 +143,7 @@ fn refuse_stored(batch: &KeyVersionsBatch) -> Result<(), Status> {
 
 /// Versions from the wire, validated.
 fn siblings_from(versions: Vec<Version>) -> Result<Siblings, Status> {
-    versions
-        .into_iter()
-        .map(version_from_proto)
-        .collect::<Result<Vec<_>, _>>()
-        .map(Siblings::from_versions)
+    siblings_from_proto(versions)
         .map_err(|e| Status::invalid_argument(format!("unreadable version: {e}")))
 }
 

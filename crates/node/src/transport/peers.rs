@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use super::channel::{connect, kv_client, replica_client};
 use super::{Batcher, Pipe, RemoteReplica, ReplicaError, ReplicaTransport};
 use crate::faults::Faults;
-use crate::storage::{version_from_proto, version_to_proto};
+use crate::storage::{siblings_from_proto, version_to_proto};
 
 /// Channels to peers, by `host:port`.
 #[derive(Debug)]
@@ -124,11 +124,7 @@ impl ReplicaTransport for Peers {
             key: key.to_vec().into(),
         };
         let versions = peer.pipe().read(request, timeout).await?.versions;
-        versions
-            .into_iter()
-            .map(version_from_proto)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Siblings::from_versions)
+        siblings_from_proto(versions)
             .map_err(|e| ReplicaError::BadReply(format!("an unreadable version: {e}")))
     }
 
