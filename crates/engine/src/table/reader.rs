@@ -9,7 +9,7 @@ use super::block::{Block, BlockIter};
 use super::bloom::Bloom;
 use super::format::{
     FOOTER_LEN, FORMAT_VERSION, Footer, FooterError, Handle, LZ4, MAX_BLOCK_LEN, NO_COMPRESSION,
-    TRAILER_LEN, block_checksum,
+    TRAILER_LEN, block_checksum, checksum_ok,
 };
 use crate::cache::BlockCache;
 use crate::iter::InternalIterator;
@@ -181,7 +181,7 @@ fn verify_block(mut buf: Vec<u8>, path: &Path, handle: Handle) -> Result<Vec<u8>
     let kind = buf[len];
     let stored = u32::from_le_bytes(buf[len + 1..].try_into().expect("4 bytes"));
     buf.truncate(len);
-    if block_checksum(&buf, kind) != stored {
+    if !checksum_ok(block_checksum(&buf, kind), stored) {
         return Err(corrupt("block checksum mismatch"));
     }
     match kind {
