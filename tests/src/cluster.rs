@@ -267,6 +267,15 @@ impl Cluster {
         self.nodes[i].as_ref().expect("node is running").addr()
     }
 
+    /// Node `i`'s process.
+    ///
+    /// # Panics
+    /// When node `i` is stopped.
+    #[must_use]
+    pub fn process(&self, i: usize) -> &NodeProcess {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
     /// Addresses of the running nodes, by index.
     #[must_use]
     pub fn running(&self) -> Vec<(usize, SocketAddr)> {

@@ -114,6 +114,25 @@ impl NodeProcess {
         self.child.id()
     }
 
+    /// The most memory the process has held resident so far (`VmHWM`),
+    /// in bytes.
+    ///
+    /// # Panics
+    /// When `/proc/<pid>/status` cannot be read or has no such line
+    /// (Linux only).
+    #[must_use]
+    pub fn peak_resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("a VmHWM line");
+        kib * 1024
+    }
+
     /// The id the node reported.
     #[must_use]
     pub fn node_id(&self) -> &str {

@@ -237,3 +237,79 @@ async fn a_context_with_more_clock_entries_than_any_cluster_makes_is_refused() {
         .expect("the node still serves");
     assert_eq!(quorum_values(addr, "k").await, ["v"]);
 }
+
+/// `len` bytes of field `field` repeated, each occurrence empty (2 bytes:
+/// the key and a zero length): the smallest element a repeated message or
+/// bytes field can have on the wire.
+fn empty_elements(field: u8, len: usize) -> Vec<u8> {
+    [(field << 3) | 2, 0].repeat(len / 2)
+}
+
+/// A 60 MB request, under the client port's 64 MB message limit.
+const LARGE: usize = 60 << 20;
+
+/// Outside-style probe: decoded, each 2-byte empty element of a request
+/// takes dozens to over a hundred bytes, so a 60 MB `BatchWrite` of empty
+/// ops, a `BatchGet` of empty keys or a Put whose context holds empty clock
+/// entries made the node allocate gigabytes before anything counted the
+/// items. Each is refused now, counted on the wire, and the node's peak
+/// memory grows by little more than the requests' own bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_millions_of_tiny_elements_are_refused_before_they_are_decoded() {
+    let cluster = Cluster::start(1, &["--replication-factor", "1"]).await;
+    let addr = cluster.addr(0);
+    let before = cluster.process(0).peak_resident_bytes();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(64 << 20);
+    let mut context = vec![0x0a];
+    let clock = empty_elements(1, LARGE);
+    prost::encoding::encode_varint(clock.len() as u64, &mut context);
+    context.extend_from_slice(&clock);
+    drop(clock);
+    let put_body = put("k", "v", context).encode_to_vec();
+    for (path, body, says) in [
+        (
+            "/strata.v1.KV/BatchWrite",
+            empty_elements(1, LARGE),
+            "the limit is 1000",
+        ),
+        (
+            "/strata.v1.KV/BatchGet",
+            empty_elements(1, LARGE),
+            "the limit is 1000",
+        ),
+        ("/strata.v1.KV/Put", put_body, "at most 4096"),
+    ] {
+        grpc.ready().await.expect("ready");
+        let err = grpc
+            .unary::<Vec<u8>, Vec<u8>, _>(
+                tonic::Request::new(body),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await
+            .expect_err("millions of elements");
+        assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err}");
+        assert!(err.message().contains(says), "{path}: {err}");
+    }
+    let grown = cluster
+        .process(0)
+        .peak_resident_bytes()
+        .saturating_sub(before);
+    println!("peak resident memory grew by {} MiB", grown >> 20);
+    assert!(
+        grown < 512 << 20,
+        "the node's peak memory grew by {} MiB for three 60 MiB requests",
+        grown >> 20
+    );
+    kv(addr)
+        .await
+        .put(put("k", "v", Vec::new()))
+        .await
+        .expect("the node still serves");
+    assert_eq!(quorum_values(addr, "k").await, ["v"]);
+}

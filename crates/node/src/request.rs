@@ -13,8 +13,9 @@ use strata_proto::v1;
 pub const MAX_KEY_BYTES: usize = 64 << 10;
 /// Default largest value accepted, in bytes (configurable per node).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 4 << 20;
-/// Most items one `BatchGet` or `BatchWrite` may carry.
-pub const MAX_BATCH_ITEMS: usize = 1000;
+/// Most items one `BatchGet` or `BatchWrite` may carry (the contract's
+/// limit, which the codec also checks before decoding a batch).
+pub use strata_proto::MAX_BATCH_ITEMS;
 
 /// A request the node refuses as malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

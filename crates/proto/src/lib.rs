@@ -4,15 +4,22 @@
 //! `*_server` modules for the node. [`FILE_DESCRIPTOR_SET`] backs gRPC server
 //! reflection. Hand-written helpers for the generated types are in
 //! `consistency.rs`; [`codec`] is the protobuf codec the generated code
-//! uses (malformed bodies are `INVALID_ARGUMENT`); [`outstanding`] is the
+//! uses (malformed bodies are `INVALID_ARGUMENT`, batches past
+//! [`MAX_BATCH_ITEMS`] are refused before they are decoded, counted by
+//! [`wire`]); [`outstanding`] is the
 //! table of requests awaiting replies on a multiplexed stream, shared by
 //! the client's sessions and the node's replica pipes.
 
 pub mod codec;
 mod consistency;
 pub mod outstanding;
+pub mod wire;
 
 pub use consistency::UnknownLevel;
+
+/// Most items one `BatchGet` or `BatchWrite` may carry; more is refused
+/// with `INVALID_ARGUMENT`, counted before the request is decoded.
+pub const MAX_BATCH_ITEMS: usize = 1000;
 
 /// The `strata.v1` package.
 pub mod v1 {

@@ -32,7 +32,7 @@ use crate::clock::now_micros;
 use crate::context::Context;
 use crate::dots::{DotCounter, DotError};
 use crate::request::RequestError;
-use crate::storage::{StorageError, clock_from_proto, clock_to_proto};
+use crate::storage::{StorageError, check_clock_entries, clock_from_proto, clock_to_proto};
 
 pub use strata_cluster::VersionVector;
 pub use write::WriteRequest;
@@ -244,6 +244,9 @@ pub fn encode_context(key: strata_cluster::Token, context: &VersionVector) -> Ve
     .encode_to_vec()
 }
 
+/// `CausalContext.clock` (1), `VectorClock.entries` (1).
+const CONTEXT_CLOCK_ENTRIES: &[u32] = &[1, 1];
+
 /// Decodes a client context for the key whose token is `key`; empty means
 /// none.
 ///
@@ -257,6 +260,11 @@ pub fn decode_context(
     if bytes.is_empty() {
         return Ok(VersionVector::new());
     }
+    // Counted on the wire first: decoded, each entry of a few bytes takes
+    // dozens, and a context may be as large as the request.
+    let entries = strata_proto::wire::count(bytes, CONTEXT_CLOCK_ENTRIES)
+        .map_err(|e| CoordinatorError::Context(e.to_string()))?;
+    check_clock_entries(entries).map_err(|e| CoordinatorError::Context(e.to_string()))?;
     let context =
         v1::CausalContext::decode(bytes).map_err(|e| CoordinatorError::Context(e.to_string()))?;
     if context.key_token != key.0 {

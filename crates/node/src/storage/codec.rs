@@ -71,6 +71,14 @@ fn node_id(id: String) -> Result<NodeId, CodecError> {
     NodeId::new(id).map_err(|e| CodecError::InvalidNodeId(e.to_string()))
 }
 
+/// Checks a clock's entry count against [`MAX_CLOCK_ENTRIES`].
+///
+/// # Errors
+/// [`CodecError::TooMany`].
+pub fn check_clock_entries(entries: usize) -> Result<(), CodecError> {
+    too_many("clock entries", entries, MAX_CLOCK_ENTRIES)
+}
+
 /// A version vector as the wire carries it.
 #[must_use]
 pub fn clock_to_proto(clock: &VersionVector) -> v1::VectorClock {
@@ -91,7 +99,7 @@ pub fn clock_to_proto(clock: &VersionVector) -> v1::VectorClock {
 /// # Errors
 /// [`CodecError::InvalidNodeId`], [`CodecError::TooMany`].
 pub fn clock_from_proto(clock: v1::VectorClock) -> Result<VersionVector, CodecError> {
-    too_many("clock entries", clock.entries.len(), MAX_CLOCK_ENTRIES)?;
+    check_clock_entries(clock.entries.len())?;
     let entries = clock
         .entries
         .into_iter()

@@ -22,8 +22,9 @@ use strata_engine::{Db, Durability, Options, WalRecovery};
 use strata_proto::v1::{KeyVersions, KeyVersionsBatch, StoredVersions};
 
 pub use codec::{
-    CodecError, MAX_CLOCK_ENTRIES, MAX_VERSIONS, clock_from_proto, clock_to_proto, decode,
-    decode_owned, encode, siblings_from_proto, validate, version_from_proto, version_to_proto,
+    CodecError, MAX_CLOCK_ENTRIES, MAX_VERSIONS, check_clock_entries, clock_from_proto,
+    clock_to_proto, decode, decode_owned, encode, siblings_from_proto, validate,
+    version_from_proto, version_to_proto,
 };
 pub use gc::TombstoneGc;
 pub use merge::SiblingsMerge;
