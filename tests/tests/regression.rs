@@ -270,6 +270,9 @@ async fn requests_of_millions_of_tiny_elements_are_refused_before_they_are_decod
     prost::encoding::encode_varint(clock.len() as u64, &mut context);
     context.extend_from_slice(&clock);
     drop(clock);
+    // `key_token` (field 2): the context is for this key.
+    context.push(0x11);
+    context.extend_from_slice(&Token::of(b"k").0.to_le_bytes());
     let put_body = put("k", "v", context).encode_to_vec();
     for (path, body, says) in [
         (

@@ -234,6 +234,12 @@ mod tests {
             ),
             Err(WireError::Varint)
         );
+        // A tenth byte past the top bit of a u64 (prost refuses it too).
+        let ten = [vec![0x08], vec![0xff; 9], vec![0x02]].concat();
+        assert_eq!(count(&ten, &[1]), Err(WireError::Varint));
+        assert!(v1::BatchGetRequest::decode(&ten[..]).is_err());
+        let top_bit = [vec![0x08], vec![0xff; 9], vec![0x01]].concat();
+        assert_eq!(count(&top_bit, &[1]), Ok(1));
         // An end of group with no start, a group never closed.
         assert_eq!(count(&[0x0c], &[1]), Err(WireError::Group));
         assert_eq!(count(&[0x0b, 0x08, 1], &[1]), Err(WireError::Group));
@@ -323,6 +329,28 @@ mod tests {
                 let entries = decoded.clock.map_or(0, |c| c.entries.len());
                 prop_assert_eq!(count(&bytes, &[1, 1]), Ok(entries));
             }
+        }
+
+        /// Contexts sent as several parts, which the decoder joins: every
+        /// part's entries are counted.
+        #[test]
+        fn counts_the_entries_of_every_part(parts in proptest::collection::vec(
+            (0usize..20, proptest::collection::vec(any::<u8>(), 0..8)), 0..5)
+        ) {
+            let mut bytes = Vec::new();
+            for (entries, junk) in &parts {
+                bytes.extend(v1::CausalContext {
+                    clock: Some(v1::VectorClock {
+                        entries: vec![v1::ClockEntry::default(); *entries],
+                    }),
+                    key_token: 1,
+                }.encode_to_vec());
+                bytes.extend(delimited(15, junk));
+            }
+            let decoded = v1::CausalContext::decode(&bytes[..]).expect("decodes");
+            let entries = decoded.clock.map_or(0, |c| c.entries.len());
+            prop_assert_eq!(entries, parts.iter().map(|(n, _)| n).sum::<usize>());
+            prop_assert_eq!(count(&bytes, &[1, 1]), Ok(entries));
         }
 
         /// Well-formed messages with any number of elements and unknown
