@@ -16,6 +16,7 @@ mod listeners;
 mod nemesis;
 mod node_process;
 mod operator;
+mod overload;
 mod operator_reconciler;
 mod packaging;
 mod regression;

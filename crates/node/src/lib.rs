@@ -11,6 +11,7 @@
 //! `UNIMPLEMENTED` naming what is missing.
 
 pub mod admission;
+pub mod arrival;
 pub mod auth;
 pub mod byte_budget;
 pub mod changes;

@@ -108,10 +108,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let budget = Arc::new(WriteBudget::new(ctx.settings.max_write_bytes_in_flight));
     let kv = KvServer::new(KvService::new(
         coordinator,
         Arc::clone(&ctx.metrics),
-        WriteBudget::new(ctx.settings.max_write_bytes_in_flight),
+        Arc::clone(&budget),
         &ctx.id.to_string(),
         stop_pipes.clone(),
     ))
@@ -119,6 +120,11 @@ pub async fn serve(
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let client_services = tonic::transport::Server::builder()
         .layer(crate::auth::AuthLayer::new(sockets.tokens))
+        .layer(crate::arrival::AdmitOnArrivalLayer::new(
+            budget,
+            Arc::clone(&ctx.metrics),
+            max_message,
+        ))
         .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(kv.clone())

@@ -15,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::admission::{Admitted, WriteBudget};
+use crate::arrival::AdmittedOnArrival;
 use crate::coordinator::{Coordinator, ReadOutcome, WriteRequest, encode_context};
 use crate::metrics::Metrics;
 use crate::request::{level_of, validate_batch};
@@ -37,14 +38,14 @@ impl KvService {
     pub(crate) fn new(
         coordinator: Arc<Coordinator>,
         metrics: Arc<Metrics>,
-        budget: WriteBudget,
+        budget: Arc<WriteBudget>,
         node_id: &str,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             coordinator,
             metrics,
-            budget: Arc::new(budget),
+            budget,
             node_id: node_id.into(),
             stopping,
         }
@@ -57,28 +58,32 @@ impl KvService {
         self.finish("Get", started, result)
     }
 
-    /// A unary Put, or a session's (never `forwarded`).
+    /// A unary Put, or a session's (never `forwarded`), `admitted` already
+    /// when its header arrived (`arrival.rs`).
     pub(super) async fn put_request(
         &self,
         r: PutRequest,
         forwarded: bool,
+        admitted: Option<Admitted>,
     ) -> Result<PutResponse, Status> {
         let started = Instant::now();
-        let result = match self.admit(prost::Message::encoded_len(&r)) {
+        let result = match self.admit_unless(admitted, prost::Message::encoded_len(&r)) {
             Ok(_admitted) => self.put_one(r, None, forwarded).await,
             Err(status) => Err(status),
         };
         self.finish("Put", started, result)
     }
 
-    /// A unary Delete, or a session's (never `forwarded`).
+    /// A unary Delete, or a session's (never `forwarded`), as
+    /// [`put_request`](Self::put_request).
     pub(super) async fn delete_request(
         &self,
         r: DeleteRequest,
         forwarded: bool,
+        admitted: Option<Admitted>,
     ) -> Result<DeleteResponse, Status> {
         let started = Instant::now();
-        let result = match self.admit(prost::Message::encoded_len(&r)) {
+        let result = match self.admit_unless(admitted, prost::Message::encoded_len(&r)) {
             Ok(_admitted) => self.delete_one(r, None, forwarded).await,
             Err(status) => Err(status),
         };
@@ -105,6 +110,11 @@ impl KvService {
             self.metrics.write_refused_overloaded();
             e.into()
         })
+    }
+
+    /// The share taken on arrival, or one admitted now.
+    fn admit_unless(&self, admitted: Option<Admitted>, bytes: usize) -> Result<Admitted, Status> {
+        admitted.map_or_else(|| self.admit(bytes), Ok)
     }
 
     /// Records `result` of `rpc` started at `started`.
@@ -250,7 +260,8 @@ impl Kv for KvService {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let forwarded = is_forwarded(&request);
-        self.put_request(request.into_inner(), forwarded)
+        let admitted = AdmittedOnArrival::take(request.extensions());
+        self.put_request(request.into_inner(), forwarded, admitted)
             .await
             .map(Response::new)
     }
@@ -260,7 +271,8 @@ impl Kv for KvService {
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
         let forwarded = is_forwarded(&request);
-        self.delete_request(request.into_inner(), forwarded)
+        let admitted = AdmittedOnArrival::take(request.extensions());
+        self.delete_request(request.into_inner(), forwarded, admitted)
             .await
             .map(Response::new)
     }
@@ -318,13 +330,14 @@ impl Kv for KvService {
         request: Request<BatchWriteRequest>,
     ) -> Result<Response<BatchWriteResponse>, Status> {
         let started = Instant::now();
+        let admitted = AdmittedOnArrival::take(request.extensions());
         let r = request.into_inner();
         if let Err(e) = validate_batch(r.ops.len()) {
             return self
                 .finish("BatchWrite", started, Err(e.into()))
                 .map(Response::new);
         }
-        let _admitted = match self.admit(prost::Message::encoded_len(&r)) {
+        let _admitted = match self.admit_unless(admitted, prost::Message::encoded_len(&r)) {
             Ok(admitted) => admitted,
             Err(status) => {
                 return self
@@ -415,7 +428,7 @@ mod tests {
         KvService::new(
             Arc::new(Coordinator::new(ctx, dots)),
             metrics,
-            WriteBudget::new(budget),
+            Arc::new(WriteBudget::new(budget)),
             &id,
             watch::channel(false).1,
         )

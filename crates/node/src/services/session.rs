@@ -128,9 +128,11 @@ async fn answer(
     use session_reply::Result as Reply;
     match op {
         session_request::Op::Get(get) => service.get_request(get).await.map(Reply::Get),
-        session_request::Op::Put(put) => service.put_request(put, false).await.map(Reply::Put),
+        session_request::Op::Put(put) => {
+            service.put_request(put, false, None).await.map(Reply::Put)
+        }
         session_request::Op::Delete(delete) => service
-            .delete_request(delete, false)
+            .delete_request(delete, false, None)
             .await
             .map(Reply::Delete),
         session_request::Op::Ping(ping) => Ok(Reply::Ping(service.ping(ping))),
