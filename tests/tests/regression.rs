@@ -59,6 +59,16 @@ async fn quorum_values(addr: std::net::SocketAddr, key: &str) -> Vec<String> {
     values
 }
 
+/// A fresh write to "k" is acknowledged and read back at quorum.
+async fn still_serves(addr: std::net::SocketAddr) {
+    kv(addr)
+        .await
+        .put(put("k", "v", Vec::new()))
+        .await
+        .expect("the node still serves");
+    assert_eq!(quorum_values(addr, "k").await, ["v"]);
+}
+
 /// Outside testing: a Put whose context claims counter 2^64-1 for the
 /// coordinating node wrapped its dot counter, and its later writes were
 /// acknowledged by 3 replicas and never seen by any read. A context read
@@ -170,6 +180,22 @@ impl tonic::codec::Codec for RawCodec {
     }
 }
 
+/// Sends `body` as it is to the unary method `path`.
+async fn raw_unary(
+    grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    grpc.ready().await.expect("ready");
+    grpc.unary::<Vec<u8>, Vec<u8>, _>(
+        tonic::Request::new(body),
+        tonic::codegen::http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
 /// Outside testing: a request body that is not valid protobuf was answered
 /// INTERNAL (tonic's mapping of decode errors), blaming the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,13 +212,7 @@ async fn a_body_that_is_not_protobuf_is_invalid_argument() {
         ("/strata.v1.KV/Put", vec![0x0a, 100, 1]),
         ("/strata.v1.KV/Get", vec![0xff, 0xff, 0xff]),
     ] {
-        grpc.ready().await.expect("ready");
-        let err = grpc
-            .unary::<Vec<u8>, Vec<u8>, _>(
-                tonic::Request::new(body),
-                tonic::codegen::http::uri::PathAndQuery::from_static(path),
-                RawCodec,
-            )
+        let err = raw_unary(&mut grpc, path, body)
             .await
             .expect_err("malformed body");
         assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err}");
@@ -202,14 +222,9 @@ async fn a_body_that_is_not_protobuf_is_invalid_argument() {
         key: b"k".to_vec().into(),
         consistency: None,
     };
-    grpc.ready().await.expect("ready");
-    grpc.unary::<Vec<u8>, Vec<u8>, _>(
-        tonic::Request::new(ok.encode_to_vec()),
-        tonic::codegen::http::uri::PathAndQuery::from_static("/strata.v1.KV/Get"),
-        RawCodec,
-    )
-    .await
-    .expect("valid request");
+    raw_unary(&mut grpc, "/strata.v1.KV/Get", ok.encode_to_vec())
+        .await
+        .expect("valid request");
 }
 
 /// Fuzzing found that a client context of 160,000 clock entries in reverse
@@ -230,12 +245,7 @@ async fn a_context_with_more_clock_entries_than_any_cluster_makes_is_refused() {
         .expect_err("100,000 clock entries");
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(err.message().contains("at most 4096"), "{err}");
-    kv(addr)
-        .await
-        .put(put("k", "v", Vec::new()))
-        .await
-        .expect("the node still serves");
-    assert_eq!(quorum_values(addr, "k").await, ["v"]);
+    still_serves(addr).await;
 }
 
 /// `len` bytes of field `field` repeated, each occurrence empty (2 bytes:
@@ -287,13 +297,7 @@ async fn requests_of_millions_of_tiny_elements_are_refused_before_they_are_decod
         ),
         ("/strata.v1.KV/Put", put_body, "at most 4096"),
     ] {
-        grpc.ready().await.expect("ready");
-        let err = grpc
-            .unary::<Vec<u8>, Vec<u8>, _>(
-                tonic::Request::new(body),
-                tonic::codegen::http::uri::PathAndQuery::from_static(path),
-                RawCodec,
-            )
+        let err = raw_unary(&mut grpc, path, body)
             .await
             .expect_err("millions of elements");
         assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err}");
@@ -309,10 +313,5 @@ async fn requests_of_millions_of_tiny_elements_are_refused_before_they_are_decod
         "the node's peak memory grew by {} MiB for three 60 MiB requests",
         grown >> 20
     );
-    kv(addr)
-        .await
-        .put(put("k", "v", Vec::new()))
-        .await
-        .expect("the node still serves");
-    assert_eq!(quorum_values(addr, "k").await, ["v"]);
+    still_serves(addr).await;
 }
