@@ -8,6 +8,8 @@
 # Each round: `strata bench --workload a --records RECORDS --ops 0
 # --threads 32` (the load phase: blind Puts of fresh keys, 100-byte values)
 # against the node, then the node's CPU per Put from /proc/PID/stat.
+# STRATA_FLAGS adds client flags, e.g. STRATA_FLAGS=--no-sessions for
+# unary calls instead of one session stream per connection.
 # Build an older commit's binary with e.g.
 #   git worktree add /tmp/old <commit> && cargo build --release \
 #     --manifest-path /tmp/old/Cargo.toml -p strata-node --bin strata-node
@@ -39,7 +41,8 @@ for round in $(seq "$ROUNDS"); do
       "$STRATA" -e 127.0.0.1:7670 bench --workload ping --ops 1 --threads 1 >/dev/null 2>&1 && break
       sleep 0.1
     done
-    line=$("$STRATA" -e 127.0.0.1:7670 bench --workload a --records "$RECORDS" --ops 0 --threads 32 |
+    # shellcheck disable=SC2086 # STRATA_FLAGS is a list of flags
+    line=$("$STRATA" -e 127.0.0.1:7670 ${STRATA_FLAGS:-} bench --workload a --records "$RECORDS" --ops 0 --threads 32 |
       awk '$1 == "load" && $2 == "insert" { print $4, $5, $7 }')
     ticks=$(awk '{ print $14 + $15 }' "/proc/$NODE/stat")
     kill "$NODE" && wait "$NODE" 2>/dev/null || true
