@@ -59,6 +59,11 @@ async fn writes_past_the_budget_are_refused_before_their_bodies_are_held() {
                     status.message().contains("--max-write-bytes-in-flight"),
                     "{status}"
                 );
+                // What makes a client back off and retry it.
+                assert!(
+                    strata_proto::metadata::is_from_a_node(&status),
+                    "{status:?}"
+                );
                 refused += 1;
             }
             Err(status) => panic!("a write neither written nor refused: {status}"),

@@ -18,10 +18,10 @@ use std::marker::PhantomData;
 use bytes::Buf as _;
 use tonic::Status;
 use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
+use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use crate::v1;
 use crate::wire;
-use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// [`ProstCodec`] with decode errors mapped to `INVALID_ARGUMENT`.
 #[derive(Debug, Clone)]
