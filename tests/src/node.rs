@@ -122,14 +122,28 @@ impl NodeProcess {
     /// (Linux only).
     #[must_use]
     pub fn peak_resident_bytes(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// The process's address space (`VmSize`), in bytes: memory reserved,
+    /// resident or not.
+    ///
+    /// # Panics
+    /// As [`peak_resident_bytes`](Self::peak_resident_bytes).
+    #[must_use]
+    pub fn virtual_bytes(&self) -> u64 {
+        self.status_bytes("VmSize:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc/<pid>/status");
         let kib: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("a VmHWM line");
+            .unwrap_or_else(|| panic!("a {field} line"));
         kib * 1024
     }
 

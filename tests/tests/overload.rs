@@ -1,7 +1,8 @@
-//! A node offered more write bytes than `--max-write-bytes-in-flight`:
-//! unary writes past the budget are refused when their header arrives,
-//! before their bodies are received, so the node's memory stays near the
-//! budget however many are sent at once.
+//! A node offered more request bytes than `--max-write-bytes-in-flight`:
+//! unary writes past the budget, and other messages past as many bytes
+//! still arriving, are refused when their header arrives, before their
+//! bodies are received or room is reserved for them, so the node's memory
+//! stays near the budget however many are sent at once.
 
 use strata_proto::v1::{Consistency, ConsistencyLevel, PutRequest};
 use strata_tests::Cluster;
@@ -89,4 +90,95 @@ async fn writes_past_the_budget_are_refused_before_their_bodies_are_held() {
         "the node's peak memory grew by {} MiB",
         grown >> 20
     );
+}
+
+/// gRPC's `RESOURCE_EXHAUSTED`, as `grpc-status` carries it.
+const RESOURCE_EXHAUSTED: &str = "8";
+
+/// The `grpc-status` a call ends with: in the response's headers when it
+/// fails before answering (a unary call), else in its trailers (a stream
+/// already answering).
+async fn grpc_status(answer: h2::client::ResponseFuture) -> Option<String> {
+    let response = answer.await.expect("an answer");
+    let text = |h: &http::HeaderMap| {
+        h.get("grpc-status")
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    if let Some(status) = text(response.headers()) {
+        return Some(status);
+    }
+    let trailers = response.into_body().trailers().await.expect("trailers");
+    trailers.as_ref().and_then(text)
+}
+
+/// 100 streams each of a `Get` and of a `Session` that send only a
+/// message header announcing 60 MB, and never the body (a slow or hostile
+/// client). tonic reserves what a header announces as it arrives: before
+/// the headers were admitted, these 200 streams grew the node's address
+/// space by gigabytes. Past the budget for bytes arriving (256 MiB: four
+/// such messages), each is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_announcing_more_than_the_budget_are_refused_at_their_header() {
+    let cluster = Cluster::start(1, &["--replication-factor", "1"]).await;
+    let addr = cluster.addr(0);
+    let before = cluster.process(0).virtual_bytes();
+    let mut answers = Vec::new();
+    let mut open = Vec::new();
+    for path in ["/strata.v1.KV/Get", "/strata.v1.KV/Session"] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2");
+        tokio::spawn(connection);
+        for _ in 0..100 {
+            let request = http::Request::post(format!("http://{addr}{path}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .expect("request");
+            client = client.ready().await.expect("ready");
+            let (answer, mut body) = client.send_request(request, false).expect("send");
+            // A header announcing 60 MB (0x03c00000 bytes), and no more.
+            body.send_data(bytes::Bytes::from_static(&[0, 0x03, 0xc0, 0, 0]), false)
+                .expect("data");
+            answers.push(tokio::spawn(grpc_status(answer)));
+            open.push(body);
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let grown = cluster.process(0).virtual_bytes().saturating_sub(before);
+    let mut refused = 0;
+    for answer in answers {
+        if !answer.is_finished() {
+            // Admitted: waiting for a body that never comes.
+            answer.abort();
+            continue;
+        }
+        let status = answer.await.expect("task");
+        assert_eq!(status.as_deref(), Some(RESOURCE_EXHAUSTED));
+        refused += 1;
+    }
+    println!(
+        "{refused} of 200 refused; address space grew by {} MiB",
+        grown >> 20
+    );
+    assert!(
+        refused >= 190,
+        "only {refused} of 200 refused at their header"
+    );
+    assert!(
+        grown < 2 << 30,
+        "the node's address space grew by {} MiB",
+        grown >> 20
+    );
+    drop(open);
+    let mut client = kv(addr).await;
+    client
+        .put(PutRequest {
+            key: b"after".to_vec().into(),
+            value: b"v".to_vec().into(),
+            context: bytes::Bytes::new(),
+            consistency: Some(Consistency::named(ConsistencyLevel::One)),
+            request_id: 0,
+        })
+        .await
+        .expect("the node still serves");
 }

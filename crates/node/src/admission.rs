@@ -74,6 +74,12 @@ impl WriteBudget {
     pub fn in_flight(&self) -> usize {
         self.bytes.held()
     }
+
+    /// The budget's bytes.
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.bytes.limit()
+    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,29 @@
-//! Admitting a unary write when its header arrives, before its bytes.
+//! Admitting client messages as their headers arrive, before their bytes.
 //!
 //! The write budget (`admission.rs`) bounds the bytes of client writes a
 //! node holds, but a service sees a request only once tonic has received
 //! and decoded all of it: until then every request in flight holds its
 //! bytes unbounded (512 clients sending 2 MB values: a gigabyte before any
-//! was admitted). A gRPC message starts with a 5-byte header carrying its
-//! length, so this layer admits a unary `Put`, `Delete` or `BatchWrite` by
-//! that length as soon as the header arrives, and a write that does not
-//! fit is refused then (`RESOURCE_EXHAUSTED`, as the service would) while
-//! its body is still on the client's side. The admitted share travels to
-//! the service in the request's extensions ([`AdmittedOnArrival`]) and is
-//! held until the write is answered, as before.
+//! was admitted), and tonic reserves the length a message's header
+//! announces as soon as the header arrives. Every gRPC message starts with
+//! a 5-byte header carrying its length, so this layer, on the client port,
+//! follows the messages of each request body and admits each by that
+//! length as its header passes:
 //!
-//! Session streams are admitted per operation by the service: a stream
-//! holds at most one partly received message at a time.
+//! - the message of a unary `Put`, `Delete` or `BatchWrite` against the
+//!   write budget; the share travels to the service in the request's
+//!   extensions ([`AdmittedOnArrival`]) and is held until the write is
+//!   answered, as before;
+//! - any other message (reads, session operations, admin calls) against a
+//!   second budget of the same size for bytes still arriving, released as
+//!   the message's last byte passes (what it holds after that is the
+//!   service's: a session's writes are admitted once decoded).
+//!
+//! A message that does not fit is refused then with `RESOURCE_EXHAUSTED`
+//! (which ends a session stream: its client opens another), before tonic
+//! reserves room for it or its body is received. The `Replica` service
+//! (node to node, on this port only without `--internal-listen`) is left
+//! alone: its pipes carry large batches that a refusal would cut.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -25,14 +35,18 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::admission::{Admitted, WriteBudget};
+use crate::byte_budget::{ByteBudget, Share, Spent};
 use crate::metrics::Metrics;
 
-/// The unary methods admitted on arrival: every client write.
+/// The unary methods whose message is admitted against the write budget.
 const WRITE_METHODS: [&str; 3] = [
     "/strata.v1.KV/Put",
     "/strata.v1.KV/Delete",
     "/strata.v1.KV/BatchWrite",
 ];
+
+/// Node-to-node methods, left alone.
+const REPLICA_SERVICE: &str = "/strata.v1.Replica/";
 
 /// A gRPC message header: a compression flag and a big-endian `u32`
 /// length.
@@ -54,10 +68,36 @@ impl AdmittedOnArrival {
     }
 }
 
-/// Admits unary writes by their header (see the module docs).
+/// A message refused because the bytes of messages still arriving are at
+/// their bound.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node overloaded: {arriving} bytes of requests are arriving and this message announces {bytes}; the limit is {limit} (--max-write-bytes-in-flight); retry after a backoff"
+)]
+pub struct ReceivingOverloaded {
+    /// Bytes the refused message announced.
+    pub bytes: usize,
+    /// Bytes of other messages still arriving.
+    pub arriving: usize,
+    /// The bound.
+    pub limit: usize,
+}
+
+impl From<Spent> for ReceivingOverloaded {
+    fn from(spent: Spent) -> Self {
+        Self {
+            bytes: spent.bytes,
+            arriving: spent.held,
+            limit: spent.limit,
+        }
+    }
+}
+
+/// Admits client messages by their headers (see the module docs).
 #[derive(Debug, Clone)]
 pub struct AdmitOnArrivalLayer {
-    budget: Arc<WriteBudget>,
+    writes: Arc<WriteBudget>,
+    arriving: Arc<ByteBudget>,
     metrics: Arc<Metrics>,
     /// The server's largest message: a longer one is refused by tonic
     /// without being read, so it is not admitted.
@@ -65,11 +105,14 @@ pub struct AdmitOnArrivalLayer {
 }
 
 impl AdmitOnArrivalLayer {
-    /// Admits against `budget`, the one the KV service uses.
+    /// Admits unary writes against `writes`, the KV service's budget, and
+    /// other messages against a budget of as many bytes still arriving.
     #[must_use]
-    pub fn new(budget: Arc<WriteBudget>, metrics: Arc<Metrics>, max_message: usize) -> Self {
+    pub fn new(writes: Arc<WriteBudget>, metrics: Arc<Metrics>, max_message: usize) -> Self {
+        let arriving = Arc::new(ByteBudget::new(writes.limit()));
         Self {
-            budget,
+            writes,
+            arriving,
             metrics,
             max_message,
         }
@@ -107,17 +150,21 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        if !WRITE_METHODS.contains(&request.uri().path()) {
+        let path = request.uri().path();
+        if path.starts_with(REPLICA_SERVICE) {
             return self.inner.call(request);
         }
-        let slot = AdmittedOnArrival::default();
-        request.extensions_mut().insert(slot.clone());
+        let slot = WRITE_METHODS
+            .contains(&path)
+            .then(AdmittedOnArrival::default);
+        if let Some(slot) = &slot {
+            request.extensions_mut().insert(slot.clone());
+        }
         let layer = self.layer.clone();
         let request = request.map(|body| {
-            Body::new(ArrivingWrite {
+            Body::new(Arriving {
                 inner: body,
-                header: [0; HEADER],
-                read: 0,
+                message: Message::header(),
                 slot,
                 layer,
             })
@@ -126,46 +173,98 @@ where
     }
 }
 
-/// A unary write's body, admitted once its message header has passed.
-struct ArrivingWrite {
-    inner: Body,
-    header: [u8; HEADER],
-    /// Header bytes seen so far; at [`HEADER`] the write was admitted.
-    read: usize,
-    slot: AdmittedOnArrival,
-    layer: AdmitOnArrivalLayer,
+/// Where a request body is in its current message.
+enum Message {
+    /// Reading a header: its bytes so far.
+    Header { bytes: [u8; HEADER], read: usize },
+    /// Passing a body: bytes still to come, and the share admitted for
+    /// them (none for a unary write, whose share went to the service, or
+    /// for a message longer than tonic takes).
+    Body {
+        remaining: usize,
+        _share: Option<Share>,
+    },
 }
 
-impl ArrivingWrite {
-    /// Takes the header's bytes from `data`; once all are in, admits the
-    /// message they announce.
-    fn see(&mut self, data: &[u8]) -> Result<(), Status> {
-        let n = (HEADER - self.read).min(data.len());
-        self.header[self.read..self.read + n].copy_from_slice(&data[..n]);
-        self.read += n;
-        if self.read < HEADER {
-            return Ok(());
+impl Message {
+    fn header() -> Self {
+        Self::Header {
+            bytes: [0; HEADER],
+            read: 0,
         }
-        let len = u32::from_be_bytes([
-            self.header[1],
-            self.header[2],
-            self.header[3],
-            self.header[4],
-        ]);
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len > self.layer.max_message {
-            return Ok(());
-        }
-        let admitted = self.layer.budget.admit(len).map_err(|e| {
-            self.layer.metrics.write_refused_overloaded();
-            Status::from(e)
-        })?;
-        *self.slot.0.lock().expect("admission slot") = Some(admitted);
-        Ok(())
     }
 }
 
-impl http_body::Body for ArrivingWrite {
+/// A client request's body, each message admitted as its header passes.
+struct Arriving {
+    inner: Body,
+    message: Message,
+    /// A unary write's: its message's share goes to the service here.
+    slot: Option<AdmittedOnArrival>,
+    layer: AdmitOnArrivalLayer,
+}
+
+impl Arriving {
+    /// Follows the messages through `data`, admitting each whose header
+    /// completes.
+    fn see(&mut self, mut data: &[u8]) -> Result<(), Status> {
+        while !data.is_empty() {
+            match &mut self.message {
+                Message::Header { bytes, read } => {
+                    let n = (HEADER - *read).min(data.len());
+                    bytes[*read..*read + n].copy_from_slice(&data[..n]);
+                    *read += n;
+                    data = &data[n..];
+                    if *read == HEADER {
+                        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+                        let len = usize::try_from(len).unwrap_or(usize::MAX);
+                        let share = self.admit(len)?;
+                        self.message = if len == 0 {
+                            Message::header()
+                        } else {
+                            Message::Body {
+                                remaining: len,
+                                _share: share,
+                            }
+                        };
+                    }
+                }
+                Message::Body { remaining, .. } => {
+                    let n = (*remaining).min(data.len());
+                    *remaining -= n;
+                    data = &data[n..];
+                    if *remaining == 0 {
+                        // Complete: tonic decodes it; the share is returned.
+                        self.message = Message::header();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Admits a message of `len` bytes: a unary write's into its slot,
+    /// any other's as a share held while it arrives.
+    fn admit(&mut self, len: usize) -> Result<Option<Share>, Status> {
+        if len > self.layer.max_message {
+            return Ok(None);
+        }
+        if let Some(slot) = self.slot.take() {
+            let admitted = self.layer.writes.admit(len).map_err(|e| {
+                self.layer.metrics.write_refused_overloaded();
+                Status::from(e)
+            })?;
+            *slot.0.lock().expect("admission slot") = Some(admitted);
+            return Ok(None);
+        }
+        self.layer.arriving.take(len).map(Some).map_err(|spent| {
+            self.layer.metrics.message_refused_receiving();
+            Status::from(ReceivingOverloaded::from(spent))
+        })
+    }
+}
+
+impl http_body::Body for Arriving {
     type Data = Bytes;
     type Error = Status;
 
@@ -175,8 +274,7 @@ impl http_body::Body for ArrivingWrite {
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if this.read < HEADER
-            && let Some(Ok(frame)) = &frame
+        if let Some(Ok(frame)) = &frame
             && let Some(data) = frame.data_ref()
             && let Err(refused) = this.see(data)
         {
@@ -210,17 +308,24 @@ mod tests {
         )))
     }
 
-    fn arriving(chunks: &[&[u8]], budget: &Arc<WriteBudget>) -> (ArrivingWrite, AdmittedOnArrival) {
-        let slot = AdmittedOnArrival::default();
-        let layer = AdmitOnArrivalLayer::new(Arc::clone(budget), Arc::new(Metrics::new()), 1 << 20);
-        let write = ArrivingWrite {
+    /// A layer whose budgets hold `limit` bytes each.
+    fn layer(limit: usize) -> AdmitOnArrivalLayer {
+        AdmitOnArrivalLayer::new(
+            Arc::new(WriteBudget::new(limit)),
+            Arc::new(Metrics::new()),
+            1 << 20,
+        )
+    }
+
+    /// A body of `chunks` arriving through `layer`, as a unary write's
+    /// (with its slot) or as any other request's.
+    fn arriving(chunks: &[&[u8]], layer: &AdmitOnArrivalLayer, write: bool) -> Arriving {
+        Arriving {
             inner: body(chunks),
-            header: [0; HEADER],
-            read: 0,
-            slot: slot.clone(),
-            layer,
-        };
-        (write, slot)
+            message: Message::header(),
+            slot: write.then(AdmittedOnArrival::default),
+            layer: layer.clone(),
+        }
     }
 
     fn header(len: u32) -> Vec<u8> {
@@ -231,25 +336,31 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_is_admitted_by_its_header_even_split_across_frames() {
-        let budget = Arc::new(WriteBudget::new(1000));
+        let layer = layer(1000);
         let h = header(600);
-        let (write, slot) = arriving(&[&h[..2], &h[2..], &[7; 600]], &budget);
-        let collected = write.collect().await.expect("admitted").to_bytes();
-        assert_eq!(collected.len(), HEADER + 600, "every byte passes through");
-        assert_eq!(budget.in_flight(), 600);
+        let mut write = arriving(&[&h[..2], &h[2..], &[7; 600]], &layer, true);
+        let slot = write.slot.clone().expect("a write's slot");
+        let mut passed = 0;
+        while let Some(frame) = write.frame().await {
+            passed += frame.expect("admitted").into_data().expect("data").len();
+        }
+        assert_eq!(passed, HEADER + 600, "every byte passes through");
+        assert_eq!(layer.writes.in_flight(), 600);
+        assert_eq!(layer.arriving.held(), 0, "a write's bytes count once");
         let mut extensions = http::Extensions::new();
         extensions.insert(slot);
         let admitted = AdmittedOnArrival::take(&extensions).expect("a share");
         assert!(AdmittedOnArrival::take(&extensions).is_none(), "taken once");
         drop(admitted);
-        assert_eq!(budget.in_flight(), 0);
+        assert_eq!(layer.writes.in_flight(), 0);
     }
 
     #[tokio::test]
     async fn a_write_that_does_not_fit_is_refused_before_its_body() {
-        let budget = Arc::new(WriteBudget::new(1000));
-        let held = budget.admit(600).expect("room");
-        let (mut write, slot) = arriving(&[&header(600), &[7; 600]], &budget);
+        let layer = layer(1000);
+        let held = layer.writes.admit(600).expect("room");
+        let mut write = arriving(&[&header(600), &[7; 600]], &layer, true);
+        let slot = write.slot.clone().expect("a write's slot");
         let refused = write
             .frame()
             .await
@@ -262,15 +373,53 @@ mod tests {
         );
         assert!(slot.0.lock().expect("slot").is_none());
         drop(held);
-        assert_eq!(budget.in_flight(), 0);
+        assert_eq!(layer.writes.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn other_messages_hold_their_bytes_only_while_they_arrive() {
+        let layer = layer(1000);
+        // Two messages of a stream, the second's header in the first's frame.
+        let first = [header(300), vec![1; 300], header(400)[..3].to_vec()].concat();
+        let second = [header(400)[3..].to_vec(), vec![2; 100]].concat();
+        let mut stream = arriving(&[&first, &second, &[2; 300]], &layer, false);
+        stream.frame().await.expect("frame").expect("first fits");
+        assert_eq!(layer.arriving.held(), 0, "the first is complete");
+        stream.frame().await.expect("frame").expect("second fits");
+        assert_eq!(layer.arriving.held(), 400, "the second is arriving");
+        stream.frame().await.expect("frame").expect("its rest");
+        assert_eq!(layer.arriving.held(), 0, "both complete");
+        assert_eq!(layer.writes.in_flight(), 0, "not writes");
+        // An empty message holds nothing; one that does not fit is refused.
+        let held = layer.arriving.take(900).expect("room");
+        let mut refused = arriving(&[&[header(0), header(200)].concat()], &layer, false);
+        let status = refused
+            .frame()
+            .await
+            .expect("frame")
+            .expect_err("200 bytes beside 900 of 1000");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("announces 200"), "{status}");
+        assert!(strata_proto::metadata::is_from_a_node(&status));
+        drop(held);
+        // A body dropped mid-message returns its share.
+        let mut cut = arriving(&[&header(500), &[3; 10]], &layer, false);
+        cut.frame().await.expect("frame").expect("fits");
+        assert_eq!(layer.arriving.held(), 500);
+        drop(cut);
+        assert_eq!(layer.arriving.held(), 0);
     }
 
     #[tokio::test]
     async fn a_message_longer_than_the_server_takes_is_left_to_tonic() {
-        let budget = Arc::new(WriteBudget::new(1000));
-        let (write, slot) = arriving(&[&header(2 << 20), &[7; 10]], &budget);
-        write.collect().await.expect("passed through");
-        assert!(slot.0.lock().expect("slot").is_none());
-        assert_eq!(budget.in_flight(), 0);
+        let layer = layer(1000);
+        for write in [true, false] {
+            let mut long = arriving(&[&header(2 << 20), &[7; 10]], &layer, write);
+            while let Some(frame) = long.frame().await {
+                frame.expect("passed through");
+            }
+            assert_eq!(layer.writes.in_flight(), 0);
+            assert_eq!(layer.arriving.held(), 0);
+        }
     }
 }

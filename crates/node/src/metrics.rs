@@ -68,6 +68,7 @@ pub struct Metrics {
     speculative_reads: Counter,
     replica_writes_shed: Counter,
     writes_refused_overloaded: Counter,
+    messages_refused_receiving: Counter,
     sessions_opened: Counter,
     sessions_open: Gauge,
     connections_open: Gauge,
@@ -200,6 +201,7 @@ impl Metrics {
         let speculative_reads = Counter::default();
         let replica_writes_shed = Counter::default();
         let writes_refused_overloaded = Counter::default();
+        let messages_refused_receiving = Counter::default();
         let (sessions_opened, sessions_open) = (Counter::default(), Gauge::default());
         registry.register(
             "sessions_opened",
@@ -232,6 +234,11 @@ impl Metrics {
             "writes_refused_overloaded",
             "Client writes refused with RESOURCE_EXHAUSTED because the bytes of writes in flight reached --max-write-bytes-in-flight",
             writes_refused_overloaded.clone(),
+        );
+        registry.register(
+            "messages_refused_receiving",
+            "Client messages other than unary writes refused with RESOURCE_EXHAUSTED as their header arrived, because the bytes of such messages still arriving reached --max-write-bytes-in-flight",
+            messages_refused_receiving.clone(),
         );
         registry.register(
             "replica_writes_shed",
@@ -473,6 +480,7 @@ impl Metrics {
             speculative_reads,
             replica_writes_shed,
             writes_refused_overloaded,
+            messages_refused_receiving,
             sessions_opened,
             sessions_open,
             connections_open,
@@ -563,6 +571,11 @@ impl Metrics {
     /// Counts a client write refused by the write budget.
     pub fn write_refused_overloaded(&self) {
         self.writes_refused_overloaded.inc();
+    }
+
+    /// Counts a client message refused as its header arrived.
+    pub fn message_refused_receiving(&self) {
+        self.messages_refused_receiving.inc();
     }
 
     /// Counts a connection accepted; the gauge of open ones falls again

@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 use strata_proto::metadata::{ACKS, FROM_NODE, REFUSED, REQUIRED};
 
 use crate::admission::Overloaded;
+use crate::arrival::ReceivingOverloaded;
 use crate::changes::ChangeError;
 use crate::coordinator::CoordinatorError;
 use crate::dots::DotError;
@@ -75,6 +76,19 @@ fn unavailable(e: &CoordinatorError, acks: u32, required: u32) -> Status {
     metadata.insert(ACKS, acks.into());
     metadata.insert(REQUIRED, required.into());
     status
+}
+
+/// `RESOURCE_EXHAUSTED`: the bytes of messages arriving at once are at
+/// their bound; nothing was done, the client should back off. Marked as a
+/// node's answer, as [`Overloaded`].
+impl From<ReceivingOverloaded> for Status {
+    fn from(e: ReceivingOverloaded) -> Self {
+        let mut status = Status::resource_exhausted(e.to_string());
+        status
+            .metadata_mut()
+            .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
+        status
+    }
 }
 
 /// `RESOURCE_EXHAUSTED`: the node's write budget is spent; nothing was
