@@ -51,7 +51,9 @@ pub struct NodeConfig {
     /// Bytes of client writes (Put, Delete, BatchWrite requests) this node
     /// coordinates at once at most; a write beyond is refused at once with
     /// RESOURCE_EXHAUSTED so that many clients writing large values cannot
-    /// exhaust the node's memory. A write larger than the limit runs alone
+    /// exhaust the node's memory. A write larger than the limit runs alone.
+    /// Every other client message is admitted against as many bytes again
+    /// while it arrives.
     #[arg(long, env = "STRATA_MAX_WRITE_BYTES_IN_FLIGHT", default_value_t = 256 << 20,
         value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |v| v as usize))]
     pub max_write_bytes_in_flight: usize,
