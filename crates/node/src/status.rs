@@ -83,12 +83,17 @@ fn unavailable(e: &CoordinatorError, acks: u32, required: u32) -> Status {
 /// node's answer, as [`Overloaded`].
 impl From<ReceivingOverloaded> for Status {
     fn from(e: ReceivingOverloaded) -> Self {
-        let mut status = Status::resource_exhausted(e.to_string());
-        status
-            .metadata_mut()
-            .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
-        status
+        busy(&e)
     }
+}
+
+/// `RESOURCE_EXHAUSTED` with `message`, marked as a node's answer.
+fn busy(message: &impl std::fmt::Display) -> Status {
+    let mut status = Status::resource_exhausted(message.to_string());
+    status
+        .metadata_mut()
+        .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
+    status
 }
 
 /// `RESOURCE_EXHAUSTED`: the node's write budget is spent; nothing was
@@ -96,11 +101,7 @@ impl From<ReceivingOverloaded> for Status {
 /// cluster is busy, so forwarders and clients do not try it elsewhere.
 impl From<Overloaded> for Status {
     fn from(e: Overloaded) -> Self {
-        let mut status = Status::resource_exhausted(e.to_string());
-        status
-            .metadata_mut()
-            .insert(FROM_NODE, tonic::metadata::MetadataValue::from_static("1"));
-        status
+        busy(&e)
     }
 }
 
