@@ -200,6 +200,17 @@ impl Replica for ReplicaService {
                 r.depth
             )));
         }
+        // A session asks for one level at a time, and the widest level is
+        // the leaves': more positions than that is not a session's request
+        // (and would be answered with 16 bytes each).
+        let leaves = 1usize << r.depth;
+        if r.positions.len() > leaves {
+            return Err(Status::invalid_argument(format!(
+                "{} positions asked; a tree of depth {} has {leaves} on its widest level",
+                r.positions.len(),
+                r.depth
+            )));
+        }
         let leaves_end = 2u64 << r.depth;
         if let Some(bad) = r.positions.iter().find(|&&p| p == 0 || p >= leaves_end) {
             return Err(Status::invalid_argument(format!(
@@ -373,6 +384,37 @@ mod tests {
         normal.write(write("b", "strata-1")).await.expect("a hint");
         assert_eq!(ctx.storage.read(b"a").expect("read").versions().len(), 1);
         assert_eq!(ctx.hints.targets().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn merkle_nodes_answers_one_level_and_refuses_what_no_session_asks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_ctx, service) = service(dir.path(), NodeState::Normal);
+        let ask = |depth: u32, positions: Vec<u64>| {
+            service.merkle_nodes(Request::new(MerkleNodesRequest {
+                range: Some(v1::TokenRange { start: 0, end: 0 }),
+                depth,
+                positions,
+            }))
+        };
+        // The leaves of a depth-3 tree: 8 hashes of 16 bytes.
+        let leaves = ask(3, (8..16).collect()).await.expect("leaves");
+        let hashes = leaves.into_inner().hashes;
+        assert_eq!(hashes.len(), 8);
+        assert!(hashes.iter().all(|h| h.len() == 16));
+
+        let refusals = [
+            (ask(3, (1..=9).collect()).await, "widest level"),
+            (ask(3, vec![0]).await, "outside a tree"),
+            (ask(3, vec![16]).await, "outside a tree"),
+            (ask(MAX_DEPTH + 1, vec![1]).await, "deeper than"),
+            (ask(MAX_DEPTH, vec![1; (1 << MAX_DEPTH) + 1]).await, "widest level"),
+        ];
+        for (refused, why) in refusals {
+            let status = refused.expect_err("refused");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+            assert!(status.message().contains(why), "{status}");
+        }
     }
 
     #[test]
