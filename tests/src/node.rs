@@ -198,6 +198,30 @@ impl NodeProcess {
         std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
     }
 
+    /// The value of the metric sample `name` (the whole series, labels
+    /// included: `strata_cleanups_completed_total`) on the node's metrics
+    /// port, which its log's start line gives; `None` when the port is not
+    /// in the log yet, does not answer, or has no such sample.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let log = self.log();
+        let at = log.rfind("metrics=http://")? + "metrics=http://".len();
+        let addr: SocketAddr = log[at..].split('/').next()?.parse().ok()?;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut body = String::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut body))
+            .await
+            .ok()?
+            .ok()?;
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
     /// The node's data directory.
     #[must_use]
     pub fn data_dir(&self) -> &Path {

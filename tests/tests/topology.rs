@@ -106,6 +106,37 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
     // Five nodes, nothing changing: the old owners clean up, and each key
     // is on exactly its three replicas.
     cleaned_up(&cluster, &keys(), Duration::from_secs(60)).await;
+    // Every cleanup that deleted keys is in its node's history, with the
+    // keys it deleted; one that deleted nothing is not.
+    let mut deleted = 0.0;
+    for (i, addr) in cluster.running() {
+        let counted = cluster
+            .process(i)
+            .metric("strata_cleanup_keys_total")
+            .await
+            .expect("metric");
+        let cleanups: Vec<_> = operations(addr)
+            .await
+            .expect("progress")
+            .into_iter()
+            .filter(|op| op.kind == OperationKind::Cleanup as i32)
+            .collect();
+        let listed: u64 = cleanups.iter().map(|op| op.keys_transferred).sum();
+        #[expect(clippy::cast_precision_loss, reason = "small counts")]
+        let listed = listed as f64;
+        assert!(
+            (listed - counted).abs() < 0.5,
+            "node-{i}: {counted} keys deleted, {listed} in {cleanups:?}"
+        );
+        assert!(
+            cleanups
+                .iter()
+                .all(|op| op.keys_transferred > 0 || op.state != OperationState::Succeeded as i32),
+            "node-{i}: {cleanups:?}"
+        );
+        deleted += counted;
+    }
+    assert!(deleted > 0.0, "the old owners deleted what they gave away");
 
     for (leaver, index) in [("node-4", 4), ("node-3", 3)] {
         // Asked through another node, which forwards it.

@@ -162,6 +162,11 @@ pub struct StreamMetrics {
     pub bytes: Counter,
     /// Ranges left in the running change (0: none running).
     pub ranges_pending: Gauge,
+    /// Cleanups that finished, automatic ones that found nothing to
+    /// delete included (those are not kept in the operations history).
+    pub cleanups: Counter,
+    /// Keys cleanups deleted (ranges this node no longer replicates).
+    pub cleanup_keys: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -343,6 +348,16 @@ impl Metrics {
                 "stream_bytes",
                 "Bytes of versions streamed by topology changes",
                 &stream.bytes,
+            ),
+            (
+                "cleanups_completed",
+                "Cleanups that finished, automatic ones that deleted nothing included",
+                &stream.cleanups,
+            ),
+            (
+                "cleanup_keys",
+                "Keys deleted by cleanups (ranges this node no longer replicates)",
+                &stream.cleanup_keys,
             ),
         ] {
             registry.register(name, help, counter.clone());

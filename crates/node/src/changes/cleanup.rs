@@ -36,7 +36,7 @@ impl Changes {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let outcome = this.cleanup_steps().await;
-            this.finish(outcome);
+            this.finish(outcome.map(drop));
         });
         Ok(op)
     }
@@ -50,6 +50,10 @@ impl Changes {
     /// ring after its join can equal the ring at the last cleanup (even
     /// with its new incarnation, when that cleanup ran in the moment before
     /// the join), while the next members took its ranges' writes meanwhile.
+    ///
+    /// One that deleted nothing (most: every restart of any member is a
+    /// ring change) is not kept in the operations history, where it would
+    /// push out the joins, decommissions and repairs a user looks for.
     pub async fn auto_cleanup(self: Arc<Self>, stop: impl Future<Output = ()>) {
         let work = async {
             let mut cleaned: Option<u64> = None;
@@ -73,7 +77,10 @@ impl Changes {
                 if outcome.is_ok() {
                     cleaned = Some(fingerprint);
                 }
-                self.finish(outcome);
+                match outcome {
+                    Ok(0) => self.forget_running(),
+                    outcome => self.finish(outcome.map(drop)),
+                }
             }
         };
         tokio::select! {
@@ -82,7 +89,8 @@ impl Changes {
         }
     }
 
-    async fn cleanup_steps(&self) -> Result<(), String> {
+    /// Deletes the foreign ranges; the keys deleted.
+    async fn cleanup_steps(&self) -> Result<u64, String> {
         if self.own_state() != Some(NodeState::Normal) {
             return Err("only a normal member cleans up".into());
         }
@@ -120,6 +128,7 @@ impl Changes {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("deleting {range:?}: {e}"))?;
             deleted_total += deleted;
+            self.metrics.cleanup_keys.inc_by(deleted);
             self.update(|op| op.keys_transferred += deleted);
             if self.stop_cleanup.load(std::sync::atomic::Ordering::Acquire) {
                 return Err(STOPPED.into());
@@ -132,7 +141,8 @@ impl Changes {
                 "cleaned up ranges this node no longer replicates"
             );
         }
-        Ok(())
+        self.metrics.cleanups.inc();
+        Ok(deleted_total)
     }
 
     /// Whether every live member's ring has the same members, states and

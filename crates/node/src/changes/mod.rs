@@ -264,6 +264,13 @@ impl Changes {
         }
     }
 
+    /// Ends the running operation without a record of it (an automatic
+    /// cleanup that found nothing to delete).
+    fn forget_running(&self) {
+        self.lock().running = None;
+        self.metrics.ranges_pending.set(0);
+    }
+
     fn update(&self, change: impl FnOnce(&mut Operation)) {
         let mut ops = self.lock();
         if let Some(op) = ops.running.as_mut() {

@@ -408,7 +408,10 @@ mod tests {
             (ask(3, vec![0]).await, "outside a tree"),
             (ask(3, vec![16]).await, "outside a tree"),
             (ask(MAX_DEPTH + 1, vec![1]).await, "deeper than"),
-            (ask(MAX_DEPTH, vec![1; (1 << MAX_DEPTH) + 1]).await, "widest level"),
+            (
+                ask(MAX_DEPTH, vec![1; (1 << MAX_DEPTH) + 1]).await,
+                "widest level",
+            ),
         ];
         for (refused, why) in refusals {
             let status = refused.expect_err("refused");
