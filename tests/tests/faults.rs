@@ -267,3 +267,125 @@ async fn restart_behind_a_partition_routes_with_every_known_member() {
         converged,
     );
 }
+
+/// A replica whose table is damaged (a flipped byte in a data block, as a
+/// failing disk leaves it): the first read that meets the damage stops its
+/// store from taking writes, its clients' writes are coordinated by
+/// another replica instead of failing, its health turns NOT_SERVING, and
+/// its status says a restart will not help and how to rebuild it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_table_stops_the_replica_not_its_clients_writes() {
+    let mut cluster = Cluster::start(3, ARGS).await;
+    let keys: Vec<String> = (0..200).map(|i| format!("damaged-{i}")).collect();
+    let all = Some(Consistency::named(ConsistencyLevel::All));
+    for key in &keys {
+        kv(cluster.addr(0))
+            .await
+            .put(PutRequest {
+                key: key.clone().into_bytes().into(),
+                value: b"before".to_vec().into(),
+                context: Vec::new().into(),
+                consistency: all,
+                request_id: 0,
+            })
+            .await
+            .expect("put at ALL");
+    }
+    // A restart replays node-2's log into a table; then damage the first
+    // data block of every table it has.
+    let dir = cluster.process(2).data_dir().join("engine");
+    cluster.kill(2).await;
+    cluster.restart(2).await;
+    cluster.kill(2).await;
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(&dir).expect("engine dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "sst") {
+            let mut bytes = std::fs::read(&path).expect("read table");
+            bytes[10] ^= 0x5a;
+            std::fs::write(&path, bytes).expect("write table");
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0, "node-2 has tables");
+    cluster.restart(2).await;
+    let c = cluster.addr(2);
+
+    // The key first in token order sits in the damaged block. Written
+    // through node-2, a replica of every key at N = 3: node-2's read of it
+    // meets the damage, and another replica coordinates the write.
+    let first = keys
+        .iter()
+        .min_by_key(|k| strata_cluster::Token::of(k.as_bytes()).0)
+        .expect("keys");
+    let quorum_level = Some(Consistency::named(ConsistencyLevel::Quorum));
+    kv(c)
+        .await
+        .put(PutRequest {
+            key: first.clone().into_bytes().into(),
+            value: b"after".to_vec().into(),
+            context: Vec::new().into(),
+            consistency: quorum_level,
+            request_id: 0,
+        })
+        .await
+        .expect("a write through the damaged replica is coordinated elsewhere");
+    // Its other writes too, now that it refuses them.
+    for key in keys.iter().take(20) {
+        kv(c)
+            .await
+            .put(PutRequest {
+                key: key.clone().into_bytes().into(),
+                value: b"after".to_vec().into(),
+                context: Vec::new().into(),
+                consistency: quorum_level,
+                request_id: 0,
+            })
+            .await
+            .expect("forwarded");
+    }
+    // QUORUM reads through it find the new value on the other replicas.
+    let read = kv(c)
+        .await
+        .get(GetRequest {
+            key: first.clone().into_bytes().into(),
+            consistency: quorum_level,
+        })
+        .await
+        .expect("quorum read")
+        .into_inner();
+    let values: Vec<&[u8]> = read.siblings.iter().map(|s| &s.value[..]).collect();
+    assert!(values.contains(&&b"after"[..]), "{values:?}");
+
+    let status = strata_tests::cluster::admin(c)
+        .await
+        .get_node_status(strata_proto::v1::GetNodeStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    let failure = status.engine.expect("engine").failure;
+    assert!(
+        failure.contains("corrupt") && failure.contains("delete its data directory"),
+        "{failure}"
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{c}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let serving = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        if serving == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still serving: {serving}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

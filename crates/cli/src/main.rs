@@ -542,10 +542,7 @@ fn status_lines(status: &v1::ClusterStatus) -> Vec<String> {
                 mib(e.memtable_bytes)
             ));
             if !e.failure.is_empty() {
-                lines.push(format!(
-                    "  STORAGE FAILED, writes refused until the node restarts: {}",
-                    e.failure
-                ));
+                lines.push(format!("  STORAGE FAILED, writes refused: {}", e.failure));
             }
         }
     }

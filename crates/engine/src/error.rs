@@ -124,6 +124,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is a damaged file: an SSTable, MANIFEST or WAL record
+    /// that failed its checksum or bounds checks. Reading the same bytes
+    /// again fails the same way; unlike an IO error or a full disk, only
+    /// rebuilding the data (or WAL recovery, for a log) clears it.
+    #[must_use]
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Self::Corruption { .. } | Self::WalCorruption { .. })
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io {

@@ -64,6 +64,9 @@ pub struct Stats {
     /// flush or compaction failed: a full disk, an IO error); `None` while
     /// it accepts writes.
     pub failure: Option<String>,
+    /// The failure is a damaged file ([`Error::is_damage`](crate::Error::is_damage)):
+    /// reopening finds it again, so the store must be rebuilt.
+    pub failure_is_damage: bool,
 }
 
 pub(crate) fn collect(inner: &Inner) -> Stats {
@@ -101,5 +104,7 @@ pub(crate) fn collect(inner: &Inner) -> Stats {
         immutable_memtable_bytes: state.imms.iter().map(|m| m.approximate_bytes()).sum(),
         last_sequence: inner.last_seq.load(Ordering::Relaxed),
         failure: inner.background_error().map(|e| e.to_string()),
+        failure_is_damage: inner.failed.load(Ordering::Acquire)
+            && inner.bg.lock().expect("bg lock").damaged,
     }
 }

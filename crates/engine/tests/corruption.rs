@@ -84,6 +84,47 @@ fn flipped_byte_in_a_data_block_is_a_corruption_error() {
     );
 }
 
+/// A compaction that reads a damaged block stops the store, and the
+/// failure says it is damage (reopening finds it again), unlike a full disk.
+#[test]
+fn a_compaction_over_a_damaged_table_fails_the_store_as_damaged() {
+    let (dir, table) = table_db();
+    flip(&table, 10);
+    let db = Db::open(dir.path(), options()).expect("open reads no data blocks");
+    assert!(!db.stats().failure_is_damage);
+    assert!(db.get(&key(0)).expect_err("damaged").is_damage());
+    assert!(!db.refuses_writes(), "a read alone does not stop the store");
+    db.put(&key(0), b"w").expect("put");
+    db.compact_range(None, None)
+        .expect_err("the compaction reads the damaged block");
+    let stats = db.stats();
+    assert!(db.refuses_writes());
+    assert!(stats.failure_is_damage, "{:?}", stats.failure);
+    let failure = stats.failure.expect("a failure");
+    assert!(failure.contains("checksum"), "{failure}");
+}
+
+/// A caller that found damage can stop the store itself; reads go on.
+#[test]
+fn refuse_writes_stops_writes_with_the_damage_as_the_reason() {
+    let (dir, table) = table_db();
+    flip(&table, 10);
+    let db = Db::open(dir.path(), options()).expect("open");
+    let damage = db.get(&key(0)).expect_err("damaged");
+    db.refuse_writes(&damage);
+    assert!(db.refuses_writes());
+    assert!(db.put(&key(1), b"w").is_err(), "writes are refused");
+    let stats = db.stats();
+    assert!(stats.failure_is_damage);
+    assert!(
+        stats
+            .failure
+            .is_some_and(|f| f.contains(&damage.to_string())),
+        "the damage is the reason"
+    );
+    assert_eq!(db.get(&key(999)).expect("read"), Some(vec![b'v'; 100]));
+}
+
 #[test]
 fn bulk_scans_read_ahead_and_report_damage_like_block_reads() {
     let (dir, table) = table_db();

@@ -101,7 +101,7 @@ pub async fn serve(
     let store = Arc::clone(&ctx.storage);
     tokio::spawn(crate::storage_health::watch(
         health.clone(),
-        move || store.db().stats().failure,
+        move || store.failure(),
         stop_pipes.clone(),
     ));
     let reflection = tonic_reflection::server::Builder::configure()

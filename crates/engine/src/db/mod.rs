@@ -53,6 +53,9 @@ pub(crate) struct Background {
     pub(crate) shutdown: bool,
     /// Set when a flush, compaction or WAL write fails; writes then fail.
     pub(crate) error: Option<String>,
+    /// `error` is a damaged file (a checksum that does not match): unlike a
+    /// full disk, reopening does not clear it.
+    pub(crate) damaged: bool,
     /// A manual compaction waiting for the compaction thread.
     pub(crate) manual: Option<(Vec<u8>, Option<Vec<u8>>)>,
     /// Incremented each time the compaction thread finishes a manual request.
@@ -116,6 +119,9 @@ impl Inner {
 
 /// Records the first background failure; later writes see it.
 pub(crate) fn record_failure(bg: &mut Background, failed: &AtomicBool, error: &Error) {
+    if bg.error.is_none() {
+        bg.damaged = error.is_damage();
+    }
     bg.error.get_or_insert_with(|| error.to_string());
     failed.store(true, Ordering::Release);
 }
@@ -333,6 +339,15 @@ impl Db {
         self.inner.failed.load(Ordering::Acquire)
     }
 
+    /// Stops taking writes until the database is reopened, as a failed
+    /// flush or compaction does, with `error` as the reason
+    /// ([`Stats::failure`]; the first reason recorded stays). For a caller
+    /// whose read found damage and that wants nothing more written over it
+    /// until the data is rebuilt. Reads go on.
+    pub fn refuse_writes(&self, error: &Error) {
+        self.inner.set_background_error(error);
+    }
+
     /// Counters and per-level sizes.
     #[must_use]
     pub fn stats(&self) -> Stats {
@@ -414,6 +429,7 @@ mod tests {
             "{failure}"
         );
         assert!(db.refuses_writes());
+        assert!(!db.stats().failure_is_damage, "a full disk is not damage");
         assert!(db.put(b"k", b"w").is_err(), "writes are refused");
     }
 }

@@ -102,13 +102,27 @@ impl Coordinator {
             });
         }
         let written_context;
-        let key = request.key;
+        // Shared, not copied: the request is kept whole in case it must be
+        // forwarded after all (below).
+        let key = request.key.clone();
         let (tx, mut rx) = mpsc::channel(targets.len() + stand_ins.len() + 1);
         {
             let key_lock = self.stripes[stripe_of(&key, self.stripes.len())]
                 .lock()
                 .await;
-            let merged = self.next_version(&key, request.value, context, request.request_id)?;
+            let merged =
+                match self.next_version(&key, request.value.clone(), context, request.request_id) {
+                    Ok(merged) => merged,
+                    // Reading the local sibling set found this store damaged,
+                    // and it refuses writes from now on: another replica
+                    // coordinates, as for a full disk. Nothing was sent yet.
+                    Err(e) if !request.forwarded && self.ctx.storage.db().refuses_writes() => {
+                        tracing::debug!(error = %e, "local store refuses writes; forwarding");
+                        drop(key_lock);
+                        return self.forward(&view, &targets, request, required).await;
+                    }
+                    Err(e) => return Err(e),
+                };
             // Other replicas get the merged set while the local apply
             // syncs: the two fsyncs overlap instead of adding up. A task
             // per replica: it completes even after the client has its

@@ -92,7 +92,7 @@ impl AdminService {
                 stall_micros: stats.stall_micros,
                 block_cache_hit_rate: stats.block_cache_hit_rate,
                 memtable_bytes: stats.memtable_bytes as u64,
-                failure: stats.failure.unwrap_or_default(),
+                failure: storage.failure().unwrap_or_default(),
             }),
             hints_pending: self.ctx.hints.pending().0,
             last_repair_micros: self.repairer.last_completed_micros(),

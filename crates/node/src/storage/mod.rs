@@ -43,6 +43,12 @@ pub enum StorageError {
     Writer(String),
 }
 
+/// What to do about a damaged store, for its failure message: reopening
+/// reads the same damaged bytes.
+const REBUILD: &str = "a restart finds the damage again: stop the node, delete its data \
+     directory and start it under the same --node-id; it copies its ranges back from the \
+     other replicas (docs/failures.md, \"A damaged table\")";
+
 /// How long tombstones are kept by default: 10 days, as Cassandra's
 /// `gc_grace_seconds`, far above the default anti-entropy interval.
 pub const DEFAULT_TOMBSTONE_GRACE: std::time::Duration =
@@ -209,12 +215,43 @@ impl Storage {
         Ok(self.db.merge(&encode_engine_key(key), &encode(siblings))?)
     }
 
+    /// Passes `result` on. Damage a read found (a checksum that does not
+    /// match) stops the store from taking writes, as a failed compaction
+    /// over it soon would: nothing more is written over it, coordinators
+    /// forward this node's clients' writes and keep hints for it, and
+    /// health checks fail, until the node is rebuilt ([`Storage::failure`]
+    /// says how).
+    fn checked<T>(&self, result: Result<T, strata_engine::Error>) -> Result<T, StorageError> {
+        result.map_err(|e| {
+            if e.is_damage() && !self.db.refuses_writes() {
+                tracing::error!(error = %e, "the store is damaged and refuses writes from now on; {REBUILD}");
+                self.db.refuse_writes(&e);
+            }
+            StorageError::Engine(e)
+        })
+    }
+
+    /// Why the store refuses writes, if it does; for damage, with what to
+    /// do about it (a restart does not clear it).
+    #[must_use]
+    pub fn failure(&self) -> Option<String> {
+        let stats = self.db.stats();
+        let failure = stats.failure?;
+        Some(if stats.failure_is_damage {
+            format!("{failure}; {REBUILD}")
+        } else {
+            format!(
+                "{failure}; a restart reopens the store once the cause is gone (space freed, the volume grown)"
+            )
+        })
+    }
+
     /// The replica's sibling set for `key` (empty if it holds none).
     ///
     /// # Errors
     /// Engine errors, or [`StorageError::Codec`] for an unreadable value.
     pub fn read(&self, key: &[u8]) -> Result<Siblings, StorageError> {
-        match self.db.get(&encode_engine_key(key))? {
+        match self.checked(self.db.get(&encode_engine_key(key)))? {
             Some(bytes) => Ok(decode_owned(bytes)?),
             None => Ok(Siblings::new()),
         }
@@ -275,11 +312,11 @@ impl Storage {
         for (i, (lo, hi)) in intervals.iter().enumerate().skip(first) {
             let lower = lo.0.to_be_bytes();
             let upper = hi.0.checked_add(1).map(u64::to_be_bytes);
-            for item in self
-                .db
-                .iter_bulk(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice))?
-            {
-                let (engine_key, value) = item?;
+            for item in self.checked(
+                self.db
+                    .iter_bulk(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice)),
+            )? {
+                let (engine_key, value) = self.checked(item)?;
                 if i == first && resume.is_some() && engine_key.as_slice() <= start_after {
                     continue;
                 }
