@@ -449,7 +449,7 @@ impl Storage {
                     table_bytes: 0,
                 })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => self.checked(Err(e)),
         }
     }
 
@@ -491,11 +491,11 @@ impl Storage {
             let upper = hi.0.checked_add(1).map(u64::to_be_bytes);
             let mut batch = strata_engine::WriteBatch::new();
             let mut in_batch = 0;
-            for item in self
-                .db
-                .iter_bulk(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice))?
-            {
-                let (engine_key, _) = item?;
+            for item in self.checked(
+                self.db
+                    .iter_bulk(Some(&lower), upper.as_ref().map(<[u8; 8]>::as_slice)),
+            )? {
+                let (engine_key, _) = self.checked(item)?;
                 batch.delete(&engine_key);
                 in_batch += 1;
                 if in_batch == 1000 {
@@ -586,6 +586,49 @@ mod tests {
         assert!(
             (200_000..2_000_000).contains(&grown),
             "200 values of 1000 bytes: load grew by {grown}"
+        );
+    }
+
+    /// Damage met by a scan (as by a read, `faults.rs`) stops the store's
+    /// writes, and its failure says a restart does not clear it.
+    #[test]
+    fn a_scan_that_meets_damage_stops_writes_and_says_to_rebuild() {
+        use strata_cluster::{Token, TokenRange};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let v = Siblings::from_versions([version("n1", 1, VersionVector::new(), "v")]);
+        {
+            let store = Storage::open(dir.path(), Durability::SyncEachGroup).expect("open");
+            for i in 0..100 {
+                store.apply(format!("k{i}").as_bytes(), &v).expect("apply");
+            }
+            store.db().flush().expect("flush");
+        }
+        let table = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "sst"))
+            .expect("a table");
+        let mut bytes = std::fs::read(&table).expect("read");
+        bytes[10] ^= 0x5a;
+        std::fs::write(&table, bytes).expect("write");
+
+        let store = Storage::open(dir.path(), Durability::SyncEachGroup).expect("open");
+        assert_eq!(store.failure(), None);
+        let whole = TokenRange {
+            start: Token(0),
+            end: Token(0),
+        };
+        let scanned = store.scan(whole, &[], |_| ControlFlow::Continue(()));
+        assert!(
+            matches!(&scanned, Err(StorageError::Engine(e)) if e.is_damage()),
+            "{scanned:?}"
+        );
+        assert!(store.db().refuses_writes());
+        assert!(store.apply(b"k0", &v).is_err(), "writes are refused");
+        let failure = store.failure().expect("a failure");
+        assert!(
+            failure.contains("corrupt") && failure.contains("delete its data directory"),
+            "{failure}"
         );
     }
 
