@@ -459,7 +459,7 @@ impl Metrics {
         );
         registry.register(
             "storage_failed",
-            "1 when the store refuses writes until the node restarts (a full disk, an IO error)",
+            "1 when the store refuses writes (a full disk, an IO error, a damaged table)",
             storage_failed.clone(),
         );
         let auth_denied = Family::<AuthLabels, Counter>::default();

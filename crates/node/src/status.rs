@@ -118,6 +118,7 @@ impl From<CoordinatorError> for Status {
         let from_node = !matches!(
             e,
             CoordinatorError::StoreRefusesWrites
+                | CoordinatorError::StoreFailed(_)
                 | CoordinatorError::NotReplica
                 | CoordinatorError::NoReplicaTook { .. }
                 | CoordinatorError::ReplicasDown { .. }
@@ -128,9 +129,9 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::Unavailable { acks, required } => unavailable(&e, acks, required),
             CoordinatorError::ReplicasDown { required, .. }
             | CoordinatorError::NoReplicaTook { required, .. } => unavailable(&e, 0, required),
-            CoordinatorError::NotReplica | CoordinatorError::StoreRefusesWrites => {
-                Status::unavailable(e.to_string())
-            }
+            CoordinatorError::NotReplica
+            | CoordinatorError::StoreRefusesWrites
+            | CoordinatorError::StoreFailed(_) => Status::unavailable(e.to_string()),
             CoordinatorError::Forwarded(status) => status,
             CoordinatorError::TooManySiblings { .. } => Status::failed_precondition(e.to_string()),
             CoordinatorError::Storage(e) => e.into(),
@@ -184,6 +185,7 @@ mod tests {
         // Nothing written: retried elsewhere like a transport failure.
         for refusing in [
             CoordinatorError::StoreRefusesWrites,
+            CoordinatorError::StoreFailed("disk full".into()),
             CoordinatorError::NotReplica,
             CoordinatorError::NoReplicaTook {
                 tried: 2,

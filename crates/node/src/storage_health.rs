@@ -36,7 +36,7 @@ pub(crate) async fn watch(
         if let Some(failure) = failure() {
             tracing::error!(
                 %failure,
-                "the store refuses writes until the node restarts; health checks now fail"
+                "the store refuses writes; health checks now fail"
             );
             health
                 .set_service_status("", ServingStatus::NotServing)

@@ -84,11 +84,17 @@ pub enum CoordinatorError {
         required: u32,
     },
     /// A write was forwarded to this replica, whose store refuses writes
-    /// until the node restarts (a full disk, an IO error).
+    /// (a full disk, an IO error, damage).
     #[error(
-        "this replica's store refuses writes until the node restarts (see its status) and the request was already forwarded; retry"
+        "this replica's store refuses writes (see its status) and the request was already forwarded; retry"
     )]
     StoreRefusesWrites,
+    /// This replica's store refuses writes and no other replica of the key
+    /// was up to coordinate the write instead (with N = 1, none exists).
+    #[error(
+        "this node's store refuses writes and no other replica of the key is up to take the write: {0}"
+    )]
+    StoreFailed(String),
     /// The replica a write was forwarded to answered with an error.
     #[error("{}", .0.message())]
     Forwarded(tonic::Status),
@@ -483,6 +489,21 @@ mod tests {
             .expect("resolves");
         let read = one.read(b"hot".to_vec().into(), None).await.expect("get");
         assert_eq!(read.siblings.versions().len(), 1);
+
+        // A store that refuses writes, with no other replica to take them:
+        // the answer is its failure, what the user must fix.
+        one.context()
+            .storage
+            .db()
+            .refuse_writes(&strata_engine::Error::Background("disk full".into()));
+        let err = one
+            .put(b"k".to_vec(), Some(b"v".to_vec()), &[], None)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, CoordinatorError::StoreFailed(failure) if failure.contains("disk full")),
+            "{err}"
+        );
         drop(one);
 
         // N = 3 with one reachable replica: QUORUM cannot be met.

@@ -54,8 +54,8 @@ impl Coordinator {
             .await;
         let targets = view.write_targets(token, n);
         let replica = targets.iter().any(|t| t.id == self.ctx.id);
-        // A replica whose store refuses writes until a restart (a full
-        // disk) must not coordinate: its failed local apply would fail the
+        // A replica whose store refuses writes (a full disk, damage) must
+        // not coordinate: its failed local apply would fail the
         // write after the others took it. Another replica coordinates, and
         // this one gets a hint from it like any replica that fails.
         let refusing = replica && self.ctx.storage.db().refuses_writes();
@@ -67,7 +67,12 @@ impl Coordinator {
                     CoordinatorError::NotReplica
                 });
             }
-            return self.forward(&view, &targets, request, required).await;
+            return if refusing {
+                self.forward_refused(&view, &targets, request, required)
+                    .await
+            } else {
+                self.forward(&view, &targets, request, required).await
+            };
         }
 
         // Sloppy quorum: each down replica's write goes to the next live
@@ -119,7 +124,9 @@ impl Coordinator {
                     Err(e) if !request.forwarded && self.ctx.storage.db().refuses_writes() => {
                         tracing::debug!(error = %e, "local store refuses writes; forwarding");
                         drop(key_lock);
-                        return self.forward(&view, &targets, request, required).await;
+                        return self
+                            .forward_refused(&view, &targets, request, required)
+                            .await;
                     }
                     Err(e) => return Err(e),
                 };
@@ -323,6 +330,24 @@ impl Coordinator {
             request_id,
         });
         Ok(siblings)
+    }
+
+    /// [`Self::forward`] from a replica whose store refuses writes: when no
+    /// other replica was up to try, the answer is the store's failure
+    /// (what the user must fix), not a quorum to retry.
+    async fn forward_refused(
+        &self,
+        view: &ClusterView,
+        targets: &[ReplicaTarget],
+        request: WriteRequest<'_>,
+        required: u32,
+    ) -> Result<WriteOutcome, CoordinatorError> {
+        match self.forward(view, targets, request, required).await {
+            Err(CoordinatorError::NoReplicaTook { tried: 0, .. }) => Err(
+                CoordinatorError::StoreFailed(self.ctx.storage.failure().unwrap_or_default()),
+            ),
+            outcome => outcome,
+        }
     }
 
     /// Sends the write to a live replica of the key, which coordinates it.
