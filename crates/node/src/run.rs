@@ -47,6 +47,9 @@ pub enum RunError {
          directory and let the node join again"
     )]
     WalDamaged(StorageError),
+    /// A table or the MANIFEST is damaged: every start meets it again.
+    #[error("opening the storage engine: {0}; {rebuild}", rebuild = crate::storage::REBUILD)]
+    StoreDamaged(StorageError),
     /// `<data_dir>/REJOIN` could not be read.
     #[error("reading {path}: {source}")]
     Rejoin {
@@ -204,6 +207,8 @@ fn storage_error(e: StorageError) -> RunError {
         StorageError::Engine(strata_engine::Error::WalCorruption { .. })
     ) {
         RunError::WalDamaged(e)
+    } else if matches!(&e, StorageError::Engine(engine) if engine.is_damage()) {
+        RunError::StoreDamaged(e)
     } else {
         RunError::Storage(e)
     }
@@ -818,5 +823,17 @@ mod tests {
         );
         let other = storage_error(StorageError::Writer("stopped".into()));
         assert!(matches!(other, RunError::Storage(_)), "{other:?}");
+        // A damaged MANIFEST or table: a restart will not help.
+        let table = storage_error(StorageError::Engine(strata_engine::Error::Corruption {
+            path: "engine/MANIFEST-000002".into(),
+            offset: 0,
+            reason: "record payload checksum mismatch".into(),
+        }));
+        assert!(matches!(table, RunError::StoreDamaged(_)), "{table:?}");
+        let text = table.to_string();
+        assert!(
+            text.contains("MANIFEST-000002") && text.contains("delete its data directory"),
+            "{text}"
+        );
     }
 }

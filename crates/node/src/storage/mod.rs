@@ -45,7 +45,7 @@ pub enum StorageError {
 
 /// What to do about a damaged store, for its failure message: reopening
 /// reads the same damaged bytes.
-const REBUILD: &str = "a restart finds the damage again: stop the node, delete its data \
+pub(crate) const REBUILD: &str = "a restart finds the damage again: stop the node, delete its data \
      directory and start it under the same --node-id; it copies its ranges back from the \
      other replicas (docs/failures.md, \"A damaged table\")";
 
