@@ -431,6 +431,63 @@ mod tests {
         assert_eq!(seen, (0..20).collect::<Vec<_>>());
     }
 
+    /// A write whose own read of the key is what finds the store damaged:
+    /// forwarded to this replica, it is refused as nothing written (the
+    /// forwarder tries the next replica), not failed with `DATA_LOSS`; from
+    /// a client, with no other replica, it gets the store's failure.
+    #[tokio::test]
+    async fn a_write_whose_local_read_meets_damage_is_refused_as_nothing_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("k{i}").into_bytes()).collect();
+        {
+            let c = coordinator(dir.path(), 1);
+            for key in &keys {
+                c.put(key.clone(), Some(b"v".to_vec()), &[], None)
+                    .await
+                    .expect("put");
+            }
+            c.context().storage.db().flush().expect("flush");
+        }
+        for entry in std::fs::read_dir(dir.path().join("engine")).expect("engine dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "sst") {
+                let mut bytes = std::fs::read(&path).expect("read");
+                bytes[10] ^= 0x5a;
+                std::fs::write(&path, bytes).expect("write");
+            }
+        }
+        // First in token order: in the first, damaged, block.
+        let first = keys
+            .iter()
+            .min_by_key(|k| Token::of(k).0)
+            .expect("keys")
+            .clone();
+        let c = coordinator(dir.path(), 1);
+        let forwarded = c
+            .write(WriteRequest {
+                key: first.clone().into(),
+                value: Some(b"w".to_vec().into()),
+                context: &[],
+                consistency: None,
+                forwarded: true,
+                request_id: 0,
+            })
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(forwarded, CoordinatorError::StoreRefusesWrites),
+            "{forwarded}"
+        );
+        let err = c
+            .put(first, Some(b"w".to_vec()), &[], None)
+            .await
+            .expect_err("no other replica");
+        assert!(
+            matches!(&err, CoordinatorError::StoreFailed(failure) if failure.contains("corrupt")),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn bad_requests_and_unreachable_quorums_are_specific_errors() {
         let dir = tempfile::tempdir().expect("tempdir");

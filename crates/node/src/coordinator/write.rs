@@ -121,9 +121,12 @@ impl Coordinator {
                     // Reading the local sibling set found this store damaged,
                     // and it refuses writes from now on: another replica
                     // coordinates, as for a full disk. Nothing was sent yet.
-                    Err(e) if !request.forwarded && self.ctx.storage.db().refuses_writes() => {
+                    Err(e) if self.ctx.storage.db().refuses_writes() => {
                         tracing::debug!(error = %e, "local store refuses writes; forwarding");
                         drop(key_lock);
+                        if request.forwarded {
+                            return Err(CoordinatorError::StoreRefusesWrites);
+                        }
                         return self
                             .forward_refused(&view, &targets, request, required)
                             .await;
