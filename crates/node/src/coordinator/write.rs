@@ -58,21 +58,14 @@ impl Coordinator {
         // not coordinate: its failed local apply would fail the
         // write after the others took it. Another replica coordinates, and
         // this one gets a hint from it like any replica that fails.
-        let refusing = replica && self.ctx.storage.db().refuses_writes();
-        if !replica || refusing {
+        if replica && self.ctx.storage.db().refuses_writes() {
+            return self.refused_here(&view, &targets, request, required).await;
+        }
+        if !replica {
             if request.forwarded {
-                return Err(if refusing {
-                    CoordinatorError::StoreRefusesWrites
-                } else {
-                    CoordinatorError::NotReplica
-                });
+                return Err(CoordinatorError::NotReplica);
             }
-            return if refusing {
-                self.forward_refused(&view, &targets, request, required)
-                    .await
-            } else {
-                self.forward(&view, &targets, request, required).await
-            };
+            return self.forward(&view, &targets, request, required).await;
         }
 
         // Sloppy quorum: each down replica's write goes to the next live
@@ -107,32 +100,24 @@ impl Coordinator {
             });
         }
         let written_context;
-        // Shared, not copied: the request is kept whole in case it must be
-        // forwarded after all (below).
-        let key = request.key.clone();
         let (tx, mut rx) = mpsc::channel(targets.len() + stand_ins.len() + 1);
         {
-            let key_lock = self.stripes[stripe_of(&key, self.stripes.len())]
+            let key_lock = self.stripes[stripe_of(&request.key, self.stripes.len())]
                 .lock()
                 .await;
-            let merged =
-                match self.next_version(&key, request.value.clone(), context, request.request_id) {
-                    Ok(merged) => merged,
-                    // Reading the local sibling set found this store damaged,
-                    // and it refuses writes from now on: another replica
-                    // coordinates, as for a full disk. Nothing was sent yet.
-                    Err(e) if self.ctx.storage.db().refuses_writes() => {
-                        tracing::debug!(error = %e, "local store refuses writes; forwarding");
-                        drop(key_lock);
-                        if request.forwarded {
-                            return Err(CoordinatorError::StoreRefusesWrites);
-                        }
-                        return self
-                            .forward_refused(&view, &targets, request, required)
-                            .await;
-                    }
-                    Err(e) => return Err(e),
-                };
+            let local = match self.ctx.storage.read(&request.key) {
+                Ok(local) => local,
+                // This read found the store damaged, and it refuses writes
+                // from now on: as above. Nothing was sent yet.
+                Err(e) if self.ctx.storage.db().refuses_writes() => {
+                    tracing::debug!(error = %e, "local store refuses writes");
+                    drop(key_lock);
+                    return self.refused_here(&view, &targets, request, required).await;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let key = request.key;
+            let merged = self.next_version(local, request.value, context, request.request_id)?;
             // Other replicas get the merged set while the local apply
             // syncs: the two fsyncs overlap instead of adding up. A task
             // per replica: it completes even after the client has its
@@ -259,22 +244,21 @@ impl Coordinator {
         });
     }
 
-    /// Makes the new version and merges it into this node's sibling set for
-    /// `key`. The caller holds the key's stripe lock until the result is
-    /// applied locally. Runs inline: a point read and (once per 2^20 dots)
-    /// a small fsync of the dot reservation.
+    /// Makes the new version and merges it into `siblings`, this node's
+    /// set for the key, read by the caller, which holds the key's stripe
+    /// lock from that read until the result is applied locally. Runs
+    /// inline: (once per 2^20 dots) a small fsync of the dot reservation.
     ///
     /// A retry (`request_id` of a version this replica already holds) makes
     /// no new version: the set is returned as it is, and replicating it
     /// again completes what the first attempt may have left short of W.
     fn next_version(
         &self,
-        key: &[u8],
+        mut siblings: Siblings,
         value: Option<Bytes>,
         context: VersionVector,
         request_id: u64,
     ) -> Result<Siblings, CoordinatorError> {
-        let mut siblings = self.ctx.storage.read(key)?;
         if request_id != 0
             && siblings
                 .versions()
@@ -335,16 +319,21 @@ impl Coordinator {
         Ok(siblings)
     }
 
-    /// [`Self::forward`] from a replica whose store refuses writes: when no
-    /// other replica was up to try, the answer is the store's failure
-    /// (what the user must fix), not a quorum to retry.
-    async fn forward_refused(
+    /// The write on a replica whose store refuses writes: forwarded to
+    /// another replica, unless it was forwarded here already (refused as
+    /// nothing written, so the sender tries the next). When no other
+    /// replica was up to try, the answer is the store's failure (what the
+    /// user must fix), not a quorum to retry.
+    async fn refused_here(
         &self,
         view: &ClusterView,
         targets: &[ReplicaTarget],
         request: WriteRequest<'_>,
         required: u32,
     ) -> Result<WriteOutcome, CoordinatorError> {
+        if request.forwarded {
+            return Err(CoordinatorError::StoreRefusesWrites);
+        }
         match self.forward(view, targets, request, required).await {
             Err(CoordinatorError::NoReplicaTook { tried: 0, .. }) => Err(
                 CoordinatorError::StoreFailed(self.ctx.storage.failure().unwrap_or_default()),
