@@ -126,7 +126,7 @@ impl From<CoordinatorError> for Status {
         let mut status = match e {
             CoordinatorError::Request(e) => e.into(),
             CoordinatorError::Context(_) => Status::invalid_argument(e.to_string()),
-            CoordinatorError::Unavailable { acks, required } => unavailable(&e, acks, required),
+            CoordinatorError::Unavailable { acks, required, .. } => unavailable(&e, acks, required),
             CoordinatorError::ReplicasDown { required, .. }
             | CoordinatorError::NoReplicaTook { required, .. } => unavailable(&e, 0, required),
             CoordinatorError::NotReplica
@@ -179,7 +179,15 @@ mod tests {
         let unavailable = Status::from(CoordinatorError::Unavailable {
             acks: 1,
             required: 2,
+            why: Some("node-3: no answer within 2s".into()),
         });
+        assert!(
+            unavailable
+                .message()
+                .ends_with("1 answered; node-3: no answer within 2s"),
+            "{}",
+            unavailable.message()
+        );
         assert_eq!(unavailable.code(), Code::Unavailable);
         assert!(is_from_a_node(&unavailable));
         // Nothing written: retried elsewhere like a transport failure.

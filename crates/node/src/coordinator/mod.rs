@@ -47,12 +47,15 @@ pub enum CoordinatorError {
     #[error("malformed context: {0}")]
     Context(String),
     /// Fewer replicas answered than the consistency level needs.
-    #[error("consistency needs {required} replicas, {acks} answered")]
+    #[error("consistency needs {required} replicas, {acks} answered{}", why_not(.why))]
     Unavailable {
         /// Replicas that answered.
         acks: u32,
         /// Replicas required.
         required: u32,
+        /// The last replica failure seen ("node-2: ..."), or that the
+        /// others did not answer in time: what the operator looks at.
+        why: Option<String>,
     },
     /// Too few of the key's replicas are up to try: failed before any
     /// replica was contacted, so nothing was read or written.
@@ -226,6 +229,50 @@ fn replicas_down(up: u32, replicas: u32, required: u32) -> String {
     }
 }
 
+/// The tail of [`CoordinatorError::Unavailable`]'s message.
+fn why_not(why: &Option<String>) -> String {
+    why.as_ref()
+        .map(|why| format!("; {why}"))
+        .unwrap_or_default()
+}
+
+/// The replica failures one request met, for its error if it misses its
+/// consistency level: which replica failed and how (a damaged table, a
+/// full disk, a refusal, a timeout), not just a count.
+#[derive(Debug, Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    /// Longest part of a replica's error kept (a peer's message is not
+    /// ours to trust with the size of ours).
+    const MAX_ERROR: usize = 400;
+
+    fn add(&mut self, replica: &strata_cluster::NodeId, error: &dyn std::fmt::Display) {
+        let mut error = error.to_string();
+        if error.len() > Self::MAX_ERROR {
+            let mut end = Self::MAX_ERROR;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+            error.push('…');
+        }
+        self.0.push(format!("{replica}: {error}"));
+    }
+
+    /// The failures, as [`CoordinatorError::Unavailable`] carries them.
+    fn why(self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.join("; "))
+    }
+
+    /// The failures, and that the deadline passed before the others
+    /// answered.
+    fn why_after(mut self, timeout: std::time::Duration) -> Option<String> {
+        self.0.push(format!("no other answer within {timeout:?}"));
+        self.why()
+    }
+}
+
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -293,7 +340,32 @@ mod transport_tests;
 mod tests {
     use super::fixtures::{coordinator, coordinator_with, values};
     use super::*;
-    use strata_cluster::{ConsistencyLevel, Token};
+    use strata_cluster::{ConsistencyLevel, NodeId, Token};
+
+    #[test]
+    fn a_missed_quorum_names_each_failed_replica_and_bounds_what_a_peer_said() {
+        let mut failures = Failures::default();
+        failures.add(
+            &NodeId::new("node-1").expect("id"),
+            &"replica refused: disk full",
+        );
+        failures.add(&NodeId::new("node-2").expect("id"), &"é".repeat(1000));
+        let why = failures
+            .why_after(std::time::Duration::from_secs(2))
+            .expect("why");
+        let parts: Vec<&str> = why.split("; ").collect();
+        assert_eq!(parts[0], "node-1: replica refused: disk full");
+        assert!(parts[1].starts_with("node-2: éé") && parts[1].ends_with('…'));
+        assert!(parts[1].len() <= "node-2: ".len() + Failures::MAX_ERROR + '…'.len_utf8());
+        assert_eq!(parts[2], "no other answer within 2s");
+        assert_eq!(Failures::default().why(), None);
+        let err = CoordinatorError::Unavailable {
+            acks: 0,
+            required: 1,
+            why: None,
+        };
+        assert_eq!(err.to_string(), "consistency needs 1 replicas, 0 answered");
+    }
 
     #[tokio::test]
     async fn concurrent_writes_become_siblings_and_a_context_resolves_them() {
@@ -436,7 +508,7 @@ mod tests {
     /// forwarder tries the next replica), not failed with `DATA_LOSS`; from
     /// a client, with no other replica, it gets the store's failure.
     #[tokio::test]
-    async fn a_write_whose_local_read_meets_damage_is_refused_as_nothing_written() {
+    async fn a_read_or_write_that_meets_damage_names_it_and_writes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("k{i}").into_bytes()).collect();
         {
@@ -463,6 +535,16 @@ mod tests {
             .expect("keys")
             .clone();
         let c = coordinator(dir.path(), 1);
+        // A read of it fails and says why: the damage, not just a count.
+        let err = c
+            .read(first.clone().into(), None)
+            .await
+            .expect_err("damaged block");
+        assert!(
+            matches!(&err, CoordinatorError::Unavailable { acks: 0, required: 1, why: Some(why) }
+                if why.contains("corrupt") && why.contains(".sst")),
+            "{err}"
+        );
         let forwarded = c
             .write(WriteRequest {
                 key: first.clone().into(),

@@ -11,7 +11,7 @@ use strata_cluster::ConsistencyLevel;
 use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
 
 use super::remote::{Target, TargetError};
-use super::{Coordinator, CoordinatorError, ReadOutcome, enough_up};
+use super::{Coordinator, CoordinatorError, Failures, ReadOutcome, enough_up};
 use crate::request::{required_acks, validate_key};
 
 type Answer = (NodeId, Result<Siblings, TargetError>);
@@ -62,6 +62,7 @@ impl Coordinator {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 .is_multiple_of(period);
         let mut pending = Pending::new();
+        let mut failures = Failures::default();
         let mut reachable = HashMap::new();
         let mut asked = 0;
         let mut next = live.iter();
@@ -98,6 +99,7 @@ impl Coordinator {
                     }
                     Err(e) => {
                         tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");
+                        failures.add(&t.id, &e);
                         quorum.record(&t.id, None);
                         wanted += 1;
                     }
@@ -107,17 +109,21 @@ impl Coordinator {
                 // A remote request goes out on its future's first poll:
                 // poll them once before the local read.
                 if let Some(Some(answer)) = pending.next().now_or_never() {
-                    wanted += self.record(&mut quorum, answer);
+                    wanted += self.record(&mut quorum, &mut failures, answer);
                 }
                 // No await point inside: the engine read runs right here.
                 let answer = target.read(key.clone(), timeout).await;
-                wanted += self.record(&mut quorum, (id, answer));
+                wanted += self.record(&mut quorum, &mut failures, (id, answer));
                 continue;
             }
             match quorum.progress() {
                 Progress::Reached => break,
                 Progress::Unreachable { acks, required } => {
-                    return Err(CoordinatorError::Unavailable { acks, required });
+                    return Err(CoordinatorError::Unavailable {
+                        acks,
+                        required,
+                        why: failures.why(),
+                    });
                 }
                 Progress::Pending => {}
             }
@@ -126,7 +132,7 @@ impl Coordinator {
                 _ => deadline,
             };
             match tokio::time::timeout_at(until, pending.next()).await {
-                Ok(Some(answer)) => wanted += self.record(&mut quorum, answer),
+                Ok(Some(answer)) => wanted += self.record(&mut quorum, &mut failures, answer),
                 Err(_) if until < deadline => {
                     speculate_at = None;
                     wanted += 1;
@@ -136,6 +142,7 @@ impl Coordinator {
                     return Err(CoordinatorError::Unavailable {
                         acks: quorum.answered(),
                         required,
+                        why: failures.why_after(timeout),
                     });
                 }
             }
@@ -183,13 +190,19 @@ impl Coordinator {
         })
     }
 
-    /// Counts one replica's answer; returns how many more replicas to ask
-    /// for it (one when it failed).
-    fn record(&self, quorum: &mut ReadQuorum, (id, answer): Answer) -> usize {
+    /// Counts one replica's answer, keeping a failure in `failures`; returns
+    /// how many more replicas to ask for it (one when it failed).
+    fn record(
+        &self,
+        quorum: &mut ReadQuorum,
+        failures: &mut Failures,
+        (id, answer): Answer,
+    ) -> usize {
         let failed = answer.is_err();
         if let Err(e) = &answer {
             self.ctx.metrics.replica_failed();
             tracing::debug!(replica = %id, error = %e, "replica read failed");
+            failures.add(&id, e);
         }
         quorum.record(&id, answer.ok());
         usize::from(failed)

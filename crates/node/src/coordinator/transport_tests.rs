@@ -191,10 +191,18 @@ async fn a_quorum_write_survives_a_refusing_replica_which_gets_a_hint() {
             err,
             CoordinatorError::Unavailable {
                 acks: 1..=2,
-                required: 3
+                required: 3,
+                ..
             }
         ),
         "{err}"
+    );
+    // The message names the replica that failed and how.
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("{}: replica refused", net.ids[2]))
+            && message.contains("refusing"),
+        "{message}"
     );
 }
 
@@ -213,11 +221,13 @@ async fn too_few_answers_by_the_deadline_is_unavailable_with_the_count() {
             err,
             CoordinatorError::Unavailable {
                 acks: 1,
-                required: 2
+                required: 2,
+                ..
             }
         ),
         "{err}"
     );
+    assert!(err.to_string().contains("is down"), "{err}");
     assert_eq!(
         net.put(b"k", "v", ConsistencyLevel::One)
             .await

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::remote::{Target, TargetError};
 use super::{
-    Coordinator, CoordinatorError, MAX_SIBLINGS, WriteOutcome, count, decode_context,
+    Coordinator, CoordinatorError, Failures, MAX_SIBLINGS, WriteOutcome, count, decode_context,
     encode_context, enough_up, now_micros, stripe_of,
 };
 use crate::request::{required_acks, validate_key, validate_value};
@@ -151,7 +151,9 @@ impl Coordinator {
             quorum.record(&self.ctx.id, true);
         }
         drop(tx);
-        let deadline = tokio::time::Instant::now() + self.ctx.settings.request_timeout;
+        let timeout = self.ctx.settings.request_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut failures = Failures::default();
         loop {
             match quorum.progress() {
                 Progress::Reached => {
@@ -161,7 +163,11 @@ impl Coordinator {
                     });
                 }
                 Progress::Unreachable { acks, required } => {
-                    return Err(CoordinatorError::Unavailable { acks, required });
+                    return Err(CoordinatorError::Unavailable {
+                        acks,
+                        required,
+                        why: failures.why(),
+                    });
                 }
                 Progress::Pending => {}
             }
@@ -170,6 +176,7 @@ impl Coordinator {
                     if let Err(e) = &result {
                         self.ctx.metrics.replica_failed();
                         tracing::debug!(replica = %id, error = %e, "replica write failed");
+                        failures.add(&id, e);
                     }
                     quorum.record(&id, result.is_ok());
                 }
@@ -177,6 +184,7 @@ impl Coordinator {
                     return Err(CoordinatorError::Unavailable {
                         acks: quorum.acks(),
                         required,
+                        why: failures.why_after(timeout),
                     });
                 }
             }
