@@ -388,4 +388,26 @@ async fn a_damaged_table_stops_the_replica_not_its_clients_writes() {
         assert!(Instant::now() < deadline, "still serving: {serving}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Not ready, but alive: a restart would meet the damage again, so the
+    // liveness check does not ask for one.
+    let liveness = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: strata_proto::health::LIVENESS.into(),
+        })
+        .await
+        .expect("liveness")
+        .into_inner()
+        .status;
+    assert_eq!(
+        liveness,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    // The operator learns it through any other node.
+    let failures = strata_operator::nodes::Nodes::new(Duration::from_secs(5), None, None)
+        .storage_failures(&[cluster.addr(0).to_string()])
+        .await
+        .expect("node-0 answers");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, "node-2");
+    assert!(failures[0].1.contains("corrupt"), "{failures:?}");
 }

@@ -686,24 +686,24 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stats = Arc::new(stats);
-    let health = Arc::clone(&stats);
+    let (ready, live) = (Arc::clone(&stats), Arc::clone(&stats));
     let app = axum::Router::new()
-        // For probes that cannot speak TLS (a kubelet's gRPC probe). A
-        // store that refuses writes until a restart fails the probe, so
-        // the liveness probe restarts the node.
+        // For probes that cannot speak TLS (a kubelet's gRPC probe), as
+        // the gRPC health checks (`storage_health.rs`): readiness fails
+        // while the store refuses writes, liveness only when a restart
+        // can cure it (not damage).
         .route(
-            "/healthz",
+            strata_proto::health::READY_PATH,
             axum::routing::get(move || {
-                let health = Arc::clone(&health);
-                async move {
-                    match health().failure {
-                        None => (axum::http::StatusCode::OK, "ok".to_owned()),
-                        Some(failure) => (
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            format!("storage failed: {failure}"),
-                        ),
-                    }
-                }
+                let ready = Arc::clone(&ready);
+                async move { probe(&ready(), false) }
+            }),
+        )
+        .route(
+            strata_proto::health::LIVE_PATH,
+            axum::routing::get(move || {
+                let live = Arc::clone(&live);
+                async move { probe(&live(), true) }
             }),
         )
         .route(
@@ -721,6 +721,22 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// A probe's answer: 503 with the failure while the store refuses writes
+/// (for `liveness`, only if a restart can cure it: not damage).
+fn probe(stats: &Stats, liveness: bool) -> (axum::http::StatusCode, String) {
+    match &stats.failure {
+        Some(failure) if !(liveness && stats.failure_is_damage) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage failed: {failure}"),
+        ),
+        Some(failure) => (
+            axum::http::StatusCode::OK,
+            format!("alive; the store is damaged (a restart would not help): {failure}"),
+        ),
+        None => (axum::http::StatusCode::OK, "ok".to_owned()),
+    }
 }
 
 /// The address a metrics listener is bound to, for the startup log.
@@ -820,31 +836,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn healthz_fails_once_the_store_refuses_writes() {
+    async fn healthz_fails_once_the_store_refuses_writes_livez_unless_it_is_damaged() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let source = Arc::clone(&failed);
-        let stats = move || Stats {
-            failure: source
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .then(|| "io error: No space left on device".to_owned()),
-            ..Stats::default()
+        // 0: fine, 1: a full disk, 2: damage.
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let source = Arc::clone(&state);
+        let stats = move || match source.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Stats::default(),
+            1 => Stats {
+                failure: Some("io error: No space left on device".to_owned()),
+                ..Stats::default()
+            },
+            _ => Stats {
+                failure: Some("000011.sst is corrupt at offset 7".to_owned()),
+                failure_is_damage: true,
+                ..Stats::default()
+            },
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, Arc::new(Metrics::new()), stats, async {
             let _ = stopped.await;
         }));
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
-        failed.store(true, std::sync::atomic::Ordering::Relaxed);
-        let response = get(addr, "/healthz").await;
-        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
-        assert!(response.contains("No space left on device"), "{response}");
+        assert!(get(addr, "/livez").await.starts_with("HTTP/1.1 200"));
+        state.store(1, std::sync::atomic::Ordering::Relaxed);
+        for path in ["/healthz", "/livez"] {
+            let response = get(addr, path).await;
+            assert!(response.starts_with("HTTP/1.1 503"), "{path}: {response}");
+            assert!(response.contains("No space left on device"), "{response}");
+        }
         assert!(
             get(addr, "/metrics")
                 .await
                 .contains("strata_storage_failed 1")
         );
+        state.store(2, std::sync::atomic::Ordering::Relaxed);
+        let response = get(addr, "/healthz").await;
+        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+        let response = get(addr, "/livez").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("corrupt"), "{response}");
         stop.send(()).expect("running");
         server.await.expect("join").expect("clean shutdown");
     }

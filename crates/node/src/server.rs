@@ -95,13 +95,23 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     // Empty name: the server as a whole, as grpc-health-probe asks.
     health.set_service_status("", ServingStatus::Serving).await;
+    health
+        .set_service_status(crate::storage_health::LIVENESS, ServingStatus::Serving)
+        .await;
     health.set_serving::<KvServer<KvService>>().await;
     health.set_serving::<AdminServer<AdminService>>().await;
     health.set_serving::<ReplicaServer<ReplicaService>>().await;
     let store = Arc::clone(&ctx.storage);
     tokio::spawn(crate::storage_health::watch(
         health.clone(),
-        move || store.failure(),
+        move || {
+            store
+                .failure()
+                .map(|text| crate::storage_health::StoreFailure {
+                    text,
+                    damaged: store.damaged(),
+                })
+        },
         stop_pipes.clone(),
     ));
     let reflection = tonic_reflection::server::Builder::configure()
@@ -285,7 +295,7 @@ mod tests {
         );
 
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-        for service in ["", "strata.v1.KV"] {
+        for service in ["", "strata.v1.KV", crate::storage_health::LIVENESS] {
             let status = health
                 .check(tonic_health::pb::HealthCheckRequest {
                     service: service.into(),

@@ -1,10 +1,16 @@
-//! Health follows the store: once the engine refuses writes until it is
-//! reopened (a WAL append, flush or compaction failed: a full disk, an IO
-//! error), the node reports NOT_SERVING on `grpc.health.v1.Health`, as
-//! `/healthz` on the metrics port does (`metrics.rs`). Only a restart
-//! reopens the store, so the liveness probe restarting the pod is the
-//! recovery: it works once space is freed or the volume grown, and
-//! crash-loops visibly until then.
+//! Health follows the store: once the engine refuses writes (a WAL
+//! append, flush or compaction failed: a full disk, an IO error; or a read
+//! met damage), the node reports NOT_SERVING on `grpc.health.v1.Health`
+//! for the server as a whole and each service, as `/healthz` on the
+//! metrics port does (`metrics.rs`): readiness, so clients go elsewhere.
+//!
+//! Liveness is a service of its own, [`LIVENESS`] (and `/livez`): NOT_SERVING
+//! only when a restart can cure the failure. A full disk or an IO error:
+//! only a restart reopens the store, so the liveness probe restarting the
+//! pod is the recovery (it works once space is freed or the volume grown,
+//! and crash-loops visibly until then). Damage: a restart meets the same
+//! bytes, so the node stays up (serving the other replicas' repair and
+//! streaming reads, and its status saying what to do) until it is rebuilt.
 
 use std::time::Duration;
 
@@ -19,12 +25,24 @@ use crate::services::{AdminService, KvService, ReplicaService};
 /// How often the store's state is checked.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+pub(crate) use strata_proto::health::LIVENESS;
+
+/// A failed store, as the watcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoreFailure {
+    /// Why, and what to do.
+    pub(crate) text: String,
+    /// The store's bytes are damaged: a restart meets them again.
+    pub(crate) damaged: bool,
+}
+
 /// Checks `failure` every [`CHECK_EVERY`]; at the first failure logs it
-/// once and marks the server and its services NOT_SERVING. Returns then,
-/// or when `stop` turns true.
+/// once and marks the server and its services NOT_SERVING, and
+/// [`LIVENESS`] too unless the store is damaged. Returns then, or when
+/// `stop` turns true.
 pub(crate) async fn watch(
     health: HealthReporter,
-    failure: impl Fn() -> Option<String>,
+    failure: impl Fn() -> Option<StoreFailure>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
@@ -34,10 +52,20 @@ pub(crate) async fn watch(
             _ = stop.wait_for(|s| *s) => return,
         }
         if let Some(failure) = failure() {
-            tracing::error!(
-                %failure,
-                "the store refuses writes; health checks now fail"
-            );
+            if failure.damaged {
+                tracing::error!(
+                    failure = %failure.text,
+                    "the store refuses writes; readiness checks now fail (liveness does not: a restart would meet the damage again)"
+                );
+            } else {
+                tracing::error!(
+                    failure = %failure.text,
+                    "the store refuses writes; health checks now fail"
+                );
+                health
+                    .set_service_status(LIVENESS, ServingStatus::NotServing)
+                    .await;
+            }
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
@@ -73,10 +101,13 @@ mod tests {
             .status
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_store_turns_every_service_not_serving() {
+    /// Health after a store that was fine fails as `damaged` says.
+    async fn after_a_failure(damaged: bool) -> HealthService {
         let health = HealthReporter::new();
         health.set_serving::<KvServer<KvService>>().await;
+        health
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         let service = HealthService::from_health_reporter(health.clone());
         let failed = Arc::new(AtomicBool::new(false));
         let source = Arc::clone(&failed);
@@ -84,24 +115,42 @@ mod tests {
         let watcher = tokio::spawn(watch(
             health,
             move || {
-                source
-                    .load(Ordering::Relaxed)
-                    .then(|| "disk full".to_owned())
+                source.load(Ordering::Relaxed).then(|| StoreFailure {
+                    text: "disk full".to_owned(),
+                    damaged,
+                })
             },
             stopped,
         ));
-        let serving = health_check_response::ServingStatus::Serving as i32;
-        let not_serving = health_check_response::ServingStatus::NotServing as i32;
         tokio::time::sleep(CHECK_EVERY * 3).await;
-        assert_eq!(status(&service, "").await, serving);
+        assert_eq!(status(&service, "").await, SERVING);
+        assert_eq!(status(&service, LIVENESS).await, SERVING);
         assert!(!watcher.is_finished());
 
         failed.store(true, Ordering::Relaxed);
         tokio::time::sleep(CHECK_EVERY * 2).await;
         assert!(watcher.is_finished(), "the watcher stops at the failure");
-        assert_eq!(status(&service, "").await, not_serving);
-        assert_eq!(status(&service, "strata.v1.KV").await, not_serving);
-        assert_eq!(status(&service, "strata.v1.Replica").await, not_serving);
+        service
+    }
+
+    const SERVING: i32 = health_check_response::ServingStatus::Serving as i32;
+    const NOT_SERVING: i32 = health_check_response::ServingStatus::NotServing as i32;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_store_turns_every_service_and_liveness_not_serving() {
+        let service = after_a_failure(false).await;
+        assert_eq!(status(&service, "").await, NOT_SERVING);
+        assert_eq!(status(&service, "strata.v1.KV").await, NOT_SERVING);
+        assert_eq!(status(&service, "strata.v1.Replica").await, NOT_SERVING);
+        assert_eq!(status(&service, LIVENESS).await, NOT_SERVING);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_damaged_store_is_not_ready_but_alive_a_restart_would_not_help() {
+        let service = after_a_failure(true).await;
+        assert_eq!(status(&service, "").await, NOT_SERVING);
+        assert_eq!(status(&service, "strata.v1.KV").await, NOT_SERVING);
+        assert_eq!(status(&service, LIVENESS).await, SERVING);
     }
 
     #[tokio::test(start_paused = true)]

@@ -268,6 +268,10 @@ pub struct RingMember {
     /// The settings hash its pod runs with (compare `status.configHash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Why the node's store refuses writes (a full volume, an IO error,
+    /// damage), with what to do; absent while it takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_failure: Option<String>,
 }
 
 /// A join or decommission the operator is driving.

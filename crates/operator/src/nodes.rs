@@ -7,6 +7,9 @@ use std::time::Duration;
 use strata_client::{Client, ClientOptions};
 use strata_proto::v1::{Operation, OperationKind, Ring};
 
+/// Most characters of a node's storage failure kept for the status.
+const MAX_FAILURE_CHARS: usize = 1000;
+
 /// Why a node call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -99,6 +102,37 @@ impl Nodes {
             match self.call(address, |c| async move { c.ring().await }).await {
                 Ok(ring) => return Some(ring),
                 Err(e) => tracing::debug!(error = %e, "no ring from this node"),
+            }
+        }
+        None
+    }
+
+    /// Each node whose store refuses writes, with why, as the first of
+    /// `addresses` that answers the cluster status sees them (it asks every
+    /// member); `None` when none answers.
+    pub async fn storage_failures(&self, addresses: &[String]) -> Option<Vec<(String, String)>> {
+        for address in addresses {
+            match self
+                .call(address, |c| async move { c.cluster_status().await })
+                .await
+            {
+                Ok(status) => {
+                    return Some(
+                        status
+                            .nodes
+                            .into_iter()
+                            .filter_map(|n| {
+                                let failure = n.engine?.failure;
+                                // Bounded: it goes into the status and an Event.
+                                let failure: String =
+                                    failure.chars().take(MAX_FAILURE_CHARS).collect();
+                                (!n.node_id.is_empty() && !failure.is_empty())
+                                    .then_some((n.node_id, failure))
+                            })
+                            .collect(),
+                    );
+                }
+                Err(e) => tracing::debug!(error = %e, "no cluster status from this node"),
             }
         }
         None

@@ -359,13 +359,23 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
     // A kubelet's gRPC probe cannot speak TLS: with TLS, the node's
     // plaintext metrics port answers `/healthz` instead.
     let tls = spec.security.tls_secret.is_some();
-    let probe = |initial_delay: i32| Probe {
-        grpc: (!tls).then_some(GRPCAction {
+    // Readiness asks the server as a whole (NOT_SERVING while the store
+    // refuses writes); liveness its own check, which fails only when a
+    // restart can cure the node (a full volume, not damage).
+    let probe = |initial_delay: i32, liveness: bool| Probe {
+        grpc: (!tls).then(|| GRPCAction {
             port: GRPC_PORT,
-            service: None,
+            service: liveness.then(|| strata_proto::health::LIVENESS.to_owned()),
         }),
         http_get: tls.then(|| HTTPGetAction {
-            path: Some("/healthz".to_owned()),
+            path: Some(
+                if liveness {
+                    strata_proto::health::LIVE_PATH
+                } else {
+                    strata_proto::health::READY_PATH
+                }
+                .to_owned(),
+            ),
             port: IntOrString::Int(METRICS_PORT),
             ..HTTPGetAction::default()
         }),
@@ -408,10 +418,10 @@ fn statefulset_without_hash(cluster: &KVCluster, replicas: u32) -> StatefulSet {
                 ..ContainerPort::default()
             },
         ]),
-        readiness_probe: Some(probe(2)),
+        readiness_probe: Some(probe(2, false)),
         liveness_probe: Some(Probe {
             failure_threshold: Some(6),
-            ..probe(20)
+            ..probe(20, true)
         }),
         resources: spec.resources.clone(),
         volume_mounts: Some(
@@ -727,8 +737,17 @@ mod tests {
                 .readiness_probe
                 .as_ref()
                 .and_then(|p| p.grpc.as_ref())
-                .map(|g| g.port),
-            Some(GRPC_PORT)
+                .map(|g| (g.port, g.service.clone())),
+            Some((GRPC_PORT, None))
+        );
+        // Liveness asks the check a damaged store does not fail.
+        assert_eq!(
+            container
+                .liveness_probe
+                .as_ref()
+                .and_then(|p| p.grpc.as_ref())
+                .map(|g| (g.port, g.service.clone())),
+            Some((GRPC_PORT, Some("strata.liveness".to_owned())))
         );
         let claim = &spec.volume_claim_templates.expect("claims")[0];
         let size = claim
@@ -824,8 +843,17 @@ mod tests {
         let readiness = container.readiness_probe.as_ref().expect("probe");
         assert!(readiness.grpc.is_none());
         assert_eq!(
-            readiness.http_get.as_ref().map(|h| h.port.clone()),
-            Some(IntOrString::Int(METRICS_PORT))
+            readiness
+                .http_get
+                .as_ref()
+                .map(|h| (h.port.clone(), h.path.clone())),
+            Some((IntOrString::Int(METRICS_PORT), Some("/healthz".to_owned())))
+        );
+        let liveness = container.liveness_probe.as_ref().expect("probe");
+        assert!(liveness.grpc.is_none());
+        assert_eq!(
+            liveness.http_get.as_ref().and_then(|h| h.path.clone()),
+            Some("/livez".to_owned())
         );
     }
 

@@ -32,7 +32,7 @@ use crate::nodes::Nodes;
 use crate::objects::{self, GRPC_PORT};
 use crate::observe::{self, ordinal_of};
 use crate::plan::{self, Action, Desired};
-use crate::status::{self, Inputs, change_kind, change_ordinal};
+use crate::status::{self, Inputs, STORAGE_FAILED, change_kind, change_ordinal};
 
 /// The finalizer the operator puts on every KVCluster.
 pub const FINALIZER: &str = "strata.dev/cleanup";
@@ -228,6 +228,11 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
             }
         }
     }
+    // Stores that refuse writes, asked only of a cluster whose ring answered.
+    let storage_failures = match &ring {
+        Some(_) => ctx.nodes.storage_failures(&addresses).await,
+        None => None,
+    };
     let pod_hashes = pods
         .iter()
         .filter_map(|p| {
@@ -244,6 +249,7 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
         members,
         pod_hashes,
         config_hash: desired_hash,
+        storage_failures,
         spec_problems: problems.clone(),
         now: Timestamp::now(),
     });
@@ -267,6 +273,21 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
     );
     if next != previous {
         write_status(&apis.clusters, &name, &next).await?;
+    }
+    // An Event when a node's store starts refusing writes (once: the
+    // member keeps the failure while it lasts).
+    for member in &next.members {
+        let Some(why) = &member.storage_failure else {
+            continue;
+        };
+        let known = previous
+            .members
+            .iter()
+            .any(|m| m.node_id == member.node_id && m.storage_failure.is_some());
+        if !known {
+            let note = format!("node {}'s store refuses writes: {why}", member.node_id);
+            publish(ctx, cluster, EventType::Warning, STORAGE_FAILED, &note).await;
+        }
     }
     tracing::info!(action = ?action, "planned");
 

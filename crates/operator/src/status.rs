@@ -35,6 +35,9 @@ pub struct Inputs<'a> {
     pub pod_hashes: Vec<(u32, Option<String>)>,
     /// The config hash the spec asks for.
     pub config_hash: Option<String>,
+    /// Nodes whose store refuses writes, with why (from a node's cluster
+    /// status); `None` when no node answered (the last ones seen stay).
+    pub storage_failures: Option<Vec<(String, String)>>,
     /// Problems with the spec (it is not acted on).
     pub spec_problems: Vec<String>,
     /// Now.
@@ -78,6 +81,17 @@ pub fn status(inputs: &Inputs<'_>) -> KVClusterStatus {
                         .find(|(p, _)| *p == o)
                         .and_then(|(_, h)| h.clone())
                 }),
+                storage_failure: match &inputs.storage_failures {
+                    Some(failures) => failures
+                        .iter()
+                        .find(|(node, _)| node == id)
+                        .map(|(_, why)| why.clone()),
+                    None => previous
+                        .members
+                        .iter()
+                        .find(|m| m.node_id == *id)
+                        .and_then(|m| m.storage_failure.clone()),
+                },
             })
             .collect();
     }
@@ -129,11 +143,13 @@ pub fn status(inputs: &Inputs<'_>) -> KVClusterStatus {
         Action::Wait(_) if !nodes_ready => Some("WaitingForNodes"),
         _ => None,
     };
+    let failed_stores = storage_failed(&next);
     let degraded = if !inputs.spec_problems.is_empty() {
         Some("InvalidSpec")
     } else {
         match action {
             Action::Degraded(_) => Some("PodFailed"),
+            _ if !failed_stores.is_empty() => Some(STORAGE_FAILED),
             Action::Refuse(_) => Some("ScaleDownRefused"),
             _ => None,
         }
@@ -172,11 +188,12 @@ pub fn status(inputs: &Inputs<'_>) -> KVClusterStatus {
         None => set(PROGRESSING, false, "Steady", "nothing in progress"),
     }
     match degraded {
+        Some(STORAGE_FAILED) => set(DEGRADED, true, STORAGE_FAILED, &failed_stores),
         Some(reason) => set(DEGRADED, true, reason, &message),
         None => set(DEGRADED, false, "AsExpected", "no problem seen"),
     }
     next.phase = Some(
-        if degraded == Some("PodFailed") || degraded == Some("InvalidSpec") {
+        if matches!(degraded, Some("PodFailed" | "InvalidSpec" | STORAGE_FAILED)) {
             ClusterPhase::Degraded
         } else if observed.statefulset_replicas.is_none() || founders_forming(&next, current) {
             ClusterPhase::Pending
@@ -188,6 +205,24 @@ pub fn status(inputs: &Inputs<'_>) -> KVClusterStatus {
     );
     next.message = Some(message);
     next
+}
+
+/// [`DEGRADED`]'s reason while a node's store refuses writes.
+pub const STORAGE_FAILED: &str = "StorageFailed";
+
+/// Each member whose store refuses writes, and why, in words; empty when
+/// none does.
+#[must_use]
+pub fn storage_failed(status: &KVClusterStatus) -> String {
+    status
+        .members
+        .iter()
+        .filter_map(|m| {
+            let why = m.storage_failure.as_ref()?;
+            Some(format!("node {}'s store refuses writes: {why}", m.node_id))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The cluster has never been fully ready since it was created.
@@ -282,6 +317,7 @@ mod tests {
             members: Vec::new(),
             pod_hashes: Vec::new(),
             config_hash: Some("h".into()),
+            storage_failures: Some(Vec::new()),
             spec_problems: Vec::new(),
             now: Timestamp::from_second(now).expect("time"),
         }
@@ -338,6 +374,59 @@ mod tests {
         let done = Action::Complete(join);
         let s = status(&inputs(&s, &done, &observed, 102));
         assert_eq!(s.topology_change, None);
+    }
+
+    #[test]
+    fn a_node_whose_store_failed_is_degraded_named_and_kept_while_unheard() {
+        let observed = settled(3);
+        let members = || {
+            (0..3)
+                .map(|o| (format!("kv-{o}"), RingState::Normal, 10, true))
+                .collect::<Vec<_>>()
+        };
+        let damaged = "kv-2.sst is corrupt at offset 9; ... delete its data directory ...";
+        let empty = KVClusterStatus::default();
+        let mut first = inputs(&empty, &Action::Steady, &observed, 100);
+        first.members = members();
+        first.storage_failures = Some(vec![("kv-2".into(), damaged.into())]);
+        let s = status(&first);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", STORAGE_FAILED)
+        );
+        assert_eq!(
+            degraded.message,
+            format!("node kv-2's store refuses writes: {damaged}")
+        );
+        assert_eq!(s.phase, Some(ClusterPhase::Degraded));
+        assert_eq!(s.members[2].storage_failure.as_deref(), Some(damaged));
+        assert_eq!(s.members[0].storage_failure, None);
+
+        // No node answered the cluster status: the failure stays shown.
+        let mut unheard = inputs(&s, &Action::Steady, &observed, 200);
+        unheard.members = members();
+        unheard.storage_failures = None;
+        let s2 = status(&unheard);
+        assert_eq!(condition(&s2, DEGRADED).reason, STORAGE_FAILED);
+        assert_eq!(s2.members[2].storage_failure.as_deref(), Some(damaged));
+
+        // A failed pod is the more urgent reason; the member still says it.
+        let failed = Action::Degraded("pod kv-1 failed".into());
+        let mut both = inputs(&s2, &failed, &observed, 250);
+        both.members = members();
+        both.storage_failures = Some(vec![("kv-2".into(), damaged.into())]);
+        let s3 = status(&both);
+        assert_eq!(condition(&s3, DEGRADED).reason, "PodFailed");
+        assert!(s3.members[2].storage_failure.is_some());
+
+        // Rebuilt: it takes writes again.
+        let mut rebuilt = inputs(&s3, &Action::Steady, &observed, 300);
+        rebuilt.members = members();
+        let s4 = status(&rebuilt);
+        assert_eq!(condition(&s4, DEGRADED).status, "False");
+        assert_eq!(s4.phase, Some(ClusterPhase::Running));
+        assert!(s4.members.iter().all(|m| m.storage_failure.is_none()));
     }
 
     #[test]

@@ -33,6 +33,23 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/strata.v1.rs"));
 }
 
+/// Health checks a node answers, for probes: readiness is
+/// `grpc.health.v1.Health` with the empty service name (or [`health::READY_PATH`]
+/// on the metrics port), liveness [`health::LIVENESS`] (or
+/// [`health::LIVE_PATH`]).
+pub mod health {
+    /// The health service a liveness probe asks: NOT_SERVING only when a
+    /// restart can cure the node (its store failed on a full disk or an IO
+    /// error), not when its store is damaged (a restart meets the damage
+    /// again) nor merely unready.
+    pub const LIVENESS: &str = "strata.liveness";
+    /// Readiness over plain HTTP on the metrics port (for probes that cannot
+    /// speak TLS): 503 while the store refuses writes.
+    pub const READY_PATH: &str = "/healthz";
+    /// Liveness over plain HTTP on the metrics port: 503 as [`LIVENESS`].
+    pub const LIVE_PATH: &str = "/livez";
+}
+
 /// gRPC metadata keys that are part of the contract.
 pub mod metadata {
     /// On every error a Strata node answers with: the request reached a

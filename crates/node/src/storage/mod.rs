@@ -246,6 +246,13 @@ impl Storage {
         })
     }
 
+    /// The store refuses writes because its bytes are damaged: a restart
+    /// meets the damage again.
+    #[must_use]
+    pub fn damaged(&self) -> bool {
+        self.db.stats().failure_is_damage
+    }
+
     /// The replica's sibling set for `key` (empty if it holds none).
     ///
     /// # Errors
