@@ -7,6 +7,24 @@ use super::*;
 const STOPPED: &str =
     "stopped for a topology change on this node; it runs again once the ring settles";
 
+/// Why a cleanup ended without finishing.
+#[derive(Debug)]
+enum Ended {
+    /// The ring moved (a change started, members disagree): it runs again
+    /// once the ring settles; nothing is wrong.
+    Interrupted(String),
+    /// Deleting failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Interrupted(why) | Self::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 impl Changes {
     /// Deletes, in the background, the ranges this node no longer
     /// replicates.
@@ -36,7 +54,7 @@ impl Changes {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let outcome = this.cleanup_steps().await;
-            this.finish(outcome.map(drop));
+            this.finish(outcome.map(drop).map_err(|e| e.to_string()));
         });
         Ok(op)
     }
@@ -52,8 +70,9 @@ impl Changes {
     /// the join), while the next members took its ranges' writes meanwhile.
     ///
     /// One that deleted nothing (most: every restart of any member is a
-    /// ring change) is not kept in the operations history, where it would
-    /// push out the joins, decommissions and repairs a user looks for.
+    /// ring change), whether it finished or the ring moved under it, is not
+    /// kept in the operations history, where it would push out the joins,
+    /// decommissions and repairs a user looks for.
     pub async fn auto_cleanup(self: Arc<Self>, stop: impl Future<Output = ()>) {
         let work = async {
             let mut cleaned: Option<u64> = None;
@@ -77,9 +96,11 @@ impl Changes {
                 if outcome.is_ok() {
                     cleaned = Some(fingerprint);
                 }
+                let deleted = self.running().map_or(0, |op| op.keys_transferred);
                 match outcome {
                     Ok(0) => self.forget_running(),
-                    outcome => self.finish(outcome.map(drop)),
+                    Err(Ended::Interrupted(_)) if deleted == 0 => self.forget_running(),
+                    outcome => self.finish(outcome.map(drop).map_err(|e| e.to_string())),
                 }
             }
         };
@@ -90,15 +111,17 @@ impl Changes {
     }
 
     /// Deletes the foreign ranges; the keys deleted.
-    async fn cleanup_steps(&self) -> Result<u64, String> {
+    async fn cleanup_steps(&self) -> Result<u64, Ended> {
         if self.own_state() != Some(NodeState::Normal) {
-            return Err("only a normal member cleans up".into());
+            return Err(Ended::Interrupted("only a normal member cleans up".into()));
         }
         if !self.ring_agreed().await {
-            return Err("live members do not agree on the ring yet; try again shortly".into());
+            return Err(Ended::Interrupted(
+                "live members do not agree on the ring yet; try again shortly".into(),
+            ));
         }
         if self.stop_cleanup.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(STOPPED.into());
+            return Err(Ended::Interrupted(STOPPED.into()));
         }
         let view = self.ctx.view();
         let ranges = strata_cluster::foreign_ranges(view.ring(), &self.ctx.id, self.ctx.n());
@@ -117,21 +140,21 @@ impl Changes {
             // each one.
             let now = self.ctx.view();
             if ring_fingerprint(&now) != fingerprint || change_anywhere(&now).is_some() {
-                return Err(
+                return Err(Ended::Interrupted(
                     "the ring changed during the cleanup; it runs again once settled".into(),
-                );
+                ));
             }
             let storage = Arc::clone(&self.ctx.storage);
             let stop = Arc::clone(&self.stop_cleanup);
             let deleted = tokio::task::spawn_blocking(move || storage.delete_range(range, &stop))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("deleting {range:?}: {e}"))?;
+                .map_err(|e| Ended::Failed(e.to_string()))?
+                .map_err(|e| Ended::Failed(format!("deleting {range:?}: {e}")))?;
             deleted_total += deleted;
             self.metrics.cleanup_keys.inc_by(deleted);
             self.update(|op| op.keys_transferred += deleted);
             if self.stop_cleanup.load(std::sync::atomic::Ordering::Acquire) {
-                return Err(STOPPED.into());
+                return Err(Ended::Interrupted(STOPPED.into()));
             }
             self.update(|op| op.ranges_done += 1);
         }
