@@ -25,6 +25,18 @@ impl std::fmt::Display for Ended {
     }
 }
 
+/// Whether an automatic cleanup that ended with `outcome`, having deleted
+/// `deleted` keys, goes into the operations history: one that deleted
+/// keys, or failed, does; one that deleted nothing, finished or
+/// interrupted, does not.
+fn worth_keeping(outcome: &Result<u64, Ended>, deleted: u64) -> bool {
+    match outcome {
+        Ok(0) => false,
+        Err(Ended::Interrupted(_)) => deleted > 0,
+        Ok(_) | Err(Ended::Failed(_)) => true,
+    }
+}
+
 impl Changes {
     /// Deletes, in the background, the ranges this node no longer
     /// replicates.
@@ -97,10 +109,10 @@ impl Changes {
                     cleaned = Some(fingerprint);
                 }
                 let deleted = self.running().map_or(0, |op| op.keys_transferred);
-                match outcome {
-                    Ok(0) => self.forget_running(),
-                    Err(Ended::Interrupted(_)) if deleted == 0 => self.forget_running(),
-                    outcome => self.finish(outcome.map(drop).map_err(|e| e.to_string())),
+                if worth_keeping(&outcome, deleted) {
+                    self.finish(outcome.map(drop).map_err(|e| e.to_string()));
+                } else {
+                    self.forget_running();
                 }
             }
         };
@@ -285,6 +297,19 @@ mod tests {
 
     fn ring(b_incarnation: u64) -> ClusterView {
         ClusterView::from_peers([member("node-a", 7), member("node-b", b_incarnation)])
+    }
+
+    #[test]
+    fn only_automatic_cleanups_that_deleted_keys_or_failed_are_kept() {
+        let interrupted = || Err(Ended::Interrupted("the ring changed".into()));
+        assert!(!worth_keeping(&Ok(0), 0));
+        assert!(worth_keeping(&Ok(12), 12));
+        assert!(!worth_keeping(&interrupted(), 0));
+        assert!(worth_keeping(&interrupted(), 3));
+        assert!(worth_keeping(
+            &Err(Ended::Failed("deleting: io error".into())),
+            0
+        ));
     }
 
     #[test]
