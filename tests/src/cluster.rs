@@ -602,6 +602,27 @@ async fn channel(addr: SocketAddr) -> Channel {
         .expect("connect")
 }
 
+/// Flips bytes in the first data block of every table in the store under
+/// `data_dir` (a stopped node's): their checksums then fail. Returns how
+/// many tables.
+///
+/// # Panics
+/// If the store cannot be read or written.
+#[must_use]
+pub fn damage_tables(data_dir: &std::path::Path) -> usize {
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(data_dir.join("engine")).expect("engine dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "sst") {
+            let mut bytes = std::fs::read(&path).expect("read table");
+            bytes[10] ^= 0x5a;
+            std::fs::write(&path, bytes).expect("write table");
+            damaged += 1;
+        }
+    }
+    damaged
+}
+
 /// A KV client bound to one node: that node coordinates every request.
 pub async fn kv(addr: SocketAddr) -> KvClient<Channel> {
     KvClient::new(channel(addr).await).max_decoding_message_size(64 << 20)

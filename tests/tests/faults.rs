@@ -293,21 +293,14 @@ async fn a_damaged_table_stops_the_replica_not_its_clients_writes() {
     }
     // A restart replays node-2's log into a table; then damage the first
     // data block of every table it has.
-    let dir = cluster.process(2).data_dir().join("engine");
+    let dir = cluster.process(2).data_dir().to_owned();
     cluster.kill(2).await;
     cluster.restart(2).await;
     cluster.kill(2).await;
-    let mut damaged = 0;
-    for entry in std::fs::read_dir(&dir).expect("engine dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "sst") {
-            let mut bytes = std::fs::read(&path).expect("read table");
-            bytes[10] ^= 0x5a;
-            std::fs::write(&path, bytes).expect("write table");
-            damaged += 1;
-        }
-    }
-    assert!(damaged > 0, "node-2 has tables");
+    assert!(
+        strata_tests::cluster::damage_tables(&dir) > 0,
+        "node-2 has tables"
+    );
     cluster.restart(2).await;
     let c = cluster.addr(2);
 

@@ -952,6 +952,42 @@ async fn lose_a_disk_after_writes_missed_a_replica(
 }
 
 /// How many running nodes store `key`.
+/// A node whose tables are damaged can still leave: a range it cannot read
+/// comes from the range's other replicas (before, its decommission retried
+/// that range forever). Every key ends on its three replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_damaged_table_can_still_be_decommissioned() {
+    let mut cluster = Cluster::start(4, ARGS).await;
+    let keys = load(cluster.addr(0), 400, 100).await;
+    // A restart replays node-3's log into a table; then damage it.
+    let dir = cluster.process(3).data_dir().to_owned();
+    cluster.kill(3).await;
+    cluster.restart(3).await;
+    cluster.kill(3).await;
+    assert!(
+        strata_tests::cluster::damage_tables(&dir) > 0,
+        "node-3 has tables"
+    );
+    cluster.restart(3).await;
+
+    admin(cluster.addr(3))
+        .await
+        .decommission(DecommissionRequest::default())
+        .await
+        .expect("decommission starts");
+    wait_for_state(&cluster, "node-3", NodeState::Left).await;
+    let op = finished_operation(cluster.addr(3), OperationKind::Decommission).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    assert!(
+        cluster.log(3).contains("corrupt"),
+        "node-3 met the damage while streaming"
+    );
+    cluster.crash(3);
+    for key in &keys {
+        assert_eq!(copies(&cluster, key).await, 3, "{key}");
+    }
+}
+
 async fn copies(cluster: &Cluster, key: &str) -> usize {
     let mut held = 0;
     for (_, addr) in cluster.running() {

@@ -98,14 +98,27 @@ impl Changes {
         let moves = transfers(view.ring(), self.ctx.n());
         self.stream_all(&moves, &mut progress, Copies::First, |t| {
             let view = self.ctx.view();
-            let sink = view
-                .node(&t.to)
-                .filter(|n| n.alive)
-                .and_then(|n| self.ctx.peers.channel(&n.internal_address).ok())
-                .map(Sink::Remote);
-            let source = Source::Local(Arc::clone(&self.ctx.storage));
+            let endpoint = |id: &NodeId| {
+                view.node(id)
+                    .filter(|n| n.alive)
+                    .and_then(|n| self.ctx.peers.channel(&n.internal_address).ok())
+            };
+            let sink = endpoint(&t.to).map(Sink::Remote);
+            // This node's copy is the one handed over: it holds every write
+            // it took. Once its store is found damaged, a range it cannot
+            // read comes from the range's other replicas instead (as a
+            // removal's does), so a damaged node can still leave.
+            let mut sources = vec![(
+                self.ctx.id.clone(),
+                Source::Local(Arc::clone(&self.ctx.storage)),
+            )];
+            if self.ctx.storage.damaged() {
+                sources.extend(t.sources.iter().filter(|s| **s != me).filter_map(|s| {
+                    endpoint(s).map(|channel| (s.clone(), Source::Remote(channel)))
+                }));
+            }
             (
-                vec![(self.ctx.id.clone(), source)],
+                sources,
                 sink.into_iter().collect(),
                 "the member gaining the range is down; waiting for it",
             )

@@ -393,6 +393,15 @@ impl Changes {
             for (_, source) in &sources {
                 match self.copy_one(transfer, source, sink, throttle).await {
                     Ok(()) => return transfer,
+                    // The member gaining the range failed: another source
+                    // would meet it too (and a source later in the list
+                    // may hold less than the first).
+                    Err(e @ StreamError::Sink(_)) => {
+                        tracing::warn!(range = ?transfer.range, to = %transfer.to, error = %e,
+                            "streaming a range failed at its new owner; retrying");
+                        self.waiting(&format!("retrying a range: {e}"));
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(range = ?transfer.range, to = %transfer.to, error = %e,
                             "streaming a range failed; trying another source");
