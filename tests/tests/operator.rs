@@ -17,8 +17,11 @@ use kube::{Api, ResourceExt};
 use strata_operator::KVCluster;
 use strata_operator::crd::KVClusterStatus;
 use strata_operator::objects::{CONFIG_HASH_ANNOTATION, GRPC_PORT, INTERNAL_PORT};
+use strata_proto::v1::{Consistency, ConsistencyLevel, GetRequest, PutRequest};
 use strata_tests::apiserver::ApiServer;
-use strata_tests::cluster::{final_values_at, hints_pending_at, repair_all_at};
+use strata_tests::cluster::{
+    damage_tables, final_values_at, hints_pending_at, kv, repair_all_at, stored_versions,
+};
 use strata_tests::kubelet::Kubelet;
 use strata_tests::operator::OperatorProcess;
 use strata_tests::scenario::{Clients, endpoints, keys, quorum, report, set};
@@ -145,21 +148,29 @@ fn settled(status: &KVClusterStatus, n: usize) -> bool {
     normal == n && others_left && ready && status.topology_change.is_none()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() {
-    let started = Instant::now();
+/// The in-process API server, the kubelet stand-in running pods as node
+/// processes, and the test's view of them.
+async fn start_world() -> (ApiServer, AbortOnDrop, World) {
     let api = ApiServer::start().await;
     let client = api.client(NS);
     let root = tempfile::tempdir().expect("tempdir");
     let kubeconfig = root.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig, NS);
-    let _kubelet = AbortOnDrop(Kubelet::new(client.clone(), NS, root.path(), NODE_ENV).spawn());
+    let kubelet = AbortOnDrop(Kubelet::new(client.clone(), NS, root.path(), NODE_ENV).spawn());
     let world = World {
         kubeconfig,
         clusters: Api::namespaced(client.clone(), NS),
-        pods: Api::namespaced(client.clone(), NS),
+        pods: Api::namespaced(client, NS),
         root,
     };
+    (api, kubelet, world)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() {
+    let started = Instant::now();
+    let (api, _kubelet, world) = start_world().await;
+    let client = api.client(NS);
     let mut operator = Some(world.operator("operator-a"));
 
     // A short manifest: three nodes, volumes deleted with their nodes, a
@@ -447,4 +458,189 @@ async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() 
     }
     drop(operator);
     println!("scenario took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Waits (bounded) until pod `name` is a new pod (not `old_uid`) and Ready.
+async fn wait_for_new_pod(world: &World, name: &str, old_uid: Option<String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pod = world.pods.get_opt(name).await.expect("get pod");
+        if pod.as_ref().is_some_and(|p| {
+            p.uid() != old_uid
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        }) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} was not replaced within 60 s\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A damaged table on one pod's volume: the KVCluster says which node and
+/// what to do (`Degraded`, `StorageFailed`, the member's `storageFailure`,
+/// a Warning Event), and doing it (deleting the claim, then the pod)
+/// brings the node back with every key, and the status back to normal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_damaged_volume_is_reported_and_a_new_volume_heals_the_node() {
+    let (api, _kubelet, world) = start_world().await;
+    let client = api.client(NS);
+    let operator = world.operator("operator-a");
+    let manifest: KVCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "strata.dev/v1alpha1",
+        "kind": "KVCluster",
+        "metadata": { "name": "kv", "namespace": NS },
+        "spec": { "image": "strata:test", "replicas": 3, "vnodes": 16,
+                  "storage": { "size": "1Gi", "retention": "Delete" } },
+    }))
+    .expect("manifest");
+    world
+        .clusters
+        .create(&PostParams::default(), &manifest)
+        .await
+        .expect("create the KVCluster");
+    world
+        .wait_for("3 founders normal", Duration::from_secs(90), |s| {
+            settled(s, 3)
+        })
+        .await;
+    let nodes = world.addresses(3).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("damaged-{i:04}")).collect();
+    let all = Some(Consistency::named(ConsistencyLevel::All));
+    for key in &keys {
+        kv(nodes[0])
+            .await
+            .put(PutRequest {
+                key: key.clone().into_bytes().into(),
+                value: key.clone().into_bytes().into(),
+                context: Vec::new().into(),
+                consistency: all,
+                request_id: 0,
+            })
+            .await
+            .expect("put at ALL");
+    }
+
+    // kv-2 restarts (its log becomes a table), then a block of each of
+    // its tables is damaged on disk, and reads through it meet the damage.
+    let old_uid = world.pods.get("kv-2").await.expect("kv-2").uid();
+    world
+        .pods
+        .delete("kv-2", &DeleteParams::default())
+        .await
+        .expect("delete pod kv-2");
+    wait_for_new_pod(&world, "kv-2", old_uid).await;
+    world
+        .wait_for("kv-2 back", Duration::from_secs(60), |s| settled(s, 3))
+        .await;
+    let volume = world.root.path().join("data-kv-2");
+    assert!(damage_tables(&volume) > 0, "kv-2 has tables");
+    let one = Some(Consistency::named(ConsistencyLevel::One));
+    for key in &keys {
+        // Some fail (the damaged block); that is the point.
+        let _ = kv(nodes[2])
+            .await
+            .get(GetRequest {
+                key: key.clone().into_bytes().into(),
+                consistency: one,
+            })
+            .await;
+    }
+    let status = world
+        .wait_for(
+            "kv-2's storage failure reported",
+            Duration::from_secs(60),
+            |s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Degraded" && c.reason == "StorageFailed")
+            },
+        )
+        .await;
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    assert_eq!(degraded.status, "True");
+    assert!(
+        degraded.message.contains("kv-2") && degraded.message.contains("corrupt"),
+        "{}",
+        degraded.message
+    );
+    let member = status
+        .members
+        .iter()
+        .find(|m| m.node_id == "kv-2")
+        .expect("kv-2");
+    assert!(
+        member
+            .storage_failure
+            .as_deref()
+            .is_some_and(|f| f.contains("delete its data directory")),
+        "{member:?}"
+    );
+    assert!(
+        status
+            .members
+            .iter()
+            .all(|m| m.node_id == "kv-2" || m.storage_failure.is_none()),
+        "{status:?}"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let warned = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("StorageFailed")
+                && e.note.as_deref().is_some_and(|n| n.contains("kv-2"))
+        });
+    assert!(warned, "a StorageFailed Event names kv-2");
+
+    // The rebuild docs/operator.md gives: delete the claim, then the pod.
+    let old_uid = world.pods.get("kv-2").await.expect("kv-2").uid();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    claims
+        .delete("data-kv-2", &DeleteParams::default())
+        .await
+        .expect("delete claim data-kv-2");
+    world
+        .pods
+        .delete("kv-2", &DeleteParams::default())
+        .await
+        .expect("delete pod kv-2");
+    wait_for_new_pod(&world, "kv-2", old_uid).await;
+    world
+        .wait_for("healed", Duration::from_secs(120), |s| {
+            settled(s, 3)
+                && s.members.iter().all(|m| m.storage_failure.is_none())
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Degraded" && c.status == "False")
+        })
+        .await;
+    // Every key is back on kv-2 (read through its internal port: what it
+    // stores itself).
+    let internal = SocketAddr::new(nodes[2].ip(), INTERNAL_PORT.try_into().expect("port"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for key in &keys {
+        while stored_versions(internal, key).await.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{key} not back on kv-2\n{}",
+                world.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    drop(operator);
 }
