@@ -269,14 +269,7 @@ async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() 
     loop {
         // The new pod's process: a Join it ran by itself, finished.
         let pod = world.pods.get_opt("kv-4").await.expect("get kv-4");
-        let new_and_ready = pod.as_ref().is_some_and(|p| {
-            p.uid() != old_uid
-                && p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        });
-        let joined = if new_and_ready {
+        let joined = if replaced_and_ready(pod.as_ref(), old_uid.as_deref()) {
             match strata_tests::cluster::admin(kv4)
                 .await
                 .get_progress(strata_proto::v1::GetProgressRequest::default())
@@ -460,18 +453,23 @@ async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() 
     println!("scenario took {:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// `pod` exists, is not the pod `old_uid` was, and is Ready.
+fn replaced_and_ready(pod: Option<&Pod>, old_uid: Option<&str>) -> bool {
+    pod.is_some_and(|p| {
+        p.uid().as_deref() != old_uid
+            && p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+}
+
 /// Waits (bounded) until pod `name` is a new pod (not `old_uid`) and Ready.
 async fn wait_for_new_pod(world: &World, name: &str, old_uid: Option<String>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pod = world.pods.get_opt(name).await.expect("get pod");
-        if pod.as_ref().is_some_and(|p| {
-            p.uid() != old_uid
-                && p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        }) {
+        if replaced_and_ready(pod.as_ref(), old_uid.as_deref()) {
             return;
         }
         assert!(
