@@ -107,35 +107,35 @@ impl Nodes {
         None
     }
 
-    /// Each node whose store refuses writes, with why, as the first of
-    /// `addresses` that answers the cluster status sees them (it asks every
-    /// member); `None` when none answers.
-    pub async fn storage_failures(&self, addresses: &[String]) -> Option<Vec<(String, String)>> {
+    /// Each node that answered the cluster status of the first of
+    /// `addresses` that answers it (which asks every member), with why its
+    /// store refuses writes, if it does; empty when no node answers. A node
+    /// that did not answer (down, restarting) is not listed: what it
+    /// reported last still holds.
+    pub async fn storage(&self, addresses: &[String]) -> Vec<(String, Option<String>)> {
         for address in addresses {
             match self
                 .call(address, |c| async move { c.cluster_status().await })
                 .await
             {
                 Ok(status) => {
-                    return Some(
-                        status
-                            .nodes
-                            .into_iter()
-                            .filter_map(|n| {
-                                let failure = n.engine?.failure;
-                                // Bounded: it goes into the status and an Event.
-                                let failure: String =
-                                    failure.chars().take(MAX_FAILURE_CHARS).collect();
-                                (!n.node_id.is_empty() && !failure.is_empty())
-                                    .then_some((n.node_id, failure))
-                            })
-                            .collect(),
-                    );
+                    return status
+                        .nodes
+                        .into_iter()
+                        // An empty version: the node did not answer.
+                        .filter(|n| !n.node_id.is_empty() && !n.version.is_empty())
+                        .map(|n| {
+                            let failure = n.engine.map(|e| e.failure).unwrap_or_default();
+                            // Bounded: it goes into the status and an Event.
+                            let failure: String = failure.chars().take(MAX_FAILURE_CHARS).collect();
+                            (n.node_id, (!failure.is_empty()).then_some(failure))
+                        })
+                        .collect();
                 }
                 Err(e) => tracing::debug!(error = %e, "no cluster status from this node"),
             }
         }
-        None
+        Vec::new()
     }
 
     /// Asks the node at `address` to join.

@@ -229,9 +229,9 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
         }
     }
     // Stores that refuse writes, asked only of a cluster whose ring answered.
-    let storage_failures = match &ring {
-        Some(_) => ctx.nodes.storage_failures(&addresses).await,
-        None => None,
+    let storage = match &ring {
+        Some(_) => ctx.nodes.storage(&addresses).await,
+        None => Vec::new(),
     };
     let pod_hashes = pods
         .iter()
@@ -249,7 +249,7 @@ async fn apply(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, Error> {
         members,
         pod_hashes,
         config_hash: desired_hash,
-        storage_failures,
+        storage,
         spec_problems: problems.clone(),
         now: Timestamp::now(),
     });

@@ -35,9 +35,10 @@ pub struct Inputs<'a> {
     pub pod_hashes: Vec<(u32, Option<String>)>,
     /// The config hash the spec asks for.
     pub config_hash: Option<String>,
-    /// Nodes whose store refuses writes, with why (from a node's cluster
-    /// status); `None` when no node answered (the last ones seen stay).
-    pub storage_failures: Option<Vec<(String, String)>>,
+    /// Nodes heard from (a node's cluster status), each with why its
+    /// store refuses writes, if it does; a member not listed keeps what
+    /// was seen last.
+    pub storage: Vec<(String, Option<String>)>,
     /// Problems with the spec (it is not acted on).
     pub spec_problems: Vec<String>,
     /// Now.
@@ -81,11 +82,10 @@ pub fn status(inputs: &Inputs<'_>) -> KVClusterStatus {
                         .find(|(p, _)| *p == o)
                         .and_then(|(_, h)| h.clone())
                 }),
-                storage_failure: match &inputs.storage_failures {
-                    Some(failures) => failures
-                        .iter()
-                        .find(|(node, _)| node == id)
-                        .map(|(_, why)| why.clone()),
+                // A node that left has no store in the cluster any more.
+                storage_failure: match inputs.storage.iter().find(|(node, _)| node == id) {
+                    _ if *state == RingState::Left => None,
+                    Some((_, failure)) => failure.clone(),
                     None => previous
                         .members
                         .iter()
@@ -317,7 +317,7 @@ mod tests {
             members: Vec::new(),
             pod_hashes: Vec::new(),
             config_hash: Some("h".into()),
-            storage_failures: Some(Vec::new()),
+            storage: Vec::new(),
             spec_problems: Vec::new(),
             now: Timestamp::from_second(now).expect("time"),
         }
@@ -388,7 +388,15 @@ mod tests {
         let empty = KVClusterStatus::default();
         let mut first = inputs(&empty, &Action::Steady, &observed, 100);
         first.members = members();
-        first.storage_failures = Some(vec![("kv-2".into(), damaged.into())]);
+        let heard = |failed: Option<&str>| {
+            (0..3)
+                .map(|o| {
+                    let failure = (o == 2).then_some(failed).flatten();
+                    (format!("kv-{o}"), failure.map(str::to_owned))
+                })
+                .collect::<Vec<_>>()
+        };
+        first.storage = heard(Some(damaged));
         let s = status(&first);
         let degraded = condition(&s, DEGRADED);
         assert_eq!(
@@ -403,11 +411,17 @@ mod tests {
         assert_eq!(s.members[2].storage_failure.as_deref(), Some(damaged));
         assert_eq!(s.members[0].storage_failure, None);
 
-        // No node answered the cluster status: the failure stays shown.
+        // No node answered the cluster status, or kv-2 did not (it is
+        // restarting): the failure stays shown.
         let mut unheard = inputs(&s, &Action::Steady, &observed, 200);
         unheard.members = members();
-        unheard.storage_failures = None;
         let s2 = status(&unheard);
+        assert_eq!(condition(&s2, DEGRADED).reason, STORAGE_FAILED);
+        assert_eq!(s2.members[2].storage_failure.as_deref(), Some(damaged));
+        let mut restarting = inputs(&s2, &Action::Steady, &observed, 220);
+        restarting.members = members();
+        restarting.storage = heard(None)[..2].to_vec();
+        let s2 = status(&restarting);
         assert_eq!(condition(&s2, DEGRADED).reason, STORAGE_FAILED);
         assert_eq!(s2.members[2].storage_failure.as_deref(), Some(damaged));
 
@@ -415,14 +429,23 @@ mod tests {
         let failed = Action::Degraded("pod kv-1 failed".into());
         let mut both = inputs(&s2, &failed, &observed, 250);
         both.members = members();
-        both.storage_failures = Some(vec![("kv-2".into(), damaged.into())]);
+        both.storage = heard(Some(damaged));
         let s3 = status(&both);
         assert_eq!(condition(&s3, DEGRADED).reason, "PodFailed");
         assert!(s3.members[2].storage_failure.is_some());
 
+        // Decommissioned instead (a scale-down): nothing to repair.
+        let mut left = inputs(&s3, &Action::Steady, &observed, 280);
+        left.members = members();
+        left.members[2].1 = RingState::Left;
+        let gone = status(&left);
+        assert_eq!(gone.members[2].storage_failure, None);
+        assert_eq!(condition(&gone, DEGRADED).status, "False");
+
         // Rebuilt: it takes writes again.
         let mut rebuilt = inputs(&s3, &Action::Steady, &observed, 300);
         rebuilt.members = members();
+        rebuilt.storage = heard(None);
         let s4 = status(&rebuilt);
         assert_eq!(condition(&s4, DEGRADED).status, "False");
         assert_eq!(s4.phase, Some(ClusterPhase::Running));
