@@ -240,14 +240,21 @@ fn why_not(why: &Option<String>) -> String {
 /// consistency level: which replica failed and how (a damaged table, a
 /// full disk, a refusal, a timeout), not just a count.
 #[derive(Debug, Default)]
-struct Failures(Vec<String>);
+struct Failures(Vec<String>, usize);
 
 impl Failures {
     /// Longest part of a replica's error kept (a peer's message is not
     /// ours to trust with the size of ours).
     const MAX_ERROR: usize = 400;
+    /// Most replicas named (N may be up to 64; the message travels in a
+    /// header, `grpc-message`).
+    const MAX_NAMED: usize = 8;
 
     fn add(&mut self, replica: &strata_cluster::NodeId, error: &dyn std::fmt::Display) {
+        self.1 += 1;
+        if self.0.len() == Self::MAX_NAMED {
+            return;
+        }
         let mut error = error.to_string();
         if error.len() > Self::MAX_ERROR {
             let mut end = Self::MAX_ERROR;
@@ -261,15 +268,20 @@ impl Failures {
     }
 
     /// The failures, as [`CoordinatorError::Unavailable`] carries them.
-    fn why(self) -> Option<String> {
+    fn why(mut self) -> Option<String> {
+        let unnamed = self.1.saturating_sub(Self::MAX_NAMED);
+        if unnamed > 0 {
+            self.0
+                .insert(Self::MAX_NAMED, format!("{unnamed} more replicas failed"));
+        }
         (!self.0.is_empty()).then(|| self.0.join("; "))
     }
 
     /// The failures, and that the deadline passed before the others
     /// answered.
-    fn why_after(mut self, timeout: std::time::Duration) -> Option<String> {
-        self.0.push(format!("no other answer within {timeout:?}"));
-        self.why()
+    fn why_after(self, timeout: std::time::Duration) -> Option<String> {
+        let why = self.why().map(|why| format!("{why}; ")).unwrap_or_default();
+        Some(format!("{why}no other answer within {timeout:?}"))
     }
 }
 
@@ -359,6 +371,16 @@ mod tests {
         assert!(parts[1].len() <= "node-2: ".len() + Failures::MAX_ERROR + '…'.len_utf8());
         assert_eq!(parts[2], "no other answer within 2s");
         assert_eq!(Failures::default().why(), None);
+        let mut many = Failures::default();
+        for i in 0..64 {
+            many.add(
+                &NodeId::new(format!("node-{i}")).expect("id"),
+                &"x".repeat(2000),
+            );
+        }
+        let why = many.why().expect("why");
+        assert!(why.len() < 4096, "{} bytes", why.len());
+        assert!(why.starts_with("node-0: xxx") && why.ends_with("; 56 more replicas failed"));
         let err = CoordinatorError::Unavailable {
             acks: 0,
             required: 1,
