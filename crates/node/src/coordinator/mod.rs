@@ -240,7 +240,12 @@ fn why_not(why: &Option<String>) -> String {
 /// consistency level: which replica failed and how (a damaged table, a
 /// full disk, a refusal, a timeout), not just a count.
 #[derive(Debug, Default)]
-struct Failures(Vec<String>, usize);
+struct Failures {
+    /// "replica: error", for the first [`Failures::MAX_NAMED`].
+    named: Vec<String>,
+    /// Every failure, named or not.
+    count: usize,
+}
 
 impl Failures {
     /// Longest part of a replica's error kept (a peer's message is not
@@ -251,8 +256,8 @@ impl Failures {
     const MAX_NAMED: usize = 8;
 
     fn add(&mut self, replica: &strata_cluster::NodeId, error: &dyn std::fmt::Display) {
-        self.1 += 1;
-        if self.0.len() == Self::MAX_NAMED {
+        self.count += 1;
+        if self.named.len() == Self::MAX_NAMED {
             return;
         }
         let mut error = error.to_string();
@@ -264,17 +269,16 @@ impl Failures {
             error.truncate(end);
             error.push('…');
         }
-        self.0.push(format!("{replica}: {error}"));
+        self.named.push(format!("{replica}: {error}"));
     }
 
     /// The failures, as [`CoordinatorError::Unavailable`] carries them.
     fn why(mut self) -> Option<String> {
-        let unnamed = self.1.saturating_sub(Self::MAX_NAMED);
+        let unnamed = self.count - self.named.len();
         if unnamed > 0 {
-            self.0
-                .insert(Self::MAX_NAMED, format!("{unnamed} more replicas failed"));
+            self.named.push(format!("{unnamed} more replicas failed"));
         }
-        (!self.0.is_empty()).then(|| self.0.join("; "))
+        (!self.named.is_empty()).then(|| self.named.join("; "))
     }
 
     /// The failures, and that the deadline passed before the others
