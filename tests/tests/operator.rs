@@ -52,6 +52,7 @@ struct World {
     kubeconfig: std::path::PathBuf,
     clusters: Api<KVCluster>,
     pods: Api<Pod>,
+    claims: Api<PersistentVolumeClaim>,
 }
 
 impl World {
@@ -112,6 +113,21 @@ impl World {
         }
     }
 
+    /// Deletes pod `name`'s claim, then the pod (a lost volume, or the
+    /// rebuild of a damaged one); returns the deleted pod's uid.
+    async fn lose_volume(&self, name: &str) -> Option<String> {
+        let old_uid = self.pods.get(name).await.expect("pod").uid();
+        self.claims
+            .delete(&format!("data-{name}"), &DeleteParams::default())
+            .await
+            .expect("delete the claim");
+        self.pods
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete the pod");
+        old_uid
+    }
+
     /// `kv-0 .. kv-{n-1}`'s gRPC addresses, once each pod has an IP.
     async fn addresses(&self, n: u32) -> Vec<SocketAddr> {
         let mut out = Vec::new();
@@ -160,7 +176,8 @@ async fn start_world() -> (ApiServer, AbortOnDrop, World) {
     let world = World {
         kubeconfig,
         clusters: Api::namespaced(client.clone(), NS),
-        pods: Api::namespaced(client, NS),
+        pods: Api::namespaced(client.clone(), NS),
+        claims: Api::namespaced(client, NS),
         root,
     };
     (api, kubelet, world)
@@ -253,17 +270,7 @@ async fn a_kvcluster_scales_3_5_3_under_load_and_survives_an_operator_restart() 
     // waiting tokenless for a join the operator does not ask for outside
     // a change; the other nodes tell it that it owned ranges, and it
     // joins again by itself.
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
-    let old_uid = world.pods.get("kv-4").await.expect("kv-4").uid();
-    claims
-        .delete("data-kv-4", &DeleteParams::default())
-        .await
-        .expect("delete claim data-kv-4");
-    world
-        .pods
-        .delete("kv-4", &DeleteParams::default())
-        .await
-        .expect("delete pod kv-4");
+    let old_uid = world.lose_volume("kv-4").await;
     let kv4 = five[4];
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -605,17 +612,7 @@ async fn a_damaged_volume_is_reported_and_a_new_volume_heals_the_node() {
     assert!(warned, "a StorageFailed Event names kv-2");
 
     // The rebuild docs/operator.md gives: delete the claim, then the pod.
-    let old_uid = world.pods.get("kv-2").await.expect("kv-2").uid();
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
-    claims
-        .delete("data-kv-2", &DeleteParams::default())
-        .await
-        .expect("delete claim data-kv-2");
-    world
-        .pods
-        .delete("kv-2", &DeleteParams::default())
-        .await
-        .expect("delete pod kv-2");
+    let old_uid = world.lose_volume("kv-2").await;
     wait_for_new_pod(&world, "kv-2", old_uid).await;
     world
         .wait_for("healed", Duration::from_secs(120), |s| {

@@ -96,15 +96,28 @@ impl Nodes {
         }
     }
 
-    /// The ring as the first of `addresses` that answers sees it.
-    pub async fn ring(&self, addresses: &[String]) -> Option<Ring> {
+    /// `f`'s answer from the first of `addresses` that gives one.
+    async fn first_answer<T, F>(
+        &self,
+        addresses: &[String],
+        f: impl Fn(Client) -> F + Copy,
+    ) -> Option<T>
+    where
+        F: Future<Output = Result<T, strata_client::Error>>,
+    {
         for address in addresses {
-            match self.call(address, |c| async move { c.ring().await }).await {
-                Ok(ring) => return Some(ring),
-                Err(e) => tracing::debug!(error = %e, "no ring from this node"),
+            match self.call(address, f).await {
+                Ok(answer) => return Some(answer),
+                Err(e) => tracing::debug!(error = %e, "no answer from this node; asking the next"),
             }
         }
         None
+    }
+
+    /// The ring as the first of `addresses` that answers sees it.
+    pub async fn ring(&self, addresses: &[String]) -> Option<Ring> {
+        self.first_answer(addresses, |c| async move { c.ring().await })
+            .await
     }
 
     /// Each node that answered the cluster status of the first of
@@ -113,29 +126,24 @@ impl Nodes {
     /// that did not answer (down, restarting) is not listed: what it
     /// reported last still holds.
     pub async fn storage(&self, addresses: &[String]) -> Vec<(String, Option<String>)> {
-        for address in addresses {
-            match self
-                .call(address, |c| async move { c.cluster_status().await })
-                .await
-            {
-                Ok(status) => {
-                    return status
-                        .nodes
-                        .into_iter()
-                        // An empty version: the node did not answer.
-                        .filter(|n| !n.node_id.is_empty() && !n.version.is_empty())
-                        .map(|n| {
-                            let failure = n.engine.map(|e| e.failure).unwrap_or_default();
-                            // Bounded: it goes into the status and an Event.
-                            let failure: String = failure.chars().take(MAX_FAILURE_CHARS).collect();
-                            (n.node_id, (!failure.is_empty()).then_some(failure))
-                        })
-                        .collect();
-                }
-                Err(e) => tracing::debug!(error = %e, "no cluster status from this node"),
-            }
-        }
-        Vec::new()
+        let Some(status) = self
+            .first_answer(addresses, |c| async move { c.cluster_status().await })
+            .await
+        else {
+            return Vec::new();
+        };
+        status
+            .nodes
+            .into_iter()
+            // An empty version: the node did not answer.
+            .filter(|n| !n.node_id.is_empty() && !n.version.is_empty())
+            .map(|n| {
+                let failure = n.engine.map(|e| e.failure).unwrap_or_default();
+                // Bounded: it goes into the status and an Event.
+                let failure: String = failure.chars().take(MAX_FAILURE_CHARS).collect();
+                (n.node_id, (!failure.is_empty()).then_some(failure))
+            })
+            .collect()
     }
 
     /// Asks the node at `address` to join.
