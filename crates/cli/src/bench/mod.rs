@@ -426,9 +426,6 @@ fn process_cpu() -> Option<Duration> {
     parse_proc_stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
-/// utime + stime of a `/proc/PID/stat` line. They are fields 14 and 15, in
-/// clock ticks of USER_HZ (100 on Linux); the command name (field 2) may
-/// hold spaces and parentheses, so fields are counted after its last `)`.
 /// At a fixed rate, waits for an operation's `intended` send time and
 /// returns when its latency starts counting. A worker already late for it
 /// (its previous operation ran long) counts from `intended`, so that a slow
@@ -444,6 +441,9 @@ async fn pace(intended: Instant) -> Instant {
     Instant::now()
 }
 
+/// utime + stime of a `/proc/PID/stat` line. They are fields 14 and 15, in
+/// clock ticks of USER_HZ (100 on Linux); the command name (field 2) may
+/// hold spaces and parentheses, so fields are counted after its last `)`.
 fn parse_proc_stat_cpu(stat: &str) -> Option<Duration> {
     const USER_HZ: u64 = 100;
     let rest = &stat[stat.rfind(')')? + 1..];

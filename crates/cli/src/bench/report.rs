@@ -3,6 +3,11 @@
 use super::workload::Workload;
 use super::{BenchArgs, PhaseStats};
 
+/// The shortest phase whose client CPU is reported: the process's CPU
+/// time counts in 10 ms ticks, so one tick in a phase of a few
+/// milliseconds would read as several cores.
+const MIN_CPU_PHASE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Results of a benchmark, phase by phase.
 #[derive(Debug)]
 pub(crate) struct Report {
@@ -115,7 +120,8 @@ impl Report {
         }
         for (phase, stats) in &self.phases {
             let ran = stats.latencies.values().any(|h| !h.is_empty()) || !stats.errors.is_empty();
-            let Some(cpu) = stats.client_cpu.filter(|_| ran) else {
+            let long_enough = stats.elapsed >= MIN_CPU_PHASE;
+            let Some(cpu) = stats.client_cpu.filter(|_| ran && long_enough) else {
                 continue;
             };
             let cores = cpu.as_secs_f64() / stats.elapsed.as_secs_f64().max(1e-9);
@@ -220,6 +226,30 @@ mod tests {
             report
                 .render(true)
                 .ends_with("{\"workload\": \"a\", \"phase\": \"run\", \"interrupted\": true}\n")
+        );
+    }
+
+    #[test]
+    fn client_cpu_is_reported_only_for_a_phase_the_tick_clock_can_measure() {
+        let phase = |millis, cpu_millis| {
+            let mut stats = with_errors().phases.remove(0).1;
+            stats.elapsed = std::time::Duration::from_millis(millis);
+            stats.client_cpu = Some(std::time::Duration::from_millis(cpu_millis));
+            stats
+        };
+        let mut report = with_errors();
+        report.phases = vec![("load", phase(4_000, 1_000)), ("run", phase(2, 10))];
+        let text = report.render(false);
+        assert!(text.contains("load   client  CPU 0.25 cores"), "{text}");
+        assert!(!text.contains("run    client  CPU"), "{text}");
+        let json = report.render(true);
+        assert!(
+            json.contains(r#""phase": "load", "client_cpu_cores": 0.25"#),
+            "{json}"
+        );
+        assert!(
+            !json.contains(r#""phase": "run", "client_cpu_cores""#),
+            "{json}"
         );
     }
 
