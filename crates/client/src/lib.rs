@@ -1,21 +1,29 @@
 //! Strata's Rust client.
 //!
 //! [`Client`] is ring-aware: it sends each request to a replica of its key,
-//! keeps its ring fresh and retries reads (`client.rs`, `routing.rs`),
-//! tries nodes that just failed a request last (`suspects.rs`); its Gets,
-//! Puts, Deletes and Pings share one stream per node (`session.rs`).
+//! keeps its ring fresh and retries what is safe to retry (`client.rs`,
+//! `routing.rs`, `retry.rs`), tries nodes that just failed a request last
+//! (`suspects.rs`); its Gets, Puts, Deletes and Pings share one stream per
+//! node (`lane.rs`, `session.rs`). Settings: `options.rs`.
 //!
 //! **API boundary:** applications program against this crate and the
 //! `strata.v1` messages it re-exports, never against the node's internals.
 
 mod client;
 mod consistency;
+mod credentials;
 mod error;
+mod lane;
+mod options;
+mod retry;
 mod routing;
 mod session;
 mod suspects;
+#[cfg(test)]
+mod test_server;
 
-pub use client::{Client, ClientOptions, DEFAULT_PORT, TlsOptions, new_request_id};
+pub use client::{Client, new_request_id};
 pub use consistency::parse_consistency;
 pub use error::Error;
+pub use options::{ClientOptions, DEFAULT_PORT, TlsOptions};
 pub use strata_proto::v1;

@@ -28,7 +28,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 pub(crate) use strata_proto::v1::session_reply::Result as Reply;
 pub(crate) use strata_proto::v1::session_request::Op;
 
-use crate::client::Conn;
+use crate::credentials::Conn;
 
 /// Requests queued for the stream at most; callers wait beyond.
 const QUEUE: usize = 4096;
