@@ -65,6 +65,8 @@ struct Knobs {
     speculate: Option<Duration>,
     /// The request timeout, [`TIMEOUT`] unless given.
     timeout: Option<Duration>,
+    /// A node gossip shows alive but without an address yet.
+    addressless: Option<usize>,
 }
 
 fn build_net(nodes: usize, n: u32, down: &[usize], joining: &[usize], knobs: Knobs) -> Net {
@@ -77,7 +79,12 @@ fn build_net(nodes: usize, n: u32, down: &[usize], joining: &[usize], knobs: Kno
             } else {
                 NodeState::Normal
             };
-            member(id, &format!("memory-{i}"), state, !down.contains(&i))
+            let address = if knobs.addressless == Some(i) {
+                String::new()
+            } else {
+                format!("memory-{i}")
+            };
+            member(id, &address, state, !down.contains(&i))
         },
     )));
     let transport = Arc::new(MemoryTransport::default());
@@ -204,6 +211,38 @@ async fn a_quorum_write_survives_a_refusing_replica_which_gets_a_hint() {
             && message.contains("refusing"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_an_address_is_named_and_gets_a_hint() {
+    let knobs = Knobs {
+        addressless: Some(2),
+        ..Knobs::default()
+    };
+    let net = build_net(3, 3, &[], &[], knobs);
+    let err = net
+        .put(b"k", "v", ConsistencyLevel::All)
+        .await
+        .expect_err("ALL cannot reach node-2");
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            CoordinatorError::Unavailable {
+                acks: 1..=2,
+                required: 3,
+                ..
+            }
+        ) && message.contains(&format!("{}: ", net.ids[2]))
+            && message.contains("no address known"),
+        "{message}"
+    );
+    assert!(net.hint_kept_for(2).await, "node-2 gets a hint");
+    let acked = net
+        .put(b"k2", "v", ConsistencyLevel::Quorum)
+        .await
+        .expect("quorum without node-2");
+    assert_eq!(acked, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,20 +123,21 @@ impl Coordinator {
             // per replica: it completes even after the client has its
             // answer, so every replica gets the write or a hint.
             for t in targets.iter().filter(|t| t.alive && t.id != self.ctx.id) {
-                self.spawn_replica_write(&view, &t.id, None, &key, &merged, &tx, &mut quorum);
+                self.spawn_replica_write(&view, &t.id, None, &key, &merged, &tx);
             }
             let mut stand_ins = stand_ins.iter();
             for replica in &down {
                 match stand_ins.next() {
-                    Some(stand_in) => self.spawn_replica_write(
-                        &view,
-                        stand_in,
-                        Some(replica),
-                        &key,
-                        &merged,
-                        &tx,
-                        &mut quorum,
-                    ),
+                    Some(stand_in) => {
+                        self.spawn_replica_write(
+                            &view,
+                            stand_in,
+                            Some(replica),
+                            &key,
+                            &merged,
+                            &tx,
+                        );
+                    }
                     // No stand-in: this node keeps the hint (not an ack).
                     None => self.spawn_hint(replica.clone(), key.clone(), merged.clone()),
                 }
@@ -194,8 +195,9 @@ impl Coordinator {
     /// Sends `merged` to `node` in a task of its own, reporting the answer
     /// on `tx`. With `hint_for`, `node` is a stand-in holding a hint for
     /// that replica. A replica (or stand-in) that fails gets a hint kept
-    /// by this node, so it catches up when it is back.
-    #[expect(clippy::too_many_arguments, reason = "one fan-out step of `write`")]
+    /// by this node, so it catches up when it is back. A node without a
+    /// known address fails at once, through `tx` like any failure, so that
+    /// a missed consistency level names it.
     fn spawn_replica_write(
         &self,
         view: &ClusterView,
@@ -204,23 +206,20 @@ impl Coordinator {
         key: &Bytes,
         merged: &Siblings,
         tx: &mpsc::Sender<(NodeId, Result<(), TargetError>)>,
-        quorum: &mut WriteQuorum,
     ) {
+        // A stand-in's answer counts for the replica it stands in for.
+        let counts_for = hint_for.unwrap_or(node).clone();
         let target = match Target::resolve(node, &self.ctx, view) {
             Ok(target) => target,
             Err(e) => {
                 tracing::warn!(replica = %node, error = %e, "cannot reach replica");
-                quorum.record(hint_for.unwrap_or(node), false);
-                self.spawn_hint(
-                    hint_for.unwrap_or(node).clone(),
-                    key.clone(),
-                    merged.clone(),
-                );
+                self.spawn_hint(counts_for.clone(), key.clone(), merged.clone());
+                // The channel holds one answer per replica and stand-in:
+                // never full.
+                let _ = tx.try_send((counts_for, Err(e.into())));
                 return;
             }
         };
-        // A stand-in's answer counts for the replica it stands in for.
-        let counts_for = hint_for.unwrap_or(node).clone();
         let (tx, key, merged) = (tx.clone(), key.clone(), merged.clone());
         let (hint_for, hints) = (hint_for.cloned(), std::sync::Arc::clone(&self.ctx.hints));
         let metrics = std::sync::Arc::clone(&self.ctx.metrics);
