@@ -19,6 +19,14 @@ pub const KEY_GRPC_ADDRESS: &str = "grpc_address";
 pub const KEY_INTERNAL_ADDRESS: &str = "internal_address";
 /// Gossip key: the node's tokens, lowercase hex, comma separated.
 pub const KEY_TOKENS: &str = "tokens";
+/// Most tokens (virtual nodes) a node may have. Its tokens travel as one
+/// gossip value (up to 17 bytes each, before chitchat's compression), and
+/// chitchat sends a value whole: it refuses one whose uncompressed size does
+/// not fit a UDP datagram (65,507 bytes) next to the sender's digest of
+/// every member. 4,096 tokens (69.6 KB) never reach a peer at all; 2,048
+/// (34.8 KB) leave the other half for the digest (some 60 bytes per member)
+/// and the gossip key's tag.
+pub const MAX_VNODES: u16 = 2048;
 /// Gossip key: `joining`, `normal`, `leaving` or `left`.
 pub const KEY_STATE: &str = "state";
 /// Gossip key: bytes stored on the node's disk, decimal.

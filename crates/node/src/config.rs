@@ -35,9 +35,13 @@ pub struct NodeConfig {
     #[arg(long, env = "STRATA_READ_CONSISTENCY", default_value = "quorum")]
     pub read_consistency: ConsistencyLevel,
 
-    /// Virtual nodes (tokens) of this node on the ring (1 to 4096).
+    /// Virtual nodes (tokens) of this node on the ring (1 to 2048: a node's
+    /// tokens travel in one gossip datagram).
     #[arg(long, env = "STRATA_VNODES", default_value_t = 256,
-        value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=4096), usize::from))]
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::value_parser!(u16).range(1..=i64::from(strata_cluster::MAX_VNODES)),
+            usize::from,
+        ))]
     pub vnodes: usize,
 
     /// Address for the Prometheus metrics endpoint (`/metrics`).
@@ -726,7 +730,7 @@ mod tests {
         for (flag, bad, good) in [
             ("--replication-factor", "0", "5"),
             ("--vnodes", "0", "16"),
-            ("--vnodes", "100000", "4096"),
+            ("--vnodes", "2049", "2048"),
             ("--gossip-interval-ms", "0", "100"),
             ("--request-timeout-ms", "0", "1"),
             ("--wal-recovery", "skip", "truncate"),

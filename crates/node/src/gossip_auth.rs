@@ -540,6 +540,111 @@ mod tests {
         assert_eq!(seals(&kept), seals(&GossipKey::new(new.as_bytes())));
     }
 
+    /// A free loopback UDP port (bound, then let go).
+    fn free_udp_port() -> SocketAddr {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+    }
+
+    /// Two chitchat nodes over loopback UDP through [`SealedUdp`] (sealed
+    /// with `key` when there is one): `a` gossips `values`, `b` has `a` as
+    /// its seed. Returns once `b` holds every one of them; panics after 10 s.
+    async fn b_hears_all_of_a(key: Option<&str>, values: Vec<(String, String)>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = key.map(|secret| {
+            let path = dir.path().join("key");
+            std::fs::write(&path, secret).expect("write key");
+            Arc::new(KeyFile::load(&path).expect("key"))
+        });
+        let (a_addr, b_addr) = (free_udp_port(), free_udp_port());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let spawn = |name: &str, addr: SocketAddr, seed: SocketAddr, values| {
+            let config = chitchat::ChitchatConfig {
+                chitchat_id: chitchat::ChitchatId::new(name.to_owned(), 1, addr),
+                cluster_id: "sizes".to_owned(),
+                gossip_interval: Duration::from_millis(20),
+                listen_addr: addr,
+                seed_nodes: vec![seed.to_string()],
+                failure_detector_config: chitchat::FailureDetectorConfig::default(),
+                marked_for_deletion_grace_period: Duration::from_secs(3600),
+                catchup_callback: None,
+                extra_liveness_predicate: None,
+                protocol_version: chitchat::ProtocolVersion::V0,
+            };
+            let transport = SealedUdp {
+                key: key.clone(),
+                health: Arc::new(GossipHealth::new(
+                    "sizes",
+                    &[],
+                    Duration::from_millis(20),
+                    Arc::clone(&metrics),
+                )),
+            };
+            async move { chitchat::spawn_chitchat(config, values, &transport).await }
+        };
+        let a = spawn("a", a_addr, b_addr, values.clone()).await.expect("a");
+        let b = spawn("b", b_addr, a_addr, Vec::new()).await.expect("b");
+        let a_id = chitchat::ChitchatId::new("a".to_owned(), 1, a_addr);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let heard = {
+                let chitchat = b.chitchat();
+                let chitchat = chitchat.lock().await;
+                chitchat.node_state(&a_id).map_or(0, |state| {
+                    values
+                        .iter()
+                        .filter(|(k, v)| state.get(k) == Some(v.as_str()))
+                        .count()
+                })
+            };
+            if heard == values.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b holds {heard} of a's {} values after 10 s",
+                values.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for handle in [a, b] {
+            handle.shutdown().await.expect("shutdown");
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef-shared";
+
+    #[tokio::test]
+    async fn the_most_tokens_a_node_may_have_reach_a_peer_sealed_or_not() {
+        let id = strata_cluster::NodeId::new("a-node-with-the-most-tokens").expect("id");
+        let gossip = strata_cluster::NodeGossip {
+            grpc_address: "10.0.0.1:7400".to_owned(),
+            internal_address: "10.0.0.1:7401".to_owned(),
+            gossip_address: "10.0.0.1:7402".to_owned(),
+            tokens: strata_cluster::tokens_for(&id, usize::from(strata_cluster::MAX_VNODES)),
+            state: strata_cluster::NodeState::Normal,
+            load_bytes: 1 << 40,
+            incarnation: 3,
+            departures: Vec::new(),
+            rejoin: strata_cluster::Rejoin::None,
+        };
+        let values = gossip.to_key_values();
+        for key in [None, Some(SECRET)] {
+            b_hears_all_of_a(key, values.clone()).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delta_that_fills_a_datagram_still_gets_through_sealed() {
+        // Far more than one datagram of small values: chitchat fills each
+        // delta up to the largest UDP payload, leaving no room for a tag.
+        let values = (0..6_000)
+            .map(|i| (format!("k{i:05}"), format!("value-{i}")))
+            .collect::<Vec<_>>();
+        b_hears_all_of_a(Some(SECRET), values).await;
+    }
+
     #[test]
     fn short_keys_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
