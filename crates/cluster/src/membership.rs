@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::{Member, NodeId, NodeState, Ring, Token};
 
@@ -410,7 +411,9 @@ pub struct ReplicaTarget {
 /// The ring plus reachability: everything a coordinator needs to route.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
-    ring: Ring,
+    /// Shared between successive views while the members it is built from
+    /// are unchanged ([`ClusterView::following`]).
+    ring: Arc<Ring>,
     nodes: BTreeMap<NodeId, NodeInfo>,
 }
 
@@ -431,6 +434,28 @@ impl ClusterView {
     /// [`NodeInfo::rejoining`] until its ranges are back.
     #[must_use]
     pub fn with_lost_data(peers: impl IntoIterator<Item = Peer>, lost: &[(NodeId, u64)]) -> Self {
+        Self::build(peers, lost, None)
+    }
+
+    /// [`ClusterView::with_lost_data`], sharing `previous`'s ring when the
+    /// members it is built from (ids, tokens, states) are unchanged. Gossip
+    /// changes liveness and load far more often than the ring, and a ring
+    /// of many members (thousands of tokens) takes a millisecond to build:
+    /// a node rebuilds its view several times per gossip round.
+    #[must_use]
+    pub fn following(
+        previous: &ClusterView,
+        peers: impl IntoIterator<Item = Peer>,
+        lost: &[(NodeId, u64)],
+    ) -> Self {
+        Self::build(peers, lost, Some(previous))
+    }
+
+    fn build(
+        peers: impl IntoIterator<Item = Peer>,
+        lost: &[(NodeId, u64)],
+        previous: Option<&ClusterView>,
+    ) -> Self {
         let mut latest: BTreeMap<NodeId, Peer> = BTreeMap::new();
         for peer in peers {
             match latest.get(&peer.id) {
@@ -467,16 +492,31 @@ impl ClusterView {
         // A rejoining member keeps its place: were it a pending owner, the
         // next member (which never held its ranges) would be read in its
         // stead.
-        let ring = Ring::new(nodes.iter().map(|(id, n)| Member {
-            id: id.clone(),
-            tokens: n.tokens.clone(),
-            state: if n.rejoining {
+        let members = nodes.iter().map(|(id, n)| {
+            let state = if n.rejoining {
                 NodeState::Normal
             } else {
                 n.state
-            },
-        }));
+            };
+            (id, n.tokens.as_slice(), state)
+        });
+        let ring = match previous {
+            Some(previous) if previous.ring.built_from(members.clone()) => {
+                Arc::clone(&previous.ring)
+            }
+            _ => Arc::new(Ring::new(members.map(|(id, tokens, state)| Member {
+                id: id.clone(),
+                tokens: tokens.to_vec(),
+                state,
+            }))),
+        };
         Self { ring, nodes }
+    }
+
+    /// Whether `self` and `other` share one ring (built once).
+    #[must_use]
+    pub fn shares_ring_with(&self, other: &ClusterView) -> bool {
+        Arc::ptr_eq(&self.ring, &other.ring)
     }
 
     /// The ring.
@@ -581,6 +621,56 @@ mod tests {
             gossip: gossip(i),
             alive,
         }
+    }
+
+    /// The placements of many keys, to compare two rings.
+    fn placements(view: &ClusterView) -> Vec<crate::Placement> {
+        (0..500u32)
+            .map(|k| view.ring().placement(Token::of(&k.to_be_bytes()), 3))
+            .collect()
+    }
+
+    #[test]
+    fn a_view_shares_the_previous_ring_until_the_ring_itself_changes() {
+        let three = || vec![peer(1, 1, true), peer(2, 1, true), peer(3, 1, true)];
+        let first = ClusterView::from_peers(three());
+
+        // Liveness, load and addresses move; the ring does not.
+        let mut moved = three();
+        moved[2].alive = false;
+        moved[1].gossip.load_bytes = 1 << 30;
+        moved[0].gossip.grpc_address = "127.0.0.1:9999".to_owned();
+        let next = ClusterView::following(&first, moved.clone(), &[]);
+        assert!(next.shares_ring_with(&first));
+        assert!(!next.node(&node(3)).expect("n3").alive);
+        assert_eq!(next.node(&node(2)).expect("n2").load_bytes, 1 << 30);
+        assert_eq!(
+            placements(&next),
+            placements(&ClusterView::from_peers(moved))
+        );
+
+        // A member leaving, one gone, one more, other tokens: a new ring,
+        // the one a view built from scratch has.
+        let mut leaving = three();
+        leaving[2].gossip.state = NodeState::Leaving;
+        let mut retokened = three();
+        retokened[0].gossip.tokens = tokens_for(&node(7), 16);
+        let mut four = three();
+        four.push(peer(4, 1, true));
+        for peers in [leaving, three()[..2].to_vec(), four, retokened] {
+            let next = ClusterView::following(&first, peers.clone(), &[]);
+            assert!(!next.shares_ring_with(&first), "{peers:?}");
+            assert_eq!(
+                placements(&next),
+                placements(&ClusterView::from_peers(peers))
+            );
+        }
+
+        // A member that lost its data keeps its place on the ring.
+        let lost = [(node(2), gossip(2).incarnation)];
+        let next = ClusterView::following(&first, three(), &lost);
+        assert!(next.shares_ring_with(&first));
+        assert!(next.node(&node(2)).expect("n2").rejoining);
     }
 
     #[test]

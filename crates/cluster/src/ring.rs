@@ -8,7 +8,7 @@
 //! Leaving members stay in preference lists until they are `Left`, and the
 //! members that will take over are pending owners meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::{NodeId, Token, TokenRange};
 
@@ -68,16 +68,33 @@ impl Ring {
             .filter(|m| m.state != NodeState::Left)
             .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut by_token = BTreeMap::new();
-        for (i, m) in members.iter().enumerate() {
-            for &t in &m.tokens {
-                by_token.entry(t).or_insert(i);
+        let mut tokens: Vec<(Token, usize)> = members
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| m.tokens.iter().map(move |&t| (t, i)))
+            .collect();
+        // By token, then member: of a token's claims the first kept is the
+        // first member's.
+        tokens.sort_unstable();
+        tokens.dedup_by_key(|(t, _)| *t);
+        Self { tokens, members }
+    }
+
+    /// Whether [`Ring::new`] of these members (id, tokens, state; sorted by
+    /// id, as a `BTreeMap` yields them) would build this very ring.
+    #[must_use]
+    pub fn built_from<'a>(
+        &self,
+        members: impl Iterator<Item = (&'a NodeId, &'a [Token], NodeState)>,
+    ) -> bool {
+        let mut own = self.members.iter();
+        for (id, tokens, state) in members.filter(|(_, _, s)| *s != NodeState::Left) {
+            match own.next() {
+                Some(m) if &m.id == id && m.state == state && m.tokens == tokens => {}
+                _ => return false,
             }
         }
-        Self {
-            tokens: by_token.into_iter().collect(),
-            members,
-        }
+        own.next().is_none()
     }
 
     /// Members on the ring (not `Left`), sorted by id.
@@ -265,6 +282,57 @@ mod tests {
 
     fn ring(nodes: usize, vnodes: usize) -> Ring {
         Ring::new((0..nodes).map(|i| member(i, vnodes, NodeState::Normal)))
+    }
+
+    #[test]
+    fn a_token_claimed_twice_goes_to_the_first_member_by_id_and_left_members_hold_none() {
+        let shared = Token(42);
+        let claim = |i: usize, state| Member {
+            id: id(i),
+            tokens: vec![Token(100 + i as u64), shared],
+            state,
+        };
+        // Given in any order: the lowest id keeps the shared token.
+        let r = Ring::new([
+            claim(3, NodeState::Normal),
+            claim(1, NodeState::Normal),
+            claim(2, NodeState::Left),
+        ]);
+        assert_eq!(
+            r.tokens,
+            vec![(shared, 0), (Token(101), 0), (Token(103), 1)]
+        );
+        assert_eq!(r.placement(Token(41), 1).replicas, [id(1)]);
+        assert_eq!(
+            r.members().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+            [id(1), id(3)]
+        );
+        // What it was built from, in id order, Left members included.
+        let from = |members: &[Member]| {
+            let mut sorted = members.to_vec();
+            sorted.sort_by(|a, b| a.id.cmp(&b.id));
+            sorted
+        };
+        let same = from(&[
+            claim(1, NodeState::Normal),
+            claim(2, NodeState::Left),
+            claim(3, NodeState::Normal),
+        ]);
+        let built = |members: &[Member]| {
+            r.built_from(
+                members
+                    .iter()
+                    .map(|m| (&m.id, m.tokens.as_slice(), m.state)),
+            )
+        };
+        assert!(built(&same));
+        let mut other_state = same.clone();
+        other_state[2].state = NodeState::Leaving;
+        let mut other_tokens = same.clone();
+        other_tokens[0].tokens.pop();
+        for changed in [&other_state[..], &other_tokens[..], &same[..1], &same[..0]] {
+            assert!(!built(changed), "{changed:?}");
+        }
     }
 
     #[test]

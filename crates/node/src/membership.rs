@@ -16,6 +16,7 @@ use crate::faults::{Faults, FaultyTransport};
 use crate::gossip_auth::SealedUdp;
 use crate::gossip_health::{Gated, GossipHealth};
 use crate::gossip_settle::Settle;
+use crate::parsed_gossip::ParsedGossip;
 use crate::replication_agreement::{Disagreement, PeerFactor, disagreements, policy_differences};
 use crate::ring_file;
 use crate::twin::{Sighting, Twin, TwinWatch};
@@ -131,6 +132,8 @@ pub struct Membership {
     stopping_seen: std::sync::Mutex<std::collections::HashSet<ChitchatId>>,
     /// Time between gossip rounds.
     round: Duration,
+    /// Each participant's gossip, parsed once per change.
+    parsed: std::sync::Mutex<ParsedGossip>,
 }
 
 /// The known members and whether the file still lacks a change.
@@ -244,6 +247,7 @@ impl Membership {
             settle: Settle::new(config.interval, &config.node_id, &config.founders),
             stopping_seen: std::sync::Mutex::new(std::collections::HashSet::new()),
             round: config.interval,
+            parsed: std::sync::Mutex::new(ParsedGossip::default()),
         });
         membership.refresh().await;
         let weak = Arc::downgrade(&membership);
@@ -399,26 +403,18 @@ impl Membership {
                 .flat_map(parse_lost_data)
                 .collect();
             let stopping = self.note_stopping(&chitchat);
-            chitchat
-                .node_states()
-                .iter()
-                .filter_map(|(id, state)| {
-                    let node = NodeId::new(&*id.node_id).ok()?;
-                    match NodeGossip::from_key_values(state.key_values()) {
-                        Ok(mut gossip) => Some(Peer {
-                            alive: live.contains(id) && !stopping.contains(id),
-                            id: node,
-                            generation: id.generation_id,
-                            gossip: {
-                                gossip.gossip_address = id.gossip_advertise_addr.to_string();
-                                gossip
-                            },
-                        }),
-                        Err(e) => {
-                            tracing::debug!(node = %id.node_id, error = %e, "ignoring incomplete gossip state");
-                            None
-                        }
-                    }
+            self.parsed
+                .lock()
+                .expect("parsed gossip")
+                .parse(chitchat.node_states())
+                .into_iter()
+                .filter_map(|(id, gossip)| {
+                    Some(Peer {
+                        alive: live.contains(id) && !stopping.contains(id),
+                        id: NodeId::new(&*id.node_id).ok()?,
+                        generation: id.generation_id,
+                        gossip,
+                    })
                 })
                 .collect::<Vec<_>>()
         };
@@ -431,7 +427,7 @@ impl Membership {
         );
         lost.sort_unstable();
         lost.dedup();
-        let view = ClusterView::with_lost_data(peers, &lost);
+        let view = ClusterView::following(&self.view(), peers, &lost);
         self.health
             .observe(crate::gossip_health::isolated(&view, &self.node_id));
         let (own_state, _) = *self.own.lock().expect("own state");
