@@ -2,6 +2,7 @@
 
 mod bench;
 mod dev;
+mod node_order;
 mod output;
 
 // jemalloc, as in `strata-node`: `strata dev` runs whole nodes in this
@@ -480,7 +481,9 @@ fn print_ring(ring: &v1::Ring) {
         "load MiB",
         "alive"
     );
-    for n in &ring.nodes {
+    let mut nodes: Vec<_> = ring.nodes.iter().collect();
+    nodes.sort_by(|a, b| node_order::natural(&a.node_id, &b.node_id));
+    for n in nodes {
         outln!(
             "{:<20} {:<22} {:<9} {:>6} {:>10.1} {:>6}",
             n.node_id,
@@ -506,7 +509,9 @@ fn print_status(status: &v1::ClusterStatus) {
 
 fn status_lines(status: &v1::ClusterStatus) -> Vec<String> {
     let mut lines = Vec::new();
-    for n in &status.nodes {
+    let mut nodes: Vec<_> = status.nodes.iter().collect();
+    nodes.sort_by(|a, b| node_order::natural(&a.node_id, &b.node_id));
+    for n in nodes {
         let up = if n.alive { "UP" } else { "DOWN" };
         // A node that did not answer the endpoint's status call is known
         // only from gossip: no version, uptime or counters to show.
@@ -902,6 +907,24 @@ mod tests {
             "{}",
             lines[1]
         );
+    }
+
+    #[test]
+    fn status_lists_nodes_by_id_with_numbers_in_order() {
+        let node = |id: &str| super::v1::NodeStatus {
+            node_id: id.into(),
+            alive: true,
+            ..super::v1::NodeStatus::default()
+        };
+        let lines = super::status_lines(&super::v1::ClusterStatus {
+            nodes: vec![node("kv-10"), node("kv-2"), node("kv-1")],
+            ..super::v1::ClusterStatus::default()
+        });
+        let ids: Vec<_> = lines
+            .iter()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(ids, ["kv-1", "kv-2", "kv-10"], "{lines:?}");
     }
 
     #[test]
