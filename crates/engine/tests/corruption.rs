@@ -280,6 +280,28 @@ fn corruption_in_the_middle_of_the_wal_is_an_error_with_a_recovery_mode() {
 }
 
 #[test]
+fn tables_no_version_names_are_removed_before_the_log_is_replayed() {
+    // A compaction's output left behind when the disk filled up: on a
+    // still-full volume only its removal makes room for the log's replay,
+    // so it must go even when the open fails later on.
+    let (dir, wal) = wal_db();
+    let orphan = dir.path().join("000900.sst");
+    std::fs::write(&orphan, vec![7u8; 64 << 10]).expect("write orphan");
+    flip(&wal, data_end(&wal) / 2);
+    Db::open(dir.path(), options()).expect_err("a damaged log, strict recovery");
+    assert!(!orphan.exists(), "the orphan outlived the failed open");
+
+    // The tables the MANIFEST names stay, and so do the values.
+    let (dir, _) = table_db();
+    let tables = files_with(dir.path(), ".sst");
+    assert!(!tables.is_empty());
+    std::fs::write(dir.path().join("000900.sst"), b"orphan").expect("write orphan");
+    let db = Db::open(dir.path(), options()).expect("open");
+    assert!(read_all(&db).expect("read").iter().all(Option::is_some));
+    assert_eq!(files_with(dir.path(), ".sst"), tables);
+}
+
+#[test]
 fn truncated_wal_tail_is_the_end_of_the_log() {
     let (dir, wal) = wal_db();
     let len = data_end(&wal);

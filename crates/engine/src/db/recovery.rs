@@ -62,6 +62,10 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
     if let Some(max) = listing.iter().map(|(_, n, _)| *n).max() {
         next_file = next_file.max(max + 1);
     }
+    // Before anything is written: on a full disk, the output of the
+    // compaction or flush that failed is what makes room for the log's
+    // replay below.
+    remove_unreferenced_tables(&listing, &version);
     let next_file = Arc::new(AtomicU64::new(next_file));
     let blocks = Arc::new(BlockCache::new(options.block_cache_bytes));
 
@@ -227,6 +231,19 @@ fn replay_log(path: &Path, mem: &Memtable, mode: WalRecovery) -> Result<Replayed
         truncated = true;
     }
     Ok(Replayed { max_seq, truncated })
+}
+
+/// Best-effort removal of the tables `version` does not name: outputs of
+/// flushes, compactions and ingests that never reached the MANIFEST, and
+/// tables it retired. Only after the MANIFEST is known to be whole (a
+/// MANIFEST that lost edits would disown live tables).
+fn remove_unreferenced_tables(listing: &[(FileKind, u64, std::path::PathBuf)], version: &Version) {
+    let live: std::collections::HashSet<u64> = version.all_files().map(|(_, f)| f.number).collect();
+    for (kind, number, path) in listing {
+        if *kind == FileKind::Table && !live.contains(number) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Best-effort removal of files no version needs; anything missed is
