@@ -459,8 +459,47 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn print_ring(ring: &v1::Ring) {
+    for line in ring_lines(ring) {
+        outln!("{line}");
+    }
+}
+
+/// Each node's effective ownership: the fraction of the key space it is a
+/// current replica of, with the ring's replication factor (as `nodetool
+/// status` shows it; with N replicas the column sums to N x 100%).
+fn ownership(ring: &v1::Ring) -> std::collections::HashMap<String, f64> {
+    let members = ring.nodes.iter().filter_map(|n| {
+        Some(strata_cluster::Member {
+            id: strata_cluster::NodeId::new(n.node_id.clone()).ok()?,
+            tokens: n
+                .tokens
+                .iter()
+                .copied()
+                .map(strata_cluster::Token)
+                .collect(),
+            state: match v1::NodeState::try_from(n.state) {
+                Ok(v1::NodeState::Joining) => strata_cluster::NodeState::Joining,
+                Ok(v1::NodeState::Leaving) => strata_cluster::NodeState::Leaving,
+                Ok(v1::NodeState::Left) => strata_cluster::NodeState::Left,
+                _ => strata_cluster::NodeState::Normal,
+            },
+        })
+    });
+    let n = ring
+        .replication
+        .as_ref()
+        .map_or(1, |r| r.replication_factor as usize);
+    strata_cluster::Ring::new(members)
+        .replica_shares(n)
+        .into_iter()
+        .map(|(id, share)| (id.as_str().to_owned(), share))
+        .collect()
+}
+
+fn ring_lines(ring: &v1::Ring) -> Vec<String> {
+    let mut lines = Vec::new();
     if let Some(r) = &ring.replication {
-        outln!(
+        lines.push(format!(
             "N={} W={} R={}{}",
             r.replication_factor,
             r.write_quorum,
@@ -470,22 +509,18 @@ fn print_ring(ring: &v1::Ring) {
             } else {
                 ""
             }
-        );
+        ));
     }
-    outln!(
-        "{:<20} {:<22} {:<9} {:>6} {:>10} {:>6}",
-        "node",
-        "address",
-        "state",
-        "tokens",
-        "load MiB",
-        "alive"
-    );
+    lines.push(format!(
+        "{:<20} {:<22} {:<9} {:>6} {:>10} {:>7} {:>6}",
+        "node", "address", "state", "tokens", "load MiB", "owns", "alive"
+    ));
+    let owns = ownership(ring);
     let mut nodes: Vec<_> = ring.nodes.iter().collect();
     nodes.sort_by(|a, b| node_order::natural(&a.node_id, &b.node_id));
     for n in nodes {
-        outln!(
-            "{:<20} {:<22} {:<9} {:>6} {:>10.1} {:>6}",
+        lines.push(format!(
+            "{:<20} {:<22} {:<9} {:>6} {:>10.1} {:>6.1}% {:>6}",
             n.node_id,
             n.grpc_address,
             // Copying lost data back: written to, not read from.
@@ -496,9 +531,11 @@ fn print_ring(ring: &v1::Ring) {
             },
             n.tokens.len(),
             mib(n.load_bytes),
+            owns.get(&n.node_id).copied().unwrap_or(0.0) * 100.0,
             n.alive
-        );
+        ));
     }
+    lines
 }
 
 fn print_status(status: &v1::ClusterStatus) {
@@ -925,6 +962,55 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .collect();
         assert_eq!(ids, ["kv-1", "kv-2", "kv-10"], "{lines:?}");
+    }
+
+    #[test]
+    fn ring_shows_each_node_s_share_of_the_key_space() {
+        let node = |i: u32, state: super::v1::NodeState| super::v1::RingNode {
+            node_id: format!("kv-{i}"),
+            grpc_address: format!("10.0.0.{i}:7400"),
+            state: state as i32,
+            tokens: strata_cluster::tokens_for(
+                &strata_cluster::NodeId::new(format!("kv-{i}")).expect("id"),
+                64,
+            )
+            .into_iter()
+            .map(|t| t.0)
+            .collect(),
+            alive: true,
+            ..super::v1::RingNode::default()
+        };
+        let ring = |n: u32, nodes: Vec<super::v1::RingNode>| super::v1::Ring {
+            nodes,
+            replication: Some(super::v1::ReplicationSettings {
+                replication_factor: n,
+                ..super::v1::ReplicationSettings::default()
+            }),
+            ..super::v1::Ring::default()
+        };
+        let owns = |lines: &[String]| -> Vec<f64> {
+            lines[2..]
+                .iter()
+                .map(|l| {
+                    let column = l.split_whitespace().nth(5).expect("owns column");
+                    column.trim_end_matches('%').parse().expect("a percentage")
+                })
+                .collect()
+        };
+        use super::v1::NodeState::{Joining, Normal};
+        // Three nodes, three replicas: each holds every key.
+        let three = super::ring_lines(&ring(3, (0..3).map(|i| node(i, Normal)).collect()));
+        assert!(three[1].contains("owns"), "{three:?}");
+        assert_eq!(owns(&three), [100.0, 100.0, 100.0], "{three:?}");
+        // One replica over four nodes, one of them joining: the other three
+        // share the key space, the joiner owns nothing yet.
+        let mut four: Vec<_> = (0..3).map(|i| node(i, Normal)).collect();
+        four.push(node(3, Joining));
+        let shares = owns(&super::ring_lines(&ring(1, four)));
+        assert_eq!(shares[3], 0.0);
+        let total: f64 = shares.iter().sum();
+        assert!((total - 100.0).abs() < 0.5, "{shares:?}");
+        assert!(shares[..3].iter().all(|&s| s > 20.0), "{shares:?}");
     }
 
     #[test]
