@@ -464,38 +464,6 @@ fn print_ring(ring: &v1::Ring) {
     }
 }
 
-/// Each node's effective ownership: the fraction of the key space it is a
-/// current replica of, with the ring's replication factor (as `nodetool
-/// status` shows it; with N replicas the column sums to N x 100%).
-fn ownership(ring: &v1::Ring) -> std::collections::HashMap<String, f64> {
-    let members = ring.nodes.iter().filter_map(|n| {
-        Some(strata_cluster::Member {
-            id: strata_cluster::NodeId::new(n.node_id.clone()).ok()?,
-            tokens: n
-                .tokens
-                .iter()
-                .copied()
-                .map(strata_cluster::Token)
-                .collect(),
-            state: match v1::NodeState::try_from(n.state) {
-                Ok(v1::NodeState::Joining) => strata_cluster::NodeState::Joining,
-                Ok(v1::NodeState::Leaving) => strata_cluster::NodeState::Leaving,
-                Ok(v1::NodeState::Left) => strata_cluster::NodeState::Left,
-                _ => strata_cluster::NodeState::Normal,
-            },
-        })
-    });
-    let n = ring
-        .replication
-        .as_ref()
-        .map_or(1, |r| r.replication_factor as usize);
-    strata_cluster::Ring::new(members)
-        .replica_shares(n)
-        .into_iter()
-        .map(|(id, share)| (id.as_str().to_owned(), share))
-        .collect()
-}
-
 fn ring_lines(ring: &v1::Ring) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(r) = &ring.replication {
@@ -515,7 +483,7 @@ fn ring_lines(ring: &v1::Ring) -> Vec<String> {
         "{:<20} {:<22} {:<9} {:>6} {:>10} {:>7} {:>6}",
         "node", "address", "state", "tokens", "load MiB", "owns", "alive"
     ));
-    let owns = ownership(ring);
+    let owns = strata_client::replica_shares(ring);
     let mut nodes: Vec<_> = ring.nodes.iter().collect();
     nodes.sort_by(|a, b| node_order::natural(&a.node_id, &b.node_id));
     for n in nodes {

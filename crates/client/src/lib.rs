@@ -26,4 +26,17 @@ pub use client::{Client, new_request_id};
 pub use consistency::parse_consistency;
 pub use error::Error;
 pub use options::{ClientOptions, DEFAULT_PORT, TlsOptions};
+
+/// Each node's effective ownership in a `GetRing` answer, by node id: the
+/// fraction of the key space it is a current replica of, with the ring's
+/// replication factor (as `nodetool status` shows it; with N replicas the
+/// shares sum to N).
+#[must_use]
+pub fn replica_shares(ring: &v1::Ring) -> std::collections::HashMap<String, f64> {
+    routing::Routing::from_ring(ring)
+        .replica_shares()
+        .into_iter()
+        .map(|(id, share)| (id.to_string(), share))
+        .collect()
+}
 pub use strata_proto::v1;

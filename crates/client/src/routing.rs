@@ -84,6 +84,12 @@ impl Routing {
         out
     }
 
+    /// Each node's effective ownership: the fraction of the key space it
+    /// is a current replica of (with N replicas the shares sum to N).
+    pub(crate) fn replica_shares(&self) -> std::collections::HashMap<NodeId, f64> {
+        self.view.ring().replica_shares(self.replication_factor)
+    }
+
     /// Every node's address.
     pub(crate) fn addresses(&self) -> Vec<String> {
         self.view

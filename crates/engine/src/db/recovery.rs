@@ -104,7 +104,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Inner> {
         target.push(".corrupt");
         std::fs::rename(&path, &target).map_err(Error::io(&path))?;
     }
-    collect_garbage(dir, &version, wal_number, versions.manifest_path());
+    collect_garbage(dir, wal_number, versions.manifest_path());
 
     Ok(Inner {
         dir: dir.to_owned(),
@@ -246,15 +246,15 @@ fn remove_unreferenced_tables(listing: &[(FileKind, u64, std::path::PathBuf)], v
     }
 }
 
-/// Best-effort removal of files no version needs; anything missed is
-/// collected at the next open.
-fn collect_garbage(dir: &Path, version: &Version, wal_number: u64, manifest: &Path) {
-    let live: std::collections::HashSet<u64> = version.all_files().map(|(_, f)| f.number).collect();
+/// Best-effort removal of the logs and MANIFESTs the new ones replace
+/// (unneeded tables went before the replay: `remove_unreferenced_tables`);
+/// anything missed is collected at the next open.
+fn collect_garbage(dir: &Path, wal_number: u64, manifest: &Path) {
     let Ok(listing) = list_dir(dir) else { return };
     for (kind, number, path) in listing {
         let obsolete = match kind {
             FileKind::Wal => number < wal_number,
-            FileKind::Table => !live.contains(&number),
+            FileKind::Table => false,
             FileKind::Manifest => path != manifest,
         };
         if obsolete {
