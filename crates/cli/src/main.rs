@@ -922,7 +922,7 @@ mod tests {
             ..super::v1::NodeStatus::default()
         };
         let lines = super::status_lines(&super::v1::ClusterStatus {
-            nodes: vec![node("kv-10"), node("kv-2"), node("kv-1")],
+            nodes: vec![node("kv-2"), node("kv-10"), node("kv-1")],
             ..super::v1::ClusterStatus::default()
         });
         let ids: Vec<_> = lines
