@@ -57,6 +57,11 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
             .await
             .expect("put");
     }
+    // A QUORUM write is answered once two replicas have it; the third
+    // copy of the last writes may still be on its way.
+    cluster
+        .wait_until_converged(3, DEPTH, Duration::from_secs(10))
+        .await;
     assert_eq!(
         cluster.replicas_converged(3, DEPTH).await,
         Ok(3 * 16),
