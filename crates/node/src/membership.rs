@@ -63,6 +63,10 @@ pub struct GossipConfig {
     /// `--initial-cluster`: the founders a new cluster's member waits to
     /// hear before its requests stop waiting (`gossip_settle.rs`).
     pub founders: Vec<NodeId>,
+    /// This process's gossip generation: it tells peers this is a new
+    /// process of the node (the start time, above every earlier start's:
+    /// `node_id::generation`).
+    pub generation: u64,
 }
 
 /// Gossip rounds a stopping node keeps gossiping after it announced its
@@ -167,11 +171,7 @@ impl Membership {
             listen: config.listen,
             reason,
         };
-        // The generation tells peers this is a new incarnation: wall-clock
-        // start time, as Cassandra and Quickwit do.
-        let generation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let generation = config.generation;
         let chitchat_config = ChitchatConfig {
             chitchat_id: ChitchatId::new(config.node_id.as_str(), generation, config.advertise),
             cluster_id: config.cluster_id.clone(),

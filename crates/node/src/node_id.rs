@@ -144,6 +144,66 @@ pub fn incarnation(data_dir: &Path) -> Result<u64, NodeIdError> {
     Ok(value)
 }
 
+/// File holding the gossip generation of this data directory's last start.
+pub const GENERATION_FILE: &str = "GENERATION";
+
+/// The gossip generation of this start: the wall clock in microseconds,
+/// but always above the generation recorded by the previous start, which
+/// is recorded durably before this one is returned.
+///
+/// Peers take the higher of two generations of one node id for the newer
+/// process (durable membership keeps its record; the younger of two twins
+/// stops), so a clock set back between two starts (a VM restored, NTP
+/// stepping) must not make a restarted node look older than its previous
+/// run. Cassandra bumps its generation the same way. A damaged file only
+/// loses that lower bound: it is logged and replaced.
+///
+/// # Errors
+/// [`NodeIdError::Io`] when the file cannot be written.
+pub fn generation(data_dir: &Path, now_micros: u64) -> Result<u64, NodeIdError> {
+    let path = data_dir.join(GENERATION_FILE);
+    let io = |source| NodeIdError::Io {
+        path: path.clone(),
+        source,
+    };
+    let previous = match fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(value) => Some(value),
+            Err(_) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    content = %text.chars().take(32).collect::<String>(),
+                    "the last gossip generation is not a number; using the clock alone"
+                );
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e)),
+    };
+    let generation = next_generation(previous, now_micros);
+    let tmp = data_dir.join(format!("{GENERATION_FILE}.tmp"));
+    let mut file = fs::File::create(&tmp).map_err(io)?;
+    file.write_all(format!("{generation}\n").as_bytes())
+        .map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, &path).map_err(io)?;
+    fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(generation)
+}
+
+/// This start's generation: `now`, or one above the previous start's when
+/// the clock is not past it.
+#[must_use]
+pub fn next_generation(previous: Option<u64>, now_micros: u64) -> u64 {
+    match previous {
+        Some(previous) if previous >= now_micros => previous.saturating_add(1),
+        _ => now_micros.max(1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +258,43 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("node id"), "{err}");
+    }
+
+    #[test]
+    fn a_start_s_generation_is_above_the_last_one_even_when_the_clock_went_back() {
+        assert_eq!(next_generation(None, 5_000), 5_000);
+        assert_eq!(next_generation(Some(4_000), 5_000), 5_000);
+        assert_eq!(next_generation(Some(9_000), 5_000), 9_001);
+        assert_eq!(next_generation(Some(5_000), 5_000), 5_001);
+        assert_eq!(next_generation(None, 0), 1);
+        assert_eq!(next_generation(Some(u64::MAX), 5), u64::MAX);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = generation(dir.path(), 1_000_000).expect("first start");
+        assert_eq!(first, 1_000_000);
+        // The clock was set back an hour before the restart.
+        let second = generation(dir.path(), 400_000).expect("restart");
+        assert_eq!(
+            second, 1_000_001,
+            "a restart never gossips an older generation"
+        );
+        let third = generation(dir.path(), 2_000_000).expect("clock ahead again");
+        assert_eq!(third, 2_000_000);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(GENERATION_FILE))
+                .expect("recorded")
+                .trim(),
+            "2000000"
+        );
+        // A damaged record loses only the lower bound.
+        fs::write(dir.path().join(GENERATION_FILE), "garbage").expect("damage");
+        assert_eq!(
+            generation(dir.path(), 1_500_000).expect("damaged"),
+            1_500_000
+        );
+        assert_eq!(
+            generation(dir.path(), 1_000_000).expect("recorded again"),
+            1_500_001
+        );
     }
 }

@@ -246,6 +246,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
             source,
         })?;
     let incarnation = node_id::incarnation(&config.data_dir)?;
+    let generation = node_id::generation(&config.data_dir, crate::clock::now_micros())?;
     let known = crate::ring_file::load(&config.data_dir, &config.cluster_id)?;
     let own_record = known
         .members()
@@ -376,6 +377,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
                 .iter()
                 .filter_map(|f| NodeId::new(f).ok())
                 .collect(),
+            generation,
         },
         &me,
         known,
