@@ -6,9 +6,8 @@
 //! replica store (sibling sets on the engine, merged without reads);
 //! `membership` runs gossip and keeps the cluster view; `coordinator` fans
 //! requests out to replicas through `transport`; `hints` holds writes for
-//! down replicas and replays them; `repair` runs Merkle-tree anti-entropy.
-//! Topology changes land with their issue; until then their RPCs answer
-//! `UNIMPLEMENTED` naming what is missing.
+//! down replicas and replays them; `repair` runs Merkle-tree anti-entropy;
+//! `changes` runs joins, decommissions, removals and cleanups.
 
 pub mod admission;
 pub mod arrival;
