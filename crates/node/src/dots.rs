@@ -8,6 +8,14 @@
 //! block (counters are 64-bit; gaps cost nothing). A node without the file
 //! (new, or its disk was lost) starts at the wall clock in microseconds,
 //! above any counter an earlier incarnation with its id can have issued.
+//!
+//! Every start also starts at the wall clock when that is above the
+//! recorded reservation, so counters never fall behind the clock. That
+//! covers a data directory restored from a backup or volume snapshot: its
+//! reservation is as old as the copy, while the node went on issuing
+//! counters (now on its peers) after it was taken; starting from the old
+//! reservation would issue them again, and a peer would take a new write
+//! for the old one it already holds and drop it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -70,6 +78,14 @@ impl DotCounter {
     /// # Errors
     /// [`DotError`] when the file cannot be read or is corrupt.
     pub fn open(data_dir: &Path, node: NodeId) -> Result<Self, DotError> {
+        Self::open_at(data_dir, node, crate::clock::now_micros())
+    }
+
+    /// [`DotCounter::open`] with the wall clock's reading given.
+    ///
+    /// # Errors
+    /// As [`DotCounter::open`].
+    pub fn open_at(data_dir: &Path, node: NodeId, now_micros: u64) -> Result<Self, DotError> {
         let path = data_dir.join(FILE);
         let reserved = match std::fs::read_to_string(&path) {
             Ok(text) => text.trim().parse::<u64>().map_err(|_| DotError::Corrupt {
@@ -80,15 +96,17 @@ impl DotCounter {
             // may have issued counters before, so start at the wall clock
             // in microseconds: no node issues more than one dot per
             // microsecond, so this is above anything it issued.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::clock::now_micros(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => now_micros,
             Err(source) => return Err(DotError::Io { path, source }),
         };
         Ok(Self {
             node,
             path,
-            // Everything up to the old reservation may have been used.
+            // Everything up to the old reservation may have been used, and
+            // everything up to the clock if the reservation is a restored
+            // copy's (the first counter issued then reserves a new block).
             state: Mutex::new(State {
-                issued: reserved,
+                issued: reserved.max(now_micros),
                 reserved,
             }),
         })
@@ -199,5 +217,38 @@ mod tests {
         assert!(matches!(refused, DotError::Corrupt { .. }));
         // It says how to go on.
         assert!(refused.to_string().contains("delete it"), "{refused}");
+    }
+
+    #[test]
+    fn a_restored_reservation_does_not_issue_counters_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = VersionVector::new();
+        let start = 1_000_000_u64;
+        let dots = DotCounter::open_at(dir.path(), node(), start).expect("open");
+        dots.next(&empty).expect("next");
+        // A backup of the data directory, taken now.
+        let backup = std::fs::read_to_string(dir.path().join(FILE)).expect("read");
+        // The node goes on past its reserved block (its peers hold these).
+        let mut last = 0;
+        for _ in 0..=BLOCK {
+            last = dots.next(&empty).expect("next");
+        }
+        assert!(last > backup.parse::<u64>().expect("number"));
+        drop(dots);
+        // Restored from the backup a minute later, by the clock.
+        std::fs::write(dir.path().join(FILE), &backup).expect("restore");
+        let restored = DotCounter::open_at(dir.path(), node(), start + 60_000_000).expect("reopen");
+        let next = restored.next(&empty).expect("next");
+        assert!(next > last, "{next} after the restore must exceed {last}");
+        // The new block is reserved durably above it.
+        let reserved: u64 = std::fs::read_to_string(dir.path().join(FILE))
+            .expect("read")
+            .parse()
+            .expect("number");
+        assert!(reserved >= next, "{reserved} < {next}");
+        // A clock behind the reservation changes nothing: the reservation holds.
+        drop(restored);
+        let behind = DotCounter::open_at(dir.path(), node(), 5).expect("reopen");
+        assert!(behind.next(&empty).expect("next") > reserved);
     }
 }
