@@ -21,6 +21,7 @@ mod overload;
 mod packaging;
 mod regression;
 mod repair;
+mod restore;
 mod sessions;
 mod tls;
 mod topology;
