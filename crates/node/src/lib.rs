@@ -31,6 +31,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node_id;
 mod parsed_gossip;
+pub mod peer_latency;
 pub mod repair;
 pub mod replication_agreement;
 pub mod request;

@@ -66,6 +66,7 @@ pub struct Metrics {
     retried_writes: Counter,
     replica_failures: Counter,
     speculative_reads: Counter,
+    reads_passing_slow_replicas: Counter,
     replica_writes_shed: Counter,
     writes_refused_overloaded: Counter,
     messages_refused_receiving: Counter,
@@ -204,6 +205,7 @@ impl Metrics {
         let retried_writes = Counter::default();
         let waited_for_gossip = Counter::default();
         let speculative_reads = Counter::default();
+        let reads_passing_slow_replicas = Counter::default();
         let replica_writes_shed = Counter::default();
         let writes_refused_overloaded = Counter::default();
         let messages_refused_receiving = Counter::default();
@@ -276,6 +278,12 @@ impl Metrics {
             "Reads that asked one more replica because one asked had not answered within \
              --speculative-retry-ms",
             speculative_reads.clone(),
+        );
+        registry.register(
+            "reads_passing_slow_replicas",
+            "Reads that asked other replicas before one whose recent replica reads were \
+             slow (peer_latency.rs)",
+            reads_passing_slow_replicas.clone(),
         );
         registry.register(
             "replica_request_failures",
@@ -493,6 +501,7 @@ impl Metrics {
             retried_writes,
             replica_failures,
             speculative_reads,
+            reads_passing_slow_replicas,
             replica_writes_shed,
             writes_refused_overloaded,
             messages_refused_receiving,
@@ -565,6 +574,11 @@ impl Metrics {
         self.gossip_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Counts a read that asked other replicas before a slow one.
+    pub fn read_passed_slow_replica(&self) {
+        self.reads_passing_slow_replicas.inc();
     }
 
     /// Counts a read that asked one more replica for a slow one.

@@ -130,6 +130,9 @@ pub struct Coordinator {
     /// local apply (an fsync) is awaited while holding one.
     stripes: Box<[tokio::sync::Mutex<()>]>,
     reads: std::sync::atomic::AtomicU64,
+    /// Recent replica-request latency per peer: reads ask slow replicas
+    /// last.
+    latency: Arc<crate::peer_latency::PeerLatency>,
 }
 
 /// A read's outcome.
@@ -161,6 +164,7 @@ impl Coordinator {
             dots,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             reads: std::sync::atomic::AtomicU64::new(0),
+            latency: Arc::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
 
 use super::remote::{Target, TargetError};
 use super::{Coordinator, CoordinatorError, Failures, ReadOutcome, enough_up};
+use crate::peer_latency::slow_ones_last;
 use crate::request::{required_acks, validate_key};
 
 type Answer = (NodeId, Result<Siblings, TargetError>);
@@ -55,6 +56,13 @@ impl Coordinator {
         // Live replicas, this node first: its answer costs no round trip.
         let mut live: Vec<_> = targets.iter().filter(|t| t.alive).collect();
         live.sort_by_key(|t| t.id != self.ctx.id);
+        // Then the other replicas, a clearly slow one last
+        // (`peer_latency.rs`).
+        let now = std::time::Instant::now();
+        let remote = usize::from(live.first().is_some_and(|t| t.id == self.ctx.id));
+        if slow_ones_last(&mut live[remote..], |t| self.latency.mean(&t.id, now)) > 0 {
+            self.ctx.metrics.read_passed_slow_replica();
+        }
         let period = u64::from(settings.read_repair_period);
         let everyone = period != 0
             && self
@@ -93,9 +101,15 @@ impl Coordinator {
                             continue;
                         }
                         let (id, key) = (t.id.clone(), key.clone());
-                        pending.push(Box::pin(
-                            async move { (id, target.read(key, timeout).await) },
-                        ));
+                        let sample = self.latency.sample(id.clone());
+                        pending.push(Box::pin(async move {
+                            let answer = target.read(key, timeout).await;
+                            match &answer {
+                                Ok(_) => sample.done(),
+                                Err(_) => sample.failed(timeout),
+                            }
+                            (id, answer)
+                        }));
                     }
                     Err(e) => {
                         tracing::warn!(replica = %t.id, error = %e, "cannot reach replica");

@@ -482,6 +482,75 @@ async fn a_read_asks_one_more_replica_when_one_it_asked_is_silent() {
     }
 }
 
+/// A replica that is up but slow (no conviction by gossip) is asked last
+/// once its answers have shown it slow: later reads go to the other
+/// replica first and wait for no speculative delay (`peer_latency.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_ask_a_replica_that_answered_slowly_last() {
+    let knobs = Knobs {
+        speculate: Some(Duration::from_millis(30)),
+        timeout: Some(Duration::from_secs(30)),
+        ..Knobs::default()
+    };
+    let net = build_net(3, 3, &[], &[], knobs);
+    net.put(b"k", "v", ConsistencyLevel::All)
+        .await
+        .expect("all");
+    let targets = net.view.read_targets(Token::of(b"k"), 3);
+    let remotes: Vec<usize> = targets
+        .iter()
+        .filter(|t| t.id != net.ids[0])
+        .map(|t| net.ids.iter().position(|x| *x == t.id).expect("known"))
+        .collect();
+    let (slow, other) = (remotes[0], remotes[1]);
+    net.transport
+        .set_link(&net.ids[slow], Link::Delay(Duration::from_millis(200)));
+    // The first read asks the slow replica (nothing is known of it yet)
+    // and, after the speculative delay, the other one.
+    let read = net
+        .coordinator
+        .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum))
+        .await
+        .expect("quorum read");
+    assert_eq!(values(&read), [&b"v"[..]]);
+    // Its slow answer arrives later, in the read's background part (the
+    // write above sampled it fast).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while net
+        .coordinator
+        .latency
+        .mean(&net.ids[slow], std::time::Instant::now())
+        .is_none_or(|mean| mean < Duration::from_millis(20))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sample of the slow replica"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (slow_before, other_before) = (
+        net.transport.served(&net.ids[slow]).0,
+        net.transport.served(&net.ids[other]).0,
+    );
+    for _ in 0..5 {
+        let read = net
+            .coordinator
+            .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum))
+            .await
+            .expect("quorum read");
+        assert_eq!(values(&read), [&b"v"[..]]);
+    }
+    // A request to the slow replica is served only after its delay: let
+    // any such request land before counting.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        net.transport.served(&net.ids[slow]).0,
+        slow_before,
+        "the slow replica was asked again"
+    );
+    assert_eq!(net.transport.served(&net.ids[other]).0, other_before + 5);
+}
+
 /// The pending-write rule: while node 3 joins and takes over a key from a
 /// current owner, a QUORUM write needs 2 acks among the current owners and
 /// 2 among the future ones; 2 acks of any 4 would let a write acked before

@@ -224,10 +224,16 @@ impl Coordinator {
         let (hint_for, hints) = (hint_for.cloned(), std::sync::Arc::clone(&self.ctx.hints));
         let metrics = std::sync::Arc::clone(&self.ctx.metrics);
         let timeout = self.ctx.settings.request_timeout;
+        // A replica slow to take writes is behind: reads ask it last too.
+        let sample = self.latency.sample(node.clone());
         tokio::spawn(async move {
             let result = target
                 .write(&key, &merged, hint_for.as_ref(), timeout)
                 .await;
+            match &result {
+                Ok(()) => sample.done(),
+                Err(_) => sample.failed(timeout),
+            }
             if let Err(TargetError::Remote(ReplicaError::Overloaded { .. })) = &result {
                 metrics.replica_write_shed();
             }
