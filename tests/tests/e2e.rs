@@ -23,5 +23,6 @@ mod regression;
 mod repair;
 mod restore;
 mod sessions;
+mod slow_node;
 mod tls;
 mod topology;

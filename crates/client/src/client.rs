@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use strata_cluster::LatencyMeans;
 use strata_proto::metadata::{is_from_a_node, is_refusal, is_transport_failure};
 use strata_proto::v1::{
     BatchGetRequest, BatchGetResponse, CleanupRequest, ClusterStatus, Consistency,
@@ -78,9 +79,16 @@ struct Inner {
     /// Whether a ring fetch runs in the background.
     refreshing: AtomicBool,
     suspects: Suspects,
+    /// Recent request latency per node address: a node clearly slower
+    /// than the key's other candidates is tried after them.
+    latency: Mutex<LatencyMeans<String>>,
     options: ClientOptions,
     credentials: Credentials,
 }
+
+/// A node's latency mean is forgotten this long after its last request:
+/// a node passed for being slow is tried in its place again.
+const LATENCY_FORGET_AFTER: Duration = Duration::from_secs(10);
 
 impl Client {
     /// Connects to `endpoint` (`http://host:port`, `host:port`, or `host`
@@ -123,6 +131,7 @@ impl Client {
                             )),
                             refreshing: AtomicBool::new(false),
                             suspects: Suspects::default(),
+                            latency: Mutex::new(LatencyMeans::new(LATENCY_FORGET_AFTER)),
                             options,
                             credentials,
                         }),
@@ -435,13 +444,27 @@ impl Client {
     /// The addresses of the nodes a request for `key` is sent to, in the
     /// order they are tried: the key's replicas that the ring holds alive,
     /// then other live nodes (which forward), then replicas believed
-    /// down; nodes that failed a request in the last few seconds go last.
-    /// Empty when the ring is (requests then go to the seed endpoint).
+    /// down; a node whose requests took clearly longer than the others'
+    /// lately goes after those that did not (`strata_cluster::LatencyMeans`:
+    /// a slow disk or a starved process is up for the ring, and a write
+    /// it coordinates waits for its own disk), and nodes that failed a
+    /// request in the last few seconds go last. Empty when the ring is
+    /// (requests then go to the seed endpoint).
     #[must_use]
     pub fn nodes_for(&self, key: &[u8]) -> Vec<String> {
         let mut candidates = self.routing().candidates(key);
-        self.inner.suspects.last(&mut candidates, Instant::now());
+        let now = Instant::now();
+        self.latency()
+            .slow_ones_last(&mut candidates, |address| address, now);
+        self.inner.suspects.last(&mut candidates, now);
         candidates
+    }
+
+    fn latency(&self) -> std::sync::MutexGuard<'_, LatencyMeans<String>> {
+        self.inner
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The ring epoch of the last refresh (as reported by the node).
@@ -530,14 +553,24 @@ impl Client {
         for tried in 0..attempts {
             let address = &candidates[tried % candidates.len()];
             let lane = self.lane(self.link(address)?);
+            let started = Instant::now();
             let attempt = tokio::time::timeout(self.inner.options.timeout, call(lane)).await;
+            let now = Instant::now();
+            let took = now.saturating_duration_since(started);
             let (status, silent) = match attempt {
                 Ok(Ok(response)) => {
+                    self.latency().observe(address, took, now);
                     self.inner.suspects.clear(address);
                     return Ok(response);
                 }
-                Ok(Err(status)) => (at_node(status, address), false),
-                Err(_) => (no_answer(address, self.inner.options.timeout), true),
+                Ok(Err(status)) => {
+                    self.latency().observe(address, took, now);
+                    (at_node(status, address), false)
+                }
+                Err(_) => {
+                    self.latency().observe(address, took, now);
+                    (no_answer(address, self.inner.options.timeout), true)
+                }
             };
             // The connection failed or the node said nothing: later
             // requests try it last until the ring (fetched again now,

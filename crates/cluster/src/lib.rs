@@ -20,6 +20,7 @@ mod consistency;
 mod error;
 mod ids;
 mod known;
+mod latency;
 mod membership;
 mod merkle;
 mod quorum;
@@ -34,6 +35,7 @@ pub use consistency::ConsistencyLevel;
 pub use error::Error;
 pub use ids::NodeId;
 pub use known::{KnownMembers, KnownMembersError, MemberRecord};
+pub use latency::{LatencyMeans, SLOW_FACTOR, SLOW_MARGIN, slow_ones_last};
 pub use membership::{
     ClusterView, Departure, GossipError, KEY_DEPARTURES, KEY_GRPC_ADDRESS, KEY_INCARNATION,
     KEY_INTERNAL_ADDRESS, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN, KEY_REPLICATION_FACTOR, KEY_STATE,

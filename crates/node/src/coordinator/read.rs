@@ -12,7 +12,6 @@ use strata_cluster::{NodeId, Progress, ReadQuorum, Siblings, Token};
 
 use super::remote::{Target, TargetError};
 use super::{Coordinator, CoordinatorError, Failures, ReadOutcome, enough_up};
-use crate::peer_latency::slow_ones_last;
 use crate::request::{required_acks, validate_key};
 
 type Answer = (NodeId, Result<Siblings, TargetError>);
@@ -58,9 +57,8 @@ impl Coordinator {
         live.sort_by_key(|t| t.id != self.ctx.id);
         // Then the other replicas, a clearly slow one last
         // (`peer_latency.rs`).
-        let now = std::time::Instant::now();
         let remote = usize::from(live.first().is_some_and(|t| t.id == self.ctx.id));
-        if slow_ones_last(&mut live[remote..], |t| self.latency.mean(&t.id, now)) > 0 {
+        if self.latency.slow_ones_last(&mut live[remote..], |t| &t.id) > 0 {
             self.ctx.metrics.read_passed_slow_replica();
         }
         let period = u64::from(settings.read_repair_period);
