@@ -193,6 +193,11 @@ impl ReadQuorum {
         self.inner.acks()
     }
 
+    /// The replicas that answered, in the order they did.
+    pub fn answered_by(&self) -> impl Iterator<Item = &NodeId> {
+        self.answers.iter().map(|(node, _)| node)
+    }
+
     /// Merges the answers received so far.
     #[must_use]
     pub fn resolve(&self) -> ReadResolution {

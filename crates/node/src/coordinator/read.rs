@@ -165,10 +165,32 @@ impl Coordinator {
         let mut repaired = Vec::new();
         if required > 1 && !resolution.stale.is_empty() {
             repaired.clone_from(&resolution.stale);
+            // The merged set must be on R replicas before the answer: those
+            // that answered with it hold it already.
+            let holders = quorum
+                .answered_by()
+                .filter(|id| !resolution.stale.contains(id))
+                .count();
+            let needed = (required as usize).saturating_sub(holders);
+            // Live replicas whose answer is not in: they may take the
+            // merged set in a slow stale replica's stead.
+            let spare: Vec<(NodeId, Target)> = live
+                .iter()
+                .filter(|t| !quorum.answered_by().any(|id| *id == t.id))
+                .filter_map(|t| {
+                    let target = reachable
+                        .get(&t.id)
+                        .cloned()
+                        .or_else(|| Target::resolve(&t.id, &self.ctx, &view).ok())?;
+                    Some((t.id.clone(), target))
+                })
+                .collect();
             self.repair(
                 &key,
                 &resolution.merged,
                 &resolution.stale,
+                spare,
+                needed,
                 &reachable,
                 timeout,
             )
@@ -220,16 +242,78 @@ impl Coordinator {
         usize::from(failed)
     }
 
-    /// Writes `merged` to `stale` replicas and waits for them (bounded).
+    /// Blocking read repair: writes `merged` to the `stale` replicas and
+    /// returns once `needed` replicas took it, so that it is on R replicas
+    /// and later QUORUM reads see it (monotonic reads). When they have not
+    /// after the speculative delay (a replica whose disk is slow answers
+    /// reads at once but writes late), or all failed, `merged` also goes to
+    /// the `spare` replicas (live ones whose answer is not in). Writes still
+    /// running then finish in the background: every stale replica gets the
+    /// repair. Bounded by `timeout`.
+    #[expect(clippy::too_many_arguments, reason = "one call site, all distinct")]
     async fn repair(
         &self,
-        key: &[u8],
+        key: &Bytes,
         merged: &Siblings,
         stale: &[NodeId],
+        spare: Vec<(NodeId, Target)>,
+        needed: usize,
         reachable: &HashMap<NodeId, Target>,
         timeout: Duration,
     ) {
-        repair(key, merged, stale, reachable, timeout).await;
+        let write = |id: &NodeId, target: &Target| -> BoxFuture<'static, bool> {
+            let (id, target, key, merged) =
+                (id.clone(), target.clone(), key.clone(), merged.clone());
+            Box::pin(async move {
+                let written = target.write(&key, &merged, None, timeout).await;
+                if let Err(e) = &written {
+                    tracing::warn!(replica = %id, error = %e, "read repair failed");
+                }
+                written.is_ok()
+            })
+        };
+        let mut writes: FuturesUnordered<BoxFuture<'static, bool>> = stale
+            .iter()
+            .filter_map(|id| Some(write(id, reachable.get(id)?)))
+            .collect();
+        let mut spare = Some(spare);
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        let mut speculate_at = self
+            .ctx
+            .settings
+            .speculative_retry
+            .map(|after| start + after);
+        let mut acks = 0;
+        while acks < needed {
+            if writes.is_empty() {
+                match spare.take() {
+                    Some(more) if !more.is_empty() => {
+                        writes.extend(more.iter().map(|(id, t)| write(id, t)));
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            let until = match speculate_at {
+                Some(at) if spare.is_some() && at < deadline => at,
+                _ => deadline,
+            };
+            match tokio::time::timeout_at(until, writes.next()).await {
+                Ok(Some(took)) => acks += usize::from(took),
+                Ok(None) => {}
+                Err(_) if until < deadline => {
+                    speculate_at = None;
+                    if let Some(more) = spare.take() {
+                        writes.extend(more.iter().map(|(id, t)| write(id, t)));
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if !writes.is_empty() {
+            tokio::spawn(async move { while writes.next().await.is_some() {} });
+        }
         self.ctx.metrics.read_repaired(stale.len());
     }
 }

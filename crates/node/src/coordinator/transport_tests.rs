@@ -551,6 +551,50 @@ async fn reads_ask_a_replica_that_answered_slowly_last() {
     assert_eq!(net.transport.served(&net.ids[other]).0, other_before + 5);
 }
 
+/// A replica whose disk is slow answers reads at once but takes writes
+/// late: a QUORUM read that pairs the coordinator's answer with its stale
+/// one must put the merged set on a second replica before answering. It
+/// does not wait for the slow replica's write: after the speculative delay
+/// the merged set also goes to the replica whose answer is not in, and
+/// the slow replica's repair finishes in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_read_repair_does_not_wait_for_a_replica_slow_to_write() {
+    let knobs = Knobs {
+        read_all: true,
+        speculate: Some(Duration::from_millis(30)),
+        timeout: Some(Duration::from_secs(30)),
+        ..Knobs::default()
+    };
+    let net = build_net(3, 3, &[], &[], knobs);
+    let (behind, other) = (1, 2);
+    net.put(b"k", "v1", ConsistencyLevel::All)
+        .await
+        .expect("all");
+    // Node 1 misses the second write.
+    net.transport.set_link(&net.ids[behind], Link::Down);
+    net.put(b"k", "v2", ConsistencyLevel::Quorum)
+        .await
+        .expect("quorum without node 1");
+    // Node 1 is back with a slow disk; node 2 answers after node 1 does.
+    net.transport
+        .set_link(&net.ids[behind], Link::SlowWrites(Duration::from_secs(20)));
+    net.transport
+        .set_link(&net.ids[other], Link::Delay(Duration::from_millis(300)));
+    let writes_before = net.transport.served(&net.ids[other]).1;
+    let read = net
+        .coordinator
+        .read(b"k".to_vec().into(), Some(ConsistencyLevel::Quorum));
+    // Bounded far below node 1's 20 s write.
+    let read = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the read waited for the slow replica's repair")
+        .expect("quorum read");
+    // Both writes were blind: siblings. Node 1 answered with the first only.
+    assert_eq!(values(&read), [&b"v1"[..], b"v2"]);
+    // The merged set went to node 2 in node 1's stead.
+    assert_eq!(net.transport.served(&net.ids[other]).1, writes_before + 1);
+}
+
 /// The pending-write rule: while node 3 joins and takes over a key from a
 /// current owner, a QUORUM write needs 2 acks among the current owners and
 /// 2 among the future ones; 2 acks of any 4 would let a write acked before

@@ -25,6 +25,8 @@ pub(crate) enum Link {
     Delay(Duration),
     /// The node answers every operation with `UNAVAILABLE`.
     Refuse,
+    /// Reads are served at once, writes after this long (a slow disk).
+    SlowWrites(Duration),
 }
 
 /// One node of the in-memory network.
@@ -119,6 +121,8 @@ impl MemoryTransport {
                 return Err(ReplicaError::Timeout(timeout));
             }
             Link::Delay(delay) => tokio::time::sleep(delay).await,
+            Link::SlowWrites(delay) if write => tokio::time::sleep(delay).await,
+            Link::SlowWrites(_) => {}
         }
         if let Some(node) = self.lock().get_mut(id) {
             if write {
