@@ -125,6 +125,17 @@ fn build_net(nodes: usize, n: u32, down: &[usize], joining: &[usize], knobs: Kno
 }
 
 impl Net {
+    /// The indices of `key`'s replicas other than node 0, in the order a
+    /// read asks them (the ring's, while none is known to be slow).
+    fn remote_replicas(&self, key: &[u8]) -> Vec<usize> {
+        self.view
+            .read_targets(Token::of(key), 3)
+            .iter()
+            .filter(|t| t.id != self.ids[0])
+            .map(|t| self.ids.iter().position(|x| *x == t.id).expect("known"))
+            .collect()
+    }
+
     async fn put(
         &self,
         key: &[u8],
@@ -451,17 +462,8 @@ async fn a_read_asks_one_more_replica_when_one_it_asked_is_silent() {
             .await
             .expect("all");
         // The remote replica a QUORUM read asks first is the slow one.
-        let targets = net.view.read_targets(Token::of(b"k"), 3);
-        let remote = |skip: usize| {
-            let id = &targets
-                .iter()
-                .filter(|t| t.id != net.ids[0])
-                .nth(skip)
-                .expect("remote")
-                .id;
-            net.ids.iter().position(|x| x == id).expect("known")
-        };
-        let (slow, other) = (remote(0), remote(1));
+        let remotes = net.remote_replicas(b"k");
+        let (slow, other) = (remotes[0], remotes[1]);
         net.transport.set_link(&net.ids[slow], Link::Delay(delay));
         let read = net
             .coordinator
@@ -496,12 +498,7 @@ async fn reads_ask_a_replica_that_answered_slowly_last() {
     net.put(b"k", "v", ConsistencyLevel::All)
         .await
         .expect("all");
-    let targets = net.view.read_targets(Token::of(b"k"), 3);
-    let remotes: Vec<usize> = targets
-        .iter()
-        .filter(|t| t.id != net.ids[0])
-        .map(|t| net.ids.iter().position(|x| *x == t.id).expect("known"))
-        .collect();
+    let remotes = net.remote_replicas(b"k");
     let (slow, other) = (remotes[0], remotes[1]);
     net.transport
         .set_link(&net.ids[slow], Link::Delay(Duration::from_millis(200)));
