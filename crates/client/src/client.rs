@@ -555,22 +555,17 @@ impl Client {
             let lane = self.lane(self.link(address)?);
             let started = Instant::now();
             let attempt = tokio::time::timeout(self.inner.options.timeout, call(lane)).await;
+            // Every attempt is a latency sample (one given up: the timeout).
             let now = Instant::now();
-            let took = now.saturating_duration_since(started);
+            self.latency()
+                .observe(address, now.saturating_duration_since(started), now);
             let (status, silent) = match attempt {
                 Ok(Ok(response)) => {
-                    self.latency().observe(address, took, now);
                     self.inner.suspects.clear(address);
                     return Ok(response);
                 }
-                Ok(Err(status)) => {
-                    self.latency().observe(address, took, now);
-                    (at_node(status, address), false)
-                }
-                Err(_) => {
-                    self.latency().observe(address, took, now);
-                    (no_answer(address, self.inner.options.timeout), true)
-                }
+                Ok(Err(status)) => (at_node(status, address), false),
+                Err(_) => (no_answer(address, self.inner.options.timeout), true),
             };
             // The connection failed or the node said nothing: later
             // requests try it last until the ring (fetched again now,

@@ -77,20 +77,23 @@ pub fn load_or_init(data_dir: &Path, given: Option<&str>) -> Result<NodeId, Node
             };
             let id = NodeId::new(given)?;
             fs::create_dir_all(data_dir).map_err(io)?;
-            // Write, fsync, rename, fsync the directory: a crash leaves either
-            // no id file or a complete one.
-            let tmp = data_dir.join(format!("{NODE_ID_FILE}.tmp"));
-            let mut file = fs::File::create(&tmp).map_err(io)?;
-            file.write_all(id.as_str().as_bytes()).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            fs::rename(&tmp, &path).map_err(io)?;
-            fs::File::open(data_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
+            write_durably(data_dir, NODE_ID_FILE, id.as_str()).map_err(io)?;
             Ok(id)
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// Writes `contents` to `<data_dir>/<name>`: write a temporary file,
+/// fsync, rename, fsync the directory, so a crash leaves either the old
+/// file (or none) or the complete new one.
+fn write_durably(data_dir: &Path, name: &str, contents: &str) -> std::io::Result<()> {
+    let tmp = data_dir.join(format!("{name}.tmp"));
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&tmp, data_dir.join(name))?;
+    fs::File::open(data_dir)?.sync_all()
 }
 
 /// File holding the data directory's incarnation.
@@ -133,14 +136,7 @@ pub fn incarnation(data_dir: &Path) -> Result<u64, NodeIdError> {
             .map_or(0, |d| d.as_nanos()),
     );
     let value = hasher.finish().max(1);
-    let tmp = data_dir.join(format!("{INCARNATION_FILE}.tmp"));
-    let mut file = fs::File::create(&tmp).map_err(io)?;
-    std::io::Write::write_all(&mut file, format!("{value:x}\n").as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&tmp, &path).map_err(io)?;
-    fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
+    write_durably(data_dir, INCARNATION_FILE, &format!("{value:x}\n")).map_err(io)?;
     Ok(value)
 }
 
@@ -182,15 +178,7 @@ pub fn generation(data_dir: &Path, now_micros: u64) -> Result<u64, NodeIdError> 
         Err(e) => return Err(io(e)),
     };
     let generation = next_generation(previous, now_micros);
-    let tmp = data_dir.join(format!("{GENERATION_FILE}.tmp"));
-    let mut file = fs::File::create(&tmp).map_err(io)?;
-    file.write_all(format!("{generation}\n").as_bytes())
-        .map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&tmp, &path).map_err(io)?;
-    fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
+    write_durably(data_dir, GENERATION_FILE, &format!("{generation}\n")).map_err(io)?;
     Ok(generation)
 }
 
