@@ -67,7 +67,9 @@ impl MemoryTransport {
         }
     }
 
-    /// Reads and writes that reached `id` so far.
+    /// Reads and writes that reached `id` so far, counted on arrival
+    /// (before a delayed link's delay); a down link or a refusing node
+    /// counts none.
     pub(crate) fn served(&self, id: &NodeId) -> (usize, usize) {
         self.lock().get(id).map_or((0, 0), |n| (n.reads, n.writes))
     }
@@ -88,8 +90,8 @@ impl MemoryTransport {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies the link's behaviour and returns the node's stores, counting
-    /// the operation as served.
+    /// Counts the operation as arrived, applies the link's behaviour and
+    /// returns the node's stores.
     async fn reach(
         &self,
         id: &NodeId,
@@ -97,10 +99,17 @@ impl MemoryTransport {
         timeout: Duration,
     ) -> Result<(Arc<Storage>, Arc<HintStore>), ReplicaError> {
         let (link, storage, hints) = {
-            let nodes = self.lock();
+            let mut nodes = self.lock();
             let node = nodes
-                .get(id)
+                .get_mut(id)
                 .ok_or_else(|| ReplicaError::Unreachable(format!("no node {id}")))?;
+            if !matches!(node.link, Link::Down | Link::Refuse) {
+                if write {
+                    node.writes += 1;
+                } else {
+                    node.reads += 1;
+                }
+            }
             (
                 node.link,
                 Arc::clone(&node.storage),
@@ -123,13 +132,6 @@ impl MemoryTransport {
             Link::Delay(delay) => tokio::time::sleep(delay).await,
             Link::SlowWrites(delay) if write => tokio::time::sleep(delay).await,
             Link::SlowWrites(_) => {}
-        }
-        if let Some(node) = self.lock().get_mut(id) {
-            if write {
-                node.writes += 1;
-            } else {
-                node.reads += 1;
-            }
         }
         Ok((storage, hints))
     }
