@@ -25,4 +25,5 @@ mod restore;
 mod sessions;
 mod slow_node;
 mod tls;
+mod tombstones;
 mod topology;

@@ -7,7 +7,8 @@
 //! `membership` runs gossip and keeps the cluster view; `coordinator` fans
 //! requests out to replicas through `transport`; `hints` holds writes for
 //! down replicas and replays them; `repair` runs Merkle-tree anti-entropy;
-//! `changes` runs joins, decommissions, removals and cleanups.
+//! `changes` runs joins, decommissions, removals and cleanups;
+//! `tombstone_gate` pauses tombstone GC while a member is down.
 
 pub mod admission;
 pub mod arrival;
@@ -48,6 +49,7 @@ mod storage_health;
 mod testing;
 pub mod throttle;
 pub mod tls;
+pub mod tombstone_gate;
 pub mod topology;
 pub mod transport;
 pub mod twin;

@@ -77,6 +77,7 @@ pub struct Metrics {
     accept_failures: Counter,
     members: Gauge,
     members_alive: Gauge,
+    tombstone_gc_paused: Gauge,
     hints: HintMetrics,
     repair: RepairMetrics,
     stream: StreamMetrics,
@@ -202,6 +203,7 @@ impl Metrics {
         let (read_repairs, forwarded, replica_failures) =
             (Counter::default(), Counter::default(), Counter::default());
         let (members, members_alive) = (Gauge::default(), Gauge::default());
+        let tombstone_gc_paused = Gauge::default();
         let retried_writes = Counter::default();
         let waited_for_gossip = Counter::default();
         let speculative_reads = Counter::default();
@@ -299,6 +301,12 @@ impl Metrics {
             "cluster_members_alive",
             "Ring members the failure detector believes alive",
             members_alive.clone(),
+        );
+        registry.register(
+            "tombstone_gc_paused",
+            "1 while compaction keeps expired tombstones because a member is down or has \
+             not been up for the quiet period (tombstone_gate.rs)",
+            tombstone_gc_paused.clone(),
         );
         let hints = HintMetrics::default();
         for (name, help, counter) in [
@@ -512,6 +520,7 @@ impl Metrics {
             accept_failures,
             members,
             members_alive,
+            tombstone_gc_paused,
             hints,
             repair,
             stream,
@@ -637,6 +646,11 @@ impl Metrics {
         self.members.set(i64::try_from(members).unwrap_or(i64::MAX));
         self.members_alive
             .set(i64::try_from(alive).unwrap_or(i64::MAX));
+    }
+
+    /// Sets whether tombstone GC is paused.
+    pub fn set_tombstone_gc_paused(&self, paused: bool) {
+        self.tombstone_gc_paused.set(i64::from(paused));
     }
 
     /// Records one finished request.

@@ -235,6 +235,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
                 wal_recovery: config.wal_recovery.into(),
                 memtable_bytes: config.memtable_bytes,
                 block_cache_bytes: config.block_cache_bytes,
+                tombstone_gc_paused: true,
             },
         )
         .map_err(storage_error)?,
@@ -509,7 +510,14 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let task = tokio::spawn(serve_all(
         Arc::clone(&ctx),
         coordinator,
-        Admins { repairer, changes },
+        Admins {
+            gc_quiet: crate::tombstone_gate::quiet_period(
+                repairer.settings().interval,
+                Duration::from_secs(config.tombstone_grace_secs),
+            ),
+            repairer,
+            changes,
+        },
         membership,
         Listeners {
             grpc: listener,
@@ -534,10 +542,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     })
 }
 
-/// What runs the node's background operations (repairs, topology changes).
+/// What runs the node's background operations (repairs, topology
+/// changes, tombstone GC's gate).
 struct Admins {
     repairer: Arc<Repairer>,
     changes: Arc<Changes>,
+    /// How long every member must have been up before tombstone GC runs.
+    gc_quiet: Duration,
 }
 
 /// Where gossip looks for the cluster: the configured seeds, then every
@@ -676,9 +687,19 @@ async fn serve_all(
         },
         wait(stopped.clone()),
     ));
-    let Admins { repairer, changes } = admins;
+    let Admins {
+        repairer,
+        changes,
+        gc_quiet,
+    } = admins;
     let cleanup_task = tokio::spawn(Arc::clone(&changes).auto_cleanup(wait(stopped.clone())));
     let schedule_task = tokio::spawn(Arc::clone(&repairer).schedule(wait(stopped.clone())));
+    let gate_task = tokio::spawn(crate::tombstone_gate::follow(
+        Arc::clone(&ctx),
+        Arc::clone(ctx.storage.tombstone_gate()),
+        gc_quiet,
+        wait(stopped.clone()),
+    ));
     let served = drain_within(
         DRAIN,
         wait(stopped.clone()),
@@ -704,6 +725,7 @@ async fn serve_all(
     let _ = load_task.await;
     let _ = replay_task.await;
     let _ = schedule_task.await;
+    let _ = gate_task.await;
     let _ = cleanup_task.await;
     membership.shutdown().await;
     let metrics_result = metrics_server.await;

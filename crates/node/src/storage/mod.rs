@@ -26,7 +26,7 @@ pub use codec::{
     clock_to_proto, decode, decode_owned, encode, siblings_from_proto, validate,
     version_from_proto, version_to_proto,
 };
-pub use gc::TombstoneGc;
+pub use gc::{GcGate, TombstoneGc};
 pub use merge::SiblingsMerge;
 
 /// Why a storage operation failed.
@@ -76,6 +76,10 @@ pub struct StoreOptions {
     pub memtable_bytes: usize,
     /// Capacity of the block cache.
     pub block_cache_bytes: u64,
+    /// Whether tombstone GC starts paused ([`Storage::tombstone_gate`]):
+    /// a node's store does, until it knows every member is up; a store on
+    /// its own (tests, tools) does not.
+    pub tombstone_gc_paused: bool,
 }
 
 impl Default for StoreOptions {
@@ -86,6 +90,7 @@ impl Default for StoreOptions {
             wal_recovery: WalRecovery::Strict,
             memtable_bytes: engine.memtable_bytes,
             block_cache_bytes: engine.block_cache_bytes,
+            tombstone_gc_paused: false,
         }
     }
 }
@@ -130,6 +135,7 @@ pub struct Ingested {
 #[derive(Debug)]
 pub struct Storage {
     db: Arc<Db>,
+    gate: Arc<GcGate>,
     queue: Option<tokio::sync::mpsc::Sender<writer::Merge>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -164,6 +170,7 @@ impl Storage {
         durability: Durability,
         store: StoreOptions,
     ) -> Result<Self, StorageError> {
+        let gate = Arc::new(GcGate::new(!store.tombstone_gc_paused));
         let options = Options {
             durability,
             wal_recovery: store.wal_recovery,
@@ -173,6 +180,7 @@ impl Storage {
             max_successive_merges: MAX_MERGE_CHAIN,
             compaction_filter: Some(Arc::new(TombstoneGc {
                 grace: store.tombstone_grace,
+                gate: Arc::clone(&gate),
             })),
             ..Options::default()
         };
@@ -181,6 +189,7 @@ impl Storage {
             writer::spawn(Arc::clone(&db)).map_err(|e| StorageError::Writer(e.to_string()))?;
         Ok(Self {
             db,
+            gate,
             queue: Some(queue),
             writer: Some(writer),
         })
@@ -545,6 +554,12 @@ impl Storage {
         let tables: u64 = stats.levels.iter().map(|l| l.bytes).sum();
         let memtables = stats.memtable_bytes + stats.immutable_memtable_bytes;
         tables + memtables as u64
+    }
+
+    /// Opens and closes tombstone GC (see [`GcGate`]).
+    #[must_use]
+    pub fn tombstone_gate(&self) -> &Arc<GcGate> {
+        &self.gate
     }
 
     /// The engine, for stats and range scans.
@@ -998,5 +1013,52 @@ mod tests {
             store.read(b"old").expect("read").is_empty(),
             "and nothing older resurfaces"
         );
+    }
+
+    /// While the gate is closed (a member is down), compaction keeps even
+    /// the oldest tombstone; once it opens, the next compaction drops it.
+    #[test]
+    fn a_closed_gate_keeps_expired_tombstones_through_compaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Storage::open_with(
+            dir.path(),
+            Durability::SyncEachGroup,
+            StoreOptions {
+                tombstone_grace: std::time::Duration::from_secs(1),
+                tombstone_gc_paused: true,
+                ..StoreOptions::default()
+            },
+        )
+        .expect("open");
+        let mut old = version("n1", 1, VersionVector::new(), "unused");
+        old.value = None;
+        old.timestamp_micros = 1_000_000;
+        let has = |key: &[u8]| {
+            store
+                .entries(TokenRange {
+                    start: Token(0),
+                    end: Token(0),
+                })
+                .expect("scan")
+                .iter()
+                .any(|e| e.key == key)
+        };
+        // Each round writes the tombstone again into a table that overlaps
+        // the older ones, so the compaction merges them through the filter
+        // (a lone table would move down a level unread).
+        let write_and_compact = || {
+            for _ in 0..2 {
+                store
+                    .apply(b"a", &Siblings::from_versions([old.clone()]))
+                    .expect("apply");
+                store.db().flush().expect("flush");
+            }
+            store.db().compact_range(None, None).expect("compact");
+        };
+        write_and_compact();
+        assert!(has(b"a"), "dropped while the gate was closed");
+        store.tombstone_gate().set(true);
+        write_and_compact();
+        assert!(!has(b"a"), "kept after the gate opened");
     }
 }
