@@ -1,8 +1,8 @@
 //! Tombstone GC and a replica that was down: a node down for longer than
 //! the tombstone grace period, while the others deleted a key it holds,
 //! must not bring the key back when it returns (the others keep the
-//! tombstone while it is down), and GC resumes once every member has been
-//! up for the quiet period.
+//! tombstone while it is down), and GC resumes once every member is up
+//! and the scheduled repair has covered every range.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,9 +12,8 @@ use strata_tests::Cluster;
 use strata_tests::cluster::{kv, stored_versions};
 
 /// A 4 s grace; no hints (only anti-entropy and reads could bring the
-/// tombstone to the returning node); scheduled repair every 2 s (a 4 s
-/// quiet period); small memtables, so a few MiB of writes flush and
-/// compact.
+/// tombstone to the returning node); scheduled repair every 2 s; small
+/// memtables, so a few MiB of writes flush and compact.
 const ARGS: &[&str] = &[
     "--replication-factor",
     "3",
@@ -128,8 +127,9 @@ async fn a_node_down_longer_than_the_grace_does_not_bring_a_deleted_key_back() {
         );
     }
 
-    // Every member up for the quiet period (4 s): GC runs again, and the
-    // key stays deleted without its tombstone.
+    // Every member up and node-0's next scheduled repair (of every range
+    // it replicates, this once) done: GC runs again, and the key stays
+    // deleted without its tombstone.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut round = 1;
     while !stored_versions(a, "k").await.is_empty() {

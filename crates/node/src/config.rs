@@ -202,7 +202,9 @@ pub struct NodeConfig {
     pub hint_replay_bytes_per_sec: u64,
 
     /// Seconds between scheduled anti-entropy repairs of this node's
-    /// primary ranges (0: only on demand, `strata repair`).
+    /// primary ranges (of every range it replicates once after a member
+    /// was down: tombstone GC waits for that) (0: only on demand,
+    /// `strata repair`).
     #[arg(
         long,
         env = "STRATA_ANTI_ENTROPY_INTERVAL_SECS",
@@ -222,7 +224,9 @@ pub struct NodeConfig {
 
     /// Seconds a tombstone is kept before compaction may drop it. Must
     /// exceed the anti-entropy interval and the hint window, so every
-    /// replica has the tombstone before any forgets it.
+    /// replica has the tombstone before any forgets it. Tombstones are
+    /// also kept while a member is down, and until this node has repaired
+    /// its ranges after every member is up again.
     #[arg(long, env = "STRATA_TOMBSTONE_GRACE_SECS", default_value_t = 10 * 24 * 3600)]
     pub tombstone_grace_secs: u64,
 

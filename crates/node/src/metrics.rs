@@ -304,8 +304,8 @@ impl Metrics {
         );
         registry.register(
             "tombstone_gc_paused",
-            "1 while compaction keeps expired tombstones because a member is down or has \
-             not been up for the quiet period (tombstone_gate.rs)",
+            "1 while compaction keeps expired tombstones: a member is down, or this node has \
+             not repaired its ranges since every member was up (tombstone_gate.rs)",
             tombstone_gc_paused.clone(),
         );
         let hints = HintMetrics::default();

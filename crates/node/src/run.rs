@@ -510,14 +510,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     let task = tokio::spawn(serve_all(
         Arc::clone(&ctx),
         coordinator,
-        Admins {
-            gc_quiet: crate::tombstone_gate::quiet_period(
-                repairer.settings().interval,
-                Duration::from_secs(config.tombstone_grace_secs),
-            ),
-            repairer,
-            changes,
-        },
+        Admins { repairer, changes },
         membership,
         Listeners {
             grpc: listener,
@@ -542,13 +535,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     })
 }
 
-/// What runs the node's background operations (repairs, topology
-/// changes, tombstone GC's gate).
+/// What runs the node's background operations (repairs, topology changes).
 struct Admins {
     repairer: Arc<Repairer>,
     changes: Arc<Changes>,
-    /// How long every member must have been up before tombstone GC runs.
-    gc_quiet: Duration,
 }
 
 /// Where gossip looks for the cluster: the configured seeds, then every
@@ -687,17 +677,11 @@ async fn serve_all(
         },
         wait(stopped.clone()),
     ));
-    let Admins {
-        repairer,
-        changes,
-        gc_quiet,
-    } = admins;
+    let Admins { repairer, changes } = admins;
     let cleanup_task = tokio::spawn(Arc::clone(&changes).auto_cleanup(wait(stopped.clone())));
     let schedule_task = tokio::spawn(Arc::clone(&repairer).schedule(wait(stopped.clone())));
     let gate_task = tokio::spawn(crate::tombstone_gate::follow(
         Arc::clone(&ctx),
-        Arc::clone(ctx.storage.tombstone_gate()),
-        gc_quiet,
         wait(stopped.clone()),
     ));
     let served = drain_within(

@@ -7,88 +7,107 @@
 //! period, the others forget the tombstone first, and when it returns its
 //! stale value is the only version left: reads return it and repair copies
 //! it back (a deleted key comes back; Cassandra's "zombie" rows, which it
-//! leaves to the operator). So every node closes its GC gate while any
-//! member that holds ranges is down, and opens it again only once every
-//! such member has been up for a quiet period: two anti-entropy intervals
-//! (every range repaired at least once, with the returned member, before
-//! any tombstone it lacks is dropped), or the grace period when scheduled
-//! anti-entropy is off. Tombstones are kept meanwhile (disk, not
-//! correctness). A member gone for good stops counting once it is removed
-//! (`strata removenode`) or decommissioned.
+//! leaves to the operator).
+//!
+//! So every node closes its GC gate while any member that holds ranges is
+//! down, and opens it again only once it has repaired every range it
+//! replicates with every replica, in a repair that started after they
+//! were all up: each tombstone it holds has then reached every replica of
+//! its key (or been superseded there), and every other holder keeps its
+//! copy until its own such repair. The scheduled repair covers every
+//! range, instead of the primary ones, while the gate waits for it
+//! (`Repairer::schedule`); `strata repair` counts too (the only way with
+//! `--anti-entropy-interval-secs 0`). Tombstones are kept meanwhile (disk,
+//! not correctness). A member gone for good stops counting once it is
+//! removed (`strata removenode`) or decommissioned. A node no other
+//! member shares ranges with opens at once.
 //!
 //! The gate starts closed: a node that has just started does not know yet
 //! who is up.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata_cluster::{ClusterView, NodeId, NodeState};
 
+use crate::clock::now_micros;
 use crate::context::Context;
 use crate::storage::GcGate;
 
 /// How often the gate looks at the view.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// How long every member must have been up before tombstones are dropped
-/// again: two anti-entropy intervals, or the grace period without
-/// scheduled anti-entropy.
-#[must_use]
-pub fn quiet_period(anti_entropy_interval: Option<Duration>, grace: Duration) -> Duration {
-    anti_entropy_interval.map_or(grace, |interval| interval.saturating_mul(2))
+/// Members holding (or taking, or handing off) ranges, by id, each with
+/// whether the failure detector believes it up.
+fn holders(view: &ClusterView) -> impl Iterator<Item = (&NodeId, bool)> {
+    view.nodes()
+        .filter(|(_, n)| n.state != NodeState::Left && !n.tokens.is_empty())
+        .map(|(id, n)| (id, n.alive))
 }
 
-/// Members holding (or taking, or handing off) ranges that the failure
-/// detector believes down, by id.
+/// Members holding ranges that are down.
 #[must_use]
 pub fn down_members(view: &ClusterView) -> Vec<NodeId> {
-    view.nodes()
-        .filter(|(_, n)| n.state != NodeState::Left && !n.tokens.is_empty() && !n.alive)
+    holders(view)
+        .filter(|(_, alive)| !alive)
         .map(|(id, _)| id.clone())
         .collect()
 }
 
-/// Whether the gate is open at `now`, every member having been up since
-/// `all_up_since` (`None`: one is down now).
+/// Whether no member other than `me` holds ranges (nobody to have missed
+/// a delete).
 #[must_use]
-pub fn is_open(all_up_since: Option<Instant>, now: Instant, quiet: Duration) -> bool {
-    all_up_since.is_some_and(|since| now.saturating_duration_since(since) >= quiet)
+pub fn alone(view: &ClusterView, me: &NodeId) -> bool {
+    holders(view).all(|(id, _)| id == me)
 }
 
-/// Follows the view until `stop`, opening and closing `gate`.
-pub async fn follow(
-    ctx: Arc<Context>,
-    gate: Arc<GcGate>,
-    quiet: Duration,
-    stop: impl Future<Output = ()>,
-) {
+/// Whether the gate is open: every member up since `all_up_since`, and a
+/// repair of every range this node replicates, reaching every replica,
+/// started at `repaired_from` (wall-clock microseconds).
+#[must_use]
+pub fn is_open(all_up_since: Option<u64>, repaired_from: Option<u64>) -> bool {
+    matches!((all_up_since, repaired_from), (Some(up), Some(repaired)) if repaired >= up)
+}
+
+/// Follows the view until `stop`, opening and closing `ctx`'s store's
+/// gate.
+pub async fn follow(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
+    let gate: Arc<GcGate> = Arc::clone(ctx.storage.tombstone_gate());
     let work = async {
-        let mut all_up_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut said_waiting = false;
         loop {
             tick.tick().await;
-            let now = Instant::now();
-            let down = down_members(&ctx.view());
-            match (down.is_empty(), all_up_since) {
-                (true, None) => all_up_since = Some(now),
-                (false, Some(_)) => {
-                    all_up_since = None;
-                    if gate.is_open() {
-                        let down: Vec<&str> = down.iter().map(NodeId::as_str).collect();
-                        tracing::warn!(
-                            down = %down.join(","),
-                            "tombstone GC paused while members are down: deletes' tombstones \
-                             are kept until every member has been up for {quiet:?} (remove a \
-                             member gone for good with `strata removenode`)"
-                        );
-                    }
-                }
-                _ => {}
+            let view = ctx.view();
+            let down = down_members(&view);
+            let since = if down.is_empty() {
+                gate.all_up_since().or(Some(now_micros()))
+            } else {
+                None
+            };
+            gate.set_all_up_since(since);
+            let open = alone(&view, &ctx.id) || is_open(since, gate.repaired_from());
+            if !open && gate.is_open() {
+                let down: Vec<&str> = down.iter().map(NodeId::as_str).collect();
+                tracing::warn!(
+                    down = %down.join(","),
+                    "tombstone GC paused: deletes' tombstones are kept until every member \
+                     is up and this node has repaired its ranges with them (remove a member \
+                     gone for good with `strata removenode`)"
+                );
             }
-            let open = is_open(all_up_since, now, quiet);
+            if !open && since.is_some() && !said_waiting {
+                tracing::info!(
+                    "every member is up: tombstone GC resumes after the next repair of every \
+                     range this node replicates (the next scheduled repair, or `strata repair`)"
+                );
+            }
+            said_waiting = !open && since.is_some();
             if open && !gate.is_open() {
-                tracing::info!("tombstone GC on: every member has been up for {quiet:?}");
+                tracing::info!(
+                    "tombstone GC on: every member is up and this node's ranges are repaired"
+                );
             }
             gate.set(open);
             ctx.metrics.set_tombstone_gc_paused(!open);
@@ -116,6 +135,10 @@ mod tests {
         peer
     }
 
+    fn id(id: &str) -> NodeId {
+        NodeId::new(id).expect("id")
+    }
+
     #[test]
     fn members_with_ranges_that_are_down_close_the_gate() {
         let view = ClusterView::from_peers([
@@ -132,31 +155,22 @@ mod tests {
             .map(|id| id.as_str().to_owned())
             .collect();
         assert_eq!(ids, ["b", "c", "d"]);
-        let all_up = ClusterView::from_peers([
+        assert!(!alone(&view, &id("a")));
+        let by_itself = ClusterView::from_peers([
             peer("a", NodeState::Normal, true, true),
             peer("e", NodeState::Left, true, false),
+            peer("f", NodeState::Normal, false, true),
         ]);
-        assert!(down_members(&all_up).is_empty());
+        assert!(down_members(&by_itself).is_empty());
+        assert!(alone(&by_itself, &id("a")));
     }
 
     #[test]
-    fn the_gate_opens_a_quiet_period_after_every_member_is_up() {
-        let quiet = Duration::from_secs(10);
-        let since = Instant::now();
-        assert!(!is_open(None, since, quiet), "a member is down");
-        assert!(!is_open(Some(since), since + Duration::from_secs(9), quiet));
-        assert!(is_open(Some(since), since + quiet, quiet));
-        // A clock reading before `since` (never by Instant) stays closed.
-        assert!(!is_open(Some(since + quiet), since, quiet));
-    }
-
-    #[test]
-    fn the_quiet_period_is_two_repair_intervals_or_the_grace() {
-        let grace = Duration::from_secs(864_000);
-        assert_eq!(
-            quiet_period(Some(Duration::from_secs(3600)), grace),
-            Duration::from_secs(7200)
-        );
-        assert_eq!(quiet_period(None, grace), grace);
+    fn the_gate_opens_after_a_full_repair_that_started_once_every_member_was_up() {
+        assert!(!is_open(None, Some(200)), "a member is down");
+        assert!(!is_open(Some(100), None), "no repair yet");
+        assert!(!is_open(Some(100), Some(99)), "repaired before the return");
+        assert!(is_open(Some(100), Some(100)));
+        assert!(is_open(Some(100), Some(150)));
     }
 }

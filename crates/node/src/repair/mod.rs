@@ -159,7 +159,9 @@ impl Repairer {
             .ranges_pending
             .set(i64::try_from(plan.len()).unwrap_or(i64::MAX));
         tracing::info!(id = %operation.id, ranges = plan.len(), primary_only, "repair started");
-        tokio::spawn(Arc::clone(self).run(operation.id.clone(), plan));
+        // Every range this node replicates: what tombstone GC waits for.
+        let full = ranges.is_empty() && !primary_only;
+        tokio::spawn(Arc::clone(self).run(operation.id.clone(), plan, full.then_some(now)));
         Ok(operation)
     }
 
@@ -172,7 +174,11 @@ impl Repairer {
         let work = async {
             loop {
                 tokio::time::sleep(interval).await;
-                if let Err(e) = self.start(&[], true) {
+                // Tombstone GC waits for a repair of every range this
+                // node replicates once every member is up
+                // (`tombstone_gate.rs`); otherwise the primary ones.
+                let primary_only = !self.ctx.storage.tombstone_gate().wants_full_repair();
+                if let Err(e) = self.start(&[], primary_only) {
                     tracing::info!(error = %e, "scheduled repair skipped");
                 }
             }
@@ -183,7 +189,14 @@ impl Repairer {
         }
     }
 
-    async fn run(self: Arc<Self>, id: String, plan: Vec<(TokenRange, Vec<NodeId>)>) {
+    /// Runs `plan`; `full`: it covers every range this node replicates
+    /// and started then (wall-clock microseconds).
+    async fn run(
+        self: Arc<Self>,
+        id: String,
+        plan: Vec<(TokenRange, Vec<NodeId>)>,
+        full: Option<u64>,
+    ) {
         let me = self.ctx.id.clone();
         let storage = Arc::clone(&self.ctx.storage);
         let mut throttle = Throttle::new(self.settings.bytes_per_second);
@@ -282,6 +295,9 @@ impl Repairer {
             if !failed {
                 state.last_completed_micros = finished;
             }
+        }
+        if let (false, Some(started)) = (failed, full) {
+            self.ctx.storage.tombstone_gate().repaired(started);
         }
         self.metrics.ranges_pending.set(0);
         if failed {

@@ -10,23 +10,29 @@
 //! That holds for replicas that are up: one that is down longer than the
 //! grace period gets no repair, and its stale value would come back once
 //! the others forgot the tombstone. So a node's gate closes while any
-//! member is down and opens again only after every member has been up for
-//! a quiet period (`tombstone_gate.rs`).
+//! member is down, and opens again only once this node has repaired every
+//! range it replicates with every replica since they were all up
+//! (`tombstone_gate.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_engine::CompactionFilter;
 
 use super::codec::decode;
 
-/// Whether compaction may drop expired tombstones now. Shared by the
-/// compaction filter (which reads it per key) and whoever follows the
-/// cluster's liveness (which sets it).
+/// Whether compaction may drop expired tombstones now, and what decides
+/// it (`tombstone_gate.rs`): since when every member has been up, and when
+/// the last repair of every range this node replicates started. Shared by
+/// the compaction filter (which reads `is_open` per key), the gate's
+/// follower and the repairer. Times are wall-clock microseconds, 0 for
+/// none.
 #[derive(Debug)]
 pub struct GcGate {
     open: AtomicBool,
+    all_up_since: AtomicU64,
+    repaired_from: AtomicU64,
 }
 
 impl GcGate {
@@ -35,6 +41,8 @@ impl GcGate {
     pub fn new(open: bool) -> Self {
         Self {
             open: AtomicBool::new(open),
+            all_up_since: AtomicU64::new(0),
+            repaired_from: AtomicU64::new(0),
         }
     }
 
@@ -48,6 +56,46 @@ impl GcGate {
     pub fn set(&self, open: bool) {
         self.open.store(open, Ordering::Relaxed);
     }
+
+    /// Since when every member holding ranges has been up (`None`: one is
+    /// down, or it is not known yet).
+    #[must_use]
+    pub fn all_up_since(&self) -> Option<u64> {
+        non_zero(self.all_up_since.load(Ordering::Relaxed))
+    }
+
+    /// Records since when every member has been up.
+    pub fn set_all_up_since(&self, since: Option<u64>) {
+        self.all_up_since
+            .store(since.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// When the newest repair of every range this node replicates that
+    /// reached every replica started.
+    #[must_use]
+    pub fn repaired_from(&self) -> Option<u64> {
+        non_zero(self.repaired_from.load(Ordering::Relaxed))
+    }
+
+    /// Records a repair of every range this node replicates, started at
+    /// `started_micros`, that reached every replica.
+    pub fn repaired(&self, started_micros: u64) {
+        self.repaired_from
+            .fetch_max(started_micros, Ordering::Relaxed);
+    }
+
+    /// Whether a repair of every range (rather than the schedule's primary
+    /// ranges) is what GC waits for: every member is up, and no such
+    /// repair has started since.
+    #[must_use]
+    pub fn wants_full_repair(&self) -> bool {
+        self.all_up_since()
+            .is_some_and(|up| self.repaired_from().is_none_or(|r| r < up))
+    }
+}
+
+fn non_zero(micros: u64) -> Option<u64> {
+    (micros != 0).then_some(micros)
 }
 
 /// Drops all-tombstone sibling sets older than `grace` while `gate` is
@@ -129,5 +177,24 @@ mod tests {
         assert!(!gc.expired(&old_tombstone, now));
         gc.gate.set(true);
         assert!(gc.expired(&old_tombstone, now));
+    }
+
+    #[test]
+    fn a_full_repair_is_wanted_once_every_member_is_up_until_one_starts_after() {
+        let gate = GcGate::new(false);
+        assert!(!gate.wants_full_repair(), "a member is down");
+        gate.set_all_up_since(Some(100));
+        assert!(gate.wants_full_repair());
+        gate.repaired(99);
+        assert!(
+            gate.wants_full_repair(),
+            "started before every member was up"
+        );
+        gate.repaired(100);
+        assert!(!gate.wants_full_repair());
+        gate.repaired(50);
+        assert_eq!(gate.repaired_from(), Some(100), "the newest start stays");
+        gate.set_all_up_since(Some(200));
+        assert!(gate.wants_full_repair(), "a member went down and came back");
     }
 }
