@@ -153,6 +153,46 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
     );
     assert!(status_text.contains("last repair never"), "{status_text}");
 
+    // Tombstone GC: node-2 repaired every range it replicates with every
+    // member up, so it collects tombstones again; the others (no scheduled
+    // repair here) keep them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cluster
+        .process(2)
+        .metric("strata_tombstone_gc_paused")
+        .await
+        != Some(0.0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node-2's tombstone GC still paused after its repair"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster
+            .process(0)
+            .metric("strata_tombstone_gc_paused")
+            .await,
+        Some(1.0)
+    );
+    // `strata status` says which nodes keep their tombstones.
+    let output = Command::new(workspace_binary("strata"))
+        .args(["--endpoint", &c.to_string(), "status"])
+        .output()
+        .expect("run strata status");
+    let status_text = String::from_utf8_lossy(&output.stdout);
+    let mut node = "";
+    let mut paused = Vec::new();
+    for line in status_text.lines() {
+        if !line.starts_with(' ') {
+            node = line.split_whitespace().next().unwrap_or_default();
+        } else if line.contains("tombstone GC paused") {
+            paused.push(node);
+        }
+    }
+    assert_eq!(paused, ["node-0", "node-1"], "{status_text}");
+
     // Progress, status and the busy case.
     let status = admin(c)
         .await

@@ -555,6 +555,12 @@ fn status_lines(status: &v1::ClusterStatus) -> Vec<String> {
                 lines.push(format!("  STORAGE FAILED, writes refused: {}", e.failure));
             }
         }
+        if n.tombstone_gc_paused {
+            lines.push(
+                "  tombstone GC paused: deletes are kept until every member is up and this node has repaired its ranges"
+                    .to_owned(),
+            );
+        }
     }
     lines
 }
@@ -1004,5 +1010,23 @@ mod tests {
             "{}",
             lines[4]
         );
+    }
+
+    #[test]
+    fn status_says_when_tombstone_gc_is_paused() {
+        let node = |id: &str, paused: bool| super::v1::NodeStatus {
+            node_id: id.into(),
+            version: "0.1.0".into(),
+            alive: true,
+            tombstone_gc_paused: paused,
+            ..super::v1::NodeStatus::default()
+        };
+        let lines = super::status_lines(&super::v1::ClusterStatus {
+            nodes: vec![node("n0", false), node("n1", true)],
+            ..super::v1::ClusterStatus::default()
+        });
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with("n0") && lines[1].starts_with("n1"));
+        assert!(lines[2].contains("tombstone GC paused"), "{}", lines[2]);
     }
 }

@@ -11,10 +11,11 @@
 //!
 //! So every node closes its GC gate while any member that holds ranges is
 //! down, and opens it again only once it has repaired every range it
-//! replicates with every replica, in a repair that started after they
-//! were all up: each tombstone it holds has then reached every replica of
-//! its key (or been superseded there), and every other holder keeps its
-//! copy until its own such repair. The scheduled repair covers every
+//! replicates with every replica, in a repair that started after a member
+//! was last seen down (each exchange with a returned member then ran
+//! after its return): each tombstone this node holds has then reached
+//! every replica of its key (or been superseded there), and every other
+//! holder keeps its copy until its own such repair. The scheduled repair covers every
 //! range, instead of the primary ones, while the gate waits for it
 //! (`Repairer::schedule`); `strata repair` counts too (the only way with
 //! `--anti-entropy-interval-secs 0`). Tombstones are kept meanwhile (disk,
@@ -61,12 +62,13 @@ pub fn alone(view: &ClusterView, me: &NodeId) -> bool {
     holders(view).all(|(id, _)| id == me)
 }
 
-/// Whether the gate is open: every member up since `all_up_since`, and a
-/// repair of every range this node replicates, reaching every replica,
-/// started at `repaired_from` (wall-clock microseconds).
+/// Whether the gate is open: every member is up (`all_up`), and a repair
+/// of every range this node replicates, reaching every replica, started
+/// at `repaired_from`, after a member was last seen down at `last_down`
+/// (wall-clock microseconds).
 #[must_use]
-pub fn is_open(all_up_since: Option<u64>, repaired_from: Option<u64>) -> bool {
-    matches!((all_up_since, repaired_from), (Some(up), Some(repaired)) if repaired >= up)
+pub fn is_open(all_up: bool, last_down: u64, repaired_from: Option<u64>) -> bool {
+    all_up && repaired_from.is_some_and(|repaired| repaired >= last_down)
 }
 
 /// Follows the view until `stop`, opening and closing `ctx`'s store's
@@ -81,13 +83,9 @@ pub async fn follow(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
             tick.tick().await;
             let view = ctx.view();
             let down = down_members(&view);
-            let since = if down.is_empty() {
-                gate.all_up_since().or(Some(now_micros()))
-            } else {
-                None
-            };
-            gate.set_all_up_since(since);
-            let open = alone(&view, &ctx.id) || is_open(since, gate.repaired_from());
+            gate.observe(down.is_empty(), now_micros());
+            let open = alone(&view, &ctx.id)
+                || is_open(gate.all_up(), gate.last_down(), gate.repaired_from());
             if !open && gate.is_open() {
                 let down: Vec<&str> = down.iter().map(NodeId::as_str).collect();
                 tracing::warn!(
@@ -97,13 +95,14 @@ pub async fn follow(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
                      gone for good with `strata removenode`)"
                 );
             }
-            if !open && since.is_some() && !said_waiting {
+            let waiting = !open && gate.all_up();
+            if waiting && !said_waiting {
                 tracing::info!(
                     "every member is up: tombstone GC resumes after the next repair of every \
                      range this node replicates (the next scheduled repair, or `strata repair`)"
                 );
             }
-            said_waiting = !open && since.is_some();
+            said_waiting = waiting;
             if open && !gate.is_open() {
                 tracing::info!(
                     "tombstone GC on: every member is up and this node's ranges are repaired"
@@ -166,11 +165,11 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_opens_after_a_full_repair_that_started_once_every_member_was_up() {
-        assert!(!is_open(None, Some(200)), "a member is down");
-        assert!(!is_open(Some(100), None), "no repair yet");
-        assert!(!is_open(Some(100), Some(99)), "repaired before the return");
-        assert!(is_open(Some(100), Some(100)));
-        assert!(is_open(Some(100), Some(150)));
+    fn the_gate_opens_after_a_full_repair_that_started_after_a_member_was_last_down() {
+        assert!(!is_open(false, 100, Some(200)), "a member is down");
+        assert!(!is_open(true, 100, None), "no repair yet");
+        assert!(!is_open(true, 100, Some(99)), "repaired before the return");
+        assert!(is_open(true, 100, Some(100)));
+        assert!(is_open(true, 100, Some(150)));
     }
 }

@@ -96,6 +96,7 @@ impl AdminService {
             }),
             hints_pending: self.ctx.hints.pending().0,
             last_repair_micros: self.repairer.last_completed_micros(),
+            tombstone_gc_paused: !storage.tombstone_gate().is_open(),
         }
     }
 }

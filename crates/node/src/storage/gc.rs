@@ -11,8 +11,8 @@
 //! grace period gets no repair, and its stale value would come back once
 //! the others forgot the tombstone. So a node's gate closes while any
 //! member is down, and opens again only once this node has repaired every
-//! range it replicates with every replica since they were all up
-//! (`tombstone_gate.rs`).
+//! range it replicates with every replica, in a repair that started after
+//! a member was last seen down (`tombstone_gate.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,25 +23,29 @@ use strata_engine::CompactionFilter;
 use super::codec::decode;
 
 /// Whether compaction may drop expired tombstones now, and what decides
-/// it (`tombstone_gate.rs`): since when every member has been up, and when
-/// the last repair of every range this node replicates started. Shared by
-/// the compaction filter (which reads `is_open` per key), the gate's
-/// follower and the repairer. Times are wall-clock microseconds, 0 for
-/// none.
+/// it (`tombstone_gate.rs`): whether every member is up, when one was last
+/// seen down, and when the last repair of every range this node
+/// replicates started. Shared by the compaction filter (which reads
+/// `is_open` per key), the gate's follower and the repairer. Times are
+/// wall-clock microseconds.
 #[derive(Debug)]
 pub struct GcGate {
     open: AtomicBool,
-    all_up_since: AtomicU64,
+    all_up: AtomicBool,
+    last_down: AtomicU64,
     repaired_from: AtomicU64,
 }
 
 impl GcGate {
-    /// A gate that starts open or closed.
+    /// A gate that starts open or closed. Until told otherwise it takes
+    /// every member as down until now (a process that has just started
+    /// knows nothing of the others).
     #[must_use]
     pub fn new(open: bool) -> Self {
         Self {
             open: AtomicBool::new(open),
-            all_up_since: AtomicU64::new(0),
+            all_up: AtomicBool::new(false),
+            last_down: AtomicU64::new(crate::clock::now_micros()),
             repaired_from: AtomicU64::new(0),
         }
     }
@@ -57,24 +61,33 @@ impl GcGate {
         self.open.store(open, Ordering::Relaxed);
     }
 
-    /// Since when every member holding ranges has been up (`None`: one is
-    /// down, or it is not known yet).
-    #[must_use]
-    pub fn all_up_since(&self) -> Option<u64> {
-        non_zero(self.all_up_since.load(Ordering::Relaxed))
+    /// Records what the view shows at `now_micros`: every member holding
+    /// ranges up, or not.
+    pub fn observe(&self, all_up: bool, now_micros: u64) {
+        if !all_up {
+            self.last_down.fetch_max(now_micros, Ordering::Relaxed);
+        }
+        self.all_up.store(all_up, Ordering::Relaxed);
     }
 
-    /// Records since when every member has been up.
-    pub fn set_all_up_since(&self, since: Option<u64>) {
-        self.all_up_since
-            .store(since.unwrap_or(0), Ordering::Relaxed);
+    /// Whether every member was up when last observed.
+    #[must_use]
+    pub fn all_up(&self) -> bool {
+        self.all_up.load(Ordering::Relaxed)
+    }
+
+    /// When a member was last seen down (or this store opened).
+    #[must_use]
+    pub fn last_down(&self) -> u64 {
+        self.last_down.load(Ordering::Relaxed)
     }
 
     /// When the newest repair of every range this node replicates that
-    /// reached every replica started.
+    /// reached every replica started (`None`: none yet).
     #[must_use]
     pub fn repaired_from(&self) -> Option<u64> {
-        non_zero(self.repaired_from.load(Ordering::Relaxed))
+        let micros = self.repaired_from.load(Ordering::Relaxed);
+        (micros != 0).then_some(micros)
     }
 
     /// Records a repair of every range this node replicates, started at
@@ -86,16 +99,14 @@ impl GcGate {
 
     /// Whether a repair of every range (rather than the schedule's primary
     /// ranges) is what GC waits for: every member is up, and no such
-    /// repair has started since.
+    /// repair has started since one was last seen down.
     #[must_use]
     pub fn wants_full_repair(&self) -> bool {
-        self.all_up_since()
-            .is_some_and(|up| self.repaired_from().is_none_or(|r| r < up))
+        self.all_up()
+            && self
+                .repaired_from()
+                .is_none_or(|repaired| repaired < self.last_down())
     }
-}
-
-fn non_zero(micros: u64) -> Option<u64> {
-    (micros != 0).then_some(micros)
 }
 
 /// Drops all-tombstone sibling sets older than `grace` while `gate` is
@@ -182,19 +193,26 @@ mod tests {
     #[test]
     fn a_full_repair_is_wanted_once_every_member_is_up_until_one_starts_after() {
         let gate = GcGate::new(false);
+        let opened = gate.last_down();
+        assert!(opened > 0, "down until it knows better");
+        assert!(!gate.wants_full_repair(), "not observed yet");
+        gate.observe(false, opened + 100);
         assert!(!gate.wants_full_repair(), "a member is down");
-        gate.set_all_up_since(Some(100));
+        gate.observe(true, opened + 200);
+        assert_eq!(gate.last_down(), opened + 100);
         assert!(gate.wants_full_repair());
-        gate.repaired(99);
-        assert!(
-            gate.wants_full_repair(),
-            "started before every member was up"
-        );
-        gate.repaired(100);
+        gate.repaired(opened + 99);
+        assert!(gate.wants_full_repair(), "started while a member was down");
+        gate.repaired(opened + 100);
         assert!(!gate.wants_full_repair());
-        gate.repaired(50);
-        assert_eq!(gate.repaired_from(), Some(100), "the newest start stays");
-        gate.set_all_up_since(Some(200));
+        gate.repaired(opened);
+        assert_eq!(
+            gate.repaired_from(),
+            Some(opened + 100),
+            "the newest start stays"
+        );
+        gate.observe(false, opened + 300);
+        gate.observe(true, opened + 400);
         assert!(gate.wants_full_repair(), "a member went down and came back");
     }
 }
