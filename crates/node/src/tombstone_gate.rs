@@ -20,8 +20,10 @@
 //! (`Repairer::schedule`); `strata repair` counts too (the only way with
 //! `--anti-entropy-interval-secs 0`). Tombstones are kept meanwhile (disk,
 //! not correctness). A member gone for good stops counting once it is
-//! removed (`strata removenode`) or decommissioned. A node no other
-//! member shares ranges with opens at once.
+//! removed (`strata removenode`) or decommissioned. A node alone in its
+//! cluster waits for a repair too (one with no other replica to reach
+//! completes at once): a node that has just started may not have heard
+//! the others yet.
 //!
 //! The gate starts closed: a node that has just started does not know yet
 //! who is up.
@@ -55,13 +57,6 @@ pub fn down_members(view: &ClusterView) -> Vec<NodeId> {
         .collect()
 }
 
-/// Whether no member other than `me` holds ranges (nobody to have missed
-/// a delete).
-#[must_use]
-pub fn alone(view: &ClusterView, me: &NodeId) -> bool {
-    holders(view).all(|(id, _)| id == me)
-}
-
 /// Whether the gate is open: every member is up (`all_up`), and a repair
 /// of every range this node replicates, reaching every replica, started
 /// at `repaired_from`, after a member was last seen down at `last_down`
@@ -84,8 +79,7 @@ pub async fn follow(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
             let view = ctx.view();
             let down = down_members(&view);
             gate.observe(down.is_empty(), now_micros());
-            let open = alone(&view, &ctx.id)
-                || is_open(gate.all_up(), gate.last_down(), gate.repaired_from());
+            let open = is_open(gate.all_up(), gate.last_down(), gate.repaired_from());
             if !open && gate.is_open() {
                 let down: Vec<&str> = down.iter().map(NodeId::as_str).collect();
                 tracing::warn!(
@@ -134,10 +128,6 @@ mod tests {
         peer
     }
 
-    fn id(id: &str) -> NodeId {
-        NodeId::new(id).expect("id")
-    }
-
     #[test]
     fn members_with_ranges_that_are_down_close_the_gate() {
         let view = ClusterView::from_peers([
@@ -154,14 +144,12 @@ mod tests {
             .map(|id| id.as_str().to_owned())
             .collect();
         assert_eq!(ids, ["b", "c", "d"]);
-        assert!(!alone(&view, &id("a")));
-        let by_itself = ClusterView::from_peers([
+        let all_up = ClusterView::from_peers([
             peer("a", NodeState::Normal, true, true),
             peer("e", NodeState::Left, true, false),
-            peer("f", NodeState::Normal, false, true),
+            peer("f", NodeState::Normal, false, false),
         ]);
-        assert!(down_members(&by_itself).is_empty());
-        assert!(alone(&by_itself, &id("a")));
+        assert!(down_members(&all_up).is_empty());
     }
 
     #[test]
