@@ -628,6 +628,34 @@ pub async fn kv(addr: SocketAddr) -> KvClient<Channel> {
     KvClient::new(channel(addr).await).max_decoding_message_size(64 << 20)
 }
 
+/// Deletes `key` through node `addr` at QUORUM, superseding what a QUORUM
+/// read there finds (as `strata delete` does).
+///
+/// # Panics
+/// When the read or the delete fails.
+pub async fn delete_at_quorum(addr: SocketAddr, key: &[u8]) {
+    let quorum = Some(v1::Consistency::named(v1::ConsistencyLevel::Quorum));
+    let mut client = kv(addr).await;
+    let context = client
+        .get(v1::GetRequest {
+            key: key.to_vec().into(),
+            consistency: quorum,
+        })
+        .await
+        .expect("get before the delete")
+        .into_inner()
+        .context;
+    client
+        .delete(v1::DeleteRequest {
+            key: key.to_vec().into(),
+            context,
+            consistency: quorum,
+            request_id: 0,
+        })
+        .await
+        .expect("delete at QUORUM");
+}
+
 /// The operations one node runs and remembers (`Admin.GetProgress`).
 ///
 /// # Errors

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_proto::v1::{Consistency, ConsistencyLevel, DeleteRequest, GetRequest, PutRequest};
+use strata_proto::v1::{Consistency, ConsistencyLevel, GetRequest, PutRequest};
 use strata_tests::Cluster;
-use strata_tests::cluster::{kv, stored_versions};
+use strata_tests::cluster::{delete_at_quorum, kv, stored_versions};
 use strata_tests::scenario::{ARGS, Clients, endpoints, keys, quorum, report, set, settle};
 use strata_tests::workload::{Endpoints, Workload};
 
@@ -107,26 +107,7 @@ async fn wipe_one_node_and_repair_restores_it_and_deletes_stay() {
             })
             .await
             .expect("put");
-        let context = kv(a)
-            .await
-            .get(GetRequest {
-                key: key.clone().into(),
-                consistency: quorum_level,
-            })
-            .await
-            .expect("get")
-            .into_inner()
-            .context;
-        kv(a)
-            .await
-            .delete(DeleteRequest {
-                key: key.into(),
-                context,
-                consistency: quorum_level,
-                request_id: 0,
-            })
-            .await
-            .expect("delete");
+        delete_at_quorum(a, &key).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 

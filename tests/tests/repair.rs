@@ -7,10 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use strata_proto::v1::{
-    Consistency, ConsistencyLevel, DeleteRequest, GetNodeStatusRequest, GetRequest, OperationKind,
-    PutRequest, RepairRequest,
+    Consistency, ConsistencyLevel, GetNodeStatusRequest, OperationKind, PutRequest, RepairRequest,
 };
-use strata_tests::cluster::{admin, kv, stored_versions};
+use strata_tests::cluster::{admin, delete_at_quorum, kv, stored_versions};
 use strata_tests::{Cluster, workspace_binary};
 use tonic::Code;
 
@@ -84,27 +83,7 @@ async fn repair_restores_missed_writes_and_deletes_and_roots_converge() {
             .expect("put with node-2 down");
     }
     for i in 0..20 {
-        let key = format!("old-{i}").into_bytes();
-        let context = kv(a)
-            .await
-            .get(GetRequest {
-                key: key.clone().into(),
-                consistency: quorum(),
-            })
-            .await
-            .expect("get")
-            .into_inner()
-            .context;
-        kv(a)
-            .await
-            .delete(DeleteRequest {
-                key: key.into(),
-                context,
-                consistency: quorum(),
-                request_id: 0,
-            })
-            .await
-            .expect("delete with node-2 down");
+        delete_at_quorum(a, format!("old-{i}").as_bytes()).await;
     }
     cluster.restart(2).await;
     let c = cluster.addr(2);

@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use strata_proto::v1::{Consistency, ConsistencyLevel, DeleteRequest, GetRequest, PutRequest};
+use strata_proto::v1::{Consistency, ConsistencyLevel, GetRequest, PutRequest};
 use strata_tests::Cluster;
-use strata_tests::cluster::{kv, stored_versions};
+use strata_tests::cluster::{delete_at_quorum, kv, stored_versions};
 
 /// A 4 s grace; no hints (only anti-entropy and reads could bring the
 /// tombstone to the returning node); scheduled repair every 2 s; small
@@ -88,26 +88,7 @@ async fn a_node_down_longer_than_the_grace_does_not_bring_a_deleted_key_back() {
         .expect("put at ALL");
     // Node-2 keeps "v"; the others delete it while it is down.
     cluster.kill(2).await;
-    let context = kv(a)
-        .await
-        .get(GetRequest {
-            key: b"k".to_vec().into(),
-            consistency: level(ConsistencyLevel::Quorum),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .context;
-    kv(a)
-        .await
-        .delete(DeleteRequest {
-            key: b"k".to_vec().into(),
-            context,
-            consistency: level(ConsistencyLevel::Quorum),
-            request_id: 0,
-        })
-        .await
-        .expect("delete at QUORUM");
+    delete_at_quorum(a, b"k").await;
     // Past the grace period, node-0 and node-1 flush and compact the
     // table holding the tombstone: they keep it, node-2 being down.
     tokio::time::sleep(Duration::from_secs(5)).await;
