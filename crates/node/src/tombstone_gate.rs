@@ -15,18 +15,18 @@
 //! was last seen down (each exchange with a returned member then ran
 //! after its return): each tombstone this node holds has then reached
 //! every replica of its key (or been superseded there), and every other
-//! holder keeps its copy until its own such repair. The scheduled repair covers every
-//! range, instead of the primary ones, while the gate waits for it
-//! (`Repairer::schedule`); `strata repair` counts too (the only way with
-//! `--anti-entropy-interval-secs 0`). Tombstones are kept meanwhile (disk,
-//! not correctness). A member gone for good stops counting once it is
-//! removed (`strata removenode`) or decommissioned. A node alone in its
-//! cluster waits for a repair too (one with no other replica to reach
-//! completes at once): a node that has just started may not have heard
-//! the others yet.
+//! holder keeps its copy until its own such repair. The scheduled repair
+//! covers every range, instead of the primary ones, while the gate waits
+//! for it (`Repairer::schedule`); `strata repair` counts too (the only way
+//! with `--anti-entropy-interval-secs 0`). Tombstones are kept meanwhile
+//! (disk, not correctness). A member gone for good stops counting once it
+//! is removed (`strata removenode`) or decommissioned.
 //!
-//! The gate starts closed: a node that has just started does not know yet
-//! who is up.
+//! The gate starts closed, with every member taken as down until the
+//! store opened: a node that has just started does not know yet who is
+//! up, and may not even have heard of the others. A node alone in its
+//! cluster waits for a repair too (with no other replica to reach, it
+//! completes at once).
 
 use std::sync::Arc;
 use std::time::Duration;
