@@ -40,47 +40,30 @@ use crate::storage::GcGate;
 /// How often the gate looks at the view.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// Members holding (or taking, or handing off) ranges, by id, each with
-/// whether the failure detector believes it up.
-fn holders(view: &ClusterView) -> impl Iterator<Item = (&NodeId, bool)> {
-    view.nodes()
-        .filter(|(_, n)| n.state != NodeState::Left && !n.tokens.is_empty())
-        .map(|(id, n)| (id, n.alive))
-}
-
-/// Members holding ranges that are down.
+/// Members holding (or taking, or handing off) ranges that the failure
+/// detector believes down.
 #[must_use]
 pub fn down_members(view: &ClusterView) -> Vec<NodeId> {
-    holders(view)
-        .filter(|(_, alive)| !alive)
+    view.nodes()
+        .filter(|(_, n)| n.state != NodeState::Left && !n.tokens.is_empty() && !n.alive)
         .map(|(id, _)| id.clone())
         .collect()
 }
 
-/// Whether the gate is open: every member is up (`all_up`), and a repair
-/// of every range this node replicates, reaching every replica, started
-/// at `repaired_from`, after a member was last seen down at `last_down`
-/// (wall-clock microseconds).
-#[must_use]
-pub fn is_open(all_up: bool, last_down: u64, repaired_from: Option<u64>) -> bool {
-    all_up && repaired_from.is_some_and(|repaired| repaired >= last_down)
-}
-
-/// Follows the view until `stop`, opening and closing `ctx`'s store's
-/// gate.
+/// Follows the view until `stop`, telling `ctx`'s store's gate whether
+/// every member is up, and saying when GC pauses and resumes.
 pub async fn follow(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
     let gate: Arc<GcGate> = Arc::clone(ctx.storage.tombstone_gate());
     let work = async {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut said_waiting = false;
+        let (mut was_open, mut said_waiting) = (gate.is_open(), false);
         loop {
             tick.tick().await;
-            let view = ctx.view();
-            let down = down_members(&view);
+            let down = down_members(&ctx.view());
             gate.observe(down.is_empty(), now_micros());
-            let open = is_open(gate.all_up(), gate.last_down(), gate.repaired_from());
-            if !open && gate.is_open() {
+            let open = gate.is_open();
+            if !open && was_open {
                 let down: Vec<&str> = down.iter().map(NodeId::as_str).collect();
                 tracing::warn!(
                     down = %down.join(","),
@@ -89,20 +72,19 @@ pub async fn follow(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
                      gone for good with `strata removenode`)"
                 );
             }
-            let waiting = !open && gate.all_up();
+            let waiting = gate.wants_full_repair();
             if waiting && !said_waiting {
                 tracing::info!(
                     "every member is up: tombstone GC resumes after the next repair of every \
                      range this node replicates (the next scheduled repair, or `strata repair`)"
                 );
             }
-            said_waiting = waiting;
-            if open && !gate.is_open() {
+            if open && !was_open {
                 tracing::info!(
                     "tombstone GC on: every member is up and this node's ranges are repaired"
                 );
             }
-            gate.set(open);
+            (was_open, said_waiting) = (open, waiting);
             ctx.metrics.set_tombstone_gc_paused(!open);
         }
     };
@@ -150,14 +132,5 @@ mod tests {
             peer("f", NodeState::Normal, false, false),
         ]);
         assert!(down_members(&all_up).is_empty());
-    }
-
-    #[test]
-    fn the_gate_opens_after_a_full_repair_that_started_after_a_member_was_last_down() {
-        assert!(!is_open(false, 100, Some(200)), "a member is down");
-        assert!(!is_open(true, 100, None), "no repair yet");
-        assert!(!is_open(true, 100, Some(99)), "repaired before the return");
-        assert!(is_open(true, 100, Some(100)));
-        assert!(is_open(true, 100, Some(150)));
     }
 }

@@ -22,28 +22,29 @@ use strata_engine::CompactionFilter;
 
 use super::codec::decode;
 
-/// Whether compaction may drop expired tombstones now, and what decides
+/// Whether compaction may drop expired tombstones now, from what decides
 /// it (`tombstone_gate.rs`): whether every member is up, when one was last
 /// seen down, and when the last repair of every range this node
-/// replicates started. Shared by the compaction filter (which reads
-/// `is_open` per key), the gate's follower and the repairer. Times are
-/// wall-clock microseconds.
+/// replicates started ([`gate_open`]). Shared by the compaction filter
+/// (which asks `is_open` per key), the gate's follower and the repairer.
+/// Times are wall-clock microseconds.
 #[derive(Debug)]
 pub struct GcGate {
-    open: AtomicBool,
+    /// A store on its own (tests, tools): always open.
+    ungated: bool,
     all_up: AtomicBool,
     last_down: AtomicU64,
     repaired_from: AtomicU64,
 }
 
 impl GcGate {
-    /// A gate that starts open or closed. Until told otherwise it takes
-    /// every member as down until now (a process that has just started
-    /// knows nothing of the others).
+    /// A gate for a node's store (`paused`), or one always open. A paused
+    /// gate takes every member as down until now (a process that has just
+    /// started knows nothing of the others).
     #[must_use]
-    pub fn new(open: bool) -> Self {
+    pub fn new(paused: bool) -> Self {
         Self {
-            open: AtomicBool::new(open),
+            ungated: !paused,
             all_up: AtomicBool::new(false),
             last_down: AtomicU64::new(crate::clock::now_micros()),
             repaired_from: AtomicU64::new(0),
@@ -53,12 +54,7 @@ impl GcGate {
     /// Whether expired tombstones may be dropped.
     #[must_use]
     pub fn is_open(&self) -> bool {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Opens or closes the gate; compactions see it from their next key.
-    pub fn set(&self, open: bool) {
-        self.open.store(open, Ordering::Relaxed);
+        self.ungated || gate_open(self.all_up(), self.last_down(), self.repaired_from())
     }
 
     /// Records what the view shows at `now_micros`: every member holding
@@ -102,11 +98,17 @@ impl GcGate {
     /// repair has started since one was last seen down.
     #[must_use]
     pub fn wants_full_repair(&self) -> bool {
-        self.all_up()
-            && self
-                .repaired_from()
-                .is_none_or(|repaired| repaired < self.last_down())
+        self.all_up() && !self.is_open()
     }
+}
+
+/// Whether tombstones may be dropped: every member is up (`all_up`), and
+/// a repair of every range this node replicates, reaching every replica,
+/// started at `repaired_from`, after a member was last seen down at
+/// `last_down` (wall-clock microseconds).
+#[must_use]
+pub fn gate_open(all_up: bool, last_down: u64, repaired_from: Option<u64>) -> bool {
+    all_up && repaired_from.is_some_and(|repaired| repaired >= last_down)
 }
 
 /// Drops all-tombstone sibling sets older than `grace` while `gate` is
@@ -172,6 +174,11 @@ mod tests {
             grace: Duration::from_secs(10),
             gate: Arc::new(GcGate::new(true)),
         };
+        let open = |gate: &GcGate| {
+            gate.observe(true, crate::clock::now_micros());
+            gate.repaired(crate::clock::now_micros());
+        };
+        open(&gc.gate);
         let now = 100_000_000;
         let old_tombstone = encode(&Siblings::from_versions([version(1, None, 1_000)]));
         assert!(gc.expired(&old_tombstone, now));
@@ -184,15 +191,15 @@ mod tests {
         assert!(!gc.expired(&with_live_sibling, now));
         assert!(!gc.expired(b"\\xffgarbage", now));
         // A closed gate keeps even the oldest tombstone.
-        gc.gate.set(false);
+        gc.gate.observe(false, crate::clock::now_micros());
         assert!(!gc.expired(&old_tombstone, now));
-        gc.gate.set(true);
+        open(&gc.gate);
         assert!(gc.expired(&old_tombstone, now));
     }
 
     #[test]
     fn a_full_repair_is_wanted_once_every_member_is_up_until_one_starts_after() {
-        let gate = GcGate::new(false);
+        let gate = GcGate::new(true);
         let opened = gate.last_down();
         assert!(opened > 0, "down until it knows better");
         assert!(!gate.wants_full_repair(), "not observed yet");
@@ -214,5 +221,17 @@ mod tests {
         gate.observe(false, opened + 300);
         gate.observe(true, opened + 400);
         assert!(gate.wants_full_repair(), "a member went down and came back");
+    }
+    #[test]
+    fn the_gate_opens_after_a_full_repair_that_started_after_a_member_was_last_down() {
+        assert!(!gate_open(false, 100, Some(200)), "a member is down");
+        assert!(!gate_open(true, 100, None), "no repair yet");
+        assert!(
+            !gate_open(true, 100, Some(99)),
+            "repaired before the return"
+        );
+        assert!(gate_open(true, 100, Some(100)));
+        assert!(gate_open(true, 100, Some(150)));
+        assert!(GcGate::new(false).is_open(), "a store on its own");
     }
 }

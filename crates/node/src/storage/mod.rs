@@ -26,7 +26,7 @@ pub use codec::{
     clock_to_proto, decode, decode_owned, encode, siblings_from_proto, validate,
     version_from_proto, version_to_proto,
 };
-pub use gc::{GcGate, TombstoneGc};
+pub use gc::{GcGate, TombstoneGc, gate_open};
 pub use merge::SiblingsMerge;
 
 /// Why a storage operation failed.
@@ -170,7 +170,7 @@ impl Storage {
         durability: Durability,
         store: StoreOptions,
     ) -> Result<Self, StorageError> {
-        let gate = Arc::new(GcGate::new(!store.tombstone_gc_paused));
+        let gate = Arc::new(GcGate::new(store.tombstone_gc_paused));
         let options = Options {
             durability,
             wal_recovery: store.wal_recovery,
@@ -556,7 +556,7 @@ impl Storage {
         tables + memtables as u64
     }
 
-    /// Opens and closes tombstone GC (see [`GcGate`]).
+    /// What decides whether tombstone GC runs (see [`GcGate`]).
     #[must_use]
     pub fn tombstone_gate(&self) -> &Arc<GcGate> {
         &self.gate
@@ -1057,7 +1057,9 @@ mod tests {
         };
         write_and_compact();
         assert!(has(b"a"), "dropped while the gate was closed");
-        store.tombstone_gate().set(true);
+        let gate = store.tombstone_gate();
+        gate.observe(true, crate::clock::now_micros());
+        gate.repaired(crate::clock::now_micros());
         write_and_compact();
         assert!(!has(b"a"), "kept after the gate opened");
     }
