@@ -3,8 +3,9 @@
 //! A load phase inserts `--records` records; the run phase draws operations
 //! from the workload's mix for `--ops` operations or `--duration` seconds on
 //! `--threads` concurrent workers. With `--rate`, workers send at fixed
-//! intervals and latency is measured from each operation's *intended* send
-//! time when the worker is late for it, so a stall shows up in the
+//! intervals, staggered so that the sends are evenly spaced (see
+//! [`send_time`]), and latency is measured from each operation's *intended*
+//! send time when the worker is late for it, so a stall shows up in the
 //! percentiles instead of being hidden (coordinated omission); a worker on
 //! schedule counts from when its timer wakes it (see [`pace`]).
 
@@ -213,6 +214,8 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
     let workload = args.workload;
     let loaded = args.records;
     let stopped = Arc::clone(&stop);
+    let threads = args.threads;
+    let start = Instant::now();
     let run = spawn_workers(client, args, "run", move |worker| {
         let (chooser, inserted, budget, stop) = (
             Arc::clone(&chooser),
@@ -224,7 +227,6 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
             let mut stats = PhaseStats::default();
             let (client, tally) = (worker.client, worker.tally);
             let mut rng = Rng::new(0x5eed ^ (worker.index + 1).wrapping_mul(0x9e37_79b9));
-            let start = Instant::now();
             for k in 0u32.. {
                 if deadline.is_some_and(|d| Instant::now() >= d)
                     || stop.load(Ordering::Relaxed)
@@ -233,7 +235,9 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<Report, Err
                     return stats;
                 }
                 let started = match interval {
-                    Some(interval) => pace(start + interval * k).await,
+                    Some(interval) => {
+                        pace(send_time(start, interval, worker.index, threads, k)).await
+                    }
                     None => Instant::now(),
                 };
                 let op = workload.next_op(&mut rng);
@@ -433,6 +437,23 @@ fn process_cpu() -> Option<Duration> {
 /// worker that sleeps until then counts from when it wakes, so that the
 /// timer's own lateness (tokio's timer has millisecond ticks, and it wakes
 /// up to a tick late) is not charged to the server.
+/// When worker `index` of `threads`, each sending every `interval` from
+/// `start`, sends its `k`-th operation: the workers are staggered by
+/// `interval / threads`, so together they send one operation every
+/// `interval / threads`, the requested rate. Without the stagger all of
+/// them would send at the same instants, in bursts of `threads`, and the
+/// percentiles would measure the queueing of each burst (at `--rate 500`
+/// with 32 workers on three nodes: reads p50 1.8 ms against 0.33 ms for
+/// one worker).
+fn send_time(start: Instant, interval: Duration, index: u64, threads: u64, k: u32) -> Instant {
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a fraction of one interval; worker counts are small"
+    )]
+    let stagger = interval.mul_f64(index as f64 / threads.max(1) as f64);
+    start + interval * k + stagger
+}
+
 async fn pace(intended: Instant) -> Instant {
     if Instant::now() >= intended {
         return intended;
@@ -479,6 +500,25 @@ mod tests {
             started > ahead,
             "the sleep ends on a timer tick after the intended time, and the latency counts from there"
         );
+    }
+
+    #[test]
+    fn paced_workers_send_evenly_spaced_not_in_bursts() {
+        let start = Instant::now();
+        let (interval, threads) = (Duration::from_millis(100), 4);
+        let mut sends: Vec<Duration> = (0..3)
+            .flat_map(|k| {
+                (0..threads).map(move |index| send_time(start, interval, index, threads, k) - start)
+            })
+            .collect();
+        sends.sort();
+        let gaps: Vec<Duration> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(sends[0], Duration::ZERO);
+        assert!(
+            gaps.iter().all(|gap| *gap == Duration::from_millis(25)),
+            "one send every interval / threads: {sends:?}"
+        );
+        assert_eq!(send_time(start, interval, 0, 1, 2) - start, interval * 2);
     }
 
     #[test]
