@@ -223,8 +223,9 @@ fn bench_loads_runs_and_reports_reads_that_found_nothing() {
 }
 
 /// A long bench says how it is going while it runs: a progress line on
-/// stderr every `--status-interval` seconds, for each phase; stdout (the
-/// report) stays as it was, and 0 turns the lines off.
+/// stderr every `--status-interval` seconds, for each phase, followed by
+/// the interval's latency; stdout (the report) stays as it was, and 0
+/// turns the lines off.
 #[test]
 fn a_bench_prints_progress_lines_while_it_runs() {
     let (_dir, node) = one_node();
@@ -269,6 +270,32 @@ fn a_bench_prints_progress_lines_while_it_runs() {
             .iter()
             .all(|l| l.contains("over the last 1 s, 0 errors")),
         "{progress:?}"
+    );
+    // Each interval's latency on a line of its own: p50 <= p99 <= max.
+    let latencies: Vec<Vec<u64>> = stderr
+        .lines()
+        .filter(|l| l.starts_with("run ") && l.contains(": latency over the last 1 s: "))
+        .map(|l| {
+            l.rsplit(": ")
+                .next()
+                .unwrap_or_default()
+                .split(", ")
+                .map(|part| {
+                    let number = part.split(' ').nth(1).unwrap_or_default();
+                    number
+                        .replace(',', "")
+                        .parse()
+                        .unwrap_or_else(|_| panic!("no number in {part:?} of {l:?}"))
+                })
+                .collect()
+        })
+        .collect();
+    assert!(latencies.len() >= 3, "a latency line a second: {stderr}");
+    assert!(
+        latencies
+            .iter()
+            .all(|l| l.len() == 3 && 0 < l[0] && l[0] <= l[1] && l[1] <= l[2]),
+        "p50, p99, max: {latencies:?}"
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     for line in stdout.lines() {

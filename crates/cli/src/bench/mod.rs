@@ -76,7 +76,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub(crate) client_threads: u64,
     /// Seconds between progress lines on stderr (operations so far, the
-    /// recent rate, errors); 0: none.
+    /// recent rate, errors, and the recent operations' p50, p99 and
+    /// largest latency); 0: none.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub(crate) status_interval: u64,
 }
@@ -354,8 +355,8 @@ fn finish(
     started: Instant,
     result: Result<(), Error>,
 ) {
-    tally.count(result.is_err());
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    tally.count(result.as_ref().map(|()| micros).map_err(drop));
     let (code, message) = match result {
         Ok(()) => return stats.record(op, micros),
         Err(Error::Status(status)) => (format!("{:?}", status.code()), status.message().to_owned()),
