@@ -431,13 +431,6 @@ fn process_cpu() -> Option<Duration> {
     parse_proc_stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
-/// At a fixed rate, waits for an operation's `intended` send time and
-/// returns when its latency starts counting. A worker already late for it
-/// (its previous operation ran long) counts from `intended`, so that a slow
-/// server's queueing shows in the latencies (no coordinated omission); a
-/// worker that sleeps until then counts from when it wakes, so that the
-/// timer's own lateness (tokio's timer has millisecond ticks, and it wakes
-/// up to a tick late) is not charged to the server.
 /// When worker `index` of `threads`, each sending every `interval` from
 /// `start`, sends its `k`-th operation: the workers are staggered by
 /// `interval / threads`, so together they send one operation every
@@ -455,6 +448,13 @@ fn send_time(start: Instant, interval: Duration, index: u64, threads: u64, k: u3
     start + interval * k + stagger
 }
 
+/// At a fixed rate, waits for an operation's `intended` send time and
+/// returns when its latency starts counting. A worker already late for it
+/// (its previous operation ran long) counts from `intended`, so that a slow
+/// server's queueing shows in the latencies (no coordinated omission); a
+/// worker that sleeps until then counts from when it wakes, so that the
+/// timer's own lateness (tokio's timer has millisecond ticks, and it wakes
+/// up to a tick late) is not charged to the server.
 async fn pace(intended: Instant) -> Instant {
     if Instant::now() >= intended {
         return intended;
