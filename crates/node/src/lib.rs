@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod arrival;
 pub mod auth;
+pub mod background;
 pub mod byte_budget;
 pub mod changes;
 pub mod clock;

@@ -115,7 +115,7 @@ struct Runs {
     /// one (the second interval of a wrapping range, or a peer's disorder).
     runs: Vec<Vec<(Vec<u8>, Bytes)>>,
     bytes: usize,
-    loading: Option<tokio::task::JoinHandle<Result<(), StorageError>>>,
+    loading: Option<crate::background::Running<Result<(), StorageError>>>,
 }
 
 impl Runs {
@@ -160,20 +160,23 @@ impl Runs {
         let runs = std::mem::take(&mut self.runs);
         self.bytes = 0;
         let storage = Arc::clone(storage);
-        self.loading = Some(tokio::task::spawn_blocking(move || {
+        // A background thread (`background.rs`): building and writing a
+        // 16 MiB table is a burst that client requests must not wait
+        // behind.
+        let loading = crate::background::start("strata-load", move || {
             for run in &runs {
                 storage.ingest(run)?;
             }
             Ok(())
-        }));
+        })
+        .map_err(StorageError::from)?;
+        self.loading = Some(loading);
         Ok(())
     }
 
     async fn wait(&mut self) -> Result<(), StreamError> {
         if let Some(loading) = self.loading.take() {
-            loading
-                .await
-                .map_err(|e| StorageError::Writer(format!("loading a streamed run: {e}")))??;
+            loading.wait().await.map_err(StorageError::from)??;
         }
         Ok(())
     }

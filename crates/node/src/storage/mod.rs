@@ -41,6 +41,9 @@ pub enum StorageError {
     /// The writer thread could not be started or has stopped.
     #[error("the store's writer thread is not running: {0}")]
     Writer(String),
+    /// A background thread (a scan or load for streaming) could not run.
+    #[error(transparent)]
+    Background(#[from] crate::background::BackgroundError),
 }
 
 /// What to do about a damaged store, for its failure message: reopening
@@ -355,7 +358,8 @@ impl Storage {
     /// Every readable key of `range` after `start_after`, as batches of
     /// about `limit` encoded bytes, from a blocking scan feeding a
     /// two-batch channel: memory stays bounded and a slow reader slows the
-    /// scan. The scan stops when the receiver is dropped.
+    /// scan. The scan stops when the receiver is dropped. It runs on a
+    /// background thread (`background.rs`): client requests go first.
     /// With `stored_form`, keys go in `KeyVersionsBatch::stored` as stored
     /// (no decoding), otherwise in `entries`.
     #[must_use]
@@ -368,7 +372,8 @@ impl Storage {
     ) -> tokio::sync::mpsc::Receiver<Result<KeyVersionsBatch, StorageError>> {
         let storage = Arc::clone(self);
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        tokio::task::spawn_blocking(move || {
+        let refused = tx.clone();
+        let started = crate::background::spawn("strata-scan", move || {
             let mut batch = KeyVersionsBatch::default();
             let mut bytes = 0;
             let mut receiver_gone = false;
@@ -425,6 +430,11 @@ impl Storage {
             };
             let _ = tx.blocking_send(last);
         });
+        if let Err(e) = started {
+            // The channel is empty: the reader gets the error first.
+            let failed = crate::background::BackgroundError::Spawn(e.to_string());
+            let _ = refused.try_send(Err(failed.into()));
+        }
         rx
     }
 
