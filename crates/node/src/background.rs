@@ -12,11 +12,24 @@
 //! privileges, never raised back, so these are fresh threads rather than
 //! the shared blocking pool's.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::sync::oneshot;
 
 /// The nice level of background threads (0 is the default; 19 the least
 /// CPU).
 const NICE: i32 = 10;
+
+/// Background threads running at once at most, for all the nodes of a
+/// process: far above what streaming needs (four ranges at a time per
+/// change), low enough that peers asking for many range scans at once
+/// cannot make a node start threads without bound. Beyond it, work is
+/// refused ([`BackgroundError::Busy`]) and the stream that wanted it fails
+/// and is retried.
+pub const MAX_THREADS: usize = 64;
+
+/// The threads of [`spawn`] and [`start`].
+static THREADS: Threads = Threads::new(MAX_THREADS);
 
 /// Why background work did not finish.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,30 +37,77 @@ pub enum BackgroundError {
     /// The OS refused a thread (its error).
     #[error("cannot start a background thread: {0}")]
     Spawn(String),
+    /// As many background threads as allowed are running.
+    #[error("{0} background threads are running already; retry later")]
+    Busy(usize),
     /// The work panicked.
     #[error("a background thread panicked")]
     Panicked,
 }
 
+/// Counts running background threads against a limit.
+#[derive(Debug)]
+struct Threads {
+    running: AtomicUsize,
+    max: usize,
+}
+
+/// One running thread's place in [`Threads`], given back when dropped.
+struct Place<'a>(&'a Threads);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Threads {
+    const fn new(max: usize) -> Self {
+        Self {
+            running: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Runs `work` on a new thread named `name` at the background priority.
+    fn spawn(
+        &'static self,
+        name: &str,
+        work: impl FnOnce() + Send + 'static,
+    ) -> Result<(), BackgroundError> {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .map_err(|_| BackgroundError::Busy(self.max))?;
+        let place = Place(self);
+        // On failure the closure, and with it the place, is dropped.
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let _place = place;
+                lower_priority();
+                work();
+            })
+            .map(drop)
+            .map_err(|e| BackgroundError::Spawn(e.to_string()))
+    }
+}
+
 /// Runs `work` on a new thread named `name` at the background priority.
 ///
 /// # Errors
-/// The OS error when the thread cannot be started.
-pub fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            lower_priority();
-            work();
-        })
-        .map(drop)
+/// [`BackgroundError::Busy`] at [`MAX_THREADS`]; [`BackgroundError::Spawn`]
+/// when the OS refuses the thread.
+pub fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Result<(), BackgroundError> {
+    THREADS.spawn(name, work)
 }
 
 /// Starts `work` on a new background thread; its result comes from
 /// [`Running::wait`].
 ///
 /// # Errors
-/// [`BackgroundError::Spawn`] when the thread cannot be started.
+/// As [`spawn`].
 pub fn start<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
@@ -55,8 +115,7 @@ pub fn start<T: Send + 'static>(
     let (tx, rx) = oneshot::channel();
     spawn(name, move || {
         let _ = tx.send(work());
-    })
-    .map_err(|e| BackgroundError::Spawn(e.to_string()))?;
+    })?;
     Ok(Running(rx))
 }
 
@@ -113,6 +172,38 @@ mod tests {
         // At least NICE: a test run that is itself niced further stays so.
         assert!(nice >= NICE, "the background thread is niced: {nice}");
         assert_eq!(own_nice(), before, "the caller's thread is not");
+    }
+
+    #[test]
+    fn threads_beyond_the_limit_are_refused_until_one_ends() {
+        static TWO: Threads = Threads::new(2);
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = std::sync::Arc::new(std::sync::Mutex::new(hold));
+        let (ended_tx, ended) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let (hold, ended_tx) = (std::sync::Arc::clone(&hold), ended_tx.clone());
+            TWO.spawn("strata-test-bg", move || {
+                let _ = hold.lock().expect("hold").recv();
+                let _ = ended_tx.send(());
+            })
+            .expect("under the limit");
+        }
+        assert!(
+            matches!(
+                TWO.spawn("strata-test-bg", || ()),
+                Err(BackgroundError::Busy(2))
+            ),
+            "a third thread is refused"
+        );
+        release.send(()).expect("release one");
+        ended.recv().expect("one ended");
+        // Its place is given back as the thread ends, just after it says so.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while TWO.spawn("strata-test-bg", || ()).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the place came back");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        release.send(()).expect("release the other");
     }
 
     #[tokio::test]

@@ -22,7 +22,8 @@ impl From<RequestError> for Status {
 }
 
 /// Storage failures: unreadable stored data is `DATA_LOSS` (an operator
-/// must look at it); anything else is `INTERNAL`.
+/// must look at it); too many range scans at once `RESOURCE_EXHAUSTED`;
+/// anything else is `INTERNAL`.
 impl From<StorageError> for Status {
     fn from(e: StorageError) -> Self {
         let code = match &e {
@@ -33,6 +34,9 @@ impl From<StorageError> for Status {
             ) => Code::DataLoss,
             StorageError::Engine(strata_engine::Error::WriteTooLarge { .. }) => {
                 Code::InvalidArgument
+            }
+            StorageError::Background(crate::background::BackgroundError::Busy(_)) => {
+                Code::ResourceExhausted
             }
             _ => Code::Internal,
         };
@@ -176,6 +180,8 @@ mod tests {
         assert!(status.message().contains("x.sst"), "{}", status.message());
         let closing = StorageError::Engine(strata_engine::Error::Background("closing".into()));
         assert_eq!(Status::from(closing).code(), Code::Internal);
+        let busy = StorageError::Background(crate::background::BackgroundError::Busy(64));
+        assert_eq!(Status::from(busy).code(), Code::ResourceExhausted);
         let unavailable = Status::from(CoordinatorError::Unavailable {
             acks: 1,
             required: 2,

@@ -432,8 +432,7 @@ impl Storage {
         });
         if let Err(e) = started {
             // The channel is empty: the reader gets the error first.
-            let failed = crate::background::BackgroundError::Spawn(e.to_string());
-            let _ = refused.try_send(Err(failed.into()));
+            let _ = refused.try_send(Err(e.into()));
         }
         rx
     }
