@@ -99,6 +99,13 @@ impl ErrorTally {
     }
 }
 
+/// An empty histogram of latencies in microseconds, up to a minute, with
+/// three significant digits: one phase's per operation, and each progress
+/// interval's (`status.rs`).
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
 /// Latencies and errors of one phase.
 #[derive(Debug, Default)]
 pub(crate) struct PhaseStats {
@@ -120,7 +127,7 @@ impl PhaseStats {
     fn record(&mut self, op: Op, micros: u64) {
         self.latencies
             .entry(op)
-            .or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"))
+            .or_insert_with(latency_histogram)
             .saturating_record(micros);
     }
 

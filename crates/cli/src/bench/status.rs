@@ -26,7 +26,7 @@ impl Default for Tally {
         Self {
             ops: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            recent: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+            recent: Mutex::new(super::latency_histogram()),
         }
     }
 }
