@@ -511,7 +511,7 @@ impl NodeConfig {
     pub fn stream_settings(&self) -> crate::changes::StreamSettings {
         crate::changes::StreamSettings {
             bytes_per_second: self.stream_bytes_per_sec,
-            batch_bytes: 1 << 20,
+            batch_bytes: crate::changes::batch_bytes(self.stream_bytes_per_sec),
             timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)) * 10,
             vnodes: self.vnodes,
             source_patience: std::time::Duration::from_secs(self.rejoin_source_wait_secs),
@@ -558,6 +558,14 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streams_take_their_batch_size_from_the_limit() {
+        let mut c = NodeConfig::defaults().expect("defaults parse");
+        assert_eq!(c.stream_settings().batch_bytes, 128 << 10);
+        c.stream_bytes_per_sec = 0;
+        assert_eq!(c.stream_settings().batch_bytes, 1 << 20);
+    }
 
     #[test]
     fn seeds_are_host_port_pairs() {

@@ -49,7 +49,7 @@ use in_progress::{
     change_anywhere, change_elsewhere, live_change_elsewhere, removal_waits_for, rival,
 };
 
-pub use stream::{Copied, StreamError};
+pub use stream::{Copied, StreamError, batch_bytes};
 
 pub(crate) use rejoin_file::load as load_rejoin;
 
@@ -98,7 +98,7 @@ type Sources = Vec<(NodeId, Source)>;
 pub struct StreamSettings {
     /// Streaming limit in bytes per second (0: unlimited).
     pub bytes_per_second: u64,
-    /// Upper bound on one streamed batch.
+    /// Upper bound on one streamed batch ([`batch_bytes`] of the limit).
     pub batch_bytes: usize,
     /// Deadline of one batch.
     pub timeout: Duration,

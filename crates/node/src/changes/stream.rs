@@ -59,6 +59,31 @@ pub enum StreamError {
 /// Bytes of a sorted run gathered before it is loaded into the local store.
 const RUN_BYTES: usize = 16 << 20;
 
+/// Batches a throttled copy aims to send per second.
+const BATCHES_PER_SECOND: u64 = 256;
+/// Smallest batch size [`batch_bytes`] picks.
+const MIN_BATCH_BYTES: usize = 64 << 10;
+/// Largest, and the size of an unthrottled copy's batches.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The batch size of a copy limited to `bytes_per_second` (0: unlimited):
+/// about [`BATCHES_PER_SECOND`] a second, from 64 KiB to 1 MiB. Each batch
+/// is one burst of work on the runtime's workers at both ends (encoding,
+/// one socket write, decoding, validating), and a client request that
+/// lands behind it waits; under a throttle the same bytes in smaller
+/// batches keep those bursts short (docs/benchmarks.md, "Smaller batches
+/// under a throttle"). Unthrottled, large batches keep per-batch costs
+/// small.
+#[must_use]
+pub fn batch_bytes(bytes_per_second: u64) -> usize {
+    if bytes_per_second == 0 {
+        return MAX_BATCH_BYTES;
+    }
+    usize::try_from(bytes_per_second / BATCHES_PER_SECOND)
+        .unwrap_or(MAX_BATCH_BYTES)
+        .clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES)
+}
+
 /// Copies every key of `range` from `source` to `sink`, reporting each
 /// batch to `progress`; `timeout` bounds each batch, not the whole copy.
 /// Into this node's store, keys travel in their stored form and are loaded
@@ -245,4 +270,19 @@ async fn apply_remote(
         .await
         .map(|_| ())
         .map_err(|s| StreamError::Sink(ReplicaError::from_status(&s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttled_copies_send_small_batches_and_unthrottled_ones_large() {
+        assert_eq!(batch_bytes(0), 1 << 20, "unthrottled");
+        assert_eq!(batch_bytes(32 << 20), 128 << 10, "the default limit");
+        assert_eq!(batch_bytes(1 << 20), 64 << 10, "the smallest batch");
+        assert_eq!(batch_bytes(1), 64 << 10);
+        assert_eq!(batch_bytes(512 << 20), 1 << 20, "the largest batch");
+        assert_eq!(batch_bytes(u64::MAX), 1 << 20);
+    }
 }
