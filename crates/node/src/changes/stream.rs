@@ -67,7 +67,7 @@ const MIN_BATCH_BYTES: usize = 64 << 10;
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// The batch size of a copy limited to `bytes_per_second` (0: unlimited):
-/// about [`BATCHES_PER_SECOND`] a second, from 64 KiB to 1 MiB. Each batch
+/// about 256 batches a second, from 64 KiB to 1 MiB. Each batch
 /// is one burst of work on the runtime's workers at both ends (encoding,
 /// one socket write, decoding, validating), and a client request that
 /// lands behind it waits; under a throttle the same bytes in smaller
