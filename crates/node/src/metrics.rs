@@ -59,6 +59,7 @@ pub struct Metrics {
     stall_seconds_by_cause: Family<CauseLabel, FloatGauge>,
     block_cache_hit_rate: FloatGauge,
     memtable_bytes: Gauge,
+    ingested_bytes: Gauge,
     storage_failed: Gauge,
     read_repairs: Counter,
     forwarded: Counter,
@@ -199,6 +200,7 @@ impl Metrics {
         let stall_seconds_by_cause = Family::<CauseLabel, FloatGauge>::default();
         let block_cache_hit_rate = FloatGauge::default();
         let memtable_bytes = Gauge::default();
+        let ingested_bytes = Gauge::default();
         let storage_failed = Gauge::default();
         let (read_repairs, forwarded, replica_failures) =
             (Counter::default(), Counter::default(), Counter::default());
@@ -474,6 +476,11 @@ impl Metrics {
             memtable_bytes.clone(),
         );
         registry.register(
+            "engine_ingested_bytes",
+            "Table bytes loaded behind the store's data (ranges streamed to this node) since it opened",
+            ingested_bytes.clone(),
+        );
+        registry.register(
             "storage_failed",
             "1 when the store refuses writes (a full disk, an IO error, a damaged table)",
             storage_failed.clone(),
@@ -502,6 +509,7 @@ impl Metrics {
             stall_seconds_by_cause,
             block_cache_hit_rate,
             memtable_bytes,
+            ingested_bytes,
             storage_failed,
             read_repairs,
             forwarded,
@@ -694,6 +702,8 @@ impl Metrics {
         self.block_cache_hit_rate.set(stats.block_cache_hit_rate);
         self.memtable_bytes
             .set(i64::try_from(stats.memtable_bytes).unwrap_or(i64::MAX));
+        self.ingested_bytes
+            .set(i64::try_from(stats.ingested_bytes).unwrap_or(i64::MAX));
         self.storage_failed.set(i64::from(stats.failure.is_some()));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -794,6 +804,7 @@ mod tests {
                 bytes: 4096,
             }],
             write_amplification: 2.5,
+            ingested_bytes: 1 << 20,
             stalls_by_cause: vec![strata_engine::StallTotal {
                 cause: strata_engine::StallCause::TooManyMemtables,
                 count: 4,
@@ -809,6 +820,7 @@ mod tests {
             r#"strata_engine_level_files{level="0"} 3"#,
             r#"strata_engine_level_bytes{level="0"} 4096"#,
             "strata_engine_write_amplification 2.5",
+            "strata_engine_ingested_bytes 1048576",
             r#"strata_engine_stalls{cause="memtables_full"} 4"#,
             r#"strata_engine_stall_cause_seconds{cause="memtables_full"} 1.5"#,
             "strata_hints_stored_total 3",

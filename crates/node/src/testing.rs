@@ -153,3 +153,90 @@ pub(crate) fn member(id: &NodeId, address: &str, state: NodeState, alive: bool) 
         alive,
     }
 }
+
+/// Serves `ctx`'s `Replica` service on a loopback port until the returned
+/// sender is dropped, as a node that predates the methods in `missing`
+/// would (they answer `UNIMPLEMENTED`, as tonic does for a method it
+/// does not know).
+pub(crate) async fn serve_replica(
+    ctx: &Arc<Context>,
+    missing: &'static [&'static str],
+) -> (tonic::transport::Channel, tokio::sync::oneshot::Sender<()>) {
+    use crate::repair::{RepairSettings, Repairer};
+    use crate::services::ReplicaService;
+    use crate::transport::MAX_MESSAGE_BYTES;
+
+    let repairer = Arc::new(Repairer::new(
+        Arc::clone(ctx),
+        RepairSettings {
+            depth: 4,
+            bytes_per_second: 0,
+            interval: None,
+            timeout: Duration::from_secs(1),
+        },
+    ));
+    let (stop_pipes, stopping) = tokio::sync::watch::channel(false);
+    let service = strata_proto::v1::replica_server::ReplicaServer::new(ReplicaService::new(
+        ctx, repairer, stopping,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(tower::layer::layer_fn(move |inner| Missing {
+                inner,
+                missing,
+            }))
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = stopped.await;
+                    let _ = stop_pipes.send(true);
+                },
+            ),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_lazy();
+    (channel, stop)
+}
+
+/// Answers `UNIMPLEMENTED` for the paths in `missing` (`/package.Service/Method`).
+#[derive(Clone)]
+struct Missing<S> {
+    inner: S,
+    missing: &'static [&'static str],
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Missing<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if self.missing.contains(&request.uri().path()) {
+            let response = tonic::Status::unimplemented("").into_http();
+            return Box::pin(async move { Ok(response) });
+        }
+        Box::pin(self.inner.call(request))
+    }
+}

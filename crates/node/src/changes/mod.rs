@@ -24,6 +24,7 @@ mod leave;
 mod progress;
 mod rejoin_file;
 mod remove;
+mod runs;
 mod stream;
 
 use std::collections::{HashMap, VecDeque};
@@ -52,6 +53,7 @@ use in_progress::{
 pub use stream::{Copied, StreamError, batch_bytes};
 
 pub(crate) use rejoin_file::load as load_rejoin;
+pub(crate) use runs::{RunError, Runs};
 
 use futures::StreamExt as _;
 use progress::Progress;

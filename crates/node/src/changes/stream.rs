@@ -1,17 +1,18 @@
 //! Copying one token range from one place to another, throttled: from this
 //! node's store or a peer's `StreamRange`, to this node's store or a peer's
-//! `ApplyBatch`. Applying is a merge, so copying twice, or copying while
-//! coordinators write the same keys, is safe.
+//! `IngestRange` (`ApplyBatch` for a peer that predates it). Loading is a
+//! merge, so copying twice, or copying while coordinators write the same
+//! keys, is safe.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::bytes::Bytes;
-use strata_cluster::{TokenRange, encode_engine_key};
-use strata_proto::v1::{self, KeyVersionsBatch, StreamRangeRequest};
+use strata_cluster::TokenRange;
+use strata_proto::v1::{self, IngestRangeResponse, KeyVersionsBatch, StreamRangeRequest};
 use tonic::transport::Channel;
 
-use crate::storage::{Storage, StorageError, encode, siblings_from_proto, validate};
+use super::runs::{RunError, Runs};
+use crate::storage::{Storage, StorageError};
 use crate::throttle::Throttle;
 use crate::transport::{ReplicaError, replica_client};
 
@@ -29,7 +30,7 @@ pub(crate) enum Source {
 pub(crate) enum Sink {
     /// This node's store.
     Local(Arc<Storage>),
-    /// A peer, through `Replica.ApplyBatch`.
+    /// A peer, through `Replica.IngestRange` (or `Replica.ApplyBatch`).
     Remote(Channel),
 }
 
@@ -56,8 +57,16 @@ pub enum StreamError {
     Storage(#[from] StorageError),
 }
 
-/// Bytes of a sorted run gathered before it is loaded into the local store.
-const RUN_BYTES: usize = 16 << 20;
+impl From<RunError> for StreamError {
+    /// What a range's source sent is unreadable, or this node's store
+    /// failed loading it.
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Bad(why) => Self::Source(ReplicaError::BadReply(why)),
+            RunError::Storage(e) => Self::Storage(e),
+        }
+    }
+}
 
 /// Batches a throttled copy aims to send per second.
 const BATCHES_PER_SECOND: u64 = 256;
@@ -86,9 +95,9 @@ pub fn batch_bytes(bytes_per_second: u64) -> usize {
 
 /// Copies every key of `range` from `source` to `sink`, reporting each
 /// batch to `progress`; `timeout` bounds each batch, not the whole copy.
-/// Into this node's store, keys travel in their stored form and are loaded
-/// as tables (`Storage::ingest`), one run loading while the next arrives;
-/// everything is durable when this returns.
+/// Keys travel in their stored form and are loaded as tables, whether into
+/// this node's store or a peer's (`runs.rs`), unless the peer predates
+/// `IngestRange`; everything is durable at the sink when this returns.
 pub(crate) async fn copy_range(
     range: TokenRange,
     source: &Source,
@@ -99,23 +108,15 @@ pub(crate) async fn copy_range(
     progress: &mut (dyn FnMut(Copied) + Send),
 ) -> Result<Copied, StreamError> {
     let mut total = Copied::default();
-    let stored_form = matches!(sink, Sink::Local(_));
+    let mut target = Target::open(sink, timeout).await?;
+    let stored_form = !matches!(target, Target::Apply(_));
     let mut batches = open(range, source, batch_bytes, stored_form).await?;
-    let mut runs = Runs::default();
     while let Some(batch) = batches.next(timeout).await? {
         let copied = Copied {
             keys: (batch.entries.len() + batch.stored.len()) as u64,
             bytes: prost::Message::encoded_len(&batch) as u64,
         };
-        match sink {
-            Sink::Local(storage) => {
-                runs.add(batch)?;
-                if runs.bytes >= RUN_BYTES {
-                    runs.load(storage).await?;
-                }
-            }
-            Sink::Remote(channel) => apply_remote(batch, channel, timeout).await?,
-        }
+        target.deliver(batch, timeout).await?;
         total.keys += copied.keys;
         total.bytes += copied.bytes;
         progress(copied);
@@ -125,85 +126,154 @@ pub(crate) async fn copy_range(
             .reserve(copied.bytes);
         tokio::time::sleep_until(until).await;
     }
-    if let Sink::Local(storage) = sink {
-        runs.load(storage).await?;
-        runs.wait().await?;
-    }
+    target.finish(timeout).await?;
     Ok(total)
 }
 
-/// Received keys as sorted runs of engine key and stored value, and the
-/// load of the previous runs still in progress.
-#[derive(Default)]
-struct Runs {
-    /// Each run strictly ascending; a key not above the last starts a new
-    /// one (the second interval of a wrapping range, or a peer's disorder).
-    runs: Vec<Vec<(Vec<u8>, Bytes)>>,
-    bytes: usize,
-    loading: Option<crate::background::Running<Result<(), StorageError>>>,
+/// Where a copy's batches go, and how.
+enum Target {
+    /// Into this node's store, as tables.
+    Load(Arc<Storage>, Runs),
+    /// To a peer's `IngestRange`, which loads them as tables.
+    Push(Push),
+    /// To a peer's `ApplyBatch`, one batch at a time through its write
+    /// path: a peer that predates `IngestRange`.
+    Apply(Channel),
 }
 
-impl Runs {
-    /// Validates a received batch and appends it.
-    fn add(&mut self, batch: KeyVersionsBatch) -> Result<(), StreamError> {
-        let bad = |what: String| StreamError::Source(ReplicaError::BadReply(what));
-        for entry in batch.stored {
-            crate::request::validate_key(&entry.key).map_err(|e| bad(e.to_string()))?;
-            validate(&entry.value).map_err(|e| bad(format!("unreadable versions: {e}")))?;
-            self.push(encode_engine_key(&entry.key), entry.value);
-        }
-        // From a node that predates the stored form.
-        for entry in batch.entries {
-            crate::request::validate_key(&entry.key).map_err(|e| bad(e.to_string()))?;
-            let versions = siblings_from_proto(entry.versions)
-                .map_err(|e| bad(format!("unreadable versions: {e}")))?;
-            let value = encode(&versions);
-            self.push(encode_engine_key(&entry.key), value.into());
-        }
-        Ok(())
-    }
-
-    fn push(&mut self, key: Vec<u8>, value: Bytes) {
-        self.bytes += key.len() + value.len();
-        let ascending = self
-            .runs
-            .last()
-            .and_then(|run| run.last())
-            .is_some_and(|(last, _)| *last < key);
-        match self.runs.last_mut() {
-            Some(run) if ascending => run.push((key, value)),
-            _ => self.runs.push(vec![(key, value)]),
-        }
-    }
-
-    /// Waits for the previous load, then starts loading what was gathered.
-    async fn load(&mut self, storage: &Arc<Storage>) -> Result<(), StreamError> {
-        self.wait().await?;
-        if self.runs.is_empty() {
-            return Ok(());
-        }
-        let runs = std::mem::take(&mut self.runs);
-        self.bytes = 0;
-        let storage = Arc::clone(storage);
-        // A background thread (`background.rs`): building and writing a
-        // 16 MiB table is a burst that client requests must not wait
-        // behind.
-        let loading = crate::background::start("strata-load", move || {
-            for run in &runs {
-                storage.ingest(run)?;
+impl Target {
+    async fn open(sink: &Sink, timeout: Duration) -> Result<Self, StreamError> {
+        Ok(match sink {
+            Sink::Local(storage) => Self::Load(Arc::clone(storage), Runs::default()),
+            Sink::Remote(channel) if ingests(channel, timeout).await? => {
+                Self::Push(Push::start(channel))
             }
-            Ok(())
+            Sink::Remote(channel) => {
+                tracing::info!(
+                    "the target predates IngestRange: the range goes through its write path"
+                );
+                Self::Apply(channel.clone())
+            }
         })
-        .map_err(StorageError::from)?;
-        self.loading = Some(loading);
-        Ok(())
     }
 
-    async fn wait(&mut self) -> Result<(), StreamError> {
-        if let Some(loading) = self.loading.take() {
-            loading.wait().await.map_err(StorageError::from)??;
+    async fn deliver(
+        &mut self,
+        batch: KeyVersionsBatch,
+        timeout: Duration,
+    ) -> Result<(), StreamError> {
+        match self {
+            Self::Load(storage, runs) => Ok(runs.add(batch, storage).await?),
+            Self::Push(push) => push.send(batch, timeout).await,
+            Self::Apply(channel) => apply_remote(batch, channel, timeout).await,
         }
-        Ok(())
+    }
+
+    async fn finish(self, timeout: Duration) -> Result<(), StreamError> {
+        match self {
+            Self::Load(storage, runs) => {
+                runs.finish(&storage).await.map(|_| ()).map_err(Into::into)
+            }
+            Self::Push(push) => push.finish(timeout).await,
+            Self::Apply(_) => Ok(()),
+        }
+    }
+}
+
+/// Whether the peer has `IngestRange`: asked with an empty stream, which
+/// it answers at once (a node that predates the call: `UNIMPLEMENTED`).
+async fn ingests(channel: &Channel, timeout: Duration) -> Result<bool, StreamError> {
+    let mut request = tonic::Request::new(tokio_stream::empty::<KeyVersionsBatch>());
+    request.set_timeout(timeout);
+    match replica_client(channel.clone()).ingest_range(request).await {
+        Ok(_) => Ok(true),
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(false),
+        Err(status) => Err(StreamError::Sink(ReplicaError::from_status(&status))),
+    }
+}
+
+/// An `IngestRange` call in progress: batches go into its request stream.
+struct Push {
+    batches: Option<tokio::sync::mpsc::Sender<KeyVersionsBatch>>,
+    /// The call, driven by its own task; aborted (the stream reset, so the
+    /// peer drops what it gathered) if the copy stops before finishing.
+    call: Option<tokio::task::JoinHandle<Result<IngestRangeResponse, tonic::Status>>>,
+}
+
+impl Push {
+    fn start(channel: &Channel) -> Self {
+        // Two batches queued: the peer's flow control, not this queue,
+        // paces the copy.
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let mut client = replica_client(channel.clone());
+        // No deadline on the whole call (a range can take minutes): `send`
+        // bounds each batch and `finish` the answer.
+        let call = tokio::spawn(async move {
+            client
+                .ingest_range(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        Self {
+            batches: Some(tx),
+            call: Some(call),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        batch: KeyVersionsBatch,
+        timeout: Duration,
+    ) -> Result<(), StreamError> {
+        let Some(batches) = &self.batches else {
+            return Err(StreamError::Sink(ReplicaError::StreamClosed(
+                "the ingest stream is closed".into(),
+            )));
+        };
+        match tokio::time::timeout(timeout, batches.send(batch)).await {
+            Ok(Ok(())) => Ok(()),
+            // The call ended before the stream did: its answer says why.
+            Ok(Err(_)) => Err(match self.answer(timeout).await {
+                Err(e) => e,
+                Ok(_) => StreamError::Sink(ReplicaError::BadReply(
+                    "the target answered IngestRange before the range was sent".into(),
+                )),
+            }),
+            Err(_) => Err(StreamError::Sink(ReplicaError::Timeout(timeout))),
+        }
+    }
+
+    /// Ends the stream and waits for the peer to say everything is durable.
+    async fn finish(mut self, timeout: Duration) -> Result<(), StreamError> {
+        self.batches = None;
+        self.answer(timeout).await.map(|_| ())
+    }
+
+    async fn answer(&mut self, timeout: Duration) -> Result<IngestRangeResponse, StreamError> {
+        let Some(mut call) = self.call.take() else {
+            return Err(StreamError::Sink(ReplicaError::StreamClosed(
+                "the ingest call already ended".into(),
+            )));
+        };
+        match tokio::time::timeout(timeout, &mut call).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(status))) => Err(StreamError::Sink(ReplicaError::from_status(&status))),
+            Ok(Err(joined)) => Err(StreamError::Sink(ReplicaError::StreamClosed(
+                joined.to_string(),
+            ))),
+            Err(_) => {
+                call.abort();
+                Err(StreamError::Sink(ReplicaError::Timeout(timeout)))
+            }
+        }
+    }
+}
+
+impl Drop for Push {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.abort();
+        }
     }
 }
 
@@ -274,7 +344,219 @@ async fn apply_remote(
 
 #[cfg(test)]
 mod tests {
+    use strata_cluster::{
+        ClusterView, Dot, NodeId, NodeState, Siblings, Token, Version, VersionVector,
+    };
+    use strata_proto::v1::StoredVersions;
+
     use super::*;
+    use crate::context::Topology;
+    use crate::storage::encode;
+    use crate::testing::{ContextBuilder, member, serve_replica};
+
+    const SECOND: Duration = Duration::from_secs(1);
+    const EVERYTHING: TokenRange = TokenRange {
+        start: Token(0),
+        end: Token(0),
+    };
+
+    fn siblings(value: &str) -> Siblings {
+        siblings_of("strata-9", value)
+    }
+
+    /// One version of `value`, written by `node`.
+    fn siblings_of(node: &str, value: &str) -> Siblings {
+        Siblings::from_versions([Version {
+            dot: Dot {
+                node: NodeId::new(node).expect("id"),
+                counter: 1,
+            },
+            context: VersionVector::new(),
+            value: Some(value.as_bytes().to_vec().into()),
+            timestamp_micros: 1,
+            request_id: 0,
+        }])
+    }
+
+    /// A store holding `keys` keys of 1 KiB values.
+    fn source(dir: &std::path::Path, keys: usize) -> Arc<Storage> {
+        let ctx = ContextBuilder::new(dir).build();
+        for i in 0..keys {
+            let value = format!("{i:01024}");
+            ctx.storage
+                .apply(format!("key-{i}").as_bytes(), &siblings(&value))
+                .expect("write");
+        }
+        Arc::clone(&ctx.storage)
+    }
+
+    /// Copies every key of `from` to the peer at `to`; what was copied.
+    async fn push(from: &Arc<Storage>, to: Channel) -> Result<Copied, StreamError> {
+        let throttle = std::sync::Mutex::new(Throttle::new(0));
+        let mut reported = Copied::default();
+        let copied = copy_range(
+            EVERYTHING,
+            &Source::Local(Arc::clone(from)),
+            &Sink::Remote(to),
+            &throttle,
+            64 << 10,
+            5 * SECOND,
+            &mut |c| {
+                reported.keys += c.keys;
+                reported.bytes += c.bytes;
+            },
+        )
+        .await?;
+        assert_eq!(copied, reported, "every batch is reported once");
+        Ok(copied)
+    }
+
+    fn holds_every_key(from: &Storage, to: &Storage, keys: usize) {
+        for i in 0..keys {
+            let key = format!("key-{i}");
+            assert_eq!(
+                to.read(key.as_bytes()).expect("read"),
+                from.read(key.as_bytes()).expect("read"),
+                "{key}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pushed_range_is_loaded_as_tables_at_the_peer() {
+        let dirs = [
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        ];
+        let keys = 3000;
+        let from = source(dirs[0].path(), keys);
+        let target = ContextBuilder::new(dirs[1].path()).build();
+        // A key the target already has (a coordinator's write during the
+        // change): the pushed versions join it.
+        let own = siblings_of("strata-1", "written at the target");
+        target.storage.apply(b"key-7", &own).expect("write");
+        let written = target.storage.db().stats().user_bytes_written;
+        let (channel, _stop) = serve_replica(&target, &[]).await;
+
+        let copied = push(&from, channel).await.expect("copied");
+        assert_eq!(copied.keys, keys as u64);
+        assert!(copied.bytes > (keys as u64) << 10, "{copied:?}");
+        let stats = target.storage.db().stats();
+        assert!(
+            stats.ingested_bytes > (keys as u64) << 10,
+            "loaded as tables: {} bytes ingested",
+            stats.ingested_bytes
+        );
+        assert_eq!(
+            stats.user_bytes_written, written,
+            "nothing went through the target's write path"
+        );
+        let seven = target.storage.read(b"key-7").expect("read");
+        assert_eq!(seven.versions().len(), 2, "both versions kept: {seven:?}");
+        for i in (0..keys).filter(|&i| i != 7) {
+            let key = format!("key-{i}");
+            assert_eq!(
+                target.storage.read(key.as_bytes()).expect("read"),
+                from.read(key.as_bytes()).expect("read"),
+                "{key}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_predates_ingest_range_gets_the_range_through_apply_batch() {
+        let dirs = [
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        ];
+        let keys = 500;
+        let from = source(dirs[0].path(), keys);
+        let target = ContextBuilder::new(dirs[1].path()).build();
+        let (channel, _stop) = serve_replica(&target, &["/strata.v1.Replica/IngestRange"]).await;
+
+        let copied = push(&from, channel).await.expect("copied");
+        assert_eq!(copied.keys, keys as u64);
+        holds_every_key(&from, &target.storage, keys);
+        let stats = target.storage.db().stats();
+        assert_eq!(stats.ingested_bytes, 0, "merged, not loaded");
+        assert!(stats.user_bytes_written > (keys as u64) << 10);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ingest_range_refuses_unreadable_keys_and_a_node_that_has_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = ContextBuilder::new(dir.path()).build();
+        let (channel, _stop) = serve_replica(&target, &[]).await;
+        let send = |batches: Vec<KeyVersionsBatch>| {
+            let mut client = replica_client(channel.clone());
+            async move { client.ingest_range(tokio_stream::iter(batches)).await }
+        };
+        let good = StoredVersions {
+            key: b"good".to_vec().into(),
+            value: encode(&siblings("v")).into(),
+        };
+        let bad_value = StoredVersions {
+            key: b"bad".to_vec().into(),
+            value: b"\xffnot a sibling set".to_vec().into(),
+        };
+        let empty_key = StoredVersions {
+            key: Vec::new().into(),
+            value: encode(&siblings("v")).into(),
+        };
+        for bad in [bad_value, empty_key] {
+            let batch = KeyVersionsBatch {
+                entries: Vec::new(),
+                stored: vec![good.clone(), bad],
+            };
+            let status = send(vec![batch]).await.expect_err("refused");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+        }
+        assert!(
+            target
+                .storage
+                .read(b"good")
+                .expect("read")
+                .versions()
+                .is_empty(),
+            "nothing of a refused stream is loaded"
+        );
+        let loaded = send(vec![KeyVersionsBatch {
+            entries: Vec::new(),
+            stored: vec![good.clone()],
+        }])
+        .await
+        .expect("a readable key is loaded")
+        .into_inner();
+        assert_eq!((loaded.keys, loaded.ingested), (1, 1));
+        assert_eq!(
+            target.storage.read(b"good").expect("read").versions().len(),
+            1
+        );
+
+        // A node that has left the ring is no replica of anything.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = NodeId::new("strata-0").expect("id");
+        let view = ClusterView::from_peers([member(&me, "memory-0", NodeState::Left, true)]);
+        let left = ContextBuilder::new(dir.path())
+            .topology(Topology::Fixed(Arc::new(view)))
+            .build();
+        let (channel, _stop) = serve_replica(&left, &[]).await;
+        let status = replica_client(channel)
+            .ingest_range(tokio_stream::iter([KeyVersionsBatch {
+                entries: Vec::new(),
+                stored: vec![good],
+            }]))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+        assert!(
+            left.storage
+                .read(b"good")
+                .expect("read")
+                .versions()
+                .is_empty()
+        );
+    }
 
     #[test]
     fn throttled_copies_send_small_batches_and_unthrottled_ones_large() {

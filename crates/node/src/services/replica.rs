@@ -6,8 +6,8 @@ use std::sync::Arc;
 use strata_cluster::{MAX_DEPTH, NodeId, NodeState, Siblings, Token, TokenRange};
 
 use strata_proto::v1::{
-    self, ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, KeyVersions,
-    KeyVersionsBatch, MerkleNodesRequest, MerkleNodesResponse, PipeReply, PipeRequest,
+    self, ApplyBatchResponse, DeliverHintsRequest, DeliverHintsResponse, IngestRangeResponse,
+    KeyVersions, KeyVersionsBatch, MerkleNodesRequest, MerkleNodesResponse, PipeReply, PipeRequest,
     ReplicaReadRequest, ReplicaReadResponse, ReplicaWriteRequest, ReplicaWriteResponse,
     StreamRangeRequest, Version, replica_server::Replica,
 };
@@ -16,6 +16,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::changes::{RunError, Runs};
 use crate::context::{Context, Topology};
 use crate::hints::HintStore;
 use crate::repair::Repairer;
@@ -30,7 +31,14 @@ pub(crate) struct ReplicaService {
     repairer: Arc<Repairer>,
     /// Becomes true when the server stops: open pipes end.
     stopping: watch::Receiver<bool>,
+    /// `IngestRange` calls loading at once (each holds up to two 16 MiB
+    /// runs); more wait for a permit, held back by flow control.
+    ingesting: tokio::sync::Semaphore,
 }
+
+/// `IngestRange` calls that load at once: a change streams 4 ranges at a
+/// time, so one sender never waits; senders beyond that do.
+const INGESTS_AT_ONCE: usize = 8;
 
 impl ReplicaService {
     pub(crate) fn new(
@@ -47,6 +55,7 @@ impl ReplicaService {
             hints: Arc::clone(&ctx.hints),
             repairer,
             stopping,
+            ingesting: tokio::sync::Semaphore::new(INGESTS_AT_ONCE),
         }
     }
 }
@@ -138,6 +147,14 @@ fn refuse_stored(batch: &KeyVersionsBatch) -> Result<(), Status> {
         Err(Status::invalid_argument(
             "ApplyBatch takes keys in `entries`; `stored` is only for StreamRange replies",
         ))
+    }
+}
+
+/// The status an `IngestRange` fails with.
+fn ingest_status(e: RunError) -> Status {
+    match e {
+        RunError::Bad(why) => Status::invalid_argument(why),
+        RunError::Storage(e) => Status::from(e),
     }
 }
 
@@ -268,6 +285,40 @@ impl Replica for ReplicaService {
         refuse_stored(&batch)?;
         let applied = self.ops.apply_all(batch.entries).await?;
         Ok(Response::new(ApplyBatchResponse { applied }))
+    }
+
+    async fn ingest_range(
+        &self,
+        request: Request<Streaming<KeyVersionsBatch>>,
+    ) -> Result<Response<IngestRangeResponse>, Status> {
+        let mut batches = request.into_inner();
+        let mut runs = Runs::default();
+        // Taken with the first batch: an empty stream (a sender asking
+        // whether this node has the call) is answered at once.
+        let mut permit = None;
+        while let Some(batch) = batches.message().await? {
+            if permit.is_none() {
+                permit = Some(
+                    self.ingesting
+                        .acquire()
+                        .await
+                        .map_err(|_| Status::unavailable("the node is stopping"))?,
+                );
+            }
+            self.ops.taking_writes()?;
+            runs.add(batch, &self.ops.storage)
+                .await
+                .map_err(ingest_status)?;
+        }
+        let loaded = runs
+            .finish(&self.ops.storage)
+            .await
+            .map_err(ingest_status)?;
+        drop(permit);
+        Ok(Response::new(IngestRangeResponse {
+            keys: loaded.keys,
+            ingested: loaded.ingested,
+        }))
     }
 
     type PipeStream = ReceiverStream<Result<PipeReply, Status>>;

@@ -361,6 +361,13 @@ pub(crate) mod fake {
             Err(Status::unimplemented("not used"))
         }
 
+        async fn ingest_range(
+            &self,
+            _: Request<Streaming<KeyVersionsBatch>>,
+        ) -> Result<Response<strata_proto::v1::IngestRangeResponse>, Status> {
+            Err(Status::unimplemented("not used"))
+        }
+
         async fn write(
             &self,
             _: Request<ReplicaWriteRequest>,
