@@ -478,8 +478,12 @@ impl Storage {
         }
     }
 
-    /// Merges engine-key/stored-value pairs in batches of about 4 MiB.
-    fn merge_all<'a, K: AsRef<[u8]> + 'a, V: AsRef<[u8]> + 'a>(
+    /// Merges engine-key/stored-value pairs (through the write path) in
+    /// batches of about 4 MiB. Blocking: run it off the async workers.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub(crate) fn merge_all<'a, K: AsRef<[u8]> + 'a, V: AsRef<[u8]> + 'a>(
         &self,
         entries: impl Iterator<Item = &'a (K, V)>,
     ) -> Result<(), StorageError> {
