@@ -126,7 +126,7 @@ pub(crate) async fn copy_range(
             .reserve(copied.bytes);
         tokio::time::sleep_until(until).await;
     }
-    target.finish(timeout).await?;
+    target.finish(total.keys, timeout).await?;
     Ok(total)
 }
 
@@ -169,12 +169,13 @@ impl Target {
         }
     }
 
-    async fn finish(self, timeout: Duration) -> Result<(), StreamError> {
+    /// Waits until everything delivered is durable; `sent` keys were.
+    async fn finish(self, sent: u64, timeout: Duration) -> Result<(), StreamError> {
         match self {
             Self::Load(storage, runs) => {
                 runs.finish(&storage).await.map(|_| ()).map_err(Into::into)
             }
-            Self::Push(push) => push.finish(timeout).await,
+            Self::Push(push) => push.finish(sent, timeout).await,
             Self::Apply(_) => Ok(()),
         }
     }
@@ -243,10 +244,19 @@ impl Push {
         }
     }
 
-    /// Ends the stream and waits for the peer to say everything is durable.
-    async fn finish(mut self, timeout: Duration) -> Result<(), StreamError> {
+    /// Ends the stream and waits for the peer to say everything is
+    /// durable: all `sent` keys, or the copy failed (and is retried).
+    async fn finish(mut self, sent: u64, timeout: Duration) -> Result<(), StreamError> {
         self.batches = None;
-        self.answer(timeout).await.map(|_| ())
+        let answer = self.answer(timeout).await?;
+        if answer.keys == sent {
+            Ok(())
+        } else {
+            Err(StreamError::Sink(ReplicaError::BadReply(format!(
+                "the target loaded {} keys of the {sent} sent",
+                answer.keys
+            ))))
+        }
     }
 
     async fn answer(&mut self, timeout: Duration) -> Result<IngestRangeResponse, StreamError> {
