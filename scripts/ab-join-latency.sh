@@ -27,28 +27,10 @@ cargo build --release -q -p strata-cli --bin strata
 STRATA=target/release/strata
 . scripts/lib.sh
 scratch ab-join-latency
-E=127.0.0.1:7820
+BASE=7820
+E=127.0.0.1:$BASE
 
-start_node() { # binary, index
-  "$1" --node-id "node-$2" --data-dir "$ROOT/node-$2" --listen "127.0.0.1:$((7820 + $2))" \
-    --metrics-listen "127.0.0.1:$((9820 + $2))" --replication-factor 3 --vnodes 64 \
-    --initial-cluster node-0,node-1,node-2 --seeds 127.0.0.1:7820,127.0.0.1:7821,127.0.0.1:7822 \
-    --gossip-interval-ms 200 >"$ROOT/node-$2.out" 2>"$ROOT/node-$2.log" &
-  PIDS+=($!)
-}
-
-# YCSB B at the fixed rate for SECONDS, its summary lines to FILE.
-foreground() { # file, seconds
-  "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values \
-    --skip-load --rate "$RATE" --duration "$2" --threads 32 >"$1" 2>&1
-}
-
-# "reads p50 / p99, updates p50 / p99" of a foreground run.
-summary() { # file
-  awk '$1 == "run" && ($2 == "read" || $2 == "update") {printf "%s %s / %s   ", $2, $5, $7}' "$1"
-}
-
-for i in 0 1 2; do start_node "$OLD" "$i"; done
+for i in 0 1 2; do start_member "$OLD" "$BASE" 3 "$i"; done
 sleep 3
 echo "## loading $RECORDS records of $VALUE bytes ($GIB GiB per replica)"
 "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values \
@@ -60,25 +42,19 @@ for round in $(seq "$ROUNDS"); do
     join=$((join + 1))
     bin=$OLD; [ "$build" = new ] && bin=$NEW
     settle "${PIDS[@]:0:3}"
-    foreground "$ROOT/before" 20
-    start_node "$bin" "$join"
+    ycsb_b_at_rate "$E" "$RECORDS" "$VALUE" "$RATE" 20 >"$ROOT/before" 2>&1
+    start_member "$bin" "$BASE" 3 "$join"
     started=$SECONDS
-    foreground "$ROOT/during" 30 &
+    ycsb_b_at_rate "$E" "$RECORDS" "$VALUE" "$RATE" 30 >"$ROOT/during" 2>&1 &
     load=$!
-    until "$STRATA" -e "$E" progress --node "node-$join" --once 2>/dev/null | grep -q "join.*succeeded"; do
-      sleep 1
-    done
+    wait_change "$E" "node-$join" join
     took=$((SECONDS - started))
     wait "$load" || true
     echo "round $round $build: join $took s"
-    echo "  before: $(summary "$ROOT/before")"
-    echo "  during: $(summary "$ROOT/during")"
+    echo "  before: $(latencies "$ROOT/before")"
+    echo "  during: $(latencies "$ROOT/during")"
     kill "${PIDS[-1]}"
     sleep 5
-    # Retried while a node is still busy with the join's cleanup.
-    for _ in $(seq 60); do
-      "$STRATA" -e "$E" removenode "node-$join" 2>/dev/null | tail -1 && break
-      sleep 2
-    done
+    remove_member "$E" "node-$join"
   done
 done

@@ -25,16 +25,8 @@ cargo build --release -q -p strata-cli --bin strata
 STRATA=target/release/strata
 . scripts/lib.sh
 scratch ab-join
-E=127.0.0.1:7800
-
-start_node() { # binary, index, extra flags...
-  local bin=$1 i=$2; shift 2
-  "$bin" --node-id "node-$i" --data-dir "$ROOT/node-$i" --listen "127.0.0.1:$((7800 + i))" \
-    --metrics-listen 127.0.0.1:0 --replication-factor 3 --vnodes 64 \
-    --initial-cluster node-0,node-1,node-2 --seeds 127.0.0.1:7800,127.0.0.1:7801,127.0.0.1:7802 \
-    --gossip-interval-ms 200 "$@" >"$ROOT/node-$i.out" 2>"$ROOT/node-$i.log" &
-  PIDS+=($!)
-}
+BASE=7800
+E=127.0.0.1:$BASE
 
 stop_all() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -47,19 +39,15 @@ stop_all() {
 printf '%-6s %-40s %8s %12s %8s\n' round binary disk stream_MiB/s share
 for round in $(seq "$ROUNDS"); do
   for bin in "$@"; do
-    for i in 0 1 2; do start_node "$bin" "$i"; done
+    for i in 0 1 2; do start_member "$bin" "$BASE" 3 "$i"; done
     until "$STRATA" -e "$E" bench --workload ping --ops 1 --threads 1 >/dev/null 2>&1; do sleep 0.2; done
     sleep 2
     "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values \
-      --ops 1 --threads 32 >/dev/null
+      --ops 1 --threads 32 >/dev/null 2>&1
     settle "${PIDS[@]:0:3}" >/dev/null
-    disk=$(dd if=/dev/zero of="$ROOT/dd" bs=1M count=1024 oflag=direct conv=fsync 2>&1 | tail -1 |
-      awk '{r=$(NF-1); u=$NF; if (u=="GB/s") r*=1000; if (u=="kB/s") r/=1000; print r}')
-    rm -f "$ROOT/dd"
-    start_node "$bin" 3 --stream-bytes-per-sec 0
-    until "$STRATA" -e "$E" progress --node node-3 --once 2>/dev/null | grep -q "join.*succeeded"; do
-      sleep 0.5
-    done
+    disk=$(disk_mbs 2>/dev/null)
+    start_member "$bin" "$BASE" 3 3 --stream-bytes-per-sec 0
+    wait_change "$E" node-3 join
     rate=$("$STRATA" -e "$E" progress --node node-3 --once | grep join |
       awk '{for (i = 1; i <= NF; i++) if ($(i+1) == "MiB/s" && $(i+2) == "over") {v = $i; gsub(/[(]/, "", v); print v}}')
     printf '%-6s %-40s %8s %12s %7.1f%%\n' "$round" "$bin" "${disk}MB/s" "$rate" \

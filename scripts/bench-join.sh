@@ -22,32 +22,18 @@ STRATA=target/release/strata
 scratch bench-join
 
 echo "## disk sequential write (dd, 1 GiB, O_DIRECT, fsync)"
-DISK=$(dd if=/dev/zero of="$ROOT/dd" bs=1M count=1024 oflag=direct conv=fsync 2>&1 | tail -1)
-rm -f "$ROOT/dd"
-echo "$DISK"
-# dd's last field pair is the rate, e.g. "2.9 GB/s" (decimal units).
-DISK_MBS=$(echo "$DISK" | awk '{r=$(NF-1); u=$NF; if (u=="GB/s") r*=1000; if (u=="kB/s") r/=1000; print r}')
+DISK_MBS=$(disk_mbs)
 
-start_node() { # index, extra flags...
-  local i=$1; shift
-  local port=$((7800 + i))
-  "$NODE" --node-id "node-$i" --data-dir "$ROOT/node-$i" --listen "127.0.0.1:$port" \
-    --metrics-listen "127.0.0.1:$((9800 + i))" --replication-factor 3 --vnodes 64 \
-    --initial-cluster node-0,node-1,node-2 --seeds 127.0.0.1:7800,127.0.0.1:7801,127.0.0.1:7802 \
-    --gossip-interval-ms 200 "$@" >"$ROOT/node-$i.out" 2>"$ROOT/node-$i.log" &
-  PIDS+=($!)
-}
-
-for i in 0 1 2; do start_node "$i"; done
+BASE=7800
+E=127.0.0.1:$BASE
+for i in 0 1 2; do start_member "$NODE" "$BASE" 3 "$i"; done
 sleep 3
-E=127.0.0.1:7800
 echo "## loading $RECORDS records of $VALUE bytes ($GIB GiB per replica)"
 "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values --ops 1 --threads 32 | tail -3
 
 latency() { # label, seconds
   echo "### foreground: $1"
-  "$STRATA" -e "$E" bench --workload b --records "$RECORDS" --value-bytes "$VALUE" --random-values --skip-load \
-    --rate "$RATE" --duration "$2" --threads 32 | grep -E "op|read|update" || true
+  ycsb_b_at_rate "$E" "$RECORDS" "$VALUE" "$RATE" "$2" | grep -E "op|read|update" || true
 }
 
 # Prints the join's progress line and its streaming rate against the disk.
@@ -59,28 +45,18 @@ report() { # index
       v = $i; gsub(/[(]/, "", v); mbs = v * 1.048576; printf "streaming: %.1f MB/s = %.1f%% of the disk'"'"'s %.0f MB/s\n", mbs, 100 * mbs / disk, disk }}'
 }
 
-wait_joined() { # index
-  until "$STRATA" -e "$E" progress --node "node-$1" --once 2>/dev/null | grep -q "join.*succeeded"; do
-    sleep 1
-  done
-}
-
 remove() { # index
-  echo "## removing node-$1 again (SIGKILL + removenode)"
+  echo "## removing node-$1 again (stopped + removenode)"
   kill "${PIDS[$1]}"; sleep 5
-  # Retried while node-0 is busy (a cleanup after the join, say).
-  for _ in $(seq 60); do
-    "$STRATA" -e "$E" removenode "node-$1" 2>/dev/null | tail -1 && break
-    sleep 2
-  done
+  remove_member "$E" "node-$1"
 }
 
 # Streaming capacity: an unthrottled join into an idle cluster.
 settle "${PIDS[@]:0:3}"
 echo "## join of node-3 (unthrottled, no foreground load)"
-start_node 3 --stream-bytes-per-sec 0
+start_member "$NODE" "$BASE" 3 3 --stream-bytes-per-sec 0
 started=$SECONDS
-wait_joined 3
+wait_change "$E" node-3 join
 echo "join took $((SECONDS - started)) s"
 report 3
 remove 3
@@ -90,11 +66,11 @@ join() { # index, label, extra flags...
   settle "${PIDS[@]:0:3}"
   echo "## join of node-$i ($label)"
   latency "before the join" 20
-  start_node "$i" "$@"
+  start_member "$NODE" "$BASE" 3 "$i" "$@"
   local started=$SECONDS
   latency "during the join" 30 &
   local bench=$!
-  wait_joined "$i"
+  wait_change "$E" "node-$i" join
   wait "$bench" || true
   echo "join took $((SECONDS - started)) s"
   report "$i"
