@@ -133,6 +133,21 @@ impl<'a> ContextBuilder<'a> {
     }
 }
 
+/// A sibling set of one version of `value`, written by `node` (its first
+/// write: counter 1, empty context, timestamp 1).
+pub(crate) fn one_version(node: &str, value: &str) -> strata_cluster::Siblings {
+    strata_cluster::Siblings::from_versions([strata_cluster::Version {
+        dot: strata_cluster::Dot {
+            node: NodeId::new(node).expect("id"),
+            counter: 1,
+        },
+        context: strata_cluster::VersionVector::new(),
+        value: Some(value.as_bytes().to_vec().into()),
+        timestamp_micros: 1,
+        request_id: 0,
+    }])
+}
+
 /// A member for a fixed test view: 16 tokens, both addresses `address`
 /// (the in-memory transport resolves members by id).
 pub(crate) fn member(id: &NodeId, address: &str, state: NodeState, alive: bool) -> Peer {

@@ -354,15 +354,13 @@ async fn apply_remote(
 
 #[cfg(test)]
 mod tests {
-    use strata_cluster::{
-        ClusterView, Dot, NodeId, NodeState, Siblings, Token, Version, VersionVector,
-    };
+    use strata_cluster::{ClusterView, NodeId, NodeState, Siblings, Token};
     use strata_proto::v1::StoredVersions;
 
     use super::*;
     use crate::context::Topology;
     use crate::storage::encode;
-    use crate::testing::{ContextBuilder, member, serve_replica};
+    use crate::testing::{ContextBuilder, member, one_version, serve_replica};
 
     const SECOND: Duration = Duration::from_secs(1);
     const EVERYTHING: TokenRange = TokenRange {
@@ -371,21 +369,7 @@ mod tests {
     };
 
     fn siblings(value: &str) -> Siblings {
-        siblings_of("strata-9", value)
-    }
-
-    /// One version of `value`, written by `node`.
-    fn siblings_of(node: &str, value: &str) -> Siblings {
-        Siblings::from_versions([Version {
-            dot: Dot {
-                node: NodeId::new(node).expect("id"),
-                counter: 1,
-            },
-            context: VersionVector::new(),
-            value: Some(value.as_bytes().to_vec().into()),
-            timestamp_micros: 1,
-            request_id: 0,
-        }])
+        one_version("strata-9", value)
     }
 
     /// A store holding `keys` keys of 1 KiB values.
@@ -421,8 +405,9 @@ mod tests {
         Ok(copied)
     }
 
-    fn holds_every_key(from: &Storage, to: &Storage, keys: usize) {
-        for i in 0..keys {
+    /// Asserts that `to` holds what `from` does for the keys numbered `keys`.
+    fn holds(from: &Storage, to: &Storage, keys: impl Iterator<Item = usize>) {
+        for i in keys {
             let key = format!("key-{i}");
             assert_eq!(
                 to.read(key.as_bytes()).expect("read"),
@@ -443,7 +428,7 @@ mod tests {
         let target = ContextBuilder::new(dirs[1].path()).build();
         // A key the target already has (a coordinator's write during the
         // change): the pushed versions join it.
-        let own = siblings_of("strata-1", "written at the target");
+        let own = one_version("strata-1", "written at the target");
         target.storage.apply(b"key-7", &own).expect("write");
         let written = target.storage.db().stats().user_bytes_written;
         let (channel, _stop) = serve_replica(&target, &[]).await;
@@ -463,14 +448,7 @@ mod tests {
         );
         let seven = target.storage.read(b"key-7").expect("read");
         assert_eq!(seven.versions().len(), 2, "both versions kept: {seven:?}");
-        for i in (0..keys).filter(|&i| i != 7) {
-            let key = format!("key-{i}");
-            assert_eq!(
-                target.storage.read(key.as_bytes()).expect("read"),
-                from.read(key.as_bytes()).expect("read"),
-                "{key}"
-            );
-        }
+        holds(&from, &target.storage, (0..keys).filter(|&i| i != 7));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,7 +464,7 @@ mod tests {
 
         let copied = push(&from, channel).await.expect("copied");
         assert_eq!(copied.keys, keys as u64);
-        holds_every_key(&from, &target.storage, keys);
+        holds(&from, &target.storage, 0..keys);
         let stats = target.storage.db().stats();
         assert_eq!(stats.ingested_bytes, 0, "merged, not loaded");
         assert!(stats.user_bytes_written > (keys as u64) << 10);

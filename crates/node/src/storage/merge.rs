@@ -55,23 +55,14 @@ impl MergeOperator for SiblingsMerge {
 
 #[cfg(test)]
 mod tests {
-    use strata_cluster::{Dot, NodeId, Siblings, Version, VersionVector};
 
     use super::*;
     use crate::storage::CodecError;
     use crate::storage::quarantine::quarantine_parts;
+    use crate::testing::one_version;
 
     fn set(node: &str, value: &str) -> Vec<u8> {
-        encode(&Siblings::from_versions([Version {
-            dot: Dot {
-                node: NodeId::new(node).expect("id"),
-                counter: 1,
-            },
-            context: VersionVector::new(),
-            value: Some(value.as_bytes().to_vec().into()),
-            timestamp_micros: 1,
-            request_id: 0,
-        }]))
+        encode(&one_version(node, value))
     }
 
     #[test]
