@@ -28,12 +28,6 @@ scratch ab-join
 BASE=7800
 E=127.0.0.1:$BASE
 
-stop_all() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-  rm -rf "$ROOT"/node-*
-}
 
 
 printf '%-6s %-40s %8s %12s %8s\n' round binary disk stream_MiB/s share
@@ -52,6 +46,6 @@ for round in $(seq "$ROUNDS"); do
       awk '{for (i = 1; i <= NF; i++) if ($(i+1) == "MiB/s" && $(i+2) == "over") {v = $i; gsub(/[(]/, "", v); print v}}')
     printf '%-6s %-40s %8s %12s %7.1f%%\n' "$round" "$bin" "${disk}MB/s" "$rate" \
       "$(awk -v r="$rate" -v d="$disk" 'BEGIN { print 100 * r * 1.048576 / d }')"
-    stop_all
+    stop_members
   done
 done

@@ -35,13 +35,6 @@ scratch ab-leave
 BASE=7840
 E=127.0.0.1:$BASE
 
-stop_all() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-  rm -rf "$ROOT"/node-*
-}
-
 echo "## $RECORDS records of $VALUE bytes ($GIB GiB per replica), 4 nodes, node-3 leaves by $HOW"
 for round in $(seq "$ROUNDS"); do
   for build in old new; do
@@ -60,6 +53,7 @@ for round in $(seq "$ROUNDS"); do
       "$STRATA" -e "$E" decommission --node node-3 2>&1 | tail -1 >"$ROOT/change"
     else
       kill -9 "${PIDS[3]}"
+      wait "${PIDS[3]}" 2>/dev/null || true
       # Retried until the others see node-3 down; follows the removal.
       remove_member "$E" node-3 >"$ROOT/change"
     fi
@@ -70,6 +64,6 @@ for round in $(seq "$ROUNDS"); do
     echo "  $(cat "$ROOT/change")"
     echo "  before: $(latencies "$ROOT/before")"
     echo "  during: $(latencies "$ROOT/during")"
-    stop_all
+    stop_members
   done
 done

@@ -4,11 +4,11 @@
 # removed. `settle PID...` waits for nodes to go idle. `start_dev BINARY
 # NODES PORT` starts a `strata dev` cluster in $ROOT and waits until it
 # serves. For topology-change benchmarks: `start_member` starts one node
-# process, `ycsb_b_at_rate` runs a fixed-rate foreground load and
-# `latencies` reads its percentiles, `wait_change` waits for a join or a
-# decommission to succeed, `remove_member` removes a killed node, and
-# `disk_mbs` measures the disk's sequential write bandwidth. Those that
-# call the CLI use $STRATA.
+# process and `stop_members` stops them all, `ycsb_b_at_rate` runs a
+# fixed-rate foreground load and `latencies` reads its percentiles,
+# `wait_change` waits for a join or a decommission to succeed,
+# `remove_member` removes a killed node, and `disk_mbs` measures the
+# disk's sequential write bandwidth. Those that call the CLI use $STRATA.
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -66,6 +66,15 @@ start_member() { # binary, base_port, founders, index, flags...
     --initial-cluster "$initial" --seeds "$seeds" \
     --gossip-interval-ms 200 "$@" >"$ROOT/node-$i.out" 2>"$ROOT/node-$i.log" &
   PIDS+=($!)
+}
+
+# Stops every process in $PIDS, waits for them and deletes their data
+# directories ($ROOT/node-*): the next round starts a fresh cluster.
+stop_members() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+  rm -rf "$ROOT"/node-*
 }
 
 # YCSB B through ENDPOINT at RATE operations a second (32 workers, evenly

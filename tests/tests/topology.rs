@@ -49,6 +49,20 @@ async fn finished_operation(addr: SocketAddr, kind: OperationKind) -> strata_pro
     }
 }
 
+/// Table bytes nodes 0, 1 and 2 loaded behind their data
+/// (`strata_engine_ingested_bytes`).
+async fn founders_ingested(cluster: &Cluster) -> f64 {
+    let mut bytes = 0.0;
+    for i in 0..3 {
+        bytes += cluster
+            .process(i)
+            .metric("strata_engine_ingested_bytes")
+            .await
+            .expect("metric");
+    }
+    bytes
+}
+
 fn running_addrs(cluster: &Cluster) -> Vec<SocketAddr> {
     cluster.running().iter().map(|(_, a)| *a).collect()
 }
@@ -138,6 +152,15 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
     }
     assert!(deleted > 0.0, "the old owners deleted what they gave away");
 
+    // The founders never joined, so they have loaded no table behind their
+    // data yet; a leaving node's ranges reach them as tables they load
+    // (`Replica.IngestRange`), not through their write path. Of keys they
+    // never held, that is: fresh ones, written to five nodes (the
+    // workload's keys they deleted in cleanups are merged instead, their
+    // tombstones being newer than anything loaded behind them).
+    assert_eq!(founders_ingested(&cluster).await, 0.0, "nothing loaded yet");
+    let fresh = load_at(cluster.addr(0), "fresh", 300, 100, ConsistencyLevel::All).await;
+
     for (leaver, index) in [("node-4", 4), ("node-3", 3)] {
         // Asked through another node, which forwards it.
         let op = admin(cluster.addr(0))
@@ -184,6 +207,21 @@ async fn grow_by_joins_and_shrink_by_decommissions_without_losing_a_write() {
         let before = clients.history.writes().len();
         clients.until_attempted(before, 30).await;
         cluster.crash(index);
+    }
+
+    // node-4's and node-3's ranges went to the founders, as tables.
+    let ingested = founders_ingested(&cluster).await;
+    assert!(
+        ingested > 0.0,
+        "the founders loaded the ranges they gained as tables"
+    );
+    for key in &fresh {
+        for i in 0..3 {
+            assert!(
+                !stored_versions(cluster.addr(i), key).await.is_empty(),
+                "node-{i} lacks {key}"
+            );
+        }
     }
 
     // Three normal nodes with N = 3: none may leave.
