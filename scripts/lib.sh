@@ -55,7 +55,8 @@ start_dev() {
 # Starts BINARY as node-INDEX (N=3, 64 vnodes, 200 ms gossip) on
 # 127.0.0.1:BASE+INDEX, metrics on BASE+2000+INDEX, data in
 # $ROOT/node-INDEX, founders node-0 .. node-(FOUNDERS-1) (the first three
-# are the seeds), with FLAGS added; adds it to $PIDS.
+# are the seeds), with FLAGS added; adds it to $PIDS. Its output and log
+# are appended to $ROOT/node-INDEX.out and .log (a restart keeps the past).
 start_member() { # binary, base_port, founders, index, flags...
   local bin=$1 base=$2 founders=$3 i=$4 initial seeds
   shift 4
@@ -64,7 +65,7 @@ start_member() { # binary, base_port, founders, index, flags...
   "$bin" --node-id "node-$i" --data-dir "$ROOT/node-$i" --listen "127.0.0.1:$((base + i))" \
     --metrics-listen "127.0.0.1:$((base + 2000 + i))" --replication-factor 3 --vnodes 64 \
     --initial-cluster "$initial" --seeds "$seeds" \
-    --gossip-interval-ms 200 "$@" >"$ROOT/node-$i.out" 2>"$ROOT/node-$i.log" &
+    --gossip-interval-ms 200 "$@" >>"$ROOT/node-$i.out" 2>>"$ROOT/node-$i.log" &
   PIDS+=($!)
 }
 
