@@ -476,24 +476,32 @@ async fn joiner_holds(cluster: &Cluster, joiner: &str, index: usize, keys: &[Str
 /// The join operation of the node at `addr` once it is streaming and has
 /// finished at least `ranges` ranges.
 async fn join_progress(addr: SocketAddr, ranges: u64) -> strata_proto::v1::Operation {
+    change_progress(addr, OperationKind::Join, ranges).await
+}
+
+/// The operation of `kind` the node at `addr` runs, once it is streaming
+/// and has finished at least `ranges` ranges.
+async fn change_progress(
+    addr: SocketAddr,
+    kind: OperationKind,
+    ranges: u64,
+) -> strata_proto::v1::Operation {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;
     loop {
         if let Ok(ops) = operations(addr).await {
-            let join = ops
-                .into_iter()
-                .find(|o| o.kind == OperationKind::Join as i32);
-            if let Some(op) = &join
+            let change = ops.into_iter().find(|o| o.kind == kind as i32);
+            if let Some(op) = &change
                 && op.ranges_total > 0
                 && op.ranges_done >= ranges
             {
                 return op.clone();
             }
-            last = join;
+            last = change;
         }
         assert!(
             Instant::now() < deadline,
-            "the join did not reach {ranges} ranges: {last:?}"
+            "the {kind:?} did not reach {ranges} ranges: {last:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -630,6 +638,75 @@ async fn removenode_rereplicates_a_dead_nodes_ranges_and_the_node_cannot_return(
         .expect("known");
     assert_eq!(node3.state, NodeState::Left as i32);
     assert!(node3.tokens.is_empty(), "a member that left owns no tokens");
+}
+
+/// A leaver SIGKILLed mid-decommission, and the node running a removal
+/// SIGKILLed mid-removal, each resume the same operation after restart
+/// without streaming their finished ranges again, and finish: every key
+/// ends up on the three remaining nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leaver_and_a_killed_removal_runner_resume_their_change() {
+    use strata_proto::v1::RemoveNodeRequest;
+    // Slow streaming (100 KB/s), so each change is caught in the middle.
+    let mut args = ARGS.to_vec();
+    args.extend(["--stream-bytes-per-sec", "100000"]);
+    let mut cluster = Cluster::start(5, &args).await;
+    let keys = load(cluster.addr(0), 3000, 512).await;
+
+    admin(cluster.addr(4))
+        .await
+        .decommission(DecommissionRequest::default())
+        .await
+        .expect("decommission starts");
+    let before = change_progress(cluster.addr(4), OperationKind::Decommission, 2).await;
+    assert!(
+        before.ranges_done < before.ranges_total,
+        "caught mid-decommission: {before:?}"
+    );
+    cluster.crash(4);
+    cluster.start_again(4);
+    wait_for_state(&cluster, "node-4", NodeState::Left).await;
+    let op = finished_operation(cluster.addr(4), OperationKind::Decommission).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    assert_eq!(op.id, before.id, "the same operation, resumed");
+    assert!(
+        op.ranges_resumed >= before.ranges_done,
+        "ranges finished before the kill are not streamed again: before {before:?}, after {op:?}"
+    );
+    cluster.stop(4);
+
+    cluster.kill(3).await;
+    admin(cluster.addr(0))
+        .await
+        .remove_node(RemoveNodeRequest {
+            node_id: "node-3".to_owned(),
+        })
+        .await
+        .expect("removal starts");
+    let before = change_progress(cluster.addr(0), OperationKind::RemoveNode, 2).await;
+    assert!(
+        before.ranges_done < before.ranges_total,
+        "caught mid-removal: {before:?}"
+    );
+    cluster.crash(0);
+    cluster.start_again(0);
+    wait_for_state(&cluster, "node-3", NodeState::Left).await;
+    let op = finished_operation(cluster.addr(0), OperationKind::RemoveNode).await;
+    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
+    assert_eq!(op.id, before.id, "the same operation, resumed");
+    assert!(
+        op.ranges_resumed >= before.ranges_done,
+        "ranges finished before the kill are not copied again: before {before:?}, after {op:?}"
+    );
+
+    let mut short = Vec::new();
+    for key in &keys {
+        let held = copies(&cluster, key).await;
+        if held < 3 {
+            short.push((key.clone(), held));
+        }
+    }
+    assert_eq!(short, [], "keys with fewer than three copies");
 }
 
 /// Two dead nodes removed at the same moment through two nodes: the
