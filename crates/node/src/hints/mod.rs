@@ -20,7 +20,8 @@
 //! arriving (a replica falling behind under large values) costs bounded
 //! memory.
 //!
-//! `replay.rs` delivers hints when gossip sees their target alive. It
+//! `replay.rs` delivers hints when gossip sees their target alive (after
+//! a failed delivery, a few ticks later: `backoff.rs`). It
 //! seals the target's open segment (new hints start a new one), delivers
 //! sealed segments oldest first and deletes each once delivered. A damaged
 //! segment is delivered up to the damage, then renamed `*.corrupt` and
@@ -33,6 +34,7 @@
 //! segments, read them and delete them, so two at once would read a file
 //! the other just deleted (a decommission under faults failed so).
 
+mod backoff;
 mod departed;
 mod hand_over;
 mod replay;

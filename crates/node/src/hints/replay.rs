@@ -1,16 +1,18 @@
 //! Delivering hints: a background loop that, every interval, expires old
 //! hints and replays the rest to targets gossip sees alive, throttled
 //! (and those of a target that has left to their keys' replicas:
-//! `departed.rs`).
+//! `departed.rs`); a target whose delivery failed waits a few intervals
+//! more before the next try (`backoff.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_cluster::NodeId;
 use strata_proto::v1::{DeliverHintsRequest, KeyVersions};
 
 use super::HintStore;
 use super::TakeError;
+use super::backoff::Backoff;
 use super::departed::{self, has_left};
 use crate::clock::now_micros;
 use crate::context::Context;
@@ -52,6 +54,7 @@ pub async fn replay_loop(
         let store = &ctx.hints;
         let mut tick = tokio::time::interval(settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Backoff::default();
         loop {
             tick.tick().await;
             {
@@ -59,9 +62,14 @@ pub async fn replay_loop(
                 let expiring = Arc::clone(store);
                 let _ = tokio::task::spawn_blocking(move || expiring.expire(now_micros())).await;
             }
-            for (target, held) in store.targets() {
+            let targets = store.targets();
+            backoff.retain(|id| targets.iter().any(|(t, _)| t == id));
+            for (target, held) in targets {
                 let view = ctx.view();
                 if has_left(&view, &target) {
+                    if !backoff.due(&target, Instant::now()) {
+                        continue;
+                    }
                     tracing::info!(%target, hints = held,
                         "target has left the ring: delivering its hints to their keys' replicas");
                     let delivery = store.delivery().await;
@@ -69,7 +77,8 @@ pub async fn replay_loop(
                     let redirected =
                         departed::redirect(&ctx, &target, &mut throttle, settings.timeout).await;
                     drop(delivery);
-                    report(&target, redirected.map_err(ReplayError::from));
+                    let outcome = redirected.map_err(ReplayError::from);
+                    report(&target, outcome, &mut backoff, settings.interval);
                     continue;
                 }
                 let Some(address) = view
@@ -77,8 +86,13 @@ pub async fn replay_loop(
                     .filter(|n| n.alive && !n.internal_address.is_empty())
                     .map(|n| n.internal_address.clone())
                 else {
+                    // Down: tried at the first tick it is seen alive again.
+                    backoff.reset(&target);
                     continue;
                 };
+                if !backoff.due(&target, Instant::now()) {
+                    continue;
+                }
                 tracing::info!(%target, hints = held, "target is alive: replaying hints");
                 let to = Delivery {
                     me: &ctx.id,
@@ -90,7 +104,7 @@ pub async fn replay_loop(
                 let delivery = store.delivery().await;
                 let replayed = replay_target(&to, settings).await;
                 drop(delivery);
-                report(&target, replayed);
+                report(&target, replayed, &mut backoff, settings.interval);
             }
         }
     };
@@ -100,11 +114,24 @@ pub async fn replay_loop(
     }
 }
 
-/// Logs how a pass over one target's hints ended.
-fn report(target: &NodeId, outcome: Result<u64, ReplayError>) {
+/// Logs how a pass over one target's hints ended and records it in
+/// `backoff`.
+fn report(
+    target: &NodeId,
+    outcome: Result<u64, ReplayError>,
+    backoff: &mut Backoff,
+    interval: Duration,
+) {
     match outcome {
-        Ok(delivered) => tracing::info!(%target, delivered, "hints replayed"),
-        Err(e) => tracing::warn!(%target, error = %e, "hint replay stopped; retrying later"),
+        Ok(delivered) => {
+            backoff.reset(target);
+            tracing::info!(%target, delivered, "hints replayed");
+        }
+        Err(e) => {
+            let wait = backoff.failed(target, Instant::now(), interval);
+            tracing::warn!(%target, error = %e, retry_in_ms = wait.as_millis(),
+                "hint replay stopped; retrying later");
+        }
     }
 }
 
