@@ -123,6 +123,8 @@ pub struct HintMetrics {
     pub stored: Counter,
     /// Hints delivered to their target.
     pub replayed: Counter,
+    /// Replays to one target that stopped on a failure (retried later).
+    pub replay_failures: Counter,
     /// Hints removed undelivered because the hint window passed.
     pub expired: Counter,
     /// Hints not stored: the store was full or overloaded.
@@ -321,6 +323,12 @@ impl Metrics {
                 "hints_replayed",
                 "Hints delivered to their target",
                 &hints.replayed,
+            ),
+            (
+                "hint_replay_failures",
+                "Hint replays to one target that stopped on a failure (the target is retried \
+                 2, 4, 8, then every 16 replay intervals)",
+                &hints.replay_failures,
             ),
             (
                 "hints_expired",
@@ -825,6 +833,7 @@ mod tests {
             r#"strata_engine_stall_cause_seconds{cause="memtables_full"} 1.5"#,
             "strata_hints_stored_total 3",
             "strata_hints_replayed_total 0",
+            "strata_hint_replay_failures_total 0",
             "strata_hints_expired_total 0",
             "strata_hints_dropped_total 0",
             "strata_hints_pending 2",

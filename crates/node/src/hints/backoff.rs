@@ -11,9 +11,10 @@
 //! it is seen alive again.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata_cluster::NodeId;
+use tokio::time::Instant;
 
 /// The longest wait between two tries, in replay ticks.
 pub(super) const MAX_TICKS: u32 = 16;

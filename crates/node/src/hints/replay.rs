@@ -5,10 +5,11 @@
 //! more before the next try (`backoff.rs`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata_cluster::NodeId;
 use strata_proto::v1::{DeliverHintsRequest, KeyVersions};
+use tokio::time::Instant;
 
 use super::HintStore;
 use super::TakeError;
@@ -78,7 +79,7 @@ pub async fn replay_loop(
                         departed::redirect(&ctx, &target, &mut throttle, settings.timeout).await;
                     drop(delivery);
                     let outcome = redirected.map_err(ReplayError::from);
-                    report(&target, outcome, &mut backoff, settings.interval);
+                    report(store, &target, outcome, &mut backoff, settings.interval);
                     continue;
                 }
                 let Some(address) = view
@@ -104,7 +105,7 @@ pub async fn replay_loop(
                 let delivery = store.delivery().await;
                 let replayed = replay_target(&to, settings).await;
                 drop(delivery);
-                report(&target, replayed, &mut backoff, settings.interval);
+                report(store, &target, replayed, &mut backoff, settings.interval);
             }
         }
     };
@@ -117,6 +118,7 @@ pub async fn replay_loop(
 /// Logs how a pass over one target's hints ended and records it in
 /// `backoff`.
 fn report(
+    store: &HintStore,
     target: &NodeId,
     outcome: Result<u64, ReplayError>,
     backoff: &mut Backoff,
@@ -128,6 +130,7 @@ fn report(
             tracing::info!(%target, delivered, "hints replayed");
         }
         Err(e) => {
+            store.metrics().replay_failures.inc();
             let wait = backoff.failed(target, Instant::now(), interval);
             tracing::warn!(%target, error = %e, retry_in_ms = wait.as_millis(),
                 "hint replay stopped; retrying later");
@@ -189,4 +192,50 @@ async fn replay_target(to: &Delivery<'_>, settings: ReplaySettings) -> Result<u6
         store.taken(to.target, segment, damage, "delivered").await;
     }
     Ok(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_cluster::{ClusterView, NodeState};
+
+    use super::*;
+    use crate::context::Topology;
+    use crate::testing::{ContextBuilder, member, one_version};
+
+    /// A target gossip calls alive that never takes its hints (its address
+    /// is unusable here, so each try fails at once) is tried at ticks 0, 2,
+    /// 6, 14 and 30 of the first 31, not at every tick; its hints stay.
+    #[tokio::test(start_paused = true)]
+    async fn a_target_that_does_not_take_its_hints_is_tried_less_and_less_often() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = |i: u32| NodeId::new(format!("node-{i}")).expect("id");
+        let view = ClusterView::from_peers([
+            member(&id(0), "127.0.0.1:1", NodeState::Normal, true),
+            member(&id(1), "not an address", NodeState::Normal, true),
+        ]);
+        let ctx = ContextBuilder::new(dir.path())
+            .id(&id(0))
+            .topology(Topology::Fixed(Arc::new(view)))
+            .build();
+        ctx.hints
+            .store(&id(1), b"key", &one_version("node-0", "v"))
+            .await
+            .expect("hint");
+        let settings = ReplaySettings {
+            interval: Duration::from_secs(1),
+            bytes_per_second: 0,
+            batch_bytes: 1 << 20,
+            timeout: Duration::from_secs(1),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let replay = tokio::spawn(replay_loop(Arc::clone(&ctx), settings, async move {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(31_500)).await;
+        let _ = stop.send(());
+        replay.await.expect("replay");
+
+        assert_eq!(ctx.hints.metrics().replay_failures.get(), 5);
+        assert_eq!(ctx.hints.targets(), [(id(1), 1)], "kept for the next try");
+    }
 }
