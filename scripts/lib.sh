@@ -8,7 +8,8 @@
 # fixed-rate foreground load and `latencies` reads its percentiles,
 # `wait_change` waits for a join or a decommission to succeed,
 # `remove_member` removes a killed node, and `disk_mbs` measures the
-# disk's sequential write bandwidth. Those that call the CLI use $STRATA.
+# disk's sequential write bandwidth. For the chaos scripts: `check_records`
+# reads every loaded record back. Those that call the CLI use $STRATA.
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -119,4 +120,27 @@ disk_mbs() {
   echo "$line" >&2
   # dd's last field pair is the rate, e.g. "2.9 GB/s" (decimal units).
   echo "$line" | awk '{r=$(NF-1); u=$NF; if (u=="GB/s") r*=1000; if (u=="kB/s") r/=1000; print r}'
+}
+
+# A bench's missing reads, failed requests or own failure (not its
+# progress lines' "0 errors").
+BENCH_FAILED='^[a-z]+ +(missing|errors) |^[Ee]rror'
+
+# Reads every one of RECORDS loaded records at ALL through ENDPOINTS
+# (prints the run's line), then PER of them at ONE through each MEMBER
+# alone (`--direct`); prints a FAIL line per failed check and returns
+# non-zero when one failed (the chaos scripts' last check).
+check_records() { # endpoints, records, per, member...
+  local endpoints=$1 records=$2 per=$3 out failed=0 m
+  shift 3
+  out=$("$STRATA" -e "$endpoints" bench --workload c --distribution uniform --records "$records" \
+    --ops "$records" --threads 32 --skip-load --consistency all 2>&1)
+  grep -E '^run +read' <<<"$out" || true
+  if grep -qE "$BENCH_FAILED" <<<"$out"; then echo "FAIL at ALL: $out"; failed=1; fi
+  for m in "$@"; do
+    out=$("$STRATA" -e "$m" --direct bench --workload c --distribution uniform \
+      --records "$records" --ops "$per" --threads 32 --skip-load --consistency one 2>&1)
+    if grep -qE "$BENCH_FAILED" <<<"$out"; then echo "FAIL at ONE through $m: $out"; failed=1; fi
+  done
+  return "$failed"
 }

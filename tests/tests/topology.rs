@@ -658,21 +658,7 @@ async fn a_killed_leaver_and_a_killed_removal_runner_resume_their_change() {
         .decommission(DecommissionRequest::default())
         .await
         .expect("decommission starts");
-    let before = change_progress(cluster.addr(4), OperationKind::Decommission, 2).await;
-    assert!(
-        before.ranges_done < before.ranges_total,
-        "caught mid-decommission: {before:?}"
-    );
-    cluster.crash(4);
-    cluster.start_again(4);
-    wait_for_state(&cluster, "node-4", NodeState::Left).await;
-    let op = finished_operation(cluster.addr(4), OperationKind::Decommission).await;
-    assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
-    assert_eq!(op.id, before.id, "the same operation, resumed");
-    assert!(
-        op.ranges_resumed >= before.ranges_done,
-        "ranges finished before the kill are not streamed again: before {before:?}, after {op:?}"
-    );
+    resumes_after_a_kill(&mut cluster, 4, OperationKind::Decommission, "node-4").await;
     cluster.stop(4);
 
     cluster.kill(3).await;
@@ -683,30 +669,40 @@ async fn a_killed_leaver_and_a_killed_removal_runner_resume_their_change() {
         })
         .await
         .expect("removal starts");
-    let before = change_progress(cluster.addr(0), OperationKind::RemoveNode, 2).await;
+    resumes_after_a_kill(&mut cluster, 0, OperationKind::RemoveNode, "node-3").await;
+
+    assert_eq!(
+        fewer_than_three_copies(&cluster, &keys).await,
+        [],
+        "keys with fewer than three copies"
+    );
+}
+
+/// SIGKILLs node `runner` once its `kind` change has finished two ranges
+/// (not all), starts it again and waits until `leaving` has left: the
+/// same operation resumed, without redoing the ranges it had finished,
+/// and succeeded.
+async fn resumes_after_a_kill(
+    cluster: &mut Cluster,
+    runner: usize,
+    kind: OperationKind,
+    leaving: &str,
+) {
+    let before = change_progress(cluster.addr(runner), kind, 2).await;
     assert!(
         before.ranges_done < before.ranges_total,
-        "caught mid-removal: {before:?}"
+        "caught mid-change: {before:?}"
     );
-    cluster.crash(0);
-    cluster.start_again(0);
-    wait_for_state(&cluster, "node-3", NodeState::Left).await;
-    let op = finished_operation(cluster.addr(0), OperationKind::RemoveNode).await;
+    cluster.crash(runner);
+    cluster.start_again(runner);
+    wait_for_state(cluster, leaving, NodeState::Left).await;
+    let op = finished_operation(cluster.addr(runner), kind).await;
     assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
     assert_eq!(op.id, before.id, "the same operation, resumed");
     assert!(
         op.ranges_resumed >= before.ranges_done,
-        "ranges finished before the kill are not copied again: before {before:?}, after {op:?}"
+        "ranges finished before the kill are not streamed again: before {before:?}, after {op:?}"
     );
-
-    let mut short = Vec::new();
-    for key in &keys {
-        let held = copies(&cluster, key).await;
-        if held < 3 {
-            short.push((key.clone(), held));
-        }
-    }
-    assert_eq!(short, [], "keys with fewer than three copies");
 }
 
 /// Two dead nodes removed at the same moment through two nodes: the
@@ -742,14 +738,11 @@ async fn two_removals_asked_at_once_leave_every_key_with_three_copies() {
         let op = finished_operation(cluster.addr(via), OperationKind::RemoveNode).await;
         assert_eq!(op.state, OperationState::Succeeded as i32, "{op:?}");
     }
-    let mut short = Vec::new();
-    for key in &keys {
-        let held = copies(&cluster, key).await;
-        if held < 3 {
-            short.push((key.clone(), held));
-        }
-    }
-    assert_eq!(short, [], "keys with fewer than three copies");
+    assert_eq!(
+        fewer_than_three_copies(&cluster, &keys).await,
+        [],
+        "keys with fewer than three copies"
+    );
 }
 
 /// Nodes of different clusters never merge: a node with another
@@ -1101,6 +1094,19 @@ async fn a_node_with_a_damaged_table_can_still_be_decommissioned() {
     for key in &keys {
         assert_eq!(copies(&cluster, key).await, 3, "{key}");
     }
+}
+
+/// The keys of `keys` that fewer than three running nodes hold, with how
+/// many do.
+async fn fewer_than_three_copies(cluster: &Cluster, keys: &[String]) -> Vec<(String, usize)> {
+    let mut short = Vec::new();
+    for key in keys {
+        let held = copies(cluster, key).await;
+        if held < 3 {
+            short.push((key.clone(), held));
+        }
+    }
+    short
 }
 
 async fn copies(cluster: &Cluster, key: &str) -> usize {
