@@ -15,6 +15,8 @@ SECONDS_=${2:-480}
 RANDOM=${3:-7}
 cargo build --release -q -p strata-cli --bin strata -p strata-node --bin strata-node
 B=target/release
+STRATA=$B/strata
+. scripts/lib.sh
 ROOT=$(mktemp -d "${TMPDIR:-/tmp}/strata-chaos.XXXXXX")
 declare -A PID
 cleanup() {
@@ -80,20 +82,9 @@ done
 for i in 1 2 3 4 5; do
   echo "n$i rss $(ps -o rss= -p "${PID[$i]}") KiB, $(ls "/proc/${PID[$i]}/fd" | wc -l) fds"
 done
-# A bench's missing reads, failed requests or own failure (not its
-# progress lines' "0 errors").
-BAD='^[a-z]+ +(missing|errors) |^[Ee]rror'
 echo "$(date +%T) verify"
-out=$("$B/strata" -e "$E" bench --workload c --distribution uniform --records "$RECORDS" \
-  --ops "$RECORDS" --threads 32 --skip-load --consistency all 2>&1)
-grep -E '^run +read' <<<"$out"
-if grep -qE "$BAD" <<<"$out"; then echo "FAIL at ALL: $out"; failed=1; fi
-for i in 1 2 3 4 5; do
-  out=$("$B/strata" -e "127.0.0.1:$((7600 + i))" --direct bench --workload c \
-    --distribution uniform --records "$RECORDS" --ops $((RECORDS / 5)) --threads 32 \
-    --skip-load --consistency one 2>&1)
-  if grep -qE "$BAD" <<<"$out"; then echo "FAIL at ONE through n$i: $out"; failed=1; fi
-done
+check_records "$E" "$RECORDS" $((RECORDS / 5)) 127.0.0.1:7601 127.0.0.1:7602 127.0.0.1:7603 \
+  127.0.0.1:7604 127.0.0.1:7605 || failed=1
 if grep -l -i panic "$ROOT"/n*.log; then echo "FAIL: a node panicked"; failed=1; fi
 if grep -h ' ERROR ' "$ROOT"/n*.log | head -5 | grep .; then echo "FAIL: ERROR lines"; failed=1; fi
 [[ $failed == 0 ]] && echo "chaos soak passed"
