@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_cluster::NodeId;
+use strata_cluster::{ClusterView, NodeId};
 use strata_proto::v1::{DeliverHintsRequest, KeyVersions};
 use tokio::time::Instant;
 
@@ -66,34 +66,23 @@ pub async fn replay_loop(
             let targets = store.targets();
             backoff.retain(|id| targets.iter().any(|(t, _)| t == id));
             for (target, held) in targets {
-                let view = ctx.view();
-                if has_left(&view, &target) {
-                    if !backoff.due(&target, Instant::now()) {
+                let address = match step(&ctx.view(), &target, &mut backoff, Instant::now()) {
+                    Step::Wait => continue,
+                    Step::Deliver(address) => address,
+                    Step::Redirect => {
+                        tracing::info!(%target, hints = held,
+                            "target has left the ring: delivering its hints to their keys' replicas");
+                        let delivery = store.delivery().await;
+                        let mut throttle = Throttle::new(settings.bytes_per_second);
+                        let redirected =
+                            departed::redirect(&ctx, &target, &mut throttle, settings.timeout)
+                                .await;
+                        drop(delivery);
+                        let outcome = redirected.map_err(ReplayError::from);
+                        report(store, &target, outcome, &mut backoff, settings.interval);
                         continue;
                     }
-                    tracing::info!(%target, hints = held,
-                        "target has left the ring: delivering its hints to their keys' replicas");
-                    let delivery = store.delivery().await;
-                    let mut throttle = Throttle::new(settings.bytes_per_second);
-                    let redirected =
-                        departed::redirect(&ctx, &target, &mut throttle, settings.timeout).await;
-                    drop(delivery);
-                    let outcome = redirected.map_err(ReplayError::from);
-                    report(store, &target, outcome, &mut backoff, settings.interval);
-                    continue;
-                }
-                let Some(address) = view
-                    .node(&target)
-                    .filter(|n| n.alive && !n.internal_address.is_empty())
-                    .map(|n| n.internal_address.clone())
-                else {
-                    // Down: tried at the first tick it is seen alive again.
-                    backoff.reset(&target);
-                    continue;
                 };
-                if !backoff.due(&target, Instant::now()) {
-                    continue;
-                }
                 tracing::info!(%target, hints = held, "target is alive: replaying hints");
                 let to = Delivery {
                     me: &ctx.id,
@@ -112,6 +101,44 @@ pub async fn replay_loop(
     tokio::select! {
         () = work => {}
         () = stop => {}
+    }
+}
+
+/// What the replay does with a target's hints at one tick.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing now: the target is down, or waits out its backoff.
+    Wait,
+    /// Deliver them to the target at this address.
+    Deliver(String),
+    /// The target has left the ring: send them to their keys' replicas.
+    Redirect,
+}
+
+/// The replay's choice for `target` under `view` at `now` (pure). A target
+/// seen down has its backoff reset: it is tried at the first tick it is
+/// seen alive again.
+fn step(view: &ClusterView, target: &NodeId, backoff: &mut Backoff, now: Instant) -> Step {
+    let due = |backoff: &Backoff| backoff.due(target, now);
+    if has_left(view, target) {
+        return if due(backoff) {
+            Step::Redirect
+        } else {
+            Step::Wait
+        };
+    }
+    let Some(address) = view
+        .node(target)
+        .filter(|n| n.alive && !n.internal_address.is_empty())
+        .map(|n| n.internal_address.clone())
+    else {
+        backoff.reset(target);
+        return Step::Wait;
+    };
+    if due(backoff) {
+        Step::Deliver(address)
+    } else {
+        Step::Wait
     }
 }
 
@@ -196,7 +223,7 @@ async fn replay_target(to: &Delivery<'_>, settings: ReplaySettings) -> Result<u6
 
 #[cfg(test)]
 mod tests {
-    use strata_cluster::{ClusterView, NodeState};
+    use strata_cluster::NodeState;
 
     use super::*;
     use crate::context::Topology;
@@ -237,5 +264,52 @@ mod tests {
 
         assert_eq!(ctx.hints.metrics().replay_failures.get(), 5);
         assert_eq!(ctx.hints.targets(), [(id(1), 1)], "kept for the next try");
+    }
+
+    /// A failing target waits out its backoff while gossip calls it alive;
+    /// once gossip has seen it down, it is tried at the first tick it is
+    /// alive again. One that has left is redirected, also under backoff.
+    #[test]
+    fn a_target_seen_down_is_tried_as_soon_as_it_is_back() {
+        let id = |i: u32| NodeId::new(format!("node-{i}")).expect("id");
+        let view = |state, alive| {
+            ClusterView::from_peers([
+                member(&id(0), "127.0.0.1:1", NodeState::Normal, true),
+                member(&id(1), "127.0.0.1:2", state, alive),
+            ])
+        };
+        let (up, down) = (
+            view(NodeState::Normal, true),
+            view(NodeState::Normal, false),
+        );
+        let tick = Duration::from_secs(1);
+        let now = Instant::now();
+        let mut backoff = Backoff::default();
+        let target = id(1);
+        let deliver = Step::Deliver("127.0.0.1:2".to_owned());
+
+        assert_eq!(step(&up, &target, &mut backoff, now), deliver);
+        backoff.failed(&target, now, tick);
+        backoff.failed(&target, now, tick);
+        assert_eq!(
+            step(&up, &target, &mut backoff, now),
+            Step::Wait,
+            "backing off"
+        );
+        assert_eq!(step(&down, &target, &mut backoff, now), Step::Wait, "down");
+        assert_eq!(
+            step(&up, &target, &mut backoff, now),
+            deliver,
+            "back after a down spell: at once"
+        );
+
+        let left = view(NodeState::Left, false);
+        assert_eq!(step(&left, &target, &mut backoff, now), Step::Redirect);
+        backoff.failed(&target, now, tick);
+        assert_eq!(step(&left, &target, &mut backoff, now), Step::Wait);
+        assert_eq!(
+            step(&left, &target, &mut backoff, now + 2 * tick),
+            Step::Redirect
+        );
     }
 }
