@@ -16,20 +16,16 @@ use std::time::Duration;
 use strata_cluster::NodeId;
 use tokio::time::Instant;
 
-/// The longest wait between two tries, in replay ticks.
+/// The longest wait between two tries, in replay ticks (a power of two).
 pub(super) const MAX_TICKS: u32 = 16;
 
 /// How long after its `failures`-th failure in a row (at least 1) a target
 /// is tried again, for replay ticks of `interval`.
 pub(super) fn retry_after(interval: Duration, failures: u32) -> Duration {
-    let ticks = 1u32
-        .checked_shl(failures.min(31))
-        .unwrap_or(MAX_TICKS)
-        .min(MAX_TICKS);
-    interval.saturating_mul(ticks)
+    interval.saturating_mul(1 << failures.min(MAX_TICKS.trailing_zeros()))
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Failing {
     failures: u32,
     next: Instant,

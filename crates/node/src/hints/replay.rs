@@ -119,24 +119,19 @@ enum Step {
 /// seen down has its backoff reset: it is tried at the first tick it is
 /// seen alive again.
 fn step(view: &ClusterView, target: &NodeId, backoff: &mut Backoff, now: Instant) -> Step {
-    let due = |backoff: &Backoff| backoff.due(target, now);
-    if has_left(view, target) {
-        return if due(backoff) {
-            Step::Redirect
-        } else {
-            Step::Wait
-        };
-    }
-    let Some(address) = view
+    let next = if has_left(view, target) {
+        Step::Redirect
+    } else if let Some(node) = view
         .node(target)
         .filter(|n| n.alive && !n.internal_address.is_empty())
-        .map(|n| n.internal_address.clone())
-    else {
+    {
+        Step::Deliver(node.internal_address.clone())
+    } else {
         backoff.reset(target);
         return Step::Wait;
     };
-    if due(backoff) {
-        Step::Deliver(address)
+    if backoff.due(target, now) {
+        next
     } else {
         Step::Wait
     }
