@@ -114,10 +114,11 @@ pub async fn serve(
         },
         stop_pipes.clone(),
     ));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both versions of reflection: v1 for current tools (grpcurl, grpcui),
+    // v1alpha for the clients that still ask only it (Python's
+    // grpcio-reflection, grpcurl before 1.8.8, Postman's older builds).
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let budget = Arc::new(WriteBudget::new(ctx.settings.max_write_bytes_in_flight));
     let kv = KvServer::new(KvService::new(
         coordinator,
@@ -137,6 +138,7 @@ pub async fn serve(
         ))
         .add_service(health_service.clone())
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(kv.clone())
         .add_service(AdminServer::from_arc(Arc::clone(&admin)));
     let cap = ConnectionCap::new(sockets.max_connections, Arc::clone(&ctx.metrics));
@@ -181,6 +183,13 @@ pub async fn serve(
     }
 }
 
+/// Reflection over Strata's and the health service's descriptors.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
 #[cfg(test)]
 mod tests {
     use strata_proto::v1::{
@@ -190,6 +199,76 @@ mod tests {
     use super::*;
     use crate::dots::DotCounter;
     use crate::testing::ContextBuilder;
+
+    /// Asks reflection version `$pb` (`tonic_reflection::pb::v1` or
+    /// `v1alpha`, whose types differ) one question; its one answer.
+    macro_rules! reflect {
+        ($pb:path, $channel:expr, $request:expr) => {{
+            use $pb as pb;
+            let request = pb::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some($request),
+            };
+            pb::server_reflection_client::ServerReflectionClient::new($channel)
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .expect("reflection")
+                .into_inner()
+                .message()
+                .await
+                .expect("stream")
+                .expect("one response")
+                .message_response
+        }};
+    }
+
+    /// Service names reflection version `$pb` lists, sorted, without
+    /// reflection's own.
+    macro_rules! reflected_services {
+        ($pb:path, $channel:expr) => {{
+            use $pb as pb;
+            let answer = reflect!(
+                $pb,
+                $channel,
+                pb::server_reflection_request::MessageRequest::ListServices(String::new())
+            );
+            let Some(pb::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+                answer
+            else {
+                panic!("unexpected reflection response {answer:?}");
+            };
+            let mut names: Vec<String> = list
+                .service
+                .into_iter()
+                .map(|s| s.name)
+                .filter(|n| !n.starts_with("grpc.reflection"))
+                .collect();
+            names.sort();
+            names
+        }};
+    }
+
+    /// The (lossy) text of the first file descriptor reflection version
+    /// `$pb` returns for `$symbol`.
+    macro_rules! reflected_file {
+        ($pb:path, $channel:expr, $symbol:expr) => {{
+            use $pb as pb;
+            let answer = reflect!(
+                $pb,
+                $channel,
+                pb::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    $symbol.to_owned()
+                )
+            );
+            let Some(pb::server_reflection_response::MessageResponse::FileDescriptorResponse(
+                files,
+            )) = answer
+            else {
+                panic!("unexpected reflection response {answer:?}");
+            };
+            String::from_utf8_lossy(&files.file_descriptor_proto[0]).into_owned()
+        }};
+    }
 
     #[tokio::test]
     async fn kv_and_ping_over_grpc_with_specific_errors() {
@@ -309,15 +388,23 @@ mod tests {
                 tonic_health::pb::health_check_response::ServingStatus::Serving as i32
             );
         }
+        let services = [
+            "grpc.health.v1.Health",
+            "strata.v1.Admin",
+            "strata.v1.KV",
+            "strata.v1.Replica",
+        ];
         assert_eq!(
-            reflected_services(channel).await,
-            [
-                "grpc.health.v1.Health",
-                "strata.v1.Admin",
-                "strata.v1.KV",
-                "strata.v1.Replica",
-            ]
+            reflected_services!(tonic_reflection::pb::v1, channel.clone()),
+            services
         );
+        assert_eq!(
+            reflected_services!(tonic_reflection::pb::v1alpha, channel.clone()),
+            services
+        );
+        // A client that knows only the service name can fetch its schema.
+        let kv_file = reflected_file!(tonic_reflection::pb::v1alpha, channel, "strata.v1.KV");
+        assert!(kv_file.contains("strata/v1/kv.proto"), "{kv_file}");
 
         let text = metrics.render(&strata_engine::Stats::default());
         assert!(
@@ -331,38 +418,5 @@ mod tests {
 
         stop.send(()).expect("server still running");
         server.await.expect("join").expect("clean shutdown");
-    }
-
-    /// Service names the reflection service lists, sorted.
-    async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
-        use tonic_reflection::pb::v1::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        };
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = ServerReflectionClient::new(channel)
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .expect("reflection")
-            .into_inner();
-        let response = responses
-            .message()
-            .await
-            .expect("stream")
-            .expect("one response");
-        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-            panic!("unexpected reflection response {response:?}");
-        };
-        let mut names: Vec<String> = list
-            .service
-            .into_iter()
-            .map(|s| s.name)
-            .filter(|n| !n.starts_with("grpc.reflection"))
-            .collect();
-        names.sort();
-        names
     }
 }

@@ -257,10 +257,14 @@ mod tests {
         assert_eq!(required_role("/strata.v1.KV/Session"), Some(Role::Read));
         assert_eq!(required_role("/strata.v1.Replica/Write"), Some(Role::Admin));
         assert_eq!(required_role("nonsense"), Some(Role::Admin));
-        assert_eq!(
-            required_role("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
-            Some(Role::Read)
-        );
+        for version in ["v1", "v1alpha"] {
+            assert_eq!(
+                required_role(&format!(
+                    "/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+                )),
+                Some(Role::Read)
+            );
+        }
     }
 
     #[test]
