@@ -8,6 +8,37 @@
 //!
 //! **API boundary:** applications program against this crate and the
 //! `strata.v1` messages it re-exports, never against the node's internals.
+//!
+//! Writes without a context are concurrent with what the key holds, so
+//! two of them leave two siblings; a read returns every sibling and one
+//! context, and a write carrying that context supersedes them all:
+//!
+//! ```no_run
+//! use strata_client::{Client, parse_consistency};
+//!
+//! # async fn example() -> Result<(), strata_client::Error> {
+//! let client = Client::connect("127.0.0.1:7400").await?;
+//! let quorum = Some(parse_consistency("quorum")?);
+//! let key = b"cart:42".to_vec();
+//! client.put(key.clone(), b"apples".to_vec(), Vec::new(), quorum.clone()).await?;
+//! client.put(key.clone(), b"pears".to_vec(), Vec::new(), quorum.clone()).await?;
+//!
+//! let read = client.get(key.clone(), quorum.clone()).await?;
+//! if read.siblings.len() > 1 {
+//!     // The application resolves the siblings (tombstones are deletes
+//!     // concurrent with the values) and writes the result back.
+//!     let values: Vec<&[u8]> = read
+//!         .siblings
+//!         .iter()
+//!         .filter(|s| !s.tombstone)
+//!         .map(|s| &s.value[..])
+//!         .collect();
+//!     let merged = values.join(&b","[..]);
+//!     client.put(key, merged, read.context.to_vec(), quorum).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 mod consistency;
