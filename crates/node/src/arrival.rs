@@ -21,7 +21,10 @@
 //!
 //! A message that does not fit is refused then with `RESOURCE_EXHAUSTED`
 //! (which ends a session stream: its client opens another), before tonic
-//! reserves room for it or its body is received. The `Replica` service
+//! reserves room for it or its body is received; one longer than the
+//! server reads at all, with `INVALID_ARGUMENT` naming the limit (tonic
+//! would answer `OUT_OF_RANGE`, which clients do not expect of a request
+//! that is too large). The `Replica` service
 //! (node to node, on this port only without `--internal-listen`) is left
 //! alone: its pipes carry large batches that a refusal would cut.
 
@@ -37,6 +40,7 @@ use tonic::body::Body;
 use crate::admission::{Admitted, WriteBudget};
 use crate::byte_budget::{ByteBudget, Share, Spent};
 use crate::metrics::Metrics;
+use crate::request::RequestError;
 
 /// The unary methods whose message is admitted against the write budget.
 const WRITE_METHODS: [&str; 3] = [
@@ -99,8 +103,7 @@ pub struct AdmitOnArrivalLayer {
     writes: Arc<WriteBudget>,
     arriving: Arc<ByteBudget>,
     metrics: Arc<Metrics>,
-    /// The server's largest message: a longer one is refused by tonic
-    /// without being read, so it is not admitted.
+    /// The server's largest message: a longer one is refused as invalid.
     max_message: usize,
 }
 
@@ -165,6 +168,7 @@ where
             Body::new(Arriving {
                 inner: body,
                 message: Message::header(),
+                refused: None,
                 slot,
                 layer,
             })
@@ -199,6 +203,10 @@ impl Message {
 struct Arriving {
     inner: Body,
     message: Message,
+    /// A refusal to return once the bytes before the refused message,
+    /// which complete earlier messages, have passed: a session answers
+    /// those before it ends.
+    refused: Option<Status>,
     /// A unary write's: its message's share goes to the service here.
     slot: Option<AdmittedOnArrival>,
     layer: AdmitOnArrivalLayer,
@@ -206,11 +214,18 @@ struct Arriving {
 
 impl Arriving {
     /// Follows the messages through `data`, admitting each whose header
-    /// completes.
-    fn see(&mut self, mut data: &[u8]) -> Result<(), Status> {
+    /// completes. A refusal comes with how many of `data`'s bytes precede
+    /// the refused message (they end messages admitted before it).
+    fn see(&mut self, frame: &[u8]) -> Result<(), (usize, Status)> {
+        let mut data = frame;
+        // Where in `frame` the message whose header is being read starts.
+        let mut message_start = 0;
         while !data.is_empty() {
             match &mut self.message {
                 Message::Header { bytes, read } => {
+                    if *read == 0 {
+                        message_start = frame.len() - data.len();
+                    }
                     let n = (HEADER - *read).min(data.len());
                     bytes[*read..*read + n].copy_from_slice(&data[..n]);
                     *read += n;
@@ -218,7 +233,7 @@ impl Arriving {
                     if *read == HEADER {
                         let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
                         let len = usize::try_from(len).unwrap_or(usize::MAX);
-                        let share = self.admit(len)?;
+                        let share = self.admit(len).map_err(|e| (message_start, e))?;
                         self.message = if len == 0 {
                             Message::header()
                         } else {
@@ -247,7 +262,11 @@ impl Arriving {
     /// any other's as a share held while it arrives.
     fn admit(&mut self, len: usize) -> Result<Option<Share>, Status> {
         if len > self.layer.max_message {
-            return Ok(None);
+            return Err(RequestError::MessageTooLarge {
+                len,
+                limit: self.layer.max_message,
+            }
+            .into());
         }
         if let Some(slot) = self.slot.take() {
             let admitted = self.layer.writes.admit(len).map_err(|e| {
@@ -273,12 +292,19 @@ impl http_body::Body for Arriving {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
+        if let Some(refused) = this.refused.take() {
+            return Poll::Ready(Some(Err(refused)));
+        }
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         if let Some(Ok(frame)) = &frame
             && let Some(data) = frame.data_ref()
-            && let Err(refused) = this.see(data)
+            && let Err((before, refused)) = this.see(data)
         {
-            return Poll::Ready(Some(Err(refused)));
+            if before == 0 {
+                return Poll::Ready(Some(Err(refused)));
+            }
+            this.refused = Some(refused);
+            return Poll::Ready(Some(Ok(Frame::data(data.slice(..before)))));
         }
         Poll::Ready(frame)
     }
@@ -323,6 +349,7 @@ mod tests {
         Arriving {
             inner: body(chunks),
             message: Message::header(),
+            refused: None,
             slot: write.then(AdmittedOnArrival::default),
             layer: layer.clone(),
         }
@@ -393,6 +420,12 @@ mod tests {
         // An empty message holds nothing; one that does not fit is refused.
         let held = layer.arriving.take(900).expect("room");
         let mut refused = arriving(&[&[header(0), header(200)].concat()], &layer, false);
+        let empty = refused
+            .frame()
+            .await
+            .expect("frame")
+            .expect("the empty one");
+        assert_eq!(empty.into_data().expect("data").len(), HEADER);
         let status = refused
             .frame()
             .await
@@ -411,13 +444,53 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_longer_than_the_server_takes_is_left_to_tonic() {
-        let layer = layer(1000);
+    async fn the_messages_before_a_refused_one_pass_before_the_refusal() {
+        let layer = layer(4 << 20);
+        // One frame: a whole message, then the header of one too long.
+        let first = [header(3), vec![1, 2, 3]].concat();
+        let frame = [first.clone(), header(2 << 20), vec![9; 10]].concat();
+        let mut stream = arriving(&[&frame, &[9; 10]], &layer, false);
+        let passed = stream
+            .frame()
+            .await
+            .expect("a frame")
+            .expect("the first message passes")
+            .into_data()
+            .expect("data");
+        assert_eq!(&passed[..], &first[..]);
+        let status = stream
+            .frame()
+            .await
+            .expect("a frame")
+            .expect_err("then the refusal");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        // A header split across frames: its first bytes passed with the
+        // frame before, so the refusal comes at once.
+        let mut split = arriving(
+            &[&header(2 << 20)[..2], &header(2 << 20)[2..]],
+            &layer,
+            false,
+        );
+        split.frame().await.expect("a frame").expect("two bytes");
+        let status = split.frame().await.expect("a frame").expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn a_message_longer_than_the_server_reads_is_invalid() {
+        let layer = layer(4 << 20);
         for write in [true, false] {
             let mut long = arriving(&[&header(2 << 20), &[7; 10]], &layer, write);
-            while let Some(frame) = long.frame().await {
-                frame.expect("passed through");
-            }
+            let status = long
+                .frame()
+                .await
+                .expect("a frame")
+                .expect_err("longer than 1 MiB");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert_eq!(
+                status.message(),
+                "request message is 2097152 bytes; the node reads at most 1048576: split the batch, and keep each value within --max-value-bytes"
+            );
             assert_eq!(layer.writes.in_flight(), 0);
             assert_eq!(layer.arriving.held(), 0);
         }

@@ -43,6 +43,17 @@ pub enum RequestError {
         /// Items in the batch.
         items: usize,
     },
+    /// A gRPC message longer than the node reads at all (refused as its
+    /// header arrives, before its body).
+    #[error(
+        "request message is {len} bytes; the node reads at most {limit}: split the batch, and keep each value within --max-value-bytes"
+    )]
+    MessageTooLarge {
+        /// The length its header announced.
+        len: usize,
+        /// The node's largest message.
+        limit: usize,
+    },
     /// A consistency level this node does not know.
     #[error("unknown consistency level {0}; expected ONE, TWO, QUORUM, ALL or a replica count")]
     UnknownConsistency(i32),
