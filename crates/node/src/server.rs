@@ -116,7 +116,7 @@ pub async fn serve(
     ));
     // Both versions of reflection: v1 for current tools (grpcurl, grpcui),
     // v1alpha for the clients that still ask only it (Python's
-    // grpcio-reflection, grpcurl before 1.8.8, Postman's older builds).
+    // grpcio-reflection, grpcurl before 1.8.8).
     let reflection = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let budget = Arc::new(WriteBudget::new(ctx.settings.max_write_bytes_in_flight));
