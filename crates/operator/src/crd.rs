@@ -30,6 +30,13 @@ use serde::{Deserialize, Serialize};
     shortname = "kvc",
     namespaced,
     status = "KVClusterStatus",
+    // `kubectl scale kvcluster kv --replicas 5`: the same field an edit of
+    // the spec changes, so the same rules and the same one-node-at-a-time
+    // scaling apply.
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.readyReplicas"
+    ),
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
@@ -343,5 +350,29 @@ mod tests {
         );
         assert!(!spec.consistency.last_write_wins);
         assert!(!spec.consistency.strict_quorum, "sloppy quorums by default");
+    }
+
+    #[test]
+    fn kubectl_scale_changes_the_spec_replicas() {
+        use kube::CustomResourceExt as _;
+        let crd = KVCluster::crd();
+        let scale = crd.spec.versions[0]
+            .subresources
+            .as_ref()
+            .and_then(|s| s.scale.as_ref())
+            .expect("a scale subresource");
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.readyReplicas");
+        // The paths name the fields the types serialize.
+        let spec: KVClusterSpec =
+            serde_json::from_value(serde_json::json!({ "image": "i", "replicas": 5 }))
+                .expect("parses");
+        assert_eq!(spec.replicas, 5);
+        let status = serde_json::to_value(KVClusterStatus {
+            ready_replicas: 4,
+            ..KVClusterStatus::default()
+        })
+        .expect("serializes");
+        assert_eq!(status["readyReplicas"], 4);
     }
 }
