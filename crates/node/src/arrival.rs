@@ -182,8 +182,7 @@ enum Message {
     /// Reading a header: its bytes so far.
     Header { bytes: [u8; HEADER], read: usize },
     /// Passing a body: bytes still to come, and the share admitted for
-    /// them (none for a unary write, whose share went to the service, or
-    /// for a message longer than tonic takes).
+    /// them (none for a unary write, whose share went to the service).
     Body {
         remaining: usize,
         _share: Option<Share>,
