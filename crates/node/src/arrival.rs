@@ -309,7 +309,9 @@ impl http_body::Body for Arriving {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A refusal still to return is one more frame, even when the
+        // inner body has given its last.
+        self.refused.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -462,6 +464,17 @@ mod tests {
             .await
             .expect("a frame")
             .expect_err("then the refusal");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        // The same in the body's last frame: the refusal still follows it.
+        let mut last = arriving(&[], &layer, false);
+        last.inner = Body::new(http_body_util::Full::new(Bytes::from(frame.clone())));
+        let passed = last.frame().await.expect("a frame").expect("the first");
+        assert_eq!(passed.into_data().expect("data").len(), first.len());
+        assert!(
+            !http_body::Body::is_end_stream(&last),
+            "the refusal is still to come"
+        );
+        let status = last.frame().await.expect("a frame").expect_err("refused");
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         // A header split across frames: its first bytes passed with the
         // frame before, so the refusal comes at once.
