@@ -37,10 +37,11 @@ pub use ids::NodeId;
 pub use known::{KnownMembers, KnownMembersError, MemberRecord};
 pub use latency::{LatencyMeans, SLOW_FACTOR, SLOW_MARGIN, slow_ones_last};
 pub use membership::{
-    ClusterView, Departure, GossipError, KEY_DEPARTURES, KEY_GRPC_ADDRESS, KEY_INCARNATION,
-    KEY_INTERNAL_ADDRESS, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN, KEY_REPLICATION_FACTOR, KEY_STATE,
-    KEY_STOPPING, KEY_TOKENS, KEY_WRITE_POLICY, MAX_VNODES, NodeGossip, NodeInfo, Peer, Rejoin,
-    ReplicaTarget, format_departures, format_lost_data, parse_lost_data, parse_rejoin, rejoin_name,
+    ClusterView, DEPARTURE_VALUES, Departure, GossipError, KEY_DEPARTURES, KEY_GRPC_ADDRESS,
+    KEY_INCARNATION, KEY_INTERNAL_ADDRESS, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN,
+    KEY_REPLICATION_FACTOR, KEY_STATE, KEY_STOPPING, KEY_TOKENS, KEY_WRITE_POLICY,
+    MAX_DEPARTURES_VALUE, MAX_VNODES, NodeGossip, NodeInfo, Peer, Rejoin, ReplicaTarget,
+    departure_values, departures_key, format_lost_data, parse_lost_data, parse_rejoin, rejoin_name,
     rejoining, state_name,
 };
 pub use merkle::{Hash, MAX_DEPTH, MerkleTree, differing_children, key_hash};

@@ -41,9 +41,21 @@ pub const KEY_REPLICATION_FACTOR: &str = "replication_factor";
 pub const KEY_WRITE_POLICY: &str = "write_policy";
 /// Gossip key: the node's incarnation (random per data directory), hex.
 pub const KEY_INCARNATION: &str = "incarnation";
-/// Gossip key: members that are leaving by removal or have left, as this
-/// node knows them: `id:incarnation:state` entries, comma separated.
+/// Gossip keys `departures.0` to `departures.f`: members that are leaving
+/// by removal or have left, as this node knows them, `id:incarnation:state`
+/// entries, comma separated, each in the value its id hashes to (see
+/// [`departure_values`]).
 pub const KEY_DEPARTURES: &str = "departures";
+/// How many gossip values carry a node's departures. Chitchat sends a value
+/// whole in one datagram, so one value for every departure would stop
+/// reaching peers at 750 to 3,000 removed members (up to 88 bytes each),
+/// and with it every later change of the node's state. Sixteen values of at
+/// most [`MAX_DEPARTURES_VALUE`] bytes hold more than 4,000 of the longest
+/// ids; an entry stays in its value, so a new departure changes one value.
+pub const DEPARTURE_VALUES: usize = 16;
+/// Most bytes of one departures value: with the sender's digest of every
+/// member and the gossip key's tag, it fits a UDP datagram.
+pub const MAX_DEPARTURES_VALUE: usize = 24 * 1024;
 /// Gossip key: members whose current incarnation started without the
 /// data of the one before it, as this node recorded them:
 /// `id:incarnation` entries, comma separated. Read only by the member
@@ -148,11 +160,15 @@ impl NodeGossip {
                 KEY_INCARNATION.to_owned(),
                 format!("{:x}", self.incarnation),
             ),
-            (
-                KEY_DEPARTURES.to_owned(),
-                format_departures(&self.departures),
-            ),
         ];
+        let (departures, _) = departure_values(&self.departures);
+        values.extend(
+            departures
+                .into_iter()
+                .enumerate()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(i, value)| (departures_key(i), value)),
+        );
         if !self.internal_address.is_empty() {
             values.push((
                 KEY_INTERNAL_ADDRESS.to_owned(),
@@ -203,7 +219,7 @@ impl NodeGossip {
                     incarnation = u64::from_str_radix(value, 16)
                         .map_err(|_| unreadable(KEY_INCARNATION, value))?;
                 }
-                KEY_DEPARTURES => departures = parse_departures(value)?,
+                key if is_departures_key(key) => departures.extend(parse_departures(value)?),
                 KEY_REJOIN => {
                     rejoin = parse_rejoin(value).ok_or_else(|| unreadable(KEY_REJOIN, value))?;
                 }
@@ -245,14 +261,42 @@ pub fn parse_rejoin(value: &str) -> Option<Rejoin> {
     }
 }
 
-/// `id:incarnation:state` entries, comma separated.
+/// The gossip key of departures value `i` (of [`DEPARTURE_VALUES`]).
 #[must_use]
-pub fn format_departures(departures: &[Departure]) -> String {
-    departures
-        .iter()
-        .map(|d| format!("{}:{:x}:{}", d.id, d.incarnation, state_name(d.state)))
-        .collect::<Vec<_>>()
-        .join(",")
+pub fn departures_key(i: usize) -> String {
+    format!("{KEY_DEPARTURES}.{i:x}")
+}
+
+/// Whether `key` is one of [`departures_key`]'s (or the single value of
+/// nodes from before them).
+fn is_departures_key(key: &str) -> bool {
+    key.strip_prefix(KEY_DEPARTURES)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// `departures` as [`DEPARTURE_VALUES`] gossip values (empty ones
+/// included, by index), each `id:incarnation:state` entries, comma
+/// separated, in the value the id hashes to; and how many departures were
+/// left out because their value was full ([`MAX_DEPARTURES_VALUE`]).
+#[must_use]
+pub fn departure_values(departures: &[Departure]) -> (Vec<String>, usize) {
+    let mut values = vec![String::new(); DEPARTURE_VALUES];
+    let mut left_out = 0;
+    for d in departures {
+        let entry = format!("{}:{:x}:{}", d.id, d.incarnation, state_name(d.state));
+        let hash = crate::Token::of(d.id.as_str().as_bytes()).0;
+        let i = usize::from(hash.to_le_bytes()[0]) % DEPARTURE_VALUES;
+        let value = &mut values[i];
+        if value.len() + 1 + entry.len() > MAX_DEPARTURES_VALUE {
+            left_out += 1;
+            continue;
+        }
+        if !value.is_empty() {
+            value.push(',');
+        }
+        value.push_str(&entry);
+    }
+    (values, left_out)
 }
 
 fn parse_departures(value: &str) -> Result<Vec<Departure>, GossipError> {
@@ -709,6 +753,111 @@ mod tests {
                 value: "half".to_owned()
             })
         );
+    }
+
+    /// `count` departures of the longest ids a node may have.
+    fn many_departures(count: usize) -> Vec<Departure> {
+        (0..count)
+            .map(|i| Departure {
+                id: NodeId::new(format!("{i:0>63}")).expect("63 digits"),
+                incarnation: u64::MAX - i as u64,
+                state: if i % 2 == 0 {
+                    NodeState::Left
+                } else {
+                    NodeState::Leaving
+                },
+            })
+            .collect()
+    }
+
+    fn read_back(kvs: &[(String, String)]) -> NodeGossip {
+        NodeGossip::from_key_values(kvs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .expect("parses")
+    }
+
+    #[test]
+    fn thousands_of_departures_travel_in_values_that_each_fit_a_datagram() {
+        let mut g = gossip(1);
+        g.departures = many_departures(4_000);
+        let (values, left_out) = departure_values(&g.departures);
+        assert_eq!(left_out, 0);
+        assert_eq!(values.len(), DEPARTURE_VALUES);
+        let total: usize = values.iter().map(String::len).sum();
+        assert!(total > 4 * 65_507, "{total} bytes: far beyond one datagram");
+        let kvs = g.to_key_values();
+        let departure_kvs: Vec<_> = kvs
+            .iter()
+            .filter(|(k, _)| k.starts_with(KEY_DEPARTURES))
+            .collect();
+        assert_eq!(departure_kvs.len(), DEPARTURE_VALUES);
+        for (key, value) in &departure_kvs {
+            assert!(
+                value.len() <= MAX_DEPARTURES_VALUE,
+                "{key}: {}",
+                value.len()
+            );
+        }
+        let mut back = read_back(&kvs).departures;
+        let key = |d: &Departure| d.id.clone();
+        back.sort_by_key(key);
+        g.departures.sort_by_key(key);
+        assert_eq!(back, g.departures, "every departure read back as it was");
+        // One more departure changes one value only.
+        let mut more = g.departures.clone();
+        more.push(Departure {
+            id: node(7),
+            incarnation: 1,
+            state: NodeState::Left,
+        });
+        let (after, _) = departure_values(&more);
+        let changed = values.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert_eq!(changed, 1);
+        // Few departures: only the values that hold one are published.
+        let few = gossip(2).to_key_values();
+        let keys: Vec<_> = few
+            .iter()
+            .filter(|(k, _)| k.starts_with(KEY_DEPARTURES))
+            .collect();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(read_back(&few).departures, gossip(2).departures);
+    }
+
+    #[test]
+    fn departures_beyond_their_values_are_left_out_not_sent_whole() {
+        let departures = many_departures(10_000);
+        let (values, left_out) = departure_values(&departures);
+        assert!(left_out > 0 && left_out < 10_000, "{left_out}");
+        assert!(values.iter().all(|v| v.len() <= MAX_DEPARTURES_VALUE));
+        let kept: usize = values.iter().map(|v| v.split(',').count()).sum();
+        assert_eq!(kept + left_out, 10_000);
+    }
+
+    #[test]
+    fn a_single_departures_value_is_still_read() {
+        let mut kvs = gossip(2).to_key_values();
+        kvs.retain(|(k, _)| !k.starts_with(KEY_DEPARTURES));
+        kvs.push((
+            KEY_DEPARTURES.to_owned(),
+            "n5:a:left,n6:b:leaving".to_owned(),
+        ));
+        let ids: Vec<_> = read_back(&kvs)
+            .departures
+            .iter()
+            .map(|d| (d.id.to_string(), d.incarnation, d.state))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("n5".to_owned(), 10, NodeState::Left),
+                ("n6".to_owned(), 11, NodeState::Leaving)
+            ]
+        );
+        // A key that only begins like it is someone else's.
+        kvs.push((
+            "departures_v2".to_owned(),
+            "not:a:departure:list".to_owned(),
+        ));
+        assert_eq!(read_back(&kvs).departures.len(), 2);
     }
 
     /// A member that lost its data keeps its place among its ranges'

@@ -636,6 +636,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn thousands_of_departed_members_reach_a_peer_sealed() {
+        // 4,000 of the longest ids: some 290 KB of departures, which one
+        // value would never have carried (chitchat sends a value whole).
+        let departures = (0..4_000_u64)
+            .map(|i| strata_cluster::Departure {
+                id: strata_cluster::NodeId::new(format!("{i:0>63}")).expect("id"),
+                incarnation: u64::MAX - i,
+                state: strata_cluster::NodeState::Left,
+            })
+            .collect();
+        let id = strata_cluster::NodeId::new("a-node-that-saw-many-leave").expect("id");
+        let gossip = strata_cluster::NodeGossip {
+            grpc_address: "10.0.0.1:7400".to_owned(),
+            internal_address: String::new(),
+            gossip_address: String::new(),
+            tokens: strata_cluster::tokens_for(&id, 256),
+            state: strata_cluster::NodeState::Normal,
+            load_bytes: 0,
+            incarnation: 3,
+            departures,
+            rejoin: strata_cluster::Rejoin::None,
+        };
+        b_hears_all_of_a(Some(SECRET), gossip.to_key_values()).await;
+    }
+
+    #[tokio::test]
     async fn a_delta_that_fills_a_datagram_still_gets_through_sealed() {
         // Far more than one datagram of small values: chitchat fills each
         // delta up to the largest UDP payload, leaving no room for a tag.

@@ -22,10 +22,10 @@ use crate::ring_file;
 use crate::twin::{Sighting, Twin, TwinWatch};
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use strata_cluster::{
-    ClusterView, Departure, KEY_DEPARTURES, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN,
-    KEY_REPLICATION_FACTOR, KEY_STATE, KEY_STOPPING, KEY_TOKENS, KEY_WRITE_POLICY, KnownMembers,
-    NodeGossip, NodeId, NodeState, Peer, Rejoin, Token, format_departures, format_lost_data,
-    parse_lost_data, rejoin_name, state_name,
+    ClusterView, Departure, KEY_LOAD, KEY_LOST_DATA, KEY_REJOIN, KEY_REPLICATION_FACTOR, KEY_STATE,
+    KEY_STOPPING, KEY_TOKENS, KEY_WRITE_POLICY, KnownMembers, NodeGossip, NodeId, NodeState, Peer,
+    Rejoin, Token, departure_values, departures_key, format_lost_data, parse_lost_data,
+    rejoin_name, state_name,
 };
 use tokio::sync::watch;
 
@@ -110,9 +110,9 @@ pub struct Membership {
     /// Removals this node runs: departures it gossips for a member that
     /// cannot speak for itself.
     removing: std::sync::Mutex<Vec<Departure>>,
-    /// What this node last gossiped as departures and as members that
-    /// lost their data.
-    gossiped: tokio::sync::Mutex<(String, String)>,
+    /// What this node last gossiped as departures (the values of
+    /// `departures_key(0..)`) and as members that lost their data.
+    gossiped: tokio::sync::Mutex<(Vec<String>, String)>,
     /// Turns true when the cluster says this incarnation was removed.
     removed: watch::Sender<bool>,
     /// Other processes gossiping under this node's id.
@@ -233,7 +233,7 @@ impl Membership {
             }),
             own: std::sync::Mutex::new((me.state, me.incarnation)),
             removing: std::sync::Mutex::new(Vec::new()),
-            gossiped: tokio::sync::Mutex::new((format_departures(&me.departures), String::new())),
+            gossiped: tokio::sync::Mutex::new((departure_values(&me.departures).0, String::new())),
             removed: watch::Sender::new(false),
             // Ten gossip rounds of a rising heartbeat: far longer than an
             // earlier incarnation's last heartbeats take to arrive.
@@ -707,13 +707,24 @@ impl Membership {
             departures.retain(|k| k.id != d.id);
             departures.push(d.clone());
         }
-        let departures = format_departures(&departures);
+        let (departures, left_out) = departure_values(&departures);
         let lost_data = format_lost_data(&known.lost_data());
         let mut gossiped = self.gossiped.lock().await;
         if gossiped.0 != departures || gossiped.1 != lost_data {
+            if left_out > 0 {
+                tracing::warn!(
+                    node = %self.node_id,
+                    left_out,
+                    "too many removed members to gossip them all: a member that was down while one of those left is not told of it by this node"
+                );
+            }
             let mut chitchat = self.chitchat.lock().await;
             let state = chitchat.self_node_state();
-            state.set(KEY_DEPARTURES, departures.clone());
+            for (i, (new, old)) in departures.iter().zip(&gossiped.0).enumerate() {
+                if new != old {
+                    state.set(departures_key(i), new.clone());
+                }
+            }
             state.set(KEY_LOST_DATA, lost_data.clone());
             *gossiped = (departures, lost_data);
         }
