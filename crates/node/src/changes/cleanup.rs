@@ -46,7 +46,7 @@ impl Changes {
     pub fn cleanup(self: &Arc<Self>) -> Result<Operation, ChangeError> {
         let op = self
             .try_begin(OperationKind::Cleanup)
-            .map_err(|running| busy(&running, OperationKind::Cleanup))?;
+            .map_err(|running| self.busy(&running, OperationKind::Cleanup))?;
         let refused = if let Some(change) = change_anywhere(&self.ctx.view()) {
             Some(format!(
                 "a topology change is in progress ({change}); clean up once it has finished"

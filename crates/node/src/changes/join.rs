@@ -13,7 +13,7 @@ impl Changes {
         let op = match self.take_slot(OperationKind::Join).await {
             Ok(op) => op,
             Err(running) if running.kind == OperationKind::Join as i32 => return Ok(*running),
-            Err(running) => return Err(busy(&running, OperationKind::Join)),
+            Err(running) => return Err(self.busy(&running, OperationKind::Join)),
         };
         let refused = match self.own_state() {
             Some(NodeState::Normal) => Some("this node is already a normal member of the ring"),
@@ -43,7 +43,7 @@ impl Changes {
         let op = self
             .take_slot(OperationKind::Join)
             .await
-            .map_err(|running| busy(&running, OperationKind::Join))?;
+            .map_err(|running| self.busy(&running, OperationKind::Join))?;
         let this = Arc::clone(self);
         tokio::spawn(async move { this.run_join(true).await });
         Ok(op)

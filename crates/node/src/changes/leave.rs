@@ -16,7 +16,7 @@ impl Changes {
             Err(running) if running.kind == OperationKind::Decommission as i32 => {
                 return Ok(*running);
             }
-            Err(running) => return Err(busy(&running, OperationKind::Decommission)),
+            Err(running) => return Err(self.busy(&running, OperationKind::Decommission)),
         };
         if self.own_state() != Some(NodeState::Leaving)
             && let Err(refused) = self.check_decommission(&self.ctx.view())

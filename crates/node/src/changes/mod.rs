@@ -17,6 +17,7 @@
 //! metrics.
 
 mod agreement;
+mod busy;
 mod cleanup;
 mod in_progress;
 mod join;
@@ -55,6 +56,7 @@ pub use stream::{Copied, StreamError, batch_bytes};
 pub(crate) use rejoin_file::load as load_rejoin;
 pub(crate) use runs::{RunError, Runs};
 
+use busy::Busy;
 use futures::StreamExt as _;
 use progress::Progress;
 use stream::{Sink, Source, copy_range};
@@ -125,10 +127,11 @@ pub enum ChangeError {
 const REMEMBERED: usize = 16;
 
 /// How long a change waits for a cleanup running here to stop (it stops
-/// within a batch of deletes, or once its ring check returns) before it is
-/// refused: less than a client's default deadline (10 s), so the caller
-/// hears the outcome.
-const CLEANUP_STOP_WAIT: Duration = Duration::from_secs(8);
+/// within a batch of deletes, or once its ring check returns), or for a
+/// join that has announced `normal` to be routed, before it is refused:
+/// less than a client's default deadline (10 s), so the caller hears the
+/// outcome.
+const BUSY_WAIT: Duration = Duration::from_secs(8);
 
 /// Runs this node's topology changes.
 #[derive(Debug)]
@@ -238,23 +241,31 @@ impl Changes {
 
     /// Makes a new topology change `kind` the running operation. A
     /// cleanup running here yields to it: it is asked to stop and awaited
-    /// (it runs again by itself once the ring settles). Any other
-    /// operation running here is returned.
+    /// (it runs again by itself once the ring settles); a join that only
+    /// waits for its `normal` to be routed is awaited (`busy.rs`). Any
+    /// other operation running here, or one of those still running after
+    /// `BUSY_WAIT`, is returned.
     async fn take_slot(&self, kind: OperationKind) -> Result<Operation, Box<Operation>> {
-        let deadline = tokio::time::Instant::now() + CLEANUP_STOP_WAIT;
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         loop {
-            match self.try_begin(kind) {
-                Err(running)
-                    if running.kind == OperationKind::Cleanup as i32
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    self.stop_cleanup
-                        .store(true, std::sync::atomic::Ordering::Release);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            let running = match self.try_begin(kind) {
+                Err(running) if tokio::time::Instant::now() < deadline => running,
                 outcome => return outcome,
+            };
+            match busy::when_busy(&running, kind, self.own_state()) {
+                Busy::StopCleanup => self
+                    .stop_cleanup
+                    .store(true, std::sync::atomic::Ordering::Release),
+                Busy::AwaitEnd => {}
+                Busy::Refuse => return Err(running),
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The refusal of a `wanted` change because `running` runs here.
+    fn busy(&self, running: &Operation, wanted: OperationKind) -> ChangeError {
+        busy::refusal(running, wanted, self.ctx.id.as_str())
     }
 
     /// Drops `op`, claimed but refused before it started: it is not
@@ -522,20 +533,6 @@ impl Changes {
         .await
         .map(|_| ())
     }
-}
-
-/// The refusal of a `wanted` operation because `running` runs here (a
-/// cleanup still running when a change asked it to stop: `take_slot`).
-fn busy(running: &Operation, wanted: OperationKind) -> ChangeError {
-    let yields = running.kind == OperationKind::Cleanup as i32 && wanted != OperationKind::Cleanup;
-    ChangeError::Refused(if yields {
-        format!(
-            "this node's cleanup {} has not stopped yet; try again in a few seconds",
-            running.id
-        )
-    } else {
-        format!("this node is running operation {} already", running.id)
-    })
 }
 
 fn proto_state(state: i32) -> NodeState {

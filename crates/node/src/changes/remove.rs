@@ -16,7 +16,7 @@ impl Changes {
         let mut op = self
             .take_slot(OperationKind::RemoveNode)
             .await
-            .map_err(|running| busy(&running, OperationKind::RemoveNode))?;
+            .map_err(|running| self.busy(&running, OperationKind::RemoveNode))?;
         if let Err(refused) = self.check_removal(&self.ctx.view(), target) {
             self.abandon(&op);
             return Err(refused);
