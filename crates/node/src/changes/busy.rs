@@ -32,8 +32,12 @@ pub(super) fn when_busy(
     let running_kind = OperationKind::try_from(running.kind).unwrap_or(OperationKind::Unspecified);
     match running_kind {
         OperationKind::Cleanup if wanted != OperationKind::Cleanup => Busy::StopCleanup,
+        // A join asked during a join is answered with the running one.
         OperationKind::Join
-            if wanted != OperationKind::Cleanup && own == Some(NodeState::Normal) =>
+            if matches!(
+                wanted,
+                OperationKind::Decommission | OperationKind::RemoveNode
+            ) && own == Some(NodeState::Normal) =>
         {
             Busy::AwaitEnd
         }
@@ -75,11 +79,7 @@ mod tests {
     #[test]
     fn a_join_that_only_waits_to_be_routed_is_waited_for() {
         let join = running(OperationKind::Join);
-        for wanted in [
-            OperationKind::Decommission,
-            OperationKind::Join,
-            OperationKind::RemoveNode,
-        ] {
+        for wanted in [OperationKind::Decommission, OperationKind::RemoveNode] {
             assert_eq!(
                 when_busy(&join, wanted, Some(NodeState::Normal)),
                 Busy::AwaitEnd
@@ -89,11 +89,14 @@ mod tests {
                 assert_eq!(when_busy(&join, wanted, own), Busy::Refuse);
             }
         }
-        // An automatic cleanup just tries again later.
-        assert_eq!(
-            when_busy(&join, OperationKind::Cleanup, Some(NodeState::Normal)),
-            Busy::Refuse
-        );
+        // A join asked again gets the running one at once; an automatic
+        // cleanup just tries again later.
+        for wanted in [OperationKind::Join, OperationKind::Cleanup] {
+            assert_eq!(
+                when_busy(&join, wanted, Some(NodeState::Normal)),
+                Busy::Refuse
+            );
+        }
     }
 
     #[test]
