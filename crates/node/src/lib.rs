@@ -28,6 +28,7 @@ pub mod gossip_auth;
 pub mod gossip_health;
 pub mod gossip_settle;
 pub mod hints;
+pub mod listeners;
 pub mod lost_data;
 pub mod membership;
 pub mod metrics;

@@ -283,10 +283,18 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
     tracing::info!(%id, ?boot, "starting");
     let max_connections = max_connections(config.max_connections);
     let bind = |addr: SocketAddr| move |source| RunError::Bind { addr, source };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(bind(config.listen))?;
-    let addr = listener.local_addr().map_err(bind(config.listen))?;
+    let crate::listeners::Listeners {
+        grpc: (listener, addr),
+        internal,
+        gossip: gossip_listen,
+        gossip_port,
+    } = crate::listeners::Listeners::bind(
+        config.listen,
+        config.internal_listen,
+        config.gossip_listen,
+    )
+    .await
+    .map_err(|(addr, source)| RunError::Bind { addr, source })?;
     let host = match config.advertised_host() {
         Some(host) => host,
         None if addr.ip().is_unspecified() => {
@@ -297,21 +305,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         None => strata_cluster::host_of(addr.ip()),
     };
     let grpc_address = format!("{host}:{}", addr.port());
-    let internal = match config.internal_listen {
-        Some(at) => {
-            let listener = tokio::net::TcpListener::bind(at).await.map_err(bind(at))?;
-            let local = listener.local_addr().map_err(bind(at))?;
-            Some((listener, local))
-        }
-        None => None,
-    };
     let internal_address = internal
         .as_ref()
         .map(|(_, local)| format!("{host}:{}", local.port()));
-    // Gossip defaults to the internal (else the gRPC) port, over UDP.
-    let gossip_listen = config
-        .gossip_listen
-        .unwrap_or_else(|| internal.as_ref().map_or(addr, |(_, local)| *local));
     let gossip_address = if gossip_listen.ip().is_unspecified() {
         tokio::net::lookup_host((host.as_str(), gossip_listen.port()))
             .await
@@ -348,6 +344,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, RunError> {
         rejoin,
     };
     let metrics = Arc::new(Metrics::new());
+    // Gossip binds the UDP port held for it since the TCP bind.
+    drop(gossip_port);
     let membership = Membership::start(
         GossipConfig {
             node_id: id.clone(),
