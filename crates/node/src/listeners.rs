@@ -49,32 +49,27 @@ impl Listeners {
                 None => None,
             };
             // Gossip rides on a TCP port the OS picked: hold its UDP twin.
-            let (gossip_listen, picked) = match (gossip, &internal_listener, internal) {
-                (Some(at), _, _) => (at, false),
-                (None, Some((_, local)), Some(asked)) => (*local, asked.port() == 0),
-                _ => (grpc_listener.1, grpc.port() == 0),
+            let (gossip_listen, picked) = match (gossip, &internal_listener) {
+                (Some(at), _) => (at, false),
+                (None, Some((_, local))) => (*local, internal.is_some_and(|at| at.port() == 0)),
+                (None, None) => (grpc_listener.1, grpc.port() == 0),
             };
-            if !picked {
-                return Ok(Self {
-                    grpc: grpc_listener,
-                    internal: internal_listener,
-                    gossip: gossip_listen,
-                    gossip_port: None,
-                });
-            }
-            match std::net::UdpSocket::bind(gossip_listen) {
-                Ok(reserved) => {
-                    return Ok(Self {
-                        grpc: grpc_listener,
-                        internal: internal_listener,
-                        gossip: gossip_listen,
-                        gossip_port: Some(reserved),
-                    });
+            let gossip_port = if picked {
+                match std::net::UdpSocket::bind(gossip_listen) {
+                    Ok(reserved) => Some(reserved),
+                    Err(e) if attempt >= ATTEMPTS => return Err((gossip_listen, e)),
+                    // Taken: drop these listeners and let the OS pick again.
+                    Err(_) => continue,
                 }
-                Err(e) if attempt >= ATTEMPTS => return Err((gossip_listen, e)),
-                // Taken: drop these listeners and let the OS pick again.
-                Err(_) => {}
-            }
+            } else {
+                None
+            };
+            return Ok(Self {
+                grpc: grpc_listener,
+                internal: internal_listener,
+                gossip: gossip_listen,
+                gossip_port,
+            });
         }
     }
 }
